@@ -1,0 +1,371 @@
+"""``TRPO``: the agent users build, ``compile``, ``fit``, ``evaluate``, ``predict`` and ``save``."""
+from __future__ import annotations
+
+import collections
+import time
+from typing import Any, Optional, Sequence
+
+import gymnasium as gym
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_trpo import __version__
+from keras_trpo.actor import Actor
+from keras_trpo.callbacks import TimestepProgbar
+from keras_trpo.config import ConfigError, TRPOConfig, default_config
+from keras_trpo.distributions import family_for
+from keras_trpo.envs import EnvSpec, env_id_of, make_vec_env
+from keras_trpo.gae import compute_gae
+from keras_trpo.layers import ObservationNormalizer
+from keras_trpo.learner import Learner, minibatch_indices
+from keras_trpo.networks import TorsoSpec, build_policy_model, build_value_model
+from keras_trpo.rollout import Rollout, RolloutCollector
+from keras_trpo.running_stats import RewardScaler, RunningMeanStd
+from keras_trpo.serialization import read_agent_file, write_agent_file
+from keras_trpo.spaces import check_observation_space, check_observations, obs_shape, space_from_json, space_to_json
+
+
+def _spaces_of(env: EnvSpec) -> tuple[gym.Space, gym.Space]:
+    if isinstance(env, gym.vector.VectorEnv):
+        return env.single_observation_space, env.single_action_space
+    if isinstance(env, gym.Env):
+        return env.observation_space, env.action_space
+    probe = gym.make(env) if isinstance(env, str) else env()
+    try:
+        return probe.observation_space, probe.action_space
+    finally:
+        probe.close()
+
+
+class TRPO:
+    """Trust Region Policy Optimization (Schulman et al. 2015) with a Keras-style API.
+
+    Args:
+      env: a gymnasium env id, an ``Env`` instance, a ``VectorEnv`` (same-step
+        autoreset), or a factory returning an ``Env``.
+      seed: seeds network init, env resets, action sampling and minibatches.
+      torso: ``None`` for the MLP of ``hidden_sizes``, or any Keras model/layer
+        mapping the (normalised) observation to features (a CNN for images); the
+        value network gets a fresh clone of it.
+      config: a ``TRPOConfig``; by default the tuned settings for ``env``'s family.
+      **hyperparameters: overrides applied on top of ``config`` (same names).
+    """
+
+    def __init__(self, env: EnvSpec, *, seed: int = 0, torso: TorsoSpec = None, config: Optional[TRPOConfig] = None,
+                 env_kwargs: Optional[dict] = None, **hyperparameters: Any):
+        self.env_spec = env
+        self.env_id = env_id_of(env)
+        self.env_kwargs = dict(env_kwargs or {})
+        self.seed = int(seed)
+        self.config = (config or default_config(self.env_id)).replace(**hyperparameters)
+        self.observation_space, self.action_space = _spaces_of(env) if env is not None else (None, None)
+        self._torso_spec = torso
+        self._init_state()
+        if env is not None:
+            self._build_models()
+            self.compile()
+
+    # ------------------------------------------------------------------ setup
+    def _init_state(self) -> None:
+        self.num_timesteps = 0
+        self.iterations = 0
+        self.stop_training = False
+        self.history: Optional[keras.callbacks.History] = None
+        self.train_function = None  # Keras callbacks (TensorBoard) look for it
+        self._venv: Optional[gym.vector.VectorEnv] = None
+        self._collector: Optional[RolloutCollector] = None
+        self._rng = np.random.default_rng(self.seed)
+        self._predict_rng = np.random.default_rng(self.seed + 1)
+        self._episodes: collections.deque = collections.deque(maxlen=100)
+        self._reward_scaler: Optional[RewardScaler] = None
+        self._reward_scaler_state: Optional[dict] = None
+
+    def _build_models(self) -> None:
+        check_observation_space(self.observation_space)
+        self.family = family_for(self.action_space)
+        keras.utils.set_random_seed(self.seed)
+        cfg = self.config
+        common = dict(hidden=cfg.hidden_sizes, activation=cfg.activation, seed=self.seed,
+                      normalize_obs=self._normalizes_obs(cfg))
+        self.policy_model = build_policy_model(self.observation_space, self.family, torso=self._torso_spec,
+                                               log_std_init=cfg.log_std_init, **common)
+        self.value_model = build_value_model(self.observation_space, torso=self._torso_spec, **common)
+        self._after_models()
+
+    def _normalizes_obs(self, cfg: TRPOConfig) -> bool:
+        return bool(cfg.normalize_obs) and isinstance(self.observation_space, gym.spaces.Box)
+
+    def _after_models(self) -> None:
+        self.obs_rms = RunningMeanStd(obs_shape(self.observation_space))
+        self.actor = Actor(self.policy_model, self.family)
+        self._normalizers = [l for m in (self.policy_model, self.value_model) for l in m.layers
+                             if isinstance(l, ObservationNormalizer)]
+
+    def compile(self, value_optimizer: Optional[keras.optimizers.Optimizer | str] = None, **hyperparameters: Any) -> "TRPO":
+        """Set hyperparameters (``TRPOConfig`` names) and the value optimizer (Adam by default).
+
+        Architecture settings (hidden sizes, activation, normalisation) must be
+        given to the constructor, since the networks already exist.
+        """
+        fixed = {"hidden_sizes", "activation", "normalize_obs", "log_std_init"} & set(hyperparameters)
+        if fixed:
+            raise ConfigError(f"{', '.join(sorted(fixed))} shape the networks; pass them to TRPO(...), not compile()")
+        if "max_kl" in hyperparameters and not (isinstance(hyperparameters["max_kl"], (int, float)) and hyperparameters["max_kl"] > 0):
+            raise ConfigError(f"max_kl must be a positive number, got {hyperparameters['max_kl']!r}")
+        self.config = self.config.replace(**hyperparameters)
+        if isinstance(value_optimizer, str):
+            value_optimizer = keras.optimizers.get(value_optimizer)
+        self.optimizer = value_optimizer or keras.optimizers.Adam(learning_rate=self.config.value_learning_rate)
+        self.learner = Learner(self.policy_model, self.value_model, self.family, self.config, self.optimizer)
+        return self
+
+    # ------------------------------------------------------------------ training
+    def _ensure_env(self) -> None:
+        if self._collector is not None:
+            return
+        if self.env_spec is None:
+            raise ValueError("this agent has no environment: pass env= to keras_trpo.load() to continue training")
+        self._venv = make_vec_env(self.env_spec, self.config.n_envs, self.config.vectorization, self.env_kwargs)
+        if self._venv.num_envs != self.config.n_envs:
+            self.config = self.config.replace(n_envs=self._venv.num_envs)
+        if self.config.normalize_reward:
+            self._reward_scaler = RewardScaler(self._venv.num_envs, self.config.gamma)
+            if self._reward_scaler_state is not None:
+                self._reward_scaler.stats.load_state(self._reward_scaler_state)
+        # A continued run resets with a different seed so it does not replay the first episodes.
+        self._collector = RolloutCollector(self._venv, self.actor, self.observation_space, self._rng,
+                                           seed=self.seed + 7919 * self.iterations, reward_scaler=self._reward_scaler)
+
+    def fit(self, total_timesteps: int, callbacks: Optional[Sequence[keras.callbacks.Callback]] = None,
+            verbose: int = 1, reset_num_timesteps: bool = False) -> keras.callbacks.History:
+        """Train for ``total_timesteps`` more environment steps (rounded up to whole iterations).
+
+        Each TRPO iteration is a Keras "epoch": callbacks get ``on_epoch_end(iteration, logs)``
+        with the logged metrics, and the returned ``History`` has one entry per iteration.
+        """
+        if isinstance(total_timesteps, bool) or not isinstance(total_timesteps, (int, float)) or total_timesteps <= 0:
+            raise ConfigError(f"total_timesteps must be a positive number, got {total_timesteps!r}")
+        if reset_num_timesteps:
+            self.num_timesteps = 0
+        self._ensure_env()
+        target = self.num_timesteps + int(total_timesteps)
+        cbs = list(callbacks or [])
+        if verbose:
+            cbs.append(TimestepProgbar(int(total_timesteps), verbose=verbose))
+        cb = keras.callbacks.CallbackList(cbs, add_history=True, model=self, verbose=verbose,
+                                          epochs=None, steps=None, total_timesteps=int(total_timesteps))
+        self.stop_training = False
+        start_timesteps, start = self.num_timesteps, time.perf_counter()
+        cb.on_train_begin()
+        while self.num_timesteps < target and not self.stop_training:
+            cb.on_epoch_begin(self.iterations)
+            t0 = time.perf_counter()
+            rollout = self._collector.collect(self.config.n_steps)
+            t1 = time.perf_counter()
+            logs = self._learn(rollout)
+            t2 = time.perf_counter()
+            self.num_timesteps += rollout.n_steps
+            self._episodes.extend(zip(rollout.episode_returns, rollout.episode_lengths))
+            logs.update(self._episode_logs())
+            logs.update(timesteps=float(self.num_timesteps), rollout_s=t1 - t0, update_s=t2 - t1,
+                        steps_per_s=(self.num_timesteps - start_timesteps) / (t2 - start))
+            cb.on_epoch_end(self.iterations, logs)
+            self.iterations += 1
+        cb.on_train_end()
+        return self.history
+
+    def _episode_logs(self) -> dict[str, float]:
+        if not self._episodes:
+            return {"mean_return": float("nan"), "mean_length": float("nan")}
+        returns, lengths = zip(*self._episodes)
+        return {"mean_return": float(np.mean(returns)), "mean_length": float(np.mean(lengths))}
+
+    def _learn(self, r: Rollout) -> dict[str, float]:
+        """Values, GAE, the TRPO policy step and the critic fit for one rollout."""
+        cfg = self.config
+        T, E = r.rewards.shape
+        shape = obs_shape(self.observation_space)
+        flat_obs = r.obs.reshape((T * E,) + shape)
+        all_values = self.learner.values(np.concatenate([flat_obs, r.truncated_obs, r.last_obs]))
+        values = all_values[: T * E].reshape(T, E)
+        next_values = np.empty_like(values)
+        next_values[:-1] = values[1:]
+        next_values[-1] = all_values[-E:]
+        if len(r.truncated_index):
+            k = len(r.truncated_index)
+            next_values[r.truncated_index[:, 0], r.truncated_index[:, 1]] = all_values[T * E: T * E + k]
+        advantages, returns = compute_gae(r.rewards, values, next_values, r.terminated, r.episode_end,
+                                          cfg.gamma, cfg.gae_lambda)
+        adv = advantages.reshape(-1)
+        if cfg.normalize_advantage and adv.size > 1:
+            adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+        actions = r.actions.reshape((T * E,) + r.actions.shape[2:])
+        logs = self.learner.policy_update(flat_obs, actions, adv)
+        if logs["step_accepted"] == 0.0:
+            tf.get_logger().warning(
+                f"keras_trpo: iteration {self.iterations}: line search found no step with KL <= {cfg.max_kl} "
+                f"and an improved surrogate in {cfg.line_search_steps} tries; policy parameters kept"
+            )
+        ret = returns.reshape(-1)
+        batches = minibatch_indices(ret.size, cfg.value_batch_size, cfg.value_epochs, self._rng)
+        logs["value_loss"] = self.learner.value_update(flat_obs, ret, batches)
+        var_ret = np.var(ret)
+        logs["explained_variance"] = float(1 - np.var(ret - values.reshape(-1)) / var_ret) if var_ret > 0 else float("nan")
+        if self._normalizers:  # statistics lag one rollout so that pi_old is the policy that acted
+            self.obs_rms.update(flat_obs)
+            self._push_obs_stats()
+        self.actor.sync()
+        return logs
+
+    def _push_obs_stats(self) -> None:
+        for layer in self._normalizers:
+            layer.set_statistics(self.obs_rms.mean.astype(np.float32), self.obs_rms.var.astype(np.float32))
+
+    # ------------------------------------------------------------------ inference
+    def predict(self, obs: Any, deterministic: bool = True) -> np.ndarray:
+        """Env-ready action(s) for one observation or a batch (Box actions clipped to bounds)."""
+        batch, single = check_observations(obs, self.observation_space)
+        actions = self.family.to_env(self.actor.act(batch, self._predict_rng, deterministic))
+        return actions[0] if single else actions
+
+    def distribution(self, obs: Any):
+        """The policy's ``tfp.distributions.Distribution`` for a batch (or one) observation."""
+        batch, single = check_observations(obs, self.observation_space)
+        params = self.policy_model(tf.convert_to_tensor(batch), training=False)
+        if single:
+            params = {k: v[0] for k, v in params.items()}
+        return self.family.make(params)
+
+    def evaluate(self, episodes: int = 10, seed: int = 10_000, deterministic: bool = True,
+                 env: Optional[EnvSpec] = None, return_episode_returns: bool = False):
+        """Mean and std of the return of ``episodes`` episodes on a fresh env seeded ``seed + i``.
+
+        Observation statistics are frozen: evaluation never changes the agent.
+        """
+        spec = env if env is not None else self.env_spec
+        if spec is None or isinstance(spec, (gym.Env, gym.vector.VectorEnv)):
+            spec = self.env_id if env is None else spec
+        if spec is None:
+            raise ValueError("evaluate needs an env: pass env= (an id or a factory)")
+        if isinstance(spec, gym.vector.VectorEnv):
+            raise ValueError("evaluate takes an env id, an Env or a factory, not a VectorEnv")
+        eval_env = gym.make(spec, **self.env_kwargs) if isinstance(spec, str) else (spec if isinstance(spec, gym.Env) else spec())
+        rng = np.random.default_rng(seed)
+        returns = []
+        try:
+            for i in range(int(episodes)):
+                obs, _ = eval_env.reset(seed=seed + i)
+                done, total = False, 0.0
+                while not done:
+                    batch, _ = check_observations(obs, self.observation_space, "observation from the env")
+                    action = self.family.to_env(self.actor.act(batch, rng, deterministic))[0]
+                    obs, reward, terminated, truncated, _ = eval_env.step(action)
+                    total += float(reward)
+                    done = terminated or truncated
+                returns.append(total)
+        finally:
+            if eval_env is not self.env_spec:
+                eval_env.close()
+        mean, std = float(np.mean(returns)), float(np.std(returns))
+        return (mean, std, returns) if return_episode_returns else (mean, std)
+
+    # ------------------------------------------------------------------ Keras-style plumbing
+    @property
+    def layers(self) -> list:
+        return self.policy_model.layers + self.value_model.layers
+
+    def get_weights(self) -> list[np.ndarray]:
+        return self.policy_model.get_weights() + self.value_model.get_weights()
+
+    def set_weights(self, weights: list[np.ndarray]) -> None:
+        n = len(self.policy_model.weights)
+        self.policy_model.set_weights(weights[:n])
+        self.value_model.set_weights(weights[n:])
+        self.actor.sync()
+
+    def get_config(self) -> dict:
+        torso = None
+        if isinstance(self._torso_spec, keras.layers.Layer):
+            torso = keras.saving.serialize_keras_object(self._torso_spec)
+        return {"env": self.env_id, "seed": self.seed, "config": self.config.to_dict(), "torso": torso,
+                "env_kwargs": self.env_kwargs}
+
+    @classmethod
+    def from_config(cls, config: dict) -> "TRPO":
+        torso = config.get("torso")
+        if torso is not None:
+            torso = keras.saving.deserialize_keras_object(torso)
+        return cls(config["env"], seed=config.get("seed", 0), torso=torso,
+                   config=TRPOConfig.from_dict(config["config"]), env_kwargs=config.get("env_kwargs"))
+
+    def close(self) -> None:
+        if self._venv is not None:
+            self._venv.close()
+            self._venv, self._collector = None, None
+
+    def summary(self) -> None:
+        self.policy_model.summary()
+        self.value_model.summary()
+
+    # ------------------------------------------------------------------ save / load
+    def save(self, filepath: str, overwrite: bool = True) -> None:
+        """Write policy, value net, normaliser statistics, config and optimizer state to a ``.keras`` file."""
+        import os
+
+        if not str(filepath).endswith(".keras"):
+            raise ValueError(f"agent files end in .keras, got {filepath!r}")
+        if not overwrite and os.path.exists(filepath):
+            raise FileExistsError(f"{filepath!r} exists and overwrite=False")
+        state = {
+            "keras_trpo_version": __version__,
+            "env_id": self.env_id,
+            "env_kwargs": self.env_kwargs,
+            "seed": self.seed,
+            "config": self.config.to_dict(),
+            "observation_space": space_to_json(self.observation_space),
+            "action_space": space_to_json(self.action_space),
+            "num_timesteps": self.num_timesteps,
+            "iterations": self.iterations,
+            "obs_rms": self.obs_rms.state(),
+            "reward_rms": (self._reward_scaler.stats.state() if self._reward_scaler else self._reward_scaler_state),
+            "rng": self._rng.bit_generator.state,
+        }
+        opt = self.optimizer
+        write_agent_file(filepath, self.policy_model, self.value_model, state,
+                         keras.optimizers.serialize(opt), [np.asarray(v) for v in opt.variables])
+
+    @classmethod
+    def load(cls, filepath: str, env: Optional[EnvSpec] = None) -> "TRPO":
+        parts = read_agent_file(filepath)
+        s = parts["state"]
+        agent = cls.__new__(cls)
+        agent.env_spec = env if env is not None else s.get("env_id")
+        agent.env_id = env_id_of(env) if env is not None else s.get("env_id")
+        agent.env_kwargs = dict(s.get("env_kwargs") or {})
+        agent.seed = int(s["seed"])
+        agent.config = TRPOConfig.from_dict(s["config"])
+        agent.observation_space = space_from_json(s["observation_space"])
+        agent.action_space = space_from_json(s["action_space"])
+        agent._torso_spec = None
+        agent._init_state()
+        agent.family = family_for(agent.action_space)
+        agent.policy_model, agent.value_model = parts["policy"], parts["value"]
+        agent._after_models()
+        agent.obs_rms.load_state(s["obs_rms"])
+        agent._reward_scaler_state = s.get("reward_rms")
+        agent.num_timesteps, agent.iterations = int(s["num_timesteps"]), int(s["iterations"])
+        agent._rng.bit_generator.state = s["rng"]
+        optimizer = keras.optimizers.deserialize(parts["optimizer_config"])
+        agent.compile(value_optimizer=optimizer)
+        saved = parts["optimizer_variables"]
+        if len(saved) != len(optimizer.variables):
+            raise ValueError(f"{filepath!r}: optimizer state has {len(saved)} arrays, expected {len(optimizer.variables)}")
+        for var, value in zip(optimizer.variables, saved):
+            var.assign(value)
+        return agent
+
+
+def load(filepath: str, env: Optional[EnvSpec] = None) -> TRPO:
+    """Load an agent saved with ``TRPO.save``; pass ``env`` if it was not built from an env id."""
+    return TRPO.load(filepath, env=env)

@@ -1,0 +1,122 @@
+"""Hyperparameters: one dataclass, with rl-baselines3-zoo's TRPO settings as per-family defaults."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import gymnasium as gym
+
+
+class ConfigError(ValueError):
+    """A hyperparameter with a value TRPO cannot use."""
+
+
+@dataclass
+class TRPOConfig:
+    """Everything that decides how an agent learns (not where: env and seed live on the agent).
+
+    Defaults are sb3-contrib's TRPO defaults; ``default_config(env_id)`` applies
+    the tuned rl-baselines3-zoo settings for known env families.
+    """
+
+    n_envs: int = 1
+    n_steps: int = 2048  # per env per iteration
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    max_kl: float = 0.01  # trust-region radius delta
+    cg_iters: int = 15
+    cg_damping: float = 0.1
+    cg_residual_tol: float = 1e-10
+    line_search_steps: int = 10
+    line_search_shrink: float = 0.8
+    value_learning_rate: float = 1e-3
+    value_epochs: int = 10  # passes over the rollout per iteration
+    value_batch_size: int = 128
+    normalize_advantage: bool = True
+    normalize_obs: bool = False
+    normalize_reward: bool = False
+    obs_clip: float = 10.0
+    hidden_sizes: tuple = (64, 64)
+    activation: str = "tanh"
+    log_std_init: float = 0.0
+    vectorization: str = "sync"  # or "async": one subprocess per env
+    jit_compile: bool = True  # XLA for the update functions
+
+    def validate(self) -> "TRPOConfig":
+        def positive(name, integer=False):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or (integer and int(v) != v) or not v > 0:
+                raise ConfigError(f"{name} must be a positive {'integer' if integer else 'number'}, got {v!r}")
+
+        for name in ("n_envs", "n_steps", "cg_iters", "line_search_steps", "value_epochs", "value_batch_size"):
+            positive(name, integer=True)
+        for name in ("max_kl", "value_learning_rate", "obs_clip"):
+            positive(name)
+        for name in ("gamma", "gae_lambda"):
+            v = getattr(self, name)
+            if not 0.0 <= v <= 1.0:
+                raise ConfigError(f"{name} must be in [0, 1], got {v!r}")
+        if not 0.0 < self.line_search_shrink < 1.0:
+            raise ConfigError(f"line_search_shrink must be in (0, 1), got {self.line_search_shrink!r}")
+        if self.cg_damping < 0 or self.cg_residual_tol < 0:
+            raise ConfigError("cg_damping and cg_residual_tol must be >= 0")
+        if self.vectorization not in ("sync", "async"):
+            raise ConfigError(f"vectorization must be 'sync' or 'async', got {self.vectorization!r}")
+        if not self.hidden_sizes or any(int(h) <= 0 for h in self.hidden_sizes):
+            raise ConfigError(f"hidden_sizes must be positive layer widths, got {self.hidden_sizes!r}")
+        self.hidden_sizes = tuple(int(h) for h in self.hidden_sizes)
+        return self
+
+    def replace(self, **changes: Any) -> "TRPOConfig":
+        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise ConfigError(f"unknown hyperparameter(s): {', '.join(sorted(unknown))}")
+        return dataclasses.replace(self, **changes).validate()
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["hidden_sizes"] = list(self.hidden_sizes)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TRPOConfig":
+        d = dict(d)
+        if "hidden_sizes" in d:
+            d["hidden_sizes"] = tuple(d["hidden_sizes"])
+        return cls().replace(**d)
+
+
+# rl-baselines3-zoo hyperparams/trpo.yml, per env family.
+_CLASSIC_DISCRETE = dict(n_envs=2, n_steps=512, value_batch_size=512, cg_damping=1e-3, gae_lambda=0.98, gamma=0.99,
+                         value_learning_rate=1e-3, value_epochs=20)
+_MUJOCO = dict(normalize_obs=True, normalize_reward=True, n_envs=2, n_steps=1024, value_batch_size=128, gamma=0.99,
+               gae_lambda=0.95, cg_iters=25, cg_damping=0.1, value_epochs=20, value_learning_rate=1e-3, max_kl=0.01)
+_PER_ENV = {
+    "CartPole-v1": _CLASSIC_DISCRETE,
+    "Acrobot-v1": _CLASSIC_DISCRETE,
+    "MountainCar-v0": _CLASSIC_DISCRETE,
+    "Pendulum-v1": dict(n_envs=2, n_steps=1024, gamma=0.9, value_epochs=15),
+    "HalfCheetah-v5": dict(_MUJOCO, max_kl=0.04),
+    "HalfCheetah-v4": dict(_MUJOCO, max_kl=0.04),
+}
+
+
+def env_family(env_id: Optional[str]) -> str:
+    """'classic_discrete', 'pendulum', 'mujoco' or 'generic' (documented in the README)."""
+    if env_id in _PER_ENV:
+        return {"Pendulum-v1": "pendulum"}.get(env_id, "mujoco" if env_id.startswith("HalfCheetah") else "classic_discrete")
+    try:
+        entry = str(gym.spec(env_id).entry_point) if env_id else ""
+    except gym.error.Error:
+        entry = ""
+    return "mujoco" if "mujoco" in entry else "generic"
+
+
+def default_config(env_id: Optional[str]) -> TRPOConfig:
+    """Tuned defaults for ``env_id`` (sb3-contrib's plain defaults for unknown envs)."""
+    if env_id in _PER_ENV:
+        return TRPOConfig(**_PER_ENV[env_id]).validate()
+    if env_family(env_id) == "mujoco":
+        return TRPOConfig(**_MUJOCO).validate()
+    return TRPOConfig().validate()

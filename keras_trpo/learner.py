@@ -1,0 +1,126 @@
+"""The learning side: one ``tf.function`` for the TRPO policy step, one for the critic."""
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_trpo.cg import conjugate_gradient
+from keras_trpo.config import TRPOConfig
+from keras_trpo.distributions import Family
+from keras_trpo.fisher import fisher_vector_product, flat_gradient, flatten, unflatten
+from keras_trpo.line_search import backtracking_line_search
+
+
+class Learner:
+    """Updates a policy model by TRPO and a value model by minibatch regression."""
+
+    def __init__(self, policy_model: keras.Model, value_model: keras.Model, family: Family,
+                 config: TRPOConfig, value_optimizer: keras.optimizers.Optimizer):
+        self.policy_model, self.value_model, self.family, self.config = policy_model, value_model, family, config
+        self.policy_vars = list(policy_model.trainable_variables)
+        self.value_vars = list(value_model.trainable_variables)
+        self.value_optimizer = value_optimizer
+        if not value_optimizer.built:
+            value_optimizer.build(self.value_vars)
+        jit = bool(config.jit_compile)
+        self._policy_update = tf.function(self._policy_update_impl, jit_compile=jit, reduce_retracing=True)
+        self._value_update = tf.function(self._value_update_impl, jit_compile=jit, reduce_retracing=True)
+        self._values = tf.function(lambda obs: self.value_model(obs, training=False)[:, 0], reduce_retracing=True)
+
+    # ---- public, NumPy in and out ----
+    def values(self, obs: np.ndarray) -> np.ndarray:
+        """``V(obs)``: ``[N, *obs_shape] -> [N]``."""
+        return self._values(tf.convert_to_tensor(obs, tf.float32)).numpy()
+
+    def policy_update(self, obs: np.ndarray, actions: np.ndarray, advantages: np.ndarray) -> dict[str, float]:
+        out = self._policy_update(
+            tf.convert_to_tensor(obs, tf.float32),
+            tf.convert_to_tensor(actions, self.family.tf_action_dtype),
+            tf.convert_to_tensor(advantages, tf.float32),
+        )
+        return {k: float(v.numpy()) for k, v in out.items()}
+
+    def value_update(self, obs: np.ndarray, returns: np.ndarray, batches: np.ndarray) -> float:
+        """``batches``: ``[n_batches, batch_size]`` int32 row indices, one minibatch per row."""
+        return float(self._value_update(tf.convert_to_tensor(obs, tf.float32), tf.convert_to_tensor(returns, tf.float32),
+                                        tf.convert_to_tensor(batches, tf.int32)).numpy())
+
+    # ---- graph code ----
+    def _assign(self, flat: tf.Tensor) -> None:
+        for var, value in zip(self.policy_vars, unflatten(flat, self.policy_vars)):
+            var.assign(value)
+
+    def _policy_update_impl(self, obs, actions, advantages):
+        cfg, family, variables = self.config, self.family, self.policy_vars
+        old_dist = family.make({k: tf.stop_gradient(v) for k, v in self.policy_model(obs, training=False).items()})
+        old_log_prob = tf.stop_gradient(old_dist.log_prob(actions))
+
+        def dist():
+            return family.make(self.policy_model(obs, training=False))
+
+        def surrogate(d):
+            return tf.reduce_mean(tf.exp(d.log_prob(actions) - old_log_prob) * advantages)
+
+        def mean_kl(d):
+            return tf.reduce_mean(old_dist.kl_divergence(d))
+
+        with tf.GradientTape() as tape:
+            surrogate_before = surrogate(dist())
+        g = flat_gradient(tape, surrogate_before, variables)
+
+        def fvp(v):
+            return fisher_vector_product(lambda: mean_kl(dist()), variables, v, cfg.cg_damping)
+
+        direction, cg_iterations = conjugate_gradient(fvp, g, cfg.cg_iters, cfg.cg_residual_tol)
+        shs = tf.tensordot(direction, fvp(direction), 1)
+        beta = tf.sqrt(2.0 * cfg.max_kl / tf.maximum(shs, 1e-12))
+        full_step = beta * direction
+        theta_old = tf.identity(flatten([tf.convert_to_tensor(v) for v in variables]))
+
+        def evaluate(step):
+            self._assign(theta_old + step)
+            d = dist()
+            return surrogate(d), mean_kl(d)
+
+        result = backtracking_line_search(evaluate, full_step, surrogate_before, cfg.max_kl,
+                                          cfg.line_search_steps, cfg.line_search_shrink)
+        self._assign(theta_old + result.step)
+        return {
+            "kl": result.kl,
+            "surrogate_improvement": result.surrogate - surrogate_before,
+            "expected_improvement": tf.tensordot(g, full_step, 1),
+            "line_search_steps": tf.cast(result.tries, tf.float32),
+            "step_accepted": tf.cast(result.accepted, tf.float32),
+            "entropy": tf.reduce_mean(old_dist.entropy()),
+            "cg_iterations": tf.cast(cg_iterations, tf.float32),
+        }
+
+    def _value_update_impl(self, obs, returns, batches):
+        n = tf.shape(batches)[0]
+        total = tf.constant(0.0)
+        for i in tf.range(n):
+            idx = batches[i]
+            x, y = tf.gather(obs, idx), tf.gather(returns, idx)
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_mean(tf.square(self.value_model(x, training=True)[:, 0] - y))
+            grads = tape.gradient(loss, self.value_vars)
+            self.value_optimizer.apply_gradients(zip(grads, self.value_vars))
+            total += loss
+        return total / tf.cast(n, tf.float32)
+
+
+def minibatch_indices(n: int, batch_size: int, epochs: int, rng: np.random.Generator) -> np.ndarray:
+    """``[epochs * ceil(n / batch_size), batch_size]`` row indices: a fresh permutation per epoch.
+
+    A partial last batch is filled from the start of the same permutation so every
+    batch has a static size (XLA needs that).
+    """
+    batch_size = min(batch_size, n)
+    per_epoch = -(-n // batch_size)
+    rows = []
+    for _ in range(epochs):
+        perm = rng.permutation(n)
+        padded = np.concatenate([perm, perm[: per_epoch * batch_size - n]])
+        rows.append(padded.reshape(per_epoch, batch_size))
+    return np.concatenate(rows).astype(np.int32)

@@ -1,0 +1,47 @@
+"""Running statistics for observation normalisation and reward scaling (NumPy)."""
+from __future__ import annotations
+
+import numpy as np
+
+
+class RunningMeanStd:
+    """Mean and variance of a stream of ``[B, *shape]`` batches (parallel Welford)."""
+
+    def __init__(self, shape: tuple[int, ...] = (), epsilon: float = 1e-4):
+        self.mean = np.zeros(shape, np.float64)
+        self.var = np.ones(shape, np.float64)
+        self.count = float(epsilon)
+
+    def update(self, batch: np.ndarray) -> None:
+        batch = np.asarray(batch, np.float64)
+        b_mean, b_var, b_count = batch.mean(axis=0), batch.var(axis=0), batch.shape[0]
+        delta = b_mean - self.mean
+        total = self.count + b_count
+        self.mean = self.mean + delta * b_count / total
+        m2 = self.var * self.count + b_var * b_count + delta**2 * self.count * b_count / total
+        self.var = m2 / total
+        self.count = total
+
+    def state(self) -> dict:
+        return {"mean": self.mean.tolist(), "var": self.var.tolist(), "count": self.count}
+
+    def load_state(self, state: dict) -> None:
+        self.mean = np.asarray(state["mean"], np.float64).reshape(self.mean.shape)
+        self.var = np.asarray(state["var"], np.float64).reshape(self.var.shape)
+        self.count = float(state["count"])
+
+
+class RewardScaler:
+    """Divides rewards by the running std of the discounted return (as SB3's VecNormalize)."""
+
+    def __init__(self, n_envs: int, gamma: float, clip: float = 10.0, epsilon: float = 1e-8):
+        self.stats = RunningMeanStd(())
+        self.returns = np.zeros(n_envs, np.float64)
+        self.gamma, self.clip, self.epsilon = gamma, clip, epsilon
+
+    def __call__(self, rewards: np.ndarray, episode_end: np.ndarray) -> np.ndarray:
+        self.returns = self.returns * self.gamma + rewards
+        self.stats.update(self.returns)
+        self.returns[episode_end] = 0.0
+        scaled = rewards / np.sqrt(self.stats.var + self.epsilon)
+        return np.clip(scaled, -self.clip, self.clip)
