@@ -64,8 +64,8 @@ def _jsonable_bounds(x: np.ndarray) -> list:
     return [("inf" if v > 0 else "-inf") if np.isinf(v) else float(v) for v in flat]
 
 
-def _bounds_from_json(values: list, shape: tuple[int, ...]) -> np.ndarray:
-    return np.asarray([float(v) for v in values], np.float64).reshape(shape)
+def _bounds_from_json(values: list, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    return np.asarray([float(v) for v in values], np.float64).reshape(shape).astype(dtype)
 
 
 def space_to_json(space: gym.Space) -> dict:
@@ -92,8 +92,8 @@ def space_from_json(d: dict | str) -> gym.Space:
         d = json.loads(d)
     kind = d.get("type")
     if kind == "Box":
-        shape = tuple(d["shape"])
-        return gym.spaces.Box(_bounds_from_json(d["low"], shape), _bounds_from_json(d["high"], shape), shape, np.dtype(d["dtype"]))
+        shape, dtype = tuple(d["shape"]), np.dtype(d["dtype"])
+        return gym.spaces.Box(_bounds_from_json(d["low"], shape, dtype), _bounds_from_json(d["high"], shape, dtype), shape, dtype)
     if kind == "Discrete":
         return gym.spaces.Discrete(int(d["n"]), start=int(d.get("start", 0)))
     if kind == "MultiDiscrete":

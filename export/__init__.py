@@ -1,0 +1,12 @@
+"""Export a trained keras_trpo agent to ONNX and SavedModel, verified against the agent.
+
+    import keras_trpo, export
+    agent = keras_trpo.load("runs/hopper/agent.keras")
+    export.to_onnx(agent, "hopper.onnx")
+    export.to_saved_model(agent, "hopper_savedmodel/")
+"""
+from export.errors import ExportError, ExportVerificationError
+from export.onnx_export import DEFAULT_OPSET, to_onnx
+from export.saved_model import to_saved_model
+
+__all__ = ["to_onnx", "to_saved_model", "ExportError", "ExportVerificationError", "DEFAULT_OPSET"]

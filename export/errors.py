@@ -1,0 +1,6 @@
+class ExportError(ValueError):
+    """The agent, path or option cannot be exported as asked."""
+
+
+class ExportVerificationError(ExportError):
+    """The exported file does not reproduce the agent's outputs."""

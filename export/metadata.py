@@ -1,0 +1,27 @@
+"""Metadata that travels with an exported policy (ONNX metadata_props, SavedModel JSON)."""
+from __future__ import annotations
+
+import datetime
+import json
+
+import keras_trpo
+from keras_trpo.spaces import space_to_json
+
+
+def policy_metadata(agent, opset: int | None = None) -> dict[str, str]:
+    """String key -> string value, as ONNX ``metadata_props`` needs."""
+    normalizes = any(l.__class__.__name__ == "ObservationNormalizer" for l in agent.policy_model.layers)
+    meta = {
+        "keras_trpo_version": keras_trpo.__version__,
+        "env_id": agent.env_id or "",
+        "observation_space": json.dumps(space_to_json(agent.observation_space)),
+        "action_space": json.dumps(space_to_json(agent.action_space)),
+        "distribution": agent.family.name,
+        "obs_normalization": "true" if normalizes else "false",
+        "trained_timesteps": str(int(agent.num_timesteps)),
+        "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "outputs": ",".join(("action",) + agent.family.param_names),
+    }
+    if opset is not None:
+        meta["opset"] = str(opset)
+    return meta

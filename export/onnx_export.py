@@ -1,0 +1,132 @@
+"""Agent -> ONNX through tf2onnx, with metadata, a full checker pass and built-in verification."""
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import tensorflow as tf
+
+from export.errors import ExportError
+from export.graph import input_signature, serving_function
+from export.metadata import policy_metadata
+from export.verify import compare_outputs, run_in_batches, verification_observations
+from keras_trpo.distributions import DiagGaussian
+from keras_trpo.serialization import atomic_write_bytes
+
+# Opset 17: supported by tf2onnx 1.17 and every onnxruntime since 1.14, so files run on older devices too.
+DEFAULT_OPSET = 17
+
+
+@dataclass
+class ExportReport:
+    path: str
+    size_bytes: int
+    seconds: float
+    opset: Optional[int] = None
+    verified_observations: int = 0
+    worst_difference: Optional[float] = None
+    quantized_path: Optional[str] = None
+    quantized_size_bytes: Optional[int] = None
+    quantized_worst_action_difference: Optional[float] = None
+    quantized_action_mismatch_fraction: Optional[float] = None  # discrete actions that changed
+    metadata: dict = field(default_factory=dict)
+
+
+def _agent_reference(agent, obs: np.ndarray) -> dict[str, np.ndarray]:
+    fn = tf.function(serving_function(agent), input_signature=input_signature(agent))
+    return run_in_batches(lambda o: {k: v.numpy() for k, v in fn(tf.constant(o)).items()}, obs)
+
+
+def _ort_outputs(path: str, obs: np.ndarray) -> dict[str, np.ndarray]:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    return run_in_batches(lambda o: dict(zip(names, session.run(names, {"obs": o}))), obs)
+
+
+def check_target(path: str | os.PathLike, suffix: str) -> Path:
+    path = Path(path)
+    if path.exists() and path.is_dir():
+        raise ExportError(f"{str(path)!r} is a directory; give a file path ending in {suffix}")
+    if path.suffix != suffix:
+        raise ExportError(f"ONNX files end in {suffix}; got {str(path)!r}")
+    if path.parent and not path.parent.exists():
+        raise ExportError(f"directory {str(path.parent)!r} does not exist")
+    return path
+
+
+def _require_agent(agent) -> None:
+    if not all(hasattr(agent, a) for a in ("policy_model", "family", "observation_space", "action_space")):
+        raise ExportError(f"expected a keras_trpo agent (keras_trpo.TRPO or keras_trpo.load(...)), got {type(agent).__name__}")
+
+
+def to_onnx(agent, path: str | os.PathLike, *, opset: int = DEFAULT_OPSET, verify: bool = True,
+            verify_observations: Optional[np.ndarray] = None, quantize: Optional[str] = None) -> ExportReport:
+    """Write the agent's policy as ONNX: input ``obs`` float32 ``[batch, *obs_shape]``.
+
+    Outputs ``action`` (deterministic, env dtype) and the distribution parameters
+    (``logits`` or ``mean`` and ``log_std``). Observation normalisation is in the graph.
+    With ``verify`` (default) the written file is run with onnxruntime on
+    observations sampled from the space and from rollouts and compared with the
+    agent; ``ExportVerificationError`` names the worst difference if it exceeds
+    1e-5 (continuous) or any discrete action differs. ``quantize="int8"`` also
+    writes ``<name>.int8.onnx`` (dynamic quantisation) and reports its size and
+    worst action difference.
+    """
+    import onnx
+    import tf2onnx
+
+    _require_agent(agent)
+    path = check_target(path, ".onnx")
+    if quantize not in (None, "int8"):
+        raise ExportError(f"quantize must be None or 'int8', got {quantize!r}")
+    if not isinstance(opset, int) or not 13 <= opset <= 18:
+        raise ExportError(f"opset must be an integer from 13 to 18 (tf2onnx 1.17's range), got {opset!r}")
+    start = time.perf_counter()
+    signature = input_signature(agent)
+    fn = tf.function(serving_function(agent), input_signature=signature)
+    try:
+        proto, _ = tf2onnx.convert.from_function(fn, input_signature=signature, opset=opset)
+    except Exception as e:  # noqa: BLE001 - tf2onnx raises many kinds; name the step
+        raise ExportError(f"tf2onnx could not convert the policy: {e}") from e
+    meta = policy_metadata(agent, opset)
+    onnx.helper.set_model_props(proto, meta)
+    proto.doc_string = f"keras_trpo {meta['keras_trpo_version']} policy for {meta['env_id'] or 'a custom env'}"
+    onnx.checker.check_model(proto, full_check=True)
+    atomic_write_bytes(path, proto.SerializeToString())
+    report = ExportReport(str(path), path.stat().st_size, 0.0, opset=opset, metadata=meta)
+    if verify or quantize:
+        obs = verify_observations if verify_observations is not None else verification_observations(agent)
+        obs = np.asarray(obs, np.float32)
+        reference = _agent_reference(agent, obs)
+    if verify:
+        discrete = not isinstance(agent.family, DiagGaussian)
+        report.worst_difference = compare_outputs(reference, _ort_outputs(str(path), obs), discrete, f"ONNX {path}")
+        report.verified_observations = len(obs)
+    if quantize:
+        (report.quantized_path, report.quantized_size_bytes, report.quantized_worst_action_difference,
+         report.quantized_action_mismatch_fraction) = _quantize_int8(path, obs, reference)
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def _quantize_int8(path: Path, obs: np.ndarray, reference: dict) -> tuple[str, int, float, Optional[float]]:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    target = path.with_suffix(".int8.onnx")
+    with tempfile.TemporaryDirectory(dir=path.parent) as d:
+        tmp = Path(d) / "q.onnx"
+        quantize_dynamic(str(path), str(tmp), weight_type=QuantType.QInt8)
+        os.replace(tmp, target)
+    got = _ort_outputs(str(target), obs)
+    a, b = got["action"].astype(np.float64), reference["action"].astype(np.float64)
+    worst = float(np.max(np.abs(a - b))) if a.size else 0.0
+    discrete = np.issubdtype(reference["action"].dtype, np.integer)
+    mismatch = float(np.mean(np.any((a != b).reshape(len(a), -1), axis=1))) if (a.size and discrete) else None
+    return str(target), target.stat().st_size, worst, mismatch
