@@ -6,7 +6,7 @@
     export.to_saved_model(agent, "hopper_savedmodel/")
 """
 from export.errors import ExportError, ExportVerificationError
-from export.onnx_export import DEFAULT_OPSET, to_onnx
+from export.onnx_export import DEFAULT_OPSET, ExportReport, to_onnx, verify_onnx
 from export.saved_model import to_saved_model
 
-__all__ = ["to_onnx", "to_saved_model", "ExportError", "ExportVerificationError", "DEFAULT_OPSET"]
+__all__ = ["to_onnx", "to_saved_model", "verify_onnx", "ExportReport", "ExportError", "ExportVerificationError", "DEFAULT_OPSET"]

@@ -11,7 +11,7 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
-from export.errors import ExportError
+from export.errors import ExportError, ExportVerificationError
 from export.graph import input_signature, serving_function
 from export.metadata import policy_metadata
 from export.verify import compare_outputs, run_in_batches, verification_observations
@@ -45,7 +45,10 @@ def _agent_reference(agent, obs: np.ndarray) -> dict[str, np.ndarray]:
 def _ort_outputs(path: str, obs: np.ndarray) -> dict[str, np.ndarray]:
     import onnxruntime as ort
 
-    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    try:
+        session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    except Exception as e:  # noqa: BLE001 - onnxruntime's errors are opaque; say which file
+        raise ExportVerificationError(f"onnxruntime cannot load {path}: {e}") from e
     names = [o.name for o in session.get_outputs()]
     return run_in_batches(lambda o: dict(zip(names, session.run(names, {"obs": o}))), obs)
 
@@ -106,14 +109,29 @@ def to_onnx(agent, path: str | os.PathLike, *, opset: int = DEFAULT_OPSET, verif
         obs = np.asarray(obs, np.float32)
         reference = _agent_reference(agent, obs)
     if verify:
-        discrete = not isinstance(agent.family, DiagGaussian)
-        report.worst_difference = compare_outputs(reference, _ort_outputs(str(path), obs), discrete, f"ONNX {path}")
+        report.worst_difference = _compare(agent, path, obs, reference)
         report.verified_observations = len(obs)
     if quantize:
         (report.quantized_path, report.quantized_size_bytes, report.quantized_worst_action_difference,
          report.quantized_action_mismatch_fraction) = _quantize_int8(path, obs, reference)
     report.seconds = time.perf_counter() - start
     return report
+
+
+def _compare(agent, path, obs: np.ndarray, reference: dict) -> float:
+    discrete = not isinstance(agent.family, DiagGaussian)
+    return compare_outputs(reference, _ort_outputs(str(path), obs), discrete, f"ONNX {path}")
+
+
+def verify_onnx(agent, path: str | os.PathLike, observations: Optional[np.ndarray] = None) -> float:
+    """Run an ONNX file with onnxruntime and compare it with ``agent``.
+
+    Returns the worst continuous difference; raises ``ExportVerificationError``
+    if it exceeds 1e-5 or any discrete action differs.
+    """
+    _require_agent(agent)
+    obs = np.asarray(observations if observations is not None else verification_observations(agent), np.float32)
+    return _compare(agent, path, obs, _agent_reference(agent, obs))
 
 
 def _quantize_int8(path: Path, obs: np.ndarray, reference: dict) -> tuple[str, int, float, Optional[float]]:
