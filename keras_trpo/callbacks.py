@@ -27,3 +27,13 @@ class TimestepProgbar(keras.callbacks.Callback):
         values = [(k, logs[k]) for k in self.SHOWN if k in logs and not math.isnan(logs[k])]
         self.bar.update(min(int(logs.get("timesteps", 0)), self.total_timesteps), values=values,
                         finalize=logs.get("timesteps", 0) >= self.total_timesteps)
+
+
+class MetricsCSVLogger(keras.callbacks.CSVLogger):
+    """``keras.callbacks.CSVLogger`` without the empty ``val_*`` columns it adds for ``fit``
+    runs that have no validation data, and with ``timesteps`` as the first metric column."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.keys is None and logs:
+            self.keys = sorted(logs, key=lambda k: (k != "timesteps", k))
+        super().on_epoch_end(epoch, logs)

@@ -53,6 +53,7 @@ def train(args) -> dict:
     import keras
 
     import keras_trpo
+    from keras_trpo.callbacks import MetricsCSVLogger
     from keras_trpo.plotting import plot_learning_curve
     from keras_trpo.serialization import atomic_write_bytes
 
@@ -62,7 +63,7 @@ def train(args) -> dict:
     if args.vectorization:
         overrides["vectorization"] = args.vectorization
     agent = keras_trpo.TRPO(args.env, seed=args.seed, **overrides)
-    callbacks = [keras.callbacks.CSVLogger(str(out / "metrics.csv"))]
+    callbacks = [MetricsCSVLogger(str(out / "metrics.csv"))]
     if args.checkpoint_every:
         callbacks.append(keras.callbacks.ModelCheckpoint(str(out / "agent.keras"), save_freq="epoch"))
     start = time.perf_counter()
