@@ -77,7 +77,8 @@ class NumpyPolicy:
         for kind, obj in self.plan:
             if kind == "normalize":
                 mean, var = (w.numpy().astype(np.float64) for w in (obj.mean, obj.var))
-                self.steps.append((kind, (mean, 1.0 / np.sqrt(var + obj.epsilon), obj.clip)))
+                inv_std = (1.0 / np.sqrt(var + obj.epsilon)).astype(np.float32)
+                self.steps.append((kind, (mean.astype(np.float32), inv_std, np.float32(obj.clip))))
             elif kind == "one_hot":
                 self.steps.append((kind, obj.n))
             elif kind == "dense":
@@ -103,7 +104,7 @@ class NumpyPolicy:
                 name, w, b = p
                 out["logits" if name == "policy_logits" else "mean"] = x @ w + b
             else:
-                out["log_std"] = np.broadcast_to(p, out["mean"].shape)
+                out["log_std"] = p  # [d]: broadcasts against mean [B, d]; no per-step copy
         return out
 
 

@@ -18,6 +18,7 @@ class Rollout:
     obs: np.ndarray  # [T, E, *obs_shape] float32
     actions: np.ndarray  # [T, E, *action] stored form
     rewards: np.ndarray  # [T, E] float32 (scaled if reward scaling is on)
+    raw_rewards: np.ndarray  # [T, E] float32 as the env returned them
     terminated: np.ndarray  # [T, E] bool
     episode_end: np.ndarray  # [T, E] bool: terminated or truncated
     truncated_index: np.ndarray  # [k, 2] (t, e) of truncated, not terminated, steps
@@ -69,7 +70,6 @@ class RolloutCollector:
             next_obs, reward, terminated, truncated, info = venv.step(family.to_env(action))
             obs_buf[t] = obs
             actions.append(action)
-            reward = np.asarray(reward, np.float64)
             ended = np.logical_or(terminated, truncated)
             self._ep_return += reward
             self._ep_length += 1
@@ -82,13 +82,14 @@ class RolloutCollector:
                         trunc_obs.append(info["final_obs"][e])
                 self._ep_return[ended] = 0.0
                 self._ep_length[ended] = 0
-            if self.reward_scaler is not None:
-                reward = self.reward_scaler(reward, ended)
             rew_buf[t] = reward
             term_buf[t] = terminated
             end_buf[t] = ended
             obs = self._check(next_obs)
         self.obs = obs
+        raw_buf = rew_buf
+        if self.reward_scaler is not None:
+            rew_buf = self.reward_scaler(rew_buf, end_buf)
         trunc_obs_arr = (
             self._check_final(np.stack(trunc_obs)) if trunc_obs else np.empty((0,) + self.obs_shape, np.float32)
         )
@@ -96,6 +97,7 @@ class RolloutCollector:
             obs=obs_buf,
             actions=np.stack(actions),
             rewards=rew_buf,
+            raw_rewards=raw_buf,
             terminated=term_buf,
             episode_end=end_buf,
             truncated_index=np.asarray(trunc_idx, np.int64).reshape(-1, 2),

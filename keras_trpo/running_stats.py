@@ -32,7 +32,12 @@ class RunningMeanStd:
 
 
 class RewardScaler:
-    """Divides rewards by the running std of the discounted return (as SB3's VecNormalize)."""
+    """Divides rewards by the running std of the discounted return (as SB3's VecNormalize).
+
+    Works on a whole rollout at once: the statistics take in every step's
+    discounted return, then the rollout is scaled by the updated std, so all
+    rewards of one batch share one scale (and no NumPy call happens per env step).
+    """
 
     def __init__(self, n_envs: int, gamma: float, clip: float = 10.0, epsilon: float = 1e-8):
         self.stats = RunningMeanStd(())
@@ -40,8 +45,15 @@ class RewardScaler:
         self.gamma, self.clip, self.epsilon = gamma, clip, epsilon
 
     def __call__(self, rewards: np.ndarray, episode_end: np.ndarray) -> np.ndarray:
-        self.returns = self.returns * self.gamma + rewards
-        self.stats.update(self.returns)
-        self.returns[episode_end] = 0.0
+        """``rewards``, ``episode_end``: ``[T, E]`` -> scaled rewards ``[T, E]`` float32."""
+        rewards = np.asarray(rewards, np.float64)
+        discounted = np.empty_like(rewards)
+        ret = self.returns
+        for t in range(rewards.shape[0]):
+            ret = ret * self.gamma + rewards[t]
+            discounted[t] = ret
+            ret = np.where(episode_end[t], 0.0, ret)
+        self.returns = ret
+        self.stats.update(discounted.reshape(-1))
         scaled = rewards / np.sqrt(self.stats.var + self.epsilon)
-        return np.clip(scaled, -self.clip, self.clip)
+        return np.clip(scaled, -self.clip, self.clip).astype(np.float32)
