@@ -54,17 +54,24 @@ class TRPO:
 
     def __init__(self, env: EnvSpec, *, seed: int = 0, torso: TorsoSpec = None, config: Optional[TRPOConfig] = None,
                  env_kwargs: Optional[dict] = None, **hyperparameters: Any):
+        if env is None:
+            raise TypeError("TRPO needs an env: an id such as 'CartPole-v1', a gymnasium Env or VectorEnv, or a factory")
         self.env_spec = env
         self.env_id = env_id_of(env)
         self.env_kwargs = dict(env_kwargs or {})
         self.seed = int(seed)
-        self.config = (config or default_config(self.env_id)).replace(**hyperparameters)
-        self.observation_space, self.action_space = _spaces_of(env) if env is not None else (None, None)
+        config = config or default_config(self.env_id)
+        # An instance backs exactly one env, a VectorEnv has its own count (as in SB3).
+        if isinstance(env, gym.vector.VectorEnv):
+            hyperparameters.setdefault("n_envs", env.num_envs)
+        elif isinstance(env, gym.Env):
+            hyperparameters.setdefault("n_envs", 1)
+        self.config = config.replace(**hyperparameters)
+        self.observation_space, self.action_space = _spaces_of(env)
         self._torso_spec = torso
         self._init_state()
-        if env is not None:
-            self._build_models()
-            self.compile()
+        self._build_models()
+        self.compile()
 
     # ------------------------------------------------------------------ setup
     def _init_state(self) -> None:
@@ -111,8 +118,6 @@ class TRPO:
         fixed = {"hidden_sizes", "activation", "normalize_obs", "log_std_init"} & set(hyperparameters)
         if fixed:
             raise ConfigError(f"{', '.join(sorted(fixed))} shape the networks; pass them to TRPO(...), not compile()")
-        if "max_kl" in hyperparameters and not (isinstance(hyperparameters["max_kl"], (int, float)) and hyperparameters["max_kl"] > 0):
-            raise ConfigError(f"max_kl must be a positive number, got {hyperparameters['max_kl']!r}")
         self.config = self.config.replace(**hyperparameters)
         if isinstance(value_optimizer, str):
             value_optimizer = keras.optimizers.get(value_optimizer)
@@ -243,18 +248,13 @@ class TRPO:
 
         Observation statistics are frozen: evaluation never changes the agent.
         """
-        spec = env if env is not None else self.env_spec
-        if spec is None or isinstance(spec, (gym.Env, gym.vector.VectorEnv)):
-            spec = self.env_id if env is None else spec
-        if spec is None:
-            raise ValueError("evaluate needs an env: pass env= (an id or a factory)")
-        if isinstance(spec, gym.vector.VectorEnv):
-            raise ValueError("evaluate takes an env id, an Env or a factory, not a VectorEnv")
-        eval_env = gym.make(spec, **self.env_kwargs) if isinstance(spec, str) else (spec if isinstance(spec, gym.Env) else spec())
+        if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes <= 0:
+            raise ValueError(f"episodes must be a positive integer, got {episodes!r}")
+        eval_env, owned = self._evaluation_env(env)
         rng = np.random.default_rng(seed)
         returns = []
         try:
-            for i in range(int(episodes)):
+            for i in range(episodes):
                 obs, _ = eval_env.reset(seed=seed + i)
                 done, total = False, 0.0
                 while not done:
@@ -265,10 +265,30 @@ class TRPO:
                     done = terminated or truncated
                 returns.append(total)
         finally:
-            if eval_env is not self.env_spec:
+            if owned:
                 eval_env.close()
         mean, std = float(np.mean(returns)), float(np.std(returns))
         return (mean, std, returns) if return_episode_returns else (mean, std)
+
+    def _evaluation_env(self, env: Optional[EnvSpec]) -> tuple[gym.Env, bool]:
+        """A fresh env to evaluate on, and whether we own (and so close) it.
+
+        Without ``env``: the training env id or factory; a training Env instance
+        is never reused, since evaluation would disturb its episode.
+        """
+        spec = env
+        if spec is None:
+            trained_on = self.env_spec
+            spec = self.env_id if isinstance(trained_on, (gym.Env, gym.vector.VectorEnv)) else trained_on
+        if spec is None:
+            raise ValueError("evaluate needs an env: pass env= (an id, an Env or a factory)")
+        if isinstance(spec, gym.vector.VectorEnv):
+            raise ValueError("evaluate takes an env id, an Env or a factory, not a VectorEnv")
+        if isinstance(spec, str):
+            return gym.make(spec, **self.env_kwargs), True
+        if isinstance(spec, gym.Env):
+            return spec, False
+        return spec(), True
 
     # ------------------------------------------------------------------ Keras-style plumbing
     @property
@@ -341,7 +361,7 @@ class TRPO:
         s = parts["state"]
         agent = cls.__new__(cls)
         agent.env_spec = env if env is not None else s.get("env_id")
-        agent.env_id = env_id_of(env) if env is not None else s.get("env_id")
+        agent.env_id = (env_id_of(env) if env is not None else None) or s.get("env_id")
         agent.env_kwargs = dict(s.get("env_kwargs") or {})
         agent.seed = int(s["seed"])
         agent.config = TRPOConfig.from_dict(s["config"])
