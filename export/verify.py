@@ -78,11 +78,14 @@ def compare_outputs(reference: dict[str, np.ndarray], exported: dict[str, np.nda
             if mismatches:
                 raise ExportVerificationError(f"{what}: {mismatches} of {len(ref)} discrete actions differ from the agent's")
             continue
-        diff = float(np.max(np.abs(got.astype(np.float64) - ref.astype(np.float64)))) if ref.size else 0.0
+        # Absolute below magnitude 1, relative above: float32 logits of 50 carry ~4e-6 of rounding alone.
+        scale = np.maximum(1.0, np.abs(ref.astype(np.float64)))
+        diff = float(np.max(np.abs(got.astype(np.float64) - ref.astype(np.float64)) / scale)) if ref.size else 0.0
         worst = max(worst, diff)
         if not diff <= tolerance:
             raise ExportVerificationError(
-                f"{what}: output {name!r} differs from the agent's by up to {diff:.3g} (tolerance {tolerance:g})"
+                f"{what}: output {name!r} differs from the agent's by up to {diff:.3g} "
+                f"(tolerance {tolerance:g}, relative for values above 1)"
             )
     return worst
 

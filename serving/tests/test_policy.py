@@ -1,0 +1,133 @@
+"""OnnxPolicy against the agent's own outputs recorded at export time, and its input checks."""
+import json
+import sys
+
+import numpy as np
+import pytest
+
+from serving import InvalidObservation, ModelLoadError, OnnxPolicy
+from serving.tests.conftest import fixture_path, reference
+
+
+def test_batch_actions_match_agent(named_policy):
+    name, policy, ref = named_policy
+    actions = policy.act(ref["obs"])
+    assert actions.shape == ref["action"].shape
+    if name == "gaussian":
+        assert actions.dtype == np.float32
+        np.testing.assert_allclose(actions, ref["action"], atol=1e-5)
+    else:
+        assert actions.dtype == np.int64
+        np.testing.assert_array_equal(actions, ref["action"])
+
+
+def test_single_observation_gives_single_action(named_policy):
+    name, policy, ref = named_policy
+    for obs, expected in zip(ref["obs"][:5], ref["action"][:5]):
+        action = policy.act(obs)
+        assert np.shape(action) == np.shape(expected)
+        np.testing.assert_allclose(action, expected, atol=1e-5)
+
+
+def test_distribution_params_match_agent(named_policy):
+    name, policy, ref = named_policy
+    params = policy.distribution_params(ref["obs"])
+    for key, value in params.items():
+        np.testing.assert_allclose(value, np.broadcast_to(ref[key], value.shape), atol=1e-5, rtol=1e-5)
+
+
+def test_metadata_describes_spaces():
+    policy = OnnxPolicy(fixture_path("gaussian"))
+    meta = policy.metadata
+    assert meta["distribution"] == "diag_gaussian"
+    assert meta["action_space"] == {"type": "Box", "shape": [2], "dtype": "float32", "low": [-1.0, -0.5],
+                                    "high": [1.0, 2.0]}
+    assert meta["observation_space"]["low"] == [float("-inf")] * 3
+    assert meta["keras_trpo_version"] and meta["obs_normalization"] == "true"
+    json.dumps(meta, allow_nan=True)  # serialisable for the HTTP endpoint
+    assert OnnxPolicy(fixture_path("discrete")).metadata["action_space"]["start"] == 1
+
+
+@pytest.mark.parametrize("bad, message", [
+    (np.zeros(3, np.float32), r"shape \(3,\); expected \(4,\)"),
+    (np.zeros((2, 5), np.float32), r"expected \(4,\) for one observation or \(batch, 4\)"),
+    (np.zeros((2, 2, 4), np.float32), r"shape \(2, 2, 4\)"),
+    (np.array(["a", "b", "c", "d"]), r"dtype <U1; expected numbers of shape \(4,\)"),
+    (np.array([1.0, np.nan, 0, 0]), r"NaN or inf .*shape \(4,\)"),
+    (np.array([[1.0, 0, np.inf, 0]]), r"NaN or inf"),
+    (np.zeros(4, complex), r"dtype complex128"),
+])
+def test_bad_observations_are_named(bad, message):
+    policy = OnnxPolicy(fixture_path("discrete"))
+    with pytest.raises(InvalidObservation, match=message):
+        policy.act(bad)
+
+
+def test_safe_casts_are_accepted():
+    policy = OnnxPolicy(fixture_path("discrete"))
+    obs = reference("discrete")["obs"][:4]
+    expected = policy.act(obs)
+    np.testing.assert_array_equal(policy.act(obs.astype(np.float64)), expected)
+    np.testing.assert_array_equal(policy.act(obs.tolist()), expected)
+    assert policy.act(np.array([1, 0, -1, 2], np.int32)) in (1, 2, 3)
+
+
+def test_stochastic_actions_follow_the_distribution():
+    policy = OnnxPolicy(fixture_path("discrete"), seed=7)
+    obs = reference("discrete")["obs"][:1]
+    logits = policy.distribution_params(obs)["logits"][0].astype(np.float64)
+    probs = np.exp(logits - logits.max())
+    probs /= probs.sum()
+    draws = policy.act(np.repeat(obs, 20_000, axis=0), deterministic=False)
+    freq = np.bincount(draws - 1, minlength=3) / len(draws)  # Discrete(3, start=1)
+    np.testing.assert_allclose(freq, probs, atol=0.015)
+    again = OnnxPolicy(fixture_path("discrete"), seed=7).act(np.repeat(obs, 20_000, axis=0), deterministic=False)
+    np.testing.assert_array_equal(draws, again)  # seeded: reproducible
+
+
+def test_stochastic_gaussian_respects_bounds_and_spread():
+    policy = OnnxPolicy(fixture_path("gaussian"), seed=1)
+    obs = np.zeros((50_000, 3), np.float32)
+    params = policy.distribution_params(obs[:1])
+    draws = policy.act(obs, deterministic=False)
+    low, high = np.array([-1, -0.5]), np.array([1, 2])
+    assert np.all(draws >= low) and np.all(draws <= high)
+    # Away from the bounds the sample mean is the distribution's mean.
+    mean, std = params["mean"][0], np.exp(params["log_std"][0])
+    inside = np.all((mean - 3 * std > low) & (mean + 3 * std < high))
+    if inside:
+        np.testing.assert_allclose(draws.mean(0), mean, atol=0.02)
+    assert draws.std(0).min() > 0
+
+
+def test_multidiscrete_sampling_stays_in_range():
+    policy = OnnxPolicy(fixture_path("multidiscrete"), seed=0)
+    draws = policy.act(np.zeros((5000, 5), np.float32), deterministic=False)
+    assert draws.shape == (5000, 2) and draws.dtype == np.int64
+    assert draws[:, 0].min() >= 0 and draws[:, 0].max() <= 2 and set(np.unique(draws[:, 1])) <= {0, 1}
+    assert len(np.unique(draws[:, 0])) == 3  # all three sub-actions are reachable
+
+
+def test_discrete_observation_space_takes_integers():
+    policy = OnnxPolicy(fixture_path("discrete_obs"))
+    ref = reference("discrete_obs")
+    np.testing.assert_array_equal(policy.act(ref["obs"].astype(np.int64)), ref["action"])
+    assert policy.obs_shape == ()
+
+
+def test_missing_corrupt_and_foreign_files(tmp_path):
+    with pytest.raises(ModelLoadError, match="no model file"):
+        OnnxPolicy(tmp_path / "nope.onnx")
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"\x00garbage" * 10)
+    with pytest.raises(ModelLoadError, match="junk.onnx.*not a loadable ONNX model"):
+        OnnxPolicy(junk)
+    truncated = tmp_path / "truncated.onnx"
+    truncated.write_bytes(open(fixture_path("discrete"), "rb").read()[:500])
+    with pytest.raises(ModelLoadError, match="truncated.onnx"):
+        OnnxPolicy(truncated)
+
+
+def test_no_tensorflow_in_the_process():
+    OnnxPolicy(fixture_path("gaussian")).act(np.zeros(3, np.float32))
+    assert not any(m == "tensorflow" or m.startswith(("tensorflow.", "keras", "tf2onnx")) for m in sys.modules)

@@ -1,0 +1,92 @@
+"""ONNX policies for serving/tests, which cannot import TensorFlow. Needs the training venv.
+
+  python tests/make_serving_fixtures.py                 # small policies -> serving/tests/fixtures (committed)
+  python tests/make_serving_fixtures.py --cartpole DIR  # a trained CartPole policy (what CI does)
+
+Each policy NAME comes as NAME.onnx plus NAME.npz with observations and the agent's own
+outputs for them (action, logits or mean/log_std), which the serving tests compare against.
+"""
+import argparse
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import gymnasium as gym  # noqa: E402
+import numpy as np  # noqa: E402
+
+import export  # noqa: E402
+import keras_trpo  # noqa: E402
+from export.verify import verification_observations  # noqa: E402
+
+
+class _Toy(gym.Env):
+    """Random observations of a given space; episodes of 16 steps."""
+
+    def __init__(self, observation_space, action_space):
+        self.observation_space, self.action_space, self._t = observation_space, action_space, 0
+
+    def reset(self, seed=None, options=None):
+        super().reset(seed=seed)
+        self.observation_space.seed(int(self.np_random.integers(1 << 31)))
+        self._t = 0
+        return self.observation_space.sample(), {}
+
+    def step(self, action):
+        self._t += 1
+        return self.observation_space.sample(), float(self.np_random.normal()), False, self._t >= 16, {}
+
+
+SMALL = {
+    "discrete": (gym.spaces.Box(-5, 5, (4,), np.float32), gym.spaces.Discrete(3, start=1)),
+    "gaussian": (gym.spaces.Box(-np.inf, np.inf, (3,), np.float32),
+                 gym.spaces.Box(np.array([-1, -0.5], np.float32), np.array([1, 2], np.float32))),
+    "multidiscrete": (gym.spaces.Box(-1, 1, (5,), np.float32), gym.spaces.MultiDiscrete([3, 2])),
+    "discrete_obs": (gym.spaces.Discrete(6), gym.spaces.Discrete(2)),
+}
+
+
+def write(agent, out_dir: str, name: str, n_obs: int, seed: int = 1) -> str:
+    path = os.path.join(out_dir, f"{name}.onnx")
+    export.to_onnx(agent, path)
+    obs = verification_observations(agent, n_sampled=n_obs // 2, n_rollout=n_obs - n_obs // 2, seed=seed)
+    dist = agent.policy_model(obs, training=False)
+    np.savez(os.path.join(out_dir, f"{name}.npz"), obs=obs, action=agent.predict(obs, deterministic=True),
+             **{k: v.numpy() for k, v in dist.items()})
+    return path
+
+
+def small(out_dir: str) -> None:
+    for name, (obs_space, act_space) in SMALL.items():
+        agent = keras_trpo.TRPO(lambda o=obs_space, a=act_space: _Toy(o, a), seed=0, n_envs=1, n_steps=32,
+                                hidden_sizes=(8,), normalize_obs=isinstance(obs_space, gym.spaces.Box),
+                                value_epochs=1, jit_compile=False)
+        agent.fit(64, verbose=0)  # moves weights and normaliser statistics off their initial values
+        print("wrote", write(agent, out_dir, name, n_obs=64))
+
+
+def cartpole(out_dir: str, timesteps: int, seed: int) -> None:
+    agent = keras_trpo.TRPO("CartPole-v1", seed=seed)
+    agent.fit(timesteps, verbose=0)
+    mean, _ = agent.evaluate(10)
+    path = write(agent, out_dir, "cartpole", n_obs=10_000)
+    print(f"wrote {path} (agent eval mean {mean:.1f}) with 10,000 reference actions")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--cartpole", metavar="DIR", help="train CartPole and write DIR/cartpole.onnx + .npz instead")
+    p.add_argument("--timesteps", type=int, default=100_000)
+    p.add_argument("--seed", type=int, default=0)
+    a = p.parse_args()
+    if a.cartpole:
+        os.makedirs(a.cartpole, exist_ok=True)
+        cartpole(a.cartpole, a.timesteps, a.seed)
+    else:
+        small(os.path.join(ROOT, "serving", "tests", "fixtures"))
+
+
+if __name__ == "__main__":
+    main()
