@@ -20,23 +20,7 @@ import numpy as np  # noqa: E402
 import export  # noqa: E402
 import keras_trpo  # noqa: E402
 from export.verify import verification_observations  # noqa: E402
-
-
-class _Toy(gym.Env):
-    """Random observations of a given space; episodes of 16 steps."""
-
-    def __init__(self, observation_space, action_space):
-        self.observation_space, self.action_space, self._t = observation_space, action_space, 0
-
-    def reset(self, seed=None, options=None):
-        super().reset(seed=seed)
-        self.observation_space.seed(int(self.np_random.integers(1 << 31)))
-        self._t = 0
-        return self.observation_space.sample(), {}
-
-    def step(self, action):
-        self._t += 1
-        return self.observation_space.sample(), float(self.np_random.normal()), False, self._t >= 16, {}
+from tests.envs import ToyEnv  # noqa: E402
 
 
 SMALL = {
@@ -60,7 +44,7 @@ def write(agent, out_dir: str, name: str, n_obs: int, seed: int = 1) -> str:
 
 def small(out_dir: str) -> None:
     for name, (obs_space, act_space) in SMALL.items():
-        agent = keras_trpo.TRPO(lambda o=obs_space, a=act_space: _Toy(o, a), seed=0, n_envs=1, n_steps=32,
+        agent = keras_trpo.TRPO(lambda o=obs_space, a=act_space: ToyEnv(o, a), seed=0, n_envs=1, n_steps=32,
                                 hidden_sizes=(8,), normalize_obs=isinstance(obs_space, gym.spaces.Box),
                                 value_epochs=1, jit_compile=False)
         agent.fit(64, verbose=0)  # moves weights and normaliser statistics off their initial values
