@@ -60,14 +60,14 @@ class TRPO:
         self.env_id = env_id_of(env)
         self.env_kwargs = dict(env_kwargs or {})
         self.seed = int(seed)
-        config = config or default_config(self.env_id)
+        self.observation_space, self.action_space = _spaces_of(env)
+        config = config or default_config(self.env_id, self.action_space)
         # An instance backs exactly one env, a VectorEnv has its own count (as in SB3).
         if isinstance(env, gym.vector.VectorEnv):
             hyperparameters.setdefault("n_envs", env.num_envs)
         elif isinstance(env, gym.Env):
             hyperparameters.setdefault("n_envs", 1)
         self.config = config.replace(**hyperparameters)
-        self.observation_space, self.action_space = _spaces_of(env)
         self._torso_spec = torso
         self._init_state()
         self._build_models()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -113,10 +114,24 @@ def env_family(env_id: Optional[str]) -> str:
     return "mujoco" if "mujoco" in entry else "generic"
 
 
-def default_config(env_id: Optional[str]) -> TRPOConfig:
-    """Tuned defaults for ``env_id`` (sb3-contrib's plain defaults for unknown envs)."""
+def default_config(env_id: Optional[str], action_space: Optional[gym.Space] = None) -> TRPOConfig:
+    """Tuned defaults for ``env_id`` (sb3-contrib's plain defaults for unknown envs).
+
+    The zoo's numbers are sb3-contrib's, and for a diagonal Gaussian sb3-contrib takes the
+    mean of the KL over action dimensions as well as states: its ``target_kl`` bounds the
+    KL per action dimension, and its Fisher (hence the relative weight of ``cg_damping``)
+    is divided by the action dimension d. keras_trpo bounds the KL of the whole action
+    distribution, as in the paper, so for a Box action space with d dimensions the same
+    trust region and the same CG problem are ``max_kl = target_kl * d`` and
+    ``cg_damping = cg_damping * d``.
+    """
     if env_id in _PER_ENV:
-        return TRPOConfig(**_PER_ENV[env_id]).validate()
-    if env_family(env_id) == "mujoco":
-        return TRPOConfig(**_MUJOCO).validate()
-    return TRPOConfig().validate()
+        cfg = TRPOConfig(**_PER_ENV[env_id])
+    elif env_family(env_id) == "mujoco":
+        cfg = TRPOConfig(**_MUJOCO)
+    else:
+        cfg = TRPOConfig()
+    if isinstance(action_space, gym.spaces.Box):
+        d = int(math.prod(action_space.shape))
+        cfg = dataclasses.replace(cfg, max_kl=round(cfg.max_kl * d, 12), cg_damping=round(cfg.cg_damping * d, 12))
+    return cfg.validate()
