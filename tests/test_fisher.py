@@ -1,71 +1,155 @@
-"""fisher_vector_product against the explicit Fisher matrix of a tiny network."""
+"""fisher_vector_product against the explicit Fisher matrix of a tiny network.
+
+The reference is built independently of the nested-tape Hessian-vector product:
+F = mean_s J(s)^T M(s) J(s), with J(s) the Jacobian of the distribution parameters
+w.r.t. the flat network parameters (tf.GradientTape.jacobian) and M(s) the closed-form
+Fisher of the distribution in those parameters.
+"""
 import gymnasium as gym
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from keras_trpo.distributions import family_for
-from keras_trpo.fisher import fisher_vector_product, flatten, unflatten
+from keras_trpo.fisher import fisher_vector_product, flat_gradient, flatten, unflatten
 from keras_trpo.networks import build_policy_model
 
-OBS = gym.spaces.Box(-1, 1, (2,))
+OBS_DIM = 3
+OBS = gym.spaces.Box(-1, 1, (OBS_DIM,))
+SPACES = {
+    "categorical": gym.spaces.Discrete(3),
+    "diag_gaussian": gym.spaces.Box(-1, 1, (2,)),
+    "multi_categorical": gym.spaces.MultiDiscrete([2, 3]),
+    "bernoulli": gym.spaces.MultiBinary(2),
+}
 
 
-def explicit_fisher(model, family, obs):
-    """F = mean_s J(s)^T M(s) J(s): J = d(distribution parameters)/d(theta), M the Fisher of the
-    distribution in those parameters (closed form), averaged over the batch."""
+def softmax(z):
+    e = np.exp(z - z.max())
+    return e / e.sum()
+
+
+def categorical_fisher(logits):
+    p = softmax(logits)
+    return np.diag(p) - np.outer(p, p)
+
+
+def distribution_fisher(name, family, params, b):
+    """Closed-form Fisher of one state's distribution in its parameters, and the parameter order."""
+    if name == "categorical":
+        return categorical_fisher(params["logits"][b]), ["logits"]
+    if name == "multi_categorical":  # independent categoricals: block diagonal
+        blocks = np.split(params["logits"][b], np.cumsum(family.nvec)[:-1])
+        m = np.zeros((sum(family.nvec),) * 2)
+        offset = 0
+        for block in blocks:
+            m[offset:offset + len(block), offset:offset + len(block)] = categorical_fisher(block)
+            offset += len(block)
+        return m, ["logits"]
+    if name == "bernoulli":  # in logits: p (1 - p) per coordinate
+        p = 1 / (1 + np.exp(-params["logits"][b]))
+        return np.diag(p * (1 - p)), ["logits"]
+    # diagonal Gaussian in (mean, log_std): 1/sigma^2 for each mean, 2 for each log_std
+    sigma2 = np.exp(2 * params["log_std"][b])
+    return np.diag(np.concatenate([1 / sigma2, np.full_like(sigma2, 2.0)])), ["mean", "log_std"]
+
+
+def explicit_fisher(model, name, family, obs):
     variables = model.trainable_variables
+    n = sum(int(np.prod(v.shape)) for v in variables)
     with tf.GradientTape(persistent=True) as tape:
-        params = model(obs)
+        outputs = model(obs)
+    params = {k: v.numpy().astype(np.float64) for k, v in outputs.items()}
+    batch = obs.shape[0]
     jac = {}
-    for k, out in params.items():  # each: [B, d, *var_shape]; unconnected (mean vs log_std) -> zeros
-        js = tape.jacobian(out, variables)
-        jac[k] = [tf.zeros(list(out.shape) + list(var.shape)) if j is None else j for j, var in zip(js, variables)]
-    B = obs.shape[0]
-    flat_jac = {k: np.concatenate([j.numpy().reshape(B, params[k].shape[1], -1) for j in js], -1) for k, js in jac.items()}
-    n = flat_jac[next(iter(flat_jac))].shape[-1]
+    for key, out in outputs.items():
+        parts = tape.jacobian(out, variables)  # each [B, d, *var.shape]; None where unconnected
+        parts = [np.zeros(list(out.shape) + list(v.shape)) if j is None else j.numpy() for j, v in zip(parts, variables)]
+        jac[key] = np.concatenate([j.reshape(batch, out.shape[1], -1) for j in parts], -1).astype(np.float64)
+    del tape
     F = np.zeros((n, n))
-    for b in range(B):
-        if family.name == "categorical":
-            p = tf.nn.softmax(params["logits"][b]).numpy().astype(np.float64)
-            M = np.diag(p) - np.outer(p, p)
-            J = flat_jac["logits"][b]
-        else:  # diagonal Gaussian in (mean, log_std): diag(1/sigma^2) and 2 per log_std
-            sigma2 = np.exp(2 * params["log_std"][b].numpy().astype(np.float64))
-            M = np.diag(np.concatenate([1 / sigma2, np.full_like(sigma2, 2.0)]))
-            J = np.concatenate([flat_jac["mean"][b], flat_jac["log_std"][b]], 0)
-        F += J.T @ M @ J
-    return F / B
+    for b in range(batch):
+        m, order = distribution_fisher(name, family, params, b)
+        J = np.concatenate([jac[k][b] for k in order], 0)
+        F += J.T @ m @ J
+    return F / batch
 
 
-@pytest.mark.parametrize("space", [gym.spaces.Discrete(3), gym.spaces.Box(-1, 1, (2,))], ids=["categorical", "gaussian"])
-def test_fvp_equals_explicit_fisher_times_vector(space):
-    family = family_for(space)
-    model = build_policy_model(OBS, family, hidden=(3,), seed=4, log_std_init=-0.3)
+def tiny_policy(name, seed=4):
+    family = family_for(SPACES[name])
+    model = build_policy_model(OBS, family, hidden=(4,), seed=seed, log_std_init=-0.3)
+    rng = np.random.default_rng(seed)
+    for v in model.trainable_variables:  # off the initial values: non-zero biases, log-std, large logits
+        v.assign(v + rng.normal(scale=0.5, size=v.shape).astype(np.float32))
+    return model, family
+
+
+@pytest.mark.parametrize("name", list(SPACES))
+def test_fvp_equals_explicit_fisher_times_vector(name):
+    model, family = tiny_policy(name)
     rng = np.random.default_rng(0)
-    # Move the log-std and biases off their initial values so nothing is trivially zero.
-    for v in model.trainable_variables:
-        v.assign(v + rng.normal(scale=0.3, size=v.shape).astype(np.float32))
-    obs = tf.constant(rng.uniform(-1, 1, size=(16, 2)), tf.float32)
+    obs = tf.constant(rng.uniform(-1, 1, size=(16, OBS_DIM)), tf.float32)
     old = family.make({k: tf.stop_gradient(v) for k, v in model(obs).items()})
 
     def mean_kl():
         return tf.reduce_mean(old.kl_divergence(family.make(model(obs))))
 
-    F = explicit_fisher(model, family, obs)
+    F = explicit_fisher(model, name, family, obs)
     n = F.shape[0]
-    assert n == sum(int(np.prod(v.shape)) for v in model.trainable_variables)
-    assert np.linalg.matrix_rank(F, tol=1e-8) > 1
+    assert n == sum(int(np.prod(v.shape)) for v in model.trainable_variables) < 60
+    np.testing.assert_allclose(F, F.T, atol=1e-10)
+    assert np.linalg.eigvalsh(F).min() > -1e-8 and np.linalg.matrix_rank(F, tol=1e-6) > 2
     for damping in (0.0, 0.1):
         for seed in range(3):
             v = np.random.default_rng(seed).normal(size=n)
             fvp = fisher_vector_product(mean_kl, model.trainable_variables, tf.constant(v, tf.float32), damping)
-            np.testing.assert_allclose(fvp.numpy(), F @ v + damping * v, rtol=2e-3, atol=2e-4)
+            expected = F @ v + damping * v
+            np.testing.assert_allclose(fvp.numpy(), expected, rtol=2e-3, atol=2e-4 * np.abs(expected).max())
+
+
+def test_fvp_inside_tf_function_matches_eager():
+    model, family = tiny_policy("diag_gaussian")
+    obs = tf.constant(np.random.default_rng(1).uniform(-1, 1, size=(8, OBS_DIM)), tf.float32)
+    old = family.make({k: tf.stop_gradient(v) for k, v in model(obs).items()})
+    n = sum(int(np.prod(v.shape)) for v in model.trainable_variables)
+    v = tf.constant(np.random.default_rng(2).normal(size=n), tf.float32)
+
+    def fvp(vec):
+        kl = lambda: tf.reduce_mean(old.kl_divergence(family.make(model(obs))))  # noqa: E731
+        return fisher_vector_product(kl, model.trainable_variables, vec, 0.05)
+
+    np.testing.assert_allclose(tf.function(fvp)(v).numpy(), fvp(v).numpy(), rtol=1e-4, atol=1e-6)
+
+
+def kl_space_params(name, batch, rng):
+    family = family_for(SPACES[name])
+    return family, {k: tf.constant(rng.normal(size=(batch, n)) * 2, tf.float32) for k, n in family.head_sizes.items()}
+
+
+@pytest.mark.parametrize("name", list(SPACES))
+def test_kl_of_a_policy_with_itself_is_zero(name):
+    family, params = kl_space_params(name, 7, np.random.default_rng(3))
+    assert family.name == name
+    d = family.make(params)
+    kl = d.kl_divergence(family.make(params)).numpy()
+    assert kl.shape == (7,)
+    np.testing.assert_allclose(kl, 0.0, atol=1e-6)
+    # and it is strictly positive for a different policy
+    _, other = kl_space_params(name, 7, np.random.default_rng(4))
+    assert (d.kl_divergence(family.make(other)).numpy() > 0).all()
 
 
 def test_flatten_unflatten_round_trip():
     vs = [tf.Variable(np.arange(6.0).reshape(2, 3), dtype=tf.float32), tf.Variable([7.0]), tf.Variable(tf.ones((2, 1, 2)))]
     flat = flatten([tf.convert_to_tensor(v) for v in vs])
     assert flat.shape == (11,)
+    np.testing.assert_array_equal(flat.numpy()[:7], [0, 1, 2, 3, 4, 5, 7])
     for got, v in zip(unflatten(flat, vs), vs):
         np.testing.assert_array_equal(got.numpy(), v.numpy())
+
+
+def test_flat_gradient_gives_zeros_for_unconnected_variables():
+    a, b = tf.Variable([1.0, 2.0]), tf.Variable([[3.0]])
+    with tf.GradientTape() as tape:
+        y = tf.reduce_sum(a * a)
+    np.testing.assert_array_equal(flat_gradient(tape, y, [a, b]).numpy(), [2.0, 4.0, 0.0])
