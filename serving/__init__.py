@@ -4,7 +4,8 @@
     policy = OnnxPolicy("hopper.onnx")
     action = policy.act(obs)
 """
-from serving.errors import InvalidObservation, ModelLoadError, ServingError
+from serving.errors import InvalidObservation, ModelLoadError, NonFiniteObservation, ServingError
 from serving.policy import OnnxPolicy, low_latency_options
 
-__all__ = ["OnnxPolicy", "InvalidObservation", "ModelLoadError", "ServingError", "low_latency_options"]
+__all__ = ["OnnxPolicy", "InvalidObservation", "NonFiniteObservation", "ModelLoadError", "ServingError",
+           "low_latency_options"]

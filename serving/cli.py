@@ -1,42 +1,79 @@
-"""``python -m serving run|http``."""
+"""``python -m serving run|http``: play episodes with an exported policy, or serve it over HTTP."""
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
+from typing import Any, Optional, Sequence
 
 from serving.errors import ServingError
+
+DEFAULT_EPISODE_SEED = 10_000  # episode i resets with seed 10000 + i: away from the seeds training uses
+
+
+class CliError(Exception):
+    """A usage problem: printed as ``error: ...`` with exit status 2."""
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m serving",
-                                description="Run a keras-trpo policy exported to ONNX with onnxruntime alone.")
-    sub = p.add_subparsers(dest="command", required=True)
-    r = sub.add_parser("run", help="play episodes in a gymnasium env and print the mean return as JSON")
+                                description="Run a keras-trpo policy exported to ONNX with onnxruntime alone "
+                                            "(no TensorFlow).")
+    sub = p.add_subparsers(dest="command", required=True, metavar="{run,http}")
+    r = sub.add_parser("run", help="play episodes in a gymnasium env and print the mean return as JSON",
+                       description="Play episodes in a gymnasium env (pip install gymnasium) and print "
+                                   "{mean_return, std_return, episodes, env, returns} as JSON.")
     r.add_argument("--model", required=True, help="an .onnx file written by keras-trpo's export")
     r.add_argument("--env", default=None, help="gymnasium env id (default: the env id in the model's metadata)")
-    r.add_argument("--episodes", type=int, default=10)
-    r.add_argument("--seed", type=int, default=10_000, help="episode i resets with seed + i (default 10000)")
+    r.add_argument("--episodes", type=int, default=10, help="number of episodes (default 10)")
+    r.add_argument("--seed", type=int, default=DEFAULT_EPISODE_SEED,
+                   help=f"episode i resets with seed SEED + i (default {DEFAULT_EPISODE_SEED}); also seeds "
+                        "--stochastic sampling")
     r.add_argument("--stochastic", action="store_true", help="sample actions instead of taking the deterministic one")
-    h = sub.add_parser("http", help="serve POST /v1/act, GET /v1/metadata, GET /healthz")
-    h.add_argument("--model", required=True)
+
+    h = sub.add_parser("http", help="serve POST /v1/act, GET /v1/metadata, GET /healthz",
+                       description="Serve the policy as JSON over HTTP with the standard library's "
+                                   "ThreadingHTTPServer: POST /v1/act, GET /v1/metadata, GET /healthz.")
+    h.add_argument("--model", required=True, help="an .onnx file written by keras-trpo's export")
     h.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    h.add_argument("--port", type=int, default=8000)
+    h.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
     h.add_argument("--max-body-bytes", type=int, default=1 << 20, help="larger requests get 413 (default 1 MiB)")
+    h.add_argument("--idle-timeout", type=float, default=60.0,
+                   help="close a kept-alive connection idle this many seconds (default 60)")
     h.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads per call (default 1)")
-    h.add_argument("--seed", type=int, default=None, help="seed for stochastic actions")
+    h.add_argument("--seed", type=int, default=None, help="seed for stochastic actions (\"deterministic\": false)")
     h.add_argument("--access-log", action="store_true", help="log every request to stderr")
     return p
 
 
-def run_episodes(policy, env_id: str, episodes: int, seed: int, deterministic: bool) -> dict:
+def _check_env_fits(policy: Any, env: Any) -> None:
+    """Fail before the first step, naming both shapes, if the env is not the one the policy knows."""
+    obs_space, act_space = env.observation_space, env.action_space
+    want_obs, want_act = policy.observation_space, policy.action_space
+    if type(obs_space).__name__ != want_obs.type or tuple(obs_space.shape or ()) != want_obs.shape:
+        raise CliError(f"the env's observation space {obs_space} does not match the model's "
+                       f"{want_obs.type}{list(want_obs.shape)}")
+    if type(act_space).__name__ != want_act.type or tuple(act_space.shape or ()) != want_act.shape:
+        raise CliError(f"the env's action space {act_space} does not match the model's "
+                       f"{want_act.type}{list(want_act.shape)}")
+
+
+def run_episodes(policy: Any, env_id: str, episodes: int, seed: int = DEFAULT_EPISODE_SEED,
+                 deterministic: bool = True) -> dict:
+    """Play ``episodes`` episodes (episode i reset with ``seed + i``); returns the JSON summary."""
     try:
-        import gymnasium as gym
+        import gymnasium as gym  # optional: only this command needs it
     except ImportError:
-        raise SystemExit("`python -m serving run` needs gymnasium: pip install gymnasium (or 'gymnasium[mujoco]')")
-    env = gym.make(env_id)
+        raise CliError("`python -m serving run` needs gymnasium: pip install gymnasium "
+                       "(MuJoCo envs: pip install 'gymnasium[mujoco]')") from None
+    try:
+        env = gym.make(env_id)
+    except Exception as e:  # noqa: BLE001 - unknown id, missing extra (mujoco, box2d), ...
+        raise CliError(f"cannot make env {env_id!r}: {type(e).__name__}: {e}") from None
     returns = []
     try:
+        _check_env_fits(policy, env)
         for i in range(episodes):
             obs, _ = env.reset(seed=seed + i)
             done, total = False, 0.0
@@ -47,35 +84,42 @@ def run_episodes(policy, env_id: str, episodes: int, seed: int, deterministic: b
             returns.append(total)
     finally:
         env.close()
-    mean = sum(returns) / len(returns)
-    std = (sum((r - mean) ** 2 for r in returns) / len(returns)) ** 0.5
+    mean = math.fsum(returns) / len(returns)
+    std = math.sqrt(math.fsum((r - mean) ** 2 for r in returns) / len(returns))
     return {"env": env_id, "episodes": episodes, "mean_return": round(mean, 3), "std_return": round(std, 3),
-            "returns": [round(r, 3) for r in returns]}
+            "seed": seed, "deterministic": deterministic, "returns": [round(r, 3) for r in returns]}
 
 
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+def _run(args: argparse.Namespace) -> int:
     from serving.policy import OnnxPolicy
 
-    try:
-        if args.command == "run":
-            if args.episodes <= 0:
-                raise SystemExit("--episodes must be positive")
-            policy = OnnxPolicy(args.model)
-            env_id = args.env or policy.metadata.get("env_id")
-            if not env_id:
-                raise SystemExit("the model's metadata names no env; pass --env")
-            print(json.dumps(run_episodes(policy, env_id, args.episodes, args.seed, not args.stochastic)))
-            return 0
-        from serving.server import make_server
+    if args.episodes <= 0:
+        raise CliError("--episodes must be positive")
+    policy = OnnxPolicy(args.model, seed=args.seed)
+    env_id = args.env or policy.metadata.get("env_id")
+    if not env_id:
+        raise CliError("the model's metadata names no env; pass --env")
+    print(json.dumps(run_episodes(policy, env_id, args.episodes, args.seed, not args.stochastic)))
+    return 0
 
-        policy = OnnxPolicy(args.model, seed=args.seed, threads=args.threads)
-        server = make_server(policy, args.host, args.port, max_body_bytes=args.max_body_bytes, access_log=args.access_log)
-    except ServingError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+
+def _http(args: argparse.Namespace) -> int:
+    from serving.policy import OnnxPolicy
+    from serving.server import make_server
+
+    if args.threads < 1:
+        raise CliError("--threads must be at least 1")
+    policy = OnnxPolicy(args.model, seed=args.seed, threads=args.threads)
+    try:
+        server = make_server(policy, args.host, args.port, max_body_bytes=args.max_body_bytes,
+                             access_log=args.access_log, idle_timeout=args.idle_timeout)
+    except ValueError as e:
+        raise CliError(str(e)) from None
+    except OSError as e:  # port in use, address not on this machine
+        raise CliError(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}") from None
     host, port = server.server_address[:2]
-    print(f"serving {policy} on http://{host}:{port} (POST /v1/act, GET /v1/metadata, GET /healthz)", file=sys.stderr)
+    print(f"serving {policy} on http://{host}:{port} (POST /v1/act, GET /v1/metadata, GET /healthz)",
+          file=sys.stderr, flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -83,3 +127,12 @@ def main(argv=None) -> int:
     finally:
         server.server_close()
     return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _run(args) if args.command == "run" else _http(args)
+    except (ServingError, CliError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2

@@ -1,10 +1,20 @@
+"""serving's exceptions: one base class, so callers can catch everything serving raises."""
+
+
 class ServingError(Exception):
     """Base class of serving's errors."""
 
 
 class ModelLoadError(ServingError):
-    """The model file is missing, corrupt, or not a keras_trpo export."""
+    """The model file is missing, corrupt, or not a policy written by keras-trpo's export."""
 
 
 class InvalidObservation(ServingError, ValueError):
-    """An observation of the wrong shape or dtype, or with NaN / inf."""
+    """An observation of the wrong shape or dtype, or out of a Discrete space's range.
+
+    The message names the shape the policy expects.
+    """
+
+
+class NonFiniteObservation(InvalidObservation):
+    """An observation containing NaN or +-inf (the HTTP server answers 400 for these)."""

@@ -1,17 +1,37 @@
-"""The spaces in a keras_trpo export's metadata, without gymnasium."""
+"""The metadata of a keras-trpo ONNX export, parsed and checked without gymnasium."""
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Mapping, Optional
 
 import numpy as np
 
 from serving.errors import ModelLoadError
 
-DISTRIBUTIONS = ("categorical", "diag_gaussian", "multi_categorical", "bernoulli")
-PARAMS = {"categorical": ("logits",), "multi_categorical": ("logits",), "bernoulli": ("logits",),
-          "diag_gaussian": ("mean", "log_std")}
+REQUIRED_METADATA = ("observation_space", "action_space", "distribution")
+# distribution -> (the action space it goes with, the graph outputs holding its parameters)
+DISTRIBUTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "categorical": ("Discrete", ("logits",)),
+    "multi_categorical": ("MultiDiscrete", ("logits",)),
+    "bernoulli": ("MultiBinary", ("logits",)),
+    "diag_gaussian": ("Box", ("mean", "log_std")),
+}
+
+
+def _bound(values: Any, shape: tuple[int, ...], missing: float) -> np.ndarray:
+    """Box bounds: numbers, or "inf"/"-inf" strings (JSON has no infinity); null means unbounded."""
+    flat = [missing if v is None else float(v) for v in np.ravel(np.asarray(values, dtype=object))]
+    arr = np.asarray(flat, np.float64)
+    if arr.size == 1 and math.prod(shape) != 1:
+        arr = np.full(shape, arr[0])
+    return arr.reshape(shape)
+
+
+def _encode_bound(arr: np.ndarray) -> list:
+    """The inverse of ``_bound``: strict JSON, infinities as the strings the export writes."""
+    return [("inf" if x > 0 else "-inf") if math.isinf(x) else x for x in arr.reshape(-1).tolist()]
 
 
 @dataclass(frozen=True)
@@ -23,44 +43,95 @@ class Space:
     dtype: np.dtype
     low: Optional[np.ndarray] = None  # Box
     high: Optional[np.ndarray] = None  # Box
-    n: Optional[int] = None  # Discrete, MultiBinary
-    start: Optional[np.ndarray] = None  # Discrete, MultiDiscrete
+    n: Optional[int] = None  # Discrete, MultiBinary (number of bits)
+    start: Optional[np.ndarray] = None  # Discrete (scalar), MultiDiscrete (per sub-space)
     nvec: Optional[np.ndarray] = None  # MultiDiscrete
 
     @classmethod
     def from_json(cls, text: str, what: str) -> "Space":
+        """Parse the JSON the export writes; ``what`` names the metadata key in errors."""
         try:
             d = json.loads(text)
             kind = d["type"]
             if kind == "Box":
                 shape = tuple(int(s) for s in d["shape"])
-                bound = lambda v: np.asarray([float(x) for x in v], np.float64).reshape(shape)  # noqa: E731
-                return cls("Box", shape, np.dtype(d["dtype"]), low=bound(d["low"]), high=bound(d["high"]))
+                low, high = _bound(d["low"], shape, -math.inf), _bound(d["high"], shape, math.inf)
+                if np.any(low > high):
+                    raise ValueError("low is above high")
+                return cls("Box", shape, np.dtype(d.get("dtype", "float32")), low=low, high=high)
             if kind == "Discrete":
-                return cls("Discrete", (), np.dtype(np.int64), n=int(d["n"]), start=np.int64(d.get("start", 0)))
+                n = int(d["n"])
+                if n < 1:
+                    raise ValueError(f"n={n}")
+                return cls("Discrete", (), np.dtype(np.int64), n=n, start=np.int64(d.get("start", 0)))
             if kind == "MultiDiscrete":
                 nvec = np.asarray(d["nvec"], np.int64)
-                return cls("MultiDiscrete", nvec.shape, np.dtype(np.int64), nvec=nvec,
-                           start=np.broadcast_to(np.asarray(d.get("start", 0), np.int64), nvec.shape))
+                if nvec.size == 0 or np.any(nvec < 1):
+                    raise ValueError(f"nvec={nvec.tolist()}")
+                start = np.broadcast_to(np.asarray(d.get("start", 0), np.int64), nvec.shape).copy()
+                return cls("MultiDiscrete", nvec.shape, np.dtype(np.int64), nvec=nvec, start=start)
             if kind == "MultiBinary":
                 n = d["n"]
-                shape = tuple(n) if isinstance(n, list) else (int(n),)
-                return cls("MultiBinary", shape, np.dtype(np.int8), n=int(np.prod(shape)))
+                shape = tuple(int(s) for s in n) if isinstance(n, list) else (int(n),)
+                return cls("MultiBinary", shape, np.dtype(np.int8), n=math.prod(shape))
         except (ValueError, KeyError, TypeError) as e:
-            raise ModelLoadError(f"metadata {what!r} is not a valid space description: {e}") from e
-        raise ModelLoadError(f"metadata {what!r} has unknown space type {d.get('type')!r}")
+            raise ModelLoadError(f"metadata {what!r} is not a valid space description ({e}): {text[:200]}") from e
+        raise ModelLoadError(f"metadata {what!r} has unknown space type {kind!r}")
 
     def to_dict(self) -> dict:
+        """JSON-safe (no NaN/Infinity tokens), in the export's own encoding."""
         d: dict = {"type": self.type, "shape": list(self.shape), "dtype": str(self.dtype)}
-        for k in ("low", "high", "nvec", "start"):
-            v = getattr(self, k)
-            if v is not None:
-                d[k] = np.asarray(v).tolist()
+        if self.low is not None:
+            d["low"], d["high"] = _encode_bound(self.low), _encode_bound(self.high)
         if self.n is not None:
             d["n"] = self.n
+        if self.nvec is not None:
+            d["nvec"] = self.nvec.tolist()
+        if self.start is not None:
+            d["start"] = np.asarray(self.start).tolist()
         return d
 
     @property
     def policy_input_shape(self) -> tuple[int, ...]:
         """Shape of one observation as the model takes it (Discrete -> ())."""
         return () if self.type == "Discrete" else self.shape
+
+
+@dataclass(frozen=True)
+class ExportMetadata:
+    """What ``OnnxPolicy`` needs from the ONNX ``metadata_props``."""
+
+    observation_space: Space
+    action_space: Space
+    distribution: str
+    param_names: tuple[str, ...]  # graph outputs holding the distribution's parameters
+    raw: dict[str, str]
+
+    def as_dict(self) -> dict[str, Any]:
+        """All metadata_props (unknown keys kept), the spaces as dicts: what ``/v1/metadata`` serves."""
+        out: dict[str, Any] = dict(self.raw)
+        out["observation_space"] = self.observation_space.to_dict()
+        out["action_space"] = self.action_space.to_dict()
+        return out
+
+
+def parse_metadata(props: Mapping[str, str], path: str) -> ExportMetadata:
+    """Check and parse ``metadata_props``; ``path`` only goes into the error messages."""
+    missing = [k for k in REQUIRED_METADATA if k not in props]
+    if missing:
+        raise ModelLoadError(f"{path!r} has no {', '.join(missing)} metadata: it was not exported by "
+                             "keras-trpo's export (python -m export ... --onnx FILE)")
+    try:
+        obs = Space.from_json(props["observation_space"], "observation_space")
+        act = Space.from_json(props["action_space"], "action_space")
+    except ModelLoadError as e:
+        raise ModelLoadError(f"{path!r}: {e}") from e
+    dist = props["distribution"]
+    if dist not in DISTRIBUTIONS:
+        raise ModelLoadError(f"{path!r}: unknown distribution {dist!r}; expected one of {sorted(DISTRIBUTIONS)}")
+    space_type, params = DISTRIBUTIONS[dist]
+    if act.type != space_type:
+        raise ModelLoadError(f"{path!r}: distribution {dist!r} does not fit a {act.type} action space")
+    if obs.type not in ("Box", "Discrete", "MultiBinary"):
+        raise ModelLoadError(f"{path!r}: observation space {obs.type} is not supported")
+    return ExportMetadata(obs, act, dist, params, dict(props))

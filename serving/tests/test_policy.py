@@ -1,11 +1,12 @@
-"""OnnxPolicy against the agent's own outputs recorded at export time, and its input checks."""
+"""OnnxPolicy on the real exporter's fixtures (against the TF agent's own outputs recorded at
+export time), its input checks, and its refusal of files it cannot serve."""
 import json
 import sys
 
 import numpy as np
 import pytest
 
-from serving import InvalidObservation, ModelLoadError, OnnxPolicy
+from serving import InvalidObservation, ModelLoadError, NonFiniteObservation, OnnxPolicy
 from serving.tests.conftest import fixture_path, reference
 
 
@@ -42,9 +43,11 @@ def test_metadata_describes_spaces():
     assert meta["distribution"] == "diag_gaussian"
     assert meta["action_space"] == {"type": "Box", "shape": [2], "dtype": "float32", "low": [-1.0, -0.5],
                                     "high": [1.0, 2.0]}
-    assert meta["observation_space"]["low"] == [float("-inf")] * 3
+    assert meta["observation_space"]["low"] == ["-inf"] * 3  # the export's own encoding
     assert meta["keras_trpo_version"] and meta["obs_normalization"] == "true"
-    json.dumps(meta, allow_nan=True)  # serialisable for the HTTP endpoint
+    assert meta["outputs"] == "action,mean,log_std"  # keys serving does not know are kept
+    json.dumps(meta, allow_nan=False)  # strict JSON for the HTTP endpoint
+    assert np.all(np.isneginf(policy.observation_space.low))  # parsed: real infinities
     assert OnnxPolicy(fixture_path("discrete")).metadata["action_space"]["start"] == 1
 
 
@@ -52,15 +55,48 @@ def test_metadata_describes_spaces():
     (np.zeros(3, np.float32), r"shape \(3,\); expected \(4,\)"),
     (np.zeros((2, 5), np.float32), r"expected \(4,\) for one observation or \(batch, 4\)"),
     (np.zeros((2, 2, 4), np.float32), r"shape \(2, 2, 4\)"),
-    (np.array(["a", "b", "c", "d"]), r"dtype <U1; expected numbers of shape \(4,\)"),
-    (np.array([1.0, np.nan, 0, 0]), r"NaN or inf .*shape \(4,\)"),
-    (np.array([[1.0, 0, np.inf, 0]]), r"NaN or inf"),
+    (np.array(["a", "b", "c", "d"]), r"dtype <U1; expected numbers .*of shape \(4,\)"),
+    (["1", "2", "3", "4"], r"dtype <U1"),
+    ([1.0, None, 0, 0], r"dtype object"),
+    ({"obs": [1, 2, 3, 4]}, r"dtype object"),
+    ([[1, 2, 3, 4], [1, 2]], r"not a rectangular array.*\(4,\)"),
     (np.zeros(4, complex), r"dtype complex128"),
+    (np.zeros((), np.float32), r"shape \(\); expected \(4,\)"),
 ])
 def test_bad_observations_are_named(bad, message):
     policy = OnnxPolicy(fixture_path("discrete"))
-    with pytest.raises(InvalidObservation, match=message):
+    with pytest.raises(InvalidObservation, match=message) as info:
         policy.act(bad)
+    assert isinstance(info.value, ValueError)  # callers may catch ValueError
+
+
+@pytest.mark.parametrize("bad", [
+    np.array([1.0, np.nan, 0, 0]), np.array([[1.0, 0, np.inf, 0]]), np.array([[0.0] * 4, [0, 0, 0, -np.inf]]),
+    [0.0, 0.0, float("nan"), 0.0],
+])
+def test_nan_and_inf_are_refused(bad):
+    with pytest.raises(NonFiniteObservation, match=r"NaN or inf.*shape \(4,\)"):
+        OnnxPolicy(fixture_path("discrete")).act(bad)
+
+
+def test_float64_beyond_float32_range_is_refused():
+    with pytest.warns(RuntimeWarning), pytest.raises(NonFiniteObservation, match="float32's range"):
+        OnnxPolicy(fixture_path("discrete")).act(np.array([1e39, 0, 0, 0]))
+
+
+def test_discrete_observation_out_of_range_is_refused():
+    policy = OnnxPolicy(fixture_path("discrete_obs"))  # Discrete(6)
+    for bad in (6, -1, 2.5, [0, 7]):
+        with pytest.raises(InvalidObservation, match=r"integer in \[0, 5\]"):
+            policy.act(bad)
+    assert policy.act(5) in (0, 1)
+
+
+def test_empty_batch_gives_empty_actions():
+    policy = OnnxPolicy(fixture_path("multidiscrete"))
+    for deterministic in (True, False):
+        out = policy.act(np.zeros((0, 5), np.float32), deterministic=deterministic)
+        assert out.shape == (0, 2) and out.dtype == np.int64
 
 
 def test_safe_casts_are_accepted():
@@ -116,18 +152,54 @@ def test_discrete_observation_space_takes_integers():
 
 
 def test_missing_corrupt_and_foreign_files(tmp_path):
-    with pytest.raises(ModelLoadError, match="no model file"):
+    with pytest.raises(ModelLoadError, match="no model file at .*nope.onnx"):
         OnnxPolicy(tmp_path / "nope.onnx")
+    with pytest.raises(ModelLoadError, match="is not a file"):
+        OnnxPolicy(tmp_path)
     junk = tmp_path / "junk.onnx"
     junk.write_bytes(b"\x00garbage" * 10)
-    with pytest.raises(ModelLoadError, match="junk.onnx.*not a loadable ONNX model"):
+    with pytest.raises(ModelLoadError, match="junk.onnx.*not a loadable ONNX model") as info:
         OnnxPolicy(junk)
+    assert "\n" not in str(info.value) and info.value.__cause__ is None  # one line, no onnxruntime trace
     truncated = tmp_path / "truncated.onnx"
     truncated.write_bytes(open(fixture_path("discrete"), "rb").read()[:500])
-    with pytest.raises(ModelLoadError, match="truncated.onnx"):
+    with pytest.raises(ModelLoadError, match="truncated.onnx.*not a loadable ONNX model"):
         OnnxPolicy(truncated)
+    empty = tmp_path / "empty.onnx"
+    empty.write_bytes(b"")
+    with pytest.raises(ModelLoadError, match="empty.onnx"):
+        OnnxPolicy(empty)
+
+
+@pytest.mark.parametrize("name, message", [
+    ("broken_no_metadata", r"broken_no_metadata.onnx.* has no observation_space, action_space, distribution "
+                           r"metadata: it was not exported by keras-trpo's export"),
+    ("broken_input_name", r"broken_input_name.onnx.* one input named 'obs', has \['input_1'\]"),
+    ("broken_missing_output", r"broken_missing_output.onnx.* lacks outputs \['log_std'\] for a diag_gaussian"),
+    ("broken_shape_mismatch", r"broken_shape_mismatch.onnx.*shape \['batch', 4\] but the metadata's "
+                              r"observation space needs \[batch, 6\]"),
+])
+def test_files_that_break_the_contract_are_refused(name, message):
+    with pytest.raises(ModelLoadError, match=message):
+        OnnxPolicy(fixture_path(name))
+
+
+def test_session_options_can_be_overridden():
+    import onnxruntime as ort
+
+    default = OnnxPolicy(fixture_path("discrete")).session.get_session_options()
+    assert default.intra_op_num_threads == 1 and default.inter_op_num_threads == 1
+    assert default.execution_mode == ort.ExecutionMode.ORT_SEQUENTIAL
+    assert default.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    assert OnnxPolicy(fixture_path("discrete"), threads=2).session.get_session_options().intra_op_num_threads == 2
+    mine = ort.SessionOptions()
+    mine.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    policy = OnnxPolicy(fixture_path("discrete"), sess_options=mine)
+    assert policy.session.get_session_options().graph_optimization_level == ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    np.testing.assert_array_equal(policy.act(reference("discrete")["obs"]), reference("discrete")["action"])
 
 
 def test_no_tensorflow_in_the_process():
     OnnxPolicy(fixture_path("gaussian")).act(np.zeros(3, np.float32))
-    assert not any(m == "tensorflow" or m.startswith(("tensorflow.", "keras", "tf2onnx")) for m in sys.modules)
+    assert "tensorflow" not in sys.modules
+    assert not any(m.split(".")[0] in ("tensorflow", "keras", "tf2onnx", "keras_trpo") for m in sys.modules)

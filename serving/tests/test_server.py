@@ -1,6 +1,7 @@
-"""The HTTP server: routes, bad input answered with 4xx while it keeps serving, concurrency."""
+"""The HTTP server: routes, bad input answered with 4xx while it keeps serving, limits, concurrency."""
 import http.client
 import json
+import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -11,16 +12,23 @@ from serving import OnnxPolicy
 from serving.server import make_server
 from serving.tests.conftest import fixture_path, reference
 
+LIMIT = 4096
+
+
+def _strict(name):
+    raise ValueError(f"server sent {name}, which is not JSON")
+
 
 @pytest.fixture(scope="module")
 def server():
     policy = OnnxPolicy(fixture_path("gaussian"), seed=0)
-    srv = make_server(policy, "127.0.0.1", 0, max_body_bytes=4096)
+    srv = make_server(policy, "127.0.0.1", 0, max_body_bytes=LIMIT, idle_timeout=10)
     thread = threading.Thread(target=srv.serve_forever, daemon=True)
     thread.start()
     yield srv
     srv.shutdown()
     srv.server_close()
+    thread.join(10)
 
 
 def request(srv, method, path, body=None, raw=None, headers=None, conn=None):
@@ -29,26 +37,60 @@ def request(srv, method, path, body=None, raw=None, headers=None, conn=None):
     data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
     conn.request(method, path, body=data, headers=headers or {"Content-Type": "application/json"})
     resp = conn.getresponse()
-    payload = json.loads(resp.read() or b"null")
+    assert resp.getheader("Content-Type") == "application/json"
+    payload = json.loads(resp.read() or b"null", parse_constant=_strict)
     if own:
         conn.close()
     return resp.status, payload
 
 
+def raw_exchange(srv, data: bytes) -> bytes:
+    """Send bytes as they are (no http.client help) and read the whole answer."""
+    with socket.create_connection(srv.server_address[:2], timeout=10) as s:
+        s.sendall(data)
+        chunks = []
+        while chunk := s.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_binds_loopback_and_an_ephemeral_port(server):
+    host, port = server.server_address[:2]
+    assert host == "127.0.0.1" and port > 0
+
+
 def test_health_and_metadata(server):
     assert request(server, "GET", "/healthz") == (200, {"status": "ok"})
-    status, meta = request(server, "GET", "/v1/metadata")
+    status, meta = request(server, "GET", "/v1/metadata")  # parsed strictly: no Infinity tokens
     assert status == 200 and meta["distribution"] == "diag_gaussian" and meta["action_space"]["shape"] == [2]
+    assert meta["observation_space"]["low"] == ["-inf"] * 3 and meta["keras_trpo_version"]
 
 
 def test_act_single_and_batch(server):
     ref = reference("gaussian")
     status, body = request(server, "POST", "/v1/act", {"obs": ref["obs"][0].tolist()})
-    assert status == 200
+    assert status == 200 and len(body["action"]) == 2
     np.testing.assert_allclose(body["action"], ref["action"][0], atol=1e-5)
     status, body = request(server, "POST", "/v1/act", {"obs": ref["obs"][:10].tolist()})
     assert status == 200
     np.testing.assert_allclose(body["action"], ref["action"][:10], atol=1e-5)
+    status, body = request(server, "POST", "/v1/act", {"obs": []})  # an empty batch
+    assert status == 422 or (status == 200 and body["action"] == [])
+
+
+def test_discrete_action_is_a_json_integer():
+    policy = OnnxPolicy(fixture_path("linear_discrete"))
+    srv = make_server(policy, "127.0.0.1", 0)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        obs = [0.3, -0.2, 0.1, 0.05]
+        status, body = request(srv, "POST", "/v1/act", {"obs": obs})
+        assert status == 200 and isinstance(body["action"], int) and body["action"] == policy.act(obs)
+        status, body = request(srv, "POST", "/v1/act", {"obs": [obs, obs]})
+        assert body["action"] == [int(policy.act(obs))] * 2
+    finally:
+        srv.shutdown()
+        srv.server_close()
 
 
 def test_stochastic_request(server):
@@ -58,33 +100,67 @@ def test_stochastic_request(server):
 
 @pytest.mark.parametrize("raw, status, fragment", [
     (b"{not json", 400, "not valid JSON"),
+    (b"\xff\xfe", 400, "not valid JSON"),
     (b'{"observation": [1, 2, 3]}', 400, '{"obs"'),
     (b'[1, 2, 3]', 400, '{"obs"'),
-    (b'{"obs": [1, 2]}', 422, "expected (3,)"),
-    (b'{"obs": [[1, 2, 3], [4, 5]]}', 422, "obs must be numbers"),
-    (b'{"obs": ["a", "b", "c"]}', 422, "obs must be numbers"),
-    (b'{"obs": [1, NaN, 3]}', 422, "NaN"),
-    (b'{"obs": [1, Infinity, 3]}', 422, "Infinity"),
-    (b'{"obs": [1, 1e999, 3]}', 422, "NaN or inf"),
+    (b'{"obs": [1, NaN, 3]}', 400, "NaN"),
+    (b'{"obs": [1, Infinity, 3]}', 400, "Infinity"),
+    (b'{"obs": [[1, 2, 3], [1, -Infinity, 3]]}', 400, "-Infinity"),
+    (b'{"obs": [1, 1e999, 3]}', 400, "NaN or inf"),
     (b'{"obs": [1, 2, 3], "deterministic": "yes"}', 400, "deterministic"),
+    (b'{"obs": [1, 2]}', 422, "expected (3,)"),
+    (b'{"obs": [[1, 2, 3, 4]]}', 422, "(batch, 3)"),
+    (b'{"obs": [[1, 2, 3], [4, 5]]}', 422, "not a rectangular array"),
+    (b'{"obs": ["a", "b", "c"]}', 422, "expected numbers"),
+    (b'{"obs": [1, null, 3]}', 422, "expected numbers"),
+    (b'{"obs": {"x": 1}}', 422, "expected numbers"),
 ])
 def test_bad_requests_get_4xx_and_server_keeps_serving(server, raw, status, fragment):
     got, body = request(server, "POST", "/v1/act", raw=raw)
-    assert got == status and fragment in body["error"]
+    assert got == status and fragment in body["error"], body
     assert request(server, "GET", "/healthz")[0] == 200
+
+
+def test_bad_request_on_a_kept_alive_connection_does_not_break_it(server):
+    conn = http.client.HTTPConnection(*server.server_address[:2], timeout=10)
+    assert request(server, "POST", "/v1/act", raw=b'{"obs": [1, NaN, 3]}', conn=conn)[0] == 400
+    assert request(server, "POST", "/v1/act", {"obs": [1, 2]}, conn=conn)[0] == 422
+    assert request(server, "POST", "/v1/act", {"obs": [1, 2, 3]}, conn=conn)[0] == 200
+    conn.close()
 
 
 def test_body_size_limit(server):
     big = json.dumps({"obs": [[0.0, 0.0, 0.0]] * 1000}).encode()
-    assert len(big) > 4096
+    assert LIMIT < len(big) < 8 * LIMIT  # drained, so even a client that sends it all reads the 413
     status, body = request(server, "POST", "/v1/act", raw=big)
-    assert status == 413 and "over the limit" in body["error"]
+    assert status == 413 and "over the limit of 4096" in body["error"]
+    assert request(server, "GET", "/healthz")[0] == 200
+
+
+def test_huge_declared_body_is_refused_before_it_is_read(server):
+    answer = raw_exchange(server, b"POST /v1/act HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000000\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 413") and b"over the limit" in answer
+    assert request(server, "GET", "/healthz")[0] == 200
+
+
+@pytest.mark.parametrize("head, status", [
+    (b"POST /v1/act HTTP/1.1\r\nHost: x\r\n\r\n", b"411"),  # no Content-Length (chunked is not supported)
+    (b"POST /v1/act HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n", b"400"),
+    (b"POST /v1/act HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n", b"400"),
+    (b"GET /healthz HTTP/1.1\r\nX-Long: " + b"a" * 70_000 + b"\r\n\r\n", b"431"),
+    (b"PUT /v1/act HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", b"501"),
+])
+def test_malformed_http_gets_a_json_error(server, head, status):
+    answer = raw_exchange(server, head)
+    assert answer.split(b" ", 2)[1] == status, answer
+    assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["error"]
     assert request(server, "GET", "/healthz")[0] == 200
 
 
 def test_unknown_routes(server):
     assert request(server, "GET", "/v2/act")[0] == 404
     assert request(server, "POST", "/v1/metadata", {"obs": [0, 0, 0]})[0] == 404
+    assert request(server, "GET", "/healthz?probe=1")[0] == 200
 
 
 def test_keep_alive_connection_serves_many_requests(server):
@@ -97,21 +173,33 @@ def test_keep_alive_connection_serves_many_requests(server):
 
 def test_concurrent_clients_get_their_own_answers(server):
     policy = OnnxPolicy(fixture_path("gaussian"))
-    obs = np.random.default_rng(0).normal(size=(400, 3)).astype(np.float32) * 3
+    obs = np.random.default_rng(0).normal(size=(400, 3)).astype(np.float32) * 3  # distinct observations
     expected = policy.act(obs)
 
     def client(rows):
         conn = http.client.HTTPConnection(*server.server_address[:2], timeout=10)
         out = []
-        for i in rows:
+        for k, i in enumerate(rows):
+            if k % 10 == 5:  # stochastic and bad requests interleaved: they must not disturb the rest
+                assert request(server, "POST", "/v1/act", {"obs": [[0, 0, 0]] * 4, "deterministic": False},
+                               conn=conn)[0] == 200
+                assert request(server, "POST", "/v1/act", {"obs": [0, 0]}, conn=conn)[0] == 422
             status, body = request(server, "POST", "/v1/act", {"obs": obs[i].tolist()}, conn=conn)
             out.append((i, status, body["action"]))
         conn.close()
         return out
 
-    with ThreadPoolExecutor(8) as pool:
+    with ThreadPoolExecutor(8) as pool:  # 8 threads x 50 requests
         results = [r for chunk in pool.map(client, np.array_split(np.arange(len(obs)), 8)) for r in chunk]
-    assert len(results) == len(obs)
+    assert sorted(i for i, _, _ in results) == list(range(len(obs)))
     for i, status, action in results:
         assert status == 200
         np.testing.assert_allclose(action, expected[i], atol=1e-5)
+
+
+def test_make_server_checks_its_limits():
+    policy = OnnxPolicy(fixture_path("linear_discrete"))
+    with pytest.raises(ValueError, match="max_body_bytes"):
+        make_server(policy, "127.0.0.1", 0, max_body_bytes=0)
+    with pytest.raises(ValueError, match="idle_timeout"):
+        make_server(policy, "127.0.0.1", 0, idle_timeout=0)
