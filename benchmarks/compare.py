@@ -1,16 +1,24 @@
-"""keras_trpo against sb3-contrib's TRPO, same hyperparameters and seeds, one after the other.
+"""keras_trpo against sb3-contrib's TRPO: same hyperparameters, same seeds, one run after the other.
 
-  python benchmarks/compare.py ENV --timesteps N --seeds 0 1 2 [--impl keras_trpo sb3] [--out benchmarks/results]
-  python benchmarks/compare.py table [--out benchmarks/results]      # Markdown table for the README
-  python benchmarks/compare.py plot ENV [--out benchmarks/results]   # redraw OUT/compare_ENV.png
+  python benchmarks/compare.py ENV --timesteps N [--seeds 0 1 2] [--impl keras_trpo sb3]
+                               [--out benchmarks/results] [--sb3-python PATH]
+  python benchmarks/compare.py table [ENV ...] [--out benchmarks/results]   # Markdown table for the README
+  python benchmarks/compare.py [ENV ...] --readme-table [--out ...]         # the same
+  python benchmarks/compare.py plot ENV [--out ...]                         # redraw OUT/compare_ENV.png
 
-Each training runs in its own subprocess (so peak memory is per run). Writes
-OUT/curves_ENV.csv (impl, env, seed, timesteps, wall_s, return: mean of the last 100
-training episodes), OUT/summary.csv (final 10-episode deterministic evaluation on seeds
-10000-10009 with normalisation frozen, wall time, steps/s, rollout vs update time, peak
-memory, date, machine, command) and OUT/compare_ENV.png.
-sb3-contrib runs with the Python in $SB3_PYTHON (default /work/sb3venv/bin/python, or
-.venv-sb3/bin/python) if it can import sb3_contrib; otherwise it is skipped with a notice.
+Every training runs in its own child process (keras_trpo: this file with --child; sb3-contrib:
+sb3_runner.py under the sb3 Python), so each run's peak memory is its own. The children print one
+"RESULT {json}" line; other output and progress go to stderr.
+
+Writes, atomically, after every run:
+  OUT/curves_ENV.csv  impl, env, seed, timesteps, wall_s, return (mean of the last 100 training episodes)
+  OUT/summary.csv     impl, env, seed, timesteps, eval_mean, eval_std, wall_s, steps_per_s, rollout_s,
+                      update_s, peak_mem_mb, date, machine, command
+A new run replaces the rows of the same (impl, env, seed). At the end: OUT/compare_ENV.png.
+
+sb3-contrib runs under --sb3-python, else $SB3_PYTHON, else sb3venv/bin/python next to or inside
+the repository (/work/sb3venv here), if that Python imports sb3_contrib; otherwise it is skipped
+with a notice.
 """
 from __future__ import annotations
 
@@ -19,21 +27,145 @@ import csv
 import datetime
 import io
 import json
+import math
 import os
 import platform
 import resource
 import shlex
+import statistics
 import subprocess
 import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-IMPL_NAMES = {"keras_trpo": "keras_trpo", "sb3": "sb3-contrib"}
+IMPLS = {"keras_trpo": "keras_trpo", "sb3": "sb3-contrib"}  # --impl name -> name in the CSVs
+CURVE_FIELDS = ["impl", "env", "seed", "timesteps", "wall_s", "return"]
 SUMMARY_FIELDS = ["impl", "env", "seed", "timesteps", "eval_mean", "eval_std", "wall_s", "steps_per_s", "rollout_s",
                   "update_s", "peak_mem_mb", "date", "machine", "command"]
+EVAL_EPISODES, EVAL_SEED = 10, 10_000
 
 
+# ---------------------------------------------------------------- the keras_trpo child
+def keras_trpo_child(env_id: str, steps: int, seed: int) -> dict:
+    """Train, evaluate, and report; runs in its own process (``compare.py --child keras_trpo``)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.path.insert(0, ROOT)
+    import gymnasium as gym
+    import keras
+    import tensorflow as tf
+
+    import keras_trpo
+
+    curve: list[tuple[int, float, float]] = []
+    label = f"keras_trpo {env_id} seed {seed}"
+
+    class Curve(keras.callbacks.Callback):
+        decile = 0
+
+        def on_epoch_end(self, iteration, logs=None):
+            t, wall, ret = int(logs["timesteps"]), time.perf_counter() - start, float(logs["mean_return"])
+            curve.append((t, wall, ret))
+            if min(10, 10 * t // steps) > self.decile:
+                self.decile = min(10, 10 * t // steps)
+                print(f"[{label}] {t}/{steps} steps, return {ret:.1f}, {wall:.0f} s", file=sys.stderr, flush=True)
+
+    agent = keras_trpo.TRPO(env_id, seed=seed)
+    start = time.perf_counter()
+    history = agent.fit(steps, callbacks=[Curve()], verbose=0)
+    wall = time.perf_counter() - start
+    mean, std = agent.evaluate(episodes=EVAL_EPISODES, seed=EVAL_SEED)
+    agent.close()
+    h, n = history.history, int(agent.num_timesteps)
+    space = agent.action_space
+    return dict(impl="keras_trpo", env=env_id, seed=seed, timesteps=n, eval_mean=mean, eval_std=std, wall_s=wall,
+                steps_per_s=n / wall, rollout_s=float(sum(h["rollout_s"])), update_s=float(sum(h["update_s"])),
+                peak_mem_mb=_peak_rss_mb(), curve=curve, config=agent.config.to_dict(),
+                action_dim=int(math.prod(space.shape)) if isinstance(space, gym.spaces.Box) else None,
+                versions={"keras_trpo": keras_trpo.__version__, "tensorflow": tf.__version__,
+                          "keras": keras.__version__})
+
+
+def _peak_rss_mb() -> float:
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 2**20 if sys.platform == "darwin" else rss / 1024  # bytes on macOS, KiB on Linux
+
+
+# ---------------------------------------------------------------- running children
+def find_sb3_python(explicit: str | None) -> tuple[str | None, str]:
+    """(python, "") if one imports sb3_contrib, else (None, why not)."""
+    if explicit or os.environ.get("SB3_PYTHON"):
+        candidates = [explicit or os.environ["SB3_PYTHON"]]  # a chosen one is not second-guessed
+    else:
+        candidates = [os.path.join(os.path.dirname(ROOT), "sb3venv", "bin", "python"), "/work/sb3venv/bin/python",
+                      os.path.join(ROOT, "sb3venv", "bin", "python")]
+        candidates = [c for c in dict.fromkeys(candidates) if os.path.exists(c)]
+        if not candidates:
+            return None, "no --sb3-python, no $SB3_PYTHON and no sb3venv/bin/python found"
+    for c in candidates:
+        try:
+            ok = subprocess.run([c, "-c", "import sb3_contrib"], capture_output=True, timeout=120).returncode == 0
+        except (OSError, subprocess.TimeoutExpired):
+            ok = False
+        if ok:
+            return c, ""
+    return None, f"{', '.join(candidates)} cannot import sb3_contrib"
+
+
+def run_child(cmd: list[str], label: str) -> dict | None:
+    """Run one training process; stream its output to stderr and return its RESULT, or None on failure."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"), PYTHONUNBUFFERED="1")
+    result = None
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env) as proc:
+        for line in proc.stdout:
+            if line.startswith("RESULT "):
+                result = json.loads(line[len("RESULT "):])
+            else:
+                sys.stderr.write(line)
+    if proc.returncode != 0 or result is None:
+        print(f"error: {label} failed (exit code {proc.returncode}); command: {shlex.join(cmd)}", file=sys.stderr)
+        return None
+    return result
+
+
+# ---------------------------------------------------------------- same hyperparameters?
+def hyperparameter_differences(keras_result: dict, sb3_result: dict) -> tuple[int, list[str]]:
+    """Compare keras_trpo's config with what sb3-contrib ran with; (settings checked, differences).
+
+    For a Box action space with d dimensions sb3-contrib's KL is a mean over action dimensions
+    as well as states, so its target_kl and cg_damping correspond to keras_trpo's max_kl / d and
+    cg_damping / d (keras_trpo.config.default_config explains this).
+    """
+    k, s, d = keras_result["config"], sb3_result["hyperparameters"], keras_result.get("action_dim")
+    per_dim = d if d else 1
+    pairs = [("n_envs", "n_envs", 1), ("n_steps", "n_steps", 1), ("gamma", "gamma", 1),
+             ("gae_lambda", "gae_lambda", 1), ("max_kl", "target_kl", per_dim), ("cg_iters", "cg_max_steps", 1),
+             ("cg_damping", "cg_damping", per_dim), ("line_search_steps", "line_search_max_iter", 1),
+             ("line_search_shrink", "line_search_shrinking_factor", 1), ("value_learning_rate", "learning_rate", 1),
+             ("value_epochs", "n_critic_updates", 1), ("value_batch_size", "batch_size", 1),
+             ("normalize_advantage", "normalize_advantage", None), ("normalize_obs", "norm_obs", None),
+             ("normalize_reward", "norm_reward", None), ("hidden_sizes", "net_arch", None),
+             ("activation", "activation_fn", None)]
+    if s.get("norm_obs"):
+        pairs.append(("obs_clip", "clip_obs", 1))
+    if d and "log_std_init" in s:
+        pairs.append(("log_std_init", "log_std_init", 1))
+    diffs = []
+    for kn, sn, scale in pairs:
+        kv, sv = k.get(kn), s.get(sn)
+        if scale is None:
+            same = (list(kv) if isinstance(kv, (list, tuple)) else kv) == (list(sv) if isinstance(sv, (list, tuple)) else sv)
+        else:
+            same = kv is not None and sv is not None and math.isclose(float(kv), float(sv) * scale, rel_tol=1e-6)
+        if not same:
+            extra = f" (x {scale} action dims = {float(sv) * scale:g})" if scale and scale != 1 and sv is not None else ""
+            diffs.append(f"{kn}={kv} vs sb3 {sn}={sv}{extra}")
+    if s.get("sub_sampling_factor", 1) != 1:
+        diffs.append(f"sb3 sub_sampling_factor={s['sub_sampling_factor']} (keras_trpo uses every sample)")
+    return len(pairs), diffs
+
+
+# ---------------------------------------------------------------- files
 def atomic_write(path: str, text: str) -> None:
     tmp = f"{path}.tmp-{os.getpid()}"
     with open(tmp, "w", newline="") as f:
@@ -41,65 +173,6 @@ def atomic_write(path: str, text: str) -> None:
     os.replace(tmp, path)
 
 
-def machine() -> str:
-    cpu = ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), "")
-    except OSError:
-        pass
-    return f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores, {cpu}".strip(", ")
-
-
-# ---------------------------------------------------------------- children
-def keras_trpo_child(env_id: str, steps: int, seed: int) -> dict:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    sys.path.insert(0, ROOT)
-    import keras
-
-    import keras_trpo
-
-    curve = []
-
-    class Curve(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            curve.append((int(logs["timesteps"]), time.perf_counter() - start, float(logs["mean_return"])))
-
-    agent = keras_trpo.TRPO(env_id, seed=seed)
-    start = time.perf_counter()
-    history = agent.fit(steps, callbacks=[Curve()], verbose=0)
-    wall = time.perf_counter() - start
-    mean, std = agent.evaluate(episodes=10, seed=10_000)
-    h = history.history
-    return dict(impl="keras_trpo", env=env_id, seed=seed, timesteps=agent.num_timesteps, wall_s=wall,
-                steps_per_s=agent.num_timesteps / wall, eval_mean=mean, eval_std=std, rollout_s=sum(h["rollout_s"]),
-                update_s=wall - sum(h["rollout_s"]), peak_mem_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                curve=curve)
-
-
-def sb3_python(explicit: str | None) -> str | None:
-    candidates = [explicit, os.environ.get("SB3_PYTHON"), "/work/sb3venv/bin/python", os.path.join(ROOT, ".venv-sb3/bin/python")]
-    for c in candidates:
-        if c and os.path.exists(c):
-            ok = subprocess.run([c, "-c", "import sb3_contrib"], capture_output=True).returncode == 0
-            if ok:
-                return c
-    return None
-
-
-def run_child(impl: str, env_id: str, steps: int, seed: int, sb3_py: str | None) -> dict:
-    if impl == "keras_trpo":
-        cmd = [sys.executable, os.path.abspath(__file__), "--child", env_id, str(steps), str(seed)]
-    else:
-        cmd = [sb3_py, os.path.join(HERE, "sb3_runner.py"), env_id, str(steps), str(seed)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    lines = [l for l in proc.stdout.splitlines() if l.startswith("{")]
-    if proc.returncode != 0 or not lines:
-        raise RuntimeError(f"{impl} run failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    return json.loads(lines[-1])
-
-
-# ---------------------------------------------------------------- files
 def read_csv(path: str) -> list[dict]:
     if not os.path.exists(path):
         return []
@@ -109,142 +182,192 @@ def read_csv(path: str) -> list[dict]:
 
 def write_csv(path: str, rows: list[dict], fields: list[str]) -> None:
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore")
+    w = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
     w.writeheader()
     w.writerows(rows)
     atomic_write(path, buf.getvalue())
 
 
-def record(out: str, result: dict, command: str) -> None:
-    key = (result["impl"], result["env"], str(result["seed"]))
-    curves_path = os.path.join(out, f"curves_{result['env']}.csv")
-    curves = [r for r in read_csv(curves_path) if (r["impl"], r["env"], r["seed"]) != key]
-    curves += [dict(impl=result["impl"], env=result["env"], seed=result["seed"], timesteps=t, wall_s=round(w, 3),
-                    **{"return": round(r, 3)}) for t, w, r in result["curve"]]
-    write_csv(curves_path, curves, ["impl", "env", "seed", "timesteps", "wall_s", "return"])
-    summary_path = os.path.join(out, "summary.csv")
-    rows = [r for r in read_csv(summary_path) if (r["impl"], r["env"], r["seed"]) != key]
-    row = {k: (round(v, 2) if isinstance(v, float) else v) for k, v in result.items() if k != "curve"}
-    row.update(date=datetime.date.today().isoformat(), machine=machine(), command=command)
-    rows.append(row)
-    write_csv(summary_path, rows, SUMMARY_FIELDS)
+def machine() -> str:
+    cpu = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return ", ".join(x for x in (f"{platform.system()} {platform.machine()}", f"{os.cpu_count()} cores", cpu) if x)
 
 
-# ---------------------------------------------------------------- plot and table
-def plot(out: str, env_id: str) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    rows = read_csv(os.path.join(out, f"curves_{env_id}.csv"))
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-    for impl, color in (("keras_trpo", "tab:blue"), ("sb3-contrib", "tab:orange")):
-        by_seed: dict[str, list] = {}
-        for r in rows:
-            if r["impl"] == impl and r["return"] not in ("", "nan"):
-                by_seed.setdefault(r["seed"], []).append((float(r["timesteps"]), float(r["wall_s"]), float(r["return"])))
-        if not by_seed:
-            continue
-        for ax, col, label in ((axes[0], 0, "timesteps"), (axes[1], 1, "wall-clock seconds")):
-            series = [np.array(sorted(v)) for v in by_seed.values()]
-            series = [s[np.argsort(s[:, col])] for s in series]
-            lo = max(s[0, col] for s in series)
-            hi = min(s[-1, col] for s in series)
-            grid = np.linspace(lo, hi, 200)
-            ys = np.stack([np.interp(grid, s[:, col], s[:, 2]) for s in series])
-            ax.plot(grid, ys.mean(0), color=color, label=f"{impl} ({len(series)} seeds)")
-            ax.fill_between(grid, ys.min(0), ys.max(0), color=color, alpha=0.2)
-            ax.set_xlabel(label)
-    axes[0].set_ylabel("mean return, last 100 training episodes")
-    for ax in axes:
-        ax.grid(alpha=0.3)
-        ax.legend(loc="lower right")
-    fig.suptitle(f"TRPO on {env_id}: mean and min-max over seeds")
-    fig.tight_layout()
-    path = os.path.join(out, f"compare_{env_id}.png")
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
-    plt.close(fig)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.write(buf.getvalue())
-    os.replace(tmp, path)
-    return path
+def record(out: str, r: dict, command: str) -> None:
+    """Replace this (impl, env, seed)'s rows in the curves and summary CSVs."""
+    key = (r["impl"], r["env"], str(r["seed"]))
+    path = os.path.join(out, f"curves_{r['env']}.csv")
+    rows = [x for x in read_csv(path) if (x["impl"], x["env"], x["seed"]) != key]
+    rows += [{"impl": r["impl"], "env": r["env"], "seed": r["seed"], "timesteps": t, "wall_s": f"{w:.3f}",
+              "return": f"{ret:.3f}"} for t, w, ret in r["curve"]]
+    write_csv(path, rows, CURVE_FIELDS)
+    path = os.path.join(out, "summary.csv")
+    rows = [x for x in read_csv(path) if (x["impl"], x["env"], x["seed"]) != key]
+    rows.append(dict(impl=r["impl"], env=r["env"], seed=r["seed"], timesteps=r["timesteps"],
+                     eval_mean=f"{r['eval_mean']:.2f}", eval_std=f"{r['eval_std']:.2f}", wall_s=f"{r['wall_s']:.2f}",
+                     steps_per_s=f"{r['steps_per_s']:.1f}", rollout_s=f"{r['rollout_s']:.2f}",
+                     update_s=f"{r['update_s']:.2f}", peak_mem_mb=f"{r['peak_mem_mb']:.1f}",
+                     date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"), machine=machine(),
+                     command=command))
+    write_csv(path, rows, SUMMARY_FIELDS)
 
 
-def table(out: str) -> str:
-    import statistics as st
+# ---------------------------------------------------------------- tables
+def _fmt_pm(mean: float, std: float) -> str:
+    """``mean ± std`` with one precision for both: whole numbers for returns of 100 or more."""
+    digits = 0 if abs(mean) >= 100 else 1
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
+
+def run_table(results: list[dict]) -> str:
+    """Compact plain-text table of this invocation's runs, with per-impl means."""
+    head = ("impl", "seed", "steps", "eval", "wall s", "steps/s", "rollout s", "update s", "peak MB")
+    body = []
+    for r in results:
+        body.append((r["impl"], str(r["seed"]), str(r["timesteps"]), f"{r['eval_mean']:.1f} ± {r['eval_std']:.1f}",
+                     f"{r['wall_s']:.1f}", f"{r['steps_per_s']:.0f}", f"{r['rollout_s']:.1f}", f"{r['update_s']:.1f}",
+                     f"{r['peak_mem_mb']:.0f}"))
+    for impl in dict.fromkeys(r["impl"] for r in results):
+        rs = [r for r in results if r["impl"] == impl]
+        if len(rs) > 1:
+            m = lambda k: statistics.mean(r[k] for r in rs)  # noqa: E731
+            body.append((impl, "mean", "", f"{m('eval_mean'):.1f} ± {statistics.pstdev(r['eval_mean'] for r in rs):.1f}",
+                         f"{m('wall_s'):.1f}", f"{m('steps_per_s'):.0f}", f"{m('rollout_s'):.1f}",
+                         f"{m('update_s'):.1f}", f"{m('peak_mem_mb'):.0f}"))
+    widths = [max(len(row[i]) for row in [head] + body) for i in range(len(head))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in [head] + body)
+
+
+def readme_table(out: str, envs: list[str] | None = None) -> str:
+    """Markdown: per (env, timesteps), final evaluation return and steps/s of each impl, from summary.csv only."""
     rows = read_csv(os.path.join(out, "summary.csv"))
-    envs = list(dict.fromkeys(r["env"] for r in rows))
-    lines = ["| env | timesteps | seeds | keras_trpo return | sb3-contrib return | keras_trpo steps/s | sb3-contrib steps/s | speed ratio |",
-             "|---|---|---|---|---|---|---|---|"]
-
-    def agg(env, impl):
-        rs = [r for r in rows if r["env"] == env and r["impl"] == impl]
-        if not rs:
-            return None
-        evals = [float(r["eval_mean"]) for r in rs]
-        sps = [float(r["steps_per_s"]) for r in rs]
-        return dict(n=len(rs), mean=st.mean(evals), std=st.pstdev(evals), sps=st.mean(sps), steps=rs[0]["timesteps"],
-                    seeds=sorted(int(r["seed"]) for r in rs))
-
-    for env in envs:
-        k, s = agg(env, "keras_trpo"), agg(env, "sb3-contrib")
-        ret = lambda a: f"{a['mean']:.0f} ± {a['std']:.0f}" if a else "–"  # noqa: E731
+    if envs:
+        rows = [r for r in rows if r["env"] in envs]
+    if not rows:
+        return f"(no rows in {os.path.join(out, 'summary.csv')})"
+    groups = list(dict.fromkeys((r["env"], r["timesteps"]) for r in rows))
+    lines = ["| env | timesteps | seeds | keras_trpo return | sb3-contrib return | keras_trpo steps/s "
+             "| sb3-contrib steps/s | speed ratio |",
+             "|---|--:|---|--:|--:|--:|--:|--:|"]
+    for env, steps in groups:
+        agg = {}
+        for impl in ("keras_trpo", "sb3-contrib"):
+            rs = sorted((r for r in rows if (r["env"], r["timesteps"], r["impl"]) == (env, steps, impl)),
+                        key=lambda r: int(r["seed"]))
+            if rs:
+                ev = [float(r["eval_mean"]) for r in rs]
+                agg[impl] = dict(seeds=",".join(r["seed"] for r in rs), mean=statistics.mean(ev),
+                                 std=statistics.pstdev(ev), sps=statistics.mean(float(r["steps_per_s"]) for r in rs))
+        k, s = agg.get("keras_trpo"), agg.get("sb3-contrib")
+        seeds = " / ".join(dict.fromkeys(a["seeds"] for a in agg.values()))
+        ret = lambda a: _fmt_pm(a["mean"], a["std"]) if a else "–"  # noqa: E731
         sps = lambda a: f"{a['sps']:,.0f}" if a else "–"  # noqa: E731
         ratio = f"{k['sps'] / s['sps']:.2f}×" if k and s else "–"
-        first = k or s
-        lines.append(f"| {env} | {int(first['steps']):,} | {','.join(map(str, first['seeds']))} | {ret(k)} | {ret(s)} | "
-                     f"{sps(k)} | {sps(s)} | {ratio} |")
-    dates = sorted({r["date"] for r in rows})
-    machines = sorted({r["machine"] for r in rows})
+        lines.append(f"| {env} | {int(steps):,} | {seeds} | {ret(k)} | {ret(s)} | {sps(k)} | {sps(s)} | {ratio} |")
+    dates = sorted(set(r["date"] for r in rows))
+    machines = sorted(set(r["machine"] for r in rows))
     commands = list(dict.fromkeys(r["command"] for r in rows))
-    lines += ["", f"Return: 10 deterministic evaluation episodes (seeds 10000-10009) at the end of training, mean ± std over "
-              f"training seeds. Measured {', '.join(dates)} on {'; '.join(machines)}, each run alone, one after the other.",
-              "Commands:", ""] + [f"    {c}" for c in commands]
+    lines += ["",
+              f"Return: mean ± std (population) over training seeds of the final evaluation, {EVAL_EPISODES} "
+              f"deterministic episodes on env seeds {EVAL_SEED}–{EVAL_SEED + EVAL_EPISODES - 1} with normalisation "
+              "statistics frozen. steps/s: environment steps over training wall time (updates included), mean over "
+              "seeds; speed ratio = keras_trpo steps/s ÷ sb3-contrib steps/s. "
+              f"Measured {', '.join(dates)} on {'; '.join(machines)}, one run at a time.",
+              "", "```"] + commands + ["```"]
     return "\n".join(lines)
 
 
-def main() -> int:
-    if len(sys.argv) > 1 and sys.argv[1] == "--child":
-        print(json.dumps(keras_trpo_child(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))))
-        return 0
-    if len(sys.argv) > 1 and sys.argv[1] in ("table", "plot"):
-        p = argparse.ArgumentParser(prog=f"compare.py {sys.argv[1]}")
-        if sys.argv[1] == "plot":
-            p.add_argument("env")
-        p.add_argument("--out", default=os.path.join(HERE, "results"))
-        a = p.parse_args(sys.argv[2:])
-        print(table(a.out) if sys.argv[1] == "table" else plot(a.out, a.env))
-        return 0
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("env")
-    p.add_argument("--timesteps", type=float, required=True)
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--impl", nargs="+", choices=sorted(IMPL_NAMES), default=["keras_trpo", "sb3"])
+# ---------------------------------------------------------------- main
+def _table_main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="compare.py table", description="Markdown results table from OUT/summary.csv")
+    p.add_argument("--readme-table", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("envs", nargs="*", metavar="ENV", help="only these envs (default: all in summary.csv)")
     p.add_argument("--out", default=os.path.join(HERE, "results"))
-    p.add_argument("--sb3-python", default=None)
-    a = p.parse_args()
-    os.makedirs(a.out, exist_ok=True)
-    sb3_py = sb3_python(a.sb3_python) if "sb3" in a.impl else None
-    impls = list(a.impl)
-    if "sb3" in impls and sb3_py is None:
-        print("notice: no Python with sb3_contrib found (set SB3_PYTHON); running keras_trpo only", file=sys.stderr)
-        impls.remove("sb3")
-    command = "python benchmarks/compare.py " + " ".join(shlex.quote(x) for x in sys.argv[1:])
-    for seed in a.seeds:
-        for impl in impls:
-            result = run_child(impl, a.env, int(a.timesteps), seed, sb3_py)
-            record(a.out, result, command)
-            print(json.dumps({k: (round(v, 1) if isinstance(v, float) else v) for k, v in result.items() if k != "curve"}),
-                  flush=True)
-    print(plot(a.out, a.env))
-    print(table(a.out))
+    p.add_argument("--env", nargs="+", default=[], help="only these envs (same as the positional ENV)")
+    a = p.parse_args(argv)
+    print(readme_table(a.out, a.envs + a.env or None))
     return 0
 
 
+def main(argv: list[str]) -> int:
+    if argv[:2] == ["--child", "keras_trpo"]:
+        print("RESULT " + json.dumps(keras_trpo_child(argv[2], int(argv[3]), int(argv[4]))), flush=True)
+        return 0
+    if argv[:1] == ["table"]:
+        return _table_main(argv[1:])
+    if "--readme-table" in argv:
+        return _table_main(argv)
+    if argv[:1] == ["plot"]:
+        from plot_compare import main as plot_main
+
+        sys.argv = ["plot_compare.py"] + argv[1:]
+        plot_main()
+        return 0
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("env", help="gymnasium env id, e.g. CartPole-v1, Hopper-v5")
+    p.add_argument("--timesteps", type=float, required=True, help="environment steps per run (1e6 is fine)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--impl", nargs="+", choices=list(IMPLS), default=list(IMPLS))
+    p.add_argument("--out", default=os.path.join(HERE, "results"))
+    p.add_argument("--sb3-python", default=None, help="a Python that imports sb3_contrib (default: see below)")
+    p.add_argument("--readme-table", action="store_true", help="print the Markdown table from OUT/summary.csv and exit")
+    a = p.parse_args(argv)
+    if a.timesteps <= 0:
+        p.error("--timesteps must be positive")
+    steps = int(a.timesteps)
+    os.makedirs(a.out, exist_ok=True)
+    impls = list(dict.fromkeys(a.impl))
+    sb3_py = None
+    if "sb3" in impls:
+        sb3_py, why = find_sb3_python(a.sb3_python)
+        if sb3_py is None:
+            print(f"notice: skipping sb3-contrib: {why}. Set it up as in benchmarks/README.md and pass --sb3-python "
+                  "or set SB3_PYTHON.", file=sys.stderr)
+            impls.remove("sb3")
+    command = "python benchmarks/compare.py " + shlex.join(argv)
+    results, failures, checked = [], 0, False
+    for seed in a.seeds:
+        by_impl = {}
+        for impl in impls:
+            if impl == "keras_trpo":
+                cmd = [sys.executable, os.path.abspath(__file__), "--child", "keras_trpo", a.env, str(steps), str(seed)]
+            else:
+                cmd = [sb3_py, os.path.join(HERE, "sb3_runner.py"), a.env, str(steps), str(seed)]
+            r = run_child(cmd, f"{IMPLS[impl]} {a.env} seed {seed}")
+            if r is None:
+                failures += 1
+                continue
+            record(a.out, r, command)
+            results.append(r)
+            by_impl[impl] = r
+            print(json.dumps({k: (round(v, 2) if isinstance(v, float) else v) for k, v in r.items()
+                              if k not in ("curve", "config", "hyperparameters", "action_dim")}), flush=True)
+        if not checked and len(by_impl) == 2:
+            checked = True
+            n, diffs = hyperparameter_differences(by_impl["keras_trpo"], by_impl["sb3"])
+            if diffs:
+                print(f"notice: {a.env}: keras_trpo and sb3-contrib hyperparameters differ: " + "; ".join(diffs),
+                      flush=True)
+            else:
+                print(f"{a.env}: same hyperparameters in keras_trpo and sb3-contrib ({n} settings checked)", flush=True)
+    if results:
+        from plot_compare import plot
+
+        print(plot(a.out, a.env))
+        print()
+        print(run_table(results))
+        print()
+        print(readme_table(a.out, [a.env]))
+    return 1 if failures else 0
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.path.insert(0, HERE)
+    sys.exit(main(sys.argv[1:]))

@@ -1,66 +1,223 @@
-"""sb3-contrib TRPO child for compare.py: the zoo settings of ../shared/bench/sb3_trpo.py, plus a
-learning curve and the rollout/update split. Run with a Python that has sb3-contrib.
+"""The sb3-contrib side of compare.py and profile_iteration.py. Run it with a Python that has
+sb3-contrib (and no need for TensorFlow):
 
-Prints one JSON line. Usage: python sb3_runner.py ENV STEPS SEED
+  python sb3_runner.py ENV STEPS SEED                    # train, evaluate; one "RESULT {json}" line
+  python sb3_runner.py --profile ENV ITERATIONS [WARMUP [SEED]]  # ms per phase; one "RESULT {json}" line
+
+Settings: rl-baselines3-zoo's tuned TRPO hyperparameters (hyperparams/trpo.yml), as in the
+reference script shared/bench/sb3_trpo.py: VecNormalize (obs and reward) for MuJoCo, torch on
+one thread, device cpu. Evaluation: 10 deterministic episodes on a fresh env seeded
+10000..10009, observations normalised with the training statistics, frozen.
 """
+from __future__ import annotations
+
 import json
-import os
 import resource
+import statistics
 import sys
 import time
 
+import gymnasium as gym
 import numpy as np
+import torch
 from sb3_contrib import TRPO
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import VecNormalize
 
-# The reference settings and evaluation live in shared/bench; import them rather than restate them.
-_SHARED = os.environ.get("SB3_BENCH_DIR") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "bench")
-sys.path.insert(0, os.path.abspath(_SHARED))
-import sb3_trpo  # noqa: E402  (sets torch.set_num_threads(1) as the reference does)
+torch.set_num_threads(1)
+
+_MUJOCO = dict(normalize=True, n_envs=2, batch_size=128, n_steps=1024, gamma=0.99, gae_lambda=0.95,
+               sub_sampling_factor=1, cg_max_steps=25, cg_damping=0.1, n_critic_updates=20, learning_rate=1e-3)
+ZOO = {
+    "CartPole-v1": dict(n_envs=2, n_steps=512, batch_size=512, cg_damping=1e-3, gae_lambda=0.98, gamma=0.99,
+                        learning_rate=1e-3, n_critic_updates=20),
+    # The zoo also turns on gSDE for Pendulum; the reference (and keras_trpo) use a plain Gaussian.
+    "Pendulum-v1": dict(n_envs=2, n_steps=1024, gamma=0.9, n_critic_updates=15),
+    "Hopper-v5": dict(_MUJOCO),
+    "HalfCheetah-v5": dict(_MUJOCO, target_kl=0.04),
+}
 
 
-class CurveCallback(BaseCallback):
-    """Mean of the last 100 training episodes at the end of every rollout, and rollout time."""
-
-    def __init__(self, start: float):
-        super().__init__()
-        self.start, self.rollout_s, self.curve = start, 0.0, []
-
-    def _on_rollout_start(self) -> None:
-        self._t = time.perf_counter()
-
-    def _on_rollout_end(self) -> None:
-        self.rollout_s += time.perf_counter() - self._t
-        buf = self.model.ep_info_buffer
-        ret = float(np.mean([e["r"] for e in buf])) if buf else float("nan")
-        self.curve.append((int(self.num_timesteps), time.perf_counter() - self.start, ret))
-
-    def _on_step(self) -> bool:
-        return True
-
-
-def main() -> None:
-    env_id, steps, seed = sys.argv[1], int(float(sys.argv[2])), int(sys.argv[3])
-    hp = dict(sb3_trpo.ZOO.get(env_id, {}))
+def make_model(env_id: str, seed: int, **override) -> tuple[TRPO, object, bool]:
+    """The zoo's TRPO for ``env_id`` (sb3-contrib's defaults, n_envs=1, for other envs)."""
+    if env_id not in ZOO:
+        print(f"notice: {env_id} has no zoo settings here; sb3-contrib defaults with n_envs=1", file=sys.stderr)
+    hp = dict(ZOO.get(env_id, {}), **override)
     normalize, n_envs = hp.pop("normalize", False), hp.pop("n_envs", 1)
     venv = make_vec_env(env_id, n_envs=n_envs, seed=seed)
     if normalize:
         venv = VecNormalize(venv, gamma=hp.get("gamma", 0.99))
     model = TRPO("MlpPolicy", venv, seed=seed, verbose=0, device="cpu", **hp)
+    return model, venv, normalize
+
+
+def hyperparameters(model: TRPO, venv) -> dict:
+    """What the model actually runs with, in sb3-contrib's names (compare.py checks them)."""
+    norm = isinstance(venv, VecNormalize)
+    policy = model.policy
+    hp = dict(n_envs=venv.num_envs, n_steps=model.n_steps, batch_size=model.batch_size, gamma=model.gamma,
+              gae_lambda=model.gae_lambda, target_kl=model.target_kl, cg_max_steps=model.cg_max_steps,
+              cg_damping=model.cg_damping, line_search_max_iter=model.line_search_max_iter,
+              line_search_shrinking_factor=model.line_search_shrinking_factor, n_critic_updates=model.n_critic_updates,
+              learning_rate=model.learning_rate if not callable(model.learning_rate) else model.learning_rate(1.0),
+              normalize_advantage=model.normalize_advantage, sub_sampling_factor=model.sub_sampling_factor,
+              norm_obs=norm and venv.norm_obs, norm_reward=norm and venv.norm_reward,
+              clip_obs=venv.clip_obs if norm else None, net_arch=list(policy.net_arch["pi"]) if isinstance(
+                  policy.net_arch, dict) else list(policy.net_arch), activation_fn=policy.activation_fn.__name__.lower())
+    if hasattr(policy, "log_std"):
+        hp["log_std_init"] = float(getattr(policy, "log_std_init", float("nan")))
+    return hp
+
+
+def evaluate(model: TRPO, env_id: str, venv, episodes: int = 10, seed: int = 10_000) -> tuple[float, float]:
+    """Deterministic episodes on a fresh, unnormalised env; obs normalised with frozen training stats."""
+    if isinstance(venv, VecNormalize):
+        venv.training = False
+    env = gym.make(env_id)
+    returns = []
+    try:
+        for i in range(episodes):
+            obs, _ = env.reset(seed=seed + i)
+            total, done = 0.0, False
+            while not done:
+                x = venv.normalize_obs(obs) if isinstance(venv, VecNormalize) else obs
+                action, _ = model.predict(x, deterministic=True)
+                obs, reward, terminated, truncated, _ = env.step(action)
+                total += float(reward)
+                done = terminated or truncated
+            returns.append(total)
+    finally:
+        env.close()
+    return float(np.mean(returns)), float(np.std(returns))
+
+
+def peak_rss_mb() -> float:
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 2**20 if sys.platform == "darwin" else rss / 1024  # bytes on macOS, KiB on Linux
+
+
+class CurveCallback(BaseCallback):
+    """Per iteration: timesteps and the mean return of the last 100 training episodes (read at the
+    end of the rollout), with the wall time after that iteration's update (as keras_trpo logs it);
+    and the total time spent between on_rollout_start and on_rollout_end."""
+
+    def __init__(self, start: float, total: int, label: str):
+        super().__init__()
+        self.start, self.total, self.label = start, total, label
+        self.rollout_s, self.curve, self._pending, self._decile = 0.0, [], None, 0
+
+    def _close_point(self) -> None:
+        if self._pending is not None:
+            t, ret = self._pending
+            wall = time.perf_counter() - self.start
+            self.curve.append((t, wall, ret))
+            self._pending = None
+            if min(10, 10 * t // self.total) > self._decile:
+                self._decile = min(10, 10 * t // self.total)
+                print(f"[{self.label}] {t}/{self.total} steps, return {ret:.1f}, {wall:.0f} s", file=sys.stderr, flush=True)
+
+    def _on_rollout_start(self) -> None:
+        self._close_point()
+        self._t = time.perf_counter()
+
+    def _on_rollout_end(self) -> None:
+        self.rollout_s += time.perf_counter() - self._t
+        buf = self.model.ep_info_buffer
+        self._pending = (int(self.num_timesteps), float(np.mean([e["r"] for e in buf])) if buf else float("nan"))
+
+    def _on_training_end(self) -> None:
+        self._close_point()
+
+    def _on_step(self) -> bool:
+        return True
+
+
+def train(env_id: str, steps: int, seed: int) -> dict:
+    model, venv, _ = make_model(env_id, seed)
+    hp = hyperparameters(model, venv)
     start = time.perf_counter()
-    cb = CurveCallback(start)
+    cb = CurveCallback(start, steps, f"sb3-contrib {env_id} seed {seed}")
     model.learn(steps, callback=cb)
     wall = time.perf_counter() - start
-    if normalize:
-        venv.training = False
-    mean, std = sb3_trpo.evaluate(model, env_id, venv)
-    print(json.dumps(dict(impl="sb3-contrib", env=env_id, seed=seed, timesteps=int(model.num_timesteps), wall_s=wall,
-                          steps_per_s=model.num_timesteps / wall, eval_mean=mean, eval_std=std, rollout_s=cb.rollout_s,
-                          update_s=wall - cb.rollout_s,
-                          peak_mem_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, curve=cb.curve)))
+    mean, std = evaluate(model, env_id, venv)
+    n = int(model.num_timesteps)
+    return dict(impl="sb3-contrib", env=env_id, seed=seed, timesteps=n, eval_mean=mean, eval_std=std, wall_s=wall,
+                steps_per_s=n / wall, rollout_s=cb.rollout_s, update_s=wall - cb.rollout_s, peak_mem_mb=peak_rss_mb(),
+                curve=cb.curve, hyperparameters=hp, versions={"sb3_contrib": _version("sb3_contrib"),
+                                                              "torch": torch.__version__})
+
+
+def _version(module: str) -> str:
+    return getattr(sys.modules.get(module), "__version__", "?")
+
+
+def profile(env_id: str, iterations: int, warmup: int, seed: int = 0) -> dict:
+    """Milliseconds per iteration (median over ``iterations`` after ``warmup``) of sb3-contrib's phases.
+
+    rollout: collect_rollouts (it includes the value predictions and GAE, which sb3 does while
+    collecting; GAE alone is reported as gae_ms). train(): the policy step, then the critic's
+    n_critic_updates epochs. The split between the two is exact, in the same run: the critic loop
+    begins with the first rollout_buffer.get(batch_size) call of train() (the policy step's single
+    get(None) comes first).
+    """
+    model, venv, _ = make_model(env_id, seed)
+    hp = hyperparameters(model, venv)
+    rec: dict[str, list] = {"rollout": [], "gae": [], "train": [], "policy": [], "critic": []}
+    state = {}
+
+    def timed(obj, attr, on_done):
+        original = getattr(obj, attr)
+
+        def wrapper(*a, **kw):
+            t = time.perf_counter()
+            out = original(*a, **kw)
+            on_done(t, time.perf_counter())
+            return out
+
+        setattr(obj, attr, wrapper)
+
+    buffer = model.rollout_buffer
+    original_get = buffer.get
+
+    def get(batch_size=None):
+        if batch_size is not None and state.get("critic_start") is None:
+            state["critic_start"] = time.perf_counter()
+        return original_get(batch_size)
+
+    buffer.get = get
+    timed(buffer, "compute_returns_and_advantage", lambda t0, t1: rec["gae"].append(t1 - t0))
+    timed(model, "collect_rollouts", lambda t0, t1: rec["rollout"].append(t1 - t0))
+
+    def train_done(t0, t1):
+        c = state.pop("critic_start", None) or t1
+        rec["train"].append(t1 - t0)
+        rec["policy"].append(c - t0)
+        rec["critic"].append(t1 - c)
+
+    timed(model, "train", train_done)
+    model.learn(model.n_steps * model.n_envs * (warmup + iterations))
+    ms = {k: 1000 * statistics.median(v[warmup:]) for k, v in rec.items()}
+    return {"impl": "sb3-contrib", "env": env_id, "iterations": iterations, "warmup": warmup,
+            "steps_per_iteration": model.n_steps * model.n_envs, "rollout_ms": ms["rollout"], "gae_ms": ms["gae"],
+            "policy_update_ms": ms["policy"], "value_update_ms": ms["critic"], "update_ms": ms["train"],
+            "iteration_ms": ms["rollout"] + ms["train"], "hyperparameters": hp}
+
+
+def main(argv: list[str]) -> int:
+    if argv and argv[0] == "--profile":
+        if len(argv) not in (3, 4, 5):
+            print(__doc__, file=sys.stderr)
+            return 2
+        result = profile(argv[1], int(argv[2]), *(int(x) for x in argv[3:]))
+    else:
+        if len(argv) != 3:
+            print(__doc__, file=sys.stderr)
+            return 2
+        result = train(argv[0], int(float(argv[1])), int(argv[2]))
+    print("RESULT " + json.dumps(result), flush=True)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main(sys.argv[1:]))
