@@ -30,7 +30,6 @@ import json
 import math
 import os
 import platform
-import resource
 import shlex
 import statistics
 import subprocess
@@ -39,6 +38,9 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)  # benchutil and plot_compare, also when imported from another directory
+
+from benchutil import atomic_write, decile_progress, peak_rss_mb  # noqa: E402
 IMPLS = {"keras_trpo": "keras_trpo", "sb3": "sb3-contrib"}  # --impl name -> name in the CSVs
 CURVE_FIELDS = ["impl", "env", "seed", "timesteps", "wall_s", "return"]
 SUMMARY_FIELDS = ["impl", "env", "seed", "timesteps", "eval_mean", "eval_std", "wall_s", "steps_per_s", "rollout_s",
@@ -58,17 +60,14 @@ def keras_trpo_child(env_id: str, steps: int, seed: int) -> dict:
     import keras_trpo
 
     curve: list[tuple[int, float, float]] = []
-    label = f"keras_trpo {env_id} seed {seed}"
+
+    progress = decile_progress(f"keras_trpo {env_id} seed {seed}", steps)
 
     class Curve(keras.callbacks.Callback):
-        decile = 0
-
         def on_epoch_end(self, iteration, logs=None):
             t, wall, ret = int(logs["timesteps"]), time.perf_counter() - start, float(logs["mean_return"])
             curve.append((t, wall, ret))
-            if min(10, 10 * t // steps) > self.decile:
-                self.decile = min(10, 10 * t // steps)
-                print(f"[{label}] {t}/{steps} steps, return {ret:.1f}, {wall:.0f} s", file=sys.stderr, flush=True)
+            progress(t, ret, wall)
 
     agent = keras_trpo.TRPO(env_id, seed=seed)
     start = time.perf_counter()
@@ -80,15 +79,10 @@ def keras_trpo_child(env_id: str, steps: int, seed: int) -> dict:
     space = agent.action_space
     return dict(impl="keras_trpo", env=env_id, seed=seed, timesteps=n, eval_mean=mean, eval_std=std, wall_s=wall,
                 steps_per_s=n / wall, rollout_s=float(sum(h["rollout_s"])), update_s=float(sum(h["update_s"])),
-                peak_mem_mb=_peak_rss_mb(), curve=curve, config=agent.config.to_dict(),
+                peak_mem_mb=peak_rss_mb(), curve=curve, config=agent.config.to_dict(),
                 action_dim=int(math.prod(space.shape)) if isinstance(space, gym.spaces.Box) else None,
                 versions={"keras_trpo": keras_trpo.__version__, "tensorflow": tf.__version__,
                           "keras": keras.__version__})
-
-
-def _peak_rss_mb() -> float:
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss / 2**20 if sys.platform == "darwin" else rss / 1024  # bytes on macOS, KiB on Linux
 
 
 # ---------------------------------------------------------------- running children
@@ -97,7 +91,7 @@ def find_sb3_python(explicit: str | None) -> tuple[str | None, str]:
     if explicit or os.environ.get("SB3_PYTHON"):
         candidates = [explicit or os.environ["SB3_PYTHON"]]  # a chosen one is not second-guessed
     else:
-        candidates = [os.path.join(os.path.dirname(ROOT), "sb3venv", "bin", "python"), "/work/sb3venv/bin/python",
+        candidates = [os.path.join(os.path.dirname(ROOT), "sb3venv", "bin", "python"),
                       os.path.join(ROOT, "sb3venv", "bin", "python")]
         candidates = [c for c in dict.fromkeys(candidates) if os.path.exists(c)]
         if not candidates:
@@ -166,13 +160,6 @@ def hyperparameter_differences(keras_result: dict, sb3_result: dict) -> tuple[in
 
 
 # ---------------------------------------------------------------- files
-def atomic_write(path: str, text: str) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", newline="") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def read_csv(path: str) -> list[dict]:
     if not os.path.exists(path):
         return []
@@ -369,5 +356,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, HERE)
     sys.exit(main(sys.argv[1:]))

@@ -14,6 +14,8 @@ import csv
 import math
 import os
 
+from benchutil import atomic_write  # the script's directory is on sys.path (compare.py adds it too)
+
 COLORS = {"keras_trpo": "tab:blue", "sb3-contrib": "tab:orange"}
 
 
@@ -79,10 +81,7 @@ def plot(out: str, env_id: str) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90)
     plt.close(fig)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.write(buf.getvalue())
-    os.replace(tmp, path)
+    atomic_write(path, buf.getvalue())
     return path
 
 

@@ -26,7 +26,6 @@ import json
 import math
 import os
 import statistics
-import subprocess
 import sys
 import time
 
@@ -35,7 +34,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
-from compare import find_sb3_python, hyperparameter_differences  # noqa: E402
+from compare import find_sb3_python, hyperparameter_differences, run_child  # noqa: E402
 
 
 def keras_trpo_profile(env_id: str, iterations: int, warmup: int, seed: int = 0) -> dict:
@@ -82,12 +81,7 @@ def keras_trpo_profile(env_id: str, iterations: int, warmup: int, seed: int = 0)
 
 def sb3_profile(python: str, env_id: str, iterations: int, warmup: int, seed: int) -> dict | None:
     cmd = [python, os.path.join(HERE, "sb3_runner.py"), "--profile", env_id, str(iterations), str(warmup), str(seed)]
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)  # stderr: through
-    lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
-    if proc.returncode != 0 or not lines:
-        print(f"error: sb3-contrib profile failed (exit code {proc.returncode})", file=sys.stderr)
-        return None
-    return json.loads(lines[-1][len("RESULT "):])
+    return run_child(cmd, f"sb3-contrib profile of {env_id}")
 
 
 def table(ours: dict, theirs: dict | None) -> str:

@@ -12,7 +12,6 @@ one thread, device cpu. Evaluation: 10 deterministic episodes on a fresh env see
 from __future__ import annotations
 
 import json
-import resource
 import statistics
 import sys
 import time
@@ -24,6 +23,8 @@ from sb3_contrib import TRPO
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import VecNormalize
+
+from benchutil import decile_progress, peak_rss_mb  # this directory is on sys.path when run as a script
 
 torch.set_num_threads(1)
 
@@ -92,11 +93,6 @@ def evaluate(model: TRPO, env_id: str, venv, episodes: int = 10, seed: int = 10_
     return float(np.mean(returns)), float(np.std(returns))
 
 
-def peak_rss_mb() -> float:
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss / 2**20 if sys.platform == "darwin" else rss / 1024  # bytes on macOS, KiB on Linux
-
-
 class CurveCallback(BaseCallback):
     """Per iteration: timesteps and the mean return of the last 100 training episodes (read at the
     end of the rollout), with the wall time after that iteration's update (as keras_trpo logs it);
@@ -104,8 +100,8 @@ class CurveCallback(BaseCallback):
 
     def __init__(self, start: float, total: int, label: str):
         super().__init__()
-        self.start, self.total, self.label = start, total, label
-        self.rollout_s, self.curve, self._pending, self._decile = 0.0, [], None, 0
+        self.start, self.progress = start, decile_progress(label, total)
+        self.rollout_s, self.curve, self._pending = 0.0, [], None
 
     def _close_point(self) -> None:
         if self._pending is not None:
@@ -113,9 +109,7 @@ class CurveCallback(BaseCallback):
             wall = time.perf_counter() - self.start
             self.curve.append((t, wall, ret))
             self._pending = None
-            if min(10, 10 * t // self.total) > self._decile:
-                self._decile = min(10, 10 * t // self.total)
-                print(f"[{self.label}] {t}/{self.total} steps, return {ret:.1f}, {wall:.0f} s", file=sys.stderr, flush=True)
+            self.progress(t, ret, wall)
 
     def _on_rollout_start(self) -> None:
         self._close_point()
