@@ -1,7 +1,7 @@
 """Tiny hand-built ONNX policies for serving/tests, made with the ``onnx`` helper API.
 
-    python -m venv /work/onnxgenenv && /work/onnxgenenv/bin/pip install onnx numpy
-    /work/onnxgenenv/bin/python serving/tests/make_fixtures.py
+    python -m venv /tmp/onnxgen && /tmp/onnxgen/bin/pip install onnx numpy
+    /tmp/onnxgen/bin/python serving/tests/make_fixtures.py
 
 Writes serving/tests/fixtures/linear_*.onnx (committed) and linear_weights.json with their weights,
 which the tests use to compute the expected outputs in NumPy. Each policy is one linear
