@@ -1,10 +1,38 @@
-"""keras_trpo: Trust Region Policy Optimization for TensorFlow/Keras."""
+"""keras_trpo: Trust Region Policy Optimization for TensorFlow/Keras.
+
+The public names are imported lazily (PEP 562) so that ``import keras_trpo.<module>`` for a
+TensorFlow-free piece (the rollout workers, the command line's ``--help``) does not pay
+TensorFlow's 3 s and 590 MB start-up.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 __version__ = "0.1.0"
 
-from keras_trpo.agent import TRPO, load  # noqa: E402
-from keras_trpo.config import ConfigError, TRPOConfig, default_config  # noqa: E402
-from keras_trpo.serialization import AgentFileError  # noqa: E402
-from keras_trpo.spaces import InvalidObservationError, UnsupportedSpaceError  # noqa: E402
+_LAZY = {
+    "TRPO": "keras_trpo.agent",
+    "load": "keras_trpo.agent",
+    "TRPOConfig": "keras_trpo.config",
+    "default_config": "keras_trpo.config",
+    "ConfigError": "keras_trpo.config",
+    "AgentFileError": "keras_trpo.serialization",
+    "InvalidObservationError": "keras_trpo.spaces",
+    "UnsupportedSpaceError": "keras_trpo.spaces",
+}
 
-__all__ = ["TRPO", "load", "TRPOConfig", "default_config", "ConfigError", "AgentFileError",
-           "InvalidObservationError", "UnsupportedSpaceError", "__version__"]
+__all__ = sorted(_LAZY) + ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'keras_trpo' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

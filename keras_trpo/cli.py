@@ -37,6 +37,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
                    help="override a TRPOConfig hyperparameter, e.g. --set max_kl=0.02 --set n_envs=4")
     t.add_argument("--vectorization", choices=["sync", "async"], default=None, help="vector env type")
+    t.add_argument("--rollout-backend", choices=["inline", "process", "ray"], default=None,
+                   help="where the environments run: in this process, in local worker processes, or on Ray actors "
+                        "(the same results whichever; default: the env's preset)")
+    t.add_argument("--rollout-workers", type=int, default=None, metavar="N",
+                   help="workers the n_envs environments are split across (process and ray backends)")
+    t.add_argument("--ray-address", default=None, metavar="ADDR",
+                   help="Ray cluster to join ('auto' or host:port); default: start a local Ray")
     t.add_argument("--eval-episodes", type=int, default=10, help="deterministic evaluation episodes at the end")
     t.add_argument("--checkpoint-every", type=int, default=0, metavar="N",
                    help="also save agent.keras every N iterations (0: only at the end)")
@@ -60,8 +67,9 @@ def train(args) -> dict:
     out = Path(args.out or f"runs/{args.env}-s{args.seed}")
     out.mkdir(parents=True, exist_ok=True)
     overrides = _overrides(args.set)
-    if args.vectorization:
-        overrides["vectorization"] = args.vectorization
+    for name in ("vectorization", "rollout_backend", "rollout_workers", "ray_address"):
+        if getattr(args, name) is not None:
+            overrides[name] = getattr(args, name)
     agent = keras_trpo.TRPO(args.env, seed=args.seed, **overrides)
     callbacks = [MetricsCSVLogger(str(out / "metrics.csv"))]
     if args.checkpoint_every:

@@ -13,6 +13,10 @@ class ConfigError(ValueError):
     """A hyperparameter with a value TRPO cannot use."""
 
 
+FISHER_PRODUCTS = ("hvp", "gauss_newton")
+ROLLOUT_BACKENDS = ("inline", "process", "ray")
+
+
 @dataclass
 class TRPOConfig:
     """Everything that decides how an agent learns (not where: env and seed live on the agent).
@@ -43,6 +47,12 @@ class TRPOConfig:
     log_std_init: float = 0.0
     vectorization: str = "sync"  # or "async": one subprocess per env
     jit_compile: bool = True  # XLA for the update functions
+    fisher_product: str = "hvp"  # "hvp" (nested tapes) or "gauss_newton" (JVP then VJP)
+    # Where the rollout runs; the result is the same whichever is chosen (see keras_trpo/workers).
+    rollout_backend: str = "inline"  # "inline", "process" or "ray"
+    rollout_workers: int = 1  # the n_envs environments are split across this many workers
+    ray_address: Optional[str] = None  # None: start a local Ray; "auto" or "host:port": join a cluster
+    rollout_timeout: float = 600.0  # seconds a worker may take for one fragment before it is an error
 
     def validate(self) -> "TRPOConfig":
         def positive(name, integer=False):
@@ -64,6 +74,17 @@ class TRPOConfig:
             raise ConfigError("cg_damping and cg_residual_tol must be >= 0")
         if self.vectorization not in ("sync", "async"):
             raise ConfigError(f"vectorization must be 'sync' or 'async', got {self.vectorization!r}")
+        if self.fisher_product not in FISHER_PRODUCTS:
+            raise ConfigError(f"fisher_product must be one of {FISHER_PRODUCTS}, got {self.fisher_product!r}")
+        if self.rollout_backend not in ROLLOUT_BACKENDS:
+            raise ConfigError(f"rollout_backend must be one of {ROLLOUT_BACKENDS}, got {self.rollout_backend!r}")
+        positive("rollout_workers", integer=True)
+        positive("rollout_timeout")
+        if self.rollout_workers > self.n_envs:
+            raise ConfigError(f"rollout_workers ({self.rollout_workers}) cannot exceed n_envs ({self.n_envs}): "
+                              "each worker steps at least one environment")
+        if self.ray_address is not None and not isinstance(self.ray_address, str):
+            raise ConfigError(f"ray_address must be a string such as 'auto' or 'host:port', got {self.ray_address!r}")
         if not self.hidden_sizes or any(int(h) <= 0 for h in self.hidden_sizes):
             raise ConfigError(f"hidden_sizes must be positive layer widths, got {self.hidden_sizes!r}")
         self.hidden_sizes = tuple(int(h) for h in self.hidden_sizes)
