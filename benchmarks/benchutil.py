@@ -39,3 +39,26 @@ def decile_progress(label: str, total: int) -> Callable[[int, float, float], Non
             print(f"[{label}] {t}/{total} steps, return {ret:.1f}, {wall:.0f} s", file=sys.stderr, flush=True)
 
     return report
+
+
+def process_cpu_s() -> float:
+    """CPU seconds (user + system) of this process, all threads, plus its reaped child processes."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def machine_cpu_times() -> tuple[float, float] | None:
+    """(busy, total) CPU seconds summed over all cores since boot, from /proc/stat; None where there is none.
+
+    Two readings give the machine's load over the interval between them: busy / total of the
+    differences is the fraction of all cores that were busy, whoever used them (niced work counts).
+    """
+    try:
+        with open("/proc/stat") as f:
+            fields = [float(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0.0)  # idle + iowait
+    total = sum(fields[:8])  # user nice system idle iowait irq softirq steal (guest is inside user)
+    return (total - idle) / tick, total / tick

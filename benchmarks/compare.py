@@ -1,7 +1,7 @@
 """keras_trpo against sb3-contrib's TRPO: same hyperparameters, same seeds, one run after the other.
 
   python benchmarks/compare.py ENV --timesteps N [--seeds 0 1 2] [--impl keras_trpo sb3]
-                               [--out benchmarks/results] [--sb3-python PATH]
+                               [--out benchmarks/results] [--sb3-python PATH] [--set NAME=VALUE ...]
   python benchmarks/compare.py table [ENV ...] [--out benchmarks/results]   # Markdown table for the README
   python benchmarks/compare.py [ENV ...] --readme-table [--out ...]         # the same
   python benchmarks/compare.py plot ENV [--out ...]                         # redraw OUT/compare_ENV.png
@@ -40,7 +40,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)  # benchutil and plot_compare, also when imported from another directory
 
-from benchutil import atomic_write, decile_progress, peak_rss_mb  # noqa: E402
+from benchutil import atomic_write, decile_progress, peak_rss_mb, process_cpu_s  # noqa: E402
 IMPLS = {"keras_trpo": "keras_trpo", "sb3": "sb3-contrib"}  # --impl name -> name in the CSVs
 CURVE_FIELDS = ["impl", "env", "seed", "timesteps", "wall_s", "return"]
 SUMMARY_FIELDS = ["impl", "env", "seed", "timesteps", "eval_mean", "eval_std", "wall_s", "steps_per_s", "rollout_s",
@@ -49,8 +49,20 @@ EVAL_EPISODES, EVAL_SEED = 10, 10_000
 
 
 # ---------------------------------------------------------------- the keras_trpo child
-def keras_trpo_child(env_id: str, steps: int, seed: int) -> dict:
-    """Train, evaluate, and report; runs in its own process (``compare.py --child keras_trpo``)."""
+BAD_REQUEST = 2  # a child's exit code when the request itself is wrong (e.g. an unknown --set name): no seed can run
+
+
+class BadRequest(RuntimeError):
+    """A child exited with BAD_REQUEST: its settings are wrong, so every other seed would fail the same way."""
+
+
+def keras_trpo_child(env_id: str, steps: int, seed: int, overrides: dict | None = None) -> dict:
+    """Train, evaluate, and report; runs in its own process (``compare.py --child keras_trpo``).
+
+    ``overrides`` are TRPOConfig fields set on top of keras_trpo's per-env defaults (``--set``).
+    ``cpu_s`` is the CPU time of training (all threads of this process, ``time.process_time``);
+    ``process_cpu_s`` the child's whole life, its reaped subprocesses (rollout workers) included.
+    """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     sys.path.insert(0, ROOT)
     import gymnasium as gym
@@ -69,23 +81,61 @@ def keras_trpo_child(env_id: str, steps: int, seed: int) -> dict:
             curve.append((t, wall, ret))
             progress(t, ret, wall)
 
-    agent = keras_trpo.TRPO(env_id, seed=seed)
-    start = time.perf_counter()
+    overrides = dict(overrides or {})
+    try:
+        agent = keras_trpo.TRPO(env_id, seed=seed, **overrides)
+    except (keras_trpo.ConfigError, TypeError) as e:
+        print(f"error: keras_trpo rejects the settings {overrides}: {e}", file=sys.stderr, flush=True)
+        sys.exit(BAD_REQUEST)
+    cpu0, start = time.process_time(), time.perf_counter()
     history = agent.fit(steps, callbacks=[Curve()], verbose=0)
-    wall = time.perf_counter() - start
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu0
     mean, std = agent.evaluate(episodes=EVAL_EPISODES, seed=EVAL_SEED)
     agent.close()
     h, n = history.history, int(agent.num_timesteps)
     space = agent.action_space
     return dict(impl="keras_trpo", env=env_id, seed=seed, timesteps=n, eval_mean=mean, eval_std=std, wall_s=wall,
                 steps_per_s=n / wall, rollout_s=float(sum(h["rollout_s"])), update_s=float(sum(h["update_s"])),
-                peak_mem_mb=peak_rss_mb(), curve=curve, config=agent.config.to_dict(),
+                cpu_s=cpu, process_cpu_s=process_cpu_s(), peak_mem_mb=peak_rss_mb(), curve=curve,
+                config=agent.config.to_dict(), overrides=overrides,
                 action_dim=int(math.prod(space.shape)) if isinstance(space, gym.spaces.Box) else None,
                 versions={"keras_trpo": keras_trpo.__version__, "tensorflow": tf.__version__,
                           "keras": keras.__version__})
 
 
 # ---------------------------------------------------------------- running children
+def parse_set(items: list[str]) -> dict:
+    """``["rollout_workers=2", "rollout_backend=process"]`` -> ``{"rollout_workers": 2, "rollout_backend": "process"}``.
+
+    A value is read as JSON if it parses (numbers, true/false, null, lists such as [64,64]), else kept
+    as a string. Raises ValueError for an item without ``=`` or with an empty name, or a name given twice.
+    """
+    out: dict = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise ValueError(f"--set expects NAME=VALUE, got {item!r}")
+        if name in out:
+            raise ValueError(f"--set {name} given twice")
+        try:
+            out[name] = json.loads(value)
+        except json.JSONDecodeError:
+            out[name] = value
+    return out
+
+
+def keras_trpo_command(env_id: str, steps: int, seed: int, overrides: dict | None = None) -> list[str]:
+    """The command line of one keras_trpo child (this file with --child)."""
+    cmd = [sys.executable, os.path.abspath(__file__), "--child", "keras_trpo", env_id, str(steps), str(seed)]
+    return cmd + [json.dumps(overrides)] if overrides else cmd
+
+
+def sb3_command(sb3_python: str, env_id: str, steps: int, seed: int) -> list[str]:
+    """The command line of one sb3-contrib child (sb3_runner.py under the sb3 Python)."""
+    return [sb3_python, os.path.join(HERE, "sb3_runner.py"), env_id, str(steps), str(seed)]
+
+
 def find_sb3_python(explicit: str | None) -> tuple[str | None, str]:
     """(python, "") if one imports sb3_contrib, else (None, why not)."""
     if explicit or os.environ.get("SB3_PYTHON"):
@@ -106,16 +156,26 @@ def find_sb3_python(explicit: str | None) -> tuple[str | None, str]:
     return None, f"{', '.join(candidates)} cannot import sb3_contrib"
 
 
-def run_child(cmd: list[str], label: str) -> dict | None:
-    """Run one training process; stream its output to stderr and return its RESULT, or None on failure."""
+def run_child(cmd: list[str], label: str, running: set | None = None) -> dict | None:
+    """Run one training process; stream its output to stderr and return its RESULT, or None on failure.
+
+    ``running``, if given, holds the child's Popen while it runs (so a caller can stop it on a signal).
+    Raises BadRequest if the child exits with BAD_REQUEST (it has printed why).
+    """
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"), PYTHONUNBUFFERED="1")
     result = None
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env) as proc:
+        if running is not None:
+            running.add(proc)
         for line in proc.stdout:
             if line.startswith("RESULT "):
                 result = json.loads(line[len("RESULT "):])
             else:
                 sys.stderr.write(line)
+    if running is not None:
+        running.discard(proc)
+    if proc.returncode == BAD_REQUEST:
+        raise BadRequest(f"{label}: the child rejected its settings (exit code {BAD_REQUEST}); command: {shlex.join(cmd)}")
     if proc.returncode != 0 or result is None:
         print(f"error: {label} failed (exit code {proc.returncode}); command: {shlex.join(cmd)}", file=sys.stderr)
         return None
@@ -283,7 +343,8 @@ def _table_main(argv: list[str]) -> int:
 
 def main(argv: list[str]) -> int:
     if argv[:2] == ["--child", "keras_trpo"]:
-        print("RESULT " + json.dumps(keras_trpo_child(argv[2], int(argv[3]), int(argv[4]))), flush=True)
+        overrides = json.loads(argv[5]) if len(argv) > 5 else None
+        print("RESULT " + json.dumps(keras_trpo_child(argv[2], int(argv[3]), int(argv[4]), overrides)), flush=True)
         return 0
     if argv[:1] == ["table"]:
         return _table_main(argv[1:])
@@ -304,10 +365,16 @@ def main(argv: list[str]) -> int:
     p.add_argument("--impl", nargs="+", choices=list(IMPLS), default=list(IMPLS))
     p.add_argument("--out", default=os.path.join(HERE, "results"))
     p.add_argument("--sb3-python", default=None, help="a Python that imports sb3_contrib (default: see below)")
+    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                   help="a TRPOConfig field for keras_trpo, e.g. --set rollout_backend=process (repeatable)")
     p.add_argument("--readme-table", action="store_true", help="print the Markdown table from OUT/summary.csv and exit")
     a = p.parse_args(argv)
     if a.timesteps <= 0:
         p.error("--timesteps must be positive")
+    try:
+        overrides = parse_set(a.set)
+    except ValueError as e:
+        p.error(str(e))
     steps = int(a.timesteps)
     os.makedirs(a.out, exist_ok=True)
     impls = list(dict.fromkeys(a.impl))
@@ -324,10 +391,14 @@ def main(argv: list[str]) -> int:
         by_impl = {}
         for impl in impls:
             if impl == "keras_trpo":
-                cmd = [sys.executable, os.path.abspath(__file__), "--child", "keras_trpo", a.env, str(steps), str(seed)]
+                cmd = keras_trpo_command(a.env, steps, seed, overrides)
             else:
-                cmd = [sb3_py, os.path.join(HERE, "sb3_runner.py"), a.env, str(steps), str(seed)]
-            r = run_child(cmd, f"{IMPLS[impl]} {a.env} seed {seed}")
+                cmd = sb3_command(sb3_py, a.env, steps, seed)
+            try:
+                r = run_child(cmd, f"{IMPLS[impl]} {a.env} seed {seed}")
+            except BadRequest as e:
+                print(f"error: {e}", file=sys.stderr)
+                return BAD_REQUEST
             if r is None:
                 failures += 1
                 continue
@@ -335,7 +406,8 @@ def main(argv: list[str]) -> int:
             results.append(r)
             by_impl[impl] = r
             print(json.dumps({k: (round(v, 2) if isinstance(v, float) else v) for k, v in r.items()
-                              if k not in ("curve", "config", "hyperparameters", "action_dim")}), flush=True)
+                              if k not in ("curve", "config", "hyperparameters", "action_dim", "overrides")}),
+                  flush=True)
         if not checked and len(by_impl) == 2:
             checked = True
             n, diffs = hyperparameter_differences(by_impl["keras_trpo"], by_impl["sb3"])

@@ -24,7 +24,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import VecNormalize
 
-from benchutil import decile_progress, peak_rss_mb  # this directory is on sys.path when run as a script
+from benchutil import decile_progress, peak_rss_mb, process_cpu_s  # this directory is on sys.path when run as a script
 
 torch.set_num_threads(1)
 
@@ -130,15 +130,15 @@ class CurveCallback(BaseCallback):
 def train(env_id: str, steps: int, seed: int) -> dict:
     model, venv, _ = make_model(env_id, seed)
     hp = hyperparameters(model, venv)
-    start = time.perf_counter()
+    cpu0, start = time.process_time(), time.perf_counter()
     cb = CurveCallback(start, steps, f"sb3-contrib {env_id} seed {seed}")
     model.learn(steps, callback=cb)
-    wall = time.perf_counter() - start
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu0
     mean, std = evaluate(model, env_id, venv)
     n = int(model.num_timesteps)
     return dict(impl="sb3-contrib", env=env_id, seed=seed, timesteps=n, eval_mean=mean, eval_std=std, wall_s=wall,
-                steps_per_s=n / wall, rollout_s=cb.rollout_s, update_s=wall - cb.rollout_s, peak_mem_mb=peak_rss_mb(),
-                curve=cb.curve, hyperparameters=hp, versions={"sb3_contrib": _version("sb3_contrib"),
+                steps_per_s=n / wall, rollout_s=cb.rollout_s, update_s=wall - cb.rollout_s, cpu_s=cpu,
+                process_cpu_s=process_cpu_s(), peak_mem_mb=peak_rss_mb(), curve=cb.curve, hyperparameters=hp, versions={"sb3_contrib": _version("sb3_contrib"),
                                                               "torch": torch.__version__})
 
 
