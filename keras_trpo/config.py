@@ -1,4 +1,4 @@
-"""Hyperparameters: one dataclass, with rl-baselines3-zoo's TRPO settings as per-family defaults."""
+"""Hyperparameters: one dataclass, and the per-env defaults built from rl-baselines3-zoo's presets."""
 from __future__ import annotations
 
 import dataclasses
@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import gymnasium as gym
+
+from keras_trpo.presets import KERAS_TRPO_SOURCE, SB3_DEFAULTS_SOURCE, SB3_FIELDS, env_family, preset  # noqa: F401 - env_family is public here too
 
 
 class ConfigError(ValueError):
@@ -22,7 +24,7 @@ class TRPOConfig:
     """Everything that decides how an agent learns (not where: env and seed live on the agent).
 
     Defaults are sb3-contrib's TRPO defaults; ``default_config(env_id)`` applies
-    the tuned rl-baselines3-zoo settings for known env families.
+    rl-baselines3-zoo's TRPO preset for the env (``keras_trpo.presets``).
     """
 
     n_envs: int = 1
@@ -109,34 +111,24 @@ class TRPOConfig:
         return cls().replace(**d)
 
 
-# rl-baselines3-zoo hyperparams/trpo.yml, per env family.
-_CLASSIC_DISCRETE = dict(n_envs=2, n_steps=512, value_batch_size=512, cg_damping=1e-3, gae_lambda=0.98, gamma=0.99,
-                         value_learning_rate=1e-3, value_epochs=20)
-_MUJOCO = dict(normalize_obs=True, normalize_reward=True, n_envs=2, n_steps=1024, value_batch_size=128, gamma=0.99,
-               gae_lambda=0.95, cg_iters=25, cg_damping=0.1, value_epochs=20, value_learning_rate=1e-3, max_kl=0.01)
-_PER_ENV = {
-    "CartPole-v1": _CLASSIC_DISCRETE,
-    "Acrobot-v1": _CLASSIC_DISCRETE,
-    "MountainCar-v0": _CLASSIC_DISCRETE,
-    "Pendulum-v1": dict(n_envs=2, n_steps=1024, gamma=0.9, value_epochs=15),
-    "HalfCheetah-v5": dict(_MUJOCO, max_kl=0.04),
-    "HalfCheetah-v4": dict(_MUJOCO, max_kl=0.04),
-}
-
-
-def env_family(env_id: Optional[str]) -> str:
-    """'classic_discrete', 'pendulum', 'mujoco' or 'generic' (documented in the README)."""
-    if env_id in _PER_ENV:
-        return {"Pendulum-v1": "pendulum"}.get(env_id, "mujoco" if env_id.startswith("HalfCheetah") else "classic_discrete")
-    try:
-        entry = str(gym.spec(env_id).entry_point) if env_id else ""
-    except gym.error.Error:
-        entry = ""
-    return "mujoco" if "mujoco" in entry else "generic"
+def _scaled_for_box(action_space: Optional[gym.Space]) -> int:
+    """The action dimension d that sb3-contrib's per-dimension KL numbers are multiplied by (1: no scaling)."""
+    if isinstance(action_space, gym.spaces.Box):
+        return int(math.prod(action_space.shape))
+    return 1
 
 
 def default_config(env_id: Optional[str], action_space: Optional[gym.Space] = None) -> TRPOConfig:
-    """Tuned defaults for ``env_id`` (sb3-contrib's plain defaults for unknown envs).
+    """The preset for ``env_id``: rl-baselines3-zoo's TRPO entry for it, else its family's default.
+
+    Where each value comes from (``explain_config`` lists it field by field):
+
+    * an env the zoo's ``hyperparams/trpo.yml`` lists (``keras_trpo.presets.ZOO_TRPO``, the file
+      as data), or another version of one (Hopper-v5 uses the zoo's Hopper-v4): exactly that
+      entry, translated to ``TRPOConfig`` names (``keras_trpo.presets.RENAMED``); keys with no
+      counterpart here (``use_sde``: keras_trpo has no gSDE) are dropped;
+    * another ``gymnasium.envs.mujoco`` env: the zoo's MuJoCo defaults;
+    * anything else: sb3-contrib's TRPO defaults, which are ``TRPOConfig``'s own.
 
     The zoo's numbers are sb3-contrib's, and for a diagonal Gaussian sb3-contrib takes the
     mean of the KL over action dimensions as well as states: its ``target_kl`` bounds the
@@ -144,15 +136,27 @@ def default_config(env_id: Optional[str], action_space: Optional[gym.Space] = No
     is divided by the action dimension d. keras_trpo bounds the KL of the whole action
     distribution, as in the paper, so for a Box action space with d dimensions the same
     trust region and the same CG problem are ``max_kl = target_kl * d`` and
-    ``cg_damping = cg_damping * d``.
+    ``cg_damping = cg_damping * d``. Without ``action_space`` the zoo's numbers are returned
+    as they are.
     """
-    if env_id in _PER_ENV:
-        cfg = TRPOConfig(**_PER_ENV[env_id])
-    elif env_family(env_id) == "mujoco":
-        cfg = TRPOConfig(**_MUJOCO)
-    else:
-        cfg = TRPOConfig()
-    if isinstance(action_space, gym.spaces.Box):
-        d = int(math.prod(action_space.shape))
+    cfg = TRPOConfig(**preset(env_id).settings)
+    d = _scaled_for_box(action_space)
+    if d != 1:
         cfg = dataclasses.replace(cfg, max_kl=round(cfg.max_kl * d, 12), cg_damping=round(cfg.cg_damping * d, 12))
     return cfg.validate()
+
+
+def explain_config(env_id: Optional[str], action_space: Optional[gym.Space] = None) -> list[tuple[str, Any, str]]:
+    """``(field, value, where it comes from)`` for every field of ``default_config(env_id, action_space)``."""
+    p = preset(env_id)
+    cfg = default_config(env_id, action_space)
+    d = _scaled_for_box(action_space)
+    rows = []
+    for f in dataclasses.fields(TRPOConfig):
+        value = getattr(cfg, f.name)
+        where = p.origin.get(f.name, SB3_DEFAULTS_SOURCE if f.name in SB3_FIELDS else KERAS_TRPO_SOURCE)
+        if f.name in ("max_kl", "cg_damping") and d != 1:
+            zoo_name = "target_kl" if f.name == "max_kl" else "cg_damping"
+            where += f"; {zoo_name} x {d} action dimensions (per-dimension KL convention, see default_config)"
+        rows.append((f.name, value, where))
+    return rows
