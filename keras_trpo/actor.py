@@ -1,13 +1,14 @@
-"""The acting side: policy parameters for a batch of observations, in NumPy when possible.
+"""The acting side in the training process: the Keras policy as a NumPy ``PolicyPlan``.
 
-A ``tf.function`` call costs ~300 us here, more than a MuJoCo step, so for the
-common case (optional normaliser or one-hot, a stack of Dense layers, a head)
-the rollout runs a NumPy copy of the policy, refreshed after each update.
-Any other torso (a CNN, ...) falls back to calling the Keras model.
+A ``tf.function`` call costs ~300 us here, more than a MuJoCo step, so for the common case
+(optional normaliser or one-hot, a stack of Dense layers, a head) acting runs a NumPy copy of
+the policy (``numpy_policy.NumpyPolicy``), refreshed after each update; the same plan is what
+rollout workers receive. Any other torso (a CNN, ...) falls back to calling the Keras model,
+which only the inline rollout backend can do.
 """
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Optional
 
 import keras
 import numpy as np
@@ -15,14 +16,7 @@ import tensorflow as tf
 
 from keras_trpo.distributions import Family
 from keras_trpo.layers import ObservationNormalizer, OneHot, StateIndependentLogStd
-
-_ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-    "linear": lambda x: x,
-    "tanh": np.tanh,
-    "relu": lambda x: np.maximum(x, 0.0),
-    "sigmoid": lambda x: 1.0 / (1.0 + np.exp(-x)),
-    "elu": lambda x: np.where(x > 0, x, np.expm1(np.minimum(x, 0.0))),
-}
+from keras_trpo.numpy_policy import ACTIVATIONS, NumpyPolicy, PolicyPlan
 
 
 def _dense_stack(layer: keras.layers.Layer) -> Optional[list[keras.layers.Dense]]:
@@ -39,94 +33,56 @@ def _dense_stack(layer: keras.layers.Layer) -> Optional[list[keras.layers.Dense]
     return None
 
 
-class NumpyPolicy:
-    """NumPy mirror of a policy model built by ``networks.build_policy_model``."""
+def _activation_name(dense: keras.layers.Dense) -> str:
+    return getattr(dense.activation, "__name__", "")
 
-    def __init__(self, model: keras.Model, plan: list):
-        self.model, self.plan = model, plan
-        self.sync()
 
-    @classmethod
-    def try_build(cls, model: keras.Model) -> Optional["NumpyPolicy"]:
-        plan: list = []
-        for layer in model.layers:
-            if isinstance(layer, keras.layers.InputLayer):
-                continue
-            if isinstance(layer, ObservationNormalizer):
-                plan.append(("normalize", layer))
-            elif isinstance(layer, OneHot):
-                plan.append(("one_hot", layer))
-            elif isinstance(layer, StateIndependentLogStd):
-                plan.append(("log_std", layer))
-            elif layer.name in ("policy_logits", "policy_mean"):
-                plan.append(("head", layer))
-            else:
-                stack = _dense_stack(layer)
-                if stack is None:
-                    return None
-                for d in stack:
-                    act = getattr(d.activation, "__name__", "")
-                    if act not in _ACTIVATIONS:
-                        return None
-                plan.append(("dense", stack))
-        return cls(model, plan)
-
-    def sync(self) -> None:
-        """Copy the current Keras weights (after an update or a load)."""
-        self.steps = []
-        for kind, obj in self.plan:
-            if kind == "normalize":
-                mean, var = (w.numpy().astype(np.float64) for w in (obj.mean, obj.var))
-                inv_std = (1.0 / np.sqrt(var + obj.epsilon)).astype(np.float32)
-                self.steps.append((kind, (mean.astype(np.float32), inv_std, np.float32(obj.clip))))
-            elif kind == "one_hot":
-                self.steps.append((kind, obj.n))
-            elif kind == "dense":
-                self.steps.append((kind, [(d.kernel.numpy(), d.bias.numpy(), _ACTIVATIONS[d.activation.__name__]) for d in obj]))
-            elif kind == "head":
-                self.steps.append((kind, (obj.name, obj.kernel.numpy(), obj.bias.numpy())))
-            else:
-                self.steps.append((kind, obj.log_std.numpy()))
-
-    def __call__(self, obs: np.ndarray) -> dict[str, np.ndarray]:
-        x = obs
-        out: dict[str, np.ndarray] = {}
-        for kind, p in self.steps:
-            if kind == "normalize":
-                mean, inv_std, clip = p
-                x = np.clip((x - mean) * inv_std, -clip, clip)
-            elif kind == "one_hot":
-                x = np.eye(p, dtype=np.float32)[x.astype(np.int64).reshape(-1)]
-            elif kind == "dense":
-                for w, b, act in p:
-                    x = act(x @ w + b)
-            elif kind == "head":
-                name, w, b = p
-                out["logits" if name == "policy_logits" else "mean"] = x @ w + b
-            else:
-                out["log_std"] = p  # [d]: broadcasts against mean [B, d]; no per-step copy
-        return out
+def plan_from_model(model: keras.Model) -> Optional[PolicyPlan]:
+    """The model's current weights as a ``PolicyPlan``, or None if it has layers NumPy cannot run."""
+    plan: PolicyPlan = []
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        if isinstance(layer, ObservationNormalizer):
+            mean, var = (w.numpy().astype(np.float64) for w in (layer.mean, layer.var))
+            inv_std = (1.0 / np.sqrt(var + layer.epsilon)).astype(np.float32)
+            plan.append(("normalize", mean.astype(np.float32), inv_std, np.float32(layer.clip)))
+        elif isinstance(layer, OneHot):
+            plan.append(("one_hot", int(layer.n)))
+        elif isinstance(layer, StateIndependentLogStd):
+            plan.append(("log_std", layer.log_std.numpy()))
+        elif layer.name in ("policy_logits", "policy_mean"):
+            name = "logits" if layer.name == "policy_logits" else "mean"
+            plan.append(("head", name, layer.kernel.numpy(), layer.bias.numpy()))
+        else:
+            stack = _dense_stack(layer)
+            if stack is None or any(_activation_name(d) not in ACTIVATIONS for d in stack):
+                return None
+            plan.append(("dense", [(d.kernel.numpy(), d.bias.numpy(), _activation_name(d)) for d in stack]))
+    return plan
 
 
 class Actor:
     """Chooses actions for a batch of raw observations ``[B, *obs_shape]``."""
 
     def __init__(self, policy_model: keras.Model, family: Family):
-        self.family = family
-        self.numpy_policy = NumpyPolicy.try_build(policy_model)
-        if self.numpy_policy is None:
+        self.family, self.policy_model = family, policy_model
+        self.plan = plan_from_model(policy_model)
+        if self.plan is None:
             fn = tf.function(lambda obs: policy_model(obs, training=False), reduce_retracing=True)
             self._params = lambda obs: {k: v.numpy() for k, v in fn(tf.convert_to_tensor(obs, tf.float32)).items()}
         else:
-            self._params = self.numpy_policy
+            self._params = NumpyPolicy(self.plan)
 
     @property
     def uses_numpy(self) -> bool:
-        return self.numpy_policy is not None
+        return self.plan is not None
 
     def sync(self) -> None:
-        if self.numpy_policy is not None:
-            self.numpy_policy.sync()
+        """Copy the current Keras weights (after an update or a load)."""
+        if self.plan is not None:
+            self.plan = plan_from_model(self.policy_model)
+            self._params = NumpyPolicy(self.plan)
 
     def params(self, obs: np.ndarray) -> dict[str, np.ndarray]:
         return self._params(obs)

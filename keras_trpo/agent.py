@@ -15,15 +15,21 @@ from keras_trpo.actor import Actor
 from keras_trpo.callbacks import TimestepProgbar
 from keras_trpo.config import ConfigError, TRPOConfig, default_config
 from keras_trpo.distributions import family_for
-from keras_trpo.envs import EnvSpec, env_id_of, make_vec_env
+from keras_trpo.envs import EnvSpec, env_id_of
 from keras_trpo.gae import compute_gae
 from keras_trpo.layers import ObservationNormalizer
 from keras_trpo.learner import Learner, minibatch_indices
 from keras_trpo.networks import TorsoSpec, build_policy_model, build_value_model
-from keras_trpo.rollout import Rollout, RolloutCollector
+from keras_trpo.rollout import Rollout, merge_fragments
 from keras_trpo.running_stats import RewardScaler, RunningMeanStd
 from keras_trpo.serialization import read_agent_file, write_agent_file
 from keras_trpo.spaces import check_observation_space, check_observations, obs_shape, space_from_json, space_to_json
+from keras_trpo.workers import PoolSpec, RolloutPool, make_pool
+
+
+# Changing one of these in compile() restarts the rollout workers.
+_POOL_SETTINGS = ("n_envs", "vectorization", "rollout_backend", "rollout_workers", "ray_address", "rollout_timeout",
+                  "normalize_reward", "gamma")
 
 
 def _spaces_of(env: EnvSpec) -> tuple[gym.Space, gym.Space]:
@@ -80,9 +86,8 @@ class TRPO:
         self.stop_training = False
         self.history: Optional[keras.callbacks.History] = None
         self.train_function = None  # Keras callbacks (TensorBoard) look for it
-        self._venv: Optional[gym.vector.VectorEnv] = None
-        self._collector: Optional[RolloutCollector] = None
-        self._rng = np.random.default_rng(self.seed)
+        self._pool: Optional[RolloutPool] = None
+        self._rng = np.random.default_rng(self.seed)  # critic minibatches; actions use per-env streams
         self._predict_rng = np.random.default_rng(self.seed + 1)
         self._episodes: collections.deque = collections.deque(maxlen=100)
         self._reward_scaler: Optional[RewardScaler] = None
@@ -118,7 +123,10 @@ class TRPO:
         fixed = {"hidden_sizes", "activation", "normalize_obs", "log_std_init"} & set(hyperparameters)
         if fixed:
             raise ConfigError(f"{', '.join(sorted(fixed))} shape the networks; pass them to TRPO(...), not compile()")
-        self.config = self.config.replace(**hyperparameters)
+        new = self.config.replace(**hyperparameters)
+        if self._pool is not None and any(getattr(new, k) != getattr(self.config, k) for k in _POOL_SETTINGS):
+            self._close_pool()  # rebuilt on the next fit with the new settings
+        self.config = new
         if isinstance(value_optimizer, str):
             value_optimizer = keras.optimizers.get(value_optimizer)
         self.optimizer = value_optimizer or keras.optimizers.Adam(learning_rate=self.config.value_learning_rate)
@@ -127,20 +135,44 @@ class TRPO:
 
     # ------------------------------------------------------------------ training
     def _ensure_env(self) -> None:
-        if self._collector is not None:
+        """Start the rollout workers (on the configured backend) if they are not running."""
+        if self._pool is not None:
             return
-        if self.env_spec is None:
+        env, cfg = self.env_spec, self.config
+        if env is None:
             raise ValueError("this agent has no environment: pass env= to keras_trpo.load() to continue training")
-        self._venv = make_vec_env(self.env_spec, self.config.n_envs, self.config.vectorization, self.env_kwargs)
-        if self._venv.num_envs != self.config.n_envs:
-            self.config = self.config.replace(n_envs=self._venv.num_envs)
-        if self.config.normalize_reward:
-            self._reward_scaler = RewardScaler(self._venv.num_envs, self.config.gamma)
+        if isinstance(env, gym.vector.VectorEnv) and env.num_envs != cfg.n_envs:
+            self.config = cfg = cfg.replace(n_envs=env.num_envs, rollout_workers=min(cfg.rollout_workers, env.num_envs))
+        if isinstance(env, (gym.Env, gym.vector.VectorEnv)) and (cfg.rollout_backend != "inline" or cfg.rollout_workers > 1):
+            raise ConfigError(
+                f"an {type(env).__name__} instance lives in this process, so it needs rollout_backend='inline' and "
+                f"rollout_workers=1 (got {cfg.rollout_backend!r}, {cfg.rollout_workers}); pass an env id or a factory "
+                "to step environments in workers")
+        if cfg.rollout_backend != "inline" and not self.actor.uses_numpy:
+            raise ConfigError(
+                f"rollout_backend={cfg.rollout_backend!r} sends workers a NumPy copy of the policy, which needs a Dense "
+                "torso; this policy's torso is not one (a CNN?): use rollout_backend='inline'")
+        # A continued run resets with a different seed and new noise so it does not replay the first episodes.
+        spec = PoolSpec(env=env, observation_space=self.observation_space, action_space=self.action_space,
+                        n_envs=cfg.n_envs, n_workers=cfg.rollout_workers, seed=self.seed,
+                        reset_seed=self.seed + 7919 * self.iterations, epoch=self.iterations,
+                        vectorization=cfg.vectorization, env_kwargs=self.env_kwargs, timeout=cfg.rollout_timeout,
+                        ray_address=cfg.ray_address)
+        self._pool = make_pool(spec, cfg.rollout_backend)
+        if cfg.normalize_reward:
+            self._reward_scaler = RewardScaler(cfg.n_envs, cfg.gamma)
             if self._reward_scaler_state is not None:
                 self._reward_scaler.stats.load_state(self._reward_scaler_state)
-        # A continued run resets with a different seed so it does not replay the first episodes.
-        self._collector = RolloutCollector(self._venv, self.actor, self.observation_space, self._rng,
-                                           seed=self.seed + 7919 * self.iterations, reward_scaler=self._reward_scaler)
+
+    def _collect(self, n_steps: int) -> Rollout:
+        """One rollout of ``n_steps`` per env from the workers, merged and reward-scaled here."""
+        self._ensure_env()
+        policy = self.actor.plan if self.actor.uses_numpy else self.actor.params
+        rollout = merge_fragments(self._pool.collect(policy, n_steps), self.config.n_envs)
+        if self._reward_scaler is not None:
+            self._reward_scaler.returns[rollout.fresh_envs] = 0.0  # new episodes (first fragment, or a replaced worker)
+            rollout.rewards = self._reward_scaler(rollout.raw_rewards, rollout.episode_end)
+        return rollout
 
     def fit(self, total_timesteps: int, callbacks: Optional[Sequence[keras.callbacks.Callback]] = None,
             verbose: int = 1, reset_num_timesteps: bool = False) -> keras.callbacks.History:
@@ -166,7 +198,7 @@ class TRPO:
         while self.num_timesteps < target and not self.stop_training:
             cb.on_epoch_begin(self.iterations)
             t0 = time.perf_counter()
-            rollout = self._collector.collect(self.config.n_steps)
+            rollout = self._collect(self.config.n_steps)
             t1 = time.perf_counter()
             logs = self._learn(rollout)
             t2 = time.perf_counter()
@@ -319,10 +351,17 @@ class TRPO:
         return cls(config["env"], seed=config.get("seed", 0), torso=torso,
                    config=TRPOConfig.from_dict(config["config"]), env_kwargs=config.get("env_kwargs"))
 
+    def _close_pool(self) -> None:
+        if self._pool is not None:
+            if self._reward_scaler is not None:  # keep the statistics for the next pool
+                self._reward_scaler_state = self._reward_scaler.stats.state()
+                self._reward_scaler = None
+            self._pool.close()
+            self._pool = None
+
     def close(self) -> None:
-        if self._venv is not None:
-            self._venv.close()
-            self._venv, self._collector = None, None
+        """Stop the rollout workers and close their environments (``fit`` starts them again)."""
+        self._close_pool()
 
     def summary(self) -> None:
         self.policy_model.summary()

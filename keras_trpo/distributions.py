@@ -13,9 +13,9 @@ import gymnasium as gym
 import numpy as np
 import tensorflow as tf
 
+from keras_trpo.sampling import PAD_LOGIT as _PAD_LOGIT
+from keras_trpo.sampling import sampler_for
 from keras_trpo.spaces import UnsupportedSpaceError
-
-_PAD_LOGIT = -1e9  # probability exactly 0 after softmax, finite in KL / entropy
 
 
 def _tfd():
@@ -23,11 +23,6 @@ def _tfd():
     import tensorflow_probability as tfp
 
     return tfp.distributions
-
-
-def _gumbel_argmax(logits: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    u = rng.random(logits.shape)
-    return np.argmax(logits - np.log(-np.log(u + 1e-20) + 1e-20), axis=-1)
 
 
 class Family:
@@ -40,21 +35,24 @@ class Family:
 
     def __init__(self, space: gym.Space):
         self.space = space
+        self.sampler = sampler_for(space)  # the NumPy side, shared with TF-free rollout workers
 
     # --- learning (TensorFlow) ---
     def make(self, params: Mapping[str, tf.Tensor]):
         raise NotImplementedError
 
-    # --- acting (NumPy) ---
+    # --- acting (NumPy, see keras_trpo.sampling) ---
     def sample(self, params: Mapping[str, np.ndarray], rng: np.random.Generator) -> np.ndarray:
-        raise NotImplementedError
+        """Stored-form actions for a batch ``[B, ...]``, noise drawn from ``rng``."""
+        batch = len(params["mean"] if "mean" in params else params["logits"])  # log_std is [d], unbatched
+        return self.sampler.sample(params, self.sampler.draw(rng, batch))
 
     def mode(self, params: Mapping[str, np.ndarray]) -> np.ndarray:
-        raise NotImplementedError
+        return self.sampler.mode(params)
 
     def to_env(self, actions: np.ndarray) -> np.ndarray:
         """Batch of stored actions ``[B, ...]`` -> what ``env.step`` expects."""
-        raise NotImplementedError
+        return self.sampler.to_env(actions)
 
     @property
     def head_sizes(self) -> dict[str, int]:
@@ -74,14 +72,6 @@ class Categorical(Family):
     def make(self, params):
         return _tfd().Categorical(logits=params["logits"])
 
-    def sample(self, params, rng):
-        return _gumbel_argmax(params["logits"], rng).astype(np.int32)
-
-    def mode(self, params):
-        return np.argmax(params["logits"], axis=-1).astype(np.int32)
-
-    def to_env(self, actions):
-        return actions.astype(np.int64) + int(self.space.start)
 
 
 class MultiCategorical(Family):
@@ -97,22 +87,15 @@ class MultiCategorical(Family):
 
     def __init__(self, space):
         super().__init__(space)
-        self.nvec = np.asarray(space.nvec).reshape(-1).astype(np.int64)
-        total, width = int(self.nvec.sum()), int(self.nvec.max())
-        index = np.full((len(self.nvec), width), total, np.int64)  # `total` is the pad column
-        offset = 0
-        for i, n in enumerate(self.nvec):
-            index[i, :n] = np.arange(offset, offset + n)
-            offset += n
-        self._index = index
+        self.nvec = self.sampler.nvec
+        self._index = self.sampler.index
 
     @property
     def head_sizes(self):
         return {"logits": int(self.nvec.sum())}
 
     def padded_logits_np(self, logits):
-        pad = np.full(logits.shape[:-1] + (1,), _PAD_LOGIT, logits.dtype)
-        return np.concatenate([logits, pad], -1)[..., self._index]
+        return self.sampler.padded_logits(logits)
 
     def make(self, params):
         logits = params["logits"]
@@ -120,15 +103,6 @@ class MultiCategorical(Family):
         padded = tf.gather(tf.concat([logits, pad], -1), self._index, axis=-1)
         return _tfd().Independent(_tfd().Categorical(logits=padded), reinterpreted_batch_ndims=1)
 
-    def sample(self, params, rng):
-        return _gumbel_argmax(self.padded_logits_np(params["logits"]), rng).astype(np.int32)
-
-    def mode(self, params):
-        return np.argmax(self.padded_logits_np(params["logits"]), -1).astype(np.int32)
-
-    def to_env(self, actions):
-        start = np.asarray(getattr(self.space, "start", 0)).reshape(-1)
-        return (actions.astype(np.int64) + start).reshape((-1,) + self.space.shape)
 
 
 class Bernoulli(Family):
@@ -144,15 +118,6 @@ class Bernoulli(Family):
     def make(self, params):
         return _tfd().Independent(_tfd().Bernoulli(logits=params["logits"], dtype=tf.int32), 1)
 
-    def sample(self, params, rng):
-        p = 1.0 / (1.0 + np.exp(-params["logits"]))
-        return (rng.random(p.shape) < p).astype(np.int32)
-
-    def mode(self, params):
-        return (params["logits"] > 0).astype(np.int32)
-
-    def to_env(self, actions):
-        return actions.astype(self.space.dtype).reshape((-1,) + self.space.shape)
 
 
 class DiagGaussian(Family):
@@ -169,9 +134,7 @@ class DiagGaussian(Family):
 
     def __init__(self, space):
         super().__init__(space)
-        self.dim = int(np.prod(space.shape))
-        self.low = np.asarray(space.low, np.float64).reshape(-1)
-        self.high = np.asarray(space.high, np.float64).reshape(-1)
+        self.dim = self.sampler.dim
 
     @property
     def head_sizes(self):
@@ -180,17 +143,6 @@ class DiagGaussian(Family):
     def make(self, params):
         return _tfd().MultivariateNormalDiag(loc=params["mean"], scale_diag=tf.exp(params["log_std"]))
 
-    def sample(self, params, rng):
-        mean = params["mean"]
-        noise = rng.standard_normal(mean.shape)
-        return (mean + np.exp(params["log_std"]) * noise).astype(np.float32)
-
-    def mode(self, params):
-        return np.asarray(params["mean"], np.float32)
-
-    def to_env(self, actions):
-        clipped = np.clip(actions, self.low, self.high)
-        return clipped.astype(self.space.dtype).reshape((-1,) + self.space.shape)
 
 
 def family_for(space: gym.Space) -> Family:

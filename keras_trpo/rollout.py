@@ -1,19 +1,59 @@
-"""The one rollout path: step a vector env with the actor and record a batch."""
+"""The one rollout path: a worker steps its environments for a whole fragment and returns arrays.
+
+No TensorFlow here: the same ``RolloutWorker`` runs in the training process (``inline``), in a
+worker process (``process``) or in a Ray actor (``ray``); see ``keras_trpo.workers``.
+
+Results do not depend on how the ``n_envs`` environments are split across workers: environment
+``e`` is always reset with seed ``reset_seed + e``, draws its action noise from its own generator
+(seeded by the run's seed and ``e``), and the NumPy policy computes each row exactly as it would
+alone (``numpy_policy``). The training process puts the fragments side by side in environment
+order (``merge_fragments``) and does everything that needs the whole batch: reward scaling,
+episode statistics, observation statistics.
+"""
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
+from typing import Any, Callable, Optional, Sequence, Union
 
 import gymnasium as gym
 import numpy as np
 
-from keras_trpo.actor import Actor
-from keras_trpo.running_stats import RewardScaler
+from keras_trpo.envs import EnvSpec, make_vec_env
+from keras_trpo.numpy_policy import NumpyPolicy, PolicyPlan
+from keras_trpo.sampling import sampler_for
 from keras_trpo.spaces import InvalidObservationError, obs_shape
+
+# What a worker acts with: a NumPy plan (any backend) or, in the training process only, a
+# function from observations to distribution parameters (the Keras model, for CNN torsos).
+PolicySource = Union[PolicyPlan, Callable[[np.ndarray], dict]]
+
+
+@dataclass
+class Fragment:
+    """``T`` steps of the ``m`` environments ``first_env .. first_env + m - 1`` of one worker."""
+
+    first_env: int
+    obs: np.ndarray  # [T, m, *obs_shape] float32, raw (the model normalises)
+    actions: np.ndarray  # [T, m, *action] stored form
+    rewards: np.ndarray  # [T, m] float32, as the env returned them
+    terminated: np.ndarray  # [T, m] bool
+    episode_end: np.ndarray  # [T, m] bool: terminated or truncated
+    truncated_index: np.ndarray  # [k, 2] int64 (t, global env index) of truncated, not terminated, steps
+    truncated_obs: np.ndarray  # [k, *obs_shape] their final observations
+    last_obs: np.ndarray  # [m, *obs_shape] observation after the last step
+    episodes: np.ndarray  # [j, 4] float64 (t, global env index, return, length) of episodes that ended
+    fresh: bool = False  # the environments were (re)created for this fragment: new episodes, lost old ones
+    step_s: float = 0.0  # wall time the worker spent stepping (envs and policy)
+
+    @property
+    def n_envs(self) -> int:
+        return int(self.rewards.shape[1])
 
 
 @dataclass
 class Rollout:
-    """``T`` steps of ``E`` envs. Observations are raw (the model normalises)."""
+    """``T`` steps of ``E`` envs, in environment order. Observations are raw (the model normalises)."""
 
     obs: np.ndarray  # [T, E, *obs_shape] float32
     actions: np.ndarray  # [T, E, *action] stored form
@@ -21,53 +61,83 @@ class Rollout:
     raw_rewards: np.ndarray  # [T, E] float32 as the env returned them
     terminated: np.ndarray  # [T, E] bool
     episode_end: np.ndarray  # [T, E] bool: terminated or truncated
-    truncated_index: np.ndarray  # [k, 2] (t, e) of truncated, not terminated, steps
+    truncated_index: np.ndarray  # [k, 2] (t, e) of truncated, not terminated, steps, sorted
     truncated_obs: np.ndarray  # [k, *obs_shape] their final observations
     last_obs: np.ndarray  # [E, *obs_shape] observation after the last step
-    episode_returns: list = field(default_factory=list)  # unscaled returns of episodes finished in this rollout
+    episode_returns: list = field(default_factory=list)  # unscaled returns of episodes finished, by (t, e)
     episode_lengths: list = field(default_factory=list)
+    fresh_envs: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # envs restarted this rollout
 
     @property
     def n_steps(self) -> int:
         return int(self.rewards.size)
 
 
-class RolloutCollector:
-    """Keeps the vector env's current observation across calls to ``collect``."""
+def env_streams(seed: int, envs: Sequence[int], epoch: int, generation: int = 0) -> list[np.random.Generator]:
+    """One generator per environment, from (seed, epoch, env index, generation) only.
 
-    def __init__(self, venv: gym.vector.VectorEnv, actor: Actor, obs_space: gym.Space, rng: np.random.Generator, seed: int,
-                 reward_scaler: RewardScaler | None = None):
-        self.venv, self.actor, self.rng = venv, actor, rng
-        self.obs_shape = obs_shape(obs_space)
-        self.n_envs = venv.num_envs
-        self.reward_scaler = reward_scaler
-        obs, _ = venv.reset(seed=seed)
-        self.obs = self._check(obs)
+    ``epoch`` is the iteration a run (or a continued run) started at, ``generation`` counts
+    replacements of a crashed worker, so neither a continued run nor a replacement replays noise.
+    """
+    return [np.random.default_rng([int(seed), int(epoch), int(e), int(generation), 0x7A9F]) for e in envs]
+
+
+def _check_finite(obs: np.ndarray, what: str) -> np.ndarray:
+    if not np.isfinite(obs).all():
+        raise InvalidObservationError(
+            f"the environment returned {what} with NaN or inf; check the env (keras_trpo cannot learn from it)"
+        )
+    return obs
+
+
+class RolloutWorker:
+    """Owns environments ``first_env .. first_env + n_envs - 1`` and their random streams.
+
+    Args:
+      env: what the user passed (an id, a factory, an Env instance or a VectorEnv).
+      first_env, n_envs: this worker's slice of the run's environments.
+      observation_space, action_space: the run's single-env spaces.
+      seed: the run's seed; ``epoch``, ``generation``: see ``env_streams``.
+      reset_seed: environment ``e`` is reset with ``reset_seed + e``.
+    """
+
+    def __init__(self, env: EnvSpec, *, first_env: int, n_envs: int, observation_space: gym.Space,
+                 action_space: gym.Space, seed: int, reset_seed: int, epoch: int = 0, generation: int = 0,
+                 vectorization: str = "sync", env_kwargs: Optional[dict[str, Any]] = None):
+        self.first_env, self.n_envs = int(first_env), int(n_envs)
+        self.obs_shape = obs_shape(observation_space)
+        self.sampler = sampler_for(action_space)
+        self.venv = make_vec_env(env, self.n_envs, vectorization, env_kwargs)
+        if self.venv.num_envs != self.n_envs:
+            raise ValueError(f"the vector env has {self.venv.num_envs} envs, the worker expected {self.n_envs}")
+        envs = range(self.first_env, self.first_env + self.n_envs)
+        self.rngs = env_streams(seed, envs, epoch, generation)
+        obs, _ = self.venv.reset(seed=[int(reset_seed) + e for e in envs])
+        self.obs = self._obs(obs)
         self._ep_return = np.zeros(self.n_envs)
         self._ep_length = np.zeros(self.n_envs, np.int64)
+        self._fresh = True
 
-    def _check(self, obs) -> np.ndarray:
-        obs = np.asarray(obs, np.float32).reshape((self.n_envs,) + self.obs_shape)
-        if not np.isfinite(obs).all():
-            raise InvalidObservationError(
-                "the environment returned an observation with NaN or inf; check the env (keras_trpo cannot learn from it)"
-            )
-        return obs
+    def _obs(self, obs: Any, what: str = "an observation") -> np.ndarray:
+        return _check_finite(np.asarray(obs, np.float32).reshape((self.n_envs,) + self.obs_shape), what)
 
-    def collect(self, n_steps: int) -> Rollout:
-        """Steps every env ``n_steps`` times with freshly sampled actions."""
-        family, venv, E = self.actor.family, self.venv, self.n_envs
-        obs_buf = np.empty((n_steps, E) + self.obs_shape, np.float32)
-        rew_buf = np.empty((n_steps, E), np.float32)
-        term_buf = np.empty((n_steps, E), bool)
-        end_buf = np.empty((n_steps, E), bool)
+    def collect(self, policy: PolicySource, n_steps: int) -> Fragment:
+        """Step every environment ``n_steps`` times with actions sampled from ``policy``."""
+        start = time.perf_counter()
+        params_of = NumpyPolicy(policy) if isinstance(policy, list) else policy
+        sampler, venv, m, e0 = self.sampler, self.venv, self.n_envs, self.first_env
+        # All of this fragment's noise at once, each env from its own stream: [T, m, *noise].
+        noise = np.stack([sampler.draw(rng, n_steps) for rng in self.rngs], axis=1)
+        obs_buf = np.empty((n_steps, m) + self.obs_shape, np.float32)
+        rew_buf = np.empty((n_steps, m), np.float32)
+        term_buf = np.empty((n_steps, m), bool)
+        end_buf = np.empty((n_steps, m), bool)
         actions = []
-        trunc_idx, trunc_obs = [], []
-        ep_returns, ep_lengths = [], []
+        trunc_idx, trunc_obs, episodes = [], [], []
         obs = self.obs
         for t in range(n_steps):
-            action = self.actor.act(obs, self.rng)
-            next_obs, reward, terminated, truncated, info = venv.step(family.to_env(action))
+            action = sampler.sample(params_of(obs), noise[t])
+            next_obs, reward, terminated, truncated, info = venv.step(sampler.to_env(action))
             obs_buf[t] = obs
             actions.append(action)
             ended = np.logical_or(terminated, truncated)
@@ -75,40 +145,61 @@ class RolloutCollector:
             self._ep_length += 1
             if ended.any():
                 for e in np.flatnonzero(ended):
-                    ep_returns.append(float(self._ep_return[e]))
-                    ep_lengths.append(int(self._ep_length[e]))
+                    episodes.append((t, e0 + e, float(self._ep_return[e]), int(self._ep_length[e])))
                     if truncated[e] and not terminated[e]:
-                        trunc_idx.append((t, e))
+                        trunc_idx.append((t, e0 + e))
                         trunc_obs.append(info["final_obs"][e])
                 self._ep_return[ended] = 0.0
                 self._ep_length[ended] = 0
             rew_buf[t] = reward
             term_buf[t] = terminated
             end_buf[t] = ended
-            obs = self._check(next_obs)
+            obs = self._obs(next_obs)
         self.obs = obs
-        raw_buf = rew_buf
-        if self.reward_scaler is not None:
-            rew_buf = self.reward_scaler(rew_buf, end_buf)
-        trunc_obs_arr = (
-            self._check_final(np.stack(trunc_obs)) if trunc_obs else np.empty((0,) + self.obs_shape, np.float32)
-        )
-        return Rollout(
-            obs=obs_buf,
-            actions=np.stack(actions),
-            rewards=rew_buf,
-            raw_rewards=raw_buf,
-            terminated=term_buf,
-            episode_end=end_buf,
-            truncated_index=np.asarray(trunc_idx, np.int64).reshape(-1, 2),
-            truncated_obs=trunc_obs_arr,
-            last_obs=obs.copy(),
-            episode_returns=ep_returns,
-            episode_lengths=ep_lengths,
+        fresh, self._fresh = self._fresh, False
+        final = (_check_finite(np.asarray(np.stack(trunc_obs), np.float32).reshape((-1,) + self.obs_shape),
+                               "a final observation") if trunc_obs else np.empty((0,) + self.obs_shape, np.float32))
+        return Fragment(
+            first_env=e0, obs=obs_buf, actions=np.stack(actions), rewards=rew_buf, terminated=term_buf,
+            episode_end=end_buf, truncated_index=np.asarray(trunc_idx, np.int64).reshape(-1, 2),
+            truncated_obs=final, last_obs=obs.copy(), episodes=np.asarray(episodes, np.float64).reshape(-1, 4),
+            fresh=fresh, step_s=time.perf_counter() - start,
         )
 
-    def _check_final(self, obs: np.ndarray) -> np.ndarray:
-        obs = np.asarray(obs, np.float32).reshape((-1,) + self.obs_shape)
-        if not np.isfinite(obs).all():
-            raise InvalidObservationError("the environment returned a final observation with NaN or inf")
-        return obs
+    def close(self) -> None:
+        self.venv.close()
+
+
+def merge_fragments(fragments: Sequence[Fragment], n_envs: int) -> Rollout:
+    """Fragments of consecutive env slices -> one ``Rollout`` in environment order.
+
+    Episodes and truncations are ordered by (step, env), exactly as one worker owning every
+    environment would have produced them. ``rewards`` are the raw rewards (scale them after).
+    """
+    fragments = sorted(fragments, key=lambda f: f.first_env)
+    starts = [f.first_env for f in fragments]
+    expected = np.cumsum([0] + [f.n_envs for f in fragments[:-1]]).tolist()
+    if starts != expected or sum(f.n_envs for f in fragments) != n_envs:
+        raise ValueError(f"fragments cover envs starting at {starts}, expected {expected} for {n_envs} envs")
+    cat = lambda name, axis=1: np.concatenate([getattr(f, name) for f in fragments], axis=axis)  # noqa: E731
+    rewards = cat("rewards")
+    trunc_index, trunc_obs = cat("truncated_index", 0), cat("truncated_obs", 0)
+    order = np.lexsort((trunc_index[:, 1], trunc_index[:, 0])) if len(trunc_index) else np.zeros(0, np.int64)
+    episodes = cat("episodes", 0)
+    episodes = episodes[np.lexsort((episodes[:, 1], episodes[:, 0]))] if len(episodes) else episodes
+    fresh = [np.arange(f.first_env, f.first_env + f.n_envs) for f in fragments if f.fresh]
+    return Rollout(
+        obs=cat("obs"), actions=cat("actions"), rewards=rewards, raw_rewards=rewards, terminated=cat("terminated"),
+        episode_end=cat("episode_end"), truncated_index=trunc_index[order], truncated_obs=trunc_obs[order],
+        last_obs=cat("last_obs", 0), episode_returns=episodes[:, 2].tolist(),
+        episode_lengths=episodes[:, 3].astype(np.int64).tolist(),
+        fresh_envs=np.concatenate(fresh) if fresh else np.zeros(0, np.int64),
+    )
+
+
+def split_envs(n_envs: int, n_workers: int) -> list[tuple[int, int]]:
+    """``(first_env, count)`` per worker: ``n_envs`` split into ``n_workers`` near-equal slices."""
+    if not 1 <= n_workers <= n_envs:
+        raise ValueError(f"cannot split {n_envs} environments across {n_workers} workers")
+    bounds = [k * n_envs // n_workers for k in range(n_workers + 1)]
+    return [(bounds[k], bounds[k + 1] - bounds[k]) for k in range(n_workers)]

@@ -115,8 +115,7 @@ def test_agent_bootstraps_from_the_final_observation_on_truncation_only():
     T, E, gamma, lam = 16, 2, 0.9, 0.8
     agent = keras_trpo.TRPO(CounterEnv, seed=0, n_envs=E, n_steps=T, gamma=gamma, gae_lambda=lam,
                             normalize_advantage=False, jit_compile=False)
-    agent._ensure_env()
-    rollout = agent._collector.collect(T)
+    rollout = agent._collect(T)
     captured = {}
     update = agent.learner.policy_update
 
