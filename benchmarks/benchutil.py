@@ -62,3 +62,24 @@ def machine_cpu_times() -> tuple[float, float] | None:
     idle = fields[3] + (fields[4] if len(fields) > 4 else 0.0)  # idle + iowait
     total = sum(fields[:8])  # user nice system idle iowait irq softirq steal (guest is inside user)
     return (total - idle) / tick, total / tick
+
+
+def episode_returns(env_id: str, act: Callable, episodes: int, seed: int) -> list[float]:
+    """Undiscounted returns of ``episodes`` episodes on a fresh ``gym.make(env_id)``, episode i reset with
+    ``seed + i``; ``act(observation) -> action``. The final evaluation's protocol (and the random score's)."""
+    import gymnasium as gym  # lazily: both venvs have it, but importing this module should not need it
+
+    env = gym.make(env_id)
+    returns = []
+    try:
+        for i in range(episodes):
+            obs, _ = env.reset(seed=seed + i)
+            total, done = 0.0, False
+            while not done:
+                obs, reward, terminated, truncated, _ = env.step(act(obs))
+                total += float(reward)
+                done = terminated or truncated
+            returns.append(total)
+    finally:
+        env.close()
+    return returns

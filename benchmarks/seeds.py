@@ -226,14 +226,17 @@ def cmd_run(argv: list[str]) -> int:
         print(f"stopping on signal {signum}: runs in progress are dropped, stored seeds are kept", file=sys.stderr,
               flush=True)
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    threads = [threading.Thread(target=worker, daemon=True) for _ in range(min(a.jobs, len(todo)))]
-    for t in threads:
-        t.start()
-    while any(t.is_alive() for t in threads):
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        threads = [threading.Thread(target=worker, daemon=True) for _ in range(min(a.jobs, len(todo)))]
         for t in threads:
-            t.join(0.5)
+            t.start()
+        while any(t.is_alive() for t in threads):
+            for t in threads:
+                t.join(0.5)
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
     if outcome["bad"]:
         print(f"error: {outcome['bad']}", file=sys.stderr)
         return 2
