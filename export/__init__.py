@@ -3,10 +3,14 @@
     import keras_trpo, export
     agent = keras_trpo.load("runs/hopper/agent.keras")
     export.to_onnx(agent, "hopper.onnx")
+    export.to_ort(agent, "hopper.ort")                 # + hopper.required_operators.config
     export.to_saved_model(agent, "hopper_savedmodel/")
 """
 from export.errors import ExportError, ExportVerificationError
 from export.onnx_export import DEFAULT_OPSET, ExportReport, to_onnx, verify_onnx
+from export.ort import OrtExportReport, to_ort, verify_ort
+from export.quantize import QUANTIZATIONS, quantize_onnx
 from export.saved_model import to_saved_model
 
-__all__ = ["to_onnx", "to_saved_model", "verify_onnx", "ExportReport", "ExportError", "ExportVerificationError", "DEFAULT_OPSET"]
+__all__ = ["to_onnx", "to_saved_model", "verify_onnx", "ExportReport", "ExportError", "ExportVerificationError", "DEFAULT_OPSET",
+           "to_ort", "verify_ort", "OrtExportReport", "quantize_onnx", "QUANTIZATIONS"]

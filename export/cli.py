@@ -21,11 +21,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("agent", help="path to an agent file written by agent.save() / `python -m keras_trpo train`")
     p.add_argument("--onnx", metavar="PATH.onnx", help="write an ONNX model here")
     p.add_argument("--saved-model", metavar="DIR", help="write a SavedModel directory here (serving_default signature)")
+    p.add_argument("--ort", metavar="PATH.ort",
+                   help="write an ORT-format model here (for onnxruntime's minimal and mobile builds) plus "
+                        "PATH.required_operators.config, the operator list such a build is made from")
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET,
                    help=f"ONNX opset, 13-18 (default {DEFAULT_OPSET}: runs on onnxruntime >= 1.14)")
-    p.add_argument("--quantize", choices=["int8"], default=None,
-                   help="also write PATH.int8.onnx with onnxruntime dynamic int8 quantisation and report its "
-                        "size and the largest action change it causes")
+    p.add_argument("--quantize", choices=["dynamic-int8", "static-int8", "int8"], default=None,
+                   help="with --onnx, also write PATH.dynamic-int8.onnx (weights int8, activations quantised per "
+                        "call) or PATH.static-int8.onnx (activations calibrated on 1,000 rollout observations) "
+                        "and report its size and the largest action change it causes; 'int8' is dynamic-int8. "
+                        "See export/README.md for which to use (usually none: float32 is faster for small MLPs)")
     p.add_argument("--no-verify", action="store_true",
                    help="skip running the written files against the agent (on by default: fails if any "
                         "discrete action differs or a continuous output differs by more than 1e-5)")
@@ -35,16 +40,20 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not args.onnx and not args.saved_model:
-        parser.error("nothing to do: give --onnx PATH.onnx and/or --saved-model DIR")
+    if not args.onnx and not args.saved_model and not args.ort:
+        parser.error("nothing to do: give --onnx PATH.onnx, --ort PATH.ort and/or --saved-model DIR")
+    if args.quantize and not args.onnx:
+        parser.error("--quantize needs --onnx PATH.onnx (the quantised copy is written next to it)")
     import keras_trpo
-    from export import ExportError, to_onnx, to_saved_model
+    from export import ExportError, to_onnx, to_ort, to_saved_model
 
     try:
         agent = keras_trpo.load(args.agent)
         reports = []
         if args.onnx:
             reports.append(to_onnx(agent, args.onnx, opset=args.opset, verify=not args.no_verify, quantize=args.quantize))
+        if args.ort:
+            reports.append(to_ort(agent, args.ort, opset=args.opset, verify=not args.no_verify))
         if args.saved_model:
             reports.append(to_saved_model(agent, args.saved_model, verify=not args.no_verify))
     except (ExportError, keras_trpo.AgentFileError) as e:

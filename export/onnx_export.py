@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +13,8 @@ import tensorflow as tf
 from export.errors import ExportError, ExportVerificationError
 from export.graph import input_signature, serving_function
 from export.metadata import policy_metadata
-from export.verify import compare_outputs, run_in_batches, verification_observations
+from export.quantize import STATIC, canonical, quantize_onnx
+from export.verify import compare_outputs, rollout_observations, run_in_batches, sample_observations, verification_observations
 from keras_trpo.distributions import DiagGaussian
 from keras_trpo.serialization import atomic_write_bytes
 
@@ -30,10 +30,12 @@ class ExportReport:
     opset: Optional[int] = None
     verified_observations: int = 0
     worst_difference: Optional[float] = None
+    quantization: Optional[str] = None  # "dynamic-int8" or "static-int8"
     quantized_path: Optional[str] = None
     quantized_size_bytes: Optional[int] = None
     quantized_worst_action_difference: Optional[float] = None
     quantized_action_mismatch_fraction: Optional[float] = None  # discrete actions that changed
+    quantized_calibration_observations: Optional[int] = None  # static-int8: how many, from rollouts
     metadata: dict = field(default_factory=dict)
 
 
@@ -53,12 +55,12 @@ def _ort_outputs(path: str, obs: np.ndarray) -> dict[str, np.ndarray]:
     return run_in_batches(lambda o: dict(zip(names, session.run(names, {"obs": o}))), obs)
 
 
-def check_target(path: str | os.PathLike, suffix: str) -> Path:
+def check_target(path: str | os.PathLike, suffix: str, kind: str = "ONNX") -> Path:
     path = Path(path)
     if path.exists() and path.is_dir():
         raise ExportError(f"{str(path)!r} is a directory; give a file path ending in {suffix}")
     if path.suffix != suffix:
-        raise ExportError(f"ONNX files end in {suffix}; got {str(path)!r}")
+        raise ExportError(f"{kind} files end in {suffix}; got {str(path)!r}")
     if path.parent and not path.parent.exists():
         raise ExportError(f"directory {str(path.parent)!r} does not exist")
     return path
@@ -70,7 +72,8 @@ def _require_agent(agent) -> None:
 
 
 def to_onnx(agent, path: str | os.PathLike, *, opset: int = DEFAULT_OPSET, verify: bool = True,
-            verify_observations: Optional[np.ndarray] = None, quantize: Optional[str] = None) -> ExportReport:
+            verify_observations: Optional[np.ndarray] = None, quantize: Optional[str] = None,
+            calibration_observations: Optional[np.ndarray] = None) -> ExportReport:
     """Write the agent's policy as ONNX: input ``obs`` float32 ``[batch, *obs_shape]``.
 
     Outputs ``action`` (deterministic, env dtype) and the distribution parameters
@@ -78,17 +81,21 @@ def to_onnx(agent, path: str | os.PathLike, *, opset: int = DEFAULT_OPSET, verif
     With ``verify`` (default) the written file is run with onnxruntime on
     observations sampled from the space and from rollouts and compared with the
     agent; ``ExportVerificationError`` names the worst difference if it exceeds
-    1e-5 (continuous) or any discrete action differs. ``quantize="int8"`` also
-    writes ``<name>.int8.onnx`` (dynamic quantisation) and reports its size and
-    worst action difference.
+    1e-5 (continuous) or any discrete action differs.
+
+    ``quantize="dynamic-int8"`` (or its old name ``"int8"``) or ``"static-int8"`` also
+    writes ``<name>.<quantize>.onnx`` and reports its size and worst action difference
+    on the verification observations (not checked against a tolerance). Static
+    quantisation is calibrated on ``calibration_observations`` (default: 1,000
+    observations the agent visits in its env, or sampled from the space if it has no
+    env id).
     """
     import onnx
     import tf2onnx
 
     _require_agent(agent)
     path = check_target(path, ".onnx")
-    if quantize not in (None, "int8"):
-        raise ExportError(f"quantize must be None or 'int8', got {quantize!r}")
+    quantize = canonical(quantize)
     if not isinstance(opset, int) or not 13 <= opset <= 18:
         raise ExportError(f"opset must be an integer from 13 to 18 (tf2onnx 1.17's range), got {opset!r}")
     start = time.perf_counter()
@@ -112,15 +119,17 @@ def to_onnx(agent, path: str | os.PathLike, *, opset: int = DEFAULT_OPSET, verif
         report.worst_difference = _compare(agent, path, obs, reference)
         report.verified_observations = len(obs)
     if quantize:
-        (report.quantized_path, report.quantized_size_bytes, report.quantized_worst_action_difference,
-         report.quantized_action_mismatch_fraction) = _quantize_int8(path, obs, reference)
+        calib = None
+        if quantize == STATIC:
+            calib = calibration_observations if calibration_observations is not None else default_calibration(agent)
+        _quantize(report, path, quantize, obs, reference, calib)
     report.seconds = time.perf_counter() - start
     return report
 
 
-def _compare(agent, path, obs: np.ndarray, reference: dict) -> float:
+def _compare(agent, path, obs: np.ndarray, reference: dict, what: Optional[str] = None) -> float:
     discrete = not isinstance(agent.family, DiagGaussian)
-    return compare_outputs(reference, _ort_outputs(str(path), obs), discrete, f"ONNX {path}")
+    return compare_outputs(reference, _ort_outputs(str(path), obs), discrete, what or f"ONNX {path}")
 
 
 def verify_onnx(agent, path: str | os.PathLike, observations: Optional[np.ndarray] = None) -> float:
@@ -134,17 +143,22 @@ def verify_onnx(agent, path: str | os.PathLike, observations: Optional[np.ndarra
     return _compare(agent, path, obs, _agent_reference(agent, obs))
 
 
-def _quantize_int8(path: Path, obs: np.ndarray, reference: dict) -> tuple[str, int, float, Optional[float]]:
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+def default_calibration(agent, n: int = 1000, seed: int = 1) -> np.ndarray:
+    """Observations to calibrate static quantisation on: ``n`` visited by the agent in its env
+    (seed 1, not the verification's 0), or sampled from the space if it has no env id."""
+    obs = rollout_observations(agent, n, seed)
+    return obs if len(obs) else sample_observations(agent, n, seed)
 
-    target = path.with_suffix(".int8.onnx")
-    with tempfile.TemporaryDirectory(dir=path.parent) as d:
-        tmp = Path(d) / "q.onnx"
-        quantize_dynamic(str(path), str(tmp), weight_type=QuantType.QInt8)
-        os.replace(tmp, target)
-    got = _ort_outputs(str(target), obs)
+
+def _quantize(report: ExportReport, path: Path, mode: str, obs: np.ndarray, reference: dict,
+              calibration: Optional[np.ndarray]) -> None:
+    q = quantize_onnx(path, mode, calibration_observations=calibration)
+    got = _ort_outputs(q.path, obs)
     a, b = got["action"].astype(np.float64), reference["action"].astype(np.float64)
-    worst = float(np.max(np.abs(a - b))) if a.size else 0.0
     discrete = np.issubdtype(reference["action"].dtype, np.integer)
-    mismatch = float(np.mean(np.any((a != b).reshape(len(a), -1), axis=1))) if (a.size and discrete) else None
-    return str(target), target.stat().st_size, worst, mismatch
+    report.quantization, report.quantized_path = mode, q.path
+    report.quantized_size_bytes = Path(q.path).stat().st_size
+    report.quantized_worst_action_difference = float(np.max(np.abs(a - b))) if a.size else 0.0
+    if a.size and discrete:
+        report.quantized_action_mismatch_fraction = float(np.mean(np.any((a != b).reshape(len(a), -1), axis=1)))
+    report.quantized_calibration_observations = q.calibration_observations or None

@@ -1,7 +1,8 @@
 """ONNX policies for serving/tests, which cannot import TensorFlow. Needs the training venv.
 
   python tests/make_serving_fixtures.py                 # small policies -> serving/tests/fixtures (committed)
-  python tests/make_serving_fixtures.py --cartpole DIR  # a trained CartPole policy (what CI does)
+  python tests/make_serving_fixtures.py --cartpole DIR  # a trained CartPole policy (what CI does), .onnx and .ort
+  python tests/make_serving_fixtures.py --ort           # ort_gaussian.ort, ort_discrete.ort -> serving/tests/fixtures
 
 Each policy NAME comes as NAME.onnx plus NAME.npz with observations and the agent's own
 outputs for them (action, logits or mean/log_std), which the serving tests compare against.
@@ -32,9 +33,12 @@ SMALL = {
 }
 
 
-def write(agent, out_dir: str, name: str, n_obs: int, seed: int = 1) -> str:
-    path = os.path.join(out_dir, f"{name}.onnx")
-    export.to_onnx(agent, path)
+def write(agent, out_dir: str, name: str, n_obs: int, seed: int = 1, fmt: str = "onnx") -> str:
+    path = os.path.join(out_dir, f"{name}.{fmt}")
+    if fmt == "ort":  # the operator config beside it is for building a runtime, not for the tests
+        os.remove(export.to_ort(agent, path).operators_config_path)
+    else:
+        export.to_onnx(agent, path)
     obs = verification_observations(agent, n_sampled=n_obs // 2, n_rollout=n_obs - n_obs // 2, seed=seed)
     dist = agent.policy_model(obs, training=False)
     np.savez(os.path.join(out_dir, f"{name}.npz"), obs=obs, action=agent.predict(obs, deterministic=True),
@@ -42,13 +46,24 @@ def write(agent, out_dir: str, name: str, n_obs: int, seed: int = 1) -> str:
     return path
 
 
+def small_agent(name: str, seed: int = 0):
+    obs_space, act_space = SMALL[name]
+    agent = keras_trpo.TRPO(lambda o=obs_space, a=act_space: ToyEnv(o, a), seed=seed, n_envs=1, n_steps=32,
+                            hidden_sizes=(8,), normalize_obs=isinstance(obs_space, gym.spaces.Box),
+                            value_epochs=1, jit_compile=False)
+    agent.fit(64, verbose=0)  # moves weights and normaliser statistics off their initial values
+    return agent
+
+
 def small(out_dir: str) -> None:
-    for name, (obs_space, act_space) in SMALL.items():
-        agent = keras_trpo.TRPO(lambda o=obs_space, a=act_space: ToyEnv(o, a), seed=0, n_envs=1, n_steps=32,
-                                hidden_sizes=(8,), normalize_obs=isinstance(obs_space, gym.spaces.Box),
-                                value_epochs=1, jit_compile=False)
-        agent.fit(64, verbose=0)  # moves weights and normaliser statistics off their initial values
-        print("wrote", write(agent, out_dir, name, n_obs=64))
+    for name in SMALL:
+        print("wrote", write(small_agent(name), out_dir, name, n_obs=64))
+
+
+def ort_small(out_dir: str) -> None:
+    """ort_gaussian.ort, ort_discrete.ort (+ .npz): ORT-format files from export.to_ort."""
+    for name in ("gaussian", "discrete"):
+        print("wrote", write(small_agent(name, seed=1), out_dir, f"ort_{name}", n_obs=64, fmt="ort"))
 
 
 def cartpole(out_dir: str, timesteps: int, seed: int) -> None:
@@ -56,18 +71,22 @@ def cartpole(out_dir: str, timesteps: int, seed: int) -> None:
     agent.fit(timesteps, verbose=0)
     mean, _ = agent.evaluate(10)
     path = write(agent, out_dir, "cartpole", n_obs=10_000)
-    print(f"wrote {path} (agent eval mean {mean:.1f}) with 10,000 reference actions")
+    export.to_ort(agent, os.path.join(out_dir, "cartpole.ort"))  # same policy, ORT format (serving's ORT tests)
+    print(f"wrote {path} and cartpole.ort (agent eval mean {mean:.1f}) with 10,000 reference actions")
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--cartpole", metavar="DIR", help="train CartPole and write DIR/cartpole.onnx + .npz instead")
+    p.add_argument("--ort", action="store_true", help="write only the ORT-format fixtures (ort_*.ort + .npz)")
     p.add_argument("--timesteps", type=int, default=100_000)
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args()
     if a.cartpole:
         os.makedirs(a.cartpole, exist_ok=True)
         cartpole(a.cartpole, a.timesteps, a.seed)
+    elif a.ort:
+        ort_small(os.path.join(ROOT, "serving", "tests", "fixtures"))
     else:
         small(os.path.join(ROOT, "serving", "tests", "fixtures"))
 

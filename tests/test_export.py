@@ -165,7 +165,7 @@ def test_bad_targets_and_options(tmp_path):
 def test_int8_quantisation_reports_size_and_difference(tmp_path):
     agent = _trained(SPACES["box"])
     report = export.to_onnx(agent, tmp_path / "p.onnx", quantize="int8")
-    assert report.quantized_path.endswith(".int8.onnx") and os.path.exists(report.quantized_path)
+    assert report.quantized_path.endswith("p.dynamic-int8.onnx") and os.path.exists(report.quantized_path)  # "int8" = dynamic
     assert 0 < report.quantized_size_bytes
     assert report.quantized_worst_action_difference is not None and report.quantized_worst_action_difference >= 0
 
