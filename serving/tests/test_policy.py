@@ -191,12 +191,47 @@ def test_session_options_can_be_overridden():
     assert default.intra_op_num_threads == 1 and default.inter_op_num_threads == 1
     assert default.execution_mode == ort.ExecutionMode.ORT_SEQUENTIAL
     assert default.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    assert OnnxPolicy(fixture_path("discrete"), threads=2).session.get_session_options().intra_op_num_threads == 2
+    assert default.get_session_config_entry("session.intra_op.allow_spinning") == "0"  # control loop: no busy-wait
+    assert default.get_session_config_entry("session.inter_op.allow_spinning") == "0"
+    two = OnnxPolicy(fixture_path("discrete"), threads=2, allow_spinning=True).session.get_session_options()
+    assert two.intra_op_num_threads == 2 and two.get_session_config_entry("session.intra_op.allow_spinning") == "1"
     mine = ort.SessionOptions()
     mine.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     policy = OnnxPolicy(fixture_path("discrete"), sess_options=mine)
     assert policy.session.get_session_options().graph_optimization_level == ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     np.testing.assert_array_equal(policy.act(reference("discrete")["obs"]), reference("discrete")["action"])
+
+
+def _graph_runs_at_load(tmp_path, **kwargs) -> int:
+    """How many times onnxruntime ran the graph while OnnxPolicy loaded (from its own profile)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.enable_profiling = True
+    opts.profile_file_prefix = str(tmp_path / f"profile_{len(list(tmp_path.iterdir()))}")
+    policy = OnnxPolicy(fixture_path("gaussian"), sess_options=opts, **kwargs)
+    with open(policy.session.end_profiling()) as f:
+        events = json.load(f)
+    return sum(1 for e in events if e.get("cat") == "Session" and e.get("name") == "model_run")
+
+
+def test_warmup_runs_acts_graph_calls_at_load(tmp_path):
+    # One run is the load-time check; each warm-up call runs the deterministic and the sampling outputs.
+    assert _graph_runs_at_load(tmp_path, warmup=0) == 1
+    assert _graph_runs_at_load(tmp_path) == 1 + 2 * 3
+    assert _graph_runs_at_load(tmp_path, warmup=5) == 1 + 2 * 5
+    assert _graph_runs_at_load(tmp_path, warmup=False) == 1
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"threads": 0}, r"threads must be an integer >= 1, got 0"),
+    ({"threads": 1.5}, r"threads must be an integer >= 1"),
+    ({"warmup": -1}, r"warmup must be an integer >= 0, got -1"),
+    ({"warmup": "3"}, r"warmup must be an integer >= 0, got '3'"),
+])
+def test_bad_control_loop_settings_are_named(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        OnnxPolicy(fixture_path("discrete"), **kwargs)
 
 
 def test_no_tensorflow_in_the_process():
