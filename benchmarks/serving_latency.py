@@ -1,22 +1,34 @@
-"""OnnxPolicy.act against a bare InferenceSession.run, and the HTTP server under 16 concurrent clients.
+"""Control-loop latency of OnnxPolicy.act at batch 1, and the HTTP server under concurrent clients.
 
-  python benchmarks/serving_latency.py --model policy.onnx [--calls 20000] [--requests 10000] [--clients 16]
+  python benchmarks/serving_latency.py --model policy.onnx [--table] [--no-http]
+      [--calls 20000] [--calls-1khz 10000] [--calls-100hz 3000] [--requests 10000] [--clients 16]
 
-Latency: batch-1 calls on observations from the model's metadata, the two interleaved in
-blocks so that drift hits both alike; p50/p99 in microseconds. HTTP: the server runs in
-its own process (`python -m serving http`) on 127.0.0.1; the clients keep their
-connections alive, every answer is checked against OnnxPolicy.act, and the run stops
-after --requests or --max-seconds. Needs only numpy and onnxruntime (serving's venv).
+Latency: `act` on one observation at a time, timed alone (perf_counter_ns around the call),
+  - back-to-back: calls one after another;
+  - paced at 1 kHz and 100 Hz: sleep until the next tick (time.sleep to a perf_counter
+    deadline), then one call, as a control loop does. Caches and branch predictors go cold
+    between ticks and onnxruntime's threads park, which is what a robot sees.
+for two sessions: OnnxPolicy's default (one intra-op thread, no spinning, warm-up at load)
+and onnxruntime's defaults (`SessionOptions()`: a thread per core, spinning, no warm-up).
+The sessions take turns in blocks so that drift in the machine's load hits both alike.
+Back-to-back also times a bare `InferenceSession.run` on the same file (the cost of act's
+input checks) and the first `act` after loading, over fresh loads. p50, p99, p99.9 and max
+in microseconds, with the CPU, its load average before and after, and the call counts.
+HTTP: the server runs in its own process (`python -m serving http`) on 127.0.0.1; the clients
+keep their connections alive, every answer is checked against OnnxPolicy.act, and the run
+stops after --requests or --max-seconds. Needs only numpy and onnxruntime (serving's venv).
 """
 import argparse
 import http.client
 import json
 import os
+import platform
 import socket
 import subprocess
 import sys
 import threading
 import time
+from typing import Callable, Optional
 
 import numpy as np
 import onnxruntime as ort
@@ -27,8 +39,31 @@ sys.path.insert(0, ROOT)
 from serving import OnnxPolicy  # noqa: E402
 from serving.policy import low_latency_options  # noqa: E402
 
+DEFAULT, ORT_DEFAULTS, BARE = "OnnxPolicy default", "onnxruntime defaults", "bare InferenceSession.run"
+
+
+def machine() -> dict:
+    """What the numbers were measured on: CPU model, cores, load, library versions."""
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.lower().startswith(("model name", "hardware", "cpu model")):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {"cpu": model, "arch": platform.machine(), "cores": os.cpu_count(),
+            "os": f"{platform.system()} {platform.release()}", "python": platform.python_version(),
+            "onnxruntime": ort.__version__, "numpy": np.__version__}
+
+
+def load_average() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
 
 def observations(policy: OnnxPolicy, n: int, seed: int = 0) -> np.ndarray:
+    """``[n, *obs_shape]`` inputs inside the observation space (unbounded dims from [-1, 1])."""
     rng = np.random.default_rng(seed)
     space = policy.observation_space
     if space.type == "Discrete":
@@ -38,26 +73,107 @@ def observations(policy: OnnxPolicy, n: int, seed: int = 0) -> np.ndarray:
     return rng.uniform(low, high, size=(n,) + space.shape).astype(np.float32)
 
 
-def latency(model: str, calls: int) -> dict:
-    policy = OnnxPolicy(model)
-    bare = ort.InferenceSession(model, low_latency_options(1), providers=["CPUExecutionProvider"])
-    obs = observations(policy, 1000)
-    t_act, t_bare = [], []
+def timed_calls(fn: Callable[[np.ndarray], object], obs: np.ndarray, calls: int, hz: Optional[float] = None,
+                late: Optional[list] = None) -> list[int]:
+    """Nanoseconds of each of ``calls`` calls ``fn(obs[i % len(obs)])``: back-to-back, or one per
+    tick at ``hz`` (sleeping until the tick). ``late`` collects how late each wake-up was (ns)."""
     clock = time.perf_counter_ns
-    for block in range(calls // 1000):
-        for o in obs:  # OnnxPolicy.act on one observation of shape obs_shape
-            t = clock()
-            policy.act(o)
-            t_act.append(clock() - t)
-        for o in obs:  # the same work with nothing around it: a [1, ...] array straight in
-            x = o[None]
-            t = clock()
-            bare.run(["action"], {"obs": x})
-            t_bare.append(clock() - t)
-    p = lambda xs, q: float(np.percentile(xs, q)) / 1000  # noqa: E731  ns -> us
-    return {"act_p50_us": round(p(t_act, 50), 2), "act_p99_us": round(p(t_act, 99), 2),
-            "bare_run_p50_us": round(p(t_bare, 50), 2), "bare_run_p99_us": round(p(t_bare, 99), 2),
-            "p50_ratio": round(p(t_act, 50) / p(t_bare, 50), 3), "calls_each": len(t_act)}
+    out = []
+    period = int(1e9 / hz) if hz else 0
+    tick = clock()
+    for i in range(calls):
+        o = obs[i % len(obs)]
+        if period:
+            tick += period
+            wait = tick - clock()
+            if wait > 0:
+                time.sleep(wait / 1e9)
+            elif wait < -period:  # more than a tick behind: start afresh rather than burst
+                tick = clock()
+        t = clock()
+        fn(o)
+        out.append(clock() - t)
+        if period and late is not None:
+            late.append(t - tick)
+    return out
+
+
+def interleaved(fns: dict[str, Callable], obs: np.ndarray, calls: int, block: int, hz: Optional[float] = None) -> dict:
+    """``calls`` timed calls per function, the functions taking turns in blocks of ``block``."""
+    times = {k: [] for k in fns}
+    late = {k: [] for k in fns}
+    done = 0
+    while done < calls:
+        n = min(block, calls - done)
+        for name, fn in fns.items():
+            times[name] += timed_calls(fn, obs, n, hz, late[name])
+        done += n
+    return {k: summarize(v, late[k] if hz else None) for k, v in times.items()}
+
+
+def summarize(ns: list[int], late: Optional[list[int]] = None) -> dict:
+    us = np.asarray(ns, np.float64) / 1000
+    out = {"calls": len(us), "p50_us": round(float(np.percentile(us, 50)), 2),
+           "p99_us": round(float(np.percentile(us, 99)), 2), "p99.9_us": round(float(np.percentile(us, 99.9)), 2),
+           "max_us": round(float(us.max()), 1), "mean_us": round(float(us.mean()), 2)}
+    if late:
+        lat = np.asarray(late, np.float64) / 1000
+        out["wake_late_p50_us"] = round(float(np.percentile(lat, 50)), 1)
+        out["wake_late_p99_us"] = round(float(np.percentile(lat, 99)), 1)
+    return out
+
+
+def policies(model: str) -> dict[str, OnnxPolicy]:
+    return {DEFAULT: OnnxPolicy(model),
+            ORT_DEFAULTS: OnnxPolicy(model, sess_options=ort.SessionOptions(), warmup=0)}
+
+
+def first_calls(model: str, loads: int, obs: np.ndarray) -> dict:
+    """The first act after a fresh load (what warm-up is for), microseconds over ``loads`` loads."""
+    kinds = {DEFAULT: lambda: OnnxPolicy(model),
+             "OnnxPolicy, warmup=0": lambda: OnnxPolicy(model, warmup=0),
+             ORT_DEFAULTS: lambda: OnnxPolicy(model, sess_options=ort.SessionOptions(), warmup=0)}
+    out = {k: [] for k in kinds}
+    for i in range(loads):
+        for name, make in kinds.items():
+            policy = make()
+            out[name] += timed_calls(policy.act, obs[i:], 1)
+            del policy
+    return {k: {"loads": loads, "median_us": round(float(np.median(v)) / 1000, 1),
+                "max_us": round(float(np.max(v)) / 1000, 1)} for k, v in out.items()}
+
+
+def latency(model: str, calls: int, calls_1khz: int, calls_100hz: int, first_call_loads: int = 20) -> dict:
+    pols = policies(model)
+    obs = observations(pols[DEFAULT], 1000)
+    opts = low_latency_options(1)
+    if pols[DEFAULT].format == "ort":
+        opts.add_session_config_entry("session.load_model_format", "ORT")
+    bare = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
+    fns = {k: p.act for k, p in pols.items()}
+    back_to_back = {**fns, BARE: lambda o: bare.run(["action"], {"obs": o[None]})}
+    result = {"load_before": load_average()}
+    result["back_to_back"] = interleaved(back_to_back, obs, calls, block=1000)
+    result["paced_1000hz"] = interleaved(fns, obs, calls_1khz, block=1000, hz=1000)
+    result["paced_100hz"] = interleaved(fns, obs, calls_100hz, block=500, hz=100)
+    result["first_call"] = first_calls(model, first_call_loads, obs)
+    result["load_after"] = load_average()
+    b2b = result["back_to_back"]
+    result["act_over_bare_p50"] = round(b2b[DEFAULT]["p50_us"] / b2b[BARE]["p50_us"], 3)
+    return result
+
+
+def markdown(result: dict) -> str:
+    rows = ["| mode | session | calls | p50 µs | p99 µs | p99.9 µs | max µs |", "|---|---|--:|--:|--:|--:|--:|"]
+    for mode, label in (("back_to_back", "back-to-back"), ("paced_1000hz", "paced 1 kHz"), ("paced_100hz", "paced 100 Hz")):
+        for name, s in result["latency"][mode].items():
+            rows.append(f"| {label} | {name} | {s['calls']:,} | {s['p50_us']} | {s['p99_us']} | {s['p99.9_us']} | {s['max_us']} |")
+    first = "; ".join(f"{k} {v['median_us']} µs (max {v['max_us']})" for k, v in result["latency"]["first_call"].items())
+    m = result["machine"]
+    return "\n".join(rows + [
+        "", f"First act after loading (median of {next(iter(result['latency']['first_call'].values()))['loads']} loads): {first}.",
+        f"{m['cpu']} ({m['arch']}, {m['cores']} cores), {m['os']}, Python {m['python']}, onnxruntime {m['onnxruntime']}; "
+        f"load average {result['latency']['load_before']} before, {result['latency']['load_after']} after."])
 
 
 def free_port() -> int:
@@ -140,14 +256,24 @@ def http_load(model: str, requests: int, clients: int, max_seconds: float) -> di
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", required=True)
-    p.add_argument("--calls", type=int, default=20_000, help="batch-1 calls for each of act and bare run")
+    p.add_argument("--model", required=True, help=".onnx or .ort file from keras-trpo's export")
+    p.add_argument("--calls", type=int, default=20_000, help="back-to-back calls per session (default 20,000)")
+    p.add_argument("--calls-1khz", type=int, default=10_000, help="calls per session paced at 1 kHz (default 10,000: 10 s each)")
+    p.add_argument("--calls-100hz", type=int, default=3_000, help="calls per session paced at 100 Hz (default 3,000: 30 s each)")
+    p.add_argument("--first-call-loads", type=int, default=20, help="fresh loads to time the first act on (default 20)")
+    p.add_argument("--no-http", action="store_true", help="skip the HTTP load test")
+    p.add_argument("--table", action="store_true", help="also print the latency table as Markdown (to stderr)")
     p.add_argument("--requests", type=int, default=10_000)
     p.add_argument("--clients", type=int, default=16)
     p.add_argument("--max-seconds", type=float, default=120, help="stop the HTTP load after this long")
     a = p.parse_args()
-    result = {"model": a.model, **latency(a.model, a.calls), **http_load(a.model, a.requests, a.clients, a.max_seconds)}
+    result = {"model": a.model, "machine": machine(),
+              "latency": latency(a.model, a.calls, a.calls_1khz, a.calls_100hz, a.first_call_loads)}
+    if not a.no_http:
+        result["http"] = http_load(a.model, a.requests, a.clients, a.max_seconds)
     print(json.dumps(result))
+    if a.table:
+        print(markdown(result), file=sys.stderr)
 
 
 if __name__ == "__main__":
