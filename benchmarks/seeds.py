@@ -5,6 +5,7 @@
                                  [--sb3-python PATH] [--replace] [--dry-run]
   python benchmarks/seeds.py status [--out ...]   # what is stored, what is running
   python benchmarks/seeds.py check [--out ...]    # keras_trpo's and sb3-contrib's hyperparameters, per env
+  python benchmarks/seeds.py identical DIR_A DIR_B  # same final evaluation and curve, seed by seed?
 
 Without --task, the README's four: CartPole-v1:1e5, Pendulum-v1:1e5, Hopper-v5:1e6, HalfCheetah-v5:1e6.
 Each training run is one child process, the same children as compare.py's (keras_trpo:
@@ -309,8 +310,42 @@ def cmd_check(argv: list[str]) -> int:
     return 1 if differ else 0
 
 
+def differences(a: dict, b: dict) -> list[str]:
+    """How two records of one (impl, env, seed) differ in what training produced: trained steps, final
+    evaluation, and the learning curve's steps and returns (bit for bit; wall times are not compared)."""
+    out = [f"{k}: {a.get(k)} vs {b.get(k)}" for k in ("timesteps", "eval_mean", "eval_std") if a.get(k) != b.get(k)]
+    for k in ("timesteps", "return"):
+        ca, cb = a["curve"][k], b["curve"][k]
+        if ca != cb:
+            first = next((i for i, (x, y) in enumerate(zip(ca, cb)) if x != y), min(len(ca), len(cb)))
+            out.append(f"curve {k} differs from point {first} on ({len(ca)} vs {len(cb)} points)")
+    return out
+
+
+def cmd_identical(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="seeds.py identical",
+                                description="do two result directories hold the same results for the seeds both have? "
+                                            "(e.g. keras_trpo with --set rollout_backend=process against inline)")
+    p.add_argument("a")
+    p.add_argument("b")
+    a = p.parse_args(argv)
+    ra = {(r["impl"], r["env"], r["request"]["timesteps"], r["seed"]): r for r in load_records(a.a)}
+    rb = {(r["impl"], r["env"], r["request"]["timesteps"], r["seed"]): r for r in load_records(a.b)}
+    common = sorted(set(ra) & set(rb))
+    if not common:
+        print(f"error: {a.a} and {a.b} have no (impl, env, timesteps, seed) in common", file=sys.stderr)
+        return 2
+    differ = 0
+    for key in common:
+        diffs = differences(ra[key], rb[key])
+        differ += bool(diffs)
+        print(f"{' '.join(map(str, key))}: " + ("identical" if not diffs else "DIFFERENT: " + "; ".join(diffs)))
+    print(f"{len(common) - differ} of {len(common)} identical")
+    return 1 if differ else 0
+
+
 def main(argv: list[str]) -> int:
-    commands = {"run": cmd_run, "status": cmd_status, "check": cmd_check}
+    commands = {"run": cmd_run, "status": cmd_status, "check": cmd_check, "identical": cmd_identical}
     if not argv or argv[0] not in commands:
         print(__doc__, file=sys.stderr)
         return 2

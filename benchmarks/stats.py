@@ -11,9 +11,11 @@ the same files give the same table), and the same aggregated over the envs on no
 reference_scores.py), plus the probability that a keras_trpo run beats an sb3-contrib run.
 
 The speed ratio is not taken from the seed runs (they may run several at a time, under whatever
-else the machine is doing) but from a named timing set: compare.py summary.csv files (--timing),
-using only pairs in which both libraries ran the same seed in one compare.py invocation, one
-after the other on the same machine.
+else the machine is doing) but from a named timing set: compare.py summary.csv files (--timing;
+by default results/timing/summary.csv, which run_all.sh makes on an otherwise idle machine, else
+the 3-seed compare.py runs in results/summary.csv and results/halfcheetah_seeds_3-5/), using
+only pairs in which both libraries ran the same seed in one compare.py invocation, one after the
+other on the same machine. The table says which files and machine the ratio comes from.
 
 plots (into --figures): seeds_profile.png, the performance profile (fraction of runs above each
 normalised score, 95 % bands), seeds_intervals.png (aggregate IQM and mean with their intervals),
@@ -46,8 +48,10 @@ from seedstore import README_TASKS, load_records, parse_task  # noqa: E402
 IMPL_ORDER = ("keras_trpo", "sb3-contrib")
 COLORS = {"keras_trpo": "tab:blue", "sb3-contrib": "tab:orange"}
 DEFAULT_SEEDS_DIR = os.path.join(HERE, "results", "seeds")
-DEFAULT_TIMING = [os.path.join(HERE, "results", "summary.csv"),
-                  os.path.join(HERE, "results", "halfcheetah_seeds_3-5", "summary.csv")]
+# The timing set: run_all.sh's quiet side-by-side compare.py runs if they exist, else the 3-seed runs of 2026-11-25.
+DEFAULT_TIMING = [os.path.join(HERE, "results", "timing", "summary.csv")]
+LEGACY_TIMING = [os.path.join(HERE, "results", "summary.csv"),
+                 os.path.join(HERE, "results", "halfcheetah_seeds_3-5", "summary.csv")]
 CURVE_POINTS = 100
 
 
@@ -250,8 +254,8 @@ def aggregate_row(scores: dict, impls: list[str], tasks: Sequence[tuple[str, int
     label = f"**{len(envs)} envs, normalised**"
     line = (f"| {label} | | {' / '.join(str(len(seeds_used.get(i, []))) for i in IMPL_ORDER)} | {' | '.join(iqm)} | "
             f"{' | '.join(mean)} | {p} | |")
-    note = (f"The last row aggregates {', '.join(envs)} on normalised scores, over the seeds every env has "
-            + "; ".join(f"{i}: {_seed_list(s)}" for i, s in seeds_used.items()) + ".")
+    note = (f"The last row aggregates {', '.join(envs)} on normalised scores, over the seeds that all of them have ("
+            + "; ".join(f"{i}: {_seed_list(s)}" for i, s in seeds_used.items()) + ").")
     return line, note
 
 
@@ -268,7 +272,10 @@ def notes(records: list[dict], tasks, references: dict, pairs: dict, timing_path
     machines = sorted({r["machine"] for r in used})
     commits = {}
     for r in used:
-        commits.setdefault(r["impl"], set()).add(((r.get("git") or {}).get("commit") or "?")[:8])
+        git = r.get("git") or {}
+        dirty = r["impl"] == "keras_trpo" and any(p.startswith("keras_trpo") for p in git.get("dirty", []))
+        commits.setdefault(r["impl"], set()).add((git.get("commit") or "?")[:8] + (" (+ uncommitted changes)" if dirty
+                                                                                    else ""))
     overrides = {}
     for r in used:
         if r["request"]["overrides"]:
@@ -285,7 +292,8 @@ def notes(records: list[dict], tasks, references: dict, pairs: dict, timing_path
            f"Normalised: random-policy return → 0, reference → 1 ({ref}; benchmarks/reference_scores.py says why).",
            agg_note,
            f"Seeds run {', '.join(dates)} on {'; '.join(machines)}; code: "
-           + "; ".join(f"{i} {', '.join(sorted(c))}" for i, c in sorted(commits.items()))
+           + "; ".join(f"{i} {', '.join(sorted(c))}" + (" (MIXED code versions)" if len(c) > 1 else "")
+                       for i, c in sorted(commits.items()))
            + ("; keras_trpo settings " + "; ".join(sorted(overrides.get("keras_trpo", []))) if overrides else "") + ".",
            "Speed ratio: keras_trpo steps/s ÷ sb3-contrib steps/s (training wall time, updates and compilation included) "
            "from the timing set, not the seed runs: pairs of runs of one seed made one after the other in one "
@@ -391,8 +399,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("what", nargs="?", choices=["table", "plots", "all"], default="all")
     p.add_argument("--seeds-dir", default=DEFAULT_SEEDS_DIR)
     p.add_argument("--timing", nargs="+", default=None, metavar="SUMMARY_CSV",
-                   help="compare.py summary.csv files for the speed ratio (default: results/summary.csv and "
-                        "results/halfcheetah_seeds_3-5/summary.csv)")
+                   help="compare.py summary.csv files for the speed ratio (default: results/timing/summary.csv "
+                        "if it exists, else results/summary.csv and results/halfcheetah_seeds_3-5/summary.csv)")
     p.add_argument("--figures", default=os.path.join(HERE, "results"))
     p.add_argument("--task", nargs="+", default=None, metavar="ENV:STEPS", help="default: the README's four")
     p.add_argument("--references", default=REFERENCE_PATH)
@@ -408,7 +416,8 @@ def main(argv: list[str]) -> int:
     if not records:
         p.error(f"no seed results for {', '.join(f'{e}:{s}' for e, s in tasks)} in {a.seeds_dir}")
     if a.what in ("table", "all"):
-        timing_paths = a.timing or [t for t in DEFAULT_TIMING if os.path.exists(t)]
+        timing_paths = a.timing or [t for t in DEFAULT_TIMING if os.path.exists(t)] or \
+            [t for t in LEGACY_TIMING if os.path.exists(t)]
         try:
             rows = read_timing(timing_paths)
         except FileNotFoundError as e:
