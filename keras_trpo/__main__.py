@@ -1,8 +1,6 @@
-import os
+"""``python -m keras_trpo ...``: the same command line as ``keras-trpo``."""
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TF's C++ start-up chatter out of the CLI
-
-from keras_trpo.cli import main  # noqa: E402
+from keras_trpo.cli import main
 
 sys.exit(main())

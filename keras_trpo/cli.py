@@ -1,12 +1,28 @@
-"""``python -m keras_trpo train|evaluate``."""
+"""``keras-trpo train|evaluate|export|serve|presets`` (also ``python -m keras_trpo ...``).
+
+Nothing here imports TensorFlow at module level, so ``--help`` answers at once; the commands
+that need it import it through ``keras_trpo.quiet`` to keep its C++ start-up lines off stderr.
+"""
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
+from typing import Optional, Sequence
+
+PROG = "keras-trpo"
+FORWARDED = {  # subcommands that are other tools' command lines, passed their arguments untouched
+    "export": ("export.cli", "export a trained agent to ONNX / SavedModel (keras-trpo export --help)"),
+    "serve": ("serving.cli", "run an exported ONNX policy with onnxruntime alone: serve run|http "
+                             "(keras-trpo serve --help)"),
+}
+ROLLOUT_FLAGS = ("vectorization", "rollout_backend", "rollout_workers", "ray_address")  # where it runs, not how it learns
+
+
+class CliError(Exception):
+    """A usage problem: printed as ``error: ...`` with exit status 2."""
 
 
 def _parse_value(text: str):
@@ -20,22 +36,47 @@ def _overrides(pairs: list[str]) -> dict:
     out = {}
     for pair in pairs or []:
         if "=" not in pair:
-            raise SystemExit(f"--set takes KEY=VALUE, got {pair!r}")
+            raise CliError(f"--set takes KEY=VALUE, got {pair!r}")
         key, value = pair.split("=", 1)
         out[key.strip()] = _parse_value(value)
     return out
 
 
+def _timesteps(text: str) -> int:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0 or value != value or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of steps, got {text!r}")
+    return int(value)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m keras_trpo", description="Train and evaluate TRPO agents.")
-    sub = p.add_subparsers(dest="command", required=True)
-    t = sub.add_parser("train", help="train an agent and write agent.keras, metrics.csv, learning_curve.png, summary.json")
-    t.add_argument("--env", required=True, help="gymnasium env id, e.g. CartPole-v1 or Hopper-v5")
-    t.add_argument("--timesteps", type=float, required=True, help="environment steps to train for (1e6 is fine)")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--out", default=None, help="output directory (default runs/ENV-sSEED)")
+    p = argparse.ArgumentParser(prog=PROG, description="Train, evaluate, export and serve TRPO agents "
+                                "(TensorFlow/Keras). Each command has its own --help.")
+    from keras_trpo import __version__
+
+    p.add_argument("--version", action="version", version=f"keras-trpo {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="{train,evaluate,export,serve,presets}")
+    t = sub.add_parser("train", help="train an agent: agent.keras, metrics.csv, learning_curve.png, summary.json",
+                       description="Train an agent. OUT gets agent.keras (also the checkpoint), metrics.csv (one row "
+                                   "per iteration), learning_curve.png and summary.json. Ctrl-C or SIGTERM stops at the "
+                                   "end of the current iteration, saves, writes summary.json and exits 130 / 143; "
+                                   "`--resume` continues a stopped or killed run.")
+    t.add_argument("--env", default=None, help="gymnasium env id, e.g. CartPole-v1 or Hopper-v5 (with --resume: "
+                                               "taken from the checkpoint)")
+    t.add_argument("--timesteps", type=_timesteps, required=True,
+                   help="total environment steps of the run (1e6 is fine); with --resume the same total again")
+    t.add_argument("--seed", type=int, default=None, help="seed (default 0; with --resume: the run's)")
+    t.add_argument("--out", default=None, help="run directory (default runs/ENV-sSEED)")
+    t.add_argument("--resume", action="store_true",
+                   help="continue the run in OUT from its last checkpoint up to --timesteps in total; metrics.csv "
+                        "goes on from the checkpoint's iteration (without a checkpoint: start afresh)")
+    t.add_argument("--overwrite", action="store_true", help="start afresh even if OUT already holds a run")
     t.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
-                   help="override a TRPOConfig hyperparameter, e.g. --set max_kl=0.02 --set n_envs=4")
+                   help="override a TRPOConfig hyperparameter, e.g. --set max_kl=0.02 --set n_envs=4 "
+                        "(`keras-trpo presets ENV` shows the env's preset and where each value comes from)")
     t.add_argument("--vectorization", choices=["sync", "async"], default=None, help="vector env type")
     t.add_argument("--rollout-backend", choices=["inline", "process", "ray"], default=None,
                    help="where the environments run: in this process, in local worker processes, or on Ray actors "
@@ -45,63 +86,256 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--ray-address", default=None, metavar="ADDR",
                    help="Ray cluster to join ('auto' or host:port); default: start a local Ray")
     t.add_argument("--eval-episodes", type=int, default=10, help="deterministic evaluation episodes at the end")
-    t.add_argument("--checkpoint-every", type=int, default=0, metavar="N",
-                   help="also save agent.keras every N iterations (0: only at the end)")
-    t.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2], help="0 silent, 1 progress bar, 2 one line per run")
-    e = sub.add_parser("evaluate", help="evaluate a saved agent")
+    t.add_argument("--checkpoint-every", type=int, default=10, metavar="N",
+                   help="save agent.keras every N iterations, so a killed run loses at most N (default 10; "
+                        "0: only at the end)")
+    t.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2],
+                   help="0: the summary line only; 1: progress (a bar in a terminal, plain lines in a log); "
+                        "2: one progress line per run, plus TensorFlow's own start-up messages")
+    e = sub.add_parser("evaluate", help="evaluate a saved agent (optionally writing a video of the first episode)")
     e.add_argument("model", help="path to agent.keras")
     e.add_argument("--env", default=None, help="env id (default: the one it was trained on)")
     e.add_argument("--episodes", type=int, default=10)
-    e.add_argument("--seed", type=int, default=10_000)
+    e.add_argument("--seed", type=int, default=10_000, help="episode i resets with seed SEED + i (default 10000)")
+    e.add_argument("--video", default=None, metavar="PATH.mp4|PATH.gif",
+                   help="write the first episode, rendered with render_mode='rgb_array', to an MP4 or GIF "
+                        "(needs imageio; MP4 also imageio-ffmpeg; headless MuJoCo uses MUJOCO_GL=egl)")
+    e.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2],
+                   help="2 also shows TensorFlow's start-up messages")
+    for name, (_, text) in FORWARDED.items():
+        sub.add_parser(name, help=text, add_help=False)
+    pr = sub.add_parser("presets", help="list the rl-baselines3-zoo presets, or show one env's and where each value "
+                                        "comes from")
+    pr.add_argument("env", nargs="?", default=None, help="env id (default: the table of every zoo env)")
+    pr.add_argument("--markdown", action="store_true", help="print the table as Markdown (the README's)")
     return p
 
 
-def train(args) -> dict:
-    import keras
+# ----------------------------------------------------------------------------------- train
+def _run_dir(args) -> Path:
+    if args.out:
+        return Path(args.out)
+    if not args.env:
+        raise CliError("--out is needed to find the run to resume (or give --env and --seed for runs/ENV-sSEED)")
+    return Path(f"runs/{args.env}-s{0 if args.seed is None else args.seed}")
 
+
+def _start_agent(args, out: Path):
+    """The agent to train, a fresh one or the run's checkpoint; and whether it was resumed."""
     import keras_trpo
-    from keras_trpo.callbacks import MetricsCSVLogger
+    from keras_trpo import run_dir
+
+    overrides = _overrides(args.set)
+    where = {name: getattr(args, name) for name in ROLLOUT_FLAGS if getattr(args, name) is not None}
+    ckpt = out / run_dir.AGENT
+    if args.resume and ckpt.exists():
+        if overrides:
+            raise CliError("--set cannot be combined with --resume: the run's hyperparameters come from its "
+                           "checkpoint (optimizer state included); start a new run to change them")
+        agent = keras_trpo.load(str(ckpt))
+        run_dir.check_same_run("env", args.env, agent.env_id)
+        run_dir.check_same_run("seed", args.seed, agent.seed)
+        if where:  # where the envs run may change between machines; how the agent learns may not
+            agent.config = agent.config.replace(**where)
+        run_dir.truncate_metrics(out / run_dir.METRICS, agent.iterations)
+        return agent, True
+    if not args.env:
+        raise CliError(f"--env is needed: {out} has no checkpoint to resume" if args.resume else "--env is needed")
+    existing = run_dir.existing_run_files(out)
+    if existing and not (args.resume or args.overwrite):
+        raise CliError(f"{out} already holds a run ({', '.join(existing)}); pass --resume to continue it "
+                       "or --overwrite to start afresh")
+    if args.resume and args.verbose:
+        print(f"no checkpoint in {out}: starting afresh", file=sys.stderr)
+    for name in existing:  # a fresh run never mixes with an old one's files
+        (out / name).unlink()
+    return keras_trpo.TRPO(args.env, seed=0 if args.seed is None else args.seed, **overrides, **where), False
+
+
+def train(args) -> tuple[dict, int]:
+    """Train (or resume) a run; returns its summary and the exit status (0, or 128 + signal)."""
+    from keras_trpo import run_dir
+    from keras_trpo.quiet import quiet_tensorflow_import
+
+    out = _run_dir(args)
+    if args.checkpoint_every < 0:
+        raise CliError("--checkpoint-every must be >= 0")
+    quiet_tensorflow_import(args.verbose)
+    from keras_trpo.callbacks import MetricsCSVLogger, PeriodicCheckpoint, StopWhen
+    from keras_trpo.interrupt import GracefulStop
     from keras_trpo.plotting import plot_learning_curve
     from keras_trpo.serialization import atomic_write_bytes
 
-    out = Path(args.out or f"runs/{args.env}-s{args.seed}")
     out.mkdir(parents=True, exist_ok=True)
-    overrides = _overrides(args.set)
-    for name in ("vectorization", "rollout_backend", "rollout_workers", "ray_address"):
-        if getattr(args, name) is not None:
-            overrides[name] = getattr(args, name)
-    agent = keras_trpo.TRPO(args.env, seed=args.seed, **overrides)
-    callbacks = [MetricsCSVLogger(str(out / "metrics.csv"))]
+    run_dir.remove_stale_temp_files(out)
+    agent, resumed = _start_agent(args, out)
+    start_timesteps, start_iterations = agent.num_timesteps, agent.iterations
+    if resumed and args.verbose:
+        print(f"resuming {out} at iteration {agent.iterations}, {agent.num_timesteps} of {args.timesteps} steps",
+              file=sys.stderr)
+    callbacks = [MetricsCSVLogger(str(out / run_dir.METRICS), append=resumed)]
     if args.checkpoint_every:
-        callbacks.append(keras.callbacks.ModelCheckpoint(str(out / "agent.keras"), save_freq="epoch"))
+        callbacks.append(PeriodicCheckpoint(str(out / run_dir.AGENT), args.checkpoint_every))
     start = time.perf_counter()
-    history = agent.fit(int(args.timesteps), callbacks=callbacks, verbose=args.verbose)
-    wall = time.perf_counter() - start
-    agent.save(str(out / "agent.keras"))
-    plot_learning_curve(history.history, str(out / "learning_curve.png"), title=f"TRPO {args.env} seed {args.seed}")
-    mean, std = agent.evaluate(episodes=args.eval_episodes, seed=10_000)
+    with GracefulStop() as stop:
+        callbacks.append(StopWhen(lambda: stop.requested))
+        remaining = args.timesteps - agent.num_timesteps
+        if remaining > 0:
+            agent.fit(remaining, callbacks=callbacks, verbose=args.verbose)
+        elif args.verbose:
+            print(f"{out} already has {agent.num_timesteps} >= {args.timesteps} steps: nothing to train",
+                  file=sys.stderr)
+        wall = time.perf_counter() - start
+        agent.save(str(out / run_dir.AGENT))
+    metrics = run_dir.read_metrics(out / run_dir.METRICS)
+    plot_learning_curve(metrics, str(out / run_dir.CURVE), title=f"TRPO {agent.env_id} seed {agent.seed}")
     summary = {
-        "env": args.env, "timesteps": agent.num_timesteps, "seed": args.seed, "wall_s": round(wall, 2),
-        "steps_per_s": round(agent.num_timesteps / wall, 1), "eval_mean": round(mean, 2), "eval_std": round(std, 2),
-        "rollout_s": round(float(sum(history.history["rollout_s"])), 2),
-        "update_s": round(float(sum(history.history["update_s"])), 2),
-        "config": agent.config.to_dict(),
+        "env": agent.env_id, "timesteps": agent.num_timesteps, "seed": agent.seed, "iterations": agent.iterations,
+        "status": "interrupted" if stop.requested else "finished",
+        "wall_s": round(wall, 2),
+        "steps_per_s": round((agent.num_timesteps - start_timesteps) / wall, 1) if wall > 0 else None,
+        "eval_mean": None, "eval_std": None,
+        "rollout_s": round(float(sum(metrics.get("rollout_s", []))), 2),
+        "update_s": round(float(sum(metrics.get("update_s", []))), 2),
     }
-    atomic_write_bytes(out / "summary.json", (json.dumps(summary, indent=1) + "\n").encode())
+    if resumed:
+        summary["resumed_from"] = {"timesteps": start_timesteps, "iterations": start_iterations}
+    status = stop.exit_code
+    if not stop.requested:  # a stop request wants the process to end now, not after evaluation
+        try:
+            mean, std = agent.evaluate(episodes=args.eval_episodes, seed=10_000)
+            summary.update(eval_mean=round(mean, 2), eval_std=round(std, 2))
+        except KeyboardInterrupt:  # the agent is saved; say so in the summary rather than lose it
+            summary["status"], status = "interrupted", 130
+    summary["config"] = agent.config.to_dict()
+    atomic_write_bytes(out / run_dir.SUMMARY, (json.dumps(summary, indent=1) + "\n").encode())
     agent.close()
-    return summary
+    return summary, status
 
 
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.command == "train":
-        summary = train(args)
-        print(json.dumps({k: v for k, v in summary.items() if k != "config"}))
-    else:
-        import keras_trpo
+# ----------------------------------------------------------------------------------- evaluate
+def evaluate(args) -> dict:
+    video_path = None
+    if args.video:
+        from serving.video import check_video_path, headless_rendering_defaults
 
-        agent = keras_trpo.load(args.model)
+        video_path = check_video_path(args.video)
+        headless_rendering_defaults()  # before MuJoCo is imported
+    from keras_trpo.quiet import quiet_tensorflow_import
+
+    quiet_tensorflow_import(args.verbose)
+    import keras_trpo
+
+    if args.episodes <= 0:
+        raise CliError("--episodes must be positive")
+    agent = keras_trpo.load(args.model)
+    env_id = args.env or agent.env_id
+    result = {"env": env_id, "episodes": args.episodes, "seed": args.seed}
+    if video_path is None:
         mean, std = agent.evaluate(episodes=args.episodes, seed=args.seed, env=args.env)
-        print(json.dumps({"env": args.env or agent.env_id, "eval_mean": round(mean, 2), "eval_std": round(std, 2),
-                          "episodes": args.episodes}))
-    return 0
+    else:
+        from serving.video import record_first_episode
+
+        (mean, std), video = record_first_episode(
+            env_id, str(video_path), lambda env: agent.evaluate(episodes=args.episodes, seed=args.seed, env=env),
+            **agent.env_kwargs)
+        result["video"] = video
+    result.update(eval_mean=round(mean, 2), eval_std=round(std, 2))
+    return result
+
+
+# ----------------------------------------------------------------------------------- presets
+def presets(args) -> str:
+    from keras_trpo.presets import ZOO_TRPO, preset
+
+    if args.env:
+        from keras_trpo.config import explain_config
+
+        p = preset(args.env)
+        try:
+            action_space = _action_space(args.env)
+        except Exception:  # noqa: BLE001 - not registered here (PyBullet), missing extra: show the zoo's numbers
+            action_space = None
+        lines = [f"{args.env}: {p.source}", f"recommended --timesteps {p.n_timesteps:_}"]
+        lines += [f"  {name} = {value!r}  ({where})" for name, value, where in explain_config(args.env, action_space)]
+        lines += [f"  not used: {key} = {why}" for key, why in p.dropped.items()]
+        if action_space is None:
+            lines.append("  (the env could not be made here, so Box actions' per-dimension scaling is not applied)")
+        return "\n".join(lines)
+    rows = []
+    for env_id in ZOO_TRPO:
+        p = preset(env_id)
+        settings = ", ".join(f"{k}={v}" for k, v in p.settings.items())
+        dropped = ", ".join(p.dropped) or "–"
+        rows.append((env_id, p.status or "–", f"{p.n_timesteps:,}", settings, dropped))
+    if args.markdown:
+        head = "| zoo env | zoo status | budget | settings (zoo values, keras_trpo names) | not used |\n|---|---|--:|---|---|"
+        return head + "\n" + "\n".join("| " + " | ".join(r) + " |" for r in rows)
+    return "\n".join(f"{r[0]:<38} {r[1]:<12} {r[2]:>11}  {r[3]}" + (f"  [not used: {r[4]}]" if r[4] != "–" else "")
+                     for r in rows)
+
+
+def _action_space(env_id: str):
+    import gymnasium as gym
+
+    env = gym.make(env_id)
+    try:
+        return env.action_space
+    finally:
+        env.close()
+
+
+# ----------------------------------------------------------------------------------- entry point
+def _forward(command: str, argv: Sequence[str]) -> int:
+    import importlib
+
+    module_name = FORWARDED[command][0]
+    if command == "export" and not any(a in ("-h", "--help") for a in argv):
+        from keras_trpo.quiet import quiet_tensorflow_import
+
+        quiet_tensorflow_import(0)
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        print(f"error: `{PROG} {command}` needs {module_name.split('.')[0]} ({e}); "
+              "install keras-trpo with pip, or run from the repository", file=sys.stderr)
+        return 2
+    return module.main(list(argv))
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in FORWARDED:
+        return _forward(argv[0], argv[1:])
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "train":
+            summary, status = train(args)
+            print(json.dumps({k: v for k, v in summary.items() if k != "config"}))
+            return status
+        if args.command == "evaluate":
+            print(json.dumps(evaluate(args)))
+            return 0
+        print(presets(args))
+        return 0
+    except CliError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:  # noqa: BLE001 - the library's own errors, named, without a trace from deep inside
+        from keras_trpo.run_dir import RunDirError
+
+        known = (RunDirError,) + _library_errors()
+        if isinstance(e, known):
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        raise
+
+
+def _library_errors() -> tuple:
+    errors = []
+    for module, name in (("keras_trpo.config", "ConfigError"), ("keras_trpo.serialization", "AgentFileError"),
+                         ("keras_trpo.spaces", "UnsupportedSpaceError"), ("serving.video", "VideoError")):
+        mod = sys.modules.get(module)
+        if mod is not None:
+            errors.append(getattr(mod, name))
+    return tuple(errors)

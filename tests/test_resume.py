@@ -1,0 +1,154 @@
+"""`train --resume` after SIGKILL, Ctrl-C as a clean stop, `--checkpoint-every N`, run-dir repair."""
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import keras_trpo
+from keras_trpo import run_dir
+from keras_trpo.callbacks import MetricsCSVLogger, PeriodicCheckpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = ["--set", "n_envs=1", "--set", "n_steps=128", "--set", "value_epochs=2", "--set", "jit_compile=false"]
+
+
+def _cli(*args):
+    return [sys.executable, "-m", "keras_trpo", "train", *map(str, args)]
+
+
+def _rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _wait_for_rows(proc, path, n, timeout=120.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"training ended early: {proc.returncode}\n{proc.stderr.read()[-2000:]}")
+        try:
+            if len(path.read_text().splitlines()) > n:
+                return
+        except OSError:
+            pass
+        time.sleep(0.02)
+    proc.kill()
+    raise AssertionError(f"{path} did not reach {n} rows in {timeout} s")
+
+
+def _check_metrics(out, n_iterations, steps_per_iteration):
+    rows = _rows(out / "metrics.csv")
+    epochs = [int(r["epoch"]) for r in rows]
+    assert epochs == list(range(n_iterations)), epochs  # strictly increasing, no gap, no duplicate
+    timesteps = [int(float(r["timesteps"])) for r in rows]
+    assert timesteps == [steps_per_iteration * (i + 1) for i in range(n_iterations)]
+
+
+def test_sigkill_at_any_moment_then_resume_continues_to_the_same_total(tmp_path):
+    out, total = tmp_path / "run", 128 * 120
+    proc = subprocess.Popen(_cli("--env", "CartPole-v1", "--timesteps", total, "--out", out, "--checkpoint-every", 3,
+                                 "--verbose", 0, "--eval-episodes", 1, *SMALL),
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for_rows(proc, out / "metrics.csv", 70)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_rows = len(_rows(out / "metrics.csv"))
+    saved = keras_trpo.load(str(out / "agent.keras"))  # never half-written: it loads
+    assert saved.iterations % 3 == 0 and killed_rows - 3 <= saved.iterations <= killed_rows  # at most N lost
+    assert not (out / "summary.json").exists()
+
+    resumed = subprocess.run(_cli("--resume", "--timesteps", total, "--out", out, "--verbose", 0,
+                                  "--eval-episodes", 1, "--checkpoint-every", 3),
+                             cwd=ROOT, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["timesteps"] == total and summary["iterations"] == 120 and summary["status"] == "finished"
+    assert summary["resumed_from"]["iterations"] == saved.iterations
+    _check_metrics(out, 120, 128)
+    assert sorted(p.name for p in out.iterdir()) == sorted(run_dir.RUN_FILES)  # no temporary files left
+
+
+def test_ctrl_c_finishes_the_iteration_saves_and_exits_130(tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.Popen(_cli("--env", "CartPole-v1", "--timesteps", 10**7, "--out", out, "--checkpoint-every", 0,
+                                 "--verbose", 0, *SMALL),
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for_rows(proc, out / "metrics.csv", 5)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr[-3000:]
+    assert "SIGINT" in stderr and "Traceback" not in stderr
+    summary = json.loads((out / "summary.json").read_text())
+    agent = keras_trpo.load(str(out / "agent.keras"))
+    n = len(_rows(out / "metrics.csv"))
+    assert summary["status"] == "interrupted" and summary["eval_mean"] is None
+    assert agent.iterations == summary["iterations"] == n and agent.num_timesteps == 128 * n  # saved after the last row
+    _check_metrics(out, n, 128)
+    # ... and --resume takes it on from there.
+    done = subprocess.run(_cli("--resume", "--timesteps", 128 * (n + 2), "--out", out, "--verbose", 0,
+                               "--eval-episodes", 1), cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    _check_metrics(out, n + 2, 128)
+
+
+def test_resume_refuses_what_would_silently_change_the_run(tmp_path):
+    out = tmp_path / "run"
+    first = subprocess.run(_cli("--env", "CartPole-v1", "--timesteps", 256, "--out", out, "--verbose", 0,
+                                "--eval-episodes", 1, *SMALL), cwd=ROOT, capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr[-3000:]
+    again = subprocess.run(_cli("--env", "CartPole-v1", "--timesteps", 256, "--out", out), cwd=ROOT,
+                           capture_output=True, text=True)
+    assert again.returncode == 2 and "--resume" in again.stderr and "--overwrite" in again.stderr
+    for extra, message in ((["--set", "max_kl=0.1"], "--set"), (["--env", "Pendulum-v1"], "env"),
+                           (["--seed", "3"], "seed")):
+        bad = subprocess.run(_cli("--resume", "--timesteps", 512, "--out", out, *extra), cwd=ROOT,
+                             capture_output=True, text=True)
+        assert bad.returncode == 2 and message in bad.stderr and "Traceback" not in bad.stderr, bad.stderr[-2000:]
+    done = subprocess.run(_cli("--resume", "--timesteps", 256, "--out", out, "--eval-episodes", 1), cwd=ROOT,
+                          capture_output=True, text=True)
+    assert done.returncode == 0 and "nothing to train" in done.stderr
+
+
+def test_checkpoint_every_n_saves_every_n_iterations(tmp_path):
+    agent = keras_trpo.TRPO("CartPole-v1", seed=0, n_envs=1, n_steps=64, value_epochs=1, jit_compile=False)
+    path = tmp_path / "agent.keras"
+    ckpt = PeriodicCheckpoint(str(path), every=3)
+    agent.fit(64 * 8, callbacks=[ckpt], verbose=0)
+    assert ckpt.saved_at == [3, 6]  # iterations done at each save; the end is the caller's to save
+    saved = keras_trpo.load(str(path))
+    assert (saved.iterations, saved.num_timesteps) == (6, 6 * 64)
+    ckpt2 = PeriodicCheckpoint(str(path), every=3)
+    saved.fit(64 * 4, callbacks=[ckpt2], verbose=0)  # a resumed run keeps the schedule: 9, not 6 + 3
+    assert ckpt2.saved_at == [9]
+    with pytest.raises(ValueError, match="every"):
+        PeriodicCheckpoint(str(path), every=0)
+
+
+def test_metrics_are_truncated_to_the_checkpoint_and_half_rows_dropped(tmp_path):
+    path = tmp_path / "metrics.csv"
+    agent = keras_trpo.TRPO("CartPole-v1", seed=0, n_envs=1, n_steps=32, value_epochs=1, jit_compile=False)
+    agent.fit(32 * 5, callbacks=[MetricsCSVLogger(str(path))], verbose=0)
+    text = path.read_text()
+    path.write_text(text + text.splitlines(keepends=True)[-1][:20])  # a row cut short by a kill
+    (tmp_path / ".agent.keras.abc123.tmp").write_bytes(b"half a zip")
+    assert run_dir.remove_stale_temp_files(tmp_path) == [".agent.keras.abc123.tmp"]
+    assert run_dir.truncate_metrics(path, 3) == 3
+    assert [r["epoch"] for r in _rows(path)] == ["0", "1", "2"]
+    columns = run_dir.read_metrics(path)
+    assert columns["timesteps"] == [32.0, 64.0, 96.0] and np.isfinite(columns["kl"]).all()
+    with pytest.raises(run_dir.RunDirError, match="iterations 0..4"):
+        run_dir.truncate_metrics(path, 5)  # the checkpoint is ahead of the CSV: a gap, refused
+    # appending after the truncation continues under the file's own header
+    agent.fit(32, callbacks=[MetricsCSVLogger(str(path), append=True)], verbose=0)
+    rows = _rows(path)
+    assert list(rows[0]) == list(rows[-1]) and rows[-1]["epoch"] == "5"
+    os.remove(path)
+    with pytest.raises(run_dir.RunDirError, match="missing"):
+        run_dir.truncate_metrics(path, 2)
