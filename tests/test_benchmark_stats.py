@@ -269,3 +269,40 @@ def test_table_from_stored_records(tmp_path):
     # normalised: A (50+s)/100 and B (-50-s+100)/100 = (50-s)/100 -> IQM over 8 values
     expected = np.mean(sorted([(50 + s) / 100 for s in range(4)] + [(50 - s) / 100 for s in range(4)])[2:6])
     assert f"| {expected:.2f} [" in agg
+
+
+def test_regression_bound_is_a_quantile_of_subset_iqms():
+    import regression
+
+    stored = [float(x) for x in range(1, 11)]
+    # 3 of 10: the IQM of three values trims nothing (int(0.25 * 3) = 0), so it is their mean
+    assert regression.subset_bound(stored, 3, 0.0) == pytest.approx(2.0)  # 1, 2, 3
+    assert regression.subset_bound(stored, 3, 1.0) == pytest.approx(9.0)  # 8, 9, 10
+    assert regression.subset_bound(stored, 3, 0.5) == pytest.approx(5.5)  # symmetric
+    assert regression.iqm([1, 2, 3, 4, 5, 6, 7, 100]) == pytest.approx(4.5)
+    with pytest.raises(ValueError, match="at least 3"):
+        regression.subset_bound([1.0, 2.0], 3, 0.01)
+    with pytest.raises(ValueError, match="quantile"):
+        regression.subset_bound(stored, 3, 1.5)
+
+
+@pytest.mark.parametrize("trained, code", [(495.0, 0), (100.0, 1)])
+def test_regression_check_passes_and_fails(tmp_path, monkeypatch, trained, code):
+    """regression.py end to end with the training child replaced by a stub returning ``trained``."""
+    import regression
+
+    ref_dir = tmp_path / "stored"
+    for seed in range(10):
+        task = Task("keras_trpo", "CartPole-v1", 100_000, seed)
+        seedstore.write_record(seedstore.seed_path(str(ref_dir), task.impl, task.env, seed), _record(task, 490.0 + seed))
+
+    def fake_run_one(task, overrides, sb3_python, jobs, running):
+        result = dict(impl=task.impl, env=task.env, seed=task.seed, timesteps=task.timesteps, eval_mean=trained,
+                      eval_std=0.0, wall_s=1.0, steps_per_s=1.0, cpu_s=1.0, process_cpu_s=1.0,
+                      curve=[(task.timesteps, 1.0, trained)], config={})
+        return result, {"started": "2026-11-25T00:00:00+00:00", "jobs": jobs, "other_cores": 0.0}
+
+    monkeypatch.setattr(seeds, "run_one", fake_run_one)
+    # bound: the lowest 3-of-10 IQM is mean(490, 491, 492) = 491, minus 0.05 x (500 - 21.39) = 23.9 -> 467.1
+    assert regression.main(["--task", "CartPole-v1:100000", "--reference-dir", str(ref_dir), "--quantile", "0",
+                            "--out", str(tmp_path / "ran")]) == code
