@@ -24,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="play episodes in a gymnasium env and print the mean return as JSON",
                        description="Play episodes in a gymnasium env (pip install gymnasium) and print "
                                    "{mean_return, std_return, episodes, env, returns} as JSON.")
-    r.add_argument("--model", required=True, help="an .onnx file written by keras-trpo's export")
+    r.add_argument("--model", required=True, help="an .onnx or ORT-format .ort file written by keras-trpo's export")
     r.add_argument("--env", default=None, help="gymnasium env id (default: the env id in the model's metadata)")
     r.add_argument("--episodes", type=int, default=10, help="number of episodes (default 10)")
     r.add_argument("--seed", type=int, default=DEFAULT_EPISODE_SEED,
@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     h = sub.add_parser("http", help="serve POST /v1/act, GET /v1/metadata, GET /healthz",
                        description="Serve the policy as JSON over HTTP with the standard library's "
                                    "ThreadingHTTPServer: POST /v1/act, GET /v1/metadata, GET /healthz.")
-    h.add_argument("--model", required=True, help="an .onnx file written by keras-trpo's export")
+    h.add_argument("--model", required=True, help="an .onnx or ORT-format .ort file written by keras-trpo's export")
     h.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     h.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
     h.add_argument("--max-body-bytes", type=int, default=1 << 20, help="larger requests get 413 (default 1 MiB)")
