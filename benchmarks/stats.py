@@ -192,6 +192,17 @@ def improvement(k: np.ndarray, s: np.ndarray, reps: int) -> tuple[float, float, 
     return float(point["p"]), float(lo), float(hi)
 
 
+def score_cells(mats: dict[str, np.ndarray], reps: int) -> list[str]:
+    """Table cells for ``{impl: [runs, tasks]}``: IQM [CI] per impl, mean [CI] per impl (IMPL_ORDER, "–" where
+    missing), then P(keras_trpo > sb3-contrib) [CI] if both are there (2,000 replications at most: slow)."""
+    est = estimates(mats, reps)
+    cells = [fmt_ci(est[i][0][m], *est[i][1][:, m]) if i in est else "–" for m in (0, 1) for i in IMPL_ORDER]
+    p = "–"
+    if all(i in mats for i in IMPL_ORDER):
+        p = "{:.2f} [{:.2f}, {:.2f}]".format(*improvement(mats["keras_trpo"], mats["sb3-contrib"], min(reps, 2000)))
+    return cells + [p]
+
+
 def table(records: list[dict], tasks: Sequence[tuple[str, int]], references: dict, timing_rows: list[dict],
           timing_paths: Sequence[str], reps: int) -> str:
     """The Markdown results table and the lines under it."""
@@ -207,21 +218,14 @@ def table(records: list[dict], tasks: Sequence[tuple[str, int]], references: dic
         per = {i: scores[i][env] for i in impls if scores[i].get(env)}
         if not per:
             continue
-        est = estimates({i: np.array(list(v.values()))[:, None] for i, v in per.items()}, reps)
-        iqm = [fmt_ci(est[i][0][0], *est[i][1][:, 0]) if i in est else "–" for i in IMPL_ORDER]
-        mean = [fmt_ci(est[i][0][1], *est[i][1][:, 1]) if i in est else "–" for i in IMPL_ORDER]
-        p = "–"
-        if len(per) == 2:
-            p = "{:.2f} [{:.2f}, {:.2f}]".format(*improvement(
-                np.array(list(per["keras_trpo"].values()))[:, None], np.array(list(per["sb3-contrib"].values()))[:, None],
-                min(reps, 2000)))
+        cells = score_cells({i: np.array(list(v.values()), dtype=float)[:, None] for i, v in per.items()}, reps)
         ratio = "–"
         if pairs.get(env):
             timed = sorted({int(k["timesteps"]) for _, _, k in pairs[env]})
             ratio = f"{speed_ratio(pairs[env]):.2f}× ({len(pairs[env])} × {' / '.join(f'{t:,}' for t in timed)} steps)"
         steps = dict.fromkeys(steps_done.get((env, i)) for i in per)
-        lines.append(f"| {env} | {' / '.join(f'{s:,}' for s in steps)} | {' / '.join(str(len(per.get(i, {}))) for i in IMPL_ORDER)}"
-                     f" | {' | '.join(iqm)} | {' | '.join(mean)} | {p} | {ratio} |")
+        counts = " / ".join(str(len(per.get(i, {}))) for i in IMPL_ORDER)
+        lines.append(f"| {env} | {' / '.join(f'{s:,}' for s in steps)} | {counts} | {' | '.join(cells)} | {ratio} |")
     agg_line, agg_note = aggregate_row(scores, impls, tasks, references, reps)
     if agg_line:
         lines.append(agg_line)
@@ -229,31 +233,30 @@ def table(records: list[dict], tasks: Sequence[tuple[str, int]], references: dic
     return "\n".join(lines)
 
 
-def aggregate_row(scores: dict, impls: list[str], tasks: Sequence[tuple[str, int]], references: dict, reps: int
-                  ) -> tuple[str | None, str]:
-    """The normalised aggregate over the envs that every implementation present has, on their common seeds."""
+def normalised_matrices(scores: dict, impls: list[str], tasks: Sequence[tuple[str, int]], references: dict
+                        ) -> tuple[list[str], dict[str, np.ndarray], dict[str, list[int]]]:
+    """(envs, ``{impl: [runs, envs]}`` normalised scores, ``{impl: seeds}``) over the envs that every impl in
+    ``impls`` has, each impl on the seeds all those envs have. Raises ValueError for an env without references."""
     envs = [e for e, _ in tasks if all(scores[i].get(e) for i in impls)]
     missing = [e for e in envs if e not in references]
     if missing:
         raise ValueError(f"no reference scores for {', '.join(missing)} in {REFERENCE_PATH}")
-    if len(envs) < 2:
-        return None, "no aggregate: fewer than two envs have results for every implementation present"
-    mats = {}
-    seeds_used = {}
-    for i in impls:
-        m, seeds = score_matrix(scores[i], envs)
+    mats, seeds_used = {}, {}
+    for i in impls if envs else []:
+        m, seeds_used[i] = score_matrix(scores[i], envs)
         mats[i] = np.stack([normalise(m[:, j], references[e]["random"], references[e]["reference"])
                             for j, e in enumerate(envs)], axis=1)
-        seeds_used[i] = seeds
-    est = estimates(mats, reps)
-    iqm = [fmt_ci(est[i][0][0], *est[i][1][:, 0]) if i in est else "–" for i in IMPL_ORDER]
-    mean = [fmt_ci(est[i][0][1], *est[i][1][:, 1]) if i in est else "–" for i in IMPL_ORDER]
-    p = "–"
-    if len(impls) == 2:
-        p = "{:.2f} [{:.2f}, {:.2f}]".format(*improvement(mats["keras_trpo"], mats["sb3-contrib"], min(reps, 2000)))
-    label = f"**{len(envs)} envs, normalised**"
-    line = (f"| {label} | | {' / '.join(str(len(seeds_used.get(i, []))) for i in IMPL_ORDER)} | {' | '.join(iqm)} | "
-            f"{' | '.join(mean)} | {p} | |")
+    return envs, mats, seeds_used
+
+
+def aggregate_row(scores: dict, impls: list[str], tasks: Sequence[tuple[str, int]], references: dict, reps: int
+                  ) -> tuple[str | None, str]:
+    """The normalised aggregate over the envs that every implementation present has, on their common seeds."""
+    envs, mats, seeds_used = normalised_matrices(scores, impls, tasks, references)
+    if len(envs) < 2:
+        return None, "no aggregate: fewer than two envs have results for every implementation present"
+    counts = " / ".join(str(len(seeds_used.get(i, []))) for i in IMPL_ORDER)
+    line = f"| **{len(envs)} envs, normalised** | | {counts} | {' | '.join(score_cells(mats, reps))} | |"
     note = (f"The last row aggregates {', '.join(envs)} on normalised scores, over the seeds that all of them have ("
             + "; ".join(f"{i}: {_seed_list(s)}" for i, s in seeds_used.items()) + ").")
     return line, note
@@ -331,14 +334,9 @@ def plots(records: list[dict], tasks: Sequence[tuple[str, int]], references: dic
     paths = [_save(curves_figure(records, tasks, reps), os.path.join(figures, "seeds_curves.png"))]
     scores = final_scores(records, tasks)
     impls = [i for i in IMPL_ORDER if i in scores]
-    envs = [e for e, _ in tasks if all(scores[i].get(e) for i in impls)]
+    envs, mats, _ = normalised_matrices(scores, impls, tasks, references)
     if not envs:
         return paths
-    mats = {}
-    for i in impls:
-        m, _ = score_matrix(scores[i], envs)
-        mats[i] = np.stack([normalise(m[:, j], references[e]["random"], references[e]["reference"])
-                            for j, e in enumerate(envs)], axis=1)
     hi = max(1.1, float(max(m.max() for m in mats.values())) + 0.05)
     taus = np.linspace(min(0.0, float(min(m.min() for m in mats.values()))), hi, 121)
     profiles, cis = library.create_performance_profile(mats, taus, reps=min(reps, 2000))
