@@ -12,6 +12,8 @@ times, on the real default Hopper policy (64x64 tanh, obs normalisation, Gaussia
 - the same product with the first-order gradient built once and reused, each product being one
   vector-Jacobian product of it (a persistent outer tape, as sb3-contrib does with
   ``create_graph=True``),
+- ``keras_trpo.fisher.gauss_newton_vector_product`` (a JVP through the network in forward mode,
+  the KL's Hessian in the outputs, then one VJP: ``fisher_product="gauss_newton"``),
 
 each inside a ``tf.while_loop`` whose iterations depend on each other (so nothing is hoisted or
 de-duplicated), with and without XLA, and prints milliseconds per repetition and the ratio to
@@ -30,7 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 import keras_trpo
-from keras_trpo.fisher import fisher_vector_product, flat_gradient, flatten
+from keras_trpo.fisher import fisher_vector_product, flat_gradient, flatten, gauss_newton_vector_product
 
 CHAIN = 25
 
@@ -88,8 +90,18 @@ def candidates(model, family, variables, obs) -> dict[str, Callable[[tf.Tensor],
 
         return chain(product)(v)
 
+    def gauss_newton(v):
+        old = old_dist()
+
+        def kl_of(out):
+            return tf.reduce_mean(old.kl_divergence(family.make(out)))
+
+        return chain(lambda x: 0.01 * gauss_newton_vector_product(lambda: model(obs, training=False), kl_of,
+                                                                  variables, x, 0.1))(v)
+
     return {"forward": chain(forward), "forward + backward": chain(forward_backward),
-            "FVP, nested tapes (keras_trpo)": nested, "FVP, first-order gradient reused": reused}
+            "FVP, nested tapes (hvp)": nested, "FVP, first-order gradient reused": reused,
+            "FVP, Gauss-Newton (JVP + VJP)": gauss_newton}
 
 
 def time_ms(fn, v0, repeats: int) -> float:

@@ -8,7 +8,7 @@ import tensorflow as tf
 from keras_trpo.cg import conjugate_gradient
 from keras_trpo.config import TRPOConfig
 from keras_trpo.distributions import Family
-from keras_trpo.fisher import fisher_vector_product, flat_gradient, flatten, unflatten
+from keras_trpo.fisher import fisher_vector_product, flat_gradient, flatten, gauss_newton_vector_product, unflatten
 from keras_trpo.line_search import backtracking_line_search
 
 
@@ -69,8 +69,13 @@ class Learner:
             surrogate_before = surrogate(dist())
         g = flat_gradient(tape, surrogate_before, variables)
 
-        def fvp(v):
-            return fisher_vector_product(lambda: mean_kl(dist()), variables, v, cfg.cg_damping)
+        if cfg.fisher_product == "gauss_newton":
+            def fvp(v):
+                return gauss_newton_vector_product(lambda: self.policy_model(obs, training=False),
+                                                   lambda out: mean_kl(family.make(out)), variables, v, cfg.cg_damping)
+        else:
+            def fvp(v):
+                return fisher_vector_product(lambda: mean_kl(dist()), variables, v, cfg.cg_damping)
 
         direction, cg_iterations = conjugate_gradient(fvp, g, cfg.cg_iters, cfg.cg_residual_tol)
         shs = tf.tensordot(direction, fvp(direction), 1)
