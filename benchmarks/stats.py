@@ -345,7 +345,7 @@ def plots(records: list[dict], tasks: Sequence[tuple[str, int]], references: dic
                                          xlabel="normalised score τ (random → 0, reference → 1)",
                                          ylabel="fraction of runs with score > τ")
     ax.legend([plt.Line2D([], [], color=COLORS[i]) for i in impls],
-              [f"{i} ({mats[i].shape[0]} seeds × {len(envs)} envs)" for i in impls], loc="upper right")
+              [f"{i} ({mats[i].shape[0]} seeds × {len(envs)} envs)" for i in impls], loc="lower left")
     ax.set_title(f"Performance profile over {', '.join(envs)} (95 % bands)")
     paths.append(_save(fig, os.path.join(figures, "seeds_profile.png")))
     est = estimates(mats, reps)
@@ -383,6 +383,8 @@ def curves_figure(records: list[dict], tasks: Sequence[tuple[str, int]], reps: i
         ax.grid(alpha=0.3)
         if ax.lines:
             ax.legend(loc="lower right")
+        else:
+            ax.text(0.5, 0.5, "no runs stored yet", ha="center", va="center", transform=ax.transAxes)
     for ax in list(axes.flat)[n:]:
         ax.set_visible(False)
     fig.suptitle("IQM over seeds of the training return, 95 % stratified-bootstrap band")
