@@ -1,0 +1,144 @@
+"""The command line: --help without TensorFlow, a quiet stderr, plain progress in a log, presets,
+evaluate --video, and export / serve through `keras-trpo`."""
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from keras_trpo.presets import ZOO_TRPO
+from keras_trpo.quiet import is_start_up_noise
+
+ROOT = Path(__file__).resolve().parents[1]
+NOISE = re.compile(r"cuda|cuInit|oneDNN|absl", re.IGNORECASE)
+
+
+def _env():
+    env = dict(os.environ)
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # as on a user's machine: nothing set
+    return env
+
+
+def _run(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "keras_trpo", *map(str, args)], cwd=ROOT, capture_output=True,
+                          text=True, env=_env(), **kw)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """The README's CartPole command, small: `train --timesteps 2048 --verbose 0`."""
+    out = tmp_path_factory.mktemp("cli") / "cartpole"
+    proc = _run("train", "--env", "CartPole-v1", "--timesteps", 2048, "--out", out, "--verbose", 0,
+                "--eval-episodes", 2)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out, proc
+
+
+def test_help_and_presets_do_not_import_tensorflow():
+    code = """
+import sys
+from keras_trpo.cli import main
+for argv in (["--help"], ["train", "--help"], ["evaluate", "--help"], ["presets"], ["presets", "Hopper-v5"]):
+    try:
+        main(argv)
+    except SystemExit:
+        pass
+heavy = sorted(m for m in ("tensorflow", "keras", "tensorflow_probability", "tf2onnx") if m in sys.modules)
+print("HEAVY", heavy, file=sys.stderr)
+"""
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "HEAVY []" in proc.stderr
+    assert "--resume" in proc.stdout and "--checkpoint-every" in proc.stdout and "--video" in proc.stdout
+
+
+def test_train_prints_our_output_only(trained):
+    _, proc = trained
+    noisy = [line for line in proc.stderr.splitlines() if NOISE.search(line)]
+    assert noisy == [], noisy
+    assert proc.stderr == ""  # nothing else either, on a CPU machine at --verbose 0
+    summary = json.loads(proc.stdout)
+    assert summary["timesteps"] >= 2048 and summary["status"] == "finished"
+
+
+def test_verbose_2_shows_tensorflows_start_up_lines(trained):
+    out, _ = trained
+    proc = _run("evaluate", out / "agent.keras", "--episodes", 1, "--verbose", 2)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert any(is_start_up_noise(line) for line in proc.stderr.splitlines())  # what the filter hides at 0 and 1
+    quiet = _run("evaluate", out / "agent.keras", "--episodes", 1)
+    assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr[-2000:]
+
+
+@pytest.mark.parametrize("line, noise", [
+    ("WARNING: All log messages before absl::InitializeLog() is called are written to STDERR", True),
+    ("I0000 00:00:1795609556.595761   11930 port.cc:153] oneDNN custom operations are on. You may see", True),
+    ("I0000 00:00:1795609556.596107   11930 cudart_stub.cc:31] Could not find cuda drivers on your machine", True),
+    ("E0000 00:00:1795609558.709720   11930 cuda_platform.cc:52] failed call to cuInit: INTERNAL: CUDA error", True),
+    ("E0000 00:00:1795609558.709720   11930 some_op.cc:52] Resource exhausted: out of memory", False),
+    ("<string>:6: UserWarning: a real warning", False),
+    ("Traceback (most recent call last):", False),
+])
+def test_only_start_up_records_are_filtered(line, noise):
+    assert is_start_up_noise(line) is noise
+
+
+def test_progress_in_a_log_is_plain_lines(tmp_path):
+    proc = _run("train", "--env", "CartPole-v1", "--timesteps", 512, "--out", tmp_path / "r", "--eval-episodes", 1,
+                "--set", "n_envs=1", "--set", "n_steps=128", "--set", "jit_compile=false")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert not re.search(r"[\x1b\r\b]", proc.stdout), repr(proc.stdout[:300])
+    lines = proc.stdout.splitlines()
+    assert re.match(r"^128/512 steps\s+25% - \d+s - eta \d+s - mean_return: ", lines[0]), lines[0]
+    assert lines[-2].startswith("512/512 steps 100%") and json.loads(lines[-1])["timesteps"] == 512
+
+
+def test_presets_lists_every_zoo_env():
+    proc = _run("presets", "--markdown")
+    assert proc.returncode == 0
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| ") and "zoo env" not in line]
+    assert [r.split("|")[1].strip() for r in rows] == list(ZOO_TRPO)
+    one = _run("presets", "HalfCheetah-v5")
+    assert "max_kl = 0.24" in one.stdout and "target_kl x 6 action dimensions" in one.stdout
+
+
+def test_evaluate_writes_a_gif_of_the_first_episode(trained, tmp_path):
+    out, _ = trained
+    plain = _run("evaluate", out / "agent.keras", "--episodes", 2)
+    proc = _run("evaluate", out / "agent.keras", "--episodes", 2, "--video", tmp_path / "cartpole.gif")
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr[-2000:]
+    result = json.loads(proc.stdout)
+    assert result["eval_mean"] == json.loads(plain.stdout)["eval_mean"]  # rendering changes nothing
+    video = result["video"]
+    from PIL import Image, ImageSequence
+
+    with Image.open(tmp_path / "cartpole.gif") as gif:
+        assert gif.size == (600, 400) and gif.info.get("loop") == 0
+        frames = [np.asarray(f.convert("RGB")) for f in ImageSequence.Iterator(gif)]
+        durations = [f.info["duration"] for f in ImageSequence.Iterator(gif)]
+    # CartPole renders at 50 fps: every 2nd step of the first episode (seed 10000), plus the reset frame, at 25 fps.
+    # (Pillow merges identical consecutive frames into one longer frame, so compare the playing time.)
+    assert video["fps"] == 25.0 and sum(durations) == 40 * video["frames"]
+    assert video["seconds"] == pytest.approx(video["frames"] / 25) and video["size"] == [600, 400]
+    assert len(frames) > 10 and len({f.tobytes() for f in frames}) > 1  # the cart moves
+
+
+def test_evaluate_video_errors_are_named(trained, tmp_path):
+    out, _ = trained
+    proc = _run("evaluate", out / "agent.keras", "--video", tmp_path / "x.avi")
+    assert proc.returncode == 2 and ".mp4 or .gif" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_export_and_serve_through_keras_trpo(trained, tmp_path):
+    out, _ = trained
+    onnx = tmp_path / "policy.onnx"
+    proc = _run("export", out / "agent.keras", "--onnx", onnx)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert onnx.exists() and not [line for line in proc.stderr.splitlines() if NOISE.search(line)]
+    served = _run("serve", "run", "--model", onnx, "--episodes", 2)
+    assert served.returncode == 0, served.stderr[-2000:]
+    assert json.loads(served.stdout)["episodes"] == 2
