@@ -193,10 +193,12 @@ def cmd_run(argv: list[str]) -> int:
                 print(f"skip: {path} is being run by process {locked_by(path)}", flush=True)
                 continue
             try:
+                if status(a.out, task, overrides)[0] == "done":
+                    continue  # another runner stored it between our plan and our claim
                 got = run_one(task, overrides, sb3_python, a.jobs, running)
-                if got is None or stop.is_set():
+                if got is None:  # a failed run, or one stopped by a signal: nothing to store
                     with lock:
-                        outcome["failed"] += got is None and not stop.is_set()
+                        outcome["failed"] += not stop.is_set()
                     continue
                 result, timing = got
                 write_record(path, make_record(task, overrides, result, timing, command, git))
