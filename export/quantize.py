@@ -2,8 +2,9 @@
 
 Both quantise only the layers with weights (MatMul/Gemm, Conv for CNN torsos) and leave the
 observation normaliser, the action clipping and argmax, and ``log_std`` in float32. Measured
-on a Hopper-v5 policy, letting static quantisation also quantise the normaliser's Sub/Mul and
-the bias Adds made its worst action error on rollout observations 1.33 instead of 0.10.
+on a Hopper-v5 policy, letting static quantisation quantise every op it can (the normaliser's
+Sub, Mul and clipping included) made its worst action error on rollout observations 1.33
+instead of 0.10.
 """
 from __future__ import annotations
 
