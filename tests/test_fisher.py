@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 from keras_trpo.distributions import family_for
-from keras_trpo.fisher import fisher_vector_product, flat_gradient, flatten, unflatten
+from keras_trpo.fisher import fisher_vector_product, flat_gradient, flatten, gauss_newton_vector_product, unflatten
 from keras_trpo.networks import build_policy_model
 
 OBS_DIM = 3
@@ -153,3 +153,77 @@ def test_flat_gradient_gives_zeros_for_unconnected_variables():
     with tf.GradientTape() as tape:
         y = tf.reduce_sum(a * a)
     np.testing.assert_array_equal(flat_gradient(tape, y, [a, b]).numpy(), [2.0, 4.0, 0.0])
+
+
+# ----------------------------------------------------------------------------- Gauss-Newton product
+def gn_and_hvp(name, obs, v, damping, shift=0.0):
+    """Both products, at theta_old (shift 0) or at parameters moved away from it."""
+    model, family = tiny_policy(name)
+    old = family.make({k: tf.stop_gradient(t) for k, t in model(obs).items()})
+    rng = np.random.default_rng(7)
+    for var in model.trainable_variables:
+        var.assign(var + shift * rng.normal(size=var.shape).astype(np.float32))
+
+    def kl_of(out):
+        return tf.reduce_mean(old.kl_divergence(family.make(out)))
+
+    hvp = fisher_vector_product(lambda: kl_of(model(obs)), model.trainable_variables, v, damping)
+    gn = gauss_newton_vector_product(lambda: model(obs), kl_of, model.trainable_variables, v, damping)
+    return gn.numpy(), hvp.numpy(), model, family
+
+
+@pytest.mark.parametrize("name", list(SPACES))
+def test_gauss_newton_product_equals_the_hvp_and_the_explicit_fisher_at_theta_old(name):
+    obs = tf.constant(np.random.default_rng(0).uniform(-1, 1, size=(16, OBS_DIM)), tf.float32)
+    model, family = tiny_policy(name)
+    F = explicit_fisher(model, name, family, obs)
+    for damping in (0.0, 0.1):
+        v = np.random.default_rng(1).normal(size=F.shape[0])
+        gn, hvp, _, _ = gn_and_hvp(name, obs, tf.constant(v, tf.float32), damping)
+        scale = np.abs(hvp).max()
+        np.testing.assert_allclose(gn, hvp, rtol=1e-5, atol=1e-5 * scale)
+        expected = F @ v + damping * v
+        np.testing.assert_allclose(gn, expected, rtol=2e-3, atol=2e-4 * np.abs(expected).max())
+
+
+@pytest.mark.parametrize("name", ["categorical", "diag_gaussian"])
+def test_away_from_theta_old_only_the_hvp_has_the_curvature_term(name):
+    """The two products are different functions: they agree exactly where TRPO uses them."""
+    obs = tf.constant(np.random.default_rng(0).uniform(-1, 1, size=(16, OBS_DIM)), tf.float32)
+    n = sum(int(np.prod(v.shape)) for v in tiny_policy(name)[0].trainable_variables)
+    v = tf.constant(np.random.default_rng(1).normal(size=n), tf.float32)
+    gn, hvp, _, _ = gn_and_hvp(name, obs, v, 0.0, shift=0.5)
+    assert np.abs(gn - hvp).max() > 1e-2 * np.abs(hvp).max()
+
+
+def test_gauss_newton_product_under_xla_matches_eager():
+    model, family = tiny_policy("diag_gaussian")
+    obs = tf.constant(np.random.default_rng(1).uniform(-1, 1, size=(8, OBS_DIM)), tf.float32)
+    old = family.make({k: tf.stop_gradient(t) for k, t in model(obs).items()})
+    n = sum(int(np.prod(v.shape)) for v in model.trainable_variables)
+    v = tf.constant(np.random.default_rng(2).normal(size=n), tf.float32)
+
+    def gn(vec):
+        return gauss_newton_vector_product(lambda: model(obs), lambda out: tf.reduce_mean(
+            old.kl_divergence(family.make(out))), model.trainable_variables, vec, 0.05)
+
+    np.testing.assert_allclose(tf.function(gn, jit_compile=True)(v).numpy(), gn(v).numpy(), rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
+def test_a_trpo_step_is_the_same_with_either_product(env_id):
+    import keras_trpo
+
+    agents = [keras_trpo.TRPO(env_id, seed=2, n_envs=2, n_steps=256, fisher_product=p) for p in ("hvp", "gauss_newton")]
+    rollout = agents[0]._collect(256)
+    obs = rollout.obs.reshape(512, -1)
+    actions = rollout.actions.reshape((512,) + rollout.actions.shape[2:])
+    adv = np.random.default_rng(0).normal(size=512).astype(np.float32)
+    logs = [a.learner.policy_update(obs, actions, adv) for a in agents]
+    assert logs[0]["step_accepted"] == logs[1]["step_accepted"] == 1.0
+    np.testing.assert_allclose(logs[1]["kl"], logs[0]["kl"], rtol=1e-3)
+    np.testing.assert_allclose(logs[1]["expected_improvement"], logs[0]["expected_improvement"], rtol=1e-3)
+    for w_gn, w_hvp in zip(agents[1].policy_model.get_weights(), agents[0].policy_model.get_weights()):
+        np.testing.assert_allclose(w_gn, w_hvp, rtol=1e-3, atol=1e-5)
+    for a in agents:
+        a.close()
