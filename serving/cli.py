@@ -31,6 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"episode i resets with seed SEED + i (default {DEFAULT_EPISODE_SEED}); also seeds "
                         "--stochastic sampling")
     r.add_argument("--stochastic", action="store_true", help="sample actions instead of taking the deterministic one")
+    r.add_argument("--video", default=None, metavar="PATH.mp4|PATH.gif",
+                   help="also write the first episode, rendered with render_mode='rgb_array', as an MP4 or GIF "
+                        "(pip install imageio imageio-ffmpeg; headless MuJoCo uses MUJOCO_GL=egl)")
 
     h = sub.add_parser("http", help="serve POST /v1/act, GET /v1/metadata, GET /healthz",
                        description="Serve the policy as JSON over HTTP with the standard library's "
@@ -60,7 +63,7 @@ def _check_env_fits(policy: Any, env: Any) -> None:
 
 
 def run_episodes(policy: Any, env_id: str, episodes: int, seed: int = DEFAULT_EPISODE_SEED,
-                 deterministic: bool = True) -> dict:
+                 deterministic: bool = True, env: Any = None) -> dict:
     """Play ``episodes`` episodes (episode i reset with ``seed + i``); returns the JSON summary."""
     try:
         import gymnasium as gym  # optional: only this command needs it
@@ -68,7 +71,7 @@ def run_episodes(policy: Any, env_id: str, episodes: int, seed: int = DEFAULT_EP
         raise CliError("`python -m serving run` needs gymnasium: pip install gymnasium "
                        "(MuJoCo envs: pip install 'gymnasium[mujoco]')") from None
     try:
-        env = gym.make(env_id)
+        env = gym.make(env_id) if env is None else env  # given: a recording env (--video)
     except Exception as e:  # noqa: BLE001 - unknown id, missing extra (mujoco, box2d), ...
         raise CliError(f"cannot make env {env_id!r}: {type(e).__name__}: {e}") from None
     returns = []
@@ -99,7 +102,21 @@ def _run(args: argparse.Namespace) -> int:
     env_id = args.env or policy.metadata.get("env_id")
     if not env_id:
         raise CliError("the model's metadata names no env; pass --env")
-    print(json.dumps(run_episodes(policy, env_id, args.episodes, args.seed, not args.stochastic)))
+    if not args.video:
+        print(json.dumps(run_episodes(policy, env_id, args.episodes, args.seed, not args.stochastic)))
+        return 0
+    from serving.video import VideoError, record_first_episode
+
+    try:
+        result, video = record_first_episode(
+            env_id, args.video, lambda env: run_episodes(policy, env_id, args.episodes, args.seed,
+                                                         not args.stochastic, env=env))
+    except VideoError as e:
+        raise CliError(str(e)) from None
+    except ImportError as e:  # gymnasium, for the env
+        raise CliError(f"`python -m serving run --video` needs gymnasium and imageio: {e}") from None
+    result["video"] = video
+    print(json.dumps(result))
     return 0
 
 
