@@ -49,7 +49,8 @@ def serving_function(agent) -> Callable[[tf.Tensor], dict[str, tf.Tensor]]:
         def action_of(p):
             return tf.reshape(tf.cast(p["logits"] > 0, dtype), (-1,) + out_shape)
     elif isinstance(family, DiagGaussian):
-        low, high = family.low.astype(np.float32), family.high.astype(np.float32)
+        # The Box's bounds, flat like the mean (DiagGaussian stopped carrying them in ddeb206).
+        low, high = (np.asarray(b, np.float32).reshape(-1) for b in (space.low, space.high))
         dtype = tf.as_dtype(np.dtype(space.dtype))
         out_shape = tuple(space.shape)
 
