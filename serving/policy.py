@@ -9,7 +9,7 @@ import numpy as np
 import onnxruntime as ort
 
 from serving.errors import InvalidObservation, ModelLoadError, NonFiniteObservation
-from serving.spaces import parse_metadata
+from serving.spaces import ExportMetadata, parse_metadata
 
 _F32 = np.dtype(np.float32)
 # Bytes 4-7 of an ORT-format model: the FlatBuffer file identifier onnxruntime writes.
@@ -63,105 +63,32 @@ def _first_line(e: BaseException) -> str:
     return text.splitlines()[0][:300]
 
 
-class OnnxPolicy:
-    """Load an exported policy, check inputs against its metadata, return actions.
+class ExportedPolicy:
+    """What a keras-trpo policy does whatever runtime runs it: input checks against the
+    export's metadata, deterministic actions, actions sampled from the exported distribution.
 
-    Args:
-      path: an ``.onnx`` file or an ORT-format ``.ort`` file written by keras-trpo's export
-        (an ORT-format file is recognised by its content, whatever its name ends in).
-      seed: seeds the NumPy generator used by ``act(obs, deterministic=False)``.
-      threads: onnxruntime intra-op threads (default 1; ignored if ``sess_options`` is given).
-      allow_spinning: let onnxruntime's pool threads busy-wait for work (default False;
-        ignored if ``sess_options`` is given). Only matters with ``threads > 1``.
-      warmup: calls of each of ``act``'s two graph runs (deterministic action, distribution
-        parameters) at batch 1 when loading, so the first real call runs at steady-state
-        speed (default 3; 0 or False turns it off, True is 3). The load-time check below runs
-        the graph once more regardless.
-      sess_options: your own ``onnxruntime.SessionOptions`` instead of ``low_latency_options``.
-      providers: onnxruntime execution providers (default ``["CPUExecutionProvider"]``).
-
-    Raises:
-      ModelLoadError: the file is missing, not a loadable ONNX or ORT-format model, or lacks
-        the export's metadata, ``obs`` input or outputs.
-      ValueError: ``threads`` below 1 or ``warmup`` below 0.
-
-    ``act`` is safe to call from several threads at once (onnxruntime's ``run`` is
-    thread-safe; the sampling generator is behind a lock).
+    A subclass loads its file, calls ``_setup`` with the parsed metadata, sets ``_run`` (the
+    runtime call: ``_run(output_names, {"obs": x})`` -> list of arrays, like onnxruntime's
+    ``session.run``) and ``_cast_action``, then calls ``_probe`` and ``_warm_up``.
     """
 
-    def __init__(self, path: str | os.PathLike, *, seed: Optional[int] = None, threads: int = 1,
-                 allow_spinning: bool = False, warmup: int = DEFAULT_WARMUP,
-                 sess_options: Optional[ort.SessionOptions] = None, providers: Optional[Sequence[str]] = None):
-        self.path = os.fspath(path)
-        if isinstance(warmup, bool):
-            warmup = DEFAULT_WARMUP if warmup else 0
-        _check_count("warmup", warmup, 0)
-        if not os.path.exists(self.path):
-            raise ModelLoadError(f"no model file at {self.path!r}")
-        if not os.path.isfile(self.path):
-            raise ModelLoadError(f"{self.path!r} is not a file")
-        try:
-            self.format = "ort" if is_ort_format(self.path) else "onnx"
-        except OSError as e:
-            raise ModelLoadError(f"cannot read {self.path!r}: {e.strerror or e}") from None
-        options = sess_options or low_latency_options(threads, allow_spinning)
-        if self.format == "ort":
-            # onnxruntime picks the ORT parser by the ".ort" suffix alone; say it for any name
-            # (this sets the entry on your sess_options too, if you gave some).
-            options.add_session_config_entry("session.load_model_format", "ORT")
-        try:
-            self.session = ort.InferenceSession(self.path, options,
-                                                providers=list(providers or ["CPUExecutionProvider"]))
-        except Exception as e:  # noqa: BLE001 - onnxruntime raises several opaque kinds
-            kind = "ORT-format" if self.format == "ort" else "ONNX"
-            raise ModelLoadError(f"{self.path!r} is not a loadable {kind} model: {_first_line(e)}") from None
-        meta = parse_metadata(self.session.get_modelmeta().custom_metadata_map, self.path)
+    def _setup(self, meta: ExportMetadata, seed: Optional[int]) -> None:
+        """The spaces and everything ``act`` needs, resolved once from the parsed metadata:
+        it runs at control-loop rates."""
         self.observation_space, self.action_space = meta.observation_space, meta.action_space
         self.distribution = meta.distribution
         self.metadata: dict[str, Any] = meta.as_dict()
         self.obs_shape: tuple[int, ...] = self.observation_space.policy_input_shape
-        self._check_graph(meta.param_names)
-
-        # Everything `act` needs, resolved once: it runs at control-loop rates.
         self._param_names = list(meta.param_names)
         self._action_names = ["action"]
-        self._run = self.session.run
         self._ndim = len(self.obs_shape)
         self._action_dtype = self.action_space.dtype
-        action_out = next(o for o in self.session.get_outputs() if o.name == "action")
-        # The export writes the space's dtype; cast only if a graph says otherwise.
-        self._cast_action = _ORT_DTYPES.get(action_out.type) != self._action_dtype
         self._action_shape = self.action_space.shape
-        # onnxruntime's int64 arrays may be C long long, whose scalars are not np.int64 instances.
+        # A runtime's int64 arrays may be C long long, whose scalars are not np.int64 instances.
         self._scalar_action = self.action_space.type == "Discrete"
         self._discrete_obs = self.observation_space.type == "Discrete"
         self._rng = np.random.default_rng(seed)
         self._rng_lock = threading.Lock()  # a Generator is not safe to share between threads
-        self._probe()
-        self._warm_up(int(warmup))
-
-    def _check_graph(self, param_names: Sequence[str]) -> None:
-        """The graph must match the contract: one float ``obs`` input shaped like the metadata
-        says, and ``action`` plus the distribution's parameters among the outputs (any order)."""
-        inputs = self.session.get_inputs()
-        if [i.name for i in inputs] != ["obs"]:
-            raise ModelLoadError(f"{self.path!r} should have one input named 'obs', has "
-                                 f"{[i.name for i in inputs]}: it was not exported by keras-trpo's export")
-        inp = inputs[0]
-        if inp.type != "tensor(float)":
-            raise ModelLoadError(f"{self.path!r}: input 'obs' is {inp.type}, expected tensor(float)")
-        dims = list(inp.shape or [])
-        expected = [None, *self.obs_shape]
-        # Symbolic dims (strings, None) match anything; fixed ones must agree with the metadata.
-        if len(dims) != len(expected) or any(isinstance(d, int) and e is not None and d != e
-                                             for d, e in zip(dims, expected)):
-            raise ModelLoadError(f"{self.path!r}: input 'obs' has shape {dims} but the metadata's observation "
-                                 f"space needs [batch, {', '.join(map(str, self.obs_shape))}]")
-        outputs = {o.name for o in self.session.get_outputs()}
-        needed = {"action", *param_names} - outputs
-        if needed:
-            raise ModelLoadError(f"{self.path!r} lacks outputs {sorted(needed)} for a {self.distribution} policy "
-                                 f"(it has {sorted(outputs)})")
 
     def _probe_input(self) -> np.ndarray:
         fill = float(self.observation_space.start) if self._discrete_obs else 0.0
@@ -301,6 +228,92 @@ class OnnxPolicy:
         bounds = np.cumsum(space.nvec.reshape(-1))[:-1]
         picks = [np.argmax(part, axis=-1) for part in np.split(z, bounds, axis=-1)]
         return (np.stack(picks, axis=-1) + space.start.reshape(-1)).astype(np.int64).reshape((-1,) + space.shape)
+
+
+class OnnxPolicy(ExportedPolicy):
+    """Load an exported policy, check inputs against its metadata, return actions.
+
+    Args:
+      path: an ``.onnx`` file or an ORT-format ``.ort`` file written by keras-trpo's export
+        (an ORT-format file is recognised by its content, whatever its name ends in).
+      seed: seeds the NumPy generator used by ``act(obs, deterministic=False)``.
+      threads: onnxruntime intra-op threads (default 1; ignored if ``sess_options`` is given).
+      allow_spinning: let onnxruntime's pool threads busy-wait for work (default False;
+        ignored if ``sess_options`` is given). Only matters with ``threads > 1``.
+      warmup: calls of each of ``act``'s two graph runs (deterministic action, distribution
+        parameters) at batch 1 when loading, so the first real call runs at steady-state
+        speed (default 3; 0 or False turns it off, True is 3). The load-time check below runs
+        the graph once more regardless.
+      sess_options: your own ``onnxruntime.SessionOptions`` instead of ``low_latency_options``.
+      providers: onnxruntime execution providers (default ``["CPUExecutionProvider"]``).
+
+    Raises:
+      ModelLoadError: the file is missing, not a loadable ONNX or ORT-format model, or lacks
+        the export's metadata, ``obs`` input or outputs.
+      ValueError: ``threads`` below 1 or ``warmup`` below 0.
+
+    ``act`` is safe to call from several threads at once (onnxruntime's ``run`` is
+    thread-safe; the sampling generator is behind a lock).
+    """
+
+    def __init__(self, path: str | os.PathLike, *, seed: Optional[int] = None, threads: int = 1,
+                 allow_spinning: bool = False, warmup: int = DEFAULT_WARMUP,
+                 sess_options: Optional[ort.SessionOptions] = None, providers: Optional[Sequence[str]] = None):
+        self.path = os.fspath(path)
+        if isinstance(warmup, bool):
+            warmup = DEFAULT_WARMUP if warmup else 0
+        _check_count("warmup", warmup, 0)
+        if not os.path.exists(self.path):
+            raise ModelLoadError(f"no model file at {self.path!r}")
+        if not os.path.isfile(self.path):
+            raise ModelLoadError(f"{self.path!r} is not a file")
+        try:
+            self.format = "ort" if is_ort_format(self.path) else "onnx"
+        except OSError as e:
+            raise ModelLoadError(f"cannot read {self.path!r}: {e.strerror or e}") from None
+        options = sess_options or low_latency_options(threads, allow_spinning)
+        if self.format == "ort":
+            # onnxruntime picks the ORT parser by the ".ort" suffix alone; say it for any name
+            # (this sets the entry on your sess_options too, if you gave some).
+            options.add_session_config_entry("session.load_model_format", "ORT")
+        try:
+            self.session = ort.InferenceSession(self.path, options,
+                                                providers=list(providers or ["CPUExecutionProvider"]))
+        except Exception as e:  # noqa: BLE001 - onnxruntime raises several opaque kinds
+            kind = "ORT-format" if self.format == "ort" else "ONNX"
+            raise ModelLoadError(f"{self.path!r} is not a loadable {kind} model: {_first_line(e)}") from None
+        meta = parse_metadata(self.session.get_modelmeta().custom_metadata_map, self.path)
+        self._setup(meta, seed)
+        self._check_graph(meta.param_names)
+        self._run = self.session.run
+        action_out = next(o for o in self.session.get_outputs() if o.name == "action")
+        # The export writes the space's dtype; cast only if a graph says otherwise.
+        self._cast_action = _ORT_DTYPES.get(action_out.type) != self._action_dtype
+        self._probe()
+        self._warm_up(int(warmup))
+
+    def _check_graph(self, param_names: Sequence[str]) -> None:
+        """The graph must match the contract: one float ``obs`` input shaped like the metadata
+        says, and ``action`` plus the distribution's parameters among the outputs (any order)."""
+        inputs = self.session.get_inputs()
+        if [i.name for i in inputs] != ["obs"]:
+            raise ModelLoadError(f"{self.path!r} should have one input named 'obs', has "
+                                 f"{[i.name for i in inputs]}: it was not exported by keras-trpo's export")
+        inp = inputs[0]
+        if inp.type != "tensor(float)":
+            raise ModelLoadError(f"{self.path!r}: input 'obs' is {inp.type}, expected tensor(float)")
+        dims = list(inp.shape or [])
+        expected = [None, *self.obs_shape]
+        # Symbolic dims (strings, None) match anything; fixed ones must agree with the metadata.
+        if len(dims) != len(expected) or any(isinstance(d, int) and e is not None and d != e
+                                             for d, e in zip(dims, expected)):
+            raise ModelLoadError(f"{self.path!r}: input 'obs' has shape {dims} but the metadata's observation "
+                                 f"space needs [batch, {', '.join(map(str, self.obs_shape))}]")
+        outputs = {o.name for o in self.session.get_outputs()}
+        needed = {"action", *param_names} - outputs
+        if needed:
+            raise ModelLoadError(f"{self.path!r} lacks outputs {sorted(needed)} for a {self.distribution} policy "
+                                 f"(it has {sorted(outputs)})")
 
     def __repr__(self) -> str:
         return (f"OnnxPolicy({self.path!r}, env={self.metadata.get('env_id') or '?'}, obs={self.obs_shape}, "
