@@ -1,4 +1,7 @@
-"""The HTTP server: routes, bad input answered with 4xx while it keeps serving, limits, concurrency."""
+"""The HTTP server: routes, bad input answered with 4xx while it keeps serving, limits, concurrency.
+
+Bursts and the connection limit: test_server_limits.py; tokens: test_server_auth.py."""
+import contextlib
 import http.client
 import json
 import socket
@@ -19,16 +22,24 @@ def _strict(name):
     raise ValueError(f"server sent {name}, which is not JSON")
 
 
+@contextlib.contextmanager
+def running(srv):
+    """``srv.serve_forever()`` in a thread; shut down and closed on exit."""
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield srv
+    finally:
+        srv.shutdown()
+        srv.server_close()
+        thread.join(10)
+
+
 @pytest.fixture(scope="module")
 def server():
     policy = OnnxPolicy(fixture_path("gaussian"), seed=0)
-    srv = make_server(policy, "127.0.0.1", 0, max_body_bytes=LIMIT, idle_timeout=10)
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
-    thread.join(10)
+    with running(make_server(policy, "127.0.0.1", 0, max_body_bytes=LIMIT, idle_timeout=10)) as srv:
+        yield srv
 
 
 def request(srv, method, path, body=None, raw=None, headers=None, conn=None):
@@ -44,10 +55,13 @@ def request(srv, method, path, body=None, raw=None, headers=None, conn=None):
     return resp.status, payload
 
 
-def raw_exchange(srv, data: bytes) -> bytes:
-    """Send bytes as they are (no http.client help) and read the whole answer."""
+def raw_exchange(srv, data: bytes, half_close: bool = False) -> bytes:
+    """Send bytes as they are (no http.client help) and read the whole answer; ``half_close``:
+    then say that nothing more will come (shutdown SHUT_WR), as a client whose body was cut off."""
     with socket.create_connection(srv.server_address[:2], timeout=10) as s:
         s.sendall(data)
+        if half_close:
+            s.shutdown(socket.SHUT_WR)
         chunks = []
         while chunk := s.recv(65536):
             chunks.append(chunk)
@@ -80,17 +94,12 @@ def test_act_single_and_batch(server):
 
 def test_discrete_action_is_a_json_integer():
     policy = OnnxPolicy(fixture_path("linear_discrete"))
-    srv = make_server(policy, "127.0.0.1", 0)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    try:
+    with running(make_server(policy, "127.0.0.1", 0)) as srv:
         obs = [0.3, -0.2, 0.1, 0.05]
         status, body = request(srv, "POST", "/v1/act", {"obs": obs})
         assert status == 200 and isinstance(body["action"], int) and body["action"] == policy.act(obs)
         status, body = request(srv, "POST", "/v1/act", {"obs": [obs, obs]})
         assert body["action"] == [int(policy.act(obs))] * 2
-    finally:
-        srv.shutdown()
-        srv.server_close()
 
 
 def test_stochastic_request(server):
@@ -114,11 +123,58 @@ def test_stochastic_request(server):
     (b'{"obs": ["a", "b", "c"]}', 422, "expected numbers"),
     (b'{"obs": [1, null, 3]}', 422, "expected numbers"),
     (b'{"obs": {"x": 1}}', 422, "expected numbers"),
+    # wrong types
+    (b'null', 400, '{"obs"'),
+    (b'"obs"', 400, '{"obs"'),
+    (b'{"obs": true}', 422, "has shape ()"),
+    (b'{"obs": "1, 2, 3"}', 422, "expected numbers"),
+    (b'{"obs": null}', 422, "expected numbers"),
+    (b'{"obs": [1, 2, 3], "deterministic": 1}', 400, "deterministic"),
+    (b'{"obs": [1, 2, 3], "deterministic": null}', 400, "deterministic"),
+    # ambiguous or misspelt fields: never a silent default
+    (b'{"obs": [1, 2, 3], "determinstic": false}', 400, "unknown field(s) ['determinstic']"),
+    (b'{"obs": [1, 2, 3], "obs": [4, 5]}', 400, "key 'obs' twice"),
+    # not JSON at all
+    (b"", 400, "not valid JSON"),
+    (b"obs=1,2,3", 400, "not valid JSON"),
+    (b'{"obs": [1, 2, 3]} trailing', 400, "Extra data"),
+    (b'{"obs": [1, 2, 3]', 400, "not valid JSON"),
+    (b'{"obs": ' + b"[" * 200 + b"1" + b"]" * 200 + b"}", 422, "observation"),  # parses; numpy refuses 200 dims
+    (b'{"obs": [1, 2, -' + b"9" * 60 + b"]}", 400, "beyond float32"),
+    (b'{"obs": [1, 2, 1e400]}', 400, "NaN or inf"),
 ])
 def test_bad_requests_get_4xx_and_server_keeps_serving(server, raw, status, fragment):
     got, body = request(server, "POST", "/v1/act", raw=raw)
     assert got == status and fragment in body["error"], body
     assert request(server, "GET", "/healthz")[0] == 200
+
+
+@pytest.mark.parametrize("raw, fragment", [
+    # deep nesting: json raised RecursionError, answered 500
+    (b"[" * 100_000 + b"]" * 100_000, "too deeply"),
+    (b'{"obs": ' + b"[" * 3000 + b"1" + b"]" * 3000 + b"}", "too deeply"),
+    (b'{"obs": [1, 2, 3], "x": ' + b'{"a": ' * 3000 + b"1" + b"}" * 3000 + b"}", "too deeply"),
+    # a 5000-digit integer: json raised ValueError (Python's int digit limit), answered 500
+    (b'{"obs": [1, 2, ' + b"9" * 5000 + b"]}", "beyond float32"),
+])
+def test_bodies_that_broke_the_json_parser_get_400(raw, fragment):
+    with running(make_server(OnnxPolicy(fixture_path("gaussian")), "127.0.0.1", 0)) as srv:  # 1 MiB limit
+        conn = http.client.HTTPConnection(*srv.server_address[:2], timeout=10)
+        got, body = request(srv, "POST", "/v1/act", raw=raw, conn=conn)
+        assert got == 400 and fragment in body["error"], body
+        assert request(srv, "POST", "/v1/act", {"obs": [1, 2, 3]}, conn=conn)[0] == 200  # same connection
+        conn.close()
+
+
+def test_big_integers_and_other_encodings_are_still_observations(server):
+    status, body = request(server, "POST", "/v1/act", raw=b'{"obs": [1, 2, 30000000000000000000]}')
+    assert status == 200 and len(body["action"]) == 2  # 20 digits: parsed as a float, within float32
+    status, body = request(server, "POST", "/v1/act", raw='{"obs": [1, 2, 3]}'.encode("utf-16"))
+    assert status == 200  # RFC 8259 JSON may be UTF-16; json.loads detects it
+    # the Content-Type is not checked: `curl -d` sends application/x-www-form-urlencoded
+    status, _ = request(server, "POST", "/v1/act", {"obs": [1, 2, 3]},
+                        headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert status == 200
 
 
 def test_bad_request_on_a_kept_alive_connection_does_not_break_it(server):
@@ -149,12 +205,36 @@ def test_huge_declared_body_is_refused_before_it_is_read(server):
     (b"POST /v1/act HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n", b"400"),
     (b"GET /healthz HTTP/1.1\r\nX-Long: " + b"a" * 70_000 + b"\r\n\r\n", b"431"),
     (b"PUT /v1/act HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", b"501"),
+    (b"POST /v1/act HTTP/1.1\r\nHost: x\r\nContent-Length: +5\r\n\r\n", b"400"),
+    (b"POST /v1/act HTTP/1.1\r\nHost: x\r\nContent-Length: 18\r\nContent-Length: 5\r\n\r\n"
+     b'{"obs": [1, 2, 3]}', b"400"),  # which one? refused rather than guessed
+    (b"POST /v1/act HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+     b"12\r\n{\"obs\": [1, 2, 3]}\r\n0\r\n\r\n", b"411"),
+    (b"POST /v1/act HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 18\r\n\r\n"
+     b"12\r\n{\"obs\": [1, 2, 3]}\r\n0\r\n\r\n", b"411"),
+    (b'POST /v1/act HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"obs": [1, 2, 3]}', b"400"),  # ends early
 ])
 def test_malformed_http_gets_a_json_error(server, head, status):
-    answer = raw_exchange(server, head)
+    answer = raw_exchange(server, head, half_close=True)
     assert answer.split(b" ", 2)[1] == status, answer
     assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["error"]
     assert request(server, "GET", "/healthz")[0] == 200
+
+
+def test_a_body_that_stops_arriving_gets_408_after_the_idle_timeout():
+    with running(make_server(OnnxPolicy(fixture_path("gaussian")), "127.0.0.1", 0, idle_timeout=0.3)) as srv:
+        with socket.create_connection(srv.server_address[:2], timeout=10) as s:
+            s.sendall(b'POST /v1/act HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"obs": [1,')
+            answer = b"".join(iter(lambda: s.recv(65536), b""))  # the server closes after answering
+        assert answer.startswith(b"HTTP/1.1 408") and b"Connection: close" in answer
+        assert "stopped arriving" in json.loads(answer.split(b"\r\n\r\n", 1)[1])["error"]
+        assert request(srv, "GET", "/healthz")[0] == 200
+
+
+def test_a_get_body_is_not_taken_for_the_next_request(server):
+    answer = raw_exchange(server, b"GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"
+                                  b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert answer.count(b"HTTP/1.1 200 OK") == 2 and answer.count(b'{"status": "ok"}') == 2, answer
 
 
 def test_unknown_routes(server):
@@ -203,3 +283,9 @@ def test_make_server_checks_its_limits():
         make_server(policy, "127.0.0.1", 0, max_body_bytes=0)
     with pytest.raises(ValueError, match="idle_timeout"):
         make_server(policy, "127.0.0.1", 0, idle_timeout=0)
+    with pytest.raises(ValueError, match="max_connections"):
+        make_server(policy, "127.0.0.1", 0, max_connections=0)
+    with pytest.raises(ValueError, match="backlog"):
+        make_server(policy, "127.0.0.1", 0, backlog=0)
+    with pytest.raises(ValueError, match="token"):
+        make_server(policy, "127.0.0.1", 0, token="has space")
