@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import sys
 from typing import Any, Optional, Sequence
@@ -44,6 +45,15 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--max-body-bytes", type=int, default=1 << 20, help="larger requests get 413 (default 1 MiB)")
     h.add_argument("--idle-timeout", type=float, default=60.0,
                    help="close a kept-alive connection idle this many seconds (default 60)")
+    h.add_argument("--max-connections", type=int, default=100,
+                   help="at most this many connections have a thread at once (default 100); connections that "
+                        "have sent nothing wait without one, and when all are taken the one idle longest "
+                        "(over 1 s) is closed to make room")
+    h.add_argument("--backlog", type=int, default=1024,
+                   help="listen queue length for bursts of new connections (default 1024; the kernel may cap it)")
+    h.add_argument("--token-file", default=None,
+                   help="require 'Authorization: Bearer <token>' on every route but /healthz, the token being this "
+                        "file's first line (else the KERAS_TRPO_SERVING_TOKEN environment variable, if set)")
     h.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads per call (default 1)")
     h.add_argument("--seed", type=int, default=None, help="seed for stochastic actions (\"deterministic\": false)")
     h.add_argument("--access-log", action="store_true", help="log every request to stderr")
@@ -122,20 +132,28 @@ def _run(args: argparse.Namespace) -> int:
 
 def _http(args: argparse.Namespace) -> int:
     from serving.policy import OnnxPolicy
-    from serving.server import make_server
+    from serving.server import load_token, make_server
 
     if args.threads < 1:
         raise CliError("--threads must be at least 1")
+    # The warnings (exposed without a token, a token file others can read) go to stderr.
+    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
+    try:
+        token, token_source = load_token(args.token_file)  # the token itself is never printed
+    except ValueError as e:
+        raise CliError(str(e)) from None
     policy = OnnxPolicy(args.model, seed=args.seed, threads=args.threads)
     try:
         server = make_server(policy, args.host, args.port, max_body_bytes=args.max_body_bytes,
-                             access_log=args.access_log, idle_timeout=args.idle_timeout)
+                             access_log=args.access_log, idle_timeout=args.idle_timeout,
+                             max_connections=args.max_connections, backlog=args.backlog, token=token)
     except ValueError as e:
         raise CliError(str(e)) from None
     except OSError as e:  # port in use, address not on this machine
         raise CliError(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}") from None
     host, port = server.server_address[:2]
-    print(f"serving {policy} on http://{host}:{port} (POST /v1/act, GET /v1/metadata, GET /healthz)",
+    auth = f"; bearer token from {token_source}" if token_source else ""
+    print(f"serving {policy} on http://{host}:{port} (POST /v1/act, GET /v1/metadata, GET /healthz{auth})",
           file=sys.stderr, flush=True)
     try:
         server.serve_forever()
