@@ -21,6 +21,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("agent", help="path to an agent file written by agent.save() / `python -m keras_trpo train`")
     p.add_argument("--onnx", metavar="PATH.onnx", help="write an ONNX model here")
     p.add_argument("--saved-model", metavar="DIR", help="write a SavedModel directory here (serving_default signature)")
+    p.add_argument("--tflite", metavar="PATH.tflite",
+                   help="write a LiteRT flatbuffer here (for ai-edge-litert's interpreter; serving runs it), "
+                        "metadata inside")
     p.add_argument("--ort", metavar="PATH.ort",
                    help="write an ORT-format model here (for onnxruntime's minimal and mobile builds) plus "
                         "PATH.required_operators.config, the operator list such a build is made from")
@@ -29,7 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quantize", choices=["dynamic-int8", "static-int8", "int8"], default=None,
                    help="with --onnx, also write PATH.dynamic-int8.onnx (weights int8, activations quantised per "
                         "call) or PATH.static-int8.onnx (activations calibrated on 1,000 rollout observations) "
-                        "and report its size and the largest action change it causes; 'int8' is dynamic-int8. "
+                        "and report its size and the largest action change it causes (with --tflite likewise "
+                        "PATH.dynamic-int8.tflite or PATH.static-int8.tflite); 'int8' is dynamic-int8. "
                         "See export/README.md for which to use (usually none: float32 is faster for small MLPs)")
     p.add_argument("--no-verify", action="store_true",
                    help="skip running the written files against the agent (on by default: fails if any "
@@ -40,18 +44,22 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not args.onnx and not args.saved_model and not args.ort:
-        parser.error("nothing to do: give --onnx PATH.onnx, --ort PATH.ort and/or --saved-model DIR")
-    if args.quantize and not args.onnx:
-        parser.error("--quantize needs --onnx PATH.onnx (the quantised copy is written next to it)")
+    if not args.onnx and not args.saved_model and not args.ort and not args.tflite:
+        parser.error("nothing to do: give --onnx PATH.onnx, --ort PATH.ort, --tflite PATH.tflite "
+                     "and/or --saved-model DIR")
+    if args.quantize and not (args.onnx or args.tflite):
+        parser.error("--quantize needs --onnx PATH.onnx or --tflite PATH.tflite (the quantised copy is written "
+                     "next to it)")
     import keras_trpo
-    from export import ExportError, to_onnx, to_ort, to_saved_model
+    from export import ExportError, to_onnx, to_ort, to_saved_model, to_tflite
 
     try:
         agent = keras_trpo.load(args.agent)
         reports = []
         if args.onnx:
             reports.append(to_onnx(agent, args.onnx, opset=args.opset, verify=not args.no_verify, quantize=args.quantize))
+        if args.tflite:
+            reports.append(to_tflite(agent, args.tflite, verify=not args.no_verify, quantize=args.quantize))
         if args.ort:
             reports.append(to_ort(agent, args.ort, opset=args.opset, verify=not args.no_verify))
         if args.saved_model:
