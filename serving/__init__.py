@@ -1,11 +1,16 @@
-"""Run a keras-trpo policy exported to ONNX with onnxruntime alone (no TensorFlow).
+"""Run a keras-trpo policy exported to ONNX with onnxruntime alone, or to .tflite with
+ai-edge-litert (no TensorFlow).
 
-    from serving import OnnxPolicy
-    policy = OnnxPolicy("hopper.onnx")
+    from serving import OnnxPolicy, LiteRtPolicy, load_policy
+    policy = OnnxPolicy("hopper.onnx")             # or LiteRtPolicy("hopper.tflite")
+    policy = load_policy("hopper.tflite")          # the class chosen by the file's content
     action = policy.act(obs)
 """
 from serving.errors import InvalidObservation, ModelLoadError, NonFiniteObservation, ServingError
-from serving.policy import OnnxPolicy, low_latency_options
+from serving.litert_policy import LiteRtPolicy
+from serving.load import load_policy
+from serving.policy import ExportedPolicy, OnnxPolicy, low_latency_options
 
 __all__ = ["OnnxPolicy", "InvalidObservation", "NonFiniteObservation", "ModelLoadError", "ServingError",
-           "low_latency_options"]
+           "low_latency_options",
+           "LiteRtPolicy", "load_policy", "ExportedPolicy"]

@@ -19,13 +19,15 @@ class CliError(Exception):
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m serving",
-                                description="Run a keras-trpo policy exported to ONNX with onnxruntime alone "
+                                description="Run a keras-trpo policy exported to ONNX (onnxruntime) or .tflite (ai-edge-litert) "
                                             "(no TensorFlow).")
     sub = p.add_subparsers(dest="command", required=True, metavar="{run,http}")
     r = sub.add_parser("run", help="play episodes in a gymnasium env and print the mean return as JSON",
                        description="Play episodes in a gymnasium env (pip install gymnasium) and print "
                                    "{mean_return, std_return, episodes, env, returns} as JSON.")
-    r.add_argument("--model", required=True, help="an .onnx or ORT-format .ort file written by keras-trpo's export")
+    r.add_argument("--model", required=True,
+                   help="an .onnx or .ort file (onnxruntime) or a .tflite file (ai-edge-litert) written by "
+                        "keras-trpo's export; the format is recognised by content")
     r.add_argument("--env", default=None, help="gymnasium env id (default: the env id in the model's metadata)")
     r.add_argument("--episodes", type=int, default=10, help="number of episodes (default 10)")
     r.add_argument("--seed", type=int, default=DEFAULT_EPISODE_SEED,
@@ -39,7 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     h = sub.add_parser("http", help="serve POST /v1/act, GET /v1/metadata, GET /healthz",
                        description="Serve the policy as JSON over HTTP with the standard library's "
                                    "ThreadingHTTPServer: POST /v1/act, GET /v1/metadata, GET /healthz.")
-    h.add_argument("--model", required=True, help="an .onnx or ORT-format .ort file written by keras-trpo's export")
+    h.add_argument("--model", required=True,
+                   help="an .onnx or .ort file (onnxruntime) or a .tflite file (ai-edge-litert) written by "
+                        "keras-trpo's export; the format is recognised by content")
     h.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     h.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
     h.add_argument("--max-body-bytes", type=int, default=1 << 20, help="larger requests get 413 (default 1 MiB)")
@@ -54,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--token-file", default=None,
                    help="require 'Authorization: Bearer <token>' on every route but /healthz, the token being this "
                         "file's first line (else the KERAS_TRPO_SERVING_TOKEN environment variable, if set)")
-    h.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads per call (default 1)")
+    h.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads (or LiteRT interpreter threads) per call (default 1)")
     h.add_argument("--seed", type=int, default=None, help="seed for stochastic actions (\"deterministic\": false)")
     h.add_argument("--access-log", action="store_true", help="log every request to stderr")
     return p
@@ -104,11 +108,11 @@ def run_episodes(policy: Any, env_id: str, episodes: int, seed: int = DEFAULT_EP
 
 
 def _run(args: argparse.Namespace) -> int:
-    from serving.policy import OnnxPolicy
+    from serving.load import load_policy
 
     if args.episodes <= 0:
         raise CliError("--episodes must be positive")
-    policy = OnnxPolicy(args.model, seed=args.seed)
+    policy = load_policy(args.model, seed=args.seed)
     env_id = args.env or policy.metadata.get("env_id")
     if not env_id:
         raise CliError("the model's metadata names no env; pass --env")
@@ -131,7 +135,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _http(args: argparse.Namespace) -> int:
-    from serving.policy import OnnxPolicy
+    from serving.load import load_policy
     from serving.server import load_token, make_server
 
     if args.threads < 1:
@@ -142,7 +146,7 @@ def _http(args: argparse.Namespace) -> int:
         token, token_source = load_token(args.token_file)  # the token itself is never printed
     except ValueError as e:
         raise CliError(str(e)) from None
-    policy = OnnxPolicy(args.model, seed=args.seed, threads=args.threads)
+    policy = load_policy(args.model, seed=args.seed, threads=args.threads)
     try:
         server = make_server(policy, args.host, args.port, max_body_bytes=args.max_body_bytes,
                              access_log=args.access_log, idle_timeout=args.idle_timeout,

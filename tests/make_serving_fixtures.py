@@ -3,6 +3,7 @@
   python tests/make_serving_fixtures.py                 # small policies -> serving/tests/fixtures (committed)
   python tests/make_serving_fixtures.py --cartpole DIR  # a trained CartPole policy (what CI does), .onnx and .ort
   python tests/make_serving_fixtures.py --ort           # ort_gaussian.ort, ort_discrete.ort -> serving/tests/fixtures
+  python tests/make_serving_fixtures.py --tflite        # litert_*.tflite (+ .npz) and broken_litert_*.tflite -> fixtures
 
 Each policy NAME comes as NAME.onnx plus NAME.npz with observations and the agent's own
 outputs for them (action, logits or mean/log_std), which the serving tests compare against.
@@ -37,6 +38,8 @@ def write(agent, out_dir: str, name: str, n_obs: int, seed: int = 1, fmt: str = 
     path = os.path.join(out_dir, f"{name}.{fmt}")
     if fmt == "ort":  # the operator config beside it is for building a runtime, not for the tests
         os.remove(export.to_ort(agent, path).operators_config_path)
+    elif fmt == "tflite":
+        export.to_tflite(agent, path)
     else:
         export.to_onnx(agent, path)
     obs = verification_observations(agent, n_sampled=n_obs // 2, n_rollout=n_obs - n_obs // 2, seed=seed)
@@ -66,19 +69,51 @@ def ort_small(out_dir: str) -> None:
         print("wrote", write(small_agent(name, seed=1), out_dir, f"ort_{name}", n_obs=64, fmt="ort"))
 
 
+def litert_small(out_dir: str) -> None:
+    """litert_NAME.tflite (+ .npz) for every small policy, a static-int8 copy of the Gaussian one,
+    and files LiteRtPolicy must refuse: no keras-trpo metadata, metadata that contradicts the graph."""
+    from export.tflite import read_metadata, with_metadata
+
+    for name in SMALL:
+        agent = small_agent(name, seed=2)
+        print("wrote", write(agent, out_dir, f"litert_{name}", n_obs=64, fmt="tflite"))
+        if name == "gaussian":
+            print("wrote", export.to_tflite(agent, os.path.join(out_dir, "litert_gaussian.tflite"),
+                                            quantize="static-int8").quantized_path)
+    with open(os.path.join(out_dir, "litert_gaussian.tflite"), "rb") as f:
+        model = f.read()
+    meta = read_metadata(model)
+    broken = {
+        # a TFLite file like any other, without the export's metadata
+        "no_metadata": with_metadata(model, None),
+        # says Discrete(3) actions, but the graph has a Box policy's outputs
+        "wrong_space": with_metadata(model, dict(meta, distribution="categorical",
+                                                 action_space='{"type": "Discrete", "n": 3}')),
+    }
+    for kind, data in broken.items():
+        path = os.path.join(out_dir, f"broken_litert_{kind}.tflite")
+        with open(path, "wb") as f:
+            f.write(data)
+        print("wrote", path)
+
+
 def cartpole(out_dir: str, timesteps: int, seed: int) -> None:
     agent = keras_trpo.TRPO("CartPole-v1", seed=seed)
     agent.fit(timesteps, verbose=0)
     mean, _ = agent.evaluate(10)
     path = write(agent, out_dir, "cartpole", n_obs=10_000)
     export.to_ort(agent, os.path.join(out_dir, "cartpole.ort"))  # same policy, ORT format (serving's ORT tests)
-    print(f"wrote {path} and cartpole.ort (agent eval mean {mean:.1f}) with 10,000 reference actions")
+    # same policy for LiteRT: float32 (must match) and static-int8 (serving's test_litert bounds its mismatches)
+    export.to_tflite(agent, os.path.join(out_dir, "cartpole.tflite"), quantize="static-int8")
+    print(f"wrote {path}, cartpole.ort, cartpole.tflite and cartpole.static-int8.tflite (agent eval mean {mean:.1f}) "
+          "with 10,000 reference actions")
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--cartpole", metavar="DIR", help="train CartPole and write DIR/cartpole.onnx + .npz instead")
     p.add_argument("--ort", action="store_true", help="write only the ORT-format fixtures (ort_*.ort + .npz)")
+    p.add_argument("--tflite", action="store_true", help="write only the LiteRT fixtures (litert_*.tflite + .npz)")
     p.add_argument("--timesteps", type=int, default=100_000)
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args()
@@ -87,6 +122,8 @@ def main() -> None:
         cartpole(a.cartpole, a.timesteps, a.seed)
     elif a.ort:
         ort_small(os.path.join(ROOT, "serving", "tests", "fixtures"))
+    elif a.tflite:
+        litert_small(os.path.join(ROOT, "serving", "tests", "fixtures"))
     else:
         small(os.path.join(ROOT, "serving", "tests", "fixtures"))
 
