@@ -351,6 +351,13 @@ class TRPO:
         return cls(config["env"], seed=config.get("seed", 0), torso=torso,
                    config=TRPOConfig.from_dict(config["config"]), env_kwargs=config.get("env_kwargs"))
 
+    @property
+    def rollout_stats(self) -> dict[str, float]:
+        """The last rollout's timings from the workers, in seconds: ``broadcast_s`` (making the
+        policy available to them), ``wait_s`` (until every fragment was back), ``step_s`` (the
+        slowest worker's own stepping) and ``replaced`` (workers replaced after dying)."""
+        return dict(self._pool.last_stats) if self._pool is not None else {}
+
     def _close_pool(self) -> None:
         if self._pool is not None:
             if self._reward_scaler is not None:  # keep the statistics for the next pool

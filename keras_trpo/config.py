@@ -83,8 +83,9 @@ class TRPOConfig:
         positive("rollout_workers", integer=True)
         positive("rollout_timeout")
         if self.rollout_workers > self.n_envs:
-            raise ConfigError(f"rollout_workers ({self.rollout_workers}) cannot exceed n_envs ({self.n_envs}): "
-                              "each worker steps at least one environment")
+            raise ConfigError(f"rollout_workers ({self.rollout_workers}) cannot exceed n_envs ({self.n_envs}): each worker "
+                              "steps at least one environment; raise n_envs (--set n_envs=N on the command line; it "
+                              "changes the batch, n_envs * n_steps) or use fewer workers")
         if self.ray_address is not None and not isinstance(self.ray_address, str):
             raise ConfigError(f"ray_address must be a string such as 'auto' or 'host:port', got {self.ray_address!r}")
         if not self.hidden_sizes or any(int(h) <= 0 for h in self.hidden_sizes):
