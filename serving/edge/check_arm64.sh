@@ -17,7 +17,7 @@
 #   serving/edge/check_arm64.sh --ort 1.22.1       # a given onnxruntime, even one the bounds exclude
 #   serving/edge/check_arm64.sh --board pi5        # Cortex-A76 (Raspberry Pi 5) instead of the Pi 4's A72
 #
-# Options: --ort VERSION, --board pi4|pi5, --cpuinfo FILE|host (host: no bind mount, the host's
+# Options: --ort VERSION, --board pi3|pi4|pi5 (Cortex-A53|A72|A76), --cpuinfo FILE|host (host: no bind mount, the host's
 # x86 /proc/cpuinfo shows through, as in plain qemu-user), --suite bookworm|trixie (Debian release
 # of the root; bookworm = Raspberry Pi OS 12), --episodes N (10), --artifacts DIR (.ci/artifacts;
 # made with tests/make_serving_fixtures.py in .venv when missing), --cache DIR (.cache/arm64),
@@ -82,7 +82,7 @@ print(json.dumps({"machine": platform.machine(), "python": platform.python_versi
                   "onnxruntime": ort.__version__, "providers": ort.get_available_providers()}))' 2>"$EDGE_LOGS/import.err") || rc=$?
   if [ "$rc" != 0 ]; then
     echo "    importing onnxruntime failed: $(died "$rc")"; sed 's/^/    | /' "$EDGE_LOGS/import.err" | tail -5
-    echo "FAIL: onnxruntime $EDGE_ORT_LABEL does not import on emulated $EDGE_BOARD_NAME"
+    echo "onnxruntime ${EDGE_ORT:-(newest allowed)} does not import on emulated $EDGE_BOARD_NAME with /proc/cpuinfo: $EDGE_CPUINFO_LABEL"
     return 1
   fi
   info=$(tail -1 <<<"$info")
@@ -95,6 +95,7 @@ print(json.dumps({"machine": platform.machine(), "python": platform.python_versi
   local tests_line
   tests_line=$(grep -E '^[=]* ?[0-9]+ (passed|failed)|(passed|failed|error).* in [0-9.]+s' "$EDGE_LOGS/pytest.log" | tail -1 | tr -d '=' | sed 's/^ *//;s/ *$//')
   grep -E '^(FAILED|ERROR)' "$EDGE_LOGS/pytest.log" | sed 's/^/    /' || true
+  grep -E '^SKIPPED' "$EDGE_LOGS/pytest.log" | sed 's/^/    /' | awk 'NR <= 5; END {if (NR > 5) print "    ... " NR - 5 " more SKIPPED lines"}'
   echo "    ${tests_line:-no summary line}; skip reasons and tracebacks: $EDGE_LOGS/pytest.log"
   if [ "$rc" != 0 ]; then echo "    pytest: $(died "$rc")"; failed=1; fi
 
@@ -297,9 +298,10 @@ main() {
     esac
   done
   case $BOARD in
+    pi3) QEMU_CPU=cortex-a53 BOARD_NAME="Raspberry Pi 3, Cortex-A53" ;;
     pi4) QEMU_CPU=cortex-a72 BOARD_NAME="Raspberry Pi 4, Cortex-A72" ;;
     pi5) QEMU_CPU=cortex-a76 BOARD_NAME="Raspberry Pi 5, Cortex-A76" ;;
-    *) die "--board must be pi4 or pi5, not '$BOARD'" ;;
+    *) die "--board must be pi3, pi4 or pi5, not '$BOARD'" ;;
   esac
   [[ $EPISODES =~ ^[1-9][0-9]*$ ]] || die "--episodes must be a positive integer, not '$EPISODES'"
   [[ -z $ORT || $ORT =~ ^[0-9]+(\.[0-9]+)*$ ]] || die "--ort takes a version like 1.22.1, not '$ORT'"
@@ -331,7 +333,7 @@ main() {
   EDGE_ROOT=$ROOT EDGE_SITE=$SITE EDGE_ARTIFACTS=$ARTIFACTS EDGE_LOGS=$LOGS EDGE_CPUINFO=$CPUINFO \
   EDGE_CPUINFO_LABEL=$CPUINFO_LABEL EDGE_QEMU_CPU=$QEMU_CPU EDGE_QEMU_VERSION=$qemu_version \
   EDGE_BOARD_NAME=$BOARD_NAME EDGE_ORT_LABEL=$ORT_LABEL EDGE_SUITE=$SUITE EDGE_EPISODES=$EPISODES \
-  EDGE_X86_LABEL=$X86_LABEL EDGE_SECONDS=$SECONDS \
+  EDGE_X86_LABEL=$X86_LABEL EDGE_SECONDS=$SECONDS EDGE_ORT=$ORT \
     unshare --mount --propagation private "$BASH" "$SELF" --inside || rc=$?
   echo "total time:       $((SECONDS / 60))m$((SECONDS % 60))s"
   if [ "$rc" = 0 ]; then echo "PASS"; else echo "FAIL (logs: $LOGS)"; fi
