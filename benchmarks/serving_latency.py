@@ -11,6 +11,7 @@ Latency: `act` on one observation at a time, timed alone (perf_counter_ns around
 for two sessions: OnnxPolicy's default (one intra-op thread, no spinning, warm-up at load)
 and onnxruntime's defaults (`SessionOptions()`: a thread per core, spinning, no warm-up).
 The sessions take turns in blocks so that drift in the machine's load hits both alike.
+With --spin-calls, also at 1 kHz busy-waiting for the tick (holding the core) instead of sleeping.
 Back-to-back also times a bare `InferenceSession.run` on the same file (the cost of act's
 input checks) and the first `act` after loading, over fresh loads. p50, p99, p99.9 and max
 in microseconds, with the CPU, its load average before and after, and the call counts.
@@ -74,9 +75,10 @@ def observations(policy: OnnxPolicy, n: int, seed: int = 0) -> np.ndarray:
 
 
 def timed_calls(fn: Callable[[np.ndarray], object], obs: np.ndarray, calls: int, hz: Optional[float] = None,
-                late: Optional[list] = None) -> list[int]:
+                late: Optional[list] = None, spin: bool = False) -> list[int]:
     """Nanoseconds of each of ``calls`` calls ``fn(obs[i % len(obs)])``: back-to-back, or one per
-    tick at ``hz`` (sleeping until the tick). ``late`` collects how late each wake-up was (ns)."""
+    tick at ``hz`` (sleeping until the tick, or busy-waiting with ``spin``). ``late`` collects how
+    late each wake-up was (ns)."""
     clock = time.perf_counter_ns
     out = []
     period = int(1e9 / hz) if hz else 0
@@ -86,7 +88,10 @@ def timed_calls(fn: Callable[[np.ndarray], object], obs: np.ndarray, calls: int,
         if period:
             tick += period
             wait = tick - clock()
-            if wait > 0:
+            if spin:
+                while clock() < tick:
+                    pass
+            elif wait > 0:
                 time.sleep(wait / 1e9)
             elif wait < -period:  # more than a tick behind: start afresh rather than burst
                 tick = clock()
@@ -98,17 +103,25 @@ def timed_calls(fn: Callable[[np.ndarray], object], obs: np.ndarray, calls: int,
     return out
 
 
-def interleaved(fns: dict[str, Callable], obs: np.ndarray, calls: int, block: int, hz: Optional[float] = None) -> dict:
-    """``calls`` timed calls per function, the functions taking turns in blocks of ``block``."""
+def interleaved(fns: dict[str, Callable], obs: np.ndarray, calls: int, block: int, hz: Optional[float] = None,
+                spin: bool = False) -> dict:
+    """``calls`` timed calls per function, the functions taking turns in blocks of ``block``.
+
+    Also the process's CPU time per call over each function's blocks (all threads: onnxruntime's
+    pool threads spinning between calls show here, not in the call's own time)."""
     times = {k: [] for k in fns}
     late = {k: [] for k in fns}
+    cpu = {k: 0.0 for k in fns}
     done = 0
     while done < calls:
         n = min(block, calls - done)
         for name, fn in fns.items():
-            times[name] += timed_calls(fn, obs, n, hz, late[name])
+            c = time.process_time()
+            times[name] += timed_calls(fn, obs, n, hz, late[name], spin)
+            cpu[name] += time.process_time() - c
         done += n
-    return {k: summarize(v, late[k] if hz else None) for k, v in times.items()}
+    return {k: {**summarize(v, late[k] if hz else None), "cpu_us_per_call": round(cpu[k] / len(v) * 1e6, 1)}
+            for k, v in times.items()}
 
 
 def summarize(ns: list[int], late: Optional[list[int]] = None) -> dict:
@@ -143,7 +156,8 @@ def first_calls(model: str, loads: int, obs: np.ndarray) -> dict:
                 "max_us": round(float(np.max(v)) / 1000, 1)} for k, v in out.items()}
 
 
-def latency(model: str, calls: int, calls_1khz: int, calls_100hz: int, first_call_loads: int = 20) -> dict:
+def latency(model: str, calls: int, calls_1khz: int, calls_100hz: int, first_call_loads: int = 20,
+            spin_calls: int = 0) -> dict:
     pols = policies(model)
     obs = observations(pols[DEFAULT], 1000)
     opts = low_latency_options(1)
@@ -156,6 +170,8 @@ def latency(model: str, calls: int, calls_1khz: int, calls_100hz: int, first_cal
     result["back_to_back"] = interleaved(back_to_back, obs, calls, block=1000)
     result["paced_1000hz"] = interleaved(fns, obs, calls_1khz, block=1000, hz=1000)
     result["paced_100hz"] = interleaved(fns, obs, calls_100hz, block=500, hz=100)
+    if spin_calls:
+        result["paced_1000hz_spin"] = interleaved(fns, obs, spin_calls, block=1000, hz=1000, spin=True)
     result["first_call"] = first_calls(model, first_call_loads, obs)
     result["load_after"] = load_average()
     b2b = result["back_to_back"]
@@ -164,10 +180,13 @@ def latency(model: str, calls: int, calls_1khz: int, calls_100hz: int, first_cal
 
 
 def markdown(result: dict) -> str:
-    rows = ["| mode | session | calls | p50 µs | p99 µs | p99.9 µs | max µs |", "|---|---|--:|--:|--:|--:|--:|"]
-    for mode, label in (("back_to_back", "back-to-back"), ("paced_1000hz", "paced 1 kHz"), ("paced_100hz", "paced 100 Hz")):
-        for name, s in result["latency"][mode].items():
-            rows.append(f"| {label} | {name} | {s['calls']:,} | {s['p50_us']} | {s['p99_us']} | {s['p99.9_us']} | {s['max_us']} |")
+    rows = ["| mode | session | calls | p50 µs | p99 µs | p99.9 µs | max µs | CPU µs/call |",
+            "|---|---|--:|--:|--:|--:|--:|--:|"]
+    for mode, label in (("back_to_back", "back-to-back"), ("paced_1000hz", "paced 1 kHz"), ("paced_100hz", "paced 100 Hz"),
+                        ("paced_1000hz_spin", "1 kHz, busy-wait")):
+        for name, s in result["latency"].get(mode, {}).items():
+            rows.append(f"| {label} | {name} | {s['calls']:,} | {s['p50_us']} | {s['p99_us']} | {s['p99.9_us']} | "
+                        f"{s['max_us']} | {s['cpu_us_per_call']} |")
     first = "; ".join(f"{k} {v['median_us']} µs (max {v['max_us']})" for k, v in result["latency"]["first_call"].items())
     m = result["machine"]
     return "\n".join(rows + [
@@ -260,6 +279,8 @@ def main() -> None:
     p.add_argument("--calls", type=int, default=20_000, help="back-to-back calls per session (default 20,000)")
     p.add_argument("--calls-1khz", type=int, default=10_000, help="calls per session paced at 1 kHz (default 10,000: 10 s each)")
     p.add_argument("--calls-100hz", type=int, default=3_000, help="calls per session paced at 100 Hz (default 3,000: 30 s each)")
+    p.add_argument("--spin-calls", type=int, default=0,
+                   help="also this many calls per session at 1 kHz busy-waiting for the tick instead of sleeping")
     p.add_argument("--first-call-loads", type=int, default=20, help="fresh loads to time the first act on (default 20)")
     p.add_argument("--no-http", action="store_true", help="skip the HTTP load test")
     p.add_argument("--table", action="store_true", help="also print the latency table as Markdown (to stderr)")
@@ -268,7 +289,7 @@ def main() -> None:
     p.add_argument("--max-seconds", type=float, default=120, help="stop the HTTP load after this long")
     a = p.parse_args()
     result = {"model": a.model, "machine": machine(),
-              "latency": latency(a.model, a.calls, a.calls_1khz, a.calls_100hz, a.first_call_loads)}
+              "latency": latency(a.model, a.calls, a.calls_1khz, a.calls_100hz, a.first_call_loads, a.spin_calls)}
     if not a.no_http:
         result["http"] = http_load(a.model, a.requests, a.clients, a.max_seconds)
     print(json.dumps(result))
