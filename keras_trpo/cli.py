@@ -73,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true",
                    help="continue the run in OUT from its last checkpoint up to --timesteps in total; metrics.csv "
                         "goes on from the checkpoint's iteration (without a checkpoint: start afresh)")
-    t.add_argument("--overwrite", action="store_true", help="start afresh even if OUT already holds a run")
+    t.add_argument("--overwrite", action="store_true",
+                   help="start afresh even if OUT holds an unfinished run (a finished one is replaced anyway)")
     t.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
                    help="override a TRPOConfig hyperparameter, e.g. --set max_kl=0.02 --set n_envs=4 "
                         "(`keras-trpo presets ENV` shows the env's preset and where each value comes from)")
@@ -143,8 +144,11 @@ def _start_agent(args, out: Path):
         raise CliError(f"--env is needed: {out} has no checkpoint to resume" if args.resume else "--env is needed")
     existing = run_dir.existing_run_files(out)
     if existing and not (args.resume or args.overwrite):
-        raise CliError(f"{out} already holds a run ({', '.join(existing)}); pass --resume to continue it "
-                       "or --overwrite to start afresh")
+        if not run_dir.is_finished(out):  # killed or stopped: starting over would throw its progress away
+            raise CliError(f"{out} holds an unfinished run ({', '.join(existing)}); pass --resume to continue it "
+                           "or --overwrite to start afresh")
+        if args.verbose:
+            print(f"note: replacing the finished run in {out}", file=sys.stderr)
     if args.resume and args.verbose:
         print(f"no checkpoint in {out}: starting afresh", file=sys.stderr)
     for name in existing:  # a fresh run never mixes with an old one's files

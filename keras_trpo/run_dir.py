@@ -25,6 +25,16 @@ def existing_run_files(out: Path) -> list[str]:
     return [name for name in RUN_FILES if (out / name).exists()]
 
 
+def is_finished(out: Path) -> bool:
+    """Whether the run in ``out`` ended normally (its summary.json says "finished")."""
+    import json
+
+    try:
+        return json.loads((out / SUMMARY).read_text()).get("status", "finished") == "finished"
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def remove_stale_temp_files(out: Path) -> list[str]:
     """Delete the temporary files an atomic write leaves when the process is killed mid-write."""
     removed = []

@@ -103,9 +103,12 @@ def test_resume_refuses_what_would_silently_change_the_run(tmp_path):
     first = subprocess.run(_cli("--env", "CartPole-v1", "--timesteps", 256, "--out", out, "--verbose", 0,
                                 "--eval-episodes", 1, *SMALL), cwd=ROOT, capture_output=True, text=True)
     assert first.returncode == 0, first.stderr[-3000:]
+    summary = (out / "summary.json").read_text()
+    (out / "summary.json").unlink()  # as if killed before the end: starting over would lose it
     again = subprocess.run(_cli("--env", "CartPole-v1", "--timesteps", 256, "--out", out), cwd=ROOT,
                            capture_output=True, text=True)
     assert again.returncode == 2 and "--resume" in again.stderr and "--overwrite" in again.stderr
+    (out / "summary.json").write_text(summary)
     for extra, message in ((["--set", "max_kl=0.1"], "--set"), (["--env", "Pendulum-v1"], "env"),
                            (["--seed", "3"], "seed")):
         bad = subprocess.run(_cli("--resume", "--timesteps", 512, "--out", out, *extra), cwd=ROOT,
@@ -114,6 +117,11 @@ def test_resume_refuses_what_would_silently_change_the_run(tmp_path):
     done = subprocess.run(_cli("--resume", "--timesteps", 256, "--out", out, "--eval-episodes", 1), cwd=ROOT,
                           capture_output=True, text=True)
     assert done.returncode == 0 and "nothing to train" in done.stderr
+    # a finished run is replaced by a fresh one (the README's quick start can be run twice)
+    fresh = subprocess.run(_cli("--env", "CartPole-v1", "--timesteps", 128, "--out", out, "--eval-episodes", 1,
+                                *SMALL), cwd=ROOT, capture_output=True, text=True)
+    assert fresh.returncode == 0 and "replacing the finished run" in fresh.stderr
+    assert len(_rows(out / "metrics.csv")) == 1
 
 
 def test_checkpoint_every_n_saves_every_n_iterations(tmp_path):
