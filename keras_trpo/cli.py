@@ -108,7 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("presets", help="list the rl-baselines3-zoo presets, or show one env's and where each value "
                                         "comes from")
     pr.add_argument("env", nargs="?", default=None, help="env id (default: the table of every zoo env)")
-    pr.add_argument("--markdown", action="store_true", help="print the table as Markdown (the README's)")
+    pr.add_argument("--markdown", action="store_true",
+                    help="print the table as Markdown, settings that differ from sb3-contrib's defaults only "
+                         "(the README's)")
     return p
 
 
@@ -266,14 +268,18 @@ def presets(args) -> str:
         if action_space is None:
             lines.append("  (the env could not be made here, so Box actions' per-dimension scaling is not applied)")
         return "\n".join(lines)
-    rows = []
+    from keras_trpo.config import TRPOConfig
+
+    defaults, rows = TRPOConfig(), []
     for env_id in ZOO_TRPO:
         p = preset(env_id)
-        settings = ", ".join(f"{k}={v}" for k, v in p.settings.items())
+        shown = {k: v for k, v in p.settings.items() if not args.markdown or v != getattr(defaults, k)}
+        settings = ", ".join(f"{k}={v}" for k, v in shown.items())
         dropped = ", ".join(p.dropped) or "–"
         rows.append((env_id, p.status or "–", f"{p.n_timesteps:,}", settings, dropped))
     if args.markdown:
-        head = "| zoo env | zoo status | budget | settings (zoo values, keras_trpo names) | not used |\n|---|---|--:|---|---|"
+        head = ("| zoo env | zoo status | budget | settings that differ from sb3-contrib's defaults (keras_trpo names) "
+                "| not used |\n|---|---|--:|---|---|")
         return head + "\n" + "\n".join("| " + " | ".join(r) + " |" for r in rows)
     return "\n".join(f"{r[0]:<38} {r[1]:<12} {r[2]:>11}  {r[3]}" + (f"  [not used: {r[4]}]" if r[4] != "–" else "")
                      for r in rows)

@@ -1,6 +1,7 @@
 """Ctrl-C (SIGINT) and SIGTERM as "stop after this iteration", for the command-line trainer."""
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from typing import Optional
@@ -31,6 +32,10 @@ class GracefulStop:
         return 128 + self.signum if self.signum is not None else 0
 
     def _handle(self, signum, frame):
+        if os.getpid() != self._pid:
+            # A forked env worker inherited this handler; a terminal's Ctrl-C reaches the whole process
+            # group, and the worker must keep serving the parent, which stops it when training ends.
+            return
         if self.signum is not None:
             self._restore()
             raise KeyboardInterrupt
@@ -43,6 +48,7 @@ class GracefulStop:
         self._previous = {}
 
     def __enter__(self) -> "GracefulStop":
+        self._pid = os.getpid()
         self._previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
         return self
 
