@@ -300,7 +300,7 @@ def _forward(command: str, argv: Sequence[str]) -> int:
     import importlib
 
     module_name = FORWARDED[command][0]
-    if command == "export" and not any(a in ("-h", "--help") for a in argv):
+    if command == "export":  # `import export` imports TensorFlow, even for --help
         from keras_trpo.quiet import quiet_tensorflow_import
 
         quiet_tensorflow_import(0)
