@@ -73,7 +73,6 @@ class Categorical(Family):
         return _tfd().Categorical(logits=params["logits"])
 
 
-
 class MultiCategorical(Family):
     """Independent categoricals, logits concatenated ``[B, sum(nvec)]``.
 
@@ -104,7 +103,6 @@ class MultiCategorical(Family):
         return _tfd().Independent(_tfd().Categorical(logits=padded), reinterpreted_batch_ndims=1)
 
 
-
 class Bernoulli(Family):
     name = "bernoulli"
     param_names = ("logits",)
@@ -117,7 +115,6 @@ class Bernoulli(Family):
 
     def make(self, params):
         return _tfd().Independent(_tfd().Bernoulli(logits=params["logits"], dtype=tf.int32), 1)
-
 
 
 class DiagGaussian(Family):
@@ -142,7 +139,6 @@ class DiagGaussian(Family):
 
     def make(self, params):
         return _tfd().MultivariateNormalDiag(loc=params["mean"], scale_diag=tf.exp(params["log_std"]))
-
 
 
 def family_for(space: gym.Space) -> Family:
