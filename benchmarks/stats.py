@@ -328,6 +328,7 @@ def plots(records: list[dict], tasks: Sequence[tuple[str, int]], references: dic
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     library, metrics, plot_utils = _rliable()
     os.makedirs(figures, exist_ok=True)
@@ -351,10 +352,14 @@ def plots(records: list[dict], tasks: Sequence[tuple[str, int]], references: dic
     est = estimates(mats, reps)
     point = {i: est[i][0] for i in impls}
     ci = {i: est[i][1] for i in impls}
-    fig, _ = plot_utils.plot_interval_estimates(point, ci, metric_names=["IQM", "Mean"], algorithms=impls,
-                                                colors=COLORS, xlabel="normalised score", xlabel_y_coordinate=-0.5,
-                                                subfigure_width=3.5, row_height=0.6)
-    fig.suptitle(f"{', '.join(envs)}: 95 % stratified-bootstrap intervals", y=1.1)
+    fig, axes = plot_utils.plot_interval_estimates(point, ci, metric_names=["IQM", "Mean"], algorithms=impls,
+                                                   colors=COLORS, xlabel="", subfigure_width=3.5, row_height=0.6)
+    for ax in np.ravel(axes):  # rliable places its x label in figure coordinates, on the ticks of a short figure
+        ax.set_xlabel("normalised score", fontsize="large")
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(3))
+    fig.set_size_inches(fig.get_size_inches()[0], 1.2 + 0.6 * len(impls))
+    fig.suptitle(f"{', '.join(envs)}: aggregate with 95 % stratified-bootstrap intervals")
+    fig.tight_layout()
     paths.append(_save(fig, os.path.join(figures, "seeds_intervals.png")))
     return paths
 
