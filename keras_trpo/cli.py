@@ -242,9 +242,10 @@ def evaluate(args) -> dict:
     else:
         from serving.video import record_first_episode
 
+        # isolate: rendered by a TensorFlow-free subprocess replaying the episode (Mesa + TF crash together)
         (mean, std), video = record_first_episode(
             env_id, str(video_path), lambda env: agent.evaluate(episodes=args.episodes, seed=args.seed, env=env),
-            **agent.env_kwargs)
+            isolate=True, **agent.env_kwargs)
         result["video"] = video
     result.update(eval_mean=round(mean, 2), eval_std=round(std, 2))
     return result

@@ -95,14 +95,33 @@ def make_first_episode_recorder(env: Any, stride: int = 1) -> Any:
 
 
 def make_render_env(env_id: str, **env_kwargs: Any) -> Any:
-    """``gym.make(env_id, render_mode="rgb_array")`` with a clear error for the usual failures."""
+    """``gym.make(env_id, render_mode="rgb_array")``, through the model's "track" camera if it has one,
+    with a clear error for the usual failures."""
     import gymnasium as gym
 
     headless_rendering_defaults()
     try:
-        return gym.make(env_id, render_mode="rgb_array", **env_kwargs)
+        env = gym.make(env_id, render_mode="rgb_array", **env_kwargs)
+        if "camera_name" not in env_kwargs and "camera_id" not in env_kwargs and _has_tracking_camera(env):
+            # MuJoCo's default free camera stays put and a walker leaves the picture; the model's "track"
+            # camera (Hopper, Walker2d, HalfCheetah, Ant, Humanoid) follows it
+            env.close()
+            env = gym.make(env_id, render_mode="rgb_array", camera_name=TRACKING_CAMERA, **env_kwargs)
+        return env
     except gym.error.DependencyNotInstalled as e:
         raise VideoError(f"cannot render {env_id}: {e}") from None
+
+
+TRACKING_CAMERA = "track"
+
+
+def _has_tracking_camera(env: Any) -> bool:
+    model = getattr(env.unwrapped, "model", None)
+    if model is None or "mujoco" not in type(model).__module__:
+        return False
+    import mujoco
+
+    return mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, TRACKING_CAMERA) >= 0
 
 
 def write_video(frames: list, path: str, fps: float) -> dict:
@@ -164,10 +183,96 @@ def video_fps(env: Any, stride: int) -> float:
     return float(render_fps) / stride if math.isfinite(render_fps) else 30.0
 
 
-def record_first_episode(env_id: str, path: str, play: Any, fps: float = DEFAULT_FPS, **env_kwargs: Any) -> tuple:
-    """Make ``env_id`` for rendering, call ``play(env)`` (which plays the evaluation episodes on it),
-    and write the first episode to ``path``. Returns ``(play's result, write_video's dict)``."""
+def make_first_episode_action_recorder(env: Any) -> Any:
+    """Wrap an env so that it keeps the first episode's reset seed, actions and return
+    (``.seed``, ``.actions``, ``.episode_return``) without rendering anything."""
+    import gymnasium as gym
+
+    class FirstEpisodeActions(gym.Wrapper):
+        def __init__(self, inner: gym.Env):
+            super().__init__(inner)
+            self.seed, self.actions, self.episode_return = None, [], 0.0
+            self._episodes = 0
+
+        def reset(self, **kwargs):
+            self._episodes += 1
+            if self._episodes == 1:
+                self.seed = kwargs.get("seed")
+            return self.env.reset(**kwargs)
+
+        def step(self, action):
+            out = self.env.step(action)
+            if self._episodes == 1:
+                self.actions.append(np_tolist(action))
+                self.episode_return += float(out[1])
+            return out
+
+    return FirstEpisodeActions(env)
+
+
+def np_tolist(action: Any) -> Any:
+    """An action as JSON: lists of Python numbers (float32 values are exact in float64)."""
+    return action.tolist() if hasattr(action, "tolist") else action
+
+
+def replay(spec: dict) -> dict:
+    """Play ``spec["actions"]`` from ``reset(seed=spec["seed"])`` in ``spec["env_id"]`` made for rendering,
+    and write the video; returns write_video's dict plus the replayed ``return``."""
+    import numpy as np
+
+    env = make_render_env(spec["env_id"], **spec.get("env_kwargs", {}))
+    try:
+        stride = frame_stride((env.metadata or {}).get("render_fps"), spec.get("fps", DEFAULT_FPS))
+        recorder = make_first_episode_recorder(env, stride)
+        recorder.reset(seed=spec["seed"])
+        total = 0.0
+        for action in spec["actions"]:
+            total += float(recorder.step(np.asarray(action, dtype=env.action_space.dtype))[1])
+        info = write_video(recorder.frames, spec["path"], video_fps(env, stride))
+    finally:
+        env.close()
+    info["replayed_return"] = total
+    return info
+
+
+def replay_in_subprocess(spec: dict) -> dict:
+    """``replay(spec)`` in a fresh Python that imports no TensorFlow: Mesa's software OpenGL (llvmpipe)
+    and TensorFlow crash when they share a process, so a trainer renders its episode this way."""
+    import json
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "serving.video"], input=json.dumps(spec), capture_output=True,
+                          text=True)
+    if proc.returncode != 0:
+        detail = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit status {proc.returncode}"
+        raise VideoError(f"rendering {spec['env_id']} failed: {detail}")
+    return json.loads(proc.stdout)
+
+
+def record_first_episode(env_id: str, path: str, play: Any, fps: float = DEFAULT_FPS, isolate: bool = False,
+                         **env_kwargs: Any) -> tuple:
+    """Call ``play(env)`` (which plays the evaluation episodes on ``env``) and write the first episode to
+    ``path``. Returns ``(play's result, write_video's dict)``.
+
+    ``isolate=False``: ``env`` renders as it goes (a TensorFlow-free process such as ``serving``).
+    ``isolate=True``: ``env`` only records the first episode's seed and actions, and a TensorFlow-free
+    subprocess replays them and renders; MuJoCo and the classic envs are deterministic, so the replay is
+    the same episode, which the dict's ``replayed_return`` (equal to the played one) shows.
+    """
     check_video_path(path)
+    if isolate:
+        import gymnasium as gym
+
+        env = make_first_episode_action_recorder(gym.make(env_id, **env_kwargs))
+        try:
+            result = play(env)
+        finally:
+            env.close()
+        video = replay_in_subprocess({"env_id": env_id, "env_kwargs": env_kwargs, "seed": env.seed,
+                                      "actions": env.actions, "path": str(path), "fps": fps})
+        video["played_return"] = env.episode_return
+        return result, video
     env = make_render_env(env_id, **env_kwargs)
     try:
         stride = frame_stride((env.metadata or {}).get("render_fps"), fps)
@@ -176,3 +281,20 @@ def record_first_episode(env_id: str, path: str, play: Any, fps: float = DEFAULT
         return result, write_video(recorder.frames, path, video_fps(env, stride))
     finally:
         env.close()
+
+
+def _main() -> int:
+    """``python -m serving.video`` < spec.json: the isolated renderer (see ``replay_in_subprocess``)."""
+    import json
+    import sys
+
+    try:
+        print(json.dumps(replay(json.load(sys.stdin))))
+    except VideoError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main())

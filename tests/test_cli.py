@@ -125,6 +125,26 @@ def test_evaluate_writes_a_gif_of_the_first_episode(trained, tmp_path):
     assert video["fps"] == 25.0 and sum(durations) == 40 * video["frames"]
     assert video["seconds"] == pytest.approx(video["frames"] / 25) and video["size"] == [600, 400]
     assert len(frames) > 10 and len({f.tobytes() for f in frames}) > 1  # the cart moves
+    # rendered by a TF-free subprocess replaying the first episode's actions: the very same episode
+    assert video["replayed_return"] == video["played_return"] and video["frames"] == int(video["played_return"]) // 2 + 1
+
+
+def test_evaluate_video_of_a_mujoco_env(tmp_path):
+    # MuJoCo renders with EGL (Mesa's llvmpipe here), which crashes in a process that has imported
+    # TensorFlow: the episode is replayed and rendered in a subprocess without it.
+    import keras_trpo
+
+    agent = keras_trpo.TRPO("InvertedPendulum-v5", seed=0, n_envs=1, n_steps=64, value_epochs=1, jit_compile=False)
+    agent.fit(64, verbose=0)
+    agent.save(str(tmp_path / "agent.keras"))
+    proc = _run("evaluate", tmp_path / "agent.keras", "--episodes", 2, "--video", tmp_path / "ip.mp4")
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr[-2000:]
+    video = json.loads(proc.stdout)["video"]
+    assert video["replayed_return"] == video["played_return"] and video["size"] == [480, 480]
+    import imageio.v3 as iio
+
+    frames = iio.imread(tmp_path / "ip.mp4", plugin="FFMPEG", index=None)
+    assert len(frames) == video["frames"] >= 2 and frames.std() > 10  # a picture, not a blank frame
 
 
 def test_evaluate_video_errors_are_named(trained, tmp_path):

@@ -77,3 +77,23 @@ def test_serving_run_writes_the_first_episode(tmp_path):
     assert video["frames"] == int(result["returns"][0]) // 2 + 1 and video["fps"] == 25.0
     assert os.path.getsize(tmp_path / "cartpole.mp4") == video["bytes"] > 1000
     assert "tensorflow" not in sys.modules
+
+
+def test_isolated_recording_replays_the_same_episode(tmp_path):
+    pytest.importorskip("gymnasium")  # .ci/run's serving venv has it; the replay needs it too
+    from serving.video import record_first_episode
+
+    def play(env):
+        rng, returns = np.random.default_rng(0), []
+        for i in range(2):
+            env.reset(seed=100 + i)
+            done, total = False, 0.0
+            while not done:
+                _, r, terminated, truncated, _ = env.step(int(rng.integers(2)))
+                total, done = total + r, terminated or truncated
+            returns.append(total)
+        return returns
+
+    returns, video = record_first_episode("CartPole-v1", str(tmp_path / "c.gif"), play, isolate=True)
+    assert video["played_return"] == video["replayed_return"] == returns[0]
+    assert video["frames"] == int(returns[0]) // 2 + 1 and os.path.getsize(tmp_path / "c.gif") == video["bytes"]
