@@ -61,10 +61,11 @@ inside() {
     mount -o remount,bind,ro "$dst"  # the emulated side reads the clone, it never writes to it
   done
 
-  arm() {  # run a command in the arm64 root, from the repository, with a clean environment
+  local fixtures=(KERAS_TRPO_CARTPOLE_ONNX=/artifacts/cartpole.onnx KERAS_TRPO_CARTPOLE_REFERENCE=/artifacts/cartpole.npz)
+  if [ -f "$EDGE_ARTIFACTS/cartpole.tflite" ]; then fixtures+=(KERAS_TRPO_CARTPOLE_TFLITE=/artifacts/cartpole.tflite); fi
+  arm() {  # run a command in the arm64 root, from the repository, with a clean environment (as .ci/run's)
     chroot "$root" /usr/bin/env -i HOME=/root PATH=/usr/local/bin:/usr/bin:/bin LANG=C.UTF-8 \
-      QEMU_CPU="$EDGE_QEMU_CPU" PYTHONPATH=/site PYTHONDONTWRITEBYTECODE=1 PYTHONNOUSERSITE=1 \
-      KERAS_TRPO_CARTPOLE_ONNX=/artifacts/cartpole.onnx KERAS_TRPO_CARTPOLE_REFERENCE=/artifacts/cartpole.npz \
+      QEMU_CPU="$EDGE_QEMU_CPU" PYTHONPATH=/site PYTHONDONTWRITEBYTECODE=1 PYTHONNOUSERSITE=1 "${fixtures[@]}" \
       /bin/sh -c 'cd /repo && exec "$@"' sh "$@"
   }
   died() {  # "exit status N" or the signal's name for a status above 128
@@ -93,9 +94,9 @@ print(json.dumps({"machine": platform.machine(), "python": platform.python_versi
   rc=0
   arm python3 -m pytest serving/tests -q -p no:cacheprovider -rfEs >"$EDGE_LOGS/pytest.log" 2>&1 || rc=$?
   local tests_line
-  tests_line=$(grep -E '^[=]* ?[0-9]+ (passed|failed)|(passed|failed|error).* in [0-9.]+s' "$EDGE_LOGS/pytest.log" | tail -1 | tr -d '=' | sed 's/^ *//;s/ *$//')
+  tests_line=$(grep -E '^[=]* ?[0-9]+ (passed|failed)|(passed|failed|error).* in [0-9.]+s' "$EDGE_LOGS/pytest.log" | tail -1 | tr -d '=' | sed 's/^ *//;s/ *$//' || true)
   grep -E '^(FAILED|ERROR)' "$EDGE_LOGS/pytest.log" | sed 's/^/    /' || true
-  grep -E '^SKIPPED' "$EDGE_LOGS/pytest.log" | sed 's/^/    /' | awk 'NR <= 5; END {if (NR > 5) print "    ... " NR - 5 " more SKIPPED lines"}'
+  { grep -E '^SKIPPED' "$EDGE_LOGS/pytest.log" || true; } | sed 's/^/    /' | awk 'NR <= 5; END {if (NR > 5) print "    ... " NR - 5 " more SKIPPED lines"}'
   echo "    ${tests_line:-no summary line}; skip reasons and tracebacks: $EDGE_LOGS/pytest.log"
   if [ "$rc" != 0 ]; then echo "    pytest: $(died "$rc")"; failed=1; fi
 
@@ -159,6 +160,11 @@ EOF
 }
 
 # ---------------------------------------------------------------- on the host
+quiet_pip() {  # PIP ARGS...: pip install, quietly; drops pip's notes about configured local index folders that do not exist
+  "$@" -q --disable-pip-version-check --root-user-action=ignore \
+    2> >(grep -v -e 'is ignored: it is neither a file nor a directory' >&2)
+}
+
 ensure_host_tools() {
   [ "$(id -u)" = 0 ] || die "run as root: debootstrap, chroot and mount namespaces need it"
   [ "$(uname -m)" != aarch64 ] || die "this machine is arm64 already: install serving/requirements.txt and run the tests directly"
@@ -215,10 +221,11 @@ build_site() {  # -> $SITE, aarch64 wheels for the root's Python; $ORT_LABEL
   glibc=${glibc##* }
   local reqs=$CACHE/requirements-arm64.txt
   if [ -n "$ORT" ]; then
-    grep -v -i -E '^[[:space:]]*onnxruntime([^-_a-z0-9]|$)' "$REPO/serving/requirements.txt" >"$reqs"
-    echo "onnxruntime==$ORT" >>"$reqs"
     local spec
-    spec=$(grep -i -E '^[[:space:]]*onnxruntime([^-_a-z0-9]|$)' "$REPO/serving/requirements.txt" | sed 's/#.*//;s/[[:space:]]//g')
+    spec=$(grep -i -E '^[[:space:]]*onnxruntime([^-_a-z0-9]|$)' "$REPO/serving/requirements.txt" | sed 's/#.*//;s/[[:space:]]//g') \
+      || die "serving/requirements.txt has no onnxruntime line for --ort to replace"
+    { grep -v -i -E '^[[:space:]]*onnxruntime([^-_a-z0-9]|$)' "$REPO/serving/requirements.txt" || true; } >"$reqs"
+    echo "onnxruntime==$ORT" >>"$reqs"
     local inside=0
     python3 -c 'import sys
 from pip._vendor.packaging.requirements import Requirement
@@ -236,17 +243,21 @@ sys.exit(sys.argv[2] not in Requirement(sys.argv[1]).specifier)' "$spec" "$ORT" 
     rm -rf "$SITE"
   fi
   if [ -f "$SITE/.complete" ]; then log "aarch64 site-packages: $SITE (cached)"; return; fi
+  # What .ci/run puts in its serving venv: serving/requirements.txt, the optional parts'
+  # serving/requirements-*.txt (their tests run when they are installed), pytest and gymnasium.
+  local extra=() names="serving/requirements.txt" f
+  for f in "$REPO"/serving/requirements-*.txt; do
+    [ -f "$f" ] && extra+=(-r "$f") && names+=" + ${f##*/}"
+  done
   # pip picks wheels for the root, not for this host: CPython $pyver, aarch64, any manylinux tag
   # the root's glibc satisfies (onnxruntime's are manylinux_2_27/2_28, numpy's 2_17 or newer).
   local platforms=(--platform manylinux2014_aarch64) m
   for ((m = 17; m <= ${glibc#*.}; m++)); do platforms+=(--platform "manylinux_2_${m}_aarch64"); done
-  log "pip: aarch64 wheels for Python $pyver, glibc $glibc: serving/requirements.txt${ORT:+ with onnxruntime==$ORT} + pytest + gymnasium"
+  log "pip: aarch64 wheels for Python $pyver, glibc $glibc: $names${ORT:+ with onnxruntime==$ORT} + pytest + gymnasium"
   rm -rf "$SITE.partial"
-  # (pip's complaints about configured local index folders that do not exist are dropped)
-  python3 -m pip install -q --disable-pip-version-check --no-warn-script-location --root-user-action=ignore \
-    --only-binary=:all: --implementation cp --python-version "$pyver" "${platforms[@]}" --target "$SITE.partial" \
-    -r "$reqs" pytest gymnasium 2> >(grep -v 'is ignored: it is neither a file nor a directory' >&2) \
-    || die "pip could not install aarch64 wheels for $reqs"
+  quiet_pip python3 -m pip install --no-warn-script-location --only-binary=:all: --implementation cp \
+    --python-version "$pyver" "${platforms[@]}" --target "$SITE.partial" -r "$reqs" "${extra[@]}" pytest gymnasium \
+    || die "pip could not install aarch64 wheels for $reqs ${extra[*]}"
   touch "$SITE.partial/.complete"
   mv "$SITE.partial" "$SITE"
 }
@@ -261,9 +272,12 @@ ensure_artifacts() {
     python3 -m venv "$REPO/.venv" 2>/dev/null || {
       DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv >/dev/null && python3 -m venv "$REPO/.venv"; }
   fi
-  "$REPO/.venv/bin/pip" install -q --disable-pip-version-check -r "$REPO/requirements.txt"
-  (cd "$REPO" && TF_CPP_MIN_LOG_LEVEL=2 .venv/bin/python tests/make_serving_fixtures.py --cartpole .ci/artifacts 2>&1 \
-    | grep -v -E '^(WARNING: All log|I0000|E0000)')
+  quiet_pip "$REPO/.venv/bin/python" -m pip install -r "$REPO/requirements.txt"
+  local rc=0
+  (cd "$REPO" && TF_CPP_MIN_LOG_LEVEL=2 .venv/bin/python tests/make_serving_fixtures.py --cartpole .ci/artifacts) \
+    >"$LOGS/make_fixtures.log" 2>&1 || rc=$?
+  grep -v -E '^(WARNING: All log|I0000|E0000)' "$LOGS/make_fixtures.log" | tail -5 || true
+  [ "$rc" = 0 ] || die "tests/make_serving_fixtures.py failed (status $rc): $LOGS/make_fixtures.log"
 }
 
 x86_reference_run() {  # the same `serving run` on x86, if a venv here has onnxruntime and gymnasium
@@ -309,7 +323,7 @@ main() {
   if [ -z "$CPUINFO" ]; then
     CPUINFO=$HERE/cpuinfo/raspberry-pi-${BOARD#pi}.txt CPUINFO_LABEL="${CPUINFO#"$REPO"/} (bind-mounted)"
   elif [ "$CPUINFO" = host ]; then
-    CPUINFO_LABEL="the host's ($(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')), not replaced"
+    CPUINFO_LABEL="the host's ($( (grep -m1 'model name' /proc/cpuinfo || echo "$(uname -m)") | sed 's/.*: //')), not replaced"
   else
     [ -f "$CPUINFO" ] || die "--cpuinfo: no file $CPUINFO"
     CPUINFO=$(realpath "$CPUINFO") CPUINFO_LABEL="$CPUINFO (bind-mounted)"
