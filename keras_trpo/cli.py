@@ -93,6 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2],
                    help="0: the summary line only; 1: progress (a bar in a terminal, plain lines in a log); "
                         "2: one progress line per run, plus TensorFlow's own start-up messages")
+    t.add_argument("--portable-numerics", action="store_true",
+                   help="the same numbers on any x86-64 machine with AVX2: pins oneDNN's kernels to AVX2 and "
+                        "TensorFlow to one thread (README: Reproducibility; costs speed on several cores)")
     e = sub.add_parser("evaluate", help="evaluate a saved agent (optionally writing a video of the first episode)")
     e.add_argument("model", help="path to agent.keras")
     e.add_argument("--env", default=None, help="env id (default: the one it was trained on)")
@@ -166,6 +169,10 @@ def train(args) -> tuple[dict, int]:
     out = _run_dir(args)
     if args.checkpoint_every < 0:
         raise CliError("--checkpoint-every must be >= 0")
+    if args.portable_numerics:
+        from keras_trpo.portable import use_portable_numerics
+
+        use_portable_numerics()
     quiet_tensorflow_import(args.verbose)
     from keras_trpo.callbacks import MetricsCSVLogger, PeriodicCheckpoint, StopWhen
     from keras_trpo.interrupt import GracefulStop

@@ -184,3 +184,27 @@ def test_same_seed_in_two_processes_gives_bit_identical_runs(tmp_path):
     assert len(rows_a) == 4 and rows_a == rows_b and eval_a == eval_b  # every logged number, as text
     for a, b in zip(w_a, w_b):
         np.testing.assert_array_equal(a, b)
+
+
+def test_portable_numerics_make_the_core_count_irrelevant(tmp_path):
+    """Two cores against one (taskset): different sums without --portable-numerics, the same with it.
+    (Its other half, oneDNN pinned to AVX2, is measured by benchmarks/reproducibility.py.)"""
+    import csv
+    import shutil
+
+    if shutil.which("taskset") is None or len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("needs taskset and two cores")
+    timing = {"rollout_s", "update_s", "steps_per_s"}
+
+    def metrics(name, *extra, one_core=False):
+        # the zoo's Pendulum preset: batches of 2 x 1024 steps, large enough for two threads to split sums
+        cmd = [sys.executable, "-m", "keras_trpo", "train", "--env", "Pendulum-v1", "--timesteps", "4096",
+               "--out", str(tmp_path / name), "--verbose", "0", "--eval-episodes", "1", *extra]
+        proc = subprocess.run((["taskset", "-c", "0"] if one_core else []) + cmd, cwd=ROOT, capture_output=True,
+                              text=True, env=_env())
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        with open(tmp_path / name / "metrics.csv", newline="") as f:
+            return [{k: v for k, v in r.items() if k not in timing} for r in csv.DictReader(f)]
+
+    assert metrics("two") != metrics("one", one_core=True)
+    assert metrics("two_p", "--portable-numerics") == metrics("one_p", "--portable-numerics", one_core=True)
