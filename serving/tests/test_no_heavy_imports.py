@@ -12,7 +12,8 @@ FORBIDDEN = {"tensorflow", "keras", "tf_keras", "tf2onnx", "tensorflow_probabili
 # Not in the runtime either: other heavy or build-time packages. make_fixtures.py alone may use
 # onnx, since it runs once in another venv to write the committed fixtures.
 NOT_AT_RUNTIME = {"export", "torch", "onnx", "jax", "gymnasium"}
-ALLOWED = {"tests/make_fixtures.py": {"onnx"}, "cli.py": {"gymnasium"}}  # cli imports gymnasium lazily
+ALLOWED = {"tests/make_fixtures.py": {"onnx"}, "cli.py": {"gymnasium"},  # cli imports gymnasium lazily
+           "video.py": {"gymnasium"}}  # only for `run --video`, lazily
 
 
 def _imports(path: pathlib.Path) -> list[str]:
