@@ -179,9 +179,10 @@ def train(args) -> tuple[dict, int]:
     from keras_trpo.plotting import plot_learning_curve
     from keras_trpo.serialization import atomic_write_bytes
 
-    out.mkdir(parents=True, exist_ok=True)
-    run_dir.remove_stale_temp_files(out)
+    if out.is_dir():
+        run_dir.remove_stale_temp_files(out)
     agent, resumed = _start_agent(args, out)
+    out.mkdir(parents=True, exist_ok=True)
     start_timesteps, start_iterations = agent.num_timesteps, agent.iterations
     if resumed and args.verbose:
         print(f"resuming {out} at iteration {agent.iterations}, {agent.num_timesteps} of {args.timesteps} steps",
@@ -270,7 +271,7 @@ def presets(args) -> str:
             action_space = _action_space(args.env)
         except Exception:  # noqa: BLE001 - not registered here (PyBullet), missing extra: show the zoo's numbers
             action_space = None
-        lines = [f"{args.env}: {p.source}", f"recommended --timesteps {p.n_timesteps:_}"]
+        lines = [f"{args.env}: {p.source}", f"recommended --timesteps {p.n_timesteps}"]
         lines += [f"  {name} = {value!r}  ({where})" for name, value, where in explain_config(args.env, action_space)]
         lines += [f"  not used: {key} = {why}" for key, why in p.dropped.items()]
         if action_space is None:
@@ -352,7 +353,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 def _library_errors() -> tuple:
     errors = []
     for module, name in (("keras_trpo.config", "ConfigError"), ("keras_trpo.serialization", "AgentFileError"),
-                         ("keras_trpo.spaces", "UnsupportedSpaceError"), ("serving.video", "VideoError")):
+                         ("keras_trpo.spaces", "UnsupportedSpaceError"), ("serving.video", "VideoError"),
+                         ("gymnasium.error", "Error")):  # an unknown env id, a missing extra (box2d, mujoco)
         mod = sys.modules.get(module)
         if mod is not None:
             errors.append(getattr(mod, name))

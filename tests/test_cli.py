@@ -153,6 +153,17 @@ def test_evaluate_video_errors_are_named(trained, tmp_path):
     assert proc.returncode == 2 and ".mp4 or .gif" in proc.stderr and "Traceback" not in proc.stderr
 
 
+def test_bad_input_is_named_without_a_trace(tmp_path):
+    for args, message in (
+            (["train", "--env", "NoSuchEnv-v0", "--timesteps", 100, "--out", tmp_path / "x"], "NoSuchEnv"),
+            (["train", "--env", "CartPole-v1", "--timesteps", -5], "positive number of steps"),
+            (["train", "--env", "CartPole-v1", "--timesteps", 100, "--set", "nope"], "KEY=VALUE"),
+            (["evaluate", tmp_path / "missing.keras"], "no agent file")):
+        proc = _run(*args)
+        assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert not (tmp_path / "x").exists()  # a failed start leaves no empty run directory behind
+
+
 def test_export_and_serve_through_keras_trpo(trained, tmp_path):
     out, _ = trained
     onnx = tmp_path / "policy.onnx"
