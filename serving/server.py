@@ -403,7 +403,7 @@ class PolicyServer(ThreadingHTTPServer):
     def dropped_connections(self) -> int:
         """Connections closed without a thread: silent for ``idle_timeout``, or the oldest silent
         one when more than ``max_waiting`` waited."""
-        return self._lobby.dropped if self._lobby else 0
+        return self._lobby.dropped if self._lobby is not None else 0  # an empty lobby is falsy (__len__)
 
     def serve_forever(self, poll_interval: float = 0.5) -> None:
         self._closing = False
