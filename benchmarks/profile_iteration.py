@@ -34,15 +34,15 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
-from compare import find_sb3_python, hyperparameter_differences, run_child  # noqa: E402
+from compare import find_sb3_python, hyperparameter_differences, parse_set, run_child  # noqa: E402
 
 
-def keras_trpo_profile(env_id: str, iterations: int, warmup: int, seed: int = 0) -> dict:
+def keras_trpo_profile(env_id: str, iterations: int, warmup: int, seed: int = 0, overrides: dict | None = None) -> dict:
     import gymnasium as gym
 
     import keras_trpo
 
-    agent = keras_trpo.TRPO(env_id, seed=seed)
+    agent = keras_trpo.TRPO(env_id, seed=seed, **(overrides or {}))
     learner = agent.learner
     spent: dict[str, list[float]] = {"values": [], "policy_update": [], "value_update": []}
 
@@ -118,10 +118,12 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--sb3-python", default=None, help="a Python that imports sb3_contrib (as compare.py)")
     p.add_argument("--no-sb3", action="store_true", help="profile keras_trpo only")
+    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                   help="a TRPOConfig setting for keras_trpo, e.g. --set fisher_product=gauss_newton")
     a = p.parse_args()
     if a.iterations < 1 or a.warmup < 1:
         p.error("--iterations and --warmup must be at least 1")
-    ours = keras_trpo_profile(a.env, a.iterations, a.warmup, a.seed)
+    ours = keras_trpo_profile(a.env, a.iterations, a.warmup, a.seed, parse_set(a.set))
     print(json.dumps({k: round(v, 2) if isinstance(v, float) else v for k, v in ours.items()
                       if k not in ("config", "action_dim")}), flush=True)
     theirs = None
