@@ -19,7 +19,7 @@ from typing import Any, Callable, Optional, Sequence, Union
 import gymnasium as gym
 import numpy as np
 
-from keras_trpo.envs import EnvSpec, make_vec_env
+from keras_trpo.envs import EnvSpec, make_env_group
 from keras_trpo.numpy_policy import NumpyPolicy, PolicyPlan
 from keras_trpo.sampling import sampler_for
 from keras_trpo.spaces import InvalidObservationError, obs_shape
@@ -107,12 +107,12 @@ class RolloutWorker:
         self.first_env, self.n_envs = int(first_env), int(n_envs)
         self.obs_shape = obs_shape(observation_space)
         self.sampler = sampler_for(action_space)
-        self.venv = make_vec_env(env, self.n_envs, vectorization, env_kwargs)
+        self.venv = make_env_group(env, self.n_envs, vectorization, env_kwargs)
         if self.venv.num_envs != self.n_envs:
             raise ValueError(f"the vector env has {self.venv.num_envs} envs, the worker expected {self.n_envs}")
         envs = range(self.first_env, self.first_env + self.n_envs)
         self.rngs = env_streams(seed, envs, epoch, generation)
-        obs, _ = self.venv.reset(seed=[int(reset_seed) + e for e in envs])
+        obs = self.venv.reset([int(reset_seed) + e for e in envs])
         self.obs = self._obs(obs)
         self._ep_return = np.zeros(self.n_envs)
         self._ep_length = np.zeros(self.n_envs, np.int64)
@@ -137,7 +137,7 @@ class RolloutWorker:
         obs = self.obs
         for t in range(n_steps):
             action = sampler.sample(params_of(obs), noise[t])
-            next_obs, reward, terminated, truncated, info = venv.step(sampler.to_env(action))
+            next_obs, reward, terminated, truncated, final_obs = venv.step(sampler.to_env(action))
             obs_buf[t] = obs
             actions.append(action)
             ended = np.logical_or(terminated, truncated)
@@ -148,7 +148,7 @@ class RolloutWorker:
                     episodes.append((t, e0 + e, float(self._ep_return[e]), int(self._ep_length[e])))
                     if truncated[e] and not terminated[e]:
                         trunc_idx.append((t, e0 + e))
-                        trunc_obs.append(info["final_obs"][e])
+                        trunc_obs.append(final_obs[e])
                 self._ep_return[ended] = 0.0
                 self._ep_length[ended] = 0
             rew_buf[t] = reward

@@ -234,3 +234,28 @@ def test_settings_are_checked():
         keras_trpo.TRPO("CartPole-v1", n_envs=2, rollout_workers=3)
     with pytest.raises(ConfigError, match="rollout_timeout must be a positive"):
         keras_trpo.TRPO("CartPole-v1", rollout_timeout=0)
+
+
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
+def test_env_list_steps_exactly_as_gymnasiums_same_step_sync_vector_env(env_id):
+    from keras_trpo.envs import EnvList, VectorEnvGroup, make_vec_env
+
+    fast = EnvList([gym.make(env_id) for _ in range(3)])
+    reference = VectorEnvGroup(make_vec_env(env_id, 3, "sync"))
+    np.testing.assert_array_equal(np.stack(fast.reset([7, 8, 9])), reference.reset([7, 8, 9]))
+    space = fast.envs[0].action_space
+    space.seed(0)
+    ended = 0
+    for _ in range(600):
+        actions = np.stack([space.sample() for _ in range(3)])
+        a, b = fast.step(actions), reference.step(actions)
+        np.testing.assert_array_equal(np.stack(a[0]), b[0])
+        for x, y in zip(a[1:4], b[1:4]):
+            np.testing.assert_array_equal(x, y)
+        assert a[4].keys() == b[4].keys()
+        for e in a[4]:
+            np.testing.assert_array_equal(a[4][e], b[4][e])
+        ended += len(a[4])
+    assert ended >= 3  # resets were exercised
+    fast.close()
+    reference.close()
