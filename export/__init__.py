@@ -7,13 +7,33 @@
     export.to_saved_model(agent, "hopper_savedmodel/")
     export.to_tflite(agent, "hopper.tflite")           # LiteRT (ai-edge-litert)
 """
-from export.errors import ExportError, ExportVerificationError
-from export.onnx_export import DEFAULT_OPSET, ExportReport, to_onnx, verify_onnx
-from export.ort import OrtExportReport, to_ort, verify_ort
-from export.quantize import QUANTIZATIONS, quantize_onnx
-from export.saved_model import to_saved_model
-from export.tflite import TfliteReport, to_tflite, verify_tflite
+from __future__ import annotations
 
-__all__ = ["to_onnx", "to_saved_model", "verify_onnx", "ExportReport", "ExportError", "ExportVerificationError", "DEFAULT_OPSET",
-           "to_ort", "verify_ort", "OrtExportReport", "quantize_onnx", "QUANTIZATIONS",
-           "to_tflite", "verify_tflite", "TfliteReport"]
+import importlib
+from typing import Any
+
+# Lazy (PEP 562): `python -m export` imports this package before its __main__ can quieten
+# TensorFlow's start-up lines, so nothing here may import TensorFlow at import time.
+_LAZY = {
+    "ExportError": "export.errors", "ExportVerificationError": "export.errors",
+    "DEFAULT_OPSET": "export.onnx_export", "ExportReport": "export.onnx_export", "to_onnx": "export.onnx_export",
+    "verify_onnx": "export.onnx_export",
+    "OrtExportReport": "export.ort", "to_ort": "export.ort", "verify_ort": "export.ort",
+    "QUANTIZATIONS": "export.quantize", "quantize_onnx": "export.quantize",
+    "to_saved_model": "export.saved_model",
+    "TfliteReport": "export.tflite", "to_tflite": "export.tflite", "verify_tflite": "export.tflite",
+}
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'export' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

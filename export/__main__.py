@@ -1,7 +1,8 @@
-import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from keras_trpo.quiet import quiet_tensorflow_import
+
+quiet_tensorflow_import(0)  # before export.cli imports TensorFlow: keep its C++ start-up lines off stderr
 
 from export.cli import main  # noqa: E402
 
