@@ -136,37 +136,37 @@ def _serve(fd: int) -> None:
     conn = Connection(fd)
 
     def reply(status: str, value: Any) -> None:
-        conn.send_bytes(_dumps((status, value)))
+        conn.send_bytes(_dumps((status, value)))  # raises OSError (BrokenPipe) if the trainer is gone
 
     def failure() -> str:
         exc = sys.exc_info()[1]
         return f"{type(exc).__name__}: {exc}\n--- worker traceback ---\n{traceback.format_exc()}"
 
     try:
-        _, kwargs = pickle.loads(conn.recv_bytes())
-        worker = RolloutWorker(**kwargs)
-    except EOFError:
-        return
-    except Exception:
-        reply("error", failure())
-        return
-    reply("ready", os.getpid())
-    try:
-        while True:
-            try:
+        try:
+            _, kwargs = pickle.loads(conn.recv_bytes())
+            worker = RolloutWorker(**kwargs)
+        except EOFError:
+            return
+        except Exception:
+            reply("error", failure())
+            return
+        reply("ready", os.getpid())
+        try:
+            while True:
                 message = pickle.loads(conn.recv_bytes())
-            except EOFError:
-                return  # the trainer is gone
-            if message[0] != "collect":
-                return
-            try:
-                fragment = worker.collect(message[1], message[2])
-            except Exception:
-                reply("error", failure())
-                continue
-            reply("fragment", fragment)
-    finally:
-        worker.close()
+                if message[0] != "collect":
+                    return
+                try:
+                    fragment = worker.collect(message[1], message[2])
+                except Exception:
+                    reply("error", failure())
+                    continue
+                reply("fragment", fragment)
+        finally:
+            worker.close()
+    except (EOFError, OSError):
+        return  # the trainer is gone (stopped or killed): nothing to report to, exit quietly
 
 
 if __name__ == "__main__":
