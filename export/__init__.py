@@ -9,8 +9,7 @@
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from keras_trpo.lazy import lazy_attributes
 
 # Lazy (PEP 562): `python -m export` imports this package before its __main__ can quieten
 # TensorFlow's start-up lines, so nothing here may import TensorFlow at import time.
@@ -26,14 +25,4 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'export' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY, globals())

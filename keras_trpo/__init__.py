@@ -6,8 +6,7 @@ TensorFlow's 3 s and 590 MB start-up.
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from keras_trpo.lazy import lazy_attributes
 
 __version__ = "0.1.0"
 
@@ -25,14 +24,4 @@ _LAZY = {
 __all__ = sorted(_LAZY) + ["__version__"]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'keras_trpo' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY, globals())
