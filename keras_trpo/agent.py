@@ -129,7 +129,8 @@ class TRPO:
         self.config = new
         if isinstance(value_optimizer, str):
             value_optimizer = keras.optimizers.get(value_optimizer)
-        self.optimizer = value_optimizer or keras.optimizers.Adam(learning_rate=self.config.value_learning_rate)
+        self.optimizer = value_optimizer or keras.optimizers.Adam(learning_rate=self.config.value_learning_rate,
+                                                                  epsilon=self.config.value_adam_epsilon)
         self.learner = Learner(self.policy_model, self.value_model, self.family, self.config, self.optimizer)
         return self
 
@@ -160,7 +161,7 @@ class TRPO:
                         ray_address=cfg.ray_address)
         self._pool = make_pool(spec, cfg.rollout_backend)
         if cfg.normalize_reward:
-            self._reward_scaler = RewardScaler(cfg.n_envs, cfg.gamma)
+            self._reward_scaler = RewardScaler(cfg.n_envs, cfg.gamma, per_step=cfg.reward_scaling == "step")
             if self._reward_scaler_state is not None:
                 self._reward_scaler.stats.load_state(self._reward_scaler_state)
 

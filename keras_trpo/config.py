@@ -16,6 +16,8 @@ class ConfigError(ValueError):
 
 
 FISHER_PRODUCTS = ("hvp", "gauss_newton")
+LINE_SEARCH_KLS = ("old_new", "new_old")
+REWARD_SCALINGS = ("rollout", "step")
 ROLLOUT_BACKENDS = ("inline", "process", "ray")
 
 
@@ -37,12 +39,19 @@ class TRPOConfig:
     cg_residual_tol: float = 1e-10
     line_search_steps: int = 10
     line_search_shrink: float = 0.8
+    # Which KL the line search bounds: "old_new" is KL(pi_old || pi_new), the paper's constraint;
+    # "new_old" is KL(pi_new || pi_old), what sb3-contrib tests. Same Fisher, different step sizes.
+    line_search_kl: str = "old_new"
     value_learning_rate: float = 1e-3
     value_epochs: int = 10  # passes over the rollout per iteration
     value_batch_size: int = 128
+    value_adam_epsilon: float = 1e-7  # Keras's Adam default; PyTorch's (so sb3-contrib's) is 1e-8
     normalize_advantage: bool = True
     normalize_obs: bool = False
     normalize_reward: bool = False
+    # "rollout": the return statistics take in a whole rollout, then scale it (one NumPy pass);
+    # "step": updated and applied step by step, as SB3's VecNormalize does.
+    reward_scaling: str = "rollout"
     obs_clip: float = 10.0
     hidden_sizes: tuple = (64, 64)
     activation: str = "tanh"
@@ -76,6 +85,10 @@ class TRPOConfig:
             raise ConfigError("cg_damping and cg_residual_tol must be >= 0")
         if self.vectorization not in ("sync", "async"):
             raise ConfigError(f"vectorization must be 'sync' or 'async', got {self.vectorization!r}")
+        positive("value_adam_epsilon")
+        for name, allowed in (("line_search_kl", LINE_SEARCH_KLS), ("reward_scaling", REWARD_SCALINGS)):
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         if self.fisher_product not in FISHER_PRODUCTS:
             raise ConfigError(f"fisher_product must be one of {FISHER_PRODUCTS}, got {self.fisher_product!r}")
         if self.rollout_backend not in ROLLOUT_BACKENDS:

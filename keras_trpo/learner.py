@@ -65,6 +65,9 @@ class Learner:
         def mean_kl(d):
             return tf.reduce_mean(old_dist.kl_divergence(d))
 
+        def line_search_kl(d):  # the Fisher is the same either way; only the acceptance test differs
+            return mean_kl(d) if cfg.line_search_kl == "old_new" else tf.reduce_mean(d.kl_divergence(old_dist))
+
         with tf.GradientTape() as tape:
             surrogate_before = surrogate(dist())
         g = flat_gradient(tape, surrogate_before, variables)
@@ -86,7 +89,7 @@ class Learner:
         def evaluate(step):
             self._assign(theta_old + step)
             d = dist()
-            return surrogate(d), mean_kl(d)
+            return surrogate(d), line_search_kl(d)
 
         result = backtracking_line_search(evaluate, full_step, surrogate_before, cfg.max_kl,
                                           cfg.line_search_steps, cfg.line_search_shrink)

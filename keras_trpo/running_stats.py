@@ -34,26 +34,35 @@ class RunningMeanStd:
 class RewardScaler:
     """Divides rewards by the running std of the discounted return (as SB3's VecNormalize).
 
-    Works on a whole rollout at once: the statistics take in every step's
-    discounted return, then the rollout is scaled by the updated std, so all
+    By default it works on a whole rollout at once: the statistics take in every
+    step's discounted return, then the rollout is scaled by the updated std, so all
     rewards of one batch share one scale (and no NumPy call happens per env step).
+    With ``per_step=True`` it does what VecNormalize does at every env step: take in
+    that step's ``[E]`` discounted returns, then scale that step's rewards by the std
+    so far (one statistics update per step: slower, and early rewards of a run get
+    noisier scales).
     """
 
-    def __init__(self, n_envs: int, gamma: float, clip: float = 10.0, epsilon: float = 1e-8):
+    def __init__(self, n_envs: int, gamma: float, clip: float = 10.0, epsilon: float = 1e-8, per_step: bool = False):
         self.stats = RunningMeanStd(())
         self.returns = np.zeros(n_envs, np.float64)
-        self.gamma, self.clip, self.epsilon = gamma, clip, epsilon
+        self.gamma, self.clip, self.epsilon, self.per_step = gamma, clip, epsilon, per_step
 
     def __call__(self, rewards: np.ndarray, episode_end: np.ndarray) -> np.ndarray:
         """``rewards``, ``episode_end``: ``[T, E]`` -> scaled rewards ``[T, E]`` float32."""
         rewards = np.asarray(rewards, np.float64)
         discounted = np.empty_like(rewards)
+        scale = np.empty_like(rewards)
         ret = self.returns
         for t in range(rewards.shape[0]):
             ret = ret * self.gamma + rewards[t]
             discounted[t] = ret
+            if self.per_step:
+                self.stats.update(ret)
+                scale[t] = np.sqrt(self.stats.var + self.epsilon)
             ret = np.where(episode_end[t], 0.0, ret)
         self.returns = ret
-        self.stats.update(discounted.reshape(-1))
-        scaled = rewards / np.sqrt(self.stats.var + self.epsilon)
-        return np.clip(scaled, -self.clip, self.clip).astype(np.float32)
+        if not self.per_step:
+            self.stats.update(discounted.reshape(-1))
+            scale[:] = np.sqrt(self.stats.var + self.epsilon)
+        return np.clip(rewards / scale, -self.clip, self.clip).astype(np.float32)

@@ -98,7 +98,9 @@ def test_nan_observation_from_the_env_stops_fit_with_a_clear_error():
 
 
 @pytest.mark.parametrize("bad", [{"max_kl": 0}, {"max_kl": -0.01}, {"gamma": 1.5}, {"n_steps": 0}, {"cg_iters": 2.5},
-                                 {"line_search_shrink": 1.0}, {"vectorization": "threads"}, {"no_such_thing": 1}])
+                                 {"line_search_shrink": 1.0}, {"vectorization": "threads"}, {"no_such_thing": 1},
+                                 {"line_search_kl": "reverse"}, {"reward_scaling": "episode"},
+                                 {"value_adam_epsilon": 0.0}])
 def test_bad_hyperparameters_are_named(bad):
     name = next(iter(bad))
     with pytest.raises(ConfigError, match=name):
@@ -106,6 +108,14 @@ def test_bad_hyperparameters_are_named(bad):
     agent = keras_trpo.TRPO(toy(), **FAST)
     with pytest.raises(ConfigError, match=name):
         agent.compile(**bad)
+
+
+def test_value_adam_epsilon_reaches_the_default_optimizer():
+    agent = keras_trpo.TRPO(toy(), **FAST)
+    assert agent.optimizer.epsilon == pytest.approx(1e-7)  # Keras's own default
+    agent.compile(value_adam_epsilon=1e-8)  # PyTorch's, as sb3-contrib has it
+    assert agent.optimizer.epsilon == pytest.approx(1e-8)
+    assert agent.learner.value_optimizer is agent.optimizer
 
 
 def test_architecture_cannot_change_in_compile_and_timesteps_must_be_positive():

@@ -178,6 +178,35 @@ def test_policy_update_never_leaves_the_trust_region(max_kl, steps, seed, space,
 
 
 @pytest.mark.parametrize("jit", [False, True])
+def test_line_search_kl_setting_picks_which_kl_is_bounded(jit):
+    # A Gaussian whose std moves: KL(old||new) and KL(new||old) differ, and the setting picks which is bounded.
+    space = gym.spaces.Box(-1, 1, (2,))
+    rng = np.random.default_rng(3)
+    obs = rng.uniform(-1, 1, size=(256, 3)).astype(np.float32)
+    for direction in ("old_new", "new_old"):
+        learner, policy, family = _learner(space, 0.05, 10, 3, jit=jit)
+        learner.config.line_search_kl = direction
+        old_params = {k: v.numpy() for k, v in policy(obs).items()}
+        actions = family.sample(old_params, rng)
+        # advantages that reward actions far from the mean: the step widens the std
+        adv = (np.square(actions - old_params["mean"]).sum(1) - 2.0).astype(np.float32)
+        logs = learner.policy_update(obs, actions, adv)
+        assert logs["step_accepted"] == 1.0
+        new = {k: v.numpy().astype(np.float64) for k, v in policy(obs).items()}
+        old = {k: v.astype(np.float64) for k, v in old_params.items()}
+
+        def gauss_kl(p, q):  # closed form, summed over action dimensions, mean over states
+            vp, vq = np.exp(2 * p["log_std"]), np.exp(2 * q["log_std"])
+            return np.mean(np.sum(q["log_std"] - p["log_std"] + (vp + (p["mean"] - q["mean"]) ** 2) / (2 * vq) - 0.5, 1))
+
+        forward, reverse = gauss_kl(old, new), gauss_kl(new, old)
+        assert abs(forward - reverse) > 1e-3 * forward  # the two really differ here
+        bounded = forward if direction == "old_new" else reverse
+        assert logs["kl"] == pytest.approx(bounded, rel=1e-3)
+        assert bounded <= 0.05 * (1 + 1e-4)
+
+
+@pytest.mark.parametrize("jit", [False, True])
 def test_rejected_update_leaves_the_policy_unchanged_bit_for_bit(jit):
     # zero advantages: the surrogate cannot improve, so every candidate is rejected
     learner, policy, family = _learner(gym.spaces.Box(-1, 1, (2,)), 0.01, 10, 0, jit=jit)
