@@ -32,7 +32,7 @@ sys.path.insert(0, HERE)
 
 from reference_scores import DEFAULT_PATH as REFERENCE_PATH  # noqa: E402
 from reference_scores import load as load_references  # noqa: E402
-from seedstore import load_records, parse_seeds, parse_task  # noqa: E402
+from seedstore import learning_settings, load_records, parse_seeds, parse_task  # noqa: E402
 
 DEFAULT_TASKS = ["CartPole-v1:100000", "Pendulum-v1:100000"]
 
@@ -79,10 +79,15 @@ def main(argv: list[str]) -> int:
         stored = load_records(a.reference_dir)
     except (ValueError, FileNotFoundError) as e:
         p.error(str(e))
+    try:
+        wanted = learning_settings(runner.parse_set(a.set))
+    except ValueError as e:
+        p.error(str(e))
     bounds = {}
     for env, steps in tasks:
+        # The stored seeds may have run on worker processes: where rollouts ran does not change results.
         scores = [r["eval_mean"] for r in stored if (r["impl"], r["env"], r["request"]["timesteps"]) == (impl, env, steps)
-                  and r["request"]["overrides"] == {}]
+                  and learning_settings(r["request"]["overrides"]) == wanted]
         if env not in references:
             print(f"error: no reference scores for {env} in {a.references}", file=sys.stderr)
             return 2

@@ -93,6 +93,16 @@ def seed_path(out: str, impl: str, env: str, seed: int) -> str:
     return os.path.join(out, impl, env, f"seed_{seed}.json")
 
 
+# TRPOConfig fields that decide where rollouts run, not what they return (tests/test_workers.py checks that
+# inline, process and ray runs are identical), so results that differ only in these compare as one setting.
+PLACEMENT_SETTINGS = frozenset({"rollout_backend", "rollout_workers", "ray_address", "rollout_timeout"})
+
+
+def learning_settings(overrides: dict | None) -> dict:
+    """The overrides minus ``PLACEMENT_SETTINGS``: what decides the learning."""
+    return {k: v for k, v in (overrides or {}).items() if k not in PLACEMENT_SETTINGS}
+
+
 def request(task: Task, overrides: dict | None) -> dict:
     """What makes two runs of a seed interchangeable: requested timesteps and keras_trpo's overrides."""
     return {"timesteps": task.timesteps, "overrides": dict(overrides or {}) if task.impl == "keras_trpo" else {}}

@@ -286,15 +286,25 @@ def test_regression_bound_is_a_quantile_of_subset_iqms():
         regression.subset_bound(stored, 3, 1.5)
 
 
-@pytest.mark.parametrize("trained, code", [(495.0, 0), (100.0, 1)])
-def test_regression_check_passes_and_fails(tmp_path, monkeypatch, trained, code):
+def test_learning_settings_ignore_where_rollouts_ran():
+    assert seedstore.learning_settings({"rollout_backend": "process", "rollout_workers": 2, "max_kl": 0.02,
+                                        "ray_address": "auto", "rollout_timeout": 60}) == {"max_kl": 0.02}
+    assert seedstore.learning_settings(None) == {}
+
+
+@pytest.mark.parametrize("trained, code, stored_overrides", [
+    (495.0, 0, {}), (100.0, 1, {}),
+    (495.0, 0, {"rollout_backend": "process", "rollout_workers": 2}),  # stored on workers: still the reference
+    (495.0, 2, {"max_kl": 0.02})])  # stored with another learning setting: no reference, exit 2
+def test_regression_check_passes_and_fails(tmp_path, monkeypatch, trained, code, stored_overrides):
     """regression.py end to end with the training child replaced by a stub returning ``trained``."""
     import regression
 
     ref_dir = tmp_path / "stored"
     for seed in range(10):
         task = Task("keras_trpo", "CartPole-v1", 100_000, seed)
-        seedstore.write_record(seedstore.seed_path(str(ref_dir), task.impl, task.env, seed), _record(task, 490.0 + seed))
+        seedstore.write_record(seedstore.seed_path(str(ref_dir), task.impl, task.env, seed),
+                               _record(task, 490.0 + seed, stored_overrides))
 
     def fake_run_one(task, overrides, sb3_python, jobs, running):
         result = dict(impl=task.impl, env=task.env, seed=task.seed, timesteps=task.timesteps, eval_mean=trained,
@@ -306,3 +316,42 @@ def test_regression_check_passes_and_fails(tmp_path, monkeypatch, trained, code)
     # bound: the lowest 3-of-10 IQM is mean(490, 491, 492) = 491, minus 0.05 x (500 - 21.39) = 23.9 -> 467.1
     assert regression.main(["--task", "CartPole-v1:100000", "--reference-dir", str(ref_dir), "--quantile", "0",
                             "--out", str(tmp_path / "ran")]) == code
+
+
+# ---------------------------------------------------------------- ablation_stats.py
+def _arm(tmp, name, impl, values, overrides=None):
+    for seed, v in enumerate(values):
+        task = Task(impl, "HalfCheetah-v5", 1000, seed)
+        seedstore.write_record(seedstore.seed_path(os.path.join(tmp, name), impl, task.env, seed),
+                               _record(task, v, overrides))
+
+
+def test_ablation_table_sets_each_arm_against_baseline_and_sb3(tmp_path):
+    pytest.importorskip("rliable")
+    import ablation_stats
+
+    seeds_dir, abl = str(tmp_path / "seeds"), str(tmp_path / "abl")
+    _arm(str(tmp_path), "seeds", "keras_trpo", [10.0, 20.0, 30.0, 40.0, 50.0, 60.0],
+         {"rollout_backend": "process", "rollout_workers": 2})
+    _arm(str(tmp_path), "seeds", "sb3-contrib", [70.0, 80.0, 90.0, 100.0])
+    _arm(abl, "kl", "keras_trpo", [75.0, 85.0, 95.0, 105.0], {"line_search_kl": "new_old"})
+    arms = ablation_stats.collect("HalfCheetah-v5", 1000, abl, seeds_dir)
+    assert list(arms) == [ablation_stats.BASELINE, "kl", ablation_stats.REFERENCE]
+    rows = {l.split(" | ")[0][2:]: l for l in ablation_stats.table(arms, reps=300).splitlines()[2:]}
+    base, kl = rows[ablation_stats.BASELINE], rows["kl"]
+    assert "| 6: 0–5 | 35.0 [" in base  # IQM of 10..60: mean of 20, 30, 40, 50
+    # the arm: IQM of 75..105 is 90 (whole numbers from 100 on); the baseline on seeds 0-3 has IQM 25
+    assert "line_search_kl=new_old" in kl and "| 4: 0–3 | 90 [" in kl and "| 25.0 [10.0, 40.0] (4) |" in kl
+    assert "| 1.00 [1.00, 1.00] |" in kl  # every kl seed beats every baseline seed
+    p = np.mean([x > y for x in (75, 85, 95, 105) for y in (70, 80, 90, 100)])  # Mann-Whitney, counted directly
+    assert kl.split(" | ")[-1].startswith(f"{p:.2f} [")  # the last column
+
+
+def test_ablation_arm_with_mixed_settings_is_an_error(tmp_path):
+    import ablation_stats
+
+    _arm(str(tmp_path), "a", "keras_trpo", [1.0], {"line_search_kl": "new_old"})
+    task = Task("keras_trpo", "HalfCheetah-v5", 1000, 1)
+    seedstore.write_record(seedstore.seed_path(str(tmp_path / "a"), task.impl, task.env, 1), _record(task, 2.0, {}))
+    with pytest.raises(ValueError, match="different settings"):
+        ablation_stats.collect("HalfCheetah-v5", 1000, str(tmp_path), str(tmp_path / "none"))
