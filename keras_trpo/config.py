@@ -45,7 +45,7 @@ class TRPOConfig:
     value_learning_rate: float = 1e-3
     value_epochs: int = 10  # passes over the rollout per iteration
     value_batch_size: int = 128
-    value_adam_epsilon: float = 1e-7  # Keras's Adam default; PyTorch's (so sb3-contrib's) is 1e-8
+    value_adam_epsilon: float = 1e-7  # Keras's Adam default; sb3-contrib's critic has SB3's 1e-5
     normalize_advantage: bool = True
     normalize_obs: bool = False
     normalize_reward: bool = False
