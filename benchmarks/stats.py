@@ -273,10 +273,13 @@ def notes(records: list[dict], tasks, references: dict, pairs: dict, timing_path
     used = [r for r in records if (r["env"], r["request"]["timesteps"]) in set(tasks)]
     dates = sorted({r["timing"]["started"][:10] for r in used})
     machines = sorted({r["machine"] for r in used})
-    commits = {}
+    commits, versions = {}, {}
     for r in used:
         git = r.get("git") or {}
-        dirty = r["impl"] == "keras_trpo" and any(p.startswith("keras_trpo") for p in git.get("dirty", []))
+        versions.setdefault(r["impl"], set()).add(", ".join(f"{k} {v}" for k, v in sorted((r.get("versions") or {}).items())))
+        if r["impl"] != "keras_trpo":
+            continue  # sb3-contrib's code is its installed version, not this repository's commit
+        dirty = any(p.startswith("keras_trpo") for p in git.get("dirty", []))
         commits.setdefault(r["impl"], set()).add((git.get("commit") or "?")[:8] + (" (+ uncommitted changes)" if dirty
                                                                                     else ""))
     overrides = {}
@@ -294,9 +297,11 @@ def notes(records: list[dict], tasks, references: dict, pairs: dict, timing_path
            f"(Mann–Whitney, averaged over envs) with its 95 % CI.",
            f"Normalised: random-policy return → 0, reference → 1 ({ref}; benchmarks/reference_scores.py says why).",
            agg_note,
-           f"Seeds run {', '.join(dates)} on {'; '.join(machines)}; code: "
-           + "; ".join(f"{i} {', '.join(sorted(c))}" + (" (MIXED code versions)" if len(c) > 1 else "")
-                       for i, c in sorted(commits.items()))
+           f"Seeds run {', '.join(dates)} on {'; '.join(machines)}. "
+           + "; ".join(f"{i}: {' / '.join(sorted(v))}" for i, v in sorted(versions.items()))
+           + "; keras_trpo code at " + ", ".join(sorted(commits.get("keras_trpo", [])))
+           + (" (several commits: check with seeds.py identical that what changed between them keeps results)"
+              if len(commits.get("keras_trpo", [])) > 1 else "")
            + ("; keras_trpo settings " + "; ".join(sorted(overrides.get("keras_trpo", []))) if overrides else "") + ".",
            "Speed ratio: keras_trpo steps/s ÷ sb3-contrib steps/s (training wall time, updates and compilation included) "
            "from the timing set, not the seed runs: pairs of runs of one seed made one after the other in one "
