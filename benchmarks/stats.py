@@ -160,6 +160,24 @@ def read_timing(paths: Sequence[str]) -> list[dict]:
     return rows
 
 
+def cpu_ratios(records: list[dict], tasks: Sequence[tuple[str, int]]) -> dict[str, tuple[float, int, int]]:
+    """Per env, from the seed runs themselves: (median sb3-contrib CPU seconds per step ÷ median keras_trpo CPU seconds
+    per step, keras seeds, sb3 seeds). CPU time is the child's whole life (``process_cpu_s``: worker processes
+    included, evaluation too), which sharing the cores distorts less than wall time."""
+    out = {}
+    for env, steps in tasks:
+        per = {}
+        for i in IMPL_ORDER:
+            v = [r["process_cpu_s"] / r["timesteps"] for r in records if (r["impl"], r["env"], r["request"]["timesteps"])
+                 == (i, env, steps) and r.get("process_cpu_s")]
+            if v:
+                per[i] = v
+        if len(per) == 2:
+            out[env] = (float(np.median(per["sb3-contrib"]) / np.median(per["keras_trpo"])), len(per["keras_trpo"]),
+                        len(per["sb3-contrib"]))
+    return out
+
+
 # ---------------------------------------------------------------- formatting
 def fmt(x: float, scale: float) -> str:
     """A number with as many decimals as the size of ``scale`` warrants (returns: whole numbers from 100 on)."""
@@ -307,11 +325,18 @@ def notes(records: list[dict], tasks, references: dict, pairs: dict, timing_path
            "from the timing set, not the seed runs: pairs of runs of one seed made one after the other in one "
            f"compare.py invocation (shown: pairs × steps per run), from {', '.join(os.path.relpath(p, os.path.dirname(HERE)) for p in timing_paths)}"
            + (f", measured {', '.join(timing_dates)} on {'; '.join(timing_machines)}." if timing_machines else "."),
-           "", "```",
-           "python benchmarks/seeds.py run --impl sb3 --seeds 0-9          # sb3-contrib's 40 runs",
-           "python benchmarks/seeds.py run --impl keras_trpo --seeds 0-9   # keras_trpo's 40 runs",
-           "python benchmarks/stats.py all                                 # this table and the figures",
-           "```"]
+           ]
+    ratios = cpu_ratios(records, tasks)
+    if ratios:
+        out.append("From the seed runs themselves (several at a time, so not the speed ratio): CPU seconds per step, "
+                   "sb3-contrib ÷ keras_trpo, medians over seeds, each run's whole process tree: "
+                   + ", ".join(f"{e} {r:.2f}×" for e, (r, _, _) in ratios.items()) + ".")
+    out += ["", "```",
+            "python benchmarks/seeds.py run --impl sb3 --seeds 0-9 --jobs 2   # sb3-contrib's 40 runs (one thread each)",
+            "python benchmarks/seeds.py run --impl keras_trpo --seeds 0-9 \\",
+            "    --set rollout_backend=process --set rollout_workers=2        # keras_trpo's 40 runs",
+            "python benchmarks/stats.py all --timing benchmarks/results/timing/summary.csv  # this table and the figures",
+            "```"]
     return out
 
 

@@ -265,6 +265,10 @@ def test_table_from_stored_records(tmp_path):
     # IQM of 50..53 is the mean of 51 and 52; P(keras > sb3) = 1 (every keras seed beats every sb3 seed)
     assert "| 51.5 [" in a_row and "| 41.5 [" in a_row and "1.00 [1.00, 1.00]" in a_row
     assert "3.00× (1 × 1,352 steps)" in a_row
+    assert "A-v0 1.00×, B-v0 1.00×" in text  # the seed runs' CPU-time ratio: both libraries 3.0 s per run here
+    records.append(_record(Task("sb3-contrib", "A-v0", 1000, 9), 40.0))
+    records[-1]["process_cpu_s"] = 3.0 * 100  # one slow sb3 run moves the median of 5 runs only a little
+    assert stats.cpu_ratios(records, tasks)["A-v0"] == (pytest.approx(1.0), 4, 5)
     agg = next(l for l in lines if "2 envs, normalised" in l)
     # normalised: A (50+s)/100 and B (-50-s+100)/100 = (50-s)/100 -> IQM over 8 values
     expected = np.mean(sorted([(50 + s) / 100 for s in range(4)] + [(50 - s) / 100 for s in range(4)])[2:6])
