@@ -55,6 +55,16 @@ LEGACY_TIMING = [os.path.join(HERE, "results", "summary.csv"),
 CURVE_POINTS = 100
 
 
+def fixed_state() -> np.random.RandomState:
+    """The random state for one rliable bootstrap, and numpy's global one reset to match.
+
+    rliable's StratifiedBootstrap draws its resampling indices with ``np.random.choice``, the global
+    generator, and not from the ``random_state`` it is given (rliable 1.2), so without the reset
+    the same files gave intervals differing in the third digit from run to run."""
+    np.random.seed(0)
+    return np.random.RandomState(0)
+
+
 def _rliable():
     """rliable's library, metrics and plot_utils, or a clear error saying what to install."""
     try:
@@ -197,7 +207,7 @@ def estimates(scores: dict[str, np.ndarray], reps: int) -> dict[str, tuple[np.nd
     """``{impl: (point [2], ci [2, 2])}``: IQM and mean with 95 % stratified-bootstrap intervals (rliable)."""
     library, metrics, _ = _rliable()
     func = lambda x: np.array([metrics.aggregate_iqm(x), metrics.aggregate_mean(x)])  # noqa: E731
-    point, ci = library.get_interval_estimates(scores, func, reps=reps, random_state=np.random.RandomState(0))
+    point, ci = library.get_interval_estimates(scores, func, reps=reps, random_state=fixed_state())
     return {k: (point[k], ci[k]) for k in scores}
 
 
@@ -205,7 +215,7 @@ def improvement(k: np.ndarray, s: np.ndarray, reps: int) -> tuple[float, float, 
     """P(a keras_trpo run > an sb3-contrib run), averaged over tasks, with its 95 % interval (rliable)."""
     library, metrics, _ = _rliable()
     point, ci = library.get_interval_estimates({"p": [k, s]}, metrics.probability_of_improvement, reps=reps,
-                                               random_state=np.random.RandomState(0))
+                                               random_state=fixed_state())
     lo, hi = np.ravel(ci["p"])
     return float(point["p"]), float(lo), float(hi)
 
@@ -370,6 +380,7 @@ def plots(records: list[dict], tasks: Sequence[tuple[str, int]], references: dic
         return paths
     hi = max(1.1, float(max(m.max() for m in mats.values())) + 0.05)
     taus = np.linspace(min(0.0, float(min(m.min() for m in mats.values()))), hi, 121)
+    fixed_state()  # create_performance_profile takes no random state; it bootstraps from the global one
     profiles, cis = library.create_performance_profile(mats, taus, reps=min(reps, 2000))
     fig, ax = plt.subplots(figsize=(7, 4.5))
     plot_utils.plot_performance_profiles(profiles, taus, performance_profile_cis=cis, colors=COLORS, ax=ax,
@@ -409,7 +420,7 @@ def curves_figure(records: list[dict], tasks: Sequence[tuple[str, int]], reps: i
                 continue
             grid, ys = curve_matrix([(r["curve"]["timesteps"], r["curve"]["return"]) for r in rs])
             point, ci = library.get_interval_estimates({impl: ys[:, None, :]}, iqm_columns, reps=min(reps, 2000),
-                                                       random_state=np.random.RandomState(0))
+                                                       random_state=fixed_state())
             ax.plot(grid, point[impl], color=COLORS[impl], label=f"{impl} ({len(rs)} seeds)")
             ax.fill_between(grid, ci[impl][0], ci[impl][1], color=COLORS[impl], alpha=0.2, linewidth=0)
         ax.set_title(f"{env}")

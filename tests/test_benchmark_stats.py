@@ -243,6 +243,8 @@ def test_estimates_point_values_match_independent_computations():
     assert point[1] == pytest.approx(a.mean())
     assert np.all(ci[0] <= point) and np.all(point <= ci[1]) and np.all(ci[1] > ci[0])
     np.testing.assert_allclose(est["c"][1], 7.0)  # constant scores: the interval is the point
+    np.random.rand(7)  # whatever else used numpy's global generator, the same scores give the same intervals
+    np.testing.assert_array_equal(stats.estimates({"a": a}, reps=500)["a"][1], ci)
     p, lo, hi = stats.improvement(np.full((5, 1), 2.0), np.full((5, 1), 1.0), reps=200)
     assert (p, lo, hi) == (1.0, 1.0, 1.0)
 
