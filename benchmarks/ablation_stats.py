@@ -26,7 +26,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 from seedstore import learning_settings, load_records  # noqa: E402
-from stats import (_rliable, _save, curve_matrix, estimates, fmt_ci, improvement, iqm_columns,  # noqa: E402
+from stats import (_rliable, _save, curve_matrix, estimates, fixed_state, fmt_ci, improvement, iqm_columns,  # noqa: E402
                    DEFAULT_SEEDS_DIR)
 
 DEFAULT_ABLATIONS = os.path.join(HERE, "results", "ablations")
@@ -92,10 +92,9 @@ def table(arms: dict[str, dict[int, dict]], reps: int) -> str:
 
 
 def _iqm(x: np.ndarray, reps: int) -> tuple[float, float, float]:
-    library, metrics, _ = _rliable()
-    point, ci = library.get_interval_estimates({"x": x}, lambda s: np.array([metrics.aggregate_iqm(s)]), reps=reps,
-                                               random_state=np.random.RandomState(0))
-    return float(point["x"][0]), float(ci["x"][0, 0]), float(ci["x"][1, 0])
+    """IQM of ``[runs, 1]`` scores and its 95 % interval: stats.estimates' first metric."""
+    point, ci = estimates({"x": x}, reps)["x"]
+    return float(point[0]), float(ci[0, 0]), float(ci[1, 0])
 
 
 def figure(arms: dict[str, dict[int, dict]], env: str, reps: int):
@@ -108,9 +107,10 @@ def figure(arms: dict[str, dict[int, dict]], env: str, reps: int):
     colors = dict(zip(arms, plt.get_cmap("tab10").colors))
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.8), gridspec_kw={"width_ratios": [1, 1.3]})
     names = list(arms)
+    est = estimates({n: scores(arms[n]) for n in names}, reps)  # the table's intervals, not a second bootstrap
     for y, name in enumerate(names):
         x = scores(arms[name])[:, 0]
-        point, lo, hi = _iqm(x[:, None], reps)
+        point, lo, hi = est[name][0][0], est[name][1][0, 0], est[name][1][1, 0]
         left.scatter(x, np.full_like(x, y) + np.random.default_rng(y).uniform(-0.15, 0.15, x.size), s=14,
                      color=colors[name], alpha=0.7)
         left.errorbar(point, y, xerr=[[point - lo], [hi - point]], fmt="D", color="black", capsize=4, markersize=5)
@@ -122,7 +122,7 @@ def figure(arms: dict[str, dict[int, dict]], env: str, reps: int):
         rs = list(arms[name].values())
         grid, ys = curve_matrix([(r["curve"]["timesteps"], r["curve"]["return"]) for r in rs])
         point, ci = library.get_interval_estimates({name: ys[:, None, :]}, iqm_columns, reps=min(reps, 2000),
-                                                   random_state=np.random.RandomState(0))
+                                                   random_state=fixed_state())
         right.plot(grid, point[name], color=colors[name], label=f"{name} ({len(rs)})")
         right.fill_between(grid, ci[name][0], ci[name][1], color=colors[name], alpha=0.12, linewidth=0)
     right.set_xlabel("environment steps")
