@@ -59,6 +59,9 @@ class TRPOConfig:
     vectorization: str = "sync"  # or "async": one subprocess per env
     jit_compile: bool = True  # XLA for the update functions
     fisher_product: str = "hvp"  # "hvp" (nested tapes) or "gauss_newton" (JVP then VJP)
+    # The Fisher-vector products (and the step's scale) use every k-th sample of the batch, as in the TRPO
+    # paper and sb3-contrib's sub_sampling_factor; the gradient and the line search use all of it.
+    fisher_subsample: int = 1
     # Where the rollout runs; the result is the same whichever is chosen (see keras_trpo/workers).
     rollout_backend: str = "inline"  # "inline", "process" or "ray"
     rollout_workers: int = 1  # the n_envs environments are split across this many workers
@@ -71,7 +74,8 @@ class TRPOConfig:
             if isinstance(v, bool) or not isinstance(v, (int, float)) or (integer and int(v) != v) or not v > 0:
                 raise ConfigError(f"{name} must be a positive {'integer' if integer else 'number'}, got {v!r}")
 
-        for name in ("n_envs", "n_steps", "cg_iters", "line_search_steps", "value_epochs", "value_batch_size"):
+        for name in ("n_envs", "n_steps", "cg_iters", "line_search_steps", "value_epochs", "value_batch_size",
+                     "fisher_subsample"):
             positive(name, integer=True)
         for name in ("max_kl", "value_learning_rate", "obs_clip"):
             positive(name)

@@ -51,9 +51,29 @@ class Learner:
         for var, value in zip(self.policy_vars, unflatten(flat, self.policy_vars)):
             var.assign(value)
 
+    def fisher_product(self, obs: tf.Tensor, old_params: dict[str, tf.Tensor]):
+        """``v [n] -> (F + cg_damping I) v``, ``F`` the Hessian of the mean KL(old || current) over ``obs``.
+
+        ``obs``: ``[B, *obs_shape]``; ``old_params``: the old policy's outputs on them, ``{name: [B, k]}``.
+        At the old parameters ``F`` is the Fisher information of the policy on ``obs``.
+        """
+        cfg, family, variables = self.config, self.family, self.policy_vars
+        old = family.make(old_params)
+
+        def mean_kl_of(outputs):
+            return tf.reduce_mean(old.kl_divergence(family.make(outputs)))
+
+        def outputs():
+            return self.policy_model(obs, training=False)
+
+        if cfg.fisher_product == "gauss_newton":
+            return lambda v: gauss_newton_vector_product(outputs, mean_kl_of, variables, v, cfg.cg_damping)
+        return lambda v: fisher_vector_product(lambda: mean_kl_of(outputs()), variables, v, cfg.cg_damping)
+
     def _policy_update_impl(self, obs, actions, advantages):
         cfg, family, variables = self.config, self.family, self.policy_vars
-        old_dist = family.make({k: tf.stop_gradient(v) for k, v in self.policy_model(obs, training=False).items()})
+        old_params = {k: tf.stop_gradient(v) for k, v in self.policy_model(obs, training=False).items()}
+        old_dist = family.make(old_params)
         old_log_prob = tf.stop_gradient(old_dist.log_prob(actions))
 
         def dist():
@@ -72,14 +92,11 @@ class Learner:
             surrogate_before = surrogate(dist())
         g = flat_gradient(tape, surrogate_before, variables)
 
-        if cfg.fisher_product == "gauss_newton":
-            def fvp(v):
-                return gauss_newton_vector_product(lambda: self.policy_model(obs, training=False),
-                                                   lambda out: mean_kl(family.make(out)), variables, v, cfg.cg_damping)
-        else:
-            def fvp(v):
-                return fisher_vector_product(lambda: mean_kl(dist()), variables, v, cfg.cg_damping)
-
+        # The Fisher from every k-th sample (the TRPO paper's and sb3-contrib's sub-sampling): CG's
+        # products and the step's scale cost 1/k; the gradient and the line search keep the whole batch.
+        k = cfg.fisher_subsample
+        fvp = self.fisher_product(obs, old_params) if k == 1 else \
+            self.fisher_product(obs[::k], {name: p[::k] for name, p in old_params.items()})
         direction, cg_iterations = conjugate_gradient(fvp, g, cfg.cg_iters, cfg.cg_residual_tol)
         shs = tf.tensordot(direction, fvp(direction), 1)
         beta = tf.sqrt(2.0 * cfg.max_kl / tf.maximum(shs, 1e-12))
