@@ -1,0 +1,123 @@
+"""sb3-contrib's side of diagnose.py: the same per-iteration columns, under the sb3 Python.
+
+  SB3_PYTHON benchmarks/sb3_diagnose.py ENV STEPS SEED [--out DIR]
+
+The zoo's settings from sb3_runner.py; one JSON file ``OUT/sb3-contrib/ENV/seed_N.json``, written
+atomically, the same layout as diagnose.py's. Per iteration: ``mean_return`` (last 100 training
+episodes), ``kl`` (sb3-contrib's ``train/kl_divergence_loss`` x the action dimension, so that it is the
+KL of the whole action as keras_trpo logs it), ``policy_std``, ``explained_variance``, ``value_loss``,
+``adv_std`` (GAE advantages before normalisation), ``obs_mean_abs`` / ``obs_std_mean`` (VecNormalize's
+statistics) and ``norm_kl``: how far VecNormalize's per-step updates during one rollout move the
+policy, KL(pi with the statistics at the rollout's start || pi with those at its end), same
+parameters, over the rollout's observations (recovered from the stored normalised ones with the
+end statistics: an approximation, since each was normalised with the statistics of its own step).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.vec_env import VecNormalize
+
+from sb3_runner import evaluate, make_model  # this directory is on sys.path when run as a script
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_OUT = os.path.join(HERE, "results", "diagnostics")
+
+
+class DiagnosticsCallback(BaseCallback):
+    def __init__(self, venv):
+        super().__init__()
+        self.venv, self.rows, self._start_stats, self._pending = venv, [], None, None
+
+    def _stats(self):
+        rms = self.venv.obs_rms if isinstance(self.venv, VecNormalize) else None
+        return None if rms is None else (rms.mean.copy(), rms.var.copy())
+
+    def _flush(self) -> None:
+        """Close the previous iteration's row with what its train() logged."""
+        if self._pending is None:
+            return
+        logged = self.model.logger.name_to_value
+        d = int(np.prod(self.model.action_space.shape)) if self.model.action_space.shape else 1
+        row = self._pending
+        row.update(kl=float(logged.get("train/kl_divergence_loss", np.nan)) * d,
+                   policy_std=float(logged.get("train/std", np.nan)),
+                   explained_variance=float(logged.get("train/explained_variance", np.nan)),
+                   value_loss=float(logged.get("train/value_loss", np.nan)),
+                   step_accepted=float(logged.get("train/is_line_search_success", np.nan)))
+        self.rows.append(row)
+        self._pending = None
+
+    def _on_rollout_start(self) -> None:
+        self._flush()
+        self._start_stats = self._stats()
+
+    def _on_rollout_end(self) -> None:
+        buf, model = self.model.rollout_buffer, self.model
+        ep = model.ep_info_buffer
+        row = dict(iteration=len(self.rows), timesteps=float(self.num_timesteps),
+                   mean_return=float(np.mean([e["r"] for e in ep])) if ep else float("nan"),
+                   adv_std=float(np.std(buf.advantages)), return_std=float(np.std(buf.returns)))
+        end = self._stats()
+        if end is not None:
+            row.update(obs_mean_abs=float(np.mean(np.abs(end[0]))), obs_std_mean=float(np.mean(np.sqrt(end[1]))))
+            eps, clip = self.venv.epsilon, self.venv.clip_obs
+            z = buf.observations.reshape(-1, buf.observations.shape[-1]).astype(np.float64)
+            raw = z * np.sqrt(end[1] + eps) + end[0]
+            row["norm_kl"] = self._kl(np.clip((raw - self._start_stats[0]) / np.sqrt(self._start_stats[1] + eps), -clip, clip),
+                                      np.clip((raw - end[0]) / np.sqrt(end[1] + eps), -clip, clip))
+        self._pending = row
+
+    def _kl(self, a: np.ndarray, b: np.ndarray) -> float:
+        policy = self.model.policy
+        with torch.no_grad():
+            da = policy.get_distribution(torch.as_tensor(a, dtype=torch.float32)).distribution
+            db = policy.get_distribution(torch.as_tensor(b, dtype=torch.float32)).distribution
+            kl = torch.distributions.kl_divergence(da, db)
+        return float(kl.reshape(kl.shape[0], -1).sum(-1).mean())
+
+    def _on_training_end(self) -> None:
+        self._flush()
+
+    def _on_step(self) -> bool:
+        return True
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("env")
+    p.add_argument("steps", type=float)
+    p.add_argument("seed", type=int)
+    p.add_argument("--out", default=DEFAULT_OUT)
+    a = p.parse_args(argv)
+    path = os.path.join(a.out, "sb3-contrib", a.env, f"seed_{a.seed}.json")
+    if os.path.exists(path):
+        print(f"stored: {path}")
+        return 0
+    torch.set_num_threads(1)
+    model, venv, _ = make_model(a.env, a.seed)
+    cb = DiagnosticsCallback(venv)
+    start = time.perf_counter()
+    model.learn(int(a.steps), callback=cb)
+    wall = time.perf_counter() - start
+    mean, std = evaluate(model, a.env, venv)
+    result = dict(env=a.env, seed=a.seed, mode="sb3-contrib", timesteps=int(model.num_timesteps), eval_mean=mean,
+                  eval_std=std, wall_s=wall, rows=cb.rows)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path + ".tmp", "w") as f:
+        json.dump(result, f)
+    os.replace(path + ".tmp", path)
+    print(f"sb3-contrib {a.env} seed {a.seed}: eval {mean:.1f} +- {std:.1f}, last mean_return "
+          f"{cb.rows[-1]['mean_return']:.1f}, {wall:.0f} s -> {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
