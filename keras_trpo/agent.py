@@ -99,7 +99,7 @@ class TRPO:
         keras.utils.set_random_seed(self.seed)
         cfg = self.config
         common = dict(hidden=cfg.hidden_sizes, activation=cfg.activation, seed=self.seed,
-                      normalize_obs=self._normalizes_obs(cfg))
+                      normalize_obs=self._normalizes_obs(cfg), ortho_init=cfg.ortho_init)
         self.policy_model = build_policy_model(self.observation_space, self.family, torso=self._torso_spec,
                                                log_std_init=cfg.log_std_init, **common)
         self.value_model = build_value_model(self.observation_space, torso=self._torso_spec, **common)
@@ -120,7 +120,7 @@ class TRPO:
         Architecture settings (hidden sizes, activation, normalisation) must be
         given to the constructor, since the networks already exist.
         """
-        fixed = {"hidden_sizes", "activation", "normalize_obs", "log_std_init"} & set(hyperparameters)
+        fixed = {"hidden_sizes", "activation", "normalize_obs", "log_std_init", "ortho_init"} & set(hyperparameters)
         if fixed:
             raise ConfigError(f"{', '.join(sorted(fixed))} shape the networks; pass them to TRPO(...), not compile()")
         new = self.config.replace(**hyperparameters)
