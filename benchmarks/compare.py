@@ -63,8 +63,11 @@ def keras_trpo_child(env_id: str, steps: int, seed: int, overrides: dict | None 
     ``cpu_s`` is the CPU time of training (all threads of this process, ``time.process_time``);
     ``process_cpu_s`` the child's whole life, its reaped subprocesses (rollout workers) included.
     """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     sys.path.insert(0, ROOT)
+    from keras_trpo.quiet import quiet_tensorflow_import
+
+    # As `python -m keras_trpo` does: TensorFlow's C++ start-up lines would fill the CI log once per seed.
+    quiet_tensorflow_import(0)
     import gymnasium as gym
     import keras
     import tensorflow as tf

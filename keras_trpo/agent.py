@@ -22,7 +22,7 @@ from keras_trpo.learner import Learner, minibatch_indices
 from keras_trpo.networks import TorsoSpec, build_policy_model, build_value_model
 from keras_trpo.rollout import Rollout, merge_fragments
 from keras_trpo.running_stats import RewardScaler, RunningMeanStd
-from keras_trpo.serialization import read_agent_file, write_agent_file
+from keras_trpo.serialization import AgentFileError, read_agent_file, write_agent_file
 from keras_trpo.spaces import check_observation_space, check_observations, obs_shape, space_from_json, space_to_json
 from keras_trpo.workers import PoolSpec, RolloutPool, make_pool
 
@@ -99,7 +99,7 @@ class TRPO:
         keras.utils.set_random_seed(self.seed)
         cfg = self.config
         common = dict(hidden=cfg.hidden_sizes, activation=cfg.activation, seed=self.seed,
-                      normalize_obs=self._normalizes_obs(cfg))
+                      normalize_obs=self._normalizes_obs(cfg), ortho_init=cfg.ortho_init)
         self.policy_model = build_policy_model(self.observation_space, self.family, torso=self._torso_spec,
                                                log_std_init=cfg.log_std_init, **common)
         self.value_model = build_value_model(self.observation_space, torso=self._torso_spec, **common)
@@ -120,7 +120,7 @@ class TRPO:
         Architecture settings (hidden sizes, activation, normalisation) must be
         given to the constructor, since the networks already exist.
         """
-        fixed = {"hidden_sizes", "activation", "normalize_obs", "log_std_init"} & set(hyperparameters)
+        fixed = {"hidden_sizes", "activation", "normalize_obs", "log_std_init", "ortho_init"} & set(hyperparameters)
         if fixed:
             raise ConfigError(f"{', '.join(sorted(fixed))} shape the networks; pass them to TRPO(...), not compile()")
         new = self.config.replace(**hyperparameters)
@@ -397,6 +397,9 @@ class TRPO:
             "obs_rms": self.obs_rms.state(),
             "reward_rms": (self._reward_scaler.stats.state() if self._reward_scaler else self._reward_scaler_state),
             "rng": self._rng.bit_generator.state,
+            # A resume continues the 100-episode window behind mean_return and predict()'s stream.
+            "episodes": [[float(r), int(n)] for r, n in self._episodes],
+            "predict_rng": self._predict_rng.bit_generator.state,
         }
         opt = self.optimizer
         write_agent_file(filepath, self.policy_model, self.value_model, state,
@@ -423,6 +426,7 @@ class TRPO:
         agent._reward_scaler_state = s.get("reward_rms")
         agent.num_timesteps, agent.iterations = int(s["num_timesteps"]), int(s["iterations"])
         agent._rng.bit_generator.state = s["rng"]
+        agent._load_resume_state(s, filepath)
         optimizer = keras.optimizers.deserialize(parts["optimizer_config"])
         agent.compile(value_optimizer=optimizer)
         saved = parts["optimizer_variables"]
@@ -431,6 +435,17 @@ class TRPO:
         for var, value in zip(optimizer.variables, saved):
             var.assign(value)
         return agent
+
+    def _load_resume_state(self, s: dict, filepath: str) -> None:
+        """The episode window and predict RNG; files saved before they were kept have neither
+        (the window then starts empty and predict() restarts its stream, as it used to)."""
+        episodes = s.get("episodes", [])
+        try:
+            self._episodes.extend((float(r), int(n)) for r, n in episodes)
+        except (TypeError, ValueError) as e:
+            raise AgentFileError(f"{filepath!r}: 'episodes' must be [return, length] pairs: {e}") from e
+        if "predict_rng" in s:
+            self._predict_rng.bit_generator.state = s["predict_rng"]
 
 
 def load(filepath: str, env: Optional[EnvSpec] = None) -> TRPO:

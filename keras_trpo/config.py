@@ -67,6 +67,9 @@ class TRPOConfig:
     rollout_workers: int = 1  # the n_envs environments are split across this many workers
     ray_address: Optional[str] = None  # None: start a local Ray; "auto" or "host:port": join a cluster
     rollout_timeout: float = 600.0  # seconds a worker may take for one fragment before it is an error
+    # SB3's policy_kwargs ortho_init: orthogonal Dense init (gains sqrt(2), 0.01 policy head, 1 value
+    # head; zero biases), or False for PyTorch's nn.Linear default, as SB3 then keeps (networks.py).
+    ortho_init: bool = True
 
     def validate(self) -> "TRPOConfig":
         def positive(name, integer=False):
@@ -105,6 +108,8 @@ class TRPOConfig:
                               "changes the batch, n_envs * n_steps) or use fewer workers")
         if self.ray_address is not None and not isinstance(self.ray_address, str):
             raise ConfigError(f"ray_address must be a string such as 'auto' or 'host:port', got {self.ray_address!r}")
+        if not isinstance(self.ortho_init, bool):
+            raise ConfigError(f"ortho_init must be True or False, got {self.ortho_init!r}")
         if not self.hidden_sizes or any(int(h) <= 0 for h in self.hidden_sizes):
             raise ConfigError(f"hidden_sizes must be positive layer widths, got {self.hidden_sizes!r}")
         self.hidden_sizes = tuple(int(h) for h in self.hidden_sizes)

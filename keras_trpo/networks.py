@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence, Union
+from typing import Callable, Optional, Sequence, Union
 
 import gymnasium as gym
 import keras
@@ -14,24 +14,47 @@ from keras_trpo.spaces import obs_shape
 TorsoSpec = Union[None, keras.Model, keras.layers.Layer, Callable[[], keras.layers.Layer]]
 
 
-def build_mlp(hidden: Sequence[int], activation: str, seed: int, name: str) -> keras.Sequential:
-    """Dense torso with orthogonal init (gain sqrt(2)) and zero biases, as in SB3."""
+def torch_default_initializers(fan_in: int, seed: int) -> dict[str, keras.initializers.Initializer]:
+    """PyTorch's ``nn.Linear`` default, which SB3 keeps with ``ortho_init=False``, as Keras initialisers.
+
+    PyTorch draws the kernel by ``kaiming_uniform_(a=sqrt(5))`` and the bias from the same range:
+    both U(-1/sqrt(fan_in), 1/sqrt(fan_in)). ``VarianceScaling(1/3, "fan_in", "uniform")`` has the
+    limit sqrt(3 * (1/3) / fan_in), the same distribution; Keras's own default (Glorot uniform, zero
+    bias) would be 1.7x wider on a 256x256 layer and 2.4x on a 256 -> 2 head.
+    """
+    bound = 1.0 / math.sqrt(fan_in)
+    return {
+        "kernel_initializer": keras.initializers.VarianceScaling(1.0 / 3.0, "fan_in", "uniform", seed=seed),
+        "bias_initializer": keras.initializers.RandomUniform(-bound, bound, seed=seed + 50),
+    }
+
+
+def _init(ortho_init: bool, gain: float, fan_in: int, seed: int) -> dict[str, keras.initializers.Initializer]:
+    """SB3's initialisation of one Dense layer: orthogonal with ``gain`` and zero bias, or PyTorch's default."""
+    if ortho_init:
+        return {"kernel_initializer": keras.initializers.Orthogonal(gain=gain, seed=seed), "bias_initializer": "zeros"}
+    return torch_default_initializers(fan_in, seed)
+
+
+def build_mlp(hidden: Sequence[int], activation: str, seed: int, name: str, ortho_init: bool = True,
+              input_dim: Optional[int] = None) -> keras.Sequential:
+    """Dense torso with orthogonal init (gain sqrt(2)) and zero biases, as in SB3; with
+    ``ortho_init=False`` PyTorch's default init (which needs ``input_dim``, the first fan-in)."""
+    if not ortho_init and input_dim is None:
+        raise ValueError("build_mlp(ortho_init=False) needs input_dim: the default init depends on the fan-in")
+    fan_ins = [input_dim or 0, *hidden[:-1]]
     layers = [
-        keras.layers.Dense(
-            units,
-            activation=activation,
-            kernel_initializer=keras.initializers.Orthogonal(gain=math.sqrt(2), seed=seed + i),
-            bias_initializer="zeros",
-            name=f"{name}_dense_{i}",
-        )
-        for i, units in enumerate(hidden)
+        keras.layers.Dense(units, activation=activation, name=f"{name}_dense_{i}",
+                           **_init(ortho_init, math.sqrt(2), int(fan_in), seed + i))
+        for i, (units, fan_in) in enumerate(zip(hidden, fan_ins))
     ]
     return keras.Sequential(layers, name=name)
 
 
-def _instantiate_torso(torso: TorsoSpec, name: str, hidden, activation, seed) -> keras.layers.Layer:
+def _instantiate_torso(torso: TorsoSpec, name: str, hidden, activation, seed, ortho_init: bool = True,
+                       input_dim: Optional[int] = None) -> keras.layers.Layer:
     if torso is None:
-        return build_mlp(hidden, activation, seed, name)
+        return build_mlp(hidden, activation, seed, name, ortho_init=ortho_init, input_dim=input_dim)
     if isinstance(torso, keras.layers.Layer):  # Models are Layers too
         # The value net gets a fresh copy so the two networks share nothing.
         return torso if name == "policy_torso" else keras.models.clone_model(torso)
@@ -68,19 +91,21 @@ def build_policy_model(
     normalize_obs: bool = False,
     log_std_init: float = 0.0,
     seed: int = 0,
+    ortho_init: bool = True,
 ) -> keras.Model:
-    """``obs [B, *obs_shape] float32 -> {param name: [B, size]}`` for ``family``."""
+    """``obs [B, *obs_shape] float32 -> {param name: [B, size]}`` for ``family``.
+
+    ``ortho_init=False``: PyTorch's default init for every Dense layer ours, heads included, as SB3."""
     inputs = keras.Input(shape=obs_shape(obs_space), dtype="float32", name="obs")
     x = _preprocess(obs_space, inputs, normalize_obs, "policy")
-    h = _features(_instantiate_torso(torso, "policy_torso", hidden, activation, seed), x)
-    head_init = keras.initializers.Orthogonal(gain=0.01, seed=seed + 100)  # near-uniform initial policy
+    torso_layer = _instantiate_torso(torso, "policy_torso", hidden, activation, seed, ortho_init, int(x.shape[-1]))
+    h = _features(torso_layer, x)
+    head_init = _init(ortho_init, 0.01, int(h.shape[-1]), seed + 100)  # orthogonal: a near-uniform initial policy
     outputs = {}
     if family.param_names == ("logits",):
-        outputs["logits"] = keras.layers.Dense(
-            family.head_sizes["logits"], kernel_initializer=head_init, name="policy_logits"
-        )(h)
+        outputs["logits"] = keras.layers.Dense(family.head_sizes["logits"], name="policy_logits", **head_init)(h)
     else:
-        mean = keras.layers.Dense(family.head_sizes["mean"], kernel_initializer=head_init, name="policy_mean")(h)
+        mean = keras.layers.Dense(family.head_sizes["mean"], name="policy_mean", **head_init)(h)
         outputs["mean"] = mean
         outputs["log_std"] = StateIndependentLogStd(log_std_init, name="policy_log_std")(mean)
     return keras.Model(inputs, outputs, name="policy")
@@ -94,12 +119,12 @@ def build_value_model(
     activation: str = "tanh",
     normalize_obs: bool = False,
     seed: int = 0,
+    ortho_init: bool = True,
 ) -> keras.Model:
     """``obs [B, *obs_shape] float32 -> V [B, 1]``."""
     inputs = keras.Input(shape=obs_shape(obs_space), dtype="float32", name="obs")
     x = _preprocess(obs_space, inputs, normalize_obs, "value")
-    h = _features(_instantiate_torso(torso, "value_torso", hidden, activation, seed + 1000), x)
-    v = keras.layers.Dense(
-        1, kernel_initializer=keras.initializers.Orthogonal(gain=1.0, seed=seed + 2000), name="value_head"
-    )(h)
+    torso_layer = _instantiate_torso(torso, "value_torso", hidden, activation, seed + 1000, ortho_init, int(x.shape[-1]))
+    h = _features(torso_layer, x)
+    v = keras.layers.Dense(1, name="value_head", **_init(ortho_init, 1.0, int(h.shape[-1]), seed + 2000))(h)
     return keras.Model(inputs, v, name="value")

@@ -100,7 +100,7 @@ KERAS_TRPO_SOURCE = "keras_trpo setting (no sb3-contrib counterpart)"
 SB3_FIELDS = frozenset({"n_envs", "n_steps", "gamma", "gae_lambda", "max_kl", "cg_iters", "cg_damping", "cg_residual_tol",
                         "line_search_steps", "line_search_shrink", "value_learning_rate", "value_epochs",
                         "value_batch_size", "normalize_advantage", "normalize_obs", "normalize_reward", "obs_clip",
-                        "hidden_sizes", "activation", "log_std_init"})
+                        "hidden_sizes", "activation", "log_std_init", "ortho_init"})
 
 
 @dataclass(frozen=True)
@@ -163,8 +163,7 @@ def _translate_policy_kwargs(kwargs: Mapping[str, Any], settings: dict, origin: 
             else:
                 settings["hidden_sizes"], origin["hidden_sizes"] = tuple(pi), where
         elif key == "ortho_init":
-            if not value:
-                dropped[key] = f"{value}: keras_trpo always initialises orthogonally (as SB3 does by default)"
+            settings["ortho_init"], origin["ortho_init"] = bool(value), where
         else:
             raise ValueError(f"zoo policy_kwargs key {key!r} has no translation")
 

@@ -17,7 +17,7 @@ SB3_TRPO_DEFAULTS = dict(n_envs=1, n_steps=2048, value_batch_size=128, gamma=0.9
                          line_search_shrink=0.8, line_search_steps=10, value_epochs=10, gae_lambda=0.95,
                          normalize_advantage=True, max_kl=0.01, value_learning_rate=1e-3, cg_residual_tol=1e-10,
                          hidden_sizes=(64, 64), activation="tanh", log_std_init=0.0, normalize_obs=False,
-                         normalize_reward=False)
+                         normalize_reward=False, ortho_init=True)
 NORM = dict(normalize_obs=True, normalize_reward=True)
 PYBULLET = dict(NORM, n_envs=2, value_batch_size=128, n_steps=1024, gamma=0.99, gae_lambda=0.95, cg_iters=25,
                 cg_damping=0.1, value_epochs=20, value_learning_rate=1e-3)
@@ -37,8 +37,8 @@ EXPECTED = {
     "AntBulletEnv-v0": (PYBULLET, 2_000_000, set()),
     "Walker2DBulletEnv-v0": (PYBULLET, 2_000_000, set()),
     "HopperBulletEnv-v0": (PYBULLET, 1_000_000, set()),
-    "ReacherBulletEnv-v0": (dict(PYBULLET, log_std_init=-1.0, activation="relu", hidden_sizes=(256, 256)), 300_000,
-                            {"ortho_init"}),
+    "ReacherBulletEnv-v0": (dict(PYBULLET, log_std_init=-1.0, activation="relu", hidden_sizes=(256, 256),
+                                 ortho_init=False), 300_000, set()),
     "Ant-v4": (PYBULLET, 1_000_000, set()),
     "HalfCheetah-v4": (dict(PYBULLET, max_kl=0.04), 1_000_000, set()),
     "Hopper-v4": (PYBULLET, 1_000_000, set()),
@@ -139,3 +139,12 @@ def test_round_trip_and_unknown_fields():
     with pytest.raises(ConfigError, match="hidden_sizes"):
         cfg.replace(hidden_sizes=(0,))
     assert np.isclose(cfg.replace(gamma=0.0).gamma, 0.0)
+
+
+def test_the_zoos_ortho_init_false_is_used_and_named():
+    rows = {name: (value, where) for name, value, where in explain_config("ReacherBulletEnv-v0")}
+    assert rows["ortho_init"] == (False, "zoo ReacherBulletEnv-v0 policy_kwargs.ortho_init: False")
+    assert "ortho_init" not in preset("ReacherBulletEnv-v0").dropped
+    assert {n: (v, w) for n, v, w in explain_config("CartPole-v1")}["ortho_init"] == (True, "sb3-contrib TRPO default")
+    with pytest.raises(ConfigError, match="ortho_init"):
+        TRPOConfig().replace(ortho_init="no")

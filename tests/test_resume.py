@@ -162,3 +162,52 @@ def test_metrics_are_truncated_to_the_checkpoint_and_half_rows_dropped(tmp_path)
     os.remove(path)
     with pytest.raises(run_dir.RunDirError, match="missing"):
         run_dir.truncate_metrics(path, 2)
+
+
+def _small_cartpole(**kw):
+    return keras_trpo.TRPO("CartPole-v1", seed=0, n_envs=1, n_steps=256, value_epochs=1, jit_compile=False, **kw)
+
+
+def test_a_resumed_run_continues_the_episode_window_and_the_predict_stream(tmp_path):
+    agent = _small_cartpole()
+    history = agent.fit(256 * 3, verbose=0).history
+    obs = np.zeros((5, 4), np.float32)
+    agent.predict(obs, deterministic=False)  # predict's stream is not at its start any more
+    path = tmp_path / "agent.keras"
+    agent.save(str(path))
+    resumed = keras_trpo.load(str(path))
+    window = list(agent._episodes)
+    assert len(window) > 10 and list(resumed._episodes) == window and resumed._episodes.maxlen == 100
+    for _ in range(3):  # the same draws as the uninterrupted agent's next ones
+        np.testing.assert_array_equal(resumed.predict(obs, deterministic=False), agent.predict(obs, deterministic=False))
+    # A 4-step rollout from fresh resets ends no CartPole episode, so the first resumed iteration's
+    # mean_return is the uninterrupted run's last one: the window carried over, not restarted.
+    resumed.compile(n_steps=4)
+    first = resumed.fit(4, verbose=0).history
+    assert first["mean_return"][0] == history["mean_return"][-1] == np.mean([r for r, _ in window])
+    assert first["mean_length"][0] == history["mean_length"][-1]
+
+
+def test_a_checkpoint_from_before_the_window_was_saved_still_loads(tmp_path):
+    import zipfile
+
+    agent = _small_cartpole()
+    agent.fit(256, verbose=0)
+    path, old = tmp_path / "agent.keras", tmp_path / "old.keras"
+    agent.save(str(path))
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(old, "w") as dst:  # the state.json of the previous format
+        for info in src.infolist():
+            data = src.read(info)
+            if info.filename == "keras_trpo/state.json":
+                state = json.loads(data)
+                assert {"episodes", "predict_rng"} <= set(state)
+                data = json.dumps({k: v for k, v in state.items() if k not in ("episodes", "predict_rng")})
+            dst.writestr(info, data)
+    loaded = keras_trpo.load(str(old))
+    assert len(loaded._episodes) == 0 and loaded.iterations == 1
+    obs = np.zeros((5, 4), np.float32)
+    fresh = np.random.default_rng(agent.seed + 1)  # predict's stream starts over, as before
+    np.testing.assert_array_equal(loaded.predict(obs, deterministic=False),
+                                  loaded.family.to_env(loaded.actor.act(obs, fresh, False)))
+    loaded.fit(256, verbose=0)
+    assert loaded.iterations == 2
