@@ -1,6 +1,11 @@
 """Where one TRPO iteration's time goes, keras_trpo against sb3-contrib with the same settings.
 
   python benchmarks/profile_iteration.py [--env Hopper-v5] [--iterations 5] [--warmup 1] [--sb3-python PATH]
+                                        [--set NAME=VALUE ...] [--variant LABEL:NAME=VALUE,NAME=VALUE ...]
+
+--variant profiles keras_trpo again with those settings (on top of --set), in the same run, and adds
+a table of the policy update per variant against sb3-contrib's (e.g. --variant
+"gn+sub4:fisher_product=gauss_newton,fisher_subsample=4").
 
 Milliseconds per iteration, median over --iterations iterations that follow --warmup iterations
 (keras_trpo's first iteration traces and XLA-compiles its update functions; it is printed apart).
@@ -109,6 +114,28 @@ def table(ours: dict, theirs: dict | None) -> str:
     return "\n".join(lines)
 
 
+def parse_variant(text: str) -> tuple[str, dict]:
+    """``"LABEL:NAME=VALUE,NAME=VALUE"`` -> (label, settings)."""
+    label, _, settings = text.partition(":")
+    if not label or not settings:
+        raise ValueError(f"--variant takes LABEL:NAME=VALUE[,NAME=VALUE...], got {text!r}")
+    return label, parse_set(settings.split(","))
+
+
+def variants_table(base: dict, variants: list[tuple[str, dict]], theirs: dict | None) -> str:
+    """Policy and total update per keras_trpo variant, and the policy update as a fraction of sb3-contrib's."""
+    lines = ["| keras_trpo variant | policy update (ms) | / sb3-contrib's | total update (ms) | iteration (ms) |",
+             "|---|--:|--:|--:|--:|"]
+    for label, r in [("as --set", base)] + variants:
+        frac = f"{r['policy_update_ms'] / theirs['policy_update_ms']:.2f}" if theirs else "–"
+        lines.append(f"| {label} | {r['policy_update_ms']:.1f} | {frac} | {r['total_update_ms']:.1f} | "
+                     f"{r['iteration_ms']:.1f} |")
+    if theirs:
+        lines.append(f"| sb3-contrib | {theirs['policy_update_ms']:.1f} | 1.00 | {theirs['update_ms']:.1f} | "
+                     f"{theirs['iteration_ms']:.1f} |")
+    return "\n".join(lines)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -120,12 +147,24 @@ def main() -> int:
     p.add_argument("--no-sb3", action="store_true", help="profile keras_trpo only")
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                    help="a TRPOConfig setting for keras_trpo, e.g. --set fisher_product=gauss_newton")
+    p.add_argument("--variant", action="append", default=[], metavar="LABEL:NAME=VALUE,...",
+                   help="profile keras_trpo again with these settings too (same run); repeatable")
     a = p.parse_args()
     if a.iterations < 1 or a.warmup < 1:
         p.error("--iterations and --warmup must be at least 1")
-    ours = keras_trpo_profile(a.env, a.iterations, a.warmup, a.seed, parse_set(a.set))
+    base_settings = parse_set(a.set)
+    try:
+        wanted = [parse_variant(v) for v in a.variant]
+    except ValueError as e:
+        p.error(str(e))
+    ours = keras_trpo_profile(a.env, a.iterations, a.warmup, a.seed, base_settings)
     print(json.dumps({k: round(v, 2) if isinstance(v, float) else v for k, v in ours.items()
                       if k not in ("config", "action_dim")}), flush=True)
+    variants = []
+    for label, settings in wanted:
+        r = keras_trpo_profile(a.env, a.iterations, a.warmup, a.seed, {**base_settings, **settings})
+        print(json.dumps({"variant": label, **{k: round(v, 2) for k, v in r.items() if k.endswith("_ms")}}), flush=True)
+        variants.append((label, r))
     theirs = None
     if not a.no_sb3:
         python, why = find_sb3_python(a.sb3_python)
@@ -141,6 +180,9 @@ def main() -> int:
             print(f"notice: hyperparameters differ: {'; '.join(diffs)}", file=sys.stderr)
     print()
     print(table(ours, theirs))
+    if variants:
+        print()
+        print(variants_table(ours, variants, theirs))
     return 0
 
 
