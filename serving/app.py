@@ -26,7 +26,7 @@ from starlette.routing import Route
 
 from serving.auth import bearer_problem
 from serving.batching import Batcher
-from serving.body import BadRequest, parse_act_body
+from serving.body import BadRequest, check_no_booleans, parse_act_body
 from serving.errors import InvalidObservation, NonFiniteObservation
 from serving.metrics import Metrics, MetricsMiddleware
 from serving.openapi import openapi_document
@@ -125,6 +125,9 @@ def create_app(policy: Any, limits: AppLimits, token_digest: Optional[bytes] = N
     async def act(request: Request) -> Response:
         try:
             obs, deterministic = parse_act_body(await read_body(request, limits))
+            if isinstance(obs, list) and not obs:  # an empty batch, whatever the observation's shape
+                return JsonResponse({"action": []})
+            check_no_booleans(obs)
             x, single = policy.check(obs)  # strings, nulls, ragged lists, wrong shapes, NaN: InvalidObservation
             if not len(x):
                 out = policy.act(x, deterministic=deterministic)

@@ -59,3 +59,22 @@ def parse_act_body(raw: bytes) -> tuple[Any, bool]:
     if not isinstance(deterministic, bool):
         raise BadRequest(HTTPStatus.BAD_REQUEST, '"deterministic" must be true or false')
     return body["obs"], deterministic
+
+
+def _has_bool(obs: Any) -> bool:
+    if isinstance(obs, bool):
+        return True
+    if isinstance(obs, list):
+        return any(_has_bool(v) for v in obs) if obs and isinstance(obs[0], list) else any(type(v) is bool for v in obs)
+    return False
+
+
+def check_no_booleans(obs: Any) -> None:
+    """``BadRequest`` (422) if ``obs`` holds true or false: JSON booleans are not numbers, though
+    numpy would read them as 0 and 1 (and a Discrete policy would act on them)."""
+    try:
+        found = _has_bool(obs)
+    except RecursionError:
+        raise BadRequest(HTTPStatus.BAD_REQUEST, "body nests arrays or objects too deeply to parse") from None
+    if found:
+        raise BadRequest(HTTPStatus.UNPROCESSABLE_ENTITY, "observation contains true or false; expected numbers")

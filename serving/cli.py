@@ -94,15 +94,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _check_env_fits(policy: Any, env: Any) -> None:
-    """Fail before the first step, naming both shapes, if the env is not the one the policy knows."""
-    obs_space, act_space = env.observation_space, env.action_space
-    want_obs, want_act = policy.observation_space, policy.action_space
-    if type(obs_space).__name__ != want_obs.type or tuple(obs_space.shape or ()) != want_obs.shape:
-        raise CliError(f"the env's observation space {obs_space} does not match the model's "
-                       f"{want_obs.type}{list(want_obs.shape)}")
-    if type(act_space).__name__ != want_act.type or tuple(act_space.shape or ()) != want_act.shape:
-        raise CliError(f"the env's action space {act_space} does not match the model's "
-                       f"{want_act.type}{list(want_act.shape)}")
+    """Fail before the first step if the env is not the one the policy was exported for: the
+    spaces' types, shapes, sizes (Discrete n, MultiDiscrete nvec), starts and Box bounds, naming
+    what differs. (A Discrete(3) policy in a Discrete(2) env would otherwise send actions the env
+    does not have.)"""
+    from serving.spaces import space_mismatch
+
+    problems = []
+    for what, mine, theirs in (("observation", policy.observation_space, env.observation_space),
+                               ("action", policy.action_space, env.action_space)):
+        why = space_mismatch(mine, theirs)
+        if why:
+            problems.append(f"the env's {what} space {theirs} does not match the model's "
+                            f"{mine.type}{list(mine.shape)}: {why}")
+    if problems:
+        raise CliError("; ".join(problems))
 
 
 def run_episodes(policy: Any, env_id: str, episodes: int, seed: int = DEFAULT_EPISODE_SEED,

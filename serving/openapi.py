@@ -7,7 +7,9 @@ from typing import Any, Optional
 
 from serving.spaces import Space
 
-F32_MAX = 3.4028234663852886e38  # larger magnitudes are refused (400): they are not float32 numbers
+# The smallest magnitude that float32 rounds to infinity (halfway from FLT_MAX to 2**128): the server
+# refuses it and anything larger with 400, and takes everything below (rounded to float32).
+F32_OVERFLOW = 3.4028235677973366e38
 _ERROR = {"$ref": "#/components/schemas/Error"}
 _ERROR_STATUSES = {
     "400": "not JSON, not {\"obs\": ...}, an unknown or repeated field, NaN/Infinity or beyond float32",
@@ -33,7 +35,7 @@ def observation_schema(space: Space) -> dict:
         return {"type": "integer", "minimum": lo, "maximum": lo + space.n - 1}
     # Box bounds are the training env's; values outside them are still valid input, so they are
     # described, not enforced (the server checks only shape and finiteness).
-    number: dict[str, Any] = {"type": "number", "minimum": -F32_MAX, "maximum": F32_MAX}
+    number: dict[str, Any] = {"type": "number", "exclusiveMinimum": -F32_OVERFLOW, "exclusiveMaximum": F32_OVERFLOW}
     schema = _nested(number, space.shape)
     if space.low is not None:
         schema["description"] = (f"Box{list(space.shape)}, env bounds low={_bound_text(space.low)} "

@@ -131,7 +131,9 @@ def test_stochastic_request(server):
     # wrong types
     (b'null', 400, '{"obs"'),
     (b'"obs"', 400, '{"obs"'),
-    (b'{"obs": true}', 422, "has shape ()"),
+    (b'{"obs": true}', 422, "true or false"),
+    (b'{"obs": [1, false, 3]}', 422, "true or false"),
+    (b'{"obs": [[1, 2, 3], [1, 2, true]]}', 422, "true or false"),
     (b'{"obs": "1, 2, 3"}', 422, "expected numbers"),
     (b'{"obs": null}', 422, "expected numbers"),
     (b'{"obs": [1, 2, 3], "deterministic": 1}', 400, "deterministic"),
