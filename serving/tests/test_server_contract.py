@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from serving import OnnxPolicy
-from serving.tests.conftest import ROOT, fixture_path
+from serving.tests.conftest import fixture_path
 from serving.tests.test_server import request, running
 from serving.server import make_server
 
@@ -39,14 +39,14 @@ def test_openapi_document_has_the_policys_shapes(name, obs_schema, action_schema
 
 @pytest.mark.skipif(not SCHEMATHESIS, reason="schemathesis is not installed (pip install schemathesis)")
 @pytest.mark.parametrize("name, token", [("gaussian", None), ("multidiscrete", "s3cret"), ("discrete_obs", None)])
-def test_schemathesis_finds_no_5xx_and_no_schema_violation(name, token):
+def test_schemathesis_finds_no_5xx_and_no_schema_violation(name, token, tmp_path):
     with running(make_server(OnnxPolicy(fixture_path(name)), "127.0.0.1", 0, token=token,
                              max_body_bytes=1 << 16)) as srv:
         host, port = srv.server_address[:2]
         auth = ["--header", f"Authorization: Bearer {token}"] if token else []
         out = subprocess.run([SCHEMATHESIS, "run", f"http://{host}:{port}/openapi.json", "--checks", "all",
                               "--max-examples", str(MAX_EXAMPLES), "--seed", "1", "--no-color", *auth],
-                             cwd=ROOT, capture_output=True, text=True, timeout=600)
+                             cwd=tmp_path, capture_output=True, text=True, timeout=600)  # its cache dir goes there
     summary = out.stdout[out.stdout.rfind("SUMMARY"):]
     print(summary)
     assert out.returncode == 0, out.stdout[-6000:] + out.stderr[-2000:]
