@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import math
@@ -9,6 +10,7 @@ import sys
 from typing import Any, Optional, Sequence
 
 from serving.errors import ServingError
+from serving.settings import ServerSettings
 
 DEFAULT_EPISODE_SEED = 10_000  # episode i resets with seed 10000 + i: away from the seeds training uses
 
@@ -38,23 +40,50 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also write the first episode, rendered with render_mode='rgb_array', as an MP4 or GIF "
                         "(pip install imageio imageio-ffmpeg; headless MuJoCo uses MUJOCO_GL=egl)")
 
-    h = sub.add_parser("http", help="serve POST /v1/act, GET /v1/metadata, GET /healthz",
-                       description="Serve the policy as JSON over HTTP with the standard library's "
-                                   "ThreadingHTTPServer: POST /v1/act, GET /v1/metadata, GET /healthz.")
+    h = sub.add_parser("http", help="serve POST /v1/act, GET /v1/metadata, /healthz, /metrics, /openapi.json",
+                       description="Serve the policy as JSON over HTTP on uvicorn (Starlette app; needs the http "
+                                   "extra: pip install 'keras-trpo-serving[http]'): POST /v1/act, GET /v1/metadata, "
+                                   "GET /healthz, GET /metrics (Prometheus), GET /openapi.json.")
     h.add_argument("--model", required=True,
                    help="an .onnx or .ort file (onnxruntime) or a .tflite file (ai-edge-litert) written by "
                         "keras-trpo's export; the format is recognised by content")
-    h.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    h.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
-    h.add_argument("--max-body-bytes", type=int, default=1 << 20, help="larger requests get 413 (default 1 MiB)")
-    h.add_argument("--idle-timeout", type=float, default=60.0,
-                   help="close a kept-alive connection idle this many seconds (default 60)")
-    h.add_argument("--max-connections", type=int, default=100,
-                   help="at most this many connections have a thread at once (default 100); connections that "
-                        "have sent nothing wait without one, and when all are taken the one idle longest "
-                        "(over 1 s) is closed to make room")
-    h.add_argument("--backlog", type=int, default=1024,
-                   help="listen queue length for bursts of new connections (default 1024; the kernel may cap it)")
+    d = ServerSettings()
+    h.add_argument("--host", default=d.host, help="address to bind (default 127.0.0.1: this machine only)")
+    h.add_argument("--port", type=int, default=d.port, help=f"port (default {d.port}; 0 picks a free one)")
+    h.add_argument("--max-body-bytes", type=int, default=d.max_body_bytes,
+                   help="larger request bodies get 413 (default 1 MiB)")
+    h.add_argument("--body-timeout", type=float, default=d.body_timeout,
+                   help=f"a request body must arrive within this many seconds, else 408 (default {d.body_timeout:g})")
+    h.add_argument("--header-timeout", type=float, default=d.header_timeout,
+                   help="a request's line and headers must arrive within this many seconds of its first byte, "
+                        f"else 408 and the connection is closed (default {d.header_timeout:g})")
+    h.add_argument("--keep-alive-timeout", "--idle-timeout", dest="keep_alive_timeout", type=float,
+                   default=d.keep_alive_timeout,
+                   help="close a connection idle this many seconds, kept alive or never used "
+                        f"(default {d.keep_alive_timeout:g}; uvicorn's timeout_keep_alive)")
+    h.add_argument("--max-concurrency", type=int, default=d.max_concurrency,
+                   help="with more open connections (or requests in progress) than this, new requests get 503 at "
+                        f"once (default {d.max_concurrency}; uvicorn's limit_concurrency, per worker)")
+    h.add_argument("--backlog", type=int, default=d.backlog,
+                   help=f"listen queue for bursts of new connections (default {d.backlog}; the kernel may cap it)")
+    h.add_argument("--max-header-bytes", type=int, default=d.max_header_bytes,
+                   help=f"request line and headers larger than this get 400 (default {d.max_header_bytes}; "
+                        "h11's max_incomplete_event_size; not enforced with --http httptools)")
+    h.add_argument("--http", choices=("h11", "httptools"), default=d.http,
+                   help="uvicorn's HTTP/1.1 parser (default h11; httptools is faster, needs `pip install httptools`, "
+                        "and does not limit the head's size)")
+    h.add_argument("--workers", type=int, default=d.workers,
+                   help="processes serving the same socket, each with its own copy of the model (default 1); "
+                        "/metrics sums them")
+    h.add_argument("--batch-max", type=int, default=d.batch_max,
+                   help="dynamic batching: gather up to N concurrent deterministic /v1/act requests into one "
+                        "onnxruntime call (default 0: off); each answer is the one the request gets alone")
+    h.add_argument("--batch-wait-us", type=int, default=d.batch_wait_us,
+                   help="with --batch-max: wait at most this many microseconds after a batch's first request "
+                        f"for others (default {d.batch_wait_us})")
+    h.add_argument("--graceful-timeout", type=float, default=d.graceful_timeout,
+                   help="on SIGTERM/Ctrl-C, stop accepting and give requests in progress this many seconds "
+                        f"(default {d.graceful_timeout:g})")
     h.add_argument("--token-file", default=None,
                    help="require 'Authorization: Bearer <token>' on every route but /healthz, the token being this "
                         "file's first line (else the KERAS_TRPO_SERVING_TOKEN environment variable, if set)")
@@ -65,15 +94,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _check_env_fits(policy: Any, env: Any) -> None:
-    """Fail before the first step, naming both shapes, if the env is not the one the policy knows."""
-    obs_space, act_space = env.observation_space, env.action_space
-    want_obs, want_act = policy.observation_space, policy.action_space
-    if type(obs_space).__name__ != want_obs.type or tuple(obs_space.shape or ()) != want_obs.shape:
-        raise CliError(f"the env's observation space {obs_space} does not match the model's "
-                       f"{want_obs.type}{list(want_obs.shape)}")
-    if type(act_space).__name__ != want_act.type or tuple(act_space.shape or ()) != want_act.shape:
-        raise CliError(f"the env's action space {act_space} does not match the model's "
-                       f"{want_act.type}{list(want_act.shape)}")
+    """Fail before the first step if the env is not the one the policy was exported for: the
+    spaces' types, shapes, sizes (Discrete n, MultiDiscrete nvec), starts and Box bounds, naming
+    what differs. (A Discrete(3) policy in a Discrete(2) env would otherwise send actions the env
+    does not have.)"""
+    from serving.spaces import space_mismatch
+
+    problems = []
+    for what, mine, theirs in (("observation", policy.observation_space, env.observation_space),
+                               ("action", policy.action_space, env.action_space)):
+        why = space_mismatch(mine, theirs)
+        if why:
+            problems.append(f"the env's {what} space {theirs} does not match the model's "
+                            f"{mine.type}{list(mine.shape)}: {why}")
+    if problems:
+        raise CliError("; ".join(problems))
 
 
 def run_episodes(policy: Any, env_id: str, episodes: int, seed: int = DEFAULT_EPISODE_SEED,
@@ -136,33 +171,47 @@ def _run(args: argparse.Namespace) -> int:
 
 def _http(args: argparse.Namespace) -> int:
     from serving.load import load_policy
-    from serving.server import load_token, make_server
 
+    try:
+        from serving.server import load_token, make_server, serve_workers
+    except ImportError as e:
+        raise CliError(f"`python -m serving http` needs the http extra ({e.name} is missing): "
+                       "pip install 'keras-trpo-serving[http]' (or -r serving/requirements-http.txt)") from None
     if args.threads < 1:
         raise CliError("--threads must be at least 1")
     # The warnings (exposed without a token, a token file others can read) go to stderr.
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
+    if args.access_log:
+        logging.getLogger("uvicorn.access").setLevel(logging.INFO)
     try:
         token, token_source = load_token(args.token_file)  # the token itself is never printed
+        settings = ServerSettings(
+            host=args.host, port=args.port, max_body_bytes=args.max_body_bytes, body_timeout=args.body_timeout,
+            header_timeout=args.header_timeout, keep_alive_timeout=args.keep_alive_timeout,
+            max_concurrency=args.max_concurrency, backlog=args.backlog, max_header_bytes=args.max_header_bytes,
+            http=args.http, workers=args.workers, batch_max=args.batch_max, batch_wait_us=args.batch_wait_us,
+            graceful_timeout=args.graceful_timeout, access_log=args.access_log, token=token)
     except ValueError as e:
-        raise CliError(str(e)) from None
-    policy = load_policy(args.model, seed=args.seed, threads=args.threads)
+        raise CliError(str(e).replace("_", "-")) from None
+    policy = load_policy(args.model, seed=args.seed, threads=args.threads)  # fails here, not in every worker
+    auth = f"; bearer token from {token_source}" if token_source else ""
+    batching = f"; batching up to {settings.batch_max} requests, {settings.batch_wait_us} us" if settings.batch_max > 1 else ""
+
+    def announce(address: tuple) -> None:
+        print(f"serving {policy} on http://{address[0]}:{address[1]} (POST /v1/act, GET /v1/metadata, GET /healthz, "
+              f"GET /metrics, GET /openapi.json{auth}{batching}; {settings.workers} worker(s))",
+              file=sys.stderr, flush=True)
+
     try:
-        server = make_server(policy, args.host, args.port, max_body_bytes=args.max_body_bytes,
-                             access_log=args.access_log, idle_timeout=args.idle_timeout,
-                             max_connections=args.max_connections, backlog=args.backlog, token=token)
-    except ValueError as e:
-        raise CliError(str(e)) from None
+        if settings.workers > 1:
+            serve_workers(args.model, args.seed, args.threads, settings, on_bound=announce)
+            return 0
+        server = make_server(policy, **dataclasses.asdict(settings))
     except OSError as e:  # port in use, address not on this machine
         raise CliError(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}") from None
-    host, port = server.server_address[:2]
-    auth = f"; bearer token from {token_source}" if token_source else ""
-    print(f"serving {policy} on http://{host}:{port} (POST /v1/act, GET /v1/metadata, GET /healthz{auth})",
-          file=sys.stderr, flush=True)
+    announce(server.server_address)
     try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
+        server.serve_forever()  # uvicorn handles SIGINT/SIGTERM: stops accepting, lets requests finish
     finally:
         server.server_close()
     return 0

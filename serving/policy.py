@@ -169,6 +169,16 @@ class ExportedPolicy:
         if x.size and (np.any(x != np.floor(x)) or x.min() < lo or x.max() > hi):
             raise InvalidObservation(f"Discrete observation must be an integer in [{lo}, {hi}], got {x.ravel()[:8]}")
 
+    def check(self, obs: Any) -> tuple[np.ndarray, bool]:
+        """``obs`` checked as ``act`` checks it: a float32 ``[B, *obs_shape]`` array, and whether it
+        was one observation. Raises ``InvalidObservation`` (``NonFiniteObservation``) like ``act``.
+        With ``one`` it splits ``act`` in two, for callers that compute several requests at once."""
+        return self._batch(obs)
+
+    def one(self, actions: np.ndarray) -> Any:
+        """The action ``act`` returns for one observation, from a batch of its actions (``[1, ...]``)."""
+        return np.int64(actions[0]) if self._scalar_action else actions[0]
+
     # ------------------------------------------------------------------ acting
     def act(self, obs: Any, deterministic: bool = True) -> Any:
         """One observation -> one action; a batch ``[B, *obs_shape]`` -> ``[B, *action_shape]``.
@@ -193,9 +203,7 @@ class ExportedPolicy:
                 action = action.astype(self._action_dtype)
         else:
             action = self._sample(self._run(self._param_names, {"obs": x}))
-        if single:
-            return np.int64(action[0]) if self._scalar_action else action[0]
-        return action
+        return self.one(action) if single else action
 
     __call__ = act
 

@@ -135,3 +135,34 @@ def parse_metadata(props: Mapping[str, str], path: str) -> ExportMetadata:
     if obs.type not in ("Box", "Discrete", "MultiBinary"):
         raise ModelLoadError(f"{path!r}: observation space {obs.type} is not supported")
     return ExportMetadata(obs, act, dist, params, dict(props))
+
+
+def _same(a: Any, b: Any) -> bool:
+    # Bounds as float32, what both sides store (the export writes a float32 Box's bounds exactly).
+    return np.array_equal(np.asarray(a, np.float32), np.asarray(b, np.float32))
+
+
+def space_mismatch(space: Space, other: Any) -> Optional[str]:
+    """How a gymnasium space ``other`` differs from the export's ``space`` (type, shape, sizes,
+    bounds, start), or None if it is the same space. Duck-typed: no gymnasium import."""
+    kind = type(other).__name__
+    if kind != space.type:
+        return f"it is a {kind}, not a {space.type}"
+    shape = tuple(getattr(other, "shape", None) or ())
+    if shape != space.shape:
+        return f"its shape is {list(shape)}, not {list(space.shape)}"
+    if kind == "Discrete":
+        n, start = int(other.n), int(getattr(other, "start", 0))
+        if (n, start) != (space.n, int(space.start)):
+            return f"it has n={n}, start={start}; the model's has n={space.n}, start={int(space.start)}"
+    elif kind == "MultiDiscrete":
+        nvec, start = np.asarray(other.nvec), np.asarray(getattr(other, "start", 0))
+        if not (np.array_equal(nvec, space.nvec) and np.array_equal(np.broadcast_to(start, nvec.shape), space.start)):
+            return (f"it has nvec={nvec.tolist()}, start={np.broadcast_to(start, nvec.shape).tolist()}; the model's "
+                    f"has nvec={space.nvec.tolist()}, start={space.start.tolist()}")
+    elif kind == "Box":
+        for name, mine in (("low", space.low), ("high", space.high)):
+            theirs = np.broadcast_to(np.asarray(getattr(other, name)), space.shape)
+            if not _same(theirs, mine):
+                return f"its {name} is {theirs.reshape(-1).tolist()[:8]}, the model's {mine.reshape(-1).tolist()[:8]}"
+    return None

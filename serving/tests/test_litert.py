@@ -216,7 +216,7 @@ def test_http_server_serves_a_tflite_policy():
     from serving.server import make_server
 
     ref = reference("litert_gaussian")
-    srv = make_server(LiteRtPolicy(litert_path("litert_gaussian")), "127.0.0.1", 0, idle_timeout=10)
+    srv = make_server(LiteRtPolicy(litert_path("litert_gaussian")), "127.0.0.1", 0, keep_alive_timeout=10)
     thread = threading.Thread(target=srv.serve_forever, daemon=True)
     thread.start()
     try:

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from serving import OnnxPolicy
-from serving import server as server_module
+from serving import auth as auth_module
 from serving.server import TOKEN_ENV, check_token, exposure_warning, load_token, make_server
 from serving.tests.conftest import ROOT, fixture_path
 from serving.tests.test_server import running
@@ -86,8 +86,8 @@ def test_tokens_are_compared_in_constant_time(server, monkeypatch):
         calls.append((a, b))
         return real(a, b)
 
-    real = server_module.hmac.compare_digest
-    monkeypatch.setattr(server_module.hmac, "compare_digest", spy)
+    real = auth_module.hmac.compare_digest
+    monkeypatch.setattr(auth_module.hmac, "compare_digest", spy)
     assert _call(server, "GET", "/v1/metadata", "Bearer wrong")[0].status == 401
     assert _call(server, "GET", "/v1/metadata", f"Bearer {TOKEN}")[0].status == 200
     assert len(calls) == 2
