@@ -225,6 +225,10 @@ class TRPO:
         T, E = r.rewards.shape
         shape = obs_shape(self.observation_space)
         flat_obs = r.obs.reshape((T * E,) + shape)
+        adapted = bool(self._normalizers) and cfg.obs_norm_init == "first_rollout" and self.obs_rms.count < 1
+        if adapted:  # the first batch sets the statistics before anything is learned from it
+            self.obs_rms.update(flat_obs)
+            self._push_obs_stats()
         all_values = self.learner.values(np.concatenate([flat_obs, r.truncated_obs, r.last_obs]))
         values = all_values[: T * E].reshape(T, E)
         next_values = np.empty_like(values)
@@ -250,7 +254,7 @@ class TRPO:
         logs["value_loss"] = self.learner.value_update(flat_obs, ret, batches)
         var_ret = np.var(ret)
         logs["explained_variance"] = float(1 - np.var(ret - values.reshape(-1)) / var_ret) if var_ret > 0 else float("nan")
-        if self._normalizers:  # statistics lag one rollout so that pi_old is the policy that acted
+        if self._normalizers and not adapted:  # statistics lag one rollout so that pi_old is the policy that acted
             self.obs_rms.update(flat_obs)
             self._push_obs_stats()
         self.actor.sync()

@@ -18,6 +18,7 @@ class ConfigError(ValueError):
 FISHER_PRODUCTS = ("hvp", "gauss_newton")
 LINE_SEARCH_KLS = ("old_new", "new_old")
 REWARD_SCALINGS = ("rollout", "step")
+OBS_NORM_INITS = ("identity", "first_rollout")
 ROLLOUT_BACKENDS = ("inline", "process", "ray")
 
 
@@ -53,6 +54,12 @@ class TRPOConfig:
     # "step": updated and applied step by step, as SB3's VecNormalize does.
     reward_scaling: str = "rollout"
     obs_clip: float = 10.0
+    # Where the observation statistics start. "identity": mean 0, variance 1, so the first rollout's update
+    # is made on raw observations and the statistics then jump to the data's. "first_rollout": the first
+    # rollout's observations set them before the first update (Keras's Normalization.adapt), as SB3's
+    # VecNormalize has statistics from the first step on; the initial policy's near-zero head makes the
+    # policy that acted and pi_old nearly the same (diagnose.py measures the KL).
+    obs_norm_init: str = "identity"
     hidden_sizes: tuple = (64, 64)
     activation: str = "tanh"
     log_std_init: float = 0.0
@@ -93,7 +100,8 @@ class TRPOConfig:
         if self.vectorization not in ("sync", "async"):
             raise ConfigError(f"vectorization must be 'sync' or 'async', got {self.vectorization!r}")
         positive("value_adam_epsilon")
-        for name, allowed in (("line_search_kl", LINE_SEARCH_KLS), ("reward_scaling", REWARD_SCALINGS)):
+        for name, allowed in (("line_search_kl", LINE_SEARCH_KLS), ("reward_scaling", REWARD_SCALINGS),
+                              ("obs_norm_init", OBS_NORM_INITS)):
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         if self.fisher_product not in FISHER_PRODUCTS:
