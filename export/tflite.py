@@ -1,12 +1,11 @@
 """Agent -> LiteRT (``.tflite``): a SavedModel converted by the TFLite converter, the export's
 metadata in the flatbuffer's own metadata table, verified with ai-edge-litert's interpreter.
 
-Why not ``TFLiteConverter.from_keras_model``: with Keras 3 it breaks. Why not the SavedModel
-``to_saved_model`` writes: it tracks the Keras model, and the converter then keeps Keras 3's
-weights as resource variables (``VAR_HANDLE`` / ``READ_VARIABLE`` ops) that nothing in the
-flatbuffer initialises, so every output is NaN. The SavedModel made here tracks the
-``tf.Variable`` under each Keras weight instead, which the converter freezes into constants
-(``FULLY_CONNECTED`` ops with constant weights).
+Why not ``TFLiteConverter.from_keras_model``: with Keras 3 it breaks. The SavedModel converted
+is the one ``to_saved_model`` writes (``saved_model.write_saved_model``), which tracks the
+``tf.Variable`` under each Keras weight so the converter freezes them into constants
+(``FULLY_CONNECTED`` ops with constant weights) rather than leaving uninitialised resource
+variables (every output NaN).
 """
 from __future__ import annotations
 
@@ -25,10 +24,12 @@ import tensorflow as tf
 from export.errors import ExportError, ExportVerificationError
 from export.graph import input_signature, serving_function
 from export.metadata import policy_metadata
-from export.onnx_export import ExportReport, _agent_reference, _require_agent, check_target, default_calibration
 from export.quantize import DYNAMIC, STATIC, canonical, quantized_path
-from export.verify import compare_outputs, run_in_batches, verification_observations
-from keras_trpo.distributions import DiagGaussian
+from export.reference import agent_reference, require_agent
+from export.report import ExportReport
+from export.saved_model import SIGNATURE, write_saved_model
+from export.targets import check_target
+from export.verify import default_calibration, run_in_batches, verification_observations, verify_against_agent
 from keras_trpo.serialization import atomic_write_bytes
 
 # Name of the Model.metadata entry (name -> buffer) holding the export's metadata as UTF-8 JSON,
@@ -36,7 +37,6 @@ from keras_trpo.serialization import atomic_write_bytes
 # for user data; the converter adds its own "CONVERSION_METADATA" entry the same way.
 # serving/litert_policy.py reads the same name.
 METADATA_NAME = "KERAS_TRPO_METADATA"
-SIGNATURE = "serving_default"
 # static-int8 keeps these element-wise ops in float32: the observation normaliser
 # ((obs - mean) * rsqrt(var + eps), clipped) and the action clip. One int8 scale for all raw
 # observation dimensions (Hopper's range from ~0.05 to ~10) wipes out the small ones: measured
@@ -57,21 +57,6 @@ class TfliteReport(ExportReport):
     alone (the sampled half of the verification set reaches beyond what calibration saw)."""
 
     quantized_rollout_worst_action_difference: Optional[float] = None
-
-
-class _FrozenPolicyModule(tf.Module):
-    """Tracks the ``tf.Variable`` under each Keras weight, not the Keras model (see module doc)."""
-
-    def __init__(self, agent):
-        super().__init__()
-        # A Keras 3 weight on the TensorFlow backend holds its tf.Variable in ``.value``.
-        variables = [w if isinstance(w, tf.Variable) else getattr(w, "value", None) for w in agent.policy_model.weights]
-        bad = [type(v).__name__ for v in variables if not isinstance(v, tf.Variable)]
-        if bad:
-            raise ExportError(f"cannot freeze the policy's weights for TFLite: found {bad[:3]}, "
-                              "expected TensorFlow variables (is Keras running on the TensorFlow backend?)")
-        self.frozen_weights = variables
-        self.serve = tf.function(serving_function(agent), input_signature=input_signature(agent))
 
 
 def _first_line(e: BaseException) -> str:
@@ -187,9 +172,10 @@ def _check_structure(reference: dict, got: dict, what: str) -> None:
     for name, ref in reference.items():
         if name not in got:
             raise ExportVerificationError(f"{what}: output {name!r} is missing (has {sorted(got)})")
-        if got[name].shape != ref.shape or got[name].dtype != ref.dtype:
+        dtype = np.dtype(np.int32) if ref.dtype == np.int64 else ref.dtype  # int32 actions: see export/graph.py
+        if got[name].shape != ref.shape or got[name].dtype != dtype:
             raise ExportVerificationError(f"{what}: output {name!r} is {got[name].dtype}{list(got[name].shape)}, "
-                                          f"expected {ref.dtype}{list(ref.shape)}")
+                                          f"expected {dtype}{list(ref.shape)}")
 
 
 def _calibration(agent, given: Optional[np.ndarray]) -> np.ndarray:
@@ -224,7 +210,7 @@ def to_tflite(agent, path: str | os.PathLike, *, verify: bool = True, verify_obs
     ``calibration_observations`` (default: 1,000 observations the agent visits in its env,
     seed 1, or sampled from the space if it has no env id).
     """
-    _require_agent(agent)
+    require_agent(agent)
     path = check_target(path, ".tflite", "TFLite")
     quantize = canonical(quantize)
     _litert()  # fail before converting if the runtime is missing
@@ -232,8 +218,7 @@ def to_tflite(agent, path: str | os.PathLike, *, verify: bool = True, verify_obs
     calibration = _calibration(agent, calibration_observations) if quantize == STATIC else None
     meta = dict(policy_metadata(agent), format="tflite")
     with tempfile.TemporaryDirectory(prefix="keras_trpo_tflite_") as tmp:
-        module = _FrozenPolicyModule(agent)
-        tf.saved_model.save(module, tmp, signatures={SIGNATURE: module.serve})
+        write_saved_model(agent, tmp, serving_function(agent, integer_actions=tf.int32))  # int32: TFLite Micro
         try:
             model = _convert(tmp, None, None)
             quantized = _convert(tmp, quantize, calibration, model) if quantize else None
@@ -245,9 +230,10 @@ def to_tflite(agent, path: str | os.PathLike, *, verify: bool = True, verify_obs
         obs = verify_observations if verify_observations is not None else \
             verification_observations(agent, n_sampled=VERIFY_SAMPLED)
         obs = np.asarray(obs, np.float32)
-        reference = _agent_reference(agent, obs)
+        reference = agent_reference(agent, obs)
     if verify:
-        report.worst_difference = _compare(agent, path.read_bytes(), obs, reference, f"TFLite {path}")
+        report.worst_difference = verify_against_agent(agent, litert_runner(path.read_bytes(), f"TFLite {path}"),
+                                                       f"TFLite {path}", obs, reference).worst_difference
         report.verified_observations = len(obs)
     if quantize:
         target = quantized_path(path, quantize)
@@ -271,9 +257,9 @@ def to_tflite(agent, path: str | os.PathLike, *, verify: bool = True, verify_obs
     return report
 
 
-def _compare(agent, model: bytes, obs: np.ndarray, reference: dict, what: str) -> float:
-    discrete = not isinstance(agent.family, DiagGaussian)
-    return compare_outputs(reference, litert_outputs(model, obs, what), discrete, what)
+def litert_runner(model: bytes, what: str):
+    """``obs [N, *obs_shape] -> outputs`` of a flatbuffer run by ai-edge-litert."""
+    return lambda obs: litert_outputs(model, obs, what)
 
 
 def verify_tflite(agent, path: str | os.PathLike, observations: Optional[np.ndarray] = None) -> float:
@@ -282,9 +268,9 @@ def verify_tflite(agent, path: str | os.PathLike, observations: Optional[np.ndar
     Returns the worst continuous difference; raises ``ExportVerificationError`` if it exceeds
     1e-5 or any discrete action differs.
     """
-    _require_agent(agent)
+    require_agent(agent)
     path = Path(path)
     if not path.is_file():
         raise ExportError(f"no file at {str(path)!r}")
-    obs = np.asarray(observations if observations is not None else verification_observations(agent), np.float32)
-    return _compare(agent, path.read_bytes(), obs, _agent_reference(agent, obs), f"TFLite {path}")
+    what = f"TFLite {path}"
+    return verify_against_agent(agent, litert_runner(path.read_bytes(), what), what, observations).worst_difference
