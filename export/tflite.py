@@ -24,6 +24,7 @@ import tensorflow as tf
 from export.errors import ExportError, ExportVerificationError
 from export.graph import input_signature, serving_function
 from export.metadata import policy_metadata
+from export import tflm
 from export.quantize import DYNAMIC, STATIC, canonical, quantized_path
 from export.reference import agent_reference, require_agent
 from export.report import ExportReport
@@ -57,6 +58,13 @@ class TfliteReport(ExportReport):
     alone (the sampled half of the verification set reaches beyond what calibration saw)."""
 
     quantized_rollout_worst_action_difference: Optional[float] = None
+    # TensorFlow Lite Micro (export/tflm.py): the float32 file run in tflite-micro's interpreter.
+    micro_op_resolver_path: Optional[str] = None  # NAME.micro_op_resolver.h, the operators to register
+    micro_operators: Optional[list] = None
+    micro_verified_observations: int = 0
+    micro_worst_difference: Optional[float] = None
+    micro_arena_bytes: Optional[int] = None  # the smallest arena it ran in
+    micro_skipped: Optional[str] = None  # why it was not run there
 
 
 def _first_line(e: BaseException) -> str:
@@ -191,8 +199,37 @@ def _calibration(agent, given: Optional[np.ndarray]) -> np.ndarray:
     return obs
 
 
+def _micro(agent, path: Path, report: TfliteReport, obs: Optional[np.ndarray], reference: Optional[dict],
+           micro: Optional[bool]) -> None:
+    """Write ``NAME.micro_op_resolver.h``; with verification, run the file in tflite-micro
+    (``micro=None``: if installed; ``True``: required; ``False``: not at all)."""
+    report.micro_operators = tflm.operators(path.read_bytes())
+    if micro is False:
+        report.micro_skipped = "micro=False"
+    elif obs is None:
+        report.micro_skipped = "verification off"
+    elif tflm.unsupported(report.micro_operators):
+        report.micro_skipped = tflm.unsupported(report.micro_operators) + "; the C export (--c) runs this policy"
+    elif tflm.runtime() is None:
+        if micro:
+            raise ExportError(f"micro=True: checking the .tflite on TensorFlow Lite Micro needs tflite-micro: {tflm.INSTALL}")
+        report.micro_skipped = f"tflite-micro is not installed ({tflm.INSTALL})"
+    else:
+        check = tflm.check_micro(path, obs)
+        what = f"TFLite Micro {path}"
+        run = tflm.micro_runner(path, check.arena_bytes, tflm.output_names(path.read_bytes()))
+        checked = verify_against_agent(agent, run, what, obs, reference)
+        report.micro_arena_bytes, report.micro_worst_difference = check.arena_bytes, checked.worst_difference
+        report.micro_verified_observations = len(obs)
+    target = tflm.resolver_path(path)
+    atomic_write_bytes(target, tflm.resolver_header(path.name, report.micro_operators, report.micro_arena_bytes,
+                                                    tflm.tflite_micro_version()).encode())
+    report.micro_op_resolver_path = str(target)
+
+
 def to_tflite(agent, path: str | os.PathLike, *, verify: bool = True, verify_observations: Optional[np.ndarray] = None,
-              quantize: Optional[str] = None, calibration_observations: Optional[np.ndarray] = None) -> TfliteReport:
+              quantize: Optional[str] = None, calibration_observations: Optional[np.ndarray] = None,
+              micro: Optional[bool] = None) -> TfliteReport:
     """Write the agent's policy as a LiteRT flatbuffer for ai-edge-litert's interpreter.
 
     The same graph as the ONNX export under signature ``serving_default``: input ``obs``
@@ -209,6 +246,12 @@ def to_tflite(agent, path: str | os.PathLike, *, verify: bool = True, verify_obs
     quantisation changes outputs by design). ``static-int8`` is calibrated on
     ``calibration_observations`` (default: 1,000 observations the agent visits in its env,
     seed 1, or sampled from the space if it has no env id).
+
+    TensorFlow Lite Micro: ``NAME.micro_op_resolver.h`` beside the file lists the operators a
+    ``MicroMutableOpResolver`` must register. With ``verify`` and tflite-micro installed
+    (``micro=None``; ``micro=True`` requires it, ``False`` skips it) the float32 file also runs
+    in tflite-micro's interpreter on the same observations, to the same tolerance, and the
+    smallest arena it runs in is reported (``micro_arena_bytes``).
     """
     require_agent(agent)
     path = check_target(path, ".tflite", "TFLite")
@@ -235,6 +278,7 @@ def to_tflite(agent, path: str | os.PathLike, *, verify: bool = True, verify_obs
         report.worst_difference = verify_against_agent(agent, litert_runner(path.read_bytes(), f"TFLite {path}"),
                                                        f"TFLite {path}", obs, reference).worst_difference
         report.verified_observations = len(obs)
+    _micro(agent, path, report, obs if verify else None, reference if verify else None, micro)
     if quantize:
         target = quantized_path(path, quantize)
         qmeta = dict(meta, quantization=quantize)
