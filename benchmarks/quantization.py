@@ -29,7 +29,7 @@ import numpy as np  # noqa: E402
 
 import export  # noqa: E402
 import keras_trpo  # noqa: E402
-from export.onnx_export import default_calibration  # noqa: E402
+from export.verify import default_calibration  # noqa: E402
 from export.verify import rollout_observations, sample_observations  # noqa: E402
 from serving import OnnxPolicy  # noqa: E402
 from serving.cli import run_episodes  # noqa: E402

@@ -5,7 +5,8 @@
     export.to_onnx(agent, "hopper.onnx")
     export.to_ort(agent, "hopper.ort")                 # + hopper.required_operators.config
     export.to_saved_model(agent, "hopper_savedmodel/")
-    export.to_tflite(agent, "hopper.tflite")           # LiteRT (ai-edge-litert)
+    export.to_tflite(agent, "hopper.tflite")           # LiteRT (ai-edge-litert) and TensorFlow Lite Micro
+    export.to_c(agent, "hopper_c/")                    # C99: policy.h, policy.c, policy_weights.h
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ _LAZY = {
     "QUANTIZATIONS": "export.quantize", "quantize_onnx": "export.quantize",
     "to_saved_model": "export.saved_model",
     "TfliteReport": "export.tflite", "to_tflite": "export.tflite", "verify_tflite": "export.tflite",
+    "CExportReport": "export.c_export", "to_c": "export.c_export", "verify_c": "export.c_export",
 }
 __all__ = sorted(_LAZY)
 

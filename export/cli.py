@@ -12,7 +12,8 @@ from export.onnx_export import DEFAULT_OPSET
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m export",
-        description="Export a trained keras_trpo agent (agent.keras) to ONNX and/or a TensorFlow SavedModel. "
+        description="Export a trained keras_trpo agent (agent.keras) to ONNX, ORT, .tflite, C99 and/or a TensorFlow "
+        "SavedModel. "
         "Each file holds the whole policy (observation normalisation included): input 'obs' float32 "
         "[batch, *obs_shape]; outputs 'action' (deterministic, in the env's dtype) and the distribution "
         "parameters ('logits', or 'mean' and 'log_std'). Every file is verified against the agent after "
@@ -27,6 +28,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ort", metavar="PATH.ort",
                    help="write an ORT-format model here (for onnxruntime's minimal and mobile builds) plus "
                         "PATH.required_operators.config, the operator list such a build is made from")
+    p.add_argument("--c", metavar="DIR", dest="c_dir",
+                   help="write the policy as C99 into DIR: NAME.h, NAME.c, NAME_weights.h (no allocation, libm "
+                        "only; for microcontrollers and firmware), built with $CC or cc and verified")
+    p.add_argument("--c-name", default="policy", metavar="NAME",
+                   help="prefix of the C files, functions, types and macros (default: policy)")
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET,
                    help=f"ONNX opset, 13-18 (default {DEFAULT_OPSET}: runs on onnxruntime >= 1.14)")
     p.add_argument("--quantize", choices=["dynamic-int8", "static-int8", "int8"], default=None,
@@ -44,14 +50,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not args.onnx and not args.saved_model and not args.ort and not args.tflite:
-        parser.error("nothing to do: give --onnx PATH.onnx, --ort PATH.ort, --tflite PATH.tflite "
+    if not args.onnx and not args.saved_model and not args.ort and not args.tflite and not args.c_dir:
+        parser.error("nothing to do: give --onnx PATH.onnx, --ort PATH.ort, --tflite PATH.tflite, --c DIR "
                      "and/or --saved-model DIR")
     if args.quantize and not (args.onnx or args.tflite):
         parser.error("--quantize needs --onnx PATH.onnx or --tflite PATH.tflite (the quantised copy is written "
                      "next to it)")
     import keras_trpo
-    from export import ExportError, to_onnx, to_ort, to_saved_model, to_tflite
+    from export import ExportError, to_c, to_onnx, to_ort, to_saved_model, to_tflite
 
     try:
         agent = keras_trpo.load(args.agent)
@@ -64,6 +70,8 @@ def main(argv=None) -> int:
             reports.append(to_ort(agent, args.ort, opset=args.opset, verify=not args.no_verify))
         if args.saved_model:
             reports.append(to_saved_model(agent, args.saved_model, verify=not args.no_verify))
+        if args.c_dir:
+            reports.append(to_c(agent, args.c_dir, name=args.c_name, verify=not args.no_verify))
     except (ExportError, keras_trpo.AgentFileError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

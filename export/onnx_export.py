@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
@@ -14,34 +13,23 @@ from export.errors import ExportError, ExportVerificationError
 from export.graph import input_signature, serving_function
 from export.metadata import policy_metadata
 from export.quantize import STATIC, canonical, quantize_onnx
-from export.verify import compare_outputs, rollout_observations, run_in_batches, sample_observations, verification_observations
-from keras_trpo.distributions import DiagGaussian
+from export.reference import agent_reference, require_agent
+from export.report import ExportReport
+from export.targets import check_target
+from export.verify import default_calibration, run_in_batches, verification_observations, verify_against_agent
 from keras_trpo.serialization import atomic_write_bytes
+
+# Names other modules and benchmarks imported from here before they had modules of their own.
+__all__ = ["DEFAULT_OPSET", "ExportReport", "check_target", "default_calibration", "onnx_runner", "to_onnx",
+           "verify_onnx"]
 
 # Opset 17: supported by tf2onnx 1.17 and every onnxruntime since 1.14, so files run on older devices too.
 DEFAULT_OPSET = 17
 
 
-@dataclass
-class ExportReport:
-    path: str
-    size_bytes: int
-    seconds: float
-    opset: Optional[int] = None
-    verified_observations: int = 0
-    worst_difference: Optional[float] = None
-    quantization: Optional[str] = None  # "dynamic-int8" or "static-int8"
-    quantized_path: Optional[str] = None
-    quantized_size_bytes: Optional[int] = None
-    quantized_worst_action_difference: Optional[float] = None
-    quantized_action_mismatch_fraction: Optional[float] = None  # discrete actions that changed
-    quantized_calibration_observations: Optional[int] = None  # static-int8: how many, from rollouts
-    metadata: dict = field(default_factory=dict)
-
-
-def _agent_reference(agent, obs: np.ndarray) -> dict[str, np.ndarray]:
-    fn = tf.function(serving_function(agent), input_signature=input_signature(agent))
-    return run_in_batches(lambda o: {k: v.numpy() for k, v in fn(tf.constant(o)).items()}, obs)
+def onnx_runner(path: str | os.PathLike):
+    """``obs [N, *obs_shape] -> outputs`` of an ONNX or ORT-format file, run by onnxruntime."""
+    return lambda obs: _ort_outputs(str(path), obs)
 
 
 def _ort_outputs(path: str, obs: np.ndarray) -> dict[str, np.ndarray]:
@@ -53,22 +41,6 @@ def _ort_outputs(path: str, obs: np.ndarray) -> dict[str, np.ndarray]:
         raise ExportVerificationError(f"onnxruntime cannot load {path}: {e}") from e
     names = [o.name for o in session.get_outputs()]
     return run_in_batches(lambda o: dict(zip(names, session.run(names, {"obs": o}))), obs)
-
-
-def check_target(path: str | os.PathLike, suffix: str, kind: str = "ONNX") -> Path:
-    path = Path(path)
-    if path.exists() and path.is_dir():
-        raise ExportError(f"{str(path)!r} is a directory; give a file path ending in {suffix}")
-    if path.suffix != suffix:
-        raise ExportError(f"{kind} files end in {suffix}; got {str(path)!r}")
-    if path.parent and not path.parent.exists():
-        raise ExportError(f"directory {str(path.parent)!r} does not exist")
-    return path
-
-
-def _require_agent(agent) -> None:
-    if not all(hasattr(agent, a) for a in ("policy_model", "family", "observation_space", "action_space")):
-        raise ExportError(f"expected a keras_trpo agent (keras_trpo.TRPO or keras_trpo.load(...)), got {type(agent).__name__}")
 
 
 def to_onnx(agent, path: str | os.PathLike, *, opset: int = DEFAULT_OPSET, verify: bool = True,
@@ -93,7 +65,7 @@ def to_onnx(agent, path: str | os.PathLike, *, opset: int = DEFAULT_OPSET, verif
     import onnx
     import tf2onnx
 
-    _require_agent(agent)
+    require_agent(agent)
     path = check_target(path, ".onnx")
     quantize = canonical(quantize)
     if not isinstance(opset, int) or not 13 <= opset <= 18:
@@ -114,9 +86,10 @@ def to_onnx(agent, path: str | os.PathLike, *, opset: int = DEFAULT_OPSET, verif
     if verify or quantize:
         obs = verify_observations if verify_observations is not None else verification_observations(agent)
         obs = np.asarray(obs, np.float32)
-        reference = _agent_reference(agent, obs)
+        reference = agent_reference(agent, obs)
     if verify:
-        report.worst_difference = _compare(agent, path, obs, reference)
+        report.worst_difference = verify_against_agent(agent, onnx_runner(path), f"ONNX {path}", obs,
+                                                       reference).worst_difference
         report.verified_observations = len(obs)
     if quantize:
         calib = None
@@ -127,27 +100,14 @@ def to_onnx(agent, path: str | os.PathLike, *, opset: int = DEFAULT_OPSET, verif
     return report
 
 
-def _compare(agent, path, obs: np.ndarray, reference: dict, what: Optional[str] = None) -> float:
-    discrete = not isinstance(agent.family, DiagGaussian)
-    return compare_outputs(reference, _ort_outputs(str(path), obs), discrete, what or f"ONNX {path}")
-
-
 def verify_onnx(agent, path: str | os.PathLike, observations: Optional[np.ndarray] = None) -> float:
     """Run an ONNX file with onnxruntime and compare it with ``agent``.
 
     Returns the worst continuous difference; raises ``ExportVerificationError``
     if it exceeds 1e-5 or any discrete action differs.
     """
-    _require_agent(agent)
-    obs = np.asarray(observations if observations is not None else verification_observations(agent), np.float32)
-    return _compare(agent, path, obs, _agent_reference(agent, obs))
-
-
-def default_calibration(agent, n: int = 1000, seed: int = 1) -> np.ndarray:
-    """Observations to calibrate static quantisation on: ``n`` visited by the agent in its env
-    (seed 1, not the verification's 0), or sampled from the space if it has no env id."""
-    obs = rollout_observations(agent, n, seed)
-    return obs if len(obs) else sample_observations(agent, n, seed)
+    require_agent(agent)
+    return verify_against_agent(agent, onnx_runner(path), f"ONNX {path}", observations).worst_difference
 
 
 def _quantize(report: ExportReport, path: Path, mode: str, obs: np.ndarray, reference: dict,

@@ -20,9 +20,11 @@ from typing import Optional
 import numpy as np
 
 from export.errors import ExportError, ExportVerificationError
-from export.onnx_export import (DEFAULT_OPSET, ExportReport, _agent_reference, _compare, _require_agent,
-                                check_target, to_onnx)
-from export.verify import verification_observations
+from export.onnx_export import DEFAULT_OPSET, onnx_runner, to_onnx
+from export.reference import require_agent
+from export.report import ExportReport
+from export.targets import check_target
+from export.verify import verify_against_agent
 
 CONFIG_SUFFIX = ".required_operators.config"  # the name onnxruntime's converter gives it
 
@@ -90,9 +92,8 @@ def verify_ort(agent, path: str | os.PathLike, observations: Optional[np.ndarray
     Returns the worst continuous difference; raises ``ExportVerificationError`` if it exceeds
     1e-5 or any discrete action differs.
     """
-    _require_agent(agent)
-    obs = np.asarray(observations if observations is not None else verification_observations(agent), np.float32)
-    return _compare(agent, path, obs, _agent_reference(agent, obs), f"ORT-format {path}")
+    require_agent(agent)
+    return verify_against_agent(agent, onnx_runner(path), f"ORT-format {path}", observations).worst_difference
 
 
 def to_ort(agent, path: str | os.PathLike, *, opset: int = DEFAULT_OPSET, verify: bool = True,
@@ -107,7 +108,7 @@ def to_ort(agent, path: str | os.PathLike, *, opset: int = DEFAULT_OPSET, verify
     """
     import onnxruntime as ort
 
-    _require_agent(agent)
+    require_agent(agent)
     path = check_target(path, ".ort", "ORT-format")
     config_target = operators_config_path(path)
     start = time.perf_counter()
@@ -121,10 +122,8 @@ def to_ort(agent, path: str | os.PathLike, *, opset: int = DEFAULT_OPSET, verify
                                  onnxruntime_version=ort.__version__)
         if verify:
             _check_metadata(ort_file, onnx_report.metadata)
-            obs = verify_observations if verify_observations is not None else verification_observations(agent)
-            obs = np.asarray(obs, np.float32)
-            report.worst_difference = _compare(agent, ort_file, obs, _agent_reference(agent, obs), f"ORT-format {path}")
-            report.verified_observations = len(obs)
+            checked = verify_against_agent(agent, onnx_runner(ort_file), f"ORT-format {path}", verify_observations)
+            report.worst_difference, report.verified_observations = checked.worst_difference, len(checked.observations)
         # The config names the models it came from; name the final file, not the temporary one.
         config.write_text(config.read_text().replace(str(ort_file), str(path.resolve())))
         os.replace(config, config_target)

@@ -1,4 +1,12 @@
-"""Agent -> TensorFlow SavedModel with a ``serving_default`` signature and metadata beside it."""
+"""Agent -> TensorFlow SavedModel with a ``serving_default`` signature and metadata beside it.
+
+The module saved tracks the ``tf.Variable`` under each Keras weight, not the Keras model. Tracking
+the Keras model (as this file did before) kept Keras 3's weights as resource variables that the
+TFLite converter leaves in the flatbuffer as ``VAR_HANDLE`` / ``READ_VARIABLE`` ops nothing
+initialises: a user's own ``TFLiteConverter.from_saved_model`` on it gave NaN for every output.
+Tracking the variables lets the converter freeze them into constants; the ``.tflite`` export
+converts this same module (``write_saved_model``).
+"""
 from __future__ import annotations
 
 import json
@@ -15,18 +23,35 @@ import tensorflow as tf
 from export.errors import ExportError
 from export.graph import input_signature, serving_function
 from export.metadata import policy_metadata
-from export.onnx_export import ExportReport, _agent_reference, _require_agent
-from export.verify import compare_outputs, run_in_batches, verification_observations
-from keras_trpo.distributions import DiagGaussian
+from export.reference import require_agent
+from export.report import ExportReport
+from export.verify import run_in_batches, verify_against_agent
 
 METADATA_FILE = "keras_trpo_metadata.json"
+SIGNATURE = "serving_default"
 
 
-class _PolicyModule(tf.Module):
-    def __init__(self, agent):
+class PolicyModule(tf.Module):
+    """``serve``: the serving function; ``frozen_weights``: the ``tf.Variable`` under each Keras
+    weight, tracked so they are saved and a converter can freeze them (see module doc)."""
+
+    def __init__(self, agent, serve=None):
         super().__init__()
-        self.policy = agent.policy_model  # tracked: its variables are saved
-        self.serve = tf.function(serving_function(agent), input_signature=input_signature(agent))
+        # A Keras 3 weight on the TensorFlow backend holds its tf.Variable in ``.value``.
+        variables = [w if isinstance(w, tf.Variable) else getattr(w, "value", None) for w in agent.policy_model.weights]
+        bad = [type(v).__name__ for v in variables if not isinstance(v, tf.Variable)]
+        if bad:
+            raise ExportError(f"cannot save the policy's weights as TensorFlow variables: found {bad[:3]} "
+                              "(is Keras running on the TensorFlow backend?)")
+        self.frozen_weights = variables
+        self.serve = tf.function(serve or serving_function(agent), input_signature=input_signature(agent))
+
+
+def write_saved_model(agent, directory: str | os.PathLike, serve=None) -> None:
+    """Save ``PolicyModule(agent)`` into an existing empty ``directory`` with signature
+    ``serving_default`` (``serve`` replaces the serving function, e.g. a TFLite Micro variant)."""
+    module = PolicyModule(agent, serve)
+    tf.saved_model.save(module, str(directory), signatures={SIGNATURE: module.serve})
 
 
 def _replace_dir(src: Path, dst: Path) -> None:
@@ -47,7 +72,7 @@ def to_saved_model(agent, path: str | os.PathLike, *, verify: bool = True,
     ``serving_default``: ``obs`` -> ``action`` and distribution parameters.
     ``keras_trpo_metadata.json`` in the directory holds the same metadata as the ONNX file.
     """
-    _require_agent(agent)
+    require_agent(agent)
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise ExportError(f"{str(path)!r} exists and is a file; a SavedModel is a directory")
@@ -57,10 +82,9 @@ def to_saved_model(agent, path: str | os.PathLike, *, verify: bool = True,
     if not parent.exists():
         raise ExportError(f"directory {str(parent)!r} does not exist")
     start = time.perf_counter()
-    module = _PolicyModule(agent)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=parent))
     try:
-        tf.saved_model.save(module, str(tmp), signatures={"serving_default": module.serve})
+        write_saved_model(agent, tmp)
         (tmp / METADATA_FILE).write_text(json.dumps(policy_metadata(agent), indent=1))
         _replace_dir(tmp, path)
     except BaseException:
@@ -69,12 +93,9 @@ def to_saved_model(agent, path: str | os.PathLike, *, verify: bool = True,
     size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
     report = ExportReport(str(path), size, 0.0, metadata=policy_metadata(agent))
     if verify:
-        obs = verify_observations if verify_observations is not None else verification_observations(agent)
-        obs = np.asarray(obs, np.float32)
-        loaded = tf.saved_model.load(str(path)).signatures["serving_default"]
-        got = run_in_batches(lambda o: {k: v.numpy() for k, v in loaded(obs=tf.constant(o)).items()}, obs)
-        discrete = not isinstance(agent.family, DiagGaussian)
-        report.worst_difference = compare_outputs(_agent_reference(agent, obs), got, discrete, f"SavedModel {path}")
-        report.verified_observations = len(obs)
+        loaded = tf.saved_model.load(str(path)).signatures[SIGNATURE]
+        run = lambda obs: run_in_batches(lambda o: {k: v.numpy() for k, v in loaded(obs=tf.constant(o)).items()}, obs)  # noqa: E731
+        checked = verify_against_agent(agent, run, f"SavedModel {path}", verify_observations)
+        report.worst_difference, report.verified_observations = checked.worst_difference, len(checked.observations)
     report.seconds = time.perf_counter() - start
     return report

@@ -1,12 +1,11 @@
 """Agent -> LiteRT (``.tflite``): a SavedModel converted by the TFLite converter, the export's
 metadata in the flatbuffer's own metadata table, verified with ai-edge-litert's interpreter.
 
-Why not ``TFLiteConverter.from_keras_model``: with Keras 3 it breaks. Why not the SavedModel
-``to_saved_model`` writes: it tracks the Keras model, and the converter then keeps Keras 3's
-weights as resource variables (``VAR_HANDLE`` / ``READ_VARIABLE`` ops) that nothing in the
-flatbuffer initialises, so every output is NaN. The SavedModel made here tracks the
-``tf.Variable`` under each Keras weight instead, which the converter freezes into constants
-(``FULLY_CONNECTED`` ops with constant weights).
+Why not ``TFLiteConverter.from_keras_model``: with Keras 3 it breaks. The SavedModel converted
+is the one ``to_saved_model`` writes (``saved_model.write_saved_model``), which tracks the
+``tf.Variable`` under each Keras weight so the converter freezes them into constants
+(``FULLY_CONNECTED`` ops with constant weights) rather than leaving uninitialised resource
+variables (every output NaN).
 """
 from __future__ import annotations
 
@@ -25,10 +24,13 @@ import tensorflow as tf
 from export.errors import ExportError, ExportVerificationError
 from export.graph import input_signature, serving_function
 from export.metadata import policy_metadata
-from export.onnx_export import ExportReport, _agent_reference, _require_agent, check_target, default_calibration
+from export import tflm
 from export.quantize import DYNAMIC, STATIC, canonical, quantized_path
-from export.verify import compare_outputs, run_in_batches, verification_observations
-from keras_trpo.distributions import DiagGaussian
+from export.reference import agent_reference, require_agent
+from export.report import ExportReport
+from export.saved_model import SIGNATURE, write_saved_model
+from export.targets import check_target
+from export.verify import default_calibration, run_in_batches, verification_observations, verify_against_agent
 from keras_trpo.serialization import atomic_write_bytes
 
 # Name of the Model.metadata entry (name -> buffer) holding the export's metadata as UTF-8 JSON,
@@ -36,7 +38,6 @@ from keras_trpo.serialization import atomic_write_bytes
 # for user data; the converter adds its own "CONVERSION_METADATA" entry the same way.
 # serving/litert_policy.py reads the same name.
 METADATA_NAME = "KERAS_TRPO_METADATA"
-SIGNATURE = "serving_default"
 # static-int8 keeps these element-wise ops in float32: the observation normaliser
 # ((obs - mean) * rsqrt(var + eps), clipped) and the action clip. One int8 scale for all raw
 # observation dimensions (Hopper's range from ~0.05 to ~10) wipes out the small ones: measured
@@ -57,21 +58,13 @@ class TfliteReport(ExportReport):
     alone (the sampled half of the verification set reaches beyond what calibration saw)."""
 
     quantized_rollout_worst_action_difference: Optional[float] = None
-
-
-class _FrozenPolicyModule(tf.Module):
-    """Tracks the ``tf.Variable`` under each Keras weight, not the Keras model (see module doc)."""
-
-    def __init__(self, agent):
-        super().__init__()
-        # A Keras 3 weight on the TensorFlow backend holds its tf.Variable in ``.value``.
-        variables = [w if isinstance(w, tf.Variable) else getattr(w, "value", None) for w in agent.policy_model.weights]
-        bad = [type(v).__name__ for v in variables if not isinstance(v, tf.Variable)]
-        if bad:
-            raise ExportError(f"cannot freeze the policy's weights for TFLite: found {bad[:3]}, "
-                              "expected TensorFlow variables (is Keras running on the TensorFlow backend?)")
-        self.frozen_weights = variables
-        self.serve = tf.function(serving_function(agent), input_signature=input_signature(agent))
+    # TensorFlow Lite Micro (export/tflm.py): the float32 file run in tflite-micro's interpreter.
+    micro_op_resolver_path: Optional[str] = None  # NAME.micro_op_resolver.h, the operators to register
+    micro_operators: Optional[list] = None
+    micro_verified_observations: int = 0
+    micro_worst_difference: Optional[float] = None
+    micro_arena_bytes: Optional[int] = None  # the smallest arena it ran in
+    micro_skipped: Optional[str] = None  # why it was not run there
 
 
 def _first_line(e: BaseException) -> str:
@@ -187,9 +180,10 @@ def _check_structure(reference: dict, got: dict, what: str) -> None:
     for name, ref in reference.items():
         if name not in got:
             raise ExportVerificationError(f"{what}: output {name!r} is missing (has {sorted(got)})")
-        if got[name].shape != ref.shape or got[name].dtype != ref.dtype:
+        dtype = np.dtype(np.int32) if ref.dtype == np.int64 else ref.dtype  # int32 actions: see export/graph.py
+        if got[name].shape != ref.shape or got[name].dtype != dtype:
             raise ExportVerificationError(f"{what}: output {name!r} is {got[name].dtype}{list(got[name].shape)}, "
-                                          f"expected {ref.dtype}{list(ref.shape)}")
+                                          f"expected {dtype}{list(ref.shape)}")
 
 
 def _calibration(agent, given: Optional[np.ndarray]) -> np.ndarray:
@@ -205,8 +199,37 @@ def _calibration(agent, given: Optional[np.ndarray]) -> np.ndarray:
     return obs
 
 
+def _micro(agent, path: Path, report: TfliteReport, obs: Optional[np.ndarray], reference: Optional[dict],
+           micro: Optional[bool]) -> None:
+    """Write ``NAME.micro_op_resolver.h``; with verification, run the file in tflite-micro
+    (``micro=None``: if installed; ``True``: required; ``False``: not at all)."""
+    report.micro_operators = tflm.operators(path.read_bytes())
+    if micro is False:
+        report.micro_skipped = "micro=False"
+    elif obs is None:
+        report.micro_skipped = "verification off"
+    elif tflm.unsupported(report.micro_operators):
+        report.micro_skipped = tflm.unsupported(report.micro_operators) + "; the C export (--c) runs this policy"
+    elif tflm.runtime() is None:
+        if micro:
+            raise ExportError(f"micro=True: checking the .tflite on TensorFlow Lite Micro needs tflite-micro: {tflm.INSTALL}")
+        report.micro_skipped = f"tflite-micro is not installed ({tflm.INSTALL})"
+    else:
+        check = tflm.check_micro(path, obs)
+        what = f"TFLite Micro {path}"
+        run = tflm.micro_runner(path, check.arena_bytes, tflm.output_names(path.read_bytes()))
+        checked = verify_against_agent(agent, run, what, obs, reference)
+        report.micro_arena_bytes, report.micro_worst_difference = check.arena_bytes, checked.worst_difference
+        report.micro_verified_observations = len(obs)
+    target = tflm.resolver_path(path)
+    atomic_write_bytes(target, tflm.resolver_header(path.name, report.micro_operators, report.micro_arena_bytes,
+                                                    tflm.tflite_micro_version()).encode())
+    report.micro_op_resolver_path = str(target)
+
+
 def to_tflite(agent, path: str | os.PathLike, *, verify: bool = True, verify_observations: Optional[np.ndarray] = None,
-              quantize: Optional[str] = None, calibration_observations: Optional[np.ndarray] = None) -> TfliteReport:
+              quantize: Optional[str] = None, calibration_observations: Optional[np.ndarray] = None,
+              micro: Optional[bool] = None) -> TfliteReport:
     """Write the agent's policy as a LiteRT flatbuffer for ai-edge-litert's interpreter.
 
     The same graph as the ONNX export under signature ``serving_default``: input ``obs``
@@ -223,8 +246,14 @@ def to_tflite(agent, path: str | os.PathLike, *, verify: bool = True, verify_obs
     quantisation changes outputs by design). ``static-int8`` is calibrated on
     ``calibration_observations`` (default: 1,000 observations the agent visits in its env,
     seed 1, or sampled from the space if it has no env id).
+
+    TensorFlow Lite Micro: ``NAME.micro_op_resolver.h`` beside the file lists the operators a
+    ``MicroMutableOpResolver`` must register. With ``verify`` and tflite-micro installed
+    (``micro=None``; ``micro=True`` requires it, ``False`` skips it) the float32 file also runs
+    in tflite-micro's interpreter on the same observations, to the same tolerance, and the
+    smallest arena it runs in is reported (``micro_arena_bytes``).
     """
-    _require_agent(agent)
+    require_agent(agent)
     path = check_target(path, ".tflite", "TFLite")
     quantize = canonical(quantize)
     _litert()  # fail before converting if the runtime is missing
@@ -232,8 +261,7 @@ def to_tflite(agent, path: str | os.PathLike, *, verify: bool = True, verify_obs
     calibration = _calibration(agent, calibration_observations) if quantize == STATIC else None
     meta = dict(policy_metadata(agent), format="tflite")
     with tempfile.TemporaryDirectory(prefix="keras_trpo_tflite_") as tmp:
-        module = _FrozenPolicyModule(agent)
-        tf.saved_model.save(module, tmp, signatures={SIGNATURE: module.serve})
+        write_saved_model(agent, tmp, serving_function(agent, integer_actions=tf.int32))  # int32: TFLite Micro
         try:
             model = _convert(tmp, None, None)
             quantized = _convert(tmp, quantize, calibration, model) if quantize else None
@@ -245,10 +273,12 @@ def to_tflite(agent, path: str | os.PathLike, *, verify: bool = True, verify_obs
         obs = verify_observations if verify_observations is not None else \
             verification_observations(agent, n_sampled=VERIFY_SAMPLED)
         obs = np.asarray(obs, np.float32)
-        reference = _agent_reference(agent, obs)
+        reference = agent_reference(agent, obs)
     if verify:
-        report.worst_difference = _compare(agent, path.read_bytes(), obs, reference, f"TFLite {path}")
+        report.worst_difference = verify_against_agent(agent, litert_runner(path.read_bytes(), f"TFLite {path}"),
+                                                       f"TFLite {path}", obs, reference).worst_difference
         report.verified_observations = len(obs)
+    _micro(agent, path, report, obs if verify else None, reference if verify else None, micro)
     if quantize:
         target = quantized_path(path, quantize)
         qmeta = dict(meta, quantization=quantize)
@@ -271,9 +301,9 @@ def to_tflite(agent, path: str | os.PathLike, *, verify: bool = True, verify_obs
     return report
 
 
-def _compare(agent, model: bytes, obs: np.ndarray, reference: dict, what: str) -> float:
-    discrete = not isinstance(agent.family, DiagGaussian)
-    return compare_outputs(reference, litert_outputs(model, obs, what), discrete, what)
+def litert_runner(model: bytes, what: str):
+    """``obs [N, *obs_shape] -> outputs`` of a flatbuffer run by ai-edge-litert."""
+    return lambda obs: litert_outputs(model, obs, what)
 
 
 def verify_tflite(agent, path: str | os.PathLike, observations: Optional[np.ndarray] = None) -> float:
@@ -282,9 +312,9 @@ def verify_tflite(agent, path: str | os.PathLike, observations: Optional[np.ndar
     Returns the worst continuous difference; raises ``ExportVerificationError`` if it exceeds
     1e-5 or any discrete action differs.
     """
-    _require_agent(agent)
+    require_agent(agent)
     path = Path(path)
     if not path.is_file():
         raise ExportError(f"no file at {str(path)!r}")
-    obs = np.asarray(observations if observations is not None else verification_observations(agent), np.float32)
-    return _compare(agent, path.read_bytes(), obs, _agent_reference(agent, obs), f"TFLite {path}")
+    what = f"TFLite {path}"
+    return verify_against_agent(agent, litert_runner(path.read_bytes(), what), what, observations).worst_difference

@@ -1,7 +1,14 @@
-"""Observations to verify an export on, and the comparison itself."""
+"""The one verification harness every export format plugs into: observations to verify on,
+the comparison with the agent, and ``verify_against_agent``, which ties them together.
+
+A format supplies a *runner*, ``obs [N, *obs_shape] float32 -> {output name: [N, ...]}``
+(onnxruntime, ai-edge-litert, tflite-micro, the compiled C library, a loaded SavedModel), and
+gets the worst difference back or an ``ExportVerificationError`` naming it.
+"""
 from __future__ import annotations
 
-from typing import Callable
+from dataclasses import dataclass
+from typing import Callable, Optional
 
 import gymnasium as gym
 import numpy as np
@@ -10,6 +17,7 @@ from export.errors import ExportVerificationError
 from keras_trpo.spaces import obs_shape
 
 CONTINUOUS_TOLERANCE = 1e-5
+Runner = Callable[[np.ndarray], dict[str, np.ndarray]]
 
 
 def sample_observations(agent, n: int, seed: int = 0) -> np.ndarray:
@@ -61,6 +69,46 @@ def rollout_observations(agent, n: int, seed: int = 0, explore: float = 0.3) -> 
 
 def verification_observations(agent, n_sampled: int = 1000, n_rollout: int = 1000, seed: int = 0) -> np.ndarray:
     return np.concatenate([sample_observations(agent, n_sampled, seed), rollout_observations(agent, n_rollout, seed)])
+
+
+def default_calibration(agent, n: int = 1000, seed: int = 1) -> np.ndarray:
+    """Observations to calibrate static quantisation on: ``n`` visited by the agent in its env
+    (seed 1, not the verification's 0), or sampled from the space if it has no env id."""
+    obs = rollout_observations(agent, n, seed)
+    return obs if len(obs) else sample_observations(agent, n, seed)
+
+
+def discrete_action(agent) -> bool:
+    """Whether the agent's actions are integers (compared for equality, not to a tolerance)."""
+    return agent.family.name != "diag_gaussian"
+
+
+@dataclass
+class Verification:
+    observations: np.ndarray  # [N, *obs_shape] float32, what the file ran on
+    reference: dict[str, np.ndarray]  # the agent's outputs for them
+    outputs: dict[str, np.ndarray]  # the file's
+    worst_difference: float
+
+
+def verify_against_agent(agent, run: Runner, what: str, observations: Optional[np.ndarray] = None,
+                         reference: Optional[dict[str, np.ndarray]] = None,
+                         tolerance: float = CONTINUOUS_TOLERANCE) -> Verification:
+    """Run an exported file (``run``) and the agent on the same observations and compare.
+
+    ``observations`` default to ``verification_observations(agent)`` (1,000 sampled, up to
+    1,000 visited); ``reference`` to the agent's own outputs for them. Raises
+    ``ExportVerificationError`` (naming ``what``) if a discrete action differs or a continuous
+    output is off by more than ``tolerance``.
+    """
+    obs = np.asarray(observations if observations is not None else verification_observations(agent), np.float32)
+    if reference is None:
+        from export.reference import agent_reference  # TensorFlow: only when a reference is needed
+
+        reference = agent_reference(agent, obs)
+    outputs = run(obs)
+    worst = compare_outputs(reference, outputs, discrete_action(agent), what, tolerance)
+    return Verification(obs, reference, outputs, worst)
 
 
 def compare_outputs(reference: dict[str, np.ndarray], exported: dict[str, np.ndarray], discrete_action: bool,

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 from typing import Any, Optional
 
+from serving.c_policy import CPolicy, is_c_export
 from serving.errors import ModelLoadError
 from serving.litert_policy import LiteRtPolicy, is_tflite
 from serving.policy import DEFAULT_WARMUP, ExportedPolicy, OnnxPolicy
@@ -11,7 +12,8 @@ from serving.policy import DEFAULT_WARMUP, ExportedPolicy, OnnxPolicy
 
 def load_policy(path: str | os.PathLike, *, seed: Optional[int] = None, threads: int = 1,
                 warmup: int = DEFAULT_WARMUP, **onnx_options: Any) -> ExportedPolicy:
-    """A TFLite flatbuffer (file identifier ``TFL3``) -> ``LiteRtPolicy`` (needs ai-edge-litert);
+    """A C export directory (``policy.h``, ``policy.c``) -> ``CPolicy`` (needs a C compiler);
+    a TFLite flatbuffer (file identifier ``TFL3``) -> ``LiteRtPolicy`` (needs ai-edge-litert);
     anything else -> ``OnnxPolicy`` (ONNX or ORT format), which names the problem if it is
     neither. ``onnx_options`` (``sess_options``, ``providers``, ...) go to ``OnnxPolicy`` only.
 
@@ -20,6 +22,10 @@ def load_policy(path: str | os.PathLike, *, seed: Optional[int] = None, threads:
         .tflite file.
     """
     path = os.fspath(path)
+    if is_c_export(path):
+        if onnx_options:
+            raise ModelLoadError(f"{path!r} is a C export; {', '.join(sorted(onnx_options))} apply to onnxruntime only")
+        return CPolicy(path, seed=seed, warmup=warmup)
     try:
         tflite = os.path.isfile(path) and is_tflite(path)
     except OSError as e:

@@ -1,7 +1,8 @@
 """ONNX policies for serving/tests, which cannot import TensorFlow. Needs the training venv.
 
   python tests/make_serving_fixtures.py                 # small policies -> serving/tests/fixtures (committed)
-  python tests/make_serving_fixtures.py --cartpole DIR  # a trained CartPole policy (what CI does), .onnx and .ort
+  python tests/make_serving_fixtures.py --cartpole DIR  # a trained CartPole policy (what CI does): .onnx, .ort,
+                                                        # .tflite, C (cartpole_c/), rollout observations
   python tests/make_serving_fixtures.py --ort           # ort_gaussian.ort, ort_discrete.ort -> serving/tests/fixtures
   python tests/make_serving_fixtures.py --tflite        # litert_*.tflite (+ .npz) and broken_litert_*.tflite -> fixtures
 
@@ -21,7 +22,7 @@ import numpy as np  # noqa: E402
 
 import export  # noqa: E402
 import keras_trpo  # noqa: E402
-from export.verify import verification_observations  # noqa: E402
+from export.verify import rollout_observations, verification_observations  # noqa: E402
 from tests.envs import ToyEnv  # noqa: E402
 
 
@@ -105,8 +106,12 @@ def cartpole(out_dir: str, timesteps: int, seed: int) -> None:
     export.to_ort(agent, os.path.join(out_dir, "cartpole.ort"))  # same policy, ORT format (serving's ORT tests)
     # same policy for LiteRT: float32 (must match) and static-int8 (serving's test_litert bounds its mismatches)
     export.to_tflite(agent, os.path.join(out_dir, "cartpole.tflite"), quantize="static-int8")
-    print(f"wrote {path}, cartpole.ort, cartpole.tflite and cartpole.static-int8.tflite (agent eval mean {mean:.1f}) "
-          "with 10,000 reference actions")
+    # same policy in C (serving/edge/check_cortex_m4.sh, serving's CPolicy tests), and observations the agent
+    # visits (seed 2, 30% random actions) for the Cortex-M4 check
+    export.to_c(agent, os.path.join(out_dir, "cartpole_c"))
+    np.save(os.path.join(out_dir, "cartpole_rollouts.npy"), rollout_observations(agent, 2000, seed=2))
+    print(f"wrote {path}, cartpole.ort, cartpole.tflite, cartpole.static-int8.tflite, cartpole_c/ and "
+          f"cartpole_rollouts.npy (agent eval mean {mean:.1f}) with 10,000 reference actions")
 
 
 def main() -> None:

@@ -183,3 +183,20 @@ def test_cli_exports_and_rejects_non_agent_files(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "export", str(tmp_path / "junk.keras"), "--onnx", str(tmp_path / "q.onnx")],
                          capture_output=True, text=True, env=env)
     assert bad.returncode == 2 and "junk.keras" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_saved_model_converts_to_tflite_as_users_would(tmp_path):
+    # Issue 20: a user's own TFLiteConverter run on the export's SavedModel gave NaN (the Keras
+    # model's resource variables were left uninitialised in the flatbuffer).
+    import tensorflow as tf
+
+    litert = pytest.importorskip("ai_edge_litert.interpreter", reason="pip install ai-edge-litert (requirements.txt)")
+    agent = _trained(SPACES["box"])
+    export.to_saved_model(agent, tmp_path / "sm", verify=False)
+    model = tf.lite.TFLiteConverter.from_saved_model(str(tmp_path / "sm")).convert()
+    runner = litert.Interpreter(model_content=model).get_signature_runner("serving_default")
+    obs = np.random.default_rng(5).normal(size=(50, 5)).astype(np.float32)
+    out = runner(obs=obs)
+    assert np.all(np.isfinite(out["mean"])) and np.all(np.isfinite(out["action"]))
+    np.testing.assert_allclose(out["action"], agent.predict(obs), atol=1e-5)
+    np.testing.assert_allclose(out["mean"], agent.distribution(obs).mean().numpy(), atol=1e-5)

@@ -79,9 +79,54 @@ def test_actions_and_parameters_match_the_agent(exported):
             np.testing.assert_allclose(out["mean"], dist.mean().numpy(), atol=1e-5)
             np.testing.assert_allclose(np.exp(out["log_std"]), dist.stddev().numpy(), rtol=1e-5)
         else:
-            assert out["action"].dtype == (np.int8 if kind == "multibinary" else np.int64)
+            # int32: TensorFlow Lite Micro has no int64 ARG_MAX or CAST (export/graph.py)
+            assert out["action"].dtype == (np.int8 if kind == "multibinary" else np.int32)
             np.testing.assert_array_equal(out["action"], expected)
             np.testing.assert_allclose(out["logits"], agent.policy_model(obs)["logits"].numpy(), atol=1e-5)
+
+
+def _micro_outputs(path, arena, obs):
+    """tflite-micro's interpreter on ``obs``, one row per invoke; outputs named from the signature."""
+    from tflite_micro.python.tflite_micro import runtime
+
+    model = flatbuffer_utils.read_model(str(path))
+    by_tensor = {o.tensorIndex: o.name.decode() for o in model.signatureDefs[0].outputs}
+    names = [by_tensor[t] for t in model.subgraphs[0].outputs]
+    it = runtime.Interpreter.from_file(str(path), arena_size=arena)
+    rows = []
+    for x in obs:
+        it.set_input(x[None], 0)
+        it.invoke()
+        rows.append({n: np.array(it.get_output(k))[0] for k, n in enumerate(names)})
+    return {n: np.stack([r[n] for r in rows]) for n in names}
+
+
+def test_runs_on_tensorflow_lite_micro(exported):
+    kind, agent, path, report = exported
+    resolver = path.with_name("policy.micro_op_resolver.h")
+    assert report.micro_op_resolver_path == str(resolver)
+    text, ops = resolver.read_text(), _ops(path)
+    assert f"_OP_COUNT {len(ops)}\n" in text and all(f"// {op}\n" in text for op in ops)
+    try:
+        from tflite_micro.python.tflite_micro import runtime
+    except ImportError:
+        assert "pip install tflite-micro" in report.micro_skipped
+        pytest.skip("tflite-micro is not installed (pip install tflite-micro): the TFLM check is optional")
+    assert report.micro_verified_observations == 1000 and report.micro_worst_difference <= 1e-5
+    arena = report.micro_arena_bytes
+    assert f"_ARENA_BYTES {arena}\n" in text
+    obs = np.random.default_rng(9).normal(size=(200, 5)).astype(np.float32) * 3
+    out = _micro_outputs(path, arena, obs)
+    expected = agent.predict(obs, deterministic=True)
+    if kind == "box":
+        np.testing.assert_allclose(out["action"], expected, atol=1e-5)
+        np.testing.assert_allclose(out["mean"], agent.distribution(obs).mean().numpy(), atol=1e-5)
+    else:
+        np.testing.assert_array_equal(out["action"], expected)
+    with pytest.raises(RuntimeError):  # the reported arena is the smallest (to TFLM's 16-byte alignment)
+        it = runtime.Interpreter.from_file(str(path), arena_size=arena - 16)
+        it.set_input(obs[:1], 0)
+        it.invoke()
 
 
 def test_metadata_round_trip(exported):
@@ -169,8 +214,9 @@ def test_discrete_observations_and_int8_actions_keep_their_dtypes(tmp_path):
     report = export.to_tflite(agent, tmp_path / "d.tflite", quantize="static-int8")
     obs = np.arange(6, dtype=np.float32)
     np.testing.assert_array_equal(_run(tmp_path / "d.tflite", obs)["action"], agent.predict(obs))
+    assert report.micro_skipped.startswith("TensorFlow Lite Micro has no kernel for ONE_HOT")  # said, not failed
     q = _run(tmp_path / "d.static-int8.tflite", obs)["action"]
-    assert q.dtype == np.int64 and set(q) <= {0, 1, 2}
+    assert q.dtype == np.int32 and set(q) <= {0, 1, 2}
     assert report.quantized_action_mismatch_fraction is not None
 
 

@@ -13,7 +13,8 @@ FORBIDDEN = {"tensorflow", "keras", "tf_keras", "tf2onnx", "tensorflow_probabili
 # onnx, since it runs once in another venv to write the committed fixtures.
 NOT_AT_RUNTIME = {"export", "torch", "onnx", "jax", "gymnasium"}
 ALLOWED = {"tests/make_fixtures.py": {"onnx"}, "cli.py": {"gymnasium"},  # cli imports gymnasium lazily
-           "video.py": {"gymnasium"}}  # only for `run --video`, lazily
+           "video.py": {"gymnasium"},  # only for `run --video`, lazily
+           "edge/closed_loop.py": {"gymnasium"}}  # a check script that plays episodes, lazily
 
 
 def _imports(path: pathlib.Path) -> list[str]:

@@ -1,0 +1,120 @@
+"""Build the generated C with the host's compiler and run it through ctypes, for verification.
+
+The compiler is ``$CC`` if set, else ``cc`` on the PATH. It is built as a shared library with
+``-std=c99 -O2 -ffp-contract=off`` (no fused multiply-add: the sums are rounded as written, as
+in the exported graph) and the warnings a C99 compiler gives with ``-Wall -Wextra -pedantic``
+are kept in the report's build log.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from export.c_source import ACTION_TYPES
+from export.errors import ExportError
+
+CFLAGS = ["-std=c99", "-O2", "-ffp-contract=off", "-Wall", "-Wextra", "-pedantic"]
+_CTYPES = {"int32_t": (ctypes.c_int32, np.int32), "int8_t": (ctypes.c_int8, np.int8), "float": (ctypes.c_float, np.float32)}
+
+
+def compiler() -> list[str]:
+    """The host C compiler as an argv prefix, or ``ExportError`` saying how to get one."""
+    cc = os.environ.get("CC", "").strip()
+    argv = shlex.split(cc) if cc else ["cc"]
+    if shutil.which(argv[0]) is None:
+        raise ExportError(f"no C compiler to verify the C export with: {argv[0]!r} is not on the PATH. Install "
+                          "one (apt-get install gcc), set CC, or skip verification explicitly (--no-verify, "
+                          "verify=False)")
+    return argv
+
+
+def compiler_version(argv: list[str]) -> str:
+    try:
+        out = subprocess.run(argv + ["--version"], capture_output=True, text=True, timeout=30)
+        return (out.stdout or out.stderr).strip().splitlines()[0]
+    except (OSError, subprocess.SubprocessError, IndexError):
+        return argv[0]
+
+
+def build_shared(source: Path, out: Path) -> str:
+    """Compile ``source`` (and the headers beside it) into the shared library ``out``; returns
+    the compiler's warnings (empty if none), ``ExportError`` with its errors if it fails."""
+    argv = compiler()
+    flags = ["-shared", "-fPIC"] + (["-undefined", "dynamic_lookup"] if sys.platform == "darwin" else [])
+    cmd = argv + CFLAGS + flags + ["-o", str(out), str(source), "-lm"]
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=source.parent)
+    except (OSError, subprocess.SubprocessError) as e:
+        raise ExportError(f"running the C compiler failed: {' '.join(cmd)}: {e}") from None
+    if done.returncode != 0:
+        raise ExportError(f"the generated C did not compile ({' '.join(cmd)}):\n{done.stderr.strip()[:2000]}")
+    return done.stderr.strip()
+
+
+@dataclass
+class CLibrary:
+    """A built policy library: ``act``, ``params`` and ``sample`` on batches, through ctypes.
+
+    ``obs [N, obs_size]`` float32 -> ``[N, action_size]`` actions in the C action type,
+    ``[N, params_size]`` float32 parameters.
+    """
+
+    path: Path
+    name: str
+    family: str
+    obs_size: int
+    action_size: int
+    params_size: int
+
+    def __post_init__(self) -> None:
+        self._lib = ctypes.CDLL(str(self.path))
+        self._action_ctype, self.action_dtype = _CTYPES[ACTION_TYPES[self.family]]
+        ptr = ctypes.c_void_p
+        for fn, args in (("act", [ptr, ptr]), ("params", [ptr, ptr]), ("sample", [ptr, ptr, ptr]),
+                         ("seed", [ptr, ctypes.c_uint64])):
+            f = getattr(self._lib, f"{self.name}_{fn}")
+            f.argtypes, f.restype = args, None
+        getattr(self._lib, f"{self.name}_metadata").restype = ctypes.c_char_p
+
+    def metadata(self) -> str:
+        return getattr(self._lib, f"{self.name}_metadata")().decode("utf-8")
+
+    def _rows(self, obs: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(np.asarray(obs, np.float32).reshape(len(obs), self.obs_size))
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        x = self._rows(obs)
+        out = np.zeros((len(x), self.action_size), self.action_dtype)
+        f = getattr(self._lib, f"{self.name}_act")
+        for i in range(len(x)):
+            f(x[i].ctypes.data, out[i].ctypes.data)
+        return out
+
+    def params(self, obs: np.ndarray) -> np.ndarray:
+        x = self._rows(obs)
+        out = np.zeros((len(x), self.params_size), np.float32)
+        f = getattr(self._lib, f"{self.name}_params")
+        for i in range(len(x)):
+            f(x[i].ctypes.data, out[i].ctypes.data)
+        return out
+
+    def sample(self, obs: np.ndarray, draws: int, seed: int) -> np.ndarray:
+        """``draws`` actions for each observation from one generator seeded with ``seed``:
+        ``[N, draws, action_size]``."""
+        x = self._rows(obs)
+        out = np.zeros((len(x), draws, self.action_size), self.action_dtype)
+        rng = (ctypes.c_uint32 * 4)()
+        getattr(self._lib, f"{self.name}_seed")(ctypes.addressof(rng), seed)
+        f = getattr(self._lib, f"{self.name}_sample")
+        for i in range(len(x)):
+            for k in range(draws):
+                f(x[i].ctypes.data, ctypes.addressof(rng), out[i, k].ctypes.data)
+        return out

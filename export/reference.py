@@ -1,0 +1,29 @@
+"""What every exporter checks first and compares against last: the agent itself.
+
+``require_agent`` rejects anything that is not a keras_trpo agent with a clear error;
+``agent_reference`` runs the agent's own serving function (export/graph.py, in TensorFlow), the
+outputs each exported file must reproduce.
+"""
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from export.errors import ExportError
+from export.graph import input_signature, serving_function
+from export.verify import run_in_batches
+
+_AGENT_ATTRIBUTES = ("policy_model", "family", "observation_space", "action_space")
+
+
+def require_agent(agent) -> None:
+    """Raise ``ExportError`` unless ``agent`` looks like a keras_trpo agent."""
+    if not all(hasattr(agent, a) for a in _AGENT_ATTRIBUTES):
+        raise ExportError(f"expected a keras_trpo agent (keras_trpo.TRPO or keras_trpo.load(...)), got {type(agent).__name__}")
+
+
+def agent_reference(agent, obs: np.ndarray) -> dict[str, np.ndarray]:
+    """The agent's outputs for ``obs [N, *obs_shape]``: ``action [N, *action_shape]`` and the
+    distribution parameters (``logits [N, k]`` or ``mean``, ``log_std [N, d]``)."""
+    fn = tf.function(serving_function(agent), input_signature=input_signature(agent))
+    return run_in_batches(lambda o: {k: v.numpy() for k, v in fn(tf.constant(o)).items()}, obs)

@@ -1,0 +1,22 @@
+"""``ExportReport``: what an exporter returns (and ``python -m export`` prints as JSON)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+
+@dataclass
+class ExportReport:
+    path: str
+    size_bytes: int
+    seconds: float
+    opset: Optional[int] = None
+    verified_observations: int = 0
+    worst_difference: Optional[float] = None
+    quantization: Optional[str] = None  # "dynamic-int8" or "static-int8"
+    quantized_path: Optional[str] = None
+    quantized_size_bytes: Optional[int] = None
+    quantized_worst_action_difference: Optional[float] = None
+    quantized_action_mismatch_fraction: Optional[float] = None  # discrete actions that changed
+    quantized_calibration_observations: Optional[int] = None  # static-int8: how many, from rollouts
+    metadata: dict = field(default_factory=dict)
