@@ -90,21 +90,20 @@ class CLibrary:
     def _rows(self, obs: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(np.asarray(obs, np.float32).reshape(len(obs), self.obs_size))
 
-    def act(self, obs: np.ndarray) -> np.ndarray:
+    def _per_row(self, function: str, obs: np.ndarray, size: int, dtype) -> np.ndarray:
+        """Call ``NAME_function(const float *obs, T *out)`` on each row: ``[B, obs] -> [B, size]``."""
         x = self._rows(obs)
-        out = np.zeros((len(x), self.action_size), self.action_dtype)
-        f = getattr(self._lib, f"{self.name}_act")
+        out = np.zeros((len(x), size), dtype)
+        f = getattr(self._lib, f"{self.name}_{function}")
         for i in range(len(x)):
             f(x[i].ctypes.data, out[i].ctypes.data)
         return out
 
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        return self._per_row("act", obs, self.action_size, self.action_dtype)
+
     def params(self, obs: np.ndarray) -> np.ndarray:
-        x = self._rows(obs)
-        out = np.zeros((len(x), self.params_size), np.float32)
-        f = getattr(self._lib, f"{self.name}_params")
-        for i in range(len(x)):
-            f(x[i].ctypes.data, out[i].ctypes.data)
-        return out
+        return self._per_row("params", obs, self.params_size, np.float32)
 
     def sample(self, obs: np.ndarray, draws: int, seed: int) -> np.ndarray:
         """``draws`` actions for each observation from one generator seeded with ``seed``:

@@ -3,6 +3,16 @@ import gymnasium as gym
 import numpy as np
 
 
+# The observation space and one action space per family that the export tests build toy agents on.
+EXPORT_OBS = gym.spaces.Box(-np.inf, np.inf, (5,), np.float32)
+EXPORT_ACTION_SPACES = {
+    "discrete": gym.spaces.Discrete(4, start=2),
+    "box": gym.spaces.Box(np.array([-1, -2, 0], np.float32), np.array([1, 2, 0.5], np.float32)),
+    "multidiscrete": gym.spaces.MultiDiscrete([3, 2, 5]),
+    "multibinary": gym.spaces.MultiBinary(4),
+}
+
+
 class ToyEnv(gym.Env):
     """Observations sampled from ``observation_space``; reward favours action 0 / small actions."""
 

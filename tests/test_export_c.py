@@ -18,18 +18,11 @@ from export import ExportError, ExportVerificationError
 from export.c_build import CLibrary
 from export.c_model import C_ACTIVATIONS
 from export.sampler_check import check_sampler, chi2_sf, ks_uniform_p
-from tests.envs import ToyEnv
+from tests.envs import EXPORT_ACTION_SPACES as SPACES, EXPORT_OBS as OBS, ToyEnv
 
 if shutil.which(os.environ.get("CC", "cc").split()[0]) is None:
     pytest.skip("no C compiler (cc / $CC)", allow_module_level=True)
 
-OBS = gym.spaces.Box(-np.inf, np.inf, (5,), np.float32)
-SPACES = {
-    "discrete": gym.spaces.Discrete(4, start=2),
-    "box": gym.spaces.Box(np.array([-1, -2, 0], np.float32), np.array([1, 2, 0.5], np.float32)),
-    "multidiscrete": gym.spaces.MultiDiscrete([3, 2, 5]),
-    "multibinary": gym.spaces.MultiBinary(4),
-}
 # Stricter than the export's own build: the generated C must be warning-free, with no float
 # silently promoted to double (slow software doubles on a Cortex-M4).
 STRICT = ["-std=c99", "-O2", "-ffp-contract=off", "-Wall", "-Wextra", "-pedantic", "-Wshadow", "-Wdouble-promotion",

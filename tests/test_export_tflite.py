@@ -14,18 +14,11 @@ import keras_trpo
 from export import ExportError, ExportVerificationError
 from export.tflite import METADATA_NAME, read_metadata, with_metadata
 from keras_trpo.spaces import space_from_json
-from tests.envs import ToyEnv
+from tests.envs import EXPORT_ACTION_SPACES as SPACES, EXPORT_OBS as OBS, ToyEnv
 
 litert = pytest.importorskip("ai_edge_litert.interpreter", reason="pip install ai-edge-litert (requirements.txt)")
 from ai_edge_litert.tools import flatbuffer_utils  # noqa: E402
 
-OBS = gym.spaces.Box(-np.inf, np.inf, (5,), np.float32)
-SPACES = {
-    "discrete": gym.spaces.Discrete(4, start=2),
-    "box": gym.spaces.Box(np.array([-1, -2, 0], np.float32), np.array([1, 2, 0.5], np.float32)),
-    "multidiscrete": gym.spaces.MultiDiscrete([3, 2, 5]),
-    "multibinary": gym.spaces.MultiBinary(4),
-}
 
 
 def _trained(action_space, obs_space=OBS, normalize=True):
