@@ -1,0 +1,95 @@
+"""The adoption rule for a new default: a candidate's ten seeds against the current defaults' ten, per env and overall.
+
+  python benchmarks/adoption.py --baseline DIR --candidate DIR [--reference DIR] [--task ENV:STEPS ...] [--reps 50000]
+
+DIR holds seeds.py results (DIR/keras_trpo/ENV/seed_N.json). The rule (issue 17): a change becomes a
+default only if it raises the normalised IQM over the four envs and lowers no env's IQM beyond that
+env's interval, i.e. no env's candidate IQM is below the lower end of the baseline's 95 % interval.
+Per env: the IQM of the final evaluations with 95 % stratified-bootstrap intervals (rliable, as
+stats.py) of baseline, candidate and, with --reference, sb3-contrib; P(candidate > baseline). Then the
+normalised aggregate and the verdict. Exit code 0 if the rule holds, 1 if not, 2 for missing data.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+from reference_scores import DEFAULT_PATH as REFERENCE_PATH  # noqa: E402
+from reference_scores import load as load_references  # noqa: E402
+from seedstore import README_TASKS, load_records, parse_task  # noqa: E402
+from stats import estimates, final_scores, fmt_ci, improvement, normalised_matrices  # noqa: E402
+
+ARMS = ("baseline", "candidate", "sb3-contrib")
+
+
+def scores_of(directory: str, impl: str, tasks) -> dict[str, dict[int, float]]:
+    return final_scores(load_records(directory), tasks).get(impl, {})
+
+
+def verdict(per_env: dict[str, tuple], aggregate: tuple) -> tuple[bool, list[str]]:
+    """(rule holds, reasons). ``per_env``: env -> (baseline point, baseline lo, candidate point);
+    ``aggregate``: (baseline point, candidate point)."""
+    reasons = []
+    for env, (b, lo, c) in per_env.items():
+        if c < lo:
+            reasons.append(f"{env}: candidate IQM {c:.4g} is below the baseline's interval (lower end {lo:.4g})")
+    if not aggregate[1] > aggregate[0]:
+        reasons.append(f"normalised IQM does not rise ({aggregate[1]:.3f} against {aggregate[0]:.3f})")
+    return not reasons, reasons
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--baseline", required=True)
+    p.add_argument("--candidate", required=True)
+    p.add_argument("--reference", default=None, help="a seeds dir with sb3-contrib's runs")
+    p.add_argument("--task", nargs="+", default=None, metavar="ENV:STEPS")
+    p.add_argument("--reps", type=int, default=50_000)
+    a = p.parse_args(argv)
+    tasks = [parse_task(t) for t in a.task] if a.task else list(README_TASKS)
+    scores = {"baseline": scores_of(a.baseline, "keras_trpo", tasks),
+              "candidate": scores_of(a.candidate, "keras_trpo", tasks)}
+    if a.reference:
+        scores["sb3-contrib"] = scores_of(a.reference, "sb3-contrib", tasks)
+    envs = [e for e, _ in tasks]
+    missing = [f"{arm} {e}" for arm in ("baseline", "candidate") for e in envs if len(scores[arm].get(e, {})) < 2]
+    if missing:
+        print(f"error: fewer than 2 seeds for {', '.join(missing)}", file=sys.stderr)
+        return 2
+    print("| env | seeds | baseline IQM [95% CI] | candidate IQM [95% CI] | sb3-contrib IQM [95% CI] "
+          "| P(candidate > baseline) | candidate below the baseline's interval? |")
+    print("|---|---|--:|--:|--:|--:|---|")
+    per_env = {}
+    for env in envs:
+        mats = {arm: np.array(list(scores[arm][env].values()), float)[:, None] for arm in ARMS
+                if scores.get(arm, {}).get(env)}
+        est = estimates(mats, a.reps)
+        cell = {arm: fmt_ci(est[arm][0][0], *est[arm][1][:, 0]) if arm in est else "–" for arm in ARMS}
+        pi = improvement(mats["candidate"], mats["baseline"], min(a.reps, 2000))
+        b, lo, c = est["baseline"][0][0], est["baseline"][1][0, 0], est["candidate"][0][0]
+        per_env[env] = (b, lo, c)
+        seeds = " / ".join(str(len(scores[arm].get(env, {}))) for arm in ARMS if arm in scores)
+        print(f"| {env} | {seeds} | {cell['baseline']} | {cell['candidate']} | {cell['sb3-contrib']} "
+              f"| {pi[0]:.2f} [{pi[1]:.2f}, {pi[2]:.2f}] | {'yes' if c < lo else 'no'} |")
+    references = load_references(REFERENCE_PATH)
+    arms = [arm for arm in ARMS if arm in scores]
+    agg_envs, mats, _ = normalised_matrices(scores, arms, tasks, references)
+    est = estimates(mats, a.reps)
+    pi = improvement(mats["candidate"], mats["baseline"], min(a.reps, 2000))
+    cells = {arm: fmt_ci(est[arm][0][0], *est[arm][1][:, 0]) for arm in arms}
+    print(f"| **{len(agg_envs)} envs, normalised** | | {cells['baseline']} | {cells['candidate']} "
+          f"| {cells.get('sb3-contrib', '–')} | {pi[0]:.2f} [{pi[1]:.2f}, {pi[2]:.2f}] | |")
+    holds, reasons = verdict(per_env, (est["baseline"][0][0], est["candidate"][0][0]))
+    print()
+    print("Rule: " + ("holds: adopt." if holds else "fails: " + "; ".join(reasons) + "."))
+    return 0 if holds else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
