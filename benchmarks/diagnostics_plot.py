@@ -6,8 +6,8 @@ One column per env, one row per quantity (training return, policy std, KL per it
 normaliser's update alone causes, explained variance, advantage std), one line per arm (the folders
 under --dir: in_model, vecnormalize, first_rollout, sb3-contrib, ...), seeds averaged. Prints a Markdown
 table: per arm and env, the seeds, final evaluations, the training return at 500k and at the end, the
-policy std at the end, and the mean norm_kl over the first 10 iterations and after them (as a fraction
-of the KL an update reached).
+policy std at the end, and norm_kl as a fraction of the KL the update reached: at iteration 0, the mean
+over iterations 1-9, and the mean after them.
 """
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import glob
 import json
 import os
 import sys
+import warnings
 
 import numpy as np
 
@@ -49,10 +50,21 @@ def at(run: dict, key: str, t: float) -> float:
     return float(ys[min(i, len(ys) - 1)])
 
 
+def trailing_mean(y: np.ndarray, k: int) -> np.ndarray:
+    """Mean of the last ``k`` values (fewer at the start), NaNs skipped: ``[n] -> [n]``."""
+    ok = np.isfinite(y)
+    c = np.concatenate([[0.0], np.cumsum(np.where(ok, y, 0.0))])
+    n = np.concatenate([[0], np.cumsum(ok)])
+    idx = np.arange(1, len(y) + 1)
+    lo = np.maximum(idx - k, 0)
+    with np.errstate(invalid="ignore"):
+        return (c[idx] - c[lo]) / (n[idx] - n[lo])
+
+
 def table(runs: dict) -> str:
     lines = ["| env | arm | seeds | final eval, per seed | mean eval | training return at 500k / end | policy std at end "
-             "| norm_kl / kl, iterations 0-9 | norm_kl / kl, after |",
-             "|---|---|--:|---|--:|--:|--:|--:|--:|"]
+             "| norm_kl / kl: iteration 0 | iterations 1-9 | after |",
+             "|---|---|--:|---|--:|--:|--:|--:|--:|--:|"]
     envs = sorted({e for a in runs.values() for e in a})
     for env in envs:
         for arm in sorted(runs, key=lambda a: ORDER.index(a) if a in ORDER else 99):
@@ -63,15 +75,20 @@ def table(runs: dict) -> str:
             mid = np.mean([at(r, "mean_return", 5e5) for r in rs])
             end = np.mean([column(r, "mean_return")[1][-1] for r in rs])
             std = np.mean([column(r, "policy_std")[1][-1] for r in rs])
-            early, late = [], []
-            for r in rs:
+            first, early, late = [], [], []
+            for r in rs:  # arms without an in-model normaliser have no norm_kl: NaN, shown as "–"
+
                 _, nk = column(r, "norm_kl")
                 _, kl = column(r, "kl")
-                early.append(np.nanmean(nk[:10] / kl[:10]))
-                late.append(np.nanmean(nk[10:] / kl[10:]))
+                with np.errstate(all="ignore"), warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    first.append(nk[0] / kl[0])
+                    early.append(np.nanmean(nk[1:10] / kl[1:10]))
+                    late.append(np.nanmean(nk[10:] / kl[10:]))
             fmt = (lambda x: "–" if not np.isfinite(x) else f"{x:.3f}")
             lines.append(f"| {env} | {arm} | {len(rs)} | {', '.join(f'{e:,.0f}' for e in evals)} | {np.mean(evals):,.0f} "
-                         f"| {mid:,.0f} / {end:,.0f} | {std:.3f} | {fmt(np.mean(early))} | {fmt(np.mean(late))} |")
+                         f"| {mid:,.0f} / {end:,.0f} | {std:.3f} | {fmt(np.mean(first))} | {fmt(np.mean(early))} "
+                         f"| {fmt(np.mean(late))} |")
     return "\n".join(lines)
 
 
@@ -98,7 +115,7 @@ def plot(runs: dict, path: str) -> None:
                     continue
                 y = np.nanmean(ys, 0)
                 if key in ("kl", "norm_kl", "adv_std", "explained_variance"):  # noisy per iteration: smooth
-                    y = np.convolve(np.nan_to_num(y, nan=0.0), np.ones(10) / 10, mode="same")
+                    y = trailing_mean(y, 10)
                 ax.plot(ts, np.maximum(y, 1e-7) if scale == "log" else y, color=colors.get(arm),
                         label=f"{arm} ({len(rs)} seeds)", lw=1.2)
             ax.set_yscale(scale)
