@@ -49,7 +49,7 @@ def table(study, settings: TuneSettings, top: int = 10) -> str:
         return head + "\nno complete trial yet"
     names = list(settings.space)
     header = ["rank", "trial", "score", "wall_s"] + names
-    body = [[str(i + 1), str(t.number), f"{t.value:.2f}", _value(t.user_attrs.get("wall_s", ""))]
+    body = [[str(i + 1), str(t.number), f"{t.value:.2f}", f"{t.user_attrs.get('wall_s', float('nan')):.0f}"]
             + [_value(t.params.get(n, "")) for n in names] for i, t in enumerate(rows)]
     widths = [max(len(r[i]) for r in [header] + body) for i in range(len(header))]
     lines = ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in [header] + body]
