@@ -1,7 +1,7 @@
 """A tune's progress as the parent sees it in the storage: counts, best so far, and how to show them.
 
 In a terminal one line redrawn in place (stderr); anywhere else (a log, CI) a plain line each time
-a trial finishes. Either way each finished trial's line also goes to ``OUT/tune.log``.
+a trial starts or ends. Either way those lines also go to ``OUT/tune.log``.
 No TensorFlow here (``keras_trpo.callbacks`` has the same terminal test, but imports Keras).
 """
 from __future__ import annotations
@@ -92,7 +92,7 @@ class Progress:
         if self.verbose and self.live:
             self.stream.write("\r\033[K" + line)
             self.stream.flush()
-        elif self.verbose and changed and (self._last is None or counts.finished != self._last.finished):
+        elif self.verbose and changed:
             self.stream.write(line + "\n")
             self.stream.flush()
         if changed:
