@@ -44,12 +44,17 @@ def scores(seeds_dir: str, env: str, steps: int) -> dict[int, float]:
 
 
 def best_set_arguments(env: str) -> list[str]:
-    """best.yaml's settings as seeds.py --set arguments (the fields that differ from TRPOConfig's defaults)."""
-    from keras_trpo.config import TRPOConfig
+    """best.yaml's settings as seeds.py --set arguments: every field that differs from the env's preset,
+    which is what seeds.py's children start from (n_envs=1 and n_steps=2048 too, for Pendulum)."""
+    import gymnasium as gym
+
+    from keras_trpo.config import default_config
     from keras_trpo.config_file import read_config_file
 
     settings = read_config_file(os.path.join(TUNE_DIR, env, "best.yaml")).settings
-    defaults = TRPOConfig().to_dict()
+    probe = gym.make(env)
+    defaults = default_config(env, probe.action_space).to_dict()
+    probe.close()
     return [f"{k}={json.dumps(v, separators=(',', ':'))}" for k, v in settings.items() if defaults.get(k) != v]
 
 
@@ -80,12 +85,13 @@ def main(argv: list[str]) -> int:
     p.add_argument("--steps", type=float, default=1e5, help="the ten seeds' training steps (default 1e5)")
     p.add_argument("--reps", type=int, default=50_000, help="bootstrap replications")
     p.add_argument("--print-set", action="store_true", help="print best.yaml as seeds.py --set arguments and exit")
+    p.add_argument("--tuned-seeds", default=TUNED_SEEDS, help=f"the tuned settings' seed files (default {TUNED_SEEDS})")
     a = p.parse_args(argv)
     if a.print_set:
         print(" ".join(f"--set {s}" for s in best_set_arguments(a.env)))
         return 0
     steps = int(a.steps)
-    preset, tuned = scores(PRESET_SEEDS, a.env, steps), scores(TUNED_SEEDS, a.env, steps)
+    preset, tuned = scores(PRESET_SEEDS, a.env, steps), scores(a.tuned_seeds, a.env, steps)
     if not preset or not tuned:
         print(f"missing seed files: preset {len(preset)}, tuned {len(tuned)}", file=sys.stderr)
         return 2

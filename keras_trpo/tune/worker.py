@@ -42,6 +42,10 @@ def run_worker(location: str, study_name: str, trials: int, worker: int = 0, dea
         from keras_trpo.quiet import quiet_tensorflow_import
 
         quiet_tensorflow_import(verbose)
+        if verbose < 2:  # a rejected line-search step is routine in a search: the worker log stays readable
+            import tensorflow as tf
+
+            tf.get_logger().setLevel("ERROR")
         from keras_trpo.tune.study import load_study, require_optuna, trials_counted
         from keras_trpo.tune.trial import Objective
 
