@@ -191,3 +191,34 @@ def test_a_tiny_study_end_to_end_two_processes_pruned_failed_killed_resumed(tmp_
     # --show at any time reads the study without running anything
     shown = _cli("tune", "--show", "--out", out, "--verbose", 0, timeout=120)
     assert shown.returncode == 0 and shown.stdout == proc.stdout
+
+
+def test_progress_is_a_live_line_in_a_terminal_and_plain_lines_in_a_log(tmp_path):
+    import io
+
+    from keras_trpo.tune.progress import Counts, Progress
+
+    for live in (True, False):
+        stream, log = io.StringIO(), tmp_path / f"tune-{live}.log"
+        p = Progress(4, log, stream=stream, live=live)
+        p.update(Counts(running=2))
+        p.update(Counts(complete=1, running=2, best=(-150.0, 0)))
+        p.message("trial 1 failed: RuntimeError: boom")
+        p.update(Counts(complete=1, pruned=1, failed=1, running=1, best=(-150.0, 0)))
+        p.close()
+        text = stream.getvalue()
+        assert "trials 3/4 done: 1 complete, 1 pruned, 1 failed; 1 running; best -150 (trial 0)" in text
+        assert ("\r" in text) == live and text.count("\n") == (2 if live else 4)
+        logged = log.read_text().splitlines()
+        assert len(logged) == 4 and "trial 1 failed: RuntimeError: boom" in logged[2] and "\r" not in log.read_text()
+
+
+def test_an_rdb_storage_url_is_used_as_given(tmp_path):
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    args = ["tune", "--env", PROBE, "--trials", 2, "--jobs", 1, "--timesteps-per-trial", 128, "--out", tmp_path / "o",
+            "--storage", url, "--study", "rdb", "--set", "n_envs=1", "--space", "n_steps=[64]",
+            "--space", "hidden_sizes=[[8]]", "--evaluations", 1, "--eval-episodes", 1, "--verbose", 0]
+    proc = _cli(*args)
+    assert proc.returncode == 0, proc.stderr
+    study = optuna.load_study(study_name="rdb", storage=url)
+    assert [t.value for t in study.trials] == [20.0, 5.0] and not (tmp_path / "o" / "study.journal").exists()
