@@ -222,3 +222,19 @@ def test_an_rdb_storage_url_is_used_as_given(tmp_path):
     assert proc.returncode == 0, proc.stderr
     study = optuna.load_study(study_name="rdb", storage=url)
     assert [t.value for t in study.trials] == [20.0, 5.0] and not (tmp_path / "o" / "study.journal").exists()
+
+
+def test_a_trial_started_when_the_study_is_full_is_not_run():
+    from keras_trpo.tune.study import TuneSettings, counted
+    from keras_trpo.tune.space import space_to_dict
+    from keras_trpo.tune.trial import Objective, SurplusTrial
+
+    study = optuna.create_study(direction="maximize")
+    first, second, third = study.ask(), study.ask(), study.ask()  # three workers start at the same moment
+    settings = TuneSettings(env="CartPole-v1", timesteps_per_trial=64, space=space_to_dict(build_space()))
+    with pytest.raises(SurplusTrial):
+        Objective(settings, target=2)(third)
+    study.tell(third, state=optuna.trial.TrialState.FAIL)
+    t = study.trials[third.number]
+    assert t.user_attrs["interrupted"] and "already has 2 trials" in t.user_attrs["error"] and not counted(t)
+    assert all(counted(study.trials[x.number]) for x in (first, second))

@@ -18,7 +18,7 @@ from keras_trpo.tune import report
 from keras_trpo.tune.progress import Counts, Progress
 from keras_trpo.tune.space import build_space, space_to_dict
 from keras_trpo.tune.study import (ERROR_ATTR, TuneError, TuneSettings, create_or_resume, fail_orphaned_trials,
-                                   load_study, require_optuna, storage_location, study_names)
+                                   load_study, require_optuna, storage_location, study_names, trials_counted)
 
 POLL_S = 2.0
 
@@ -85,13 +85,15 @@ def _start_workers(location: str, name: str, trials: int, jobs: int, deadline: O
     return procs
 
 
-def _watch(study, procs: list[subprocess.Popen], progress: Progress) -> None:
-    """Poll the storage until every worker has exited; a SIGTERM here is passed on to the workers."""
+def _watch(study, procs: list[subprocess.Popen], progress: Progress, reported: set[int]) -> bool:
+    """Poll the storage until every worker has exited; a SIGINT or SIGTERM here is passed on to the workers.
+    Returns whether one was received (the user wants the tune to stop)."""
     from optuna.trial import TrialState
 
-    reported: set[int] = set()
+    stopped = []
 
     def forward(signum, frame):
+        stopped.append(signum)
         for p in procs:
             if p.poll() is None:
                 p.send_signal(signum)
@@ -111,7 +113,7 @@ def _watch(study, procs: list[subprocess.Popen], progress: Progress) -> None:
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
-        progress.close()
+    return bool(stopped)
 
 
 def tune(env: Optional[str] = None, *, trials: int, out: str, timesteps_per_trial: Optional[int] = None,
@@ -157,17 +159,25 @@ def tune(env: Optional[str] = None, *, trials: int, out: str, timesteps_per_tria
         progress.message(f"study {name} in {location}: {settings.env}, {trials} trials of "
                          f"{settings.timesteps_per_trial} steps, {jobs} at a time")
     deadline = time.time() + timeout if timeout else None
-    procs = _start_workers(location, name, trials, jobs, deadline, out_dir, verbose)
-    try:
-        _watch(the_study, procs, progress)
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.terminate()
-            p.wait()
-    bad = [k for k, p in enumerate(procs) if p.returncode not in (0, 130)]
-    if bad:
-        progress.message(f"worker(s) {', '.join(map(str, bad))} exited abnormally: see {out_dir / 'logs'}")
+    reported: set[int] = set()
+    while True:  # rounds: a trial counted as running by a worker that was dying (a kill just before) may not finish
+        before = len(the_study.trials)
+        procs = _start_workers(location, name, trials, jobs, deadline, out_dir, verbose)
+        try:
+            stopped = _watch(the_study, procs, progress, reported)
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    p.terminate()
+                p.wait()
+        bad = [k for k, p in enumerate(procs) if p.returncode not in (0, 130)]
+        if bad:
+            progress.message(f"worker(s) {', '.join(map(str, bad))} exited abnormally: see {out_dir / 'logs'}")
+        fail_orphaned_trials(the_study)
+        if (stopped or bad or (deadline is not None and time.time() >= deadline)
+                or trials_counted(the_study) >= trials or len(the_study.trials) == before):
+            break
+    progress.close()
     return show(study=name, out=str(out_dir), storage=storage, top=top, _loaded=(the_study, settings, location))
 
 

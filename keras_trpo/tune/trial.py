@@ -68,10 +68,10 @@ class Objective:
     resumed tune runs another in its place).
     """
 
-    def __init__(self, settings: TuneSettings, verbose: int = 0):
+    def __init__(self, settings: TuneSettings, verbose: int = 0, target: Optional[int] = None):
         import gymnasium as gym
 
-        self.settings, self.verbose = settings, verbose
+        self.settings, self.verbose, self.target = settings, verbose, target
         self.space = space_from_dict(settings.space)
         probe = gym.make(settings.env)
         try:
@@ -93,6 +93,11 @@ class Objective:
         import optuna
 
         trial.set_user_attr(WORKER_ATTR, worker_tag())
+        if self.target is not None and _counted_before(trial) >= self.target:
+            # another worker started a trial at the same moment and the study is full: this one is not run
+            trial.set_user_attr(INTERRUPTED_ATTR, True)
+            trial.set_user_attr(ERROR_ATTR, f"not run: the study already has {self.target} trials")
+            raise SurplusTrial(f"the study already has {self.target} trials")
         try:
             return self._run(trial)
         except optuna.TrialPruned:
@@ -133,6 +138,18 @@ class Objective:
         if value is None or not math.isfinite(value):
             raise FloatingPointError(f"the final evaluation returned {value}")
         return value
+
+
+class SurplusTrial(Exception):
+    """A trial started when the study already had its trials (two workers checked at once)."""
+
+
+def _counted_before(trial) -> int:
+    """Trials numbered before ``trial`` that count towards ``--trials``: the storage numbers trials
+    atomically, so of two workers that start one each at the same moment only the later is surplus."""
+    from keras_trpo.tune.study import counted
+
+    return sum(counted(t) for t in trial.study.get_trials(deepcopy=False) if t.number < trial.number)
 
 
 def _tuples(settings: dict) -> dict:

@@ -53,7 +53,7 @@ def run_worker(location: str, study_name: str, trials: int, worker: int = 0, dea
         optuna.logging.set_verbosity(optuna.logging.WARNING if verbose < 2 else optuna.logging.INFO)
         study, settings = load_study(location, study_name)
         study, _ = load_study(location, study_name, settings, stream=1_000_003 * (worker + 1) + len(study.trials))
-        objective = Objective(settings, verbose=0)
+        objective = Objective(settings, verbose=0, target=trials)
         while (deadline is None or time.time() < deadline) and trials_counted(study) < trials:
             study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=True)
         return 0
