@@ -7,7 +7,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import os
 import tempfile
 from pathlib import Path
@@ -137,7 +136,3 @@ def write_plots(study, out: Path) -> list[str]:
         except (ValueError, RuntimeError, ImportError) as e:
             notes.append(f"{name}: {e}")
     return notes
-
-
-def finite(x: Optional[float]) -> bool:
-    return x is not None and math.isfinite(x)
