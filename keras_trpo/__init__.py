@@ -16,6 +16,7 @@ _LAZY = {
     "TRPOConfig": "keras_trpo.config",
     "default_config": "keras_trpo.config",
     "ConfigError": "keras_trpo.config",
+    "load_config": "keras_trpo.config_file",
     "AgentFileError": "keras_trpo.serialization",
     "InvalidObservationError": "keras_trpo.spaces",
     "UnsupportedSpaceError": "keras_trpo.spaces",

@@ -1,4 +1,4 @@
-"""``keras-trpo train|evaluate|export|serve|presets`` (also ``python -m keras_trpo ...``).
+"""``keras-trpo train|evaluate|export|serve|presets|tune`` (also ``python -m keras_trpo ...``).
 
 Nothing here imports TensorFlow at module level, so ``--help`` answers at once; the commands
 that need it import it through ``keras_trpo.quiet`` to keep its C++ start-up lines off stderr.
@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     from keras_trpo import __version__
 
     p.add_argument("--version", action="version", version=f"keras-trpo {__version__}")
-    sub = p.add_subparsers(dest="command", required=True, metavar="{train,evaluate,export,serve,presets}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="{train,evaluate,export,serve,presets,tune}")
     t = sub.add_parser("train", help="train an agent: agent.keras, metrics.csv, learning_curve.png, summary.json",
                        description="Train an agent. OUT gets agent.keras (also the checkpoint), metrics.csv (one row "
                                    "per iteration), learning_curve.png and summary.json. Ctrl-C or SIGTERM stops at the "
@@ -66,8 +66,13 @@ def build_parser() -> argparse.ArgumentParser:
                                    "`--resume` continues a stopped or killed run.")
     t.add_argument("--env", default=None, help="gymnasium env id, e.g. CartPole-v1 or Hopper-v5 (with --resume: "
                                                "taken from the checkpoint)")
-    t.add_argument("--timesteps", type=_timesteps, required=True,
-                   help="total environment steps of the run (1e6 is fine); with --resume the same total again")
+    t.add_argument("--timesteps", type=_timesteps, default=None,
+                   help="total environment steps of the run (1e6 is fine); with --resume the same total again "
+                        "(needed unless --config gives timesteps:)")
+    t.add_argument("--config", default=None, metavar="FILE",
+                   help="a hyperparameter file (YAML or JSON, e.g. `keras-trpo tune`'s best.yaml): its config: "
+                        "settings replace the env's preset, --set overrides them; its env: and timesteps: are "
+                        "the defaults of --env and --timesteps")
     t.add_argument("--seed", type=int, default=None, help="seed (default 0; with --resume: the run's)")
     t.add_argument("--out", default=None, help="run directory (default runs/ENV-sSEED)")
     t.add_argument("--resume", action="store_true",
@@ -114,6 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--markdown", action="store_true",
                     help="print the table as Markdown, settings that differ from sb3-contrib's defaults only "
                          "(the README's)")
+    from keras_trpo.tune.cli import add_tune_parser
+
+    add_tune_parser(sub, _timesteps)
     return p
 
 
@@ -135,6 +143,9 @@ def _start_agent(args, out: Path):
     where = {name: getattr(args, name) for name in ROLLOUT_FLAGS if getattr(args, name) is not None}
     ckpt = out / run_dir.AGENT
     if args.resume and ckpt.exists():
+        if getattr(args, "config", None):
+            raise CliError("--config cannot be combined with --resume of a checkpoint: the run keeps its own "
+                           "hyperparameters")
         if overrides:
             raise CliError("--set cannot be combined with --resume: the run's hyperparameters come from its "
                            "checkpoint (optimizer state included); start a new run to change them")
@@ -158,7 +169,13 @@ def _start_agent(args, out: Path):
         print(f"no checkpoint in {out}: starting afresh", file=sys.stderr)
     for name in existing:  # a fresh run never mixes with an old one's files
         (out / name).unlink()
-    return keras_trpo.TRPO(args.env, seed=0 if args.seed is None else args.seed, **overrides, **where), False
+    config = None
+    if getattr(args, "config_file", None) is not None:
+        from keras_trpo.config_file import config_from_settings
+
+        config = config_from_settings(args.config_file.settings, args.env)
+    return keras_trpo.TRPO(args.env, seed=0 if args.seed is None else args.seed, config=config, **overrides,
+                           **where), False
 
 
 def train(args) -> tuple[dict, int]:
@@ -166,6 +183,7 @@ def train(args) -> tuple[dict, int]:
     from keras_trpo import run_dir
     from keras_trpo.quiet import quiet_tensorflow_import
 
+    _apply_config_file(args)
     out = _run_dir(args)
     if args.checkpoint_every < 0:
         raise CliError("--checkpoint-every must be >= 0")
@@ -225,6 +243,19 @@ def train(args) -> tuple[dict, int]:
     atomic_write_bytes(out / run_dir.SUMMARY, (json.dumps(summary, indent=1) + "\n").encode())
     agent.close()
     return summary, status
+
+
+def _apply_config_file(args) -> None:
+    """``--config FILE``: read it (names checked), and take its env and timesteps where none were given."""
+    args.config_file = None
+    if getattr(args, "config", None):
+        from keras_trpo.config_file import read_config_file
+
+        args.config_file = read_config_file(args.config)
+        args.env = args.env or args.config_file.env
+        args.timesteps = args.timesteps or args.config_file.timesteps
+    if args.timesteps is None:
+        raise CliError("--timesteps is needed (or a --config file with timesteps:)")
 
 
 # ----------------------------------------------------------------------------------- evaluate
@@ -326,6 +357,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in FORWARDED:
         return _forward(argv[0], argv[1:])
+    if argv and argv[0] == "tune-worker":  # a process of `tune --jobs`, not a user command
+        from keras_trpo.tune.driver import run_worker_cli
+
+        return run_worker_cli(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         if args.command == "train":
@@ -335,6 +370,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.command == "evaluate":
             print(json.dumps(evaluate(args)))
             return 0
+        if args.command == "tune":
+            from keras_trpo.tune.cli import run_tune
+
+            return run_tune(args, _overrides(args.set))
         print(presets(args))
         return 0
     except CliError as e:
@@ -354,6 +393,7 @@ def _library_errors() -> tuple:
     errors = []
     for module, name in (("keras_trpo.config", "ConfigError"), ("keras_trpo.serialization", "AgentFileError"),
                          ("keras_trpo.spaces", "UnsupportedSpaceError"), ("serving.video", "VideoError"),
+                         ("keras_trpo.tune.study", "TuneError"),
                          ("gymnasium.error", "Error")):  # an unknown env id, a missing extra (box2d, mujoco)
         mod = sys.modules.get(module)
         if mod is not None:
