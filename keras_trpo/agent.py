@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import collections
+import os
 import time
 from typing import Any, Optional, Sequence
 
@@ -54,11 +55,13 @@ class TRPO:
       torso: ``None`` for the MLP of ``hidden_sizes``, or any Keras model/layer
         mapping the (normalised) observation to features (a CNN for images); the
         value network gets a fresh clone of it.
-      config: a ``TRPOConfig``; by default the tuned settings for ``env``'s family.
+      config: a ``TRPOConfig``, or the path of a hyperparameter file (``keras-trpo tune``'s best.yaml,
+        ``keras_trpo.load_config``); by default the tuned settings for ``env``'s family.
       **hyperparameters: overrides applied on top of ``config`` (same names).
     """
 
-    def __init__(self, env: EnvSpec, *, seed: int = 0, torso: TorsoSpec = None, config: Optional[TRPOConfig] = None,
+    def __init__(self, env: EnvSpec, *, seed: int = 0, torso: TorsoSpec = None,
+                 config: Optional[TRPOConfig | str | os.PathLike] = None,
                  env_kwargs: Optional[dict] = None, **hyperparameters: Any):
         if env is None:
             raise TypeError("TRPO needs an env: an id such as 'CartPole-v1', a gymnasium Env or VectorEnv, or a factory")
@@ -67,6 +70,10 @@ class TRPO:
         self.env_kwargs = dict(env_kwargs or {})
         self.seed = int(seed)
         self.observation_space, self.action_space = _spaces_of(env)
+        if isinstance(config, (str, os.PathLike)):
+            from keras_trpo.config_file import load_config  # YAML is an extra: only when a file is given
+
+            config = load_config(config, self.env_id)
         config = config or default_config(self.env_id, self.action_space)
         # An instance backs exactly one env, a VectorEnv has its own count (as in SB3).
         if isinstance(env, gym.vector.VectorEnv):
@@ -382,7 +389,6 @@ class TRPO:
     # ------------------------------------------------------------------ save / load
     def save(self, filepath: str, overwrite: bool = True) -> None:
         """Write policy, value net, normaliser statistics, config and optimizer state to a ``.keras`` file."""
-        import os
 
         if not str(filepath).endswith(".keras"):
             raise ValueError(f"agent files end in .keras, got {filepath!r}")

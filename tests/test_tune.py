@@ -68,6 +68,17 @@ def test_config_file_round_trip(tmp_path, suffix):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary file left
 
 
+def test_an_agent_takes_the_path_of_a_config_file(tmp_path):
+    import keras_trpo
+
+    path = tmp_path / "best.yaml"
+    write_config_file(path, TRPOConfig(gamma=0.97, n_steps=64, hidden_sizes=(8,)), env="CartPole-v1", timesteps=64)
+    agent = keras_trpo.TRPO("CartPole-v1", config=str(path))
+    assert (agent.config.gamma, agent.config.n_steps, agent.config.hidden_sizes) == (0.97, 64, (8,))
+    assert agent.policy_model.get_layer("policy_torso").layers[0].units == 8
+    agent.close()
+
+
 @pytest.mark.parametrize("text, key", [("env: CartPole-v1\nsettings: {}\n", "settings"),
                                        ("config:\n  gamma: 0.9\n  max_kll: 0.1\n", "max_kll"),
                                        ("config: [1, 2]\n", "config"),
