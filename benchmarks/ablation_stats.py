@@ -30,6 +30,8 @@ from stats import (_rliable, _save, curve_matrix, estimates, fixed_state, fmt_ci
                    DEFAULT_SEEDS_DIR)
 
 DEFAULT_ABLATIONS = os.path.join(HERE, "results", "ablations")
+# The arms ran with 0.1.0's defaults (obs_norm_init="identity"), so their baseline is 0.1.0's ten seeds.
+DEFAULT_BASELINE = os.path.join(HERE, "results", "seeds_v0.1.0")
 BASELINE, REFERENCE = "keras_trpo (baseline)", "sb3-contrib"
 
 
@@ -44,10 +46,13 @@ def arm_records(records: list[dict], impl: str, env: str, steps: int) -> dict[in
     return out
 
 
-def collect(env: str, steps: int, ablations_dir: str, seeds_dir: str) -> dict[str, dict[int, dict]]:
-    """``{arm name: {seed: record}}``: the baseline, each ablation arm (sorted by name), then sb3-contrib."""
+def collect(env: str, steps: int, ablations_dir: str, seeds_dir: str, baseline_dir: str | None = None
+            ) -> dict[str, dict[int, dict]]:
+    """``{arm name: {seed: record}}``: the baseline (keras_trpo in ``baseline_dir``, default ``seeds_dir``), each
+    ablation arm (sorted by name), then sb3-contrib (in ``seeds_dir``)."""
     stored = load_records(seeds_dir)
-    arms = {BASELINE: arm_records(stored, "keras_trpo", env, steps)}
+    base = stored if baseline_dir is None else load_records(baseline_dir)
+    arms = {BASELINE: arm_records(base, "keras_trpo", env, steps)}
     if os.path.isdir(ablations_dir):
         for name in sorted(os.listdir(ablations_dir)):
             path = os.path.join(ablations_dir, name)
@@ -140,12 +145,14 @@ def main(argv: list[str]) -> int:
     p.add_argument("--env", default="HalfCheetah-v5")
     p.add_argument("--steps", type=int, default=1_000_000)
     p.add_argument("--ablations-dir", default=DEFAULT_ABLATIONS)
-    p.add_argument("--seeds-dir", default=DEFAULT_SEEDS_DIR)
+    p.add_argument("--seeds-dir", default=DEFAULT_SEEDS_DIR, help="sb3-contrib's seeds")
+    p.add_argument("--baseline-dir", default=DEFAULT_BASELINE,
+                   help="keras_trpo's seeds with the defaults the arms were run against (0.1.0's)")
     p.add_argument("--figure", default=None, help="default: results/ablations_ENV.png")
     p.add_argument("--reps", type=int, default=50_000)
     a = p.parse_args(argv)
     try:
-        arms = collect(a.env, a.steps, a.ablations_dir, a.seeds_dir)
+        arms = collect(a.env, a.steps, a.ablations_dir, a.seeds_dir, a.baseline_dir)
     except (ValueError, FileNotFoundError) as e:
         p.error(str(e))
     if not arms:

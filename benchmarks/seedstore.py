@@ -20,6 +20,7 @@ import dataclasses
 import json
 import math
 import os
+import sys
 from typing import Any, Iterable
 
 from benchutil import atomic_write
@@ -99,8 +100,18 @@ PLACEMENT_SETTINGS = frozenset({"rollout_backend", "rollout_workers", "ray_addre
 
 
 def learning_settings(overrides: dict | None) -> dict:
-    """The overrides minus ``PLACEMENT_SETTINGS``: what decides the learning."""
-    return {k: v for k, v in (overrides or {}).items() if k not in PLACEMENT_SETTINGS}
+    """The overrides minus ``PLACEMENT_SETTINGS`` and minus those equal to ``TRPOConfig``'s current default:
+    what decides the learning now. A seed run with ``--set X=V`` before V became X's default ran with
+    today's default (issue 17's candidate seeds became the reference this way; the seeds of the old
+    defaults were moved to their own folder, since their empty overrides meant the defaults of then)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if root not in sys.path:  # run as benchmarks/SCRIPT.py, the checkout is not on the path
+        sys.path.insert(0, root)
+    from keras_trpo.config import TRPOConfig  # no TensorFlow
+
+    defaults = TRPOConfig().to_dict()
+    return {k: v for k, v in (overrides or {}).items()
+            if k not in PLACEMENT_SETTINGS and not (k in defaults and defaults[k] == v)}
 
 
 def request(task: Task, overrides: dict | None) -> dict:

@@ -338,13 +338,14 @@ def notes(records: list[dict], tasks, references: dict, pairs: dict, timing_path
            ]
     ratios = cpu_ratios(records, tasks)
     if ratios:
-        out.append("From the seed runs themselves (several at a time, so not the speed ratio): CPU seconds per step, "
+        out.append("From the seed runs themselves (several at a time, so not the speed ratio; on different CPUs when "
+                   "the seed lines above name two): CPU seconds per step, "
                    "sb3-contrib ÷ keras_trpo, medians over seeds, each run's whole process tree: "
                    + ", ".join(f"{e} {r:.2f}×" for e, (r, _, _) in ratios.items()) + ".")
     out += ["", "```",
             "python benchmarks/seeds.py run --impl sb3 --seeds 0-9 --jobs 2   # sb3-contrib's 40 runs (one thread each)",
-            "python benchmarks/seeds.py run --impl keras_trpo --seeds 0-9 \\",
-            "    --set rollout_backend=process --set rollout_workers=2        # keras_trpo's 40 runs",
+            "python benchmarks/seeds.py run --impl keras_trpo --seeds 0-9 --jobs 2 \\",
+            "    --set obs_norm_init=first_rollout                            # keras_trpo's 40 runs (now the default)",
             "python benchmarks/stats.py all --timing benchmarks/results/timing/summary.csv  # this table and the figures",
             "```"]
     return out

@@ -54,12 +54,13 @@ class TRPOConfig:
     # "step": updated and applied step by step, as SB3's VecNormalize does.
     reward_scaling: str = "rollout"
     obs_clip: float = 10.0
-    # Where the observation statistics start. "identity": mean 0, variance 1, so the first rollout's update
-    # is made on raw observations and the statistics then jump to the data's. "first_rollout": the first
-    # rollout's observations set them before the first update (Keras's Normalization.adapt), as SB3's
-    # VecNormalize has statistics from the first step on; the initial policy's near-zero head makes the
-    # policy that acted and pi_old nearly the same (diagnose.py measures the KL).
-    obs_norm_init: str = "identity"
+    # Where the observation statistics start. "first_rollout" (default): the first rollout's observations set
+    # them before the first update (Keras's Normalization.adapt), as SB3's VecNormalize has statistics from
+    # the first step on; the initial policy's near-zero head makes the policy that acted and pi_old differ by
+    # KL ~3e-5 there. "identity" (before 0.2): mean 0, variance 1, so the first update is learned on raw
+    # observations and the statistics then jump to the data's, which moved the Hopper policy by half a
+    # trust region (benchmarks/README.md, issue 17's finding).
+    obs_norm_init: str = "first_rollout"
     hidden_sizes: tuple = (64, 64)
     activation: str = "tanh"
     log_std_init: float = 0.0

@@ -63,6 +63,10 @@ def test_identity_makes_the_first_update_on_raw_observations():
     assert agent.obs_rms.count == pytest.approx(1e-4 + N)
 
 
+def test_first_rollout_is_the_default():
+    assert keras_trpo.TRPOConfig().obs_norm_init == "first_rollout"
+
+
 def test_obs_norm_init_is_validated():
     with pytest.raises(ConfigError, match="obs_norm_init"):
         keras_trpo.TRPOConfig().replace(obs_norm_init="zeros")
