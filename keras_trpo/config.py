@@ -57,7 +57,7 @@ class TRPOConfig:
     # Where the observation statistics start. "first_rollout" (default): the first rollout's observations set
     # them before the first update (Keras's Normalization.adapt), as SB3's VecNormalize has statistics from
     # the first step on; the initial policy's near-zero head makes the policy that acted and pi_old differ by
-    # KL ~3e-5 there. "identity" (before 0.2): mean 0, variance 1, so the first update is learned on raw
+    # KL ~3e-5 there. "identity" (0.1.0's default): mean 0, variance 1, so the first update is learned on raw
     # observations and the statistics then jump to the data's, which moved the Hopper policy by half a
     # trust region (benchmarks/README.md, issue 17's finding).
     obs_norm_init: str = "first_rollout"
