@@ -4,7 +4,7 @@ Needs the http extra (``pip install 'keras-trpo-serving[http]'``: uvicorn, starl
 prometheus-client); the in-process runtime (``OnnxPolicy``) does not.
 
     srv = make_server(policy, "127.0.0.1", 0, max_body_bytes=4096)   # bound now; srv.server_address
-    srv.serve_forever()        # in a thread for tests; srv.shutdown() then srv.server_close()
+    srv.serve_forever()        # in a thread for tests; srv.shutdown(), join the thread, then srv.server_close()
 
 Connections are uvicorn's: one asyncio loop, so a connection that sends slowly costs a little
 memory, not a thread. The limits are uvicorn's settings (``limit_concurrency``,

@@ -240,8 +240,8 @@ def test_http_server_serves_a_tflite_policy():
         assert meta["format"] == "tflite" and meta["distribution"] == "diag_gaussian"
     finally:
         srv.shutdown()
+        thread.join(30)  # before releasing the socket (see test_server.running)
         srv.server_close()
-        thread.join(10)
 
 
 def test_cli_run_dispatches_on_tflite_and_checks_the_env():

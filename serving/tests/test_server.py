@@ -35,9 +35,11 @@ def running(srv):
     try:
         yield srv
     finally:
+        # Stop, wait for uvicorn's shutdown (it closes every connection), then release the socket: closing
+        # it first made the serving thread fail on a closed descriptor under load, leaving connections open.
         srv.shutdown()
+        thread.join(30)
         srv.server_close()
-        thread.join(10)
 
 
 @pytest.fixture(scope="module")

@@ -68,8 +68,12 @@ def test_beyond_max_concurrency_clients_get_503_at_once_not_a_reset(policy):
     with running(make_server(policy, "127.0.0.1", 0, max_concurrency=4)) as srv:
         results = _burst(srv, 64)
         statuses = [s for _, s, _ in results]
-        assert set(statuses) <= {200, 503} and statuses.count(200) >= 1, statuses
-        assert request(srv, "GET", "/healthz")[0] == 200
+        # uvicorn counts open connections: when all 64 are open before the first request is read (a loaded
+        # machine), every one of them may get the 503; what must never happen is a reset or a hang.
+        assert set(statuses) <= {200, 503}, statuses
+        for i in range(3):  # and the server keeps serving
+            status, body = request(srv, "POST", "/v1/act", {"obs": OBS[i].tolist()})
+            assert status == 200 and body["action"] == policy.act(OBS[i]).tolist()
 
 
 def _open_silent(srv: PolicyServer, n: int, held: contextlib.ExitStack) -> list[socket.socket]:
