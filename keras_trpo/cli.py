@@ -299,7 +299,9 @@ def presets(args) -> str:
 
         p = preset(args.env)
         try:
-            action_space = _action_space(args.env)
+            from keras_trpo.envs import action_space_of
+
+            action_space = action_space_of(args.env)
         except Exception:  # noqa: BLE001 - not registered here (PyBullet), missing extra: show the zoo's numbers
             action_space = None
         lines = [f"{args.env}: {p.source}", f"recommended --timesteps {p.n_timesteps}"]
@@ -323,16 +325,6 @@ def presets(args) -> str:
         return head + "\n" + "\n".join("| " + " | ".join(r) + " |" for r in rows)
     return "\n".join(f"{r[0]:<38} {r[1]:<12} {r[2]:>11}  {r[3]}" + (f"  [not used: {r[4]}]" if r[4] != "–" else "")
                      for r in rows)
-
-
-def _action_space(env_id: str):
-    import gymnasium as gym
-
-    env = gym.make(env_id)
-    try:
-        return env.action_space
-    finally:
-        env.close()
 
 
 # ----------------------------------------------------------------------------------- entry point

@@ -98,22 +98,14 @@ def read_config_file(path: PathLike) -> ConfigFile:
     return ConfigFile(str(path), dict(settings), env, timesteps)
 
 
-def _action_space(env_id: str):
-    import gymnasium as gym
-
-    env = gym.make(env_id)
-    try:
-        return env.action_space
-    finally:
-        env.close()
-
-
 def config_from_settings(settings: Mapping[str, Any], env_id: Optional[str], action_space=None) -> TRPOConfig:
     """The env's preset (``default_config``) with ``settings`` on top, checked."""
     from keras_trpo.config import default_config
 
     if env_id is not None and action_space is None:
-        action_space = _action_space(env_id)
+        from keras_trpo.envs import action_space_of
+
+        action_space = action_space_of(env_id)
     d = dict(settings)
     if "hidden_sizes" in d:
         d["hidden_sizes"] = tuple(d["hidden_sizes"])

@@ -11,6 +11,15 @@ EnvSpec = Union[str, gym.Env, gym.vector.VectorEnv, Callable[[], gym.Env]]
 VECTORIZATION = ("sync", "async")
 
 
+def action_space_of(env_id: str, **env_kwargs: Any) -> gym.Space:
+    """The action space of a registered env (made once, then closed)."""
+    env = gym.make(env_id, **env_kwargs)
+    try:
+        return env.action_space
+    finally:
+        env.close()
+
+
 def env_id_of(env: EnvSpec) -> Optional[str]:
     """The registered id of an env spec, if it has one (used to rebuild envs after load)."""
     if isinstance(env, str):
