@@ -5,8 +5,9 @@ evaluates it on env seeds 20000, 20001, ... in the same worker process. ``ProbeE
 last training seed (a module global: training and evaluation envs live in one process with the
 inline rollout backend), and its evaluation episodes last ``EVEN`` steps after a trial with an even
 seed and ``ODD`` after an odd one, whatever the policy: even trials score 20, odd ones 5, so the
-median pruner must prune an odd trial once an even one has completed. Training with seed
-``CRASH_SEED`` raises, so that trial must be recorded as failed.
+median pruner must prune an odd trial once an even one has completed. Training with a seed in
+``CRASH_SEEDS`` raises, so those trials must be recorded as failed (two of them: the test kills the tune
+while early trials run, and a trial running then is recorded as interrupted instead).
 
 Made with ``gym.make("tests.tune_envs:KerasTrpoTuneProbe-v0")``: gymnasium imports this module first.
 """
@@ -15,7 +16,7 @@ import numpy as np
 
 EVAL_SEEDS_FROM = 20_000
 EVEN, ODD, TRAIN_LENGTH = 20, 5, 16
-CRASH_SEED = 3
+CRASH_SEEDS = (3, 7)
 _last_training_seed = 0
 
 
@@ -27,7 +28,7 @@ class ProbeEnv(gym.Env):
         global _last_training_seed
         super().reset(seed=seed)
         if seed is not None and seed < EVAL_SEEDS_FROM:
-            if seed == CRASH_SEED:
+            if seed in CRASH_SEEDS:
                 raise RuntimeError(f"probe env: simulated crash on training seed {seed}")
             _last_training_seed = seed
         evaluating = seed is not None and seed >= EVAL_SEEDS_FROM
