@@ -215,3 +215,16 @@ def test_shutdown_closes_every_connection(policy):
         # not left to the 60 s keep-alive timeout
         assert all(_closed_by_server(s, 5) for s in silent) and _closed_by_server(kept.sock, 5)
         kept.close()
+
+
+def test_connections_have_nagle_off(policy):
+    # Without TCP_NODELAY uvicorn's two writes per answer waited for the client's delayed ACK: 44 ms each.
+    with running(make_server(policy, "127.0.0.1", 0)) as srv:
+        assert srv.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+        conn = http.client.HTTPConnection(*srv.server_address[:2], timeout=10)
+        assert request(srv, "GET", "/healthz", conn=conn)[0] == 200
+        assert _until(lambda: _connections(srv) == 1)
+        (connection,) = srv.server.server_state.connections
+        accepted = connection.transport.get_extra_info("socket")
+        assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+        conn.close()
