@@ -1,8 +1,8 @@
 """Build the generated C with the host's compiler and run it through ctypes, for verification.
 
 The compiler is ``$CC`` if set, else ``cc`` on the PATH. It is built as a shared library with
-``-std=c99 -O2 -ffp-contract=off`` (no fused multiply-add: the sums are rounded as written, as
-in the exported graph) and the warnings a C99 compiler gives with ``-Wall -Wextra -pedantic``
+``-std=c99 -O2 -ffp-contract=off`` (the compiler fuses no multiply-add of its own: the only
+fused ones are the source's explicit ``fmaf`` calls, which round as onnxruntime does) and the warnings a C99 compiler gives with ``-Wall -Wextra -pedantic``
 are kept in the report's build log.
 """
 from __future__ import annotations

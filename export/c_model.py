@@ -23,7 +23,7 @@ from keras_trpo.layers import ObservationNormalizer, OneHot, StateIndependentLog
 # (C against the TensorFlow agent, 1e-5) checks every one of them in tests/test_export_c.py.
 C_ACTIVATIONS: dict[str, str] = {
     "linear": "x",
-    "tanh": "tanhf(x)",
+    "tanh": "ort_tanh(x)",  # onnxruntime's tanh, bit for bit: see c_source.ORT_TANH
     "relu": "(x > 0.0f ? x : 0.0f)",
     "sigmoid": "(1.0f / (1.0f + expf(-x)))",
     "elu": "(x > 0.0f ? x : expm1f(x))",
@@ -65,9 +65,10 @@ class CPolicy:
 
     ``obs_size``: floats per observation (1 for a Discrete observation, its index).
     ``one_hot``: n for a Discrete observation (one-hot of the truncated index, zeros when out of
-    range, as the OneHot layer does), else None. ``normalizer``: ``(mean, std, clip)``, each
-    ``[obs_size]`` float32 with ``std = sqrt(var + eps)`` in float32, for
-    ``clip((x - mean) / std, -clip, clip)``. ``layers``: the torso; ``head``: linear, to the
+    range, as the OneHot layer does), else None. ``normalizer``: ``(mean, inv_std, clip)``, each
+    ``[obs_size]`` float32 with ``inv_std = 1 / sqrt(var + eps)`` by TensorFlow's float32 kernels,
+    for ``clip((x - mean) * inv_std, -clip, clip)``: the exported graph's form (TensorFlow folds the
+    division into a multiplication by the reciprocal before tf2onnx sees it). ``layers``: the torso; ``head``: linear, to the
     logits ``[k]`` or the mean ``[d]``; ``log_std [d]`` for a Gaussian.
     """
 
@@ -151,8 +152,10 @@ def c_policy(agent) -> CPolicy:
             continue
         if isinstance(layer, ObservationNormalizer):
             var = np.asarray(layer.var.numpy(), np.float32).reshape(-1)
-            std = np.sqrt(var + np.float32(layer.epsilon)).astype(np.float32)  # float32, as the layer computes it
-            normalizer = (np.asarray(layer.mean.numpy(), np.float32).reshape(-1), std, float(layer.clip))
+            # TensorFlow's own float32 kernels, as the exporter's constant folding evaluates them:
+            # its Reciprocal is not always the correctly rounded 1/x that NumPy would give.
+            inv_std = np.asarray(keras.ops.reciprocal(keras.ops.sqrt(var + np.float32(layer.epsilon))), np.float32)
+            normalizer = (np.asarray(layer.mean.numpy(), np.float32).reshape(-1), inv_std, float(layer.clip))
         elif isinstance(layer, OneHot):
             one_hot = int(layer.n)
         elif isinstance(layer, StateIndependentLogStd):

@@ -160,6 +160,57 @@ def test_every_supported_activation(tmp_path):
     _build(tmp_path / "c", tmp_path)  # and warning-free with every activation in
 
 
+def _x86_with_fma() -> bool:
+    import platform
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return False
+    try:
+        with open("/proc/cpuinfo") as f:
+            return " fma " in f.read()
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _x86_with_fma(), reason="onnxruntime's MLAS kernels compared here are x86-64's FMA3 ones")
+@pytest.mark.parametrize("activation, hidden", [("tanh", (300, 64)), ("relu", (64, 300, 8))])
+def test_bit_identical_to_onnxruntime(tmp_path, activation, hidden):
+    """The C rounds as onnxruntime does (fmaf chains in blocks of 256 inputs, bias first; MLAS's
+    tanh; the normaliser's folded reciprocal), so every output bit equals the .onnx file's: a
+    layer wider than one block (300) checks the blocking, a normaliser with moved statistics the
+    reciprocal. Without the fmaf (plain sums) or with tanhf, about half of the outputs differ."""
+    import onnxruntime as ort
+    agent = _agent(SPACES["box"], hidden_sizes=hidden, activation=activation)
+    export.to_c(agent, tmp_path / "c")
+    export.to_onnx(agent, tmp_path / "p.onnx")
+    lib = _library(agent, _build(tmp_path / "c", tmp_path))
+    obs = np.random.default_rng(11).normal(size=(2000, 5)).astype(np.float32) * 3
+    session = ort.InferenceSession(str(tmp_path / "p.onnx"), providers=["CPUExecutionProvider"])
+    mean, log_std = session.run(["mean", "log_std"], {"obs": obs})
+    params = lib.params(obs)
+    assert np.array_equal(params[:, :3], mean), np.max(np.abs(params[:, :3] - mean))
+    assert np.array_equal(params[:, 3:], log_std)
+    assert np.array_equal(lib.act(obs), session.run(["action"], {"obs": obs})[0])
+
+
+@pytest.mark.skipif(not _x86_with_fma(), reason="onnxruntime's MLAS kernels compared here are x86-64's FMA3 ones")
+def test_hopper_closed_loop_returns_equal_onnxpolicys(tmp_path):
+    """Issue 18's closed loop on a chaotic env: Hopper's contacts turn a 1e-7 action difference
+    into returns tens apart within an episode, so equal returns need equal bits at every step."""
+    from serving.c_policy import CPolicy
+    from serving.cli import run_episodes
+    from serving.edge.closed_loop import lockstep
+    from serving.policy import OnnxPolicy
+    agent = keras_trpo.TRPO("Hopper-v5", seed=0, n_envs=1, n_steps=1024, value_epochs=1)
+    agent.fit(2048, verbose=0)  # statistics and weights off their initial values; episodes of ~20-100 steps
+    export.to_onnx(agent, tmp_path / "hopper.onnx")
+    export.to_c(agent, tmp_path / "c")
+    onnx_policy, c_policy = OnnxPolicy(tmp_path / "hopper.onnx"), CPolicy(tmp_path / "c")
+    returns = [run_episodes(p, "Hopper-v5", 5, 10000, True)["returns"] for p in (onnx_policy, c_policy)]
+    assert returns[0] == returns[1]
+    steps = lockstep(onnx_policy, c_policy, "Hopper-v5", 5, 10000)
+    assert steps["steps"] > 50 and steps["worst_action_difference"] == 0.0
+
+
 def test_discrete_observations_one_hot(tmp_path):
     agent = _agent(gym.spaces.Discrete(3), obs_space=gym.spaces.Discrete(6), normalize=False)
     report = export.to_c(agent, tmp_path / "c", name="grid")

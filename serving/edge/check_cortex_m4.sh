@@ -5,7 +5,8 @@
 # Cross-compiles DIR/policy.c with arm-none-eabi-gcc -mcpu=cortex-m4 -mthumb -mfpu=fpv4-sp-d16
 # -mfloat-abi=hard into a small semihosting test program (serving/edge/cortex_m4/), runs it on
 # 1,000 observations the agent visited in rollouts, and compares its actions with onnxruntime's
-# on this machine for the same policy's .onnx (floats within 1e-5, discrete actions equal). Prints
+# on this machine for the same policy's .onnx (floats within 1e-5, discrete actions equal; it also
+# counts the parameters that are bit-identical, all of them when the host has FMA3). Prints
 # the policy's flash and RAM (arm-none-eabi-size of policy.o; the stack high-water mark measured on
 # the emulated board) and the instructions executed per act, counted from QEMU's execution log.
 # QEMU is not cycle-accurate: instructions, not cycles (serving/README.md, "On a microcontroller").
@@ -102,7 +103,7 @@ policy flash:     $(field policy_flash_bytes) bytes (policy.o: code + const weig
 stack per call:   act $(field stack_bytes_act) bytes, sample $(field stack_bytes_sample) bytes (high-water mark on the board, libm included)
 test program:     text/data/bss $(field "'/'.join(map(str, test_program_text_data_bss))") bytes (newlib printf and the observations included)
 instructions/act: median $(field "instructions_per_act['median']"), min $(field "instructions_per_act['min']"), max $(field "instructions_per_act['max']") over $(field "instructions_per_act['counted']") acts (executed instructions from QEMU's exec log; QEMU is not cycle-accurate)
-actions:          $(field observations) observations, $(field actions_differing) differ from onnxruntime on $(uname -m); worst |action - x86| = $(field max_abs_action_diff), worst parameter difference $(field max_params_diff) (limit 1e-05)
+actions:          $(field observations) observations, $(field actions_differing) differ from onnxruntime on $(uname -m); worst |action - x86| = $(field max_abs_action_diff), worst parameter difference $(field max_params_diff) (limit 1e-05); $(field params_bit_identical) of $(field params_total) parameters bit-identical
 total time:       ${SECONDS}s
 SUMMARY
 if [ "$rc" = 0 ]; then echo "PASS"; else echo "FAIL"; fi

@@ -20,6 +20,7 @@ import sys
 import numpy as np
 
 from serving.cli import run_episodes
+from serving.errors import ServingError
 from serving.load import load_policy
 
 
@@ -53,7 +54,11 @@ def main(argv=None) -> int:
     p.add_argument("--episodes", type=int, default=10)
     p.add_argument("--seed", type=int, default=10000)
     a = p.parse_args(argv)
-    ref, other = load_policy(a.model, seed=a.seed), load_policy(a.other, seed=a.seed)
+    try:
+        ref, other = load_policy(a.model, seed=a.seed), load_policy(a.other, seed=a.seed)
+    except (ServingError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     env_id = a.env or ref.metadata.get("env_id")
     r_ref = run_episodes(ref, env_id, a.episodes, a.seed, True)["returns"]
     r_other = run_episodes(other, env_id, a.episodes, a.seed, True)["returns"]
