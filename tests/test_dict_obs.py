@@ -159,6 +159,15 @@ def test_numpy_plan_equals_the_keras_model():
     np.testing.assert_array_equal(np.broadcast_to(fast["log_std"], ref["log_std"].shape), ref["log_std"])
 
 
+def test_a_torso_numpy_cannot_run_acts_through_the_keras_model_on_the_dict():
+    torso = keras.Sequential([keras.layers.Dense(8, activation="tanh"), keras.layers.LayerNormalization()])
+    agent = keras_trpo.TRPO(PointGoalEnv, seed=0, torso=torso, normalize_obs=True, **FAST)
+    assert not agent.actor.uses_numpy
+    agent.fit(64, verbose=0)
+    batch = sample_dict(agent.observation_space, 5, seed=1)
+    np.testing.assert_allclose(agent.predict(batch), np.clip(agent.policy_model(batch)["mean"].numpy(), -1, 1), atol=1e-6)
+
+
 @settings(max_examples=20, deadline=None)
 @given(st.integers(1, 9), st.integers(0, 2**31 - 1))
 def test_the_dict_step_computes_each_row_as_it_would_alone(batch, seed):
