@@ -9,7 +9,7 @@ observations packed (``dict_obs``); ``PackedDictModel`` unpacks them in front of
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 import keras
 import numpy as np
@@ -24,7 +24,7 @@ def normalizer_name(prefix: str, key: str) -> str:
     return f"{prefix}_obs_normalizer_{key}"
 
 
-def dict_model_inputs(layout: DictLayout, normalize: bool, prefix: str):
+def dict_model_inputs(layout: DictLayout, normalize: bool, prefix: str) -> tuple[dict[str, Any], Any]:
     """``({key: keras.Input}, features [B, F])``: per key normalised (Box) or one-hot (Discrete),
     concatenated in sorted-key order."""
     inputs = {e.key: keras.Input(shape=e.shape, dtype="float32", name=e.key) for e in layout.entries}

@@ -168,6 +168,18 @@ def test_a_torso_numpy_cannot_run_acts_through_the_keras_model_on_the_dict():
     np.testing.assert_allclose(agent.predict(batch), np.clip(agent.policy_model(batch)["mean"].numpy(), -1, 1), atol=1e-6)
 
 
+@pytest.mark.parametrize("entry", [BOX(3), gym.spaces.Discrete(5)])
+def test_a_single_key_dict_needs_no_concatenation(entry):
+    space = gym.spaces.Dict({"only": entry})
+    agent = keras_trpo.TRPO(lambda: ToyEnv(observation_space=space), seed=0, normalize_obs=True, **FAST)
+    assert agent.actor.uses_numpy and "policy_obs_concat" not in [layer.name for layer in agent.policy_model.layers]
+    agent.fit(64, verbose=0)
+    batch = sample_dict(space, 7, seed=2)
+    packed, _ = check_dict_space(space).check(batch)
+    ref = agent.policy_model(batch)["logits"].numpy()
+    np.testing.assert_allclose(agent.actor.params(packed)["logits"], ref, rtol=1e-5, atol=1e-6)
+
+
 @settings(max_examples=20, deadline=None)
 @given(st.integers(1, 9), st.integers(0, 2**31 - 1))
 def test_the_dict_step_computes_each_row_as_it_would_alone(batch, seed):
