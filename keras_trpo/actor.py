@@ -39,6 +39,8 @@ def _activation_name(dense: keras.layers.Dense) -> str:
 
 def plan_from_model(model: keras.Model) -> Optional[PolicyPlan]:
     """The model's current weights as a ``PolicyPlan``, or None if it has layers NumPy cannot run."""
+    if hasattr(model, "numpy_plan"):  # a model that makes its own (Dict observations: dict_networks)
+        return model.numpy_plan()
     plan: PolicyPlan = []
     for layer in model.layers:
         if isinstance(layer, keras.layers.InputLayer):

@@ -15,6 +15,8 @@ from keras_trpo import __version__
 from keras_trpo.actor import Actor
 from keras_trpo.callbacks import TimestepProgbar
 from keras_trpo.config import ConfigError, TRPOConfig, default_config
+from keras_trpo.dict_networks import packed_models, push_dict_statistics
+from keras_trpo.dict_obs import DictObsStats, layout_of
 from keras_trpo.distributions import family_for
 from keras_trpo.envs import EnvSpec, env_id_of
 from keras_trpo.gae import compute_gae
@@ -113,11 +115,21 @@ class TRPO:
         self._after_models()
 
     def _normalizes_obs(self, cfg: TRPOConfig) -> bool:
-        return bool(cfg.normalize_obs) and isinstance(self.observation_space, gym.spaces.Box)
+        return bool(cfg.normalize_obs) and isinstance(self.observation_space, (gym.spaces.Box, gym.spaces.Dict))
+
+    @property
+    def obs_keys(self) -> Optional[tuple[str, ...]]:
+        """The keys of a Dict observation space in the order the models concatenate them (sorted), else None."""
+        layout = layout_of(self.observation_space)
+        return None if layout is None else layout.keys
 
     def _after_models(self) -> None:
-        self.obs_rms = RunningMeanStd(obs_shape(self.observation_space))
-        self.actor = Actor(self.policy_model, self.family)
+        layout = layout_of(self.observation_space)
+        self.obs_rms = RunningMeanStd(obs_shape(self.observation_space)) if layout is None else DictObsStats(layout)
+        # What the learner and the actor call: the models themselves, or for a Dict space the models
+        # behind an adapter that unpacks the rollout's packed observations (dict_networks).
+        self._policy_net, self._value_net = packed_models(self.policy_model, self.value_model, layout)
+        self.actor = Actor(self._policy_net, self.family)
         self._normalizers = [l for m in (self.policy_model, self.value_model) for l in m.layers
                              if isinstance(l, ObservationNormalizer)]
 
@@ -138,7 +150,7 @@ class TRPO:
             value_optimizer = keras.optimizers.get(value_optimizer)
         self.optimizer = value_optimizer or keras.optimizers.Adam(learning_rate=self.config.value_learning_rate,
                                                                   epsilon=self.config.value_adam_epsilon)
-        self.learner = Learner(self.policy_model, self.value_model, self.family, self.config, self.optimizer)
+        self.learner = Learner(self._policy_net, self._value_net, self.family, self.config, self.optimizer)
         return self
 
     # ------------------------------------------------------------------ training
@@ -268,12 +280,18 @@ class TRPO:
         return logs
 
     def _push_obs_stats(self) -> None:
+        if isinstance(self.obs_rms, DictObsStats):
+            push_dict_statistics([self.policy_model, self.value_model], self.obs_rms)
+            return
         for layer in self._normalizers:
             layer.set_statistics(self.obs_rms.mean.astype(np.float32), self.obs_rms.var.astype(np.float32))
 
     # ------------------------------------------------------------------ inference
     def predict(self, obs: Any, deterministic: bool = True) -> np.ndarray:
-        """Env-ready action(s) for one observation or a batch (Box actions clipped to bounds)."""
+        """Env-ready action(s) for one observation or a batch (Box actions clipped to bounds).
+
+        A Dict agent takes a dict: ``{key: value}`` for one observation, ``{key: [B, ...]}`` for a batch.
+        """
         batch, single = check_observations(obs, self.observation_space)
         actions = self.family.to_env(self.actor.act(batch, self._predict_rng, deterministic))
         return actions[0] if single else actions
@@ -281,7 +299,7 @@ class TRPO:
     def distribution(self, obs: Any):
         """The policy's ``tfp.distributions.Distribution`` for a batch (or one) observation."""
         batch, single = check_observations(obs, self.observation_space)
-        params = self.policy_model(tf.convert_to_tensor(batch), training=False)
+        params = self._policy_net(tf.convert_to_tensor(batch), training=False)
         if single:
             params = {k: v[0] for k, v in params.items()}
         return self.family.make(params)

@@ -7,6 +7,8 @@ from typing import Callable, Optional, Sequence, Union
 import gymnasium as gym
 import keras
 
+from keras_trpo.dict_networks import dict_model_inputs
+from keras_trpo.dict_obs import check_dict_space
 from keras_trpo.distributions import Family
 from keras_trpo.layers import ObservationNormalizer, OneHot, StateIndependentLogStd
 from keras_trpo.spaces import obs_shape
@@ -74,6 +76,14 @@ def _preprocess(obs_space: gym.Space, inputs, normalize: bool, prefix: str):
     return inputs
 
 
+def _model_inputs(obs_space: gym.Space, normalize: bool, prefix: str):
+    """``(inputs, features)``: one ``obs`` input, or for a Dict space one named input per key."""
+    if isinstance(obs_space, gym.spaces.Dict):
+        return dict_model_inputs(check_dict_space(obs_space), normalize, prefix)
+    inputs = keras.Input(shape=obs_shape(obs_space), dtype="float32", name="obs")
+    return inputs, _preprocess(obs_space, inputs, normalize, prefix)
+
+
 def _features(torso_layer, x):
     h = torso_layer(x)
     if len(h.shape) > 2:
@@ -93,11 +103,11 @@ def build_policy_model(
     seed: int = 0,
     ortho_init: bool = True,
 ) -> keras.Model:
-    """``obs [B, *obs_shape] float32 -> {param name: [B, size]}`` for ``family``.
+    """``obs [B, *obs_shape] float32 -> {param name: [B, size]}`` for ``family``; for a Dict space
+    ``{key: [B, *key_shape]} -> ...`` (``dict_networks``).
 
     ``ortho_init=False``: PyTorch's default init for every Dense layer ours, heads included, as SB3."""
-    inputs = keras.Input(shape=obs_shape(obs_space), dtype="float32", name="obs")
-    x = _preprocess(obs_space, inputs, normalize_obs, "policy")
+    inputs, x = _model_inputs(obs_space, normalize_obs, "policy")
     torso_layer = _instantiate_torso(torso, "policy_torso", hidden, activation, seed, ortho_init, int(x.shape[-1]))
     h = _features(torso_layer, x)
     head_init = _init(ortho_init, 0.01, int(h.shape[-1]), seed + 100)  # orthogonal: a near-uniform initial policy
@@ -122,8 +132,7 @@ def build_value_model(
     ortho_init: bool = True,
 ) -> keras.Model:
     """``obs [B, *obs_shape] float32 -> V [B, 1]``."""
-    inputs = keras.Input(shape=obs_shape(obs_space), dtype="float32", name="obs")
-    x = _preprocess(obs_space, inputs, normalize_obs, "value")
+    inputs, x = _model_inputs(obs_space, normalize_obs, "value")
     torso_layer = _instantiate_torso(torso, "value_torso", hidden, activation, seed + 1000, ortho_init, int(x.shape[-1]))
     h = _features(torso_layer, x)
     v = keras.layers.Dense(1, name="value_head", **_init(ortho_init, 1.0, int(h.shape[-1]), seed + 2000))(h)

@@ -8,6 +8,8 @@ pickles and ``ray.put``s as it is:
 - ``("dense", [(kernel [i, o], bias [o], activation name), ...])``
 - ``("head", output name, kernel, bias)``: ``"logits"`` or ``"mean"``
 - ``("log_std", log_std [d])``: the state-independent log-std
+- ``("dict_obs", [(start, stop, op), ...])``: packed Dict observation -> per-key features, concatenated
+  (``dict_obs.dict_features``)
 
 ``actor.plan_from_model`` builds one from the Keras policy.
 """
@@ -16,6 +18,8 @@ from __future__ import annotations
 from typing import Callable
 
 import numpy as np
+
+from keras_trpo.dict_obs import dict_features
 
 PolicyPlan = list
 
@@ -64,6 +68,8 @@ class NumpyPolicy:
                 out[name] = _affine(x, kernel, bias)
             elif kind == "log_std":
                 out["log_std"] = step[1]  # [d]: broadcasts against mean [B, d]; no per-step copy
+            elif kind == "dict_obs":
+                x = dict_features(x, step[1])
             else:
                 raise ValueError(f"unknown policy plan step {kind!r}")
         return out

@@ -19,6 +19,7 @@ from typing import Any, Callable, Optional, Sequence, Union
 import gymnasium as gym
 import numpy as np
 
+from keras_trpo.dict_obs import pack_dict_observations
 from keras_trpo.envs import EnvSpec, make_env_group
 from keras_trpo.numpy_policy import NumpyPolicy, PolicyPlan
 from keras_trpo.sampling import sampler_for
@@ -107,7 +108,7 @@ class RolloutWorker:
         self.first_env, self.n_envs = int(first_env), int(n_envs)
         self.obs_shape = obs_shape(observation_space)
         self.sampler = sampler_for(action_space)
-        self.venv = make_env_group(env, self.n_envs, vectorization, env_kwargs)
+        self.venv = pack_dict_observations(make_env_group(env, self.n_envs, vectorization, env_kwargs), observation_space)
         if self.venv.num_envs != self.n_envs:
             raise ValueError(f"the vector env has {self.venv.num_envs} envs, the worker expected {self.n_envs}")
         envs = range(self.first_env, self.first_env + self.n_envs)

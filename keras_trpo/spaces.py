@@ -23,14 +23,25 @@ def check_observation_space(space: gym.Space) -> None:
         return
     if isinstance(space, gym.spaces.Discrete):
         return
+    if isinstance(space, gym.spaces.Dict):
+        from keras_trpo.dict_obs import check_dict_space  # dict_obs imports this module's errors
+
+        check_dict_space(space)
+        return
     raise UnsupportedSpaceError(
         f"observation space {type(space).__name__} ({space!r}) is not supported; keras_trpo supports "
-        "Box and Discrete observations (wrap Dict/Tuple spaces with gymnasium.wrappers.FlattenObservation)"
+        "Box, Discrete and Dict (of Box and Discrete) observations (wrap Tuple spaces with "
+        "gymnasium.wrappers.FlattenObservation)"
     )
 
 
 def obs_shape(space: gym.Space) -> tuple[int, ...]:
-    """Shape of one observation as the policy model takes it (Discrete -> ``()``)."""
+    """Shape of one observation as the policy model takes it (Discrete -> ``()``); for a Dict, ``(width,)``
+    of the packed form that rollouts store (``dict_obs``: the models take one input per key)."""
+    if isinstance(space, gym.spaces.Dict):
+        from keras_trpo.dict_obs import check_dict_space
+
+        return (check_dict_space(space).width,)
     return tuple(space.shape) if isinstance(space, gym.spaces.Box) else ()
 
 
@@ -38,8 +49,13 @@ def check_observations(obs: Any, space: gym.Space, where: str = "observation") -
     """Validate ``obs`` (one observation or a batch) against ``space``.
 
     Returns ``(batch as float32 [B, *shape], was_single)``; raises
-    ``InvalidObservationError`` naming the expected shape otherwise.
+    ``InvalidObservationError`` naming the expected shape otherwise. A Dict space takes a dict (one
+    observation or a batch per key) and returns the packed batch (``dict_obs.DictLayout.check``).
     """
+    if isinstance(space, gym.spaces.Dict):
+        from keras_trpo.dict_obs import check_dict_space
+
+        return check_dict_space(space).check(obs, where)
     shape = obs_shape(space)
     arr = np.asarray(obs)
     if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
@@ -84,6 +100,8 @@ def space_to_json(space: gym.Space) -> dict:
         return {"type": "MultiDiscrete", "nvec": np.asarray(space.nvec).tolist(), "start": np.asarray(space.start).tolist()}
     if isinstance(space, gym.spaces.MultiBinary):
         return {"type": "MultiBinary", "n": np.asarray(space.n).tolist()}
+    if isinstance(space, gym.spaces.Dict):
+        return {"type": "Dict", "spaces": {k: space_to_json(space.spaces[k]) for k in sorted(space.spaces)}}
     raise UnsupportedSpaceError(f"cannot describe space {space!r}")
 
 
@@ -100,4 +118,6 @@ def space_from_json(d: dict | str) -> gym.Space:
         return gym.spaces.MultiDiscrete(np.asarray(d["nvec"]), start=np.asarray(d.get("start", 0)))
     if kind == "MultiBinary":
         return gym.spaces.MultiBinary(d["n"])
+    if kind == "Dict":
+        return gym.spaces.Dict({k: space_from_json(v) for k, v in sorted(d["spaces"].items())})
     raise UnsupportedSpaceError(f"unknown space description {d!r}")

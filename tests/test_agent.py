@@ -26,7 +26,7 @@ def toy(**kw):
 
 
 # ----------------------------------------------------------------------------- spaces
-@pytest.mark.parametrize("space", [gym.spaces.Dict({"a": gym.spaces.Discrete(2)}),
+@pytest.mark.parametrize("space", [gym.spaces.Dict({"a": gym.spaces.Tuple((gym.spaces.Discrete(2),))}),
                                    gym.spaces.Tuple((gym.spaces.Discrete(2),)), gym.spaces.Text(4)])
 def test_unsupported_observation_spaces_are_named(space):
     with pytest.raises(UnsupportedSpaceError, match=type(space).__name__):

@@ -23,6 +23,7 @@ from keras_trpo.config import ConfigError
 from keras_trpo.numpy_policy import NumpyPolicy
 from keras_trpo.rollout import Fragment, merge_fragments, split_envs
 from keras_trpo.workers import RolloutTimeoutError, RolloutWorkerError
+from tests.goal_envs import PointGoalEnv
 from tests.worker_envs import CountingEnv, RaisingEnv, SlowEnv, StallOnceEnv
 
 TIMING = {"rollout_s", "update_s", "steps_per_s"}  # wall-clock metrics: the only ones allowed to differ
@@ -60,13 +61,17 @@ CASES = {
     "CartPole-v1": dict(n_envs=4, n_steps=128),
     # Gaussian actions, observation normalisation and reward scaling all in play
     "Pendulum-v1": dict(n_envs=4, n_steps=128, normalize_obs=True, normalize_reward=True),
+    # Dict observations (Box and Discrete keys, each normalised on its own), packed through every backend
+    "PointGoal-Dict": dict(n_envs=4, n_steps=128, normalize_obs=True, normalize_reward=True),
 }
+# Cases that are not registered ids: a picklable factory, so process workers and Ray actors can build them.
+FACTORIES = {"PointGoal-Dict": functools.partial(PointGoalEnv, discrete_goal=True)}
 
 
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("env_id", list(CASES))
 def test_history_and_weights_are_identical_on_every_backend_and_split(env_id, request):
-    runs = {(b, w): train(env_id, b, w, request, **CASES[env_id])
+    runs = {(b, w): train(FACTORIES.get(env_id, env_id), b, w, request, **CASES[env_id])
             for b, w in [("inline", 1), ("inline", 2), ("process", 3), ("ray", 2)]}
     ref_history, ref_weights, ref_steps = runs[("inline", 1)]
     assert ref_steps == 3 * 4 * 128 and len(ref_history["kl"]) == 3
@@ -124,7 +129,8 @@ def test_merge_orders_envs_and_episodes_as_one_worker_would():
 
 
 def test_worker_modules_do_not_import_tensorflow():
-    code = ("import sys, keras_trpo.workers.process, keras_trpo.rollout, keras_trpo.workers.ray_pool; "
+    code = ("import sys, keras_trpo.workers.process, keras_trpo.rollout, keras_trpo.workers.ray_pool, "
+            "keras_trpo.dict_obs; "
             "assert 'tensorflow' not in sys.modules, 'tensorflow imported'")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=os.path.dirname(os.path.dirname(__file__)))
 

@@ -1,0 +1,102 @@
+"""Dict observations on the Keras side: one named input per key, the packed adapter, statistics, the NumPy plan.
+
+The policy and value models of a Dict agent take ``{key: [B, d] (Box) or [B] (Discrete index)}``
+with one ``keras.Input`` named after each key (so an export can have one named input per key).
+Each Box entry has its own ``ObservationNormalizer`` (``{prefix}_obs_normalizer_{key}``), each
+Discrete entry its own ``OneHot``; the results are concatenated in sorted-key order
+(``{prefix}_obs_concat``) and go into the usual torso and heads. Rollouts and the learner carry
+observations packed (``dict_obs``); ``PackedDictModel`` unpacks them in front of a model.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import keras
+import numpy as np
+
+from keras_trpo.actor import plan_from_model
+from keras_trpo.dict_obs import DictLayout, DictObsStats
+from keras_trpo.layers import ObservationNormalizer, OneHot
+from keras_trpo.numpy_policy import PolicyPlan
+
+
+def normalizer_name(prefix: str, key: str) -> str:
+    return f"{prefix}_obs_normalizer_{key}"
+
+
+def dict_model_inputs(layout: DictLayout, normalize: bool, prefix: str) -> tuple[dict[str, Any], Any]:
+    """``({key: keras.Input}, features [B, F])``: per key normalised (Box) or one-hot (Discrete),
+    concatenated in sorted-key order."""
+    inputs = {e.key: keras.Input(shape=e.shape, dtype="float32", name=e.key) for e in layout.entries}
+    parts = []
+    for e in layout.entries:
+        x = inputs[e.key]
+        if e.kind == "discrete":
+            x = OneHot(e.n, name=f"{prefix}_one_hot_{e.key}")(x)
+        elif normalize:
+            x = ObservationNormalizer(name=normalizer_name(prefix, e.key))(x)
+        parts.append(x)
+    features = keras.layers.Concatenate(name=f"{prefix}_obs_concat")(parts) if len(parts) > 1 else parts[0]
+    return inputs, features
+
+
+def push_dict_statistics(models: list[keras.Model], stats: DictObsStats) -> None:
+    """Copy each key's running statistics into that key's normalisers in ``models``."""
+    by_name = {normalizer_name(p, e.key): e.key for p in ("policy", "value") for e in stats.layout.box_entries}
+    for model in models:
+        for layer in model.layers:
+            if isinstance(layer, ObservationNormalizer) and layer.name in by_name:
+                s = stats[by_name[layer.name]]
+                layer.set_statistics(s.mean.astype(np.float32), s.var.astype(np.float32))
+
+
+class _Layers:
+    """Just a ``layers`` list: ``plan_from_model`` reads nothing else, so the layers after the
+    Dict preprocessing become a plan exactly as a Box model's torso and heads do."""
+
+    def __init__(self, layers: list):
+        self.layers = layers
+
+
+class PackedDictModel(keras.Model):
+    """``packed obs [B, width] -> model({key: ...})``: a Dict model as the rollout's arrays feed it.
+
+    Holds no weights of its own: ``trainable_variables`` are the wrapped model's, in its order, so
+    the learner's flat parameter vector is the same. Used for learning and acting; never saved.
+    """
+
+    def __init__(self, model: keras.Model, layout: DictLayout, prefix: str):
+        super().__init__(name=f"{model.name}_packed")
+        self.inner, self.layout, self.prefix = model, layout, prefix
+        self.built = True
+
+    def call(self, packed, training: bool = False):
+        return self.inner(self.layout.split(packed), training=training)
+
+    def numpy_plan(self) -> Optional[PolicyPlan]:
+        """The policy as a ``PolicyPlan`` on packed observations: a ``"dict_obs"`` step, then the
+        torso and heads as ``plan_from_model`` makes them; None if the torso is not a Dense stack."""
+        steps, own = [], {f"{self.prefix}_obs_concat"}
+        for e in self.layout.entries:
+            if e.kind == "discrete":
+                op, name = ("one_hot", e.n), f"{self.prefix}_one_hot_{e.key}"
+            else:
+                name = normalizer_name(self.prefix, e.key)
+                op = ("identity",)
+                if any(l.name == name for l in self.inner.layers):
+                    layer = self.inner.get_layer(name)
+                    # sqrt(var + eps) in float32, as the layer computes it: the features match bit for bit.
+                    std = np.sqrt(layer.var.numpy() + np.float32(layer.epsilon))
+                    op = ("normalize", layer.mean.numpy(), std, np.float32(layer.clip))
+            own.add(name)
+            steps.append((e.start, e.stop, op))
+        tail = [l for l in self.inner.layers if not isinstance(l, keras.layers.InputLayer) and l.name not in own]
+        rest = plan_from_model(_Layers(tail))
+        return None if rest is None else [("dict_obs", steps)] + rest
+
+
+def packed_models(policy: keras.Model, value: keras.Model, layout: Optional[DictLayout]):
+    """The models as the learner and actor call them: unchanged, or for a Dict space wrapped to take packed arrays."""
+    if layout is None:
+        return policy, value
+    return PackedDictModel(policy, layout, "policy"), PackedDictModel(value, layout, "value")
