@@ -84,6 +84,10 @@ def test_reports_and_the_file_contract(exported):
         assert json.loads(meta["noise"]) == {"distribution": "normal" if kind == "box" else "uniform",
                                              "shape": [WIDTH[kind]], "dtype": "float32"}
         assert meta["outputs"].endswith(",sampled_action")
+    # re-checking a written file recognises a stochastic one and checks its sampler too
+    obs = np.random.default_rng(4).normal(size=(300, 5)).astype(np.float32)
+    assert export.verify_ort(agent, d / "p.ort", obs) <= 1e-5
+    assert export.verify_tflite(agent, d / "p.tflite", obs) <= 1e-5
     s = ort.InferenceSession(str(d / "p.onnx"), providers=["CPUExecutionProvider"])
     assert [(i.name, i.type, i.shape[1:]) for i in s.get_inputs()] == [
         ("obs", "tensor(float)", [5]), ("noise", "tensor(float)", [WIDTH[kind]])]
