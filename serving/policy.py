@@ -107,6 +107,9 @@ class ExportedPolicy:
         except (ValueError, KeyError, TypeError) as e:
             raise ModelLoadError(f"{self.path!r}: metadata 'noise' is not a noise description ({e})") from None
         want = (self.noise_kind, self.noise_shape[0])
+        if spec is None:
+            raise ModelLoadError(f"{self.path!r} has a 'noise' input but no 'noise' metadata: it was not written by "
+                                 "keras-trpo's export (python -m export ... --stochastic)")
         if spec != want:
             raise ModelLoadError(f"{self.path!r} has a 'noise' input but its metadata says {spec}; a "
                                  f"{self.distribution} policy for this action space takes {want}")
@@ -120,6 +123,7 @@ class ExportedPolicy:
         if not self.samples_in_graph:
             return {"obs": x}
         return {"obs": x, NOISE: noise if noise is not None else np.zeros((len(x), *self.noise_shape), _F32)}
+
     def _probe_input(self) -> np.ndarray:
         fill = float(self.observation_space.start) if self._discrete_obs else 0.0
         return np.full((1, *self.obs_shape), fill, np.float32)

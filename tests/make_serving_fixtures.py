@@ -123,6 +123,24 @@ def stochastic_small(out_dir: str) -> None:
         np.savez(base + ".npz", obs=obs, noise=noise, sampled_action=agent_sampled_action(agent, params, noise),
                  action=agent.predict(obs, deterministic=True), **params)
         print("wrote", base + ".onnx, .tflite, _c/, .npz")
+    broken_stochastic(out_dir)
+
+
+def broken_stochastic(out_dir: str) -> None:
+    """Stochastic ONNX files OnnxPolicy must refuse: a noise input without the noise metadata, and
+    metadata whose noise does not fit the action space."""
+    import onnx
+
+    model = onnx.load(os.path.join(out_dir, "stochastic_discrete.onnx"))
+    props = {p.key: p.value for p in model.metadata_props}
+    variants = {"no_noise_metadata": {k: v for k, v in props.items() if k != "noise"},
+                "wrong_noise": dict(props, noise='{"distribution": "normal", "shape": [3], "dtype": "float32"}')}
+    for kind, meta in variants.items():
+        del model.metadata_props[:]
+        onnx.helper.set_model_props(model, meta)
+        path = os.path.join(out_dir, f"broken_stochastic_{kind}.onnx")
+        onnx.save(model, path)
+        print("wrote", path)
 
 
 def cartpole(out_dir: str, timesteps: int, seed: int) -> None:

@@ -14,7 +14,7 @@ import shutil
 import numpy as np
 import pytest
 
-from serving import InvalidNoise, InvalidObservation, OnnxPolicy, load_policy
+from serving import InvalidNoise, InvalidObservation, ModelLoadError, OnnxPolicy, load_policy
 from serving.sampling import sample_from_params
 from serving.tests.conftest import FIXTURES, fixture_path
 from serving.tests.test_server import request, running
@@ -211,6 +211,15 @@ def test_bad_noise_is_refused_with_the_problem_named():
     assert issubclass(InvalidNoise, InvalidObservation)
     gaussian = OnnxPolicy(_path("gaussian", "onnx"))  # normals may be any finite number
     assert gaussian.act(np.zeros(3, np.float32), deterministic=False, noise=[50.0, -50.0]).tolist() == [1.0, -0.5]
+
+
+@pytest.mark.parametrize("name, message", [
+    ("no_noise_metadata", "has a 'noise' input but no 'noise' metadata"),
+    ("wrong_noise", r"its metadata says \('normal', 3\); a categorical policy for this action space takes \('uniform', 3\)"),
+])
+def test_stochastic_files_that_break_the_contract_are_refused(name, message):
+    with pytest.raises(ModelLoadError, match=message):
+        OnnxPolicy(os.path.join(FIXTURES, f"broken_stochastic_{name}.onnx"))
 
 
 def test_files_without_the_noise_input_sample_the_same_function_in_numpy():
