@@ -106,7 +106,7 @@ def verify_against_agent(agent, run: Runner, what: str, observations: Optional[n
     if reference is None:
         from export.reference import agent_reference  # TensorFlow: only when a reference is needed
 
-        reference = agent_reference(agent, obs, noise)
+        reference = agent_reference(agent, obs) if noise is None else agent_reference(agent, obs, noise)
     outputs = run(obs) if noise is None else run(obs, noise)
     worst = compare_outputs(reference, outputs, discrete_action(agent), what, tolerance)
     return Verification(obs, reference, outputs, worst)
