@@ -7,6 +7,7 @@
     export.to_saved_model(agent, "hopper_savedmodel/")
     export.to_tflite(agent, "hopper.tflite")           # LiteRT (ai-edge-litert) and TensorFlow Lite Micro
     export.to_c(agent, "hopper_c/")                    # C99: policy.h, policy.c, policy_weights.h
+    export.to_onnx(agent, "hopper.onnx", stochastic=True)  # + input noise, output sampled_action (also ORT, .tflite)
 """
 from __future__ import annotations
 

@@ -88,7 +88,7 @@ class CLibrary:
         self._action_ctype, self.action_dtype = _CTYPES[ACTION_TYPES[self.family]]
         ptr = ctypes.c_void_p
         for fn, args in (("act", [ptr, ptr]), ("params", [ptr, ptr]), ("sample", [ptr, ptr, ptr]),
-                         ("seed", [ptr, ctypes.c_uint64])):
+                         ("sample_noise", [ptr, ptr, ptr]), ("seed", [ptr, ctypes.c_uint64])):
             f = getattr(self._lib, f"{self.name}_{fn}")
             f.argtypes, f.restype = args, None
         getattr(self._lib, f"{self.name}_metadata").restype = ctypes.c_char_p
@@ -113,6 +113,16 @@ class CLibrary:
 
     def params(self, obs: np.ndarray) -> np.ndarray:
         return self._per_row("params", obs, self.params_size, np.float32)
+
+    def sample_noise(self, obs: np.ndarray, noise: np.ndarray) -> np.ndarray:
+        """``NAME_sample_noise`` on each row: ``obs [B, obs]``, ``noise [B, noise_size]`` -> ``[B, action_size]``."""
+        x = self._rows(obs)
+        z = np.ascontiguousarray(np.asarray(noise, np.float32).reshape(len(x), -1))
+        out = np.zeros((len(x), self.action_size), self.action_dtype)
+        f = getattr(self._lib, f"{self.name}_sample_noise")
+        for i in range(len(x)):
+            f(x[i].ctypes.data, z[i].ctypes.data, out[i].ctypes.data)
+        return out
 
     def sample(self, obs: np.ndarray, draws: int, seed: int) -> np.ndarray:
         """``draws`` actions for each observation from one generator seeded with ``seed``:

@@ -20,15 +20,13 @@ from export.c_model import CPolicy, c_policy
 from export.c_source import check_name, render
 from export.errors import ExportError, ExportVerificationError
 from export.metadata import policy_metadata
-from export.reference import require_agent
+from export.noise import SAMPLED_ACTION
+from export.reference import agent_reference, require_agent
 from export.report import ExportReport
 from export.sampler_check import check_sampler
-from export.verify import verification_observations, verify_against_agent
+from export.stochastic import SAMPLER_DRAWS, SAMPLER_OBSERVATIONS, SAMPLER_SEED, verify_stochastic
+from export.verify import verification_observations
 from keras_trpo.serialization import atomic_write_bytes
-
-SAMPLER_OBSERVATIONS = 4  # observations the sampler is tested on (the first of the verification set)
-SAMPLER_DRAWS = 2000  # draws per observation
-SAMPLER_SEED = 20240518
 
 
 @dataclass
@@ -36,9 +34,9 @@ class CExportReport(ExportReport):
     files: list = field(default_factory=list)  # the three files written
     weights_bytes: int = 0  # the float and int32 arrays of NAME_weights.h, in bytes
     compiler: Optional[str] = None  # the host compiler that built and verified it
-    sampler_tests: Optional[int] = None  # chi-square / KS tests of the sampler
-    sampler_draws: Optional[int] = None  # per tested observation
-    sampler_min_p_value: Optional[float] = None
+    # NAME_sample (its own PRNG) tested like NAME_sample_noise's draws (sampler_*): tests and the smallest p-value.
+    prng_sampler_tests: Optional[int] = None
+    prng_sampler_min_p_value: Optional[float] = None
 
 
 def _weights_bytes(p: CPolicy) -> int:
@@ -49,13 +47,16 @@ def _weights_bytes(p: CPolicy) -> int:
 
 
 def c_runner(lib: CLibrary, agent):
-    """``obs -> {"action", params}`` of the built library, shaped like the agent's outputs."""
+    """``obs (, noise) -> {"action", params (, "sampled_action")}`` of the built library, shaped
+    like the agent's outputs (``sampled_action`` from ``NAME_sample_noise``)."""
     shape = tuple(agent.action_space.shape)
     names = agent.family.param_names
 
-    def run(obs: np.ndarray) -> dict[str, np.ndarray]:
+    def run(obs: np.ndarray, noise: Optional[np.ndarray] = None) -> dict[str, np.ndarray]:
         params = lib.params(obs)
         out = {"action": lib.act(obs).reshape((len(obs),) + shape)}
+        if noise is not None:
+            out[SAMPLED_ACTION] = lib.sample_noise(obs, noise).reshape((len(obs),) + shape)
         if names == ("logits",):
             out["logits"] = params
         else:
@@ -82,15 +83,16 @@ def _verify(agent, policy: CPolicy, build_dir: Path, name: str, report: CExportR
     if json.loads(lib.metadata()) != report.metadata:
         raise ExportVerificationError(f"C {name}_metadata() does not return the export's metadata")
     what = f"C {report.path}"
-    checked = verify_against_agent(agent, c_runner(lib, agent), what, observations)
-    report.worst_difference, report.verified_observations = checked.worst_difference, len(checked.observations)
-    k = min(SAMPLER_OBSERVATIONS, len(checked.observations))
-    obs = checked.observations[:k]
-    draws = lib.sample(obs, SAMPLER_DRAWS, SAMPLER_SEED)
-    params = {n: checked.reference[n][:k].reshape(k, -1) for n in agent.family.param_names}
+    obs = np.asarray(observations if observations is not None else verification_observations(agent), np.float32)
+    reference = agent_reference(agent, obs)
+    verify_stochastic(agent, c_runner(lib, agent), what, obs, report, reference)  # every output, sample_noise too
+    report.verified_observations = len(obs)
+    k = min(SAMPLER_OBSERVATIONS, len(obs))
+    draws = lib.sample(obs[:k], SAMPLER_DRAWS, SAMPLER_SEED)  # and NAME_sample with its own PRNG
+    params = {n: reference[n][:k].reshape(k, -1) for n in agent.family.param_names}
     result = check_sampler(policy.family, params, draws, nvec=policy.nvec, starts=policy.starts, low=policy.low,
-                           high=policy.high, what=f"{what} sampler")
-    report.sampler_tests, report.sampler_draws, report.sampler_min_p_value = result.tests, result.draws, result.min_p_value
+                           high=policy.high, what=f"{what} PRNG sampler")
+    report.prng_sampler_tests, report.prng_sampler_min_p_value = result.tests, result.min_p_value
 
 
 def to_c(agent, directory: str | os.PathLike, *, name: str = "policy", verify: bool = True,
@@ -116,10 +118,10 @@ def to_c(agent, directory: str | os.PathLike, *, name: str = "policy", verify: b
     _check_directory(directory, name)
     start = time.perf_counter()
     policy = c_policy(agent)
-    meta = dict(policy_metadata(agent), format="c")
+    meta = dict(policy_metadata(agent, stochastic=True), format="c")  # NAME_sample_noise: always there
     files = render(policy, name, meta)
     report = CExportReport(str(directory), sum(len(t.encode()) for t in files.values()), 0.0, metadata=meta,
-                           files=[str(directory / f) for f in files], weights_bytes=_weights_bytes(policy))
+                           stochastic=True, files=[str(directory / f) for f in files], weights_bytes=_weights_bytes(policy))
     if verify:
         report.compiler = compiler_version(compiler())
         with tempfile.TemporaryDirectory(prefix="keras_trpo_c_") as tmp:

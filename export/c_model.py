@@ -91,6 +91,11 @@ class CPolicy:
         return self.head.n_out * (2 if self.log_std is not None else 1)
 
     @property
+    def noise_size(self) -> int:
+        """Floats of ``noise`` (export/noise.py): a uniform per logit, or a standard normal per mean."""
+        return self.head.n_out
+
+    @property
     def max_width(self) -> int:
         return max([self.obs_size, self.one_hot or 0] + [d.n_out for d in self.layers] + [self.head.n_out])
 

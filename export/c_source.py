@@ -9,9 +9,10 @@ order plus the bias then the activation, all in float.
 PRNG: xoshiro128** 1.1 (Blackman and Vigna, 2018: 128-bit state, four uint32_t, 32-bit
 operations only, so it is cheap on a Cortex-M), seeded by SplitMix64 from a uint64_t. Uniforms
 are ``((next >> 9) + 0.5) / 2^23``, never 0 or 1. Gaussians come from Box-Muller (both values of
-each pair used), so they are bounded at about 5.8 standard deviations. Categorical draws invert
-the CDF of softmax(logits) with one uniform; Bernoulli draws compare a uniform with
-sigmoid(logit).
+each pair used), so they are bounded at about 5.8 standard deviations. ``NAME_sample`` fills a
+noise vector from the PRNG and calls ``NAME_sample_noise``, which computes export/noise.py's
+contract (Gumbel-max over uniforms for categoricals, ``log(u) - log(1 - u) < logit`` for
+Bernoulli, ``mean + exp(log_std) * z`` clipped for a Gaussian), like every other format.
 """
 from __future__ import annotations
 
@@ -97,6 +98,8 @@ def header(p: CPolicy, name: str, metadata: dict[str, str]) -> str:
     else:
         params_doc = f"logits [{p.head.n_out}], the categoricals' logits one after another (nvec {p.nvec.tolist()})"
         action_doc = "per categorical: argmax of its logits + its start"
+    noise_doc = ("standard normals, one per action dimension" if family == "diag_gaussian" else
+                 "uniforms in [0, 1), one per logit")
     obs_doc = ("the Discrete observation's index as a float (one-hot encoded inside)" if p.one_hot else
                "the raw observation as the env returns it (normalised inside)")
     meta = {k: v for k, v in metadata.items()}
@@ -112,6 +115,9 @@ def header(p: CPolicy, name: str, metadata: dict[str, str]) -> str:
         f" *   {name}_act(obs, action);               deterministic: {action_doc}",
         f" *   {name}_rng_t rng; {name}_seed(&rng, 1234);",
         f" *   {name}_sample(obs, &rng, action);      drawn from the policy's distribution (replayable from the seed)",
+        f" *   float noise[{up}_NOISE_SIZE];           {noise_doc}",
+        f" *   {name}_sample_noise(obs, noise, action);  the same draw from your own noise: equal to the agent's",
+        f" *                                          action (and every exported format's) for that noise",
         f" *   float params[{up}_PARAMS_SIZE];",
         f" *   {name}_params(obs, params);            {params_doc}",
         f" *",
@@ -131,7 +137,8 @@ def header(p: CPolicy, name: str, metadata: dict[str, str]) -> str:
         f"#define {up}_OBS_SIZE {p.obs_size}",
         f"#define {up}_ACTION_SIZE {p.action_size}",
         f"#define {up}_PARAMS_SIZE {p.params_size}",
-        f"#define {up}_STACK_FLOATS {2 * p.max_width + p.params_size}",
+        f"#define {up}_NOISE_SIZE {p.noise_size}",
+        f"#define {up}_STACK_FLOATS {2 * p.max_width + p.params_size + p.noise_size}",
     ]
     if family == "categorical":
         lines += [f"#define {up}_ACTION_N {int(p.nvec[0])}", f"#define {up}_ACTION_START {int(p.starts[0])}"]
@@ -156,6 +163,8 @@ def header(p: CPolicy, name: str, metadata: dict[str, str]) -> str:
         f"void {name}_act(const float obs[{up}_OBS_SIZE], {name}_action_t action[{up}_ACTION_SIZE]);",
         f"void {name}_params(const float obs[{up}_OBS_SIZE], float params[{up}_PARAMS_SIZE]);",
         f"void {name}_sample(const float obs[{up}_OBS_SIZE], {name}_rng_t *rng, {name}_action_t action[{up}_ACTION_SIZE]);",
+        f"void {name}_sample_noise(const float obs[{up}_OBS_SIZE], const float noise[{up}_NOISE_SIZE], "
+        f"{name}_action_t action[{up}_ACTION_SIZE]);",
         f"void {name}_seed({name}_rng_t *rng, uint64_t seed);  /* SplitMix64(seed) -> state */",
         f"uint32_t {name}_next_u32({name}_rng_t *rng);         /* xoshiro128** 1.1 */",
         f"float {name}_uniform({name}_rng_t *rng);             /* ((next >> 9) + 0.5) / 2^23: in (0, 1) */",
@@ -366,53 +375,51 @@ float {name}_uniform({name}_rng_t *rng)
 
 
 def _sample(p: CPolicy, name: str) -> str:
+    """``NAME_sample_noise`` (export/noise.py's contract: the action as a function of the caller's
+    noise, the same on every format) and ``NAME_sample``, which fills the noise from the PRNG."""
     up = name.upper()
-    start = [f"void {name}_sample(const float obs[{up}_OBS_SIZE], {name}_rng_t *rng, {name}_action_t action[{up}_ACTION_SIZE])",
-             "{", f"    float params[{up}_PARAMS_SIZE];", "    int i;", "    forward(obs, params);"]
+    head = [f"void {name}_sample_noise(const float obs[{up}_OBS_SIZE], const float noise[{up}_NOISE_SIZE], "
+            f"{name}_action_t action[{up}_ACTION_SIZE])",
+            "{", f"    float params[{up}_PARAMS_SIZE];", "    int i;", "    forward(obs, params);"]
+    helper = ""
     if p.family in ("categorical", "multi_categorical"):
-        helper = f"""/* One draw from softmax(logits[0..n)): the inverse CDF at one uniform. */
-static int draw_categorical(const float *logits, int n, {name}_rng_t *rng)
+        helper = f"""/* Gumbel-max over n logits with n uniforms: the agent's own sampler (keras_trpo/sampling.py). */
+static int gumbel_argmax(const float *logits, const float *u, int n)
 {{
-    float top = logits[0], total = 0.0f, u;
-    int i, last = 0;
-    for (i = 1; i < n; ++i)
-        if (logits[i] > top) top = logits[i];
-    for (i = 0; i < n; ++i) total += expf(logits[i] - top);
-    u = {name}_uniform(rng) * total;
+    int i, best = 0;
+    float top = 0.0f;
     for (i = 0; i < n; ++i) {{
-        const float w = expf(logits[i] - top);
-        if (w > 0.0f) last = i;  /* rounding can leave u >= 0 at the end: fall back on a possible category */
-        u -= w;
-        if (u < 0.0f) return i;
+        const float z = logits[i] - logf(-logf(u[i] + 1e-20f) + 1e-20f);
+        if (i == 0 || z > top) {{ top = z; best = i; }}
     }}
-    return last;
+    return best;
 }}
 """
         body = ["    {", "        int offset = 0;",
                 f"        for (i = 0; i < {len(p.nvec)}; ++i) {{",
-                f"            action[i] = {name}_start[i] + draw_categorical(params + offset, {name}_nvec[i], rng);",
+                f"            action[i] = {name}_start[i] + gumbel_argmax(params + offset, noise + offset, {name}_nvec[i]);",
                 f"            offset += {name}_nvec[i];", "        }", "    }"]
-        return helper + "\n" + "\n".join(start + body + ["}", ""])
-    if p.family == "bernoulli":
-        body = [f"    for (i = 0; i < {up}_ACTION_SIZE; ++i)",
-                f"        action[i] = (int8_t)({name}_uniform(rng) < 1.0f / (1.0f + expf(-params[i])));"]
-        return "\n".join(start + body + ["}", ""])
-    d = p.head.n_out
-    body = [f"    for (i = 0; i < {d}; i += 2) {{  /* Box-Muller: a pair of standard normals per two uniforms */",
-            f"        const float r = sqrtf(-2.0f * logf({name}_uniform(rng)));",
-            f"        const float angle = 6.28318530717958647692f * {name}_uniform(rng);",
-            "        float z[2];",
-            "        int j;",
-            "        z[0] = r * cosf(angle);",
-            "        z[1] = r * sinf(angle);",
-            f"        for (j = 0; j < 2 && i + j < {d}; ++j) {{",
-            f"            float v = params[i + j] + expf(params[{d} + i + j]) * z[j];",
-            f"            if (v < {name}_action_low[i + j]) v = {name}_action_low[i + j];",
-            f"            if (v > {name}_action_high[i + j]) v = {name}_action_high[i + j];",
-            "            action[i + j] = v;",
-            "        }",
-            "    }"]
-    return "\n".join(start + body + ["}", ""])
+        fill = [f"    for (i = 0; i < {up}_NOISE_SIZE; ++i) noise[i] = {name}_uniform(rng);"]
+    elif p.family == "bernoulli":
+        body = [f"    for (i = 0; i < {up}_ACTION_SIZE; ++i)  /* log(u) - log(1 - u) < logit  <=>  u < sigmoid(logit) */",
+                "        action[i] = (int8_t)(logf(noise[i]) - logf(1.0f - noise[i]) < params[i]);"]
+        fill = [f"    for (i = 0; i < {up}_NOISE_SIZE; ++i) noise[i] = {name}_uniform(rng);"]
+    else:
+        d = p.head.n_out
+        body = [f"    for (i = 0; i < {d}; ++i) {{",
+                f"        float v = params[i] + expf(params[{d} + i]) * noise[i];",
+                f"        if (v < {name}_action_low[i]) v = {name}_action_low[i];",
+                f"        if (v > {name}_action_high[i]) v = {name}_action_high[i];",
+                "        action[i] = v;", "    }"]
+        fill = [f"    for (i = 0; i < {d}; i += 2) {{  /* Box-Muller: a pair of standard normals per two uniforms */",
+                f"        const float r = sqrtf(-2.0f * logf({name}_uniform(rng)));",
+                f"        const float angle = 6.28318530717958647692f * {name}_uniform(rng);",
+                "        noise[i] = r * cosf(angle);",
+                f"        if (i + 1 < {d}) noise[i + 1] = r * sinf(angle);",
+                "    }"]
+    sample = [f"void {name}_sample(const float obs[{up}_OBS_SIZE], {name}_rng_t *rng, {name}_action_t action[{up}_ACTION_SIZE])",
+              "{", f"    float noise[{up}_NOISE_SIZE];", "    int i;"] + fill + [f"    {name}_sample_noise(obs, noise, action);", "}", ""]
+    return helper + "\n" + "\n".join(head + body + ["}", ""] + sample)
 
 
 def check_name(name: str) -> str:

@@ -41,6 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "and report its size and the largest action change it causes (with --tflite likewise "
                         "PATH.dynamic-int8.tflite or PATH.static-int8.tflite); 'int8' is dynamic-int8. "
                         "See export/README.md for which to use (usually none: float32 is faster for small MLPs)")
+    p.add_argument("--stochastic", action="store_true",
+                   help="with --onnx, --ort and --tflite: add the input 'noise' float32 [batch, width] (uniforms in "
+                        "[0, 1) for Discrete, MultiDiscrete and MultiBinary actions, standard normals for Box) and the "
+                        "output 'sampled_action', the agent's own sample for that noise, so a device can sample and "
+                        "replay (export/README.md). The C export always has NAME_sample_noise")
     p.add_argument("--no-verify", action="store_true",
                    help="skip running the written files against the agent (on by default: fails if any "
                         "discrete action differs or a continuous output differs by more than 1e-5)")
@@ -56,6 +61,10 @@ def main(argv=None) -> int:
     if args.quantize and not (args.onnx or args.tflite):
         parser.error("--quantize needs --onnx PATH.onnx or --tflite PATH.tflite (the quantised copy is written "
                      "next to it)")
+    if args.stochastic and args.quantize:
+        parser.error("--stochastic and --quantize cannot be combined: export the quantised copy without --stochastic")
+    if args.stochastic and not (args.onnx or args.ort or args.tflite):
+        parser.error("--stochastic needs --onnx, --ort or --tflite (the C export always has NAME_sample_noise)")
     import keras_trpo
     from export import ExportError, to_c, to_onnx, to_ort, to_saved_model, to_tflite
 
@@ -63,11 +72,14 @@ def main(argv=None) -> int:
         agent = keras_trpo.load(args.agent)
         reports = []
         if args.onnx:
-            reports.append(to_onnx(agent, args.onnx, opset=args.opset, verify=not args.no_verify, quantize=args.quantize))
+            reports.append(to_onnx(agent, args.onnx, opset=args.opset, verify=not args.no_verify, quantize=args.quantize,
+                                   stochastic=args.stochastic))
         if args.tflite:
-            reports.append(to_tflite(agent, args.tflite, verify=not args.no_verify, quantize=args.quantize))
+            reports.append(to_tflite(agent, args.tflite, verify=not args.no_verify, quantize=args.quantize,
+                                     stochastic=args.stochastic))
         if args.ort:
-            reports.append(to_ort(agent, args.ort, opset=args.opset, verify=not args.no_verify))
+            reports.append(to_ort(agent, args.ort, opset=args.opset, verify=not args.no_verify,
+                                  stochastic=args.stochastic))
         if args.saved_model:
             reports.append(to_saved_model(agent, args.saved_model, verify=not args.no_verify))
         if args.c_dir:

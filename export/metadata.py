@@ -5,11 +5,13 @@ import datetime
 import json
 
 import keras_trpo
+from export.noise import SAMPLED_ACTION, noise_spec
 from keras_trpo.spaces import space_to_json
 
 
-def policy_metadata(agent, opset: int | None = None) -> dict[str, str]:
-    """String key -> string value, as ONNX ``metadata_props`` needs."""
+def policy_metadata(agent, opset: int | None = None, stochastic: bool = False) -> dict[str, str]:
+    """String key -> string value, as ONNX ``metadata_props`` needs. A ``stochastic`` file also
+    has ``noise`` (its input's distribution and shape, JSON) and ``sampled_action`` in ``outputs``."""
     normalizes = any(l.__class__.__name__ == "ObservationNormalizer" for l in agent.policy_model.layers)
     meta = {
         "keras_trpo_version": keras_trpo.__version__,
@@ -22,6 +24,9 @@ def policy_metadata(agent, opset: int | None = None) -> dict[str, str]:
         "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "outputs": ",".join(("action",) + agent.family.param_names),
     }
+    if stochastic:
+        meta["noise"] = noise_spec(agent).as_metadata()
+        meta["outputs"] += "," + SAMPLED_ACTION
     if opset is not None:
         meta["opset"] = str(opset)
     return meta

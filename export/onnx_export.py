@@ -11,10 +11,12 @@ import tensorflow as tf
 
 from export.errors import ExportError, ExportVerificationError
 from export.graph import input_signature, serving_function
+from export.noise import NOISE
 from export.metadata import policy_metadata
 from export.quantize import STATIC, canonical, quantize_onnx
 from export.reference import agent_reference, require_agent
 from export.report import ExportReport
+from export.stochastic import verify_stochastic
 from export.targets import check_target
 from export.verify import default_calibration, run_in_batches, verification_observations, verify_against_agent
 from keras_trpo.serialization import atomic_write_bytes
@@ -28,11 +30,12 @@ DEFAULT_OPSET = 17
 
 
 def onnx_runner(path: str | os.PathLike):
-    """``obs [N, *obs_shape] -> outputs`` of an ONNX or ORT-format file, run by onnxruntime."""
-    return lambda obs: _ort_outputs(str(path), obs)
+    """``obs [N, *obs_shape] (, noise [N, width]) -> outputs`` of an ONNX or ORT-format file, run
+    by onnxruntime (``noise`` for a stochastic file)."""
+    return lambda obs, noise=None: _ort_outputs(str(path), obs, noise)
 
 
-def _ort_outputs(path: str, obs: np.ndarray) -> dict[str, np.ndarray]:
+def _ort_outputs(path: str, obs: np.ndarray, noise: Optional[np.ndarray] = None) -> dict[str, np.ndarray]:
     import onnxruntime as ort
 
     try:
@@ -40,12 +43,14 @@ def _ort_outputs(path: str, obs: np.ndarray) -> dict[str, np.ndarray]:
     except Exception as e:  # noqa: BLE001 - onnxruntime's errors are opaque; say which file
         raise ExportVerificationError(f"onnxruntime cannot load {path}: {e}") from e
     names = [o.name for o in session.get_outputs()]
-    return run_in_batches(lambda o: dict(zip(names, session.run(names, {"obs": o}))), obs)
+    if noise is None:
+        return run_in_batches(lambda o: dict(zip(names, session.run(names, {"obs": o}))), obs)
+    return run_in_batches(lambda o, z: dict(zip(names, session.run(names, {"obs": o, NOISE: z}))), obs, noise=noise)
 
 
 def to_onnx(agent, path: str | os.PathLike, *, opset: int = DEFAULT_OPSET, verify: bool = True,
             verify_observations: Optional[np.ndarray] = None, quantize: Optional[str] = None,
-            calibration_observations: Optional[np.ndarray] = None) -> ExportReport:
+            calibration_observations: Optional[np.ndarray] = None, stochastic: bool = False) -> ExportReport:
     """Write the agent's policy as ONNX: input ``obs`` float32 ``[batch, *obs_shape]``.
 
     Outputs ``action`` (deterministic, env dtype) and the distribution parameters
@@ -61,6 +66,11 @@ def to_onnx(agent, path: str | os.PathLike, *, opset: int = DEFAULT_OPSET, verif
     quantisation is calibrated on ``calibration_observations`` (default: 1,000
     observations the agent visits in its env, or sampled from the space if it has no
     env id).
+
+    ``stochastic=True`` adds the input ``noise`` float32 ``[batch, width]`` and the output
+    ``sampled_action`` (export/noise.py: uniforms for categorical heads, standard normals for a
+    Gaussian); verification then also checks that with the same noise the file's sampled
+    action equals the agent's, and tests the file's draws against the agent's distribution.
     """
     import onnx
     import tf2onnx
@@ -70,26 +80,31 @@ def to_onnx(agent, path: str | os.PathLike, *, opset: int = DEFAULT_OPSET, verif
     quantize = canonical(quantize)
     if not isinstance(opset, int) or not 13 <= opset <= 18:
         raise ExportError(f"opset must be an integer from 13 to 18 (tf2onnx 1.17's range), got {opset!r}")
+    if quantize and stochastic:
+        raise ExportError("quantize and stochastic cannot be combined: export the quantised copy without stochastic")
     start = time.perf_counter()
-    signature = input_signature(agent)
-    fn = tf.function(serving_function(agent), input_signature=signature)
+    signature = input_signature(agent, stochastic)
+    fn = tf.function(serving_function(agent, stochastic=stochastic), input_signature=signature)
     try:
         proto, _ = tf2onnx.convert.from_function(fn, input_signature=signature, opset=opset)
     except Exception as e:  # noqa: BLE001 - tf2onnx raises many kinds; name the step
         raise ExportError(f"tf2onnx could not convert the policy: {e}") from e
-    meta = policy_metadata(agent, opset)
+    meta = policy_metadata(agent, opset, stochastic)
     onnx.helper.set_model_props(proto, meta)
     proto.doc_string = f"keras_trpo {meta['keras_trpo_version']} policy for {meta['env_id'] or 'a custom env'}"
     onnx.checker.check_model(proto, full_check=True)
     atomic_write_bytes(path, proto.SerializeToString())
-    report = ExportReport(str(path), path.stat().st_size, 0.0, opset=opset, metadata=meta)
+    report = ExportReport(str(path), path.stat().st_size, 0.0, opset=opset, metadata=meta, stochastic=stochastic)
     if verify or quantize:
         obs = verify_observations if verify_observations is not None else verification_observations(agent)
         obs = np.asarray(obs, np.float32)
         reference = agent_reference(agent, obs)
     if verify:
-        report.worst_difference = verify_against_agent(agent, onnx_runner(path), f"ONNX {path}", obs,
-                                                       reference).worst_difference
+        if stochastic:
+            verify_stochastic(agent, onnx_runner(path), f"ONNX {path}", obs, report, reference)
+        else:
+            report.worst_difference = verify_against_agent(agent, onnx_runner(path), f"ONNX {path}", obs,
+                                                           reference).worst_difference
         report.verified_observations = len(obs)
     if quantize:
         calib = None
@@ -104,10 +119,26 @@ def verify_onnx(agent, path: str | os.PathLike, observations: Optional[np.ndarra
     """Run an ONNX file with onnxruntime and compare it with ``agent``.
 
     Returns the worst continuous difference; raises ``ExportVerificationError``
-    if it exceeds 1e-5 or any discrete action differs.
+    if it exceeds 1e-5 or any discrete action differs. A stochastic file's sampler is checked too.
     """
     require_agent(agent)
+    if has_noise_input(path):
+        obs = np.asarray(observations if observations is not None else verification_observations(agent), np.float32)
+        report = ExportReport(str(path), 0, 0.0, stochastic=True)
+        verify_stochastic(agent, onnx_runner(path), f"ONNX {path}", obs, report)
+        return float(report.worst_difference)
     return verify_against_agent(agent, onnx_runner(path), f"ONNX {path}", observations).worst_difference
+
+
+def has_noise_input(path: str | os.PathLike) -> bool:
+    """Whether an ONNX or ORT-format file is a stochastic export (has the ``noise`` input)."""
+    import onnxruntime as ort
+
+    try:
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as e:  # noqa: BLE001
+        raise ExportVerificationError(f"onnxruntime cannot load {path}: {e}") from e
+    return NOISE in [i.name for i in session.get_inputs()]
 
 
 def _quantize(report: ExportReport, path: Path, mode: str, obs: np.ndarray, reference: dict,

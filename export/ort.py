@@ -20,11 +20,12 @@ from typing import Optional
 import numpy as np
 
 from export.errors import ExportError, ExportVerificationError
-from export.onnx_export import DEFAULT_OPSET, onnx_runner, to_onnx
+from export.onnx_export import DEFAULT_OPSET, has_noise_input, onnx_runner, to_onnx
 from export.reference import require_agent
 from export.report import ExportReport
 from export.targets import check_target
-from export.verify import verify_against_agent
+from export.stochastic import verify_stochastic
+from export.verify import verification_observations, verify_against_agent
 
 CONFIG_SUFFIX = ".required_operators.config"  # the name onnxruntime's converter gives it
 
@@ -93,11 +94,16 @@ def verify_ort(agent, path: str | os.PathLike, observations: Optional[np.ndarray
     1e-5 or any discrete action differs.
     """
     require_agent(agent)
+    if has_noise_input(path):
+        obs = np.asarray(observations if observations is not None else verification_observations(agent), np.float32)
+        report = OrtExportReport(str(path), 0, 0.0, stochastic=True)
+        verify_stochastic(agent, onnx_runner(path), f"ORT-format {path}", obs, report)
+        return float(report.worst_difference)
     return verify_against_agent(agent, onnx_runner(path), f"ORT-format {path}", observations).worst_difference
 
 
 def to_ort(agent, path: str | os.PathLike, *, opset: int = DEFAULT_OPSET, verify: bool = True,
-           verify_observations: Optional[np.ndarray] = None) -> OrtExportReport:
+           verify_observations: Optional[np.ndarray] = None, stochastic: bool = False) -> OrtExportReport:
     """Write the agent's policy as an ORT-format model plus ``<name>.required_operators.config``.
 
     The graph is the ONNX export's (input ``obs``, outputs ``action`` and the distribution
@@ -105,6 +111,7 @@ def to_ort(agent, path: str | os.PathLike, *, opset: int = DEFAULT_OPSET, verify
     (default) the .ort file is loaded by onnxruntime, its metadata compared with the export's,
     and its outputs with the agent's on the same observations as ``to_onnx``, before it
     replaces anything at ``path``: ``ExportVerificationError`` if they differ.
+    ``stochastic=True``: the ``noise`` input and ``sampled_action`` output, checked as ``to_onnx`` does.
     """
     import onnxruntime as ort
 
@@ -114,16 +121,22 @@ def to_ort(agent, path: str | os.PathLike, *, opset: int = DEFAULT_OPSET, verify
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix=f".{path.name}.", dir=path.parent) as d:
         onnx_path = Path(d) / f"{path.stem}.onnx"
-        onnx_report = to_onnx(agent, onnx_path, opset=opset, verify=False)
+        onnx_report = to_onnx(agent, onnx_path, opset=opset, verify=False, stochastic=stochastic)
         ort_file, config = _convert(onnx_path, Path(d) / "out")
         report = OrtExportReport(str(path), ort_file.stat().st_size, 0.0, opset=opset, metadata=onnx_report.metadata,
                                  operators_config_path=str(config_target),
                                  ort_format_version=ort_format_version(ort_file),
-                                 onnxruntime_version=ort.__version__)
+                                 onnxruntime_version=ort.__version__, stochastic=stochastic)
         if verify:
             _check_metadata(ort_file, onnx_report.metadata)
-            checked = verify_against_agent(agent, onnx_runner(ort_file), f"ORT-format {path}", verify_observations)
-            report.worst_difference, report.verified_observations = checked.worst_difference, len(checked.observations)
+            what = f"ORT-format {path}"
+            obs = np.asarray(verify_observations if verify_observations is not None
+                             else verification_observations(agent), np.float32)
+            if stochastic:
+                verify_stochastic(agent, onnx_runner(ort_file), what, obs, report)
+            else:
+                report.worst_difference = verify_against_agent(agent, onnx_runner(ort_file), what, obs).worst_difference
+            report.verified_observations = len(obs)
         # The config names the models it came from; name the final file, not the temporary one.
         config.write_text(config.read_text().replace(str(ort_file), str(path.resolve())))
         os.replace(config, config_target)

@@ -6,11 +6,14 @@ outputs each exported file must reproduce.
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import numpy as np
 import tensorflow as tf
 
 from export.errors import ExportError
 from export.graph import input_signature, serving_function
+from export.noise import SAMPLED_ACTION, agent_sampled_action
 from export.verify import run_in_batches
 
 _AGENT_ATTRIBUTES = ("policy_model", "family", "observation_space", "action_space")
@@ -22,8 +25,12 @@ def require_agent(agent) -> None:
         raise ExportError(f"expected a keras_trpo agent (keras_trpo.TRPO or keras_trpo.load(...)), got {type(agent).__name__}")
 
 
-def agent_reference(agent, obs: np.ndarray) -> dict[str, np.ndarray]:
+def agent_reference(agent, obs: np.ndarray, noise: Optional[np.ndarray] = None) -> dict[str, np.ndarray]:
     """The agent's outputs for ``obs [N, *obs_shape]``: ``action [N, *action_shape]`` and the
-    distribution parameters (``logits [N, k]`` or ``mean``, ``log_std [N, d]``)."""
+    distribution parameters (``logits [N, k]`` or ``mean``, ``log_std [N, d]``); with ``noise``
+    ``[N, width]`` also ``sampled_action``, the agent's own NumPy sampler fed that noise."""
     fn = tf.function(serving_function(agent), input_signature=input_signature(agent))
-    return run_in_batches(lambda o: {k: v.numpy() for k, v in fn(tf.constant(o)).items()}, obs)
+    out = run_in_batches(lambda o: {k: v.numpy() for k, v in fn(tf.constant(o)).items()}, obs)
+    if noise is not None:
+        out[SAMPLED_ACTION] = agent_sampled_action(agent, {n: out[n] for n in agent.family.param_names}, noise)
+    return out

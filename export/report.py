@@ -19,4 +19,11 @@ class ExportReport:
     quantized_worst_action_difference: Optional[float] = None
     quantized_action_mismatch_fraction: Optional[float] = None  # discrete actions that changed
     quantized_calibration_observations: Optional[int] = None  # static-int8: how many, from rollouts
+    # A stochastic file (stochastic=True; every C export): the worst |sampled action - the agent's| with the
+    # same noise (0 for discrete actions, which must be equal), and the tests of its draws.
+    stochastic: bool = False
+    sampled_worst_difference: Optional[float] = None
+    sampler_tests: Optional[int] = None  # chi-square / Kolmogorov-Smirnov tests of the draws
+    sampler_draws: Optional[int] = None  # per tested observation
+    sampler_min_p_value: Optional[float] = None
     metadata: dict = field(default_factory=dict)

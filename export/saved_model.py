@@ -35,7 +35,7 @@ class PolicyModule(tf.Module):
     """``serve``: the serving function; ``frozen_weights``: the ``tf.Variable`` under each Keras
     weight, tracked so they are saved and a converter can freeze them (see module doc)."""
 
-    def __init__(self, agent, serve=None):
+    def __init__(self, agent, serve=None, stochastic: bool = False):
         super().__init__()
         # A Keras 3 weight on the TensorFlow backend holds its tf.Variable in ``.value``.
         variables = [w if isinstance(w, tf.Variable) else getattr(w, "value", None) for w in agent.policy_model.weights]
@@ -44,13 +44,15 @@ class PolicyModule(tf.Module):
             raise ExportError(f"cannot save the policy's weights as TensorFlow variables: found {bad[:3]} "
                               "(is Keras running on the TensorFlow backend?)")
         self.frozen_weights = variables
-        self.serve = tf.function(serve or serving_function(agent), input_signature=input_signature(agent))
+        self.serve = tf.function(serve or serving_function(agent, stochastic=stochastic),
+                                 input_signature=input_signature(agent, stochastic))
 
 
-def write_saved_model(agent, directory: str | os.PathLike, serve=None) -> None:
+def write_saved_model(agent, directory: str | os.PathLike, serve=None, stochastic: bool = False) -> None:
     """Save ``PolicyModule(agent)`` into an existing empty ``directory`` with signature
-    ``serving_default`` (``serve`` replaces the serving function, e.g. a TFLite Micro variant)."""
-    module = PolicyModule(agent, serve)
+    ``serving_default`` (``serve`` replaces the serving function, e.g. a TFLite Micro variant;
+    ``stochastic``: it takes ``(obs, noise)``)."""
+    module = PolicyModule(agent, serve, stochastic)
     tf.saved_model.save(module, str(directory), signatures={SIGNATURE: module.serve})
 
 

@@ -28,6 +28,7 @@ from export import tflm
 from export.quantize import DYNAMIC, STATIC, canonical, quantized_path
 from export.reference import agent_reference, require_agent
 from export.report import ExportReport
+from export.stochastic import verify_stochastic
 from export.saved_model import SIGNATURE, write_saved_model
 from export.targets import check_target
 from export.verify import default_calibration, run_in_batches, verification_observations, verify_against_agent
@@ -38,6 +39,7 @@ from keras_trpo.serialization import atomic_write_bytes
 # for user data; the converter adds its own "CONVERSION_METADATA" entry the same way.
 # serving/litert_policy.py reads the same name.
 METADATA_NAME = "KERAS_TRPO_METADATA"
+NOISE_METADATA = "noise"  # the metadata key a stochastic file has (export/metadata.py)
 # static-int8 keeps these element-wise ops in float32: the observation normaliser
 # ((obs - mean) * rsqrt(var + eps), clipped) and the action clip. One int8 scale for all raw
 # observation dimensions (Hopper's range from ~0.05 to ~10) wipes out the small ones: measured
@@ -65,6 +67,9 @@ class TfliteReport(ExportReport):
     micro_worst_difference: Optional[float] = None
     micro_arena_bytes: Optional[int] = None  # the smallest arena it ran in
     micro_skipped: Optional[str] = None  # why it was not run there
+    micro_sampled_worst_difference: Optional[float] = None  # stochastic: as sampled_worst_difference, on TFLM
+    micro_sampler_tests: Optional[int] = None
+    micro_sampler_min_p_value: Optional[float] = None
 
 
 def _first_line(e: BaseException) -> str:
@@ -154,14 +159,18 @@ def read_metadata(model: bytes) -> dict[str, str]:
     return {}
 
 
-def litert_outputs(model: bytes, obs: np.ndarray, what: str) -> dict[str, np.ndarray]:
-    """Run ``serving_default`` of a flatbuffer with ai-edge-litert on ``obs [N, *obs_shape]``."""
+def litert_outputs(model: bytes, obs: np.ndarray, what: str, noise: Optional[np.ndarray] = None) -> dict[str, np.ndarray]:
+    """Run ``serving_default`` of a flatbuffer with ai-edge-litert on ``obs [N, *obs_shape]``
+    (and ``noise [N, width]``, for a stochastic file)."""
     interpreter, _ = _litert()
     try:
         runner = interpreter.Interpreter(model_content=model, num_threads=1).get_signature_runner(SIGNATURE)
     except Exception as e:  # noqa: BLE001 - the interpreter raises ValueError/RuntimeError with C++ text
         raise ExportVerificationError(f"ai-edge-litert cannot load {what}: {_first_line(e)}") from None
-    return run_in_batches(lambda o: runner(obs=np.ascontiguousarray(o)), obs)
+    if noise is None:
+        return run_in_batches(lambda o: runner(obs=np.ascontiguousarray(o)), obs)
+    return run_in_batches(lambda o, z: runner(obs=np.ascontiguousarray(o), noise=np.ascontiguousarray(z)), obs,
+                          noise=noise)
 
 
 def action_difference(reference: dict, got: dict) -> tuple[float, Optional[float]]:
@@ -215,11 +224,19 @@ def _micro(agent, path: Path, report: TfliteReport, obs: Optional[np.ndarray], r
             raise ExportError(f"micro=True: checking the .tflite on TensorFlow Lite Micro needs tflite-micro: {tflm.INSTALL}")
         report.micro_skipped = f"tflite-micro is not installed ({tflm.INSTALL})"
     else:
+        data = path.read_bytes()
         check = tflm.check_micro(path, obs)
         what = f"TFLite Micro {path}"
-        run = tflm.micro_runner(path, check.arena_bytes, tflm.output_names(path.read_bytes()))
-        checked = verify_against_agent(agent, run, what, obs, reference)
-        report.micro_arena_bytes, report.micro_worst_difference = check.arena_bytes, checked.worst_difference
+        run = tflm.micro_runner(path, check.arena_bytes, tflm.output_names(data), tflm.input_names(data))
+        if report.stochastic:
+            micro = TfliteReport(str(path), 0, 0.0)
+            verify_stochastic(agent, run, what, obs, micro, reference)
+            report.micro_worst_difference = micro.worst_difference
+            report.micro_sampled_worst_difference = micro.sampled_worst_difference
+            report.micro_sampler_tests, report.micro_sampler_min_p_value = micro.sampler_tests, micro.sampler_min_p_value
+        else:
+            report.micro_worst_difference = verify_against_agent(agent, run, what, obs, reference).worst_difference
+        report.micro_arena_bytes = check.arena_bytes
         report.micro_verified_observations = len(obs)
     target = tflm.resolver_path(path)
     atomic_write_bytes(target, tflm.resolver_header(path.name, report.micro_operators, report.micro_arena_bytes,
@@ -229,7 +246,7 @@ def _micro(agent, path: Path, report: TfliteReport, obs: Optional[np.ndarray], r
 
 def to_tflite(agent, path: str | os.PathLike, *, verify: bool = True, verify_observations: Optional[np.ndarray] = None,
               quantize: Optional[str] = None, calibration_observations: Optional[np.ndarray] = None,
-              micro: Optional[bool] = None) -> TfliteReport:
+              micro: Optional[bool] = None, stochastic: bool = False) -> TfliteReport:
     """Write the agent's policy as a LiteRT flatbuffer for ai-edge-litert's interpreter.
 
     The same graph as the ONNX export under signature ``serving_default``: input ``obs``
@@ -252,31 +269,41 @@ def to_tflite(agent, path: str | os.PathLike, *, verify: bool = True, verify_obs
     (``micro=None``; ``micro=True`` requires it, ``False`` skips it) the float32 file also runs
     in tflite-micro's interpreter on the same observations, to the same tolerance, and the
     smallest arena it runs in is reported (``micro_arena_bytes``).
+
+    ``stochastic=True``: the ``noise`` input and ``sampled_action`` output (export/noise.py),
+    checked as ``to_onnx`` does, on LiteRT and on TensorFlow Lite Micro alike.
     """
     require_agent(agent)
     path = check_target(path, ".tflite", "TFLite")
     quantize = canonical(quantize)
+    if quantize and stochastic:
+        raise ExportError("quantize and stochastic cannot be combined: export the quantised copy without stochastic")
     _litert()  # fail before converting if the runtime is missing
     start = time.perf_counter()
     calibration = _calibration(agent, calibration_observations) if quantize == STATIC else None
-    meta = dict(policy_metadata(agent), format="tflite")
+    meta = dict(policy_metadata(agent, stochastic=stochastic), format="tflite")
     with tempfile.TemporaryDirectory(prefix="keras_trpo_tflite_") as tmp:
-        write_saved_model(agent, tmp, serving_function(agent, integer_actions=tf.int32))  # int32: TFLite Micro
+        write_saved_model(agent, tmp, serving_function(agent, integer_actions=tf.int32, stochastic=stochastic),
+                          stochastic=stochastic)  # int32: TFLite Micro
         try:
             model = _convert(tmp, None, None)
             quantized = _convert(tmp, quantize, calibration, model) if quantize else None
         except Exception as e:  # noqa: BLE001 - the converter raises many kinds; name the step
             raise ExportError(f"the TFLite converter could not convert the policy: {_first_line(e)}") from e
     atomic_write_bytes(path, with_metadata(model, meta))
-    report = TfliteReport(str(path), path.stat().st_size, 0.0, metadata=meta)
+    report = TfliteReport(str(path), path.stat().st_size, 0.0, metadata=meta, stochastic=stochastic)
     if verify or quantize:
         obs = verify_observations if verify_observations is not None else \
             verification_observations(agent, n_sampled=VERIFY_SAMPLED)
         obs = np.asarray(obs, np.float32)
         reference = agent_reference(agent, obs)
     if verify:
-        report.worst_difference = verify_against_agent(agent, litert_runner(path.read_bytes(), f"TFLite {path}"),
-                                                       f"TFLite {path}", obs, reference).worst_difference
+        what = f"TFLite {path}"
+        if stochastic:
+            verify_stochastic(agent, litert_runner(path.read_bytes(), what), what, obs, report, reference)
+        else:
+            report.worst_difference = verify_against_agent(agent, litert_runner(path.read_bytes(), what), what, obs,
+                                                           reference).worst_difference
         report.verified_observations = len(obs)
     _micro(agent, path, report, obs if verify else None, reference if verify else None, micro)
     if quantize:
@@ -302,8 +329,8 @@ def to_tflite(agent, path: str | os.PathLike, *, verify: bool = True, verify_obs
 
 
 def litert_runner(model: bytes, what: str):
-    """``obs [N, *obs_shape] -> outputs`` of a flatbuffer run by ai-edge-litert."""
-    return lambda obs: litert_outputs(model, obs, what)
+    """``obs [N, *obs_shape] (, noise [N, width]) -> outputs`` of a flatbuffer run by ai-edge-litert."""
+    return lambda obs, noise=None: litert_outputs(model, obs, what, noise)
 
 
 def verify_tflite(agent, path: str | os.PathLike, observations: Optional[np.ndarray] = None) -> float:
@@ -317,4 +344,11 @@ def verify_tflite(agent, path: str | os.PathLike, observations: Optional[np.ndar
     if not path.is_file():
         raise ExportError(f"no file at {str(path)!r}")
     what = f"TFLite {path}"
-    return verify_against_agent(agent, litert_runner(path.read_bytes(), what), what, observations).worst_difference
+    data = path.read_bytes()
+    if read_metadata(data).get(NOISE_METADATA):
+        obs = np.asarray(observations if observations is not None else
+                         verification_observations(agent, n_sampled=VERIFY_SAMPLED), np.float32)
+        report = TfliteReport(str(path), 0, 0.0, stochastic=True)
+        verify_stochastic(agent, litert_runner(data, what), what, obs, report)
+        return float(report.worst_difference)
+    return verify_against_agent(agent, litert_runner(data, what), what, observations).worst_difference

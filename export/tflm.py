@@ -89,18 +89,32 @@ def _interpreter(path: Path, arena: int):
     return runtime().Interpreter.from_file(str(path), arena_size=int(arena))
 
 
-def _runs(path: Path, arena: int, probe: np.ndarray) -> bool:
+def _runs(path: Path, arena: int, probes: list[np.ndarray]) -> bool:
     try:
         it = _interpreter(path, arena)
-        it.set_input(probe, 0)
+        for k, x in enumerate(probes):
+            it.set_input(x, k)
         it.invoke()
         return True
     except (RuntimeError, ValueError):
         return False
 
 
+def _probes(path: Path, probe: np.ndarray) -> list[np.ndarray]:
+    """One batch-1 input per graph input: ``probe`` for ``obs``, uniforms of 0.5 for ``noise``
+    (its width from the graph)."""
+    from ai_edge_litert.tools import flatbuffer_utils as fb
+
+    obj = fb.read_model_from_bytearray(bytearray(path.read_bytes()))
+    graph = obj.subgraphs[0]
+    names = input_names(path.read_bytes())
+    return [probe if n == "obs" else np.full((1, int(graph.tensors[t].shape[-1])), 0.5, np.float32)
+            for n, t in zip(names, graph.inputs)]
+
+
 def smallest_arena(path: Path, probe: np.ndarray) -> int:
     """The smallest ``arena_size`` (to 16 bytes, TFLM's alignment) in which the file loads and runs."""
+    probe = _probes(path, probe)
     hi = 1024
     while not _runs(path, hi, probe):
         hi *= 2
@@ -118,15 +132,33 @@ def smallest_arena(path: Path, probe: np.ndarray) -> int:
     return hi
 
 
-def micro_runner(path: Path, arena: int, names: list[str]):
-    """``obs [N, *obs_shape] -> {name: [N, ...]}``, one observation per ``invoke`` (TFLM's batch is 1)."""
+def input_names(model: bytes) -> list[str]:
+    """Signature input names in the order the graph lists its inputs (TFLM's ``set_input(x, k)``)."""
+    from ai_edge_litert.tools import flatbuffer_utils as fb
 
-    def run(obs: np.ndarray) -> dict[str, np.ndarray]:
+    obj = fb.read_model_from_bytearray(bytearray(model))
+    by_tensor = {i.tensorIndex: i.name.decode("utf-8") for i in obj.signatureDefs[0].inputs}
+    return [by_tensor[t] for t in obj.subgraphs[0].inputs]
+
+
+def micro_runner(path: Path, arena: int, names: list[str], inputs: Optional[list[str]] = None):
+    """``obs [N, *obs_shape] (, noise [N, width]) -> {name: [N, ...]}``, one observation per
+    ``invoke`` (TFLM's batch is 1); ``inputs``: the graph's input names in order (default ``["obs"]``)."""
+    inputs = inputs or ["obs"]
+
+    def run(obs: np.ndarray, noise: Optional[np.ndarray] = None) -> dict[str, np.ndarray]:
         rows: dict[str, list] = {n: [] for n in names}
+        feeds = {"obs": np.asarray(obs, np.float32)}
+        if noise is not None:
+            feeds["noise"] = np.asarray(noise, np.float32)
+        missing = set(inputs) - set(feeds)
+        if missing:
+            raise ExportVerificationError(f"TFLite Micro {path}: input(s) {sorted(missing)} not given")
         with quiet_native_output():
             it = _interpreter(path, arena)
-            for x in np.asarray(obs, np.float32):
-                it.set_input(np.ascontiguousarray(x[None]), 0)
+            for i in range(len(feeds["obs"])):
+                for k, name in enumerate(inputs):
+                    it.set_input(np.ascontiguousarray(feeds[name][i][None]), k)
                 it.invoke()
                 for k, n in enumerate(names):
                     rows[n].append(np.array(it.get_output(k))[0])

@@ -93,20 +93,21 @@ class Verification:
 
 def verify_against_agent(agent, run: Runner, what: str, observations: Optional[np.ndarray] = None,
                          reference: Optional[dict[str, np.ndarray]] = None,
-                         tolerance: float = CONTINUOUS_TOLERANCE) -> Verification:
+                         tolerance: float = CONTINUOUS_TOLERANCE, noise: Optional[np.ndarray] = None) -> Verification:
     """Run an exported file (``run``) and the agent on the same observations and compare.
 
     ``observations`` default to ``verification_observations(agent)`` (1,000 sampled, up to
-    1,000 visited); ``reference`` to the agent's own outputs for them. Raises
-    ``ExportVerificationError`` (naming ``what``) if a discrete action differs or a continuous
-    output is off by more than ``tolerance``.
+    1,000 visited); ``reference`` to the agent's own outputs for them. With ``noise`` (a
+    stochastic file) ``run(obs, noise)`` is called and its ``sampled_action`` compared with the
+    agent's sampler fed the same noise. Raises ``ExportVerificationError`` (naming ``what``) if
+    a discrete action differs or a continuous output is off by more than ``tolerance``.
     """
     obs = np.asarray(observations if observations is not None else verification_observations(agent), np.float32)
     if reference is None:
         from export.reference import agent_reference  # TensorFlow: only when a reference is needed
 
-        reference = agent_reference(agent, obs)
-    outputs = run(obs)
+        reference = agent_reference(agent, obs) if noise is None else agent_reference(agent, obs, noise)
+    outputs = run(obs) if noise is None else run(obs, noise)
     worst = compare_outputs(reference, outputs, discrete_action(agent), what, tolerance)
     return Verification(obs, reference, outputs, worst)
 
@@ -121,10 +122,11 @@ def compare_outputs(reference: dict[str, np.ndarray], exported: dict[str, np.nda
         got = np.asarray(exported[name])
         if got.shape != ref.shape:
             raise ExportVerificationError(f"{what}: output {name!r} has shape {got.shape}, expected {ref.shape}")
-        if name == "action" and discrete_action:
+        if name in ("action", "sampled_action") and discrete_action:
             mismatches = int(np.sum(np.any(got.reshape(len(got), -1) != ref.reshape(len(ref), -1), axis=1)))
             if mismatches:
-                raise ExportVerificationError(f"{what}: {mismatches} of {len(ref)} discrete actions differ from the agent's")
+                raise ExportVerificationError(f"{what}: {mismatches} of {len(ref)} discrete {name.replace('_', ' ')}s "
+                                              "differ from the agent's")
             continue
         # Absolute below magnitude 1, relative above: float32 logits of 50 carry ~4e-6 of rounding alone.
         scale = np.maximum(1.0, np.abs(ref.astype(np.float64)))
@@ -138,6 +140,11 @@ def compare_outputs(reference: dict[str, np.ndarray], exported: dict[str, np.nda
     return worst
 
 
-def run_in_batches(fn: Callable[[np.ndarray], dict[str, np.ndarray]], obs: np.ndarray, batch: int = 4096) -> dict:
-    parts = [fn(obs[i: i + batch]) for i in range(0, len(obs), batch)]
+def run_in_batches(fn: Callable[..., dict[str, np.ndarray]], obs: np.ndarray, batch: int = 4096,
+                   noise: Optional[np.ndarray] = None) -> dict:
+    """``fn(obs)`` (or ``fn(obs, noise)``) over slices of ``batch`` rows, concatenated."""
+    if noise is None:
+        parts = [fn(obs[i: i + batch]) for i in range(0, len(obs), batch)]
+    else:
+        parts = [fn(obs[i: i + batch], noise[i: i + batch]) for i in range(0, len(obs), batch)]
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}

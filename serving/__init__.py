@@ -6,11 +6,11 @@ ai-edge-litert (no TensorFlow).
     policy = load_policy("hopper.tflite")          # the class chosen by the file's content
     action = policy.act(obs)
 """
-from serving.errors import InvalidObservation, ModelLoadError, NonFiniteObservation, ServingError
+from serving.errors import InvalidNoise, InvalidObservation, ModelLoadError, NonFiniteObservation, ServingError
 from serving.litert_policy import LiteRtPolicy
 from serving.load import load_policy
 from serving.policy import ExportedPolicy, OnnxPolicy, low_latency_options
 
-__all__ = ["OnnxPolicy", "InvalidObservation", "NonFiniteObservation", "ModelLoadError", "ServingError",
+__all__ = ["OnnxPolicy", "InvalidObservation", "InvalidNoise", "NonFiniteObservation", "ModelLoadError", "ServingError",
            "low_latency_options",
            "LiteRtPolicy", "load_policy", "ExportedPolicy"]

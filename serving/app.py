@@ -1,6 +1,7 @@
 """The ASGI application (Starlette): routes, bearer auth, JSON errors, body limits, batching, metrics.
 
 POST /v1/act       {"obs": [...], "deterministic": true} -> {"action": [...]}
+                   {"obs": [...], "deterministic": false, "noise": [...] | "seed": 7}: a sampled action
 GET  /v1/metadata  spaces, env id, version, distribution
 GET  /healthz      {"status": "ok"}            (never needs the token)
 GET  /metrics      Prometheus text format
@@ -27,12 +28,13 @@ from starlette.routing import Route
 from serving.auth import bearer_problem
 from serving.batching import Batcher
 from serving.body import BadRequest, check_no_booleans, parse_act_body
-from serving.errors import InvalidObservation, NonFiniteObservation
+from serving.errors import InvalidNoise, InvalidObservation, NonFiniteObservation
 from serving.metrics import Metrics, MetricsMiddleware
 from serving.openapi import openapi_document
 from serving.settings import AppLimits
 
 _DRAIN_FACTOR = 8  # a 413 for a body up to this many limits keeps the connection (uvicorn discards the rest)
+_NOISE_FOR_ONE = '"noise" goes with one observation; for a batch send "seed" (or neither)'
 _ROUTES_HINT = "try POST /v1/act, GET /v1/metadata, GET /healthz, GET /metrics, GET /openapi.json"
 log = logging.getLogger("serving.server")
 
@@ -119,22 +121,38 @@ def create_app(policy: Any, limits: AppLimits, token_digest: Optional[bytes] = N
         batcher = Batcher(lambda x: policy.act(x, deterministic=True), limits.batch_max,
                           limits.batch_wait_us / 1e6, metrics.observe_batch)
     document = openapi_document(policy.metadata, policy.observation_space, policy.action_space,
-                                authenticated=token_digest is not None)
+                                authenticated=token_digest is not None, noise_width=policy.noise_shape[0])
     metadata_body = JsonResponse(policy.metadata).body  # rendered once
 
     async def act(request: Request) -> Response:
         try:
-            obs, deterministic = parse_act_body(await read_body(request, limits))
+            body = parse_act_body(await read_body(request, limits))
+            obs, deterministic = body.obs, body.deterministic
             if isinstance(obs, list) and not obs:  # an empty batch, whatever the observation's shape
+                if body.noise is not None:
+                    raise InvalidNoise(_NOISE_FOR_ONE)
                 return JsonResponse({"action": []})
             check_no_booleans(obs)
             x, single = policy.check(obs)  # strings, nulls, ragged lists, wrong shapes, NaN: InvalidObservation
+            if body.noise is not None:
+                # One observation's noise only: JSON Schema cannot tie a batch's row counts together, so
+                # the documented contract (OpenAPI) stays one any schema-valid request can keep.
+                if not single:
+                    raise InvalidNoise(_NOISE_FOR_ONE)
+                if not isinstance(body.noise, list) or any(isinstance(v, list) for v in body.noise):
+                    raise InvalidNoise(f"noise for one observation is a list of {policy.noise_shape[0]} numbers")
+                check_no_booleans(body.noise)
+            # A seed makes the request reproducible on its own: its generator lives for this request only.
+            rng = np.random.default_rng(body.seed) if body.seed is not None else None
             if not len(x):
                 out = policy.act(x, deterministic=deterministic)
             elif batcher is not None and deterministic:  # sampled actions are not batched: same draws as unbatched
                 out = await batcher.submit(x)
+            elif deterministic:
+                out = policy.act(x, deterministic=True)
+                metrics.observe_batch(1, len(x))
             else:
-                out = policy.act(x, deterministic=deterministic)
+                out = policy.act(x, deterministic=False, rng=rng, noise=body.noise)
                 metrics.observe_batch(1, len(x))
         except BadRequest as e:
             return _error(e.status, e.message, e.headers)

@@ -3,11 +3,24 @@ Standard library only."""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, Optional
 
 _INT64_DIGITS = 18  # longer JSON integers are parsed as floats (beyond float32 anyway; no 4300-digit error)
-BODY_KEYS = ("obs", "deterministic")
+BODY_KEYS = ("obs", "deterministic", "noise", "seed")
+MAX_SEED = 2**53 - 1  # the largest integer every JSON client (JavaScript too) holds exactly
+
+
+@dataclass(frozen=True)
+class ActRequest:
+    """A parsed POST /v1/act body. ``noise`` (nested lists, checked by the policy) or ``seed`` only
+    with ``deterministic`` false, and not both: each request is answered on its own (stateless)."""
+
+    obs: Any
+    deterministic: bool = True
+    noise: Any = None
+    seed: Optional[int] = None
 
 
 class BadRequest(Exception):
@@ -39,10 +52,10 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict:
     return body
 
 
-def parse_act_body(raw: bytes) -> tuple[Any, bool]:
-    """A POST /v1/act body -> ``(obs, deterministic)``, or ``BadRequest`` (400) naming the problem.
+def parse_act_body(raw: bytes) -> ActRequest:
+    """A POST /v1/act body -> ``ActRequest``, or ``BadRequest`` (400) naming the problem.
 
-    ``obs`` is still nested lists here; the policy checks its shape and values."""
+    ``obs`` and ``noise`` are still nested lists here; the policy checks their shapes and values."""
     try:
         body = json.loads(raw, parse_constant=_reject_constant, parse_int=_parse_int,
                           object_pairs_hook=_unique_keys)
@@ -55,10 +68,25 @@ def parse_act_body(raw: bytes) -> tuple[Any, bool]:
     unknown = sorted(set(body) - set(BODY_KEYS))
     if unknown:  # a misspelt "deterministic" would otherwise silently give the default
         raise BadRequest(HTTPStatus.BAD_REQUEST, f"unknown field(s) {unknown[:5]}; expected only {list(BODY_KEYS)}")
-    deterministic = body.get("deterministic", True)
+    sampled = "noise" in body or "seed" in body
+    deterministic = body.get("deterministic", not sampled)  # noise or seed alone asks for a sampled action
     if not isinstance(deterministic, bool):
         raise BadRequest(HTTPStatus.BAD_REQUEST, '"deterministic" must be true or false')
-    return body["obs"], deterministic
+    if sampled and deterministic:
+        raise BadRequest(HTTPStatus.BAD_REQUEST, '"noise" and "seed" are for sampled actions: '
+                                                 'drop them or send "deterministic": false')
+    if "noise" in body and "seed" in body:
+        raise BadRequest(HTTPStatus.BAD_REQUEST, 'send "noise" or "seed", not both')
+    seed = body.get("seed")
+    if type(seed) is float and seed.is_integer() and abs(seed) <= MAX_SEED:  # 7.0 is an integer in JSON Schema
+        seed = int(seed)
+    if seed is not None and (type(seed) is not int or not 0 <= seed <= MAX_SEED):
+        raise BadRequest(HTTPStatus.BAD_REQUEST, f'"seed" must be an integer from 0 to {MAX_SEED}, got {seed!r}'[:200])
+    if "seed" in body and seed is None:
+        raise BadRequest(HTTPStatus.BAD_REQUEST, f'"seed" must be an integer from 0 to {MAX_SEED}, got null')
+    if "noise" in body and body["noise"] is None:
+        raise BadRequest(HTTPStatus.BAD_REQUEST, '"noise" must be an array of numbers, got null')
+    return ActRequest(body["obs"], deterministic, body.get("noise"), seed)
 
 
 def _has_bool(obs: Any) -> bool:

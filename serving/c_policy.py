@@ -5,7 +5,8 @@ onnxruntime: numpy and a C compiler.
 The same ``act`` / ``distribution_params`` / ``metadata`` as ``OnnxPolicy``
 (``serving.policy.ExportedPolicy``): the input checks, action dtypes and sampling for
 ``deterministic=False`` are shared; only the run differs. Deterministic actions are the C
-library's ``policy_act``; the distribution parameters its ``policy_params``. It exists to run
+library's ``policy_act``; the distribution parameters its ``policy_params``; sampled ones its
+``policy_sample_noise`` fed NumPy's noise (the same action as every format for that noise). It exists to run
 the C policy on the host in a closed loop (``python -m serving run --model DIR``) with the very
 code a firmware would run.
 """
@@ -27,7 +28,7 @@ from typing import Optional
 import numpy as np
 
 from serving.errors import ModelLoadError
-from serving.policy import DEFAULT_WARMUP, ExportedPolicy, _check_count
+from serving.policy import DEFAULT_WARMUP, NOISE, SAMPLED_ACTION, ExportedPolicy, _check_count
 from serving.spaces import parse_metadata
 
 CFLAGS = ["-std=c99", "-O2", "-ffp-contract=off", "-shared", "-fPIC"]
@@ -83,8 +84,8 @@ class CPolicy(ExportedPolicy):
       path: the directory ``python -m export AGENT --c DIR`` wrote (built here with ``$CC`` or
         ``cc``, cached by content), or a shared library built from it.
       name: the C prefix given at export (``--c-name``, default ``policy``).
-      seed: seeds the NumPy generator used by ``act(obs, deterministic=False)`` (the C
-        library's own sampler is for the device; serving samples like ``OnnxPolicy``).
+      seed: seeds the NumPy generator used by ``act(obs, deterministic=False)``: its noise goes
+        to the library's ``NAME_sample_noise`` (the C PRNG's ``NAME_sample`` is for the device).
       warmup: batch-1 runs at load (default 3).
 
     Raises:
@@ -115,6 +116,10 @@ class CPolicy(ExportedPolicy):
         for fn in ("act", "params"):
             fns[fn].argtypes, fns[fn].restype = [ctypes.c_void_p, ctypes.c_void_p], None
         self._act_fn, self._params_fn = fns["act"], fns["params"]
+        # NAME_sample_noise: C exports since the noise-in contract; older ones sample in NumPy instead.
+        self._sample_fn = getattr(self._lib, f"{name}_sample_noise", None)
+        if self._sample_fn is not None:
+            self._sample_fn.argtypes, self._sample_fn.restype = [ctypes.c_void_p] * 3, None
         try:
             props = json.loads(fns["metadata"]().decode("utf-8"))
         except (ValueError, UnicodeDecodeError) as e:
@@ -129,6 +134,8 @@ class CPolicy(ExportedPolicy):
         self._params_width = {"Discrete": space.n, "MultiBinary": space.n, "Box": 2 * self._action_width,
                               "MultiDiscrete": int(np.sum(space.nvec)) if space.nvec is not None else 0}[space.type]
         self._cast_action = True
+        if self._sample_fn is not None:
+            self._check_noise_input(True, {SAMPLED_ACTION})
         self._lock = threading.Lock()  # ctypes calls are cheap; keep them in order for the warm-up counts
         self._run = self._call
         self._probe()
@@ -144,7 +151,13 @@ class CPolicy(ExportedPolicy):
             for i in range(n):
                 self._act_fn(x[i].ctypes.data, a[i].ctypes.data)
             out["action"] = a.reshape((n,) + tuple(self.action_space.shape))
-        if any(k != "action" for k in names):
+        if SAMPLED_ACTION in names:
+            z = np.ascontiguousarray(feed[NOISE], np.float32)
+            a = np.zeros((n, self._action_width), self._c_action_dtype)
+            for i in range(n):
+                self._sample_fn(x[i].ctypes.data, z[i].ctypes.data, a[i].ctypes.data)
+            out[SAMPLED_ACTION] = a.reshape((n,) + tuple(self.action_space.shape))
+        if any(k in self._param_names for k in names):
             p = np.zeros((n, self._params_width), np.float32)
             for i in range(n):
                 self._params_fn(x[i].ctypes.data, p[i].ctypes.data)

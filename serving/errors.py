@@ -18,3 +18,11 @@ class InvalidObservation(ServingError, ValueError):
 
 class NonFiniteObservation(InvalidObservation):
     """An observation containing NaN or +-inf (the HTTP server answers 400 for these)."""
+
+
+class InvalidNoise(InvalidObservation):
+    """Noise for a sampled action of the wrong shape or dtype, NaN or inf, or uniforms outside [0, 1).
+
+    A subclass of ``InvalidObservation`` so that callers (and the HTTP server's 422) treat bad
+    noise like any other bad input.
+    """

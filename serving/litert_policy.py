@@ -15,7 +15,7 @@ from typing import Optional
 import numpy as np
 
 from serving.errors import ModelLoadError
-from serving.policy import DEFAULT_WARMUP, ExportedPolicy, _check_count, _first_line
+from serving.policy import DEFAULT_WARMUP, NOISE, ExportedPolicy, _check_count, _first_line
 from serving.spaces import parse_metadata
 
 METADATA_NAME = "KERAS_TRPO_METADATA"
@@ -133,8 +133,9 @@ class LiteRtPolicy(ExportedPolicy):
         runner = self.interpreter.get_signature_runner(SIGNATURE)
         inputs, outputs = runner.get_input_details(), runner.get_output_details()
         del runner  # it holds the interpreter's internals, which resize/allocate refuse to run beside
-        if list(inputs) != ["obs"]:
-            raise ModelLoadError(f"{self.path!r} should have one input named 'obs', has {sorted(inputs)}")
+        if sorted(inputs) not in (["obs"], [NOISE, "obs"]):
+            raise ModelLoadError(f"{self.path!r} should have one input named 'obs', has {sorted(inputs)} "
+                                 "(a stochastic export also has 'noise')")
         obs = inputs["obs"]
         if np.dtype(obs["dtype"]) != np.float32:
             raise ModelLoadError(f"{self.path!r}: input 'obs' is {np.dtype(obs['dtype'])}, expected float32")
@@ -146,9 +147,17 @@ class LiteRtPolicy(ExportedPolicy):
         if needed:
             raise ModelLoadError(f"{self.path!r} lacks outputs {sorted(needed)} for a {self.distribution} policy "
                                  f"(it has {sorted(outputs)})")
+        noise = inputs.get(NOISE)
+        if noise is not None:
+            dims = [int(d) for d in noise["shape_signature"]]
+            if np.dtype(noise["dtype"]) != np.float32 or dims != [-1, self.noise_shape[0]]:
+                raise ModelLoadError(f"{self.path!r}: input 'noise' is {np.dtype(noise['dtype'])}{dims}, expected "
+                                     f"float32[-1, {self.noise_shape[0]}]")
+        self._check_noise_input(noise is not None, set(outputs))
         # _invoke drives the interpreter's main graph directly (a signature runner resizes and
         # re-allocates on every call: 2.4x the latency); the signature must be that graph.
-        if [d["index"] for d in self.interpreter.get_input_details()] != [obs["index"]]:
+        self._in_index = {name: d["index"] for name, d in inputs.items()}
+        if sorted(d["index"] for d in self.interpreter.get_input_details()) != sorted(self._in_index.values()):
             raise ModelLoadError(f"{self.path!r}: signature {SIGNATURE!r} is not the model's main graph")
         self._obs_index = obs["index"]
         self._out_index = {name: d["index"] for name, d in outputs.items()}
@@ -160,10 +169,12 @@ class LiteRtPolicy(ExportedPolicy):
         interp = self.interpreter
         with self._lock:
             if x.shape[0] != self._rows:
-                interp.resize_tensor_input(self._obs_index, list(x.shape), strict=True)
+                for name, value in feed.items():
+                    interp.resize_tensor_input(self._in_index[name], list(value.shape), strict=True)
                 interp.allocate_tensors()
                 self._rows = x.shape[0]
-            interp.set_tensor(self._obs_index, x)
+            for name, value in feed.items():
+                interp.set_tensor(self._in_index[name], value)
             interp.invoke()
             return [interp.get_tensor(self._out_index[name]) for name in names]  # copies
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any, Optional
 
+from serving.body import MAX_SEED
 from serving.spaces import Space
 
 # The smallest magnitude that float32 rounds to infinity (halfway from FLT_MAX to 2**128): the server
@@ -12,11 +13,14 @@ from serving.spaces import Space
 F32_OVERFLOW = 3.4028235677973366e38
 _ERROR = {"$ref": "#/components/schemas/Error"}
 _ERROR_STATUSES = {
-    "400": "not JSON, not {\"obs\": ...}, an unknown or repeated field, NaN/Infinity or beyond float32",
+    "400": "not JSON, not {\"obs\": ...}, an unknown or repeated field, NaN/Infinity or beyond float32, "
+           "\"noise\" or \"seed\" with \"deterministic\": true, both of them, or a seed that is not an integer "
+           "from 0 to 2^53 - 1",
     "401": "missing or wrong bearer token",
     "408": "the request's head or body stopped arriving",
     "413": "body over --max-body-bytes",
-    "422": "an observation of the wrong shape or not numbers (or a Discrete index out of range)",
+    "422": "an observation of the wrong shape or not numbers (or a Discrete index out of range); noise of the "
+           "wrong length or with a batch of observations, or, for uniforms, outside [0, 1)",
     "500": "inference failed",
     "503": "over --max-concurrency",
 }
@@ -66,6 +70,17 @@ def action_schema(space: Space) -> dict:
     return _nested(number, space.shape)
 
 
+def noise_schema(distribution: str, width: int) -> dict:
+    """One observation's noise: ``width`` uniforms in [0, 1) or standard normals (finite float32)."""
+    if distribution == "diag_gaussian":
+        number: dict[str, Any] = {"type": "number", "exclusiveMinimum": -F32_OVERFLOW, "exclusiveMaximum": F32_OVERFLOW}
+        what = "standard normals, one per action dimension"
+    else:
+        number = {"type": "number", "minimum": 0, "exclusiveMaximum": 1}
+        what = "uniforms in [0, 1), one per logit"
+    return dict(_nested(number, (width,)), description=f"{what} (float32)")
+
+
 def _bound_text(arr: Any) -> str:
     values = arr.reshape(-1).tolist()
     return str(values[0]) if len(set(values)) == 1 else str(values)
@@ -80,7 +95,7 @@ def _errors(*statuses: str) -> dict:
 
 
 def openapi_document(metadata: dict, observation_space: Space, action_space: Space, *, authenticated: bool,
-                     version: Optional[str] = None) -> dict:
+                     version: Optional[str] = None, noise_width: Optional[int] = None) -> dict:
     """The document GET /openapi.json serves; ``metadata`` is the policy's (GET /v1/metadata)."""
     env = metadata.get("env_id") or "unknown env"
     obs, act = observation_schema(observation_space), action_schema(action_space)
@@ -92,9 +107,21 @@ def openapi_document(metadata: dict, observation_space: Space, action_space: Spa
             "obs": {"oneOf": [{"$ref": "#/components/schemas/Observation"},
                               {"type": "array", "items": {"$ref": "#/components/schemas/Observation"}}],
                     "description": "one observation, or a batch of them"},
-            "deterministic": {"type": "boolean", "default": True,
-                              "description": "false: sample from the policy's distribution"},
+            "deterministic": {"type": "boolean",
+                              "description": "false: sample from the policy's distribution (the default when "
+                                             "noise or seed is given, else true)"},
+            "noise": {"$ref": "#/components/schemas/Noise",
+                      "description": "the sample's noise, for one observation (for a batch, send seed): the same "
+                                     "noise gives the same action on every exported format"},
+            "seed": {"type": "integer", "minimum": 0, "maximum": MAX_SEED,
+                     "description": "draw the noise from numpy's default_rng(seed): the same request gives the same "
+                                    "answer (without noise or seed the server's own generator draws it)"},
         },
+        # Stateless sampling: noise (with one observation) or seed, not both, never with "deterministic": true.
+        "if": {"required": ["noise"]}, "then": {"properties": {"obs": {"$ref": "#/components/schemas/Observation"}}},
+        "not": {"anyOf": [{"required": ["noise", "seed"]},
+                          {"required": ["deterministic", "noise"], "properties": {"deterministic": {"const": True}}},
+                          {"required": ["deterministic", "seed"], "properties": {"deterministic": {"const": True}}}]},
     }
     act_response = {
         "type": "object", "required": ["action"], "additionalProperties": False,
@@ -147,6 +174,7 @@ def openapi_document(metadata: dict, observation_space: Space, action_space: Spa
         },
         "components": {"schemas": {
             "Observation": obs, "Action": act,
+            "Noise": noise_schema(str(metadata.get("distribution")), noise_width or 1),
             "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
         }},
     }

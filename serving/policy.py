@@ -8,10 +8,12 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import onnxruntime as ort
 
-from serving.errors import InvalidObservation, ModelLoadError, NonFiniteObservation
+from serving.errors import InvalidNoise, InvalidObservation, ModelLoadError, NonFiniteObservation
+from serving.sampling import check_noise, draw_noise, noise_kind, noise_width, parse_noise_metadata, sample_from_params
 from serving.spaces import ExportMetadata, parse_metadata
 
 _F32 = np.dtype(np.float32)
+NOISE, SAMPLED_ACTION = "noise", "sampled_action"  # a stochastic export's input and output
 # Bytes 4-7 of an ORT-format model: the FlatBuffer file identifier onnxruntime writes.
 ORT_FORMAT_IDENTIFIER = b"ORTM"
 DEFAULT_WARMUP = 3
@@ -69,7 +71,8 @@ class ExportedPolicy:
 
     A subclass loads its file, calls ``_setup`` with the parsed metadata, sets ``_run`` (the
     runtime call: ``_run(output_names, {"obs": x})`` -> list of arrays, like onnxruntime's
-    ``session.run``) and ``_cast_action``, then calls ``_probe`` and ``_warm_up``.
+    ``session.run``; ``{"obs": x, "noise": z}`` for a stochastic file), ``_cast_action`` and
+    ``samples_in_graph`` (``_check_noise_input``), then calls ``_probe`` and ``_warm_up``.
     """
 
     def _setup(self, meta: ExportMetadata, seed: Optional[int]) -> None:
@@ -89,6 +92,37 @@ class ExportedPolicy:
         self._discrete_obs = self.observation_space.type == "Discrete"
         self._rng = np.random.default_rng(seed)
         self._rng_lock = threading.Lock()  # a Generator is not safe to share between threads
+        self.noise_kind = noise_kind(meta.distribution)  # "uniform" ([0, 1)) or "normal"
+        self.noise_shape: tuple[int, ...] = (noise_width(self.action_space),)  # per observation
+        self.samples_in_graph = False  # the file has the "noise" input and "sampled_action" output
+        self._noise_meta = meta.raw.get(NOISE)
+
+    def _check_noise_input(self, has_input: bool, outputs: set) -> None:
+        """A file with a ``noise`` input must say so in its metadata, with this policy's noise, and
+        have ``sampled_action``; then ``act(deterministic=False)`` samples in the graph."""
+        if not has_input:
+            return
+        try:
+            spec = parse_noise_metadata(self._noise_meta)
+        except (ValueError, KeyError, TypeError) as e:
+            raise ModelLoadError(f"{self.path!r}: metadata 'noise' is not a noise description ({e})") from None
+        want = (self.noise_kind, self.noise_shape[0])
+        if spec is None:
+            raise ModelLoadError(f"{self.path!r} has a 'noise' input but no 'noise' metadata: it was not written by "
+                                 "keras-trpo's export (python -m export ... --stochastic)")
+        if spec != want:
+            raise ModelLoadError(f"{self.path!r} has a 'noise' input but its metadata says {spec}; a "
+                                 f"{self.distribution} policy for this action space takes {want}")
+        if SAMPLED_ACTION not in outputs:
+            raise ModelLoadError(f"{self.path!r} has a 'noise' input but no 'sampled_action' output")
+        self.samples_in_graph = True
+
+    def _feed(self, x: np.ndarray, noise: Optional[np.ndarray] = None) -> dict[str, np.ndarray]:
+        """The graph's inputs: a stochastic file takes noise even for its deterministic outputs
+        (which do not depend on it: zeros)."""
+        if not self.samples_in_graph:
+            return {"obs": x}
+        return {"obs": x, NOISE: noise if noise is not None else np.zeros((len(x), *self.noise_shape), _F32)}
 
     def _probe_input(self) -> np.ndarray:
         fill = float(self.observation_space.start) if self._discrete_obs else 0.0
@@ -99,20 +133,22 @@ class ExportedPolicy:
         sizes than the metadata implies, fails here with ModelLoadError rather than on the
         robot's first step."""
         x = self._probe_input()
-        names = ["action", *self._param_names]
+        names = ["action", *self._param_names] + ([SAMPLED_ACTION] if self.samples_in_graph else [])
         try:
-            outs = dict(zip(names, self._run(names, {"obs": x})))
+            outs = dict(zip(names, self._run(names, self._feed(x))))
         except Exception as e:  # noqa: BLE001
             raise ModelLoadError(f"{self.path!r} fails to run on one observation of shape "
                                  f"{self.obs_shape}: {_first_line(e)}") from None
         space = self.action_space
         want = {"action": (1, *space.shape)}
+        if self.samples_in_graph:
+            want[SAMPLED_ACTION] = (1, *space.shape)
         width = {"Discrete": space.n, "MultiDiscrete": int(np.sum(space.nvec)) if space.nvec is not None else 0,
                  "MultiBinary": space.n, "Box": int(np.prod(space.shape))}[space.type]
         want.update({name: (1, width) for name in self._param_names})
         for name, shape in want.items():
             got = outs[name].shape
-            if got != shape and not (name != "action" and outs[name].size == int(np.prod(shape))):
+            if got != shape and not (name in self._param_names and outs[name].size == int(np.prod(shape))):
                 raise ModelLoadError(f"{self.path!r}: output {name!r} has shape {list(got)} for one observation; "
                                      f"the metadata's {space.type} action space needs {list(shape)}")
 
@@ -124,8 +160,10 @@ class ExportedPolicy:
         the all-outputs probe, against ~10 us once each set has run."""
         x = self._probe_input()
         for _ in range(calls):
-            self._run(self._action_names, {"obs": x})
-            self._run(self._param_names, {"obs": x})
+            self._run(self._action_names, self._feed(x))
+            self._run(self._param_names, self._feed(x))
+            if self.samples_in_graph:
+                self._run([SAMPLED_ACTION], self._feed(x))
 
     # ------------------------------------------------------------------ checks
     def _batch(self, obs: Any) -> tuple[np.ndarray, bool]:
@@ -180,30 +218,63 @@ class ExportedPolicy:
         return np.int64(actions[0]) if self._scalar_action else actions[0]
 
     # ------------------------------------------------------------------ acting
-    def act(self, obs: Any, deterministic: bool = True) -> Any:
+    def act(self, obs: Any, deterministic: bool = True, rng: Optional[np.random.Generator] = None,
+            noise: Any = None) -> Any:
         """One observation -> one action; a batch ``[B, *obs_shape]`` -> ``[B, *action_shape]``.
 
         Actions come in the dtype the env expects: ``np.int64`` for Discrete (a scalar for one
         observation, ``start`` included), int64 arrays for MultiDiscrete, int8 for
         MultiBinary, the Box's dtype (within its bounds) for Box.
 
-        Deterministic actions are the graph's ``action`` output. Stochastic ones are sampled
-        here from the exported distribution parameters with the policy's seeded generator.
+        Deterministic actions are the graph's ``action`` output. With ``deterministic=False``
+        the action is sampled from ``noise`` (float32 ``noise_shape`` per observation: uniforms
+        in [0, 1) for categorical heads, standard normals for a Gaussian; ``[B, *noise_shape]``
+        for a batch), drawn from ``rng`` (a ``numpy.random.Generator``) if not given, else from
+        the policy's own generator (``seed=``). The same noise gives the agent's action for it
+        on every format: a stochastic export computes it in the graph (``sampled_action``),
+        for other files it is computed here from the distribution parameters (serving/sampling.py).
 
         Raises:
           InvalidObservation: wrong shape, non-numeric dtype, out-of-range Discrete value;
-            ``NonFiniteObservation`` (a subclass) for NaN or inf.
+            ``NonFiniteObservation`` (a subclass) for NaN or inf; ``InvalidNoise`` (a subclass)
+            for noise of the wrong shape or dtype, NaN, uniforms outside [0, 1), or noise or rng
+            with ``deterministic=True``.
+          TypeError: ``rng`` is not a ``numpy.random.Generator``.
         """
         x, single = self._batch(obs)
-        if x.shape[0] == 0:  # not every exported graph accepts an empty batch
-            return np.zeros((0, *self._action_shape), self._action_dtype)
         if deterministic:
-            action = self._run(self._action_names, {"obs": x})[0]
+            if noise is not None or rng is not None:
+                raise InvalidNoise("noise and rng are for sampled actions: pass deterministic=False")
+            if x.shape[0] == 0:  # not every exported graph accepts an empty batch
+                return np.zeros((0, *self._action_shape), self._action_dtype)
+            action = self._run(self._action_names, self._feed(x))[0]
             if self._cast_action:
                 action = action.astype(self._action_dtype)
+            return self.one(action) if single else action
+        z = self._noise(len(x), rng, noise)
+        if x.shape[0] == 0:
+            return np.zeros((0, *self._action_shape), self._action_dtype)
+        if self.samples_in_graph:
+            action = self._run([SAMPLED_ACTION], self._feed(x, z))[0]
+            if action.dtype != self._action_dtype:
+                action = action.astype(self._action_dtype)
         else:
-            action = self._sample(self._run(self._param_names, {"obs": x}))
+            action = sample_from_params(self.distribution, self.action_space, self._run(self._param_names, {"obs": x}), z)
         return self.one(action) if single else action
+
+    def _noise(self, rows: int, rng: Optional[np.random.Generator], noise: Any) -> np.ndarray:
+        """The caller's noise checked, or noise drawn from ``rng`` or the policy's generator."""
+        if noise is not None:
+            if rng is not None:
+                raise InvalidNoise("give noise or rng, not both")
+            return check_noise(noise, rows, self.noise_shape[0], self.noise_kind)
+        if rng is not None:
+            if not isinstance(rng, np.random.Generator):
+                raise TypeError(f"rng must be a numpy.random.Generator (np.random.default_rng(seed)), got "
+                                f"{type(rng).__name__}")
+            return draw_noise(rng, self.noise_kind, rows, self.noise_shape[0])
+        with self._rng_lock:
+            return draw_noise(self._rng, self.noise_kind, rows, self.noise_shape[0])
 
     __call__ = act
 
@@ -211,31 +282,7 @@ class ExportedPolicy:
         """The exported distribution parameters for a batch (or one observation, with a batch axis
         of 1): ``{"logits": ...}`` or ``{"mean": ..., "log_std": ...}``."""
         x, _ = self._batch(obs)
-        return dict(zip(self._param_names, self._run(self._param_names, {"obs": x})))
-
-    def _sample(self, params: list[np.ndarray]) -> np.ndarray:
-        space, dist = self.action_space, self.distribution
-        first = params[0]
-        with self._rng_lock:  # draw under the lock, compute outside it
-            noise = (self._rng.standard_normal(first.shape) if dist == "diag_gaussian"
-                     else self._rng.random(first.shape))
-        if dist == "diag_gaussian":
-            mean, log_std = params
-            a = np.clip(mean + np.exp(log_std) * noise, space.low.reshape(-1), space.high.reshape(-1))
-            return a.astype(space.dtype).reshape((-1,) + space.shape)
-        logits = first.astype(np.float64)
-        if dist == "bernoulli":
-            p = 0.5 * (1.0 + np.tanh(0.5 * logits))  # sigmoid without exp overflow
-            return (noise < p).astype(np.int8).reshape((-1,) + space.shape)
-        # Gumbel-max: argmax(logits + Gumbel noise) is a draw from softmax(logits).
-        gumbel = -np.log(-np.log(np.clip(noise, 1e-300, 1.0)) + 1e-300)
-        z = logits + gumbel
-        if dist == "categorical":
-            return np.argmax(z, axis=-1).astype(np.int64) + space.start
-        # multi_categorical: the sub-spaces' logits are concatenated in nvec order.
-        bounds = np.cumsum(space.nvec.reshape(-1))[:-1]
-        picks = [np.argmax(part, axis=-1) for part in np.split(z, bounds, axis=-1)]
-        return (np.stack(picks, axis=-1) + space.start.reshape(-1)).astype(np.int64).reshape((-1,) + space.shape)
+        return dict(zip(self._param_names, self._run(self._param_names, self._feed(x))))
 
 
 class OnnxPolicy(ExportedPolicy):
@@ -304,10 +351,11 @@ class OnnxPolicy(ExportedPolicy):
         """The graph must match the contract: one float ``obs`` input shaped like the metadata
         says, and ``action`` plus the distribution's parameters among the outputs (any order)."""
         inputs = self.session.get_inputs()
-        if [i.name for i in inputs] != ["obs"]:
-            raise ModelLoadError(f"{self.path!r} should have one input named 'obs', has "
-                                 f"{[i.name for i in inputs]}: it was not exported by keras-trpo's export")
-        inp = inputs[0]
+        names = sorted(i.name for i in inputs)
+        if names not in (["obs"], [NOISE, "obs"]):
+            raise ModelLoadError(f"{self.path!r} should have one input named 'obs', has {[i.name for i in inputs]}: "
+                                 "it was not exported by keras-trpo's export (a stochastic export also has 'noise')")
+        inp = next(i for i in inputs if i.name == "obs")
         if inp.type != "tensor(float)":
             raise ModelLoadError(f"{self.path!r}: input 'obs' is {inp.type}, expected tensor(float)")
         dims = list(inp.shape or [])
@@ -322,6 +370,14 @@ class OnnxPolicy(ExportedPolicy):
         if needed:
             raise ModelLoadError(f"{self.path!r} lacks outputs {sorted(needed)} for a {self.distribution} policy "
                                  f"(it has {sorted(outputs)})")
+        noise = next((i for i in inputs if i.name == NOISE), None)
+        dims = list(noise.shape or []) if noise is not None else []
+        fixed_width = len(dims) == 2 and isinstance(dims[1], int)  # symbolic dims match anything
+        if noise is not None and (noise.type != "tensor(float)" or len(dims) != 2
+                                  or (fixed_width and dims[1] != self.noise_shape[0])):
+            raise ModelLoadError(f"{self.path!r}: input 'noise' is {noise.type} {noise.shape}, expected float "
+                                 f"[batch, {self.noise_shape[0]}]")
+        self._check_noise_input(noise is not None, outputs)
 
     def __repr__(self) -> str:
         return (f"OnnxPolicy({self.path!r}, env={self.metadata.get('env_id') or '?'}, obs={self.obs_shape}, "

@@ -5,6 +5,7 @@
                                                         # .tflite, C (cartpole_c/), rollout observations
   python tests/make_serving_fixtures.py --ort           # ort_gaussian.ort, ort_discrete.ort -> serving/tests/fixtures
   python tests/make_serving_fixtures.py --tflite        # litert_*.tflite (+ .npz) and broken_litert_*.tflite -> fixtures
+  python tests/make_serving_fixtures.py --stochastic    # stochastic_NAME.onnx, .tflite, _c/ (+ .npz) -> fixtures
 
 Each policy NAME comes as NAME.onnx plus NAME.npz with observations and the agent's own
 outputs for them (action, logits or mean/log_std), which the serving tests compare against.
@@ -50,8 +51,13 @@ def write(agent, out_dir: str, name: str, n_obs: int, seed: int = 1, fmt: str = 
     return path
 
 
+# The four action families, for the stochastic fixtures.
+STOCHASTIC = dict(SMALL, multibinary=(gym.spaces.Box(-1, 1, (4,), np.float32), gym.spaces.MultiBinary(3)))
+del STOCHASTIC["discrete_obs"]
+
+
 def small_agent(name: str, seed: int = 0):
-    obs_space, act_space = SMALL[name]
+    obs_space, act_space = STOCHASTIC[name]
     agent = keras_trpo.TRPO(lambda o=obs_space, a=act_space: ToyEnv(o, a), seed=seed, n_envs=1, n_steps=32,
                             hidden_sizes=(8,), normalize_obs=isinstance(obs_space, gym.spaces.Box),
                             value_epochs=1, jit_compile=False)
@@ -98,6 +104,45 @@ def litert_small(out_dir: str) -> None:
         print("wrote", path)
 
 
+def stochastic_small(out_dir: str) -> None:
+    """stochastic_NAME.onnx, .tflite and _c/ (one agent per action family, exported with the noise
+    input) and stochastic_NAME.npz: observations, noise, and the agent's own sampled actions for
+    them (keras_trpo's rollout sampler fed that noise), which serving's policies must reproduce."""
+    from export.noise import agent_sampled_action, draw_noise, noise_spec
+
+    for name in STOCHASTIC:
+        agent = small_agent(name, seed=4)
+        base = os.path.join(out_dir, f"stochastic_{name}")
+        export.to_onnx(agent, base + ".onnx", stochastic=True)
+        export.to_tflite(agent, base + ".tflite", stochastic=True, micro=False)
+        os.remove(base + ".micro_op_resolver.h")  # for microcontroller builds, not the tests
+        export.to_c(agent, base + "_c")
+        obs = verification_observations(agent, n_sampled=32, n_rollout=32, seed=3)
+        noise = draw_noise(noise_spec(agent), np.random.default_rng(5), len(obs))
+        params = {k: v.numpy() for k, v in agent.policy_model(obs, training=False).items()}
+        np.savez(base + ".npz", obs=obs, noise=noise, sampled_action=agent_sampled_action(agent, params, noise),
+                 action=agent.predict(obs, deterministic=True), **params)
+        print("wrote", base + ".onnx, .tflite, _c/, .npz")
+    broken_stochastic(out_dir)
+
+
+def broken_stochastic(out_dir: str) -> None:
+    """Stochastic ONNX files OnnxPolicy must refuse: a noise input without the noise metadata, and
+    metadata whose noise does not fit the action space."""
+    import onnx
+
+    model = onnx.load(os.path.join(out_dir, "stochastic_discrete.onnx"))
+    props = {p.key: p.value for p in model.metadata_props}
+    variants = {"no_noise_metadata": {k: v for k, v in props.items() if k != "noise"},
+                "wrong_noise": dict(props, noise='{"distribution": "normal", "shape": [3], "dtype": "float32"}')}
+    for kind, meta in variants.items():
+        del model.metadata_props[:]
+        onnx.helper.set_model_props(model, meta)
+        path = os.path.join(out_dir, f"broken_stochastic_{kind}.onnx")
+        onnx.save(model, path)
+        print("wrote", path)
+
+
 def cartpole(out_dir: str, timesteps: int, seed: int) -> None:
     agent = keras_trpo.TRPO("CartPole-v1", seed=seed)
     agent.fit(timesteps, verbose=0)
@@ -119,6 +164,8 @@ def main() -> None:
     p.add_argument("--cartpole", metavar="DIR", help="train CartPole and write DIR/cartpole.onnx + .npz instead")
     p.add_argument("--ort", action="store_true", help="write only the ORT-format fixtures (ort_*.ort + .npz)")
     p.add_argument("--tflite", action="store_true", help="write only the LiteRT fixtures (litert_*.tflite + .npz)")
+    p.add_argument("--stochastic", action="store_true",
+                   help="write only the stochastic fixtures (stochastic_*.onnx, .tflite, _c/ + .npz)")
     p.add_argument("--timesteps", type=int, default=100_000)
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args()
@@ -129,6 +176,8 @@ def main() -> None:
         ort_small(os.path.join(ROOT, "serving", "tests", "fixtures"))
     elif a.tflite:
         litert_small(os.path.join(ROOT, "serving", "tests", "fixtures"))
+    elif a.stochastic:
+        stochastic_small(os.path.join(ROOT, "serving", "tests", "fixtures"))
     else:
         small(os.path.join(ROOT, "serving", "tests", "fixtures"))
 
