@@ -23,6 +23,11 @@ def require_agent(agent) -> None:
     """Raise ``ExportError`` unless ``agent`` looks like a keras_trpo agent."""
     if not all(hasattr(agent, a) for a in _AGENT_ATTRIBUTES):
         raise ExportError(f"expected a keras_trpo agent (keras_trpo.TRPO or keras_trpo.load(...)), got {type(agent).__name__}")
+    # The exported graphs, the C and serving take one flat observation; one input per key is issue 19's next step.
+    keys = getattr(agent, "obs_keys", None)
+    if keys is not None:
+        raise ExportError(f"this agent observes a Dict (keys {', '.join(keys)}): exporting Dict-observation policies "
+                          "is not supported yet; train on gymnasium.wrappers.FlattenObservation(env) to export")
 
 
 def agent_reference(agent, obs: np.ndarray, noise: Optional[np.ndarray] = None) -> dict[str, np.ndarray]:

@@ -200,3 +200,14 @@ def test_saved_model_converts_to_tflite_as_users_would(tmp_path):
     assert np.all(np.isfinite(out["mean"])) and np.all(np.isfinite(out["action"]))
     np.testing.assert_allclose(out["action"], agent.predict(obs), atol=1e-5)
     np.testing.assert_allclose(out["mean"], agent.distribution(obs).mean().numpy(), atol=1e-5)
+
+
+def test_dict_observation_agents_are_refused_with_their_keys(tmp_path):
+    """Until Dict export exists, every format refuses a Dict agent by name, not deep in Keras."""
+    from tests.goal_envs import PointGoalEnv
+    agent = keras_trpo.TRPO(PointGoalEnv, seed=0, n_envs=1, n_steps=64, jit_compile=False)
+    for write in (lambda: export.to_onnx(agent, tmp_path / "p.onnx"), lambda: export.to_tflite(agent, tmp_path / "p.tflite"),
+                  lambda: export.to_c(agent, tmp_path / "c"), lambda: export.to_saved_model(agent, tmp_path / "sm")):
+        with pytest.raises(export.ExportError, match="Dict .*achieved_goal.*desired_goal"):
+            write()
+    assert not any(tmp_path.iterdir())
