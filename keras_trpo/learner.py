@@ -34,7 +34,12 @@ class Learner:
         if not value_optimizer.built:
             value_optimizer.build(self.value_vars)
         jit = bool(config.jit_compile)
-        self._policy_update = tf.function(self._policy_update_impl, jit_compile=jit, reduce_retracing=True)
+        # A recurrent policy's step runs as a plain graph: XLA compiles the cell's while loop under the
+        # Fisher-vector product's nested tapes into code ~150x slower (15 s against 0.1 s per update on
+        # CartPoleNoVel, 8 envs x 32 steps, LSTM 64), and unrolling the loop for XLA instead took 130 s to
+        # compile for 32 steps. The critic's first-order update keeps XLA (0.09 s against 0.13 s).
+        self._policy_update = tf.function(self._policy_update_impl, jit_compile=jit and not self.recurrent,
+                                          reduce_retracing=True)
         self._value_update = tf.function(self._value_update_impl, jit_compile=jit, reduce_retracing=True)
         self._values = tf.function(lambda obs: self.value_model(obs, training=False)[:, 0], reduce_retracing=True)
         # Not XLA: it is called with a new shape for the bootstrap steps (their number varies), and

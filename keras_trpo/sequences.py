@@ -84,8 +84,15 @@ def episode_starts(first: np.ndarray, episode_end: np.ndarray) -> np.ndarray:
 
 
 def check_length(n_steps: int, length: int) -> int:
-    """The sequence length the update uses: ``length``, or the whole fragment (``n_steps``) for 0."""
-    length = int(length) or int(n_steps)
+    """The sequence length the update uses: ``length`` capped at ``n_steps``; 0 is the whole fragment.
+
+    Why not always whole fragments: the cell's loop is sequential, so its cost grows with the
+    sequence length, not the batch. Measured on this 2-core machine (shared, loaded), LSTM 64,
+    4 envs x 1024 steps: policy step 4.0 s as whole fragments, 0.7 s in sequences of 128 and
+    0.5 s of 64; critic epochs 3.5, 0.9-1.2 and 1.2 s. On CartPoleNoVel's 8 envs x 32 steps
+    (one sequence per env either way) the policy step takes 0.1 s.
+    """
+    length = min(int(length) or int(n_steps), int(n_steps))
     if n_steps % length:
         raise ValueError(f"recurrent_sequence_length ({length}) must divide n_steps ({n_steps})")
     return length

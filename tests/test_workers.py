@@ -60,6 +60,10 @@ CASES = {
     "CartPole-v1": dict(n_envs=4, n_steps=128),
     # Gaussian actions, observation normalisation and reward scaling all in play
     "Pendulum-v1": dict(n_envs=4, n_steps=128, normalize_obs=True, normalize_reward=True),
+    # A recurrent policy: each worker carries its envs' states across fragments and resets them at episode
+    # starts; truncations at step 200 exercise the recurrent critic's bootstrap; sequences of 32 steps.
+    "PendulumNoVel-v1": dict(n_envs=4, n_steps=128, normalize_obs=True, recurrent="lstm", recurrent_units=8,
+                             recurrent_sequence_length=32, value_epochs=2),
 }
 
 
