@@ -354,3 +354,17 @@ def test_cli_trains_and_resumes_a_recurrent_agent(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["timesteps"] == 128 and summary["status"] == "finished"
     assert keras_trpo.load(str(out / "agent.keras")).num_timesteps == 128
+
+
+def test_discrete_observations_are_one_hot_per_step_in_a_recurrent_policy():
+    agent = keras_trpo.TRPO("FrozenLake-v1", seed=0, recurrent="lstm", n_envs=2, n_steps=32, **FAST)
+    agent.fit(64, verbose=0)
+    out = agent.policy_model({"obs": np.array([[0, 5, 15]], np.float32), "starts": np.array([[1, 0, 0]], np.float32),
+                              "state": np.zeros((1, agent.state_size), np.float32)})
+    assert out["logits"].shape == (1, 3, 4)
+    action, state = agent.predict(np.array([0, 5]), episode_start=[True, True])
+    assert action.shape == (2,) and state.shape == (2, agent.state_size)
+    state = np.zeros((1, agent.state_size), np.float32)
+    for t, (o, start) in enumerate([(0.0, True), (5.0, False), (15.0, False)]):  # the same sequence, step by step
+        params, state = agent.actor._params.step(np.array([o], np.float32), state, np.array([start]))
+        np.testing.assert_allclose(params["logits"][0], out["logits"].numpy()[0, t], rtol=1e-5, atol=1e-6)
