@@ -2,12 +2,19 @@
 sb3-contrib (and no need for TensorFlow):
 
   python sb3_runner.py ENV STEPS SEED                    # train, evaluate; one "RESULT {json}" line
+  python sb3_runner.py --recurrent-ppo ENV STEPS SEED    # the same with RecurrentPPO (the NoVel tasks)
   python sb3_runner.py --profile ENV ITERATIONS [WARMUP [SEED]]  # ms per phase; one "RESULT {json}" line
 
 Settings: rl-baselines3-zoo's tuned TRPO hyperparameters (hyperparams/trpo.yml), as in the
 reference script shared/bench/sb3_trpo.py: VecNormalize (obs and reward) for MuJoCo, torch on
 one thread, device cpu. Evaluation: 10 deterministic episodes on a fresh env seeded
 10000..10009, observations normalised with the training statistics, frozen.
+
+--recurrent-ppo: sb3-contrib's RecurrentPPO (MlpLstmPolicy) with rl-baselines3-zoo's
+hyperparams/ppo_lstm.yml entry for the env as written (linear schedules, gSDE on PendulumNoVel),
+on the velocity-masked tasks keras_trpo registers (keras_trpo.pomdp: numpy and gymnasium only, no
+TensorFlow, so this Python needs no keras_trpo dependencies); evaluation carries the LSTM state
+and resets it at each episode start.
 """
 from __future__ import annotations
 
@@ -25,6 +32,9 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import VecNormalize
 
 from benchutil import decile_progress, peak_rss_mb, process_cpu_s  # this directory is on sys.path when run as a script
+
+sys.path.insert(0, __import__("os").path.dirname(__import__("os").path.dirname(__import__("os").path.abspath(__file__))))
+import keras_trpo.pomdp  # noqa: E402,F401 - registers CartPoleNoVel-v1 and PendulumNoVel-v1 (no TensorFlow)
 
 torch.set_num_threads(1)
 
@@ -198,7 +208,66 @@ def profile(env_id: str, iterations: int, warmup: int, seed: int = 0) -> dict:
             "iteration_ms": ms["rollout"] + ms["train"], "hyperparameters": hp}
 
 
+def _linear(start: float):
+    """The zoo's ``lin_X``: X times the remaining progress (1 -> 0 over training)."""
+    return lambda progress_remaining: progress_remaining * start
+
+
+# rl-baselines3-zoo hyperparams/ppo_lstm.yml @ 038ab16 (keras_trpo.presets.ZOO_PPO_LSTM), lin_X as _linear(X).
+ZOO_PPO_LSTM = {
+    "CartPoleNoVel-v1": dict(n_envs=8, n_steps=32, batch_size=256, gae_lambda=0.8, gamma=0.98, n_epochs=20,
+                             ent_coef=0.0, learning_rate=_linear(0.001), clip_range=_linear(0.2)),
+    "PendulumNoVel-v1": dict(n_envs=4, n_steps=1024, gae_lambda=0.95, gamma=0.9, n_epochs=10, ent_coef=0.0,
+                             learning_rate=1e-3, clip_range=0.2, use_sde=True, sde_sample_freq=4),
+}
+
+
+def train_recurrent_ppo(env_id: str, steps: int, seed: int) -> dict:
+    from sb3_contrib import RecurrentPPO
+
+    if env_id not in ZOO_PPO_LSTM:
+        raise SystemExit(f"--recurrent-ppo knows the zoo's settings for {', '.join(ZOO_PPO_LSTM)}, not {env_id}")
+    hp = dict(ZOO_PPO_LSTM[env_id])
+    venv = make_vec_env(env_id, n_envs=hp.pop("n_envs"), seed=seed)
+    model = RecurrentPPO("MlpLstmPolicy", venv, seed=seed, verbose=0, device="cpu", **hp)
+    p = model.policy
+    used = dict(n_envs=venv.num_envs, n_steps=model.n_steps, batch_size=model.batch_size, gamma=model.gamma,
+                gae_lambda=model.gae_lambda, n_epochs=model.n_epochs, ent_coef=model.ent_coef, use_sde=model.use_sde,
+                lstm_hidden_size=p.lstm_actor.hidden_size, enable_critic_lstm=p.lstm_critic is not None,
+                net_arch=p.net_arch if isinstance(p.net_arch, list) else dict(p.net_arch))
+    cpu0, start = time.process_time(), time.perf_counter()
+    cb = CurveCallback(start, steps, f"RecurrentPPO {env_id} seed {seed}")
+    model.learn(steps, callback=cb)
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu0
+    env, returns = gym.make(env_id), []
+    try:
+        for i in range(10):
+            obs, _ = env.reset(seed=10_000 + i)
+            state, start_flag, total, done = None, np.ones((1,), bool), 0.0, False
+            while not done:
+                action, state = model.predict(obs, state=state, episode_start=start_flag, deterministic=True)
+                start_flag = np.zeros((1,), bool)
+                obs, reward, terminated, truncated, _ = env.step(action)
+                total += float(reward)
+                done = terminated or truncated
+            returns.append(total)
+    finally:
+        env.close()
+    n = int(model.num_timesteps)
+    return dict(impl="sb3-contrib-RecurrentPPO", env=env_id, seed=seed, timesteps=n, eval_mean=float(np.mean(returns)),
+                eval_std=float(np.std(returns)), wall_s=wall, steps_per_s=n / wall, rollout_s=cb.rollout_s,
+                update_s=wall - cb.rollout_s, cpu_s=cpu, process_cpu_s=process_cpu_s(), peak_mem_mb=peak_rss_mb(),
+                curve=cb.curve, hyperparameters=used,
+                versions={"sb3_contrib": _version("sb3_contrib"), "torch": torch.__version__})
+
+
 def main(argv: list[str]) -> int:
+    if argv and argv[0] == "--recurrent-ppo":
+        if len(argv) != 4:
+            print(__doc__, file=sys.stderr)
+            return 2
+        print("RESULT " + json.dumps(train_recurrent_ppo(argv[1], int(float(argv[2])), int(argv[3]))), flush=True)
+        return 0
     if argv and argv[0] == "--profile":
         if len(argv) not in (3, 4, 5):
             print(__doc__, file=sys.stderr)

@@ -48,7 +48,10 @@ from seedstore import (FORMAT, README_TASKS, Task, claim, load_records, locked_b
                        plan, release, request, seed_path, status, write_record)
 
 DEFAULT_OUT = os.path.join(HERE, "results", "seeds")
-STORED = {v: k for k, v in IMPLS.items()}  # stored name -> --impl name
+# compare.py's two, and sb3-contrib's RecurrentPPO with the zoo's ppo_lstm.yml settings (sb3_runner.py
+# --recurrent-ppo; the velocity-masked tasks, see benchmarks/recurrent.py).
+SEED_IMPLS = {**IMPLS, "recurrent_ppo": "sb3-contrib-RecurrentPPO"}
+STORED = {v: k for k, v in SEED_IMPLS.items()}  # stored name -> --impl name
 
 
 # ---------------------------------------------------------------- one run
@@ -83,6 +86,9 @@ def run_one(task: Task, overrides: dict, sb3_python: str | None, jobs: int, runn
     """Train one seed in a child; (result, timing) or None if it failed. Raises BadRequest."""
     if task.impl == "keras_trpo":
         cmd = keras_trpo_command(task.env, task.timesteps, task.seed, overrides)
+    elif task.impl == SEED_IMPLS["recurrent_ppo"]:
+        cmd = [sb3_python, os.path.join(HERE, "sb3_runner.py"), "--recurrent-ppo", task.env, str(task.timesteps),
+               str(task.seed)]
     else:
         cmd = sb3_command(sb3_python, task.env, task.timesteps, task.seed)
     started = datetime.datetime.now(datetime.timezone.utc)
@@ -122,7 +128,7 @@ def cross_check(records: list[dict], env: str) -> str | None:
 # ---------------------------------------------------------------- commands
 def cmd_run(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="seeds.py run", description="train the missing seeds, storing each at once")
-    p.add_argument("--impl", nargs="+", choices=list(IMPLS), default=list(IMPLS))
+    p.add_argument("--impl", nargs="+", choices=list(SEED_IMPLS), default=list(IMPLS))
     p.add_argument("--task", nargs="+", default=None, metavar="ENV:STEPS",
                    help="e.g. Hopper-v5:1e6 (default: the README's four)")
     p.add_argument("--seeds", nargs="+", default=["0-9"], help="e.g. 0-9, or 0 1 2 (default 0-9)")
@@ -144,7 +150,7 @@ def cmd_run(argv: list[str]) -> int:
         p.error("--jobs must be at least 1")
     if overrides and "keras_trpo" not in a.impl:
         p.error("--set applies to keras_trpo only, which --impl leaves out")
-    impls = [IMPLS[i] for i in dict.fromkeys(a.impl)]
+    impls = [SEED_IMPLS[i] for i in dict.fromkeys(a.impl)]
     todo, conflicts, done = [], [], 0
     for task in plan(tasks, seeds, impls):
         state, detail = status(a.out, task, overrides)
@@ -164,7 +170,7 @@ def cmd_run(argv: list[str]) -> int:
             print(f"  {t.impl} {t.env} {t.timesteps} seed {t.seed}")
         return 0
     sb3_python = None
-    if any(t.impl == "sb3-contrib" for t in todo):
+    if any(t.impl != "keras_trpo" for t in todo):
         sb3_python, why = find_sb3_python(a.sb3_python)
         if sb3_python is None:
             print(f"error: sb3-contrib runs asked for, but {why}. Set it up as in benchmarks/README.md and pass "

@@ -24,6 +24,9 @@ def require_agent(agent) -> None:
     if not all(hasattr(agent, a) for a in _AGENT_ATTRIBUTES):
         raise ExportError(f"expected a keras_trpo agent (keras_trpo.TRPO or keras_trpo.load(...)), got {type(agent).__name__}")
     # The exported graphs, the C and serving take one flat observation; one input per key is issue 19's next step.
+    if getattr(agent, "is_recurrent", False):
+        raise ExportError("this agent is recurrent (its policy acts with a state): exporting recurrent policies is not "
+                          "supported yet; serve it from Python with agent.predict(obs, state, episode_start)")
     keys = getattr(agent, "obs_keys", None)
     if keys is not None:
         raise ExportError(f"this agent observes a Dict (keys {', '.join(keys)}): exporting Dict-observation policies "

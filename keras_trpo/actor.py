@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_trpo.distributions import Family
-from keras_trpo.layers import ObservationNormalizer, OneHot, StateIndependentLogStd
+from keras_trpo.layers import ObservationNormalizer, OneHot, RecurrentCore, StateIndependentLogStd
 from keras_trpo.numpy_policy import ACTIVATIONS, NumpyPolicy, PolicyPlan
 
 
@@ -51,6 +51,9 @@ def plan_from_model(model: keras.Model) -> Optional[PolicyPlan]:
             plan.append(("normalize", mean.astype(np.float32), inv_std, np.float32(layer.clip)))
         elif isinstance(layer, OneHot):
             plan.append(("one_hot", int(layer.n)))
+        elif isinstance(layer, RecurrentCore):
+            plan.append(("recurrent", layer.cell, layer.units, layer.kernel.numpy(), layer.recurrent_kernel.numpy(),
+                         layer.bias.numpy()))
         elif isinstance(layer, StateIndependentLogStd):
             plan.append(("log_std", layer.log_std.numpy()))
         elif layer.name in ("policy_logits", "policy_mean"):
@@ -65,11 +68,17 @@ def plan_from_model(model: keras.Model) -> Optional[PolicyPlan]:
 
 
 class Actor:
-    """Chooses actions for a batch of raw observations ``[B, *obs_shape]``."""
+    """Chooses actions for a batch of raw observations ``[B, *obs_shape]``.
+
+    A recurrent policy's actor is always the NumPy copy (its network is Dense layers around the
+    cell) and acts with ``act_recurrent``, which takes and returns the per-env state.
+    """
 
     def __init__(self, policy_model: keras.Model, family: Family):
         self.family, self.policy_model = family, policy_model
         self.plan = plan_from_model(policy_model)
+        if self.plan is None and isinstance(policy_model.input, dict):
+            raise ValueError("the recurrent policy has a layer the NumPy actor cannot run")
         if self.plan is None:
             fn = tf.function(lambda obs: policy_model(obs, training=False), reduce_retracing=True)
             self._params = lambda obs: {k: v.numpy() for k, v in fn(tf.convert_to_tensor(obs, tf.float32)).items()}
@@ -88,6 +97,17 @@ class Actor:
 
     def params(self, obs: np.ndarray) -> dict[str, np.ndarray]:
         return self._params(obs)
+
+    @property
+    def state_size(self) -> int:
+        """The recurrent state's length; 0 for a feed-forward policy."""
+        return self._params.state_size if isinstance(self._params, NumpyPolicy) else 0
+
+    def act_recurrent(self, obs: np.ndarray, state: np.ndarray, starts: np.ndarray, rng: np.random.Generator,
+                      deterministic: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Stored-form actions ``[B, ...]`` and the state after the step (``NumpyPolicy.step``)."""
+        params, state = self._params.step(obs, state, starts)
+        return (self.family.mode(params) if deterministic else self.family.sample(params, rng)), state
 
     def act(self, obs: np.ndarray, rng: np.random.Generator, deterministic: bool = False) -> np.ndarray:
         """Stored-form actions ``[B, ...]`` (unclipped Gaussian samples, class indices)."""

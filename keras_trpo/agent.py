@@ -22,11 +22,14 @@ from keras_trpo.envs import EnvSpec, env_id_of
 from keras_trpo.gae import compute_gae
 from keras_trpo.layers import ObservationNormalizer
 from keras_trpo.learner import Learner, minibatch_indices
-from keras_trpo.networks import TorsoSpec, build_policy_model, build_value_model
+from keras_trpo.networks import (TorsoSpec, build_policy_model, build_recurrent_policy_model, build_recurrent_value_model,
+                                 build_value_model, check_recurrent_torso)
+from keras_trpo import sequences
 from keras_trpo.rollout import Rollout, merge_fragments
 from keras_trpo.running_stats import RewardScaler, RunningMeanStd
 from keras_trpo.serialization import AgentFileError, read_agent_file, write_agent_file
-from keras_trpo.spaces import check_observation_space, check_observations, obs_shape, space_from_json, space_to_json
+from keras_trpo.spaces import (UnsupportedSpaceError, check_observation_space, check_observations, obs_shape,
+                               space_from_json, space_to_json)
 from keras_trpo.workers import PoolSpec, RolloutPool, make_pool
 
 
@@ -101,6 +104,9 @@ class TRPO:
         self._episodes: collections.deque = collections.deque(maxlen=100)
         self._reward_scaler: Optional[RewardScaler] = None
         self._reward_scaler_state: Optional[dict] = None
+        # Recurrent critic: its state after the last rollout's last step, per env (the next rollout
+        # starts from it; zeros where an episode starts, which the model applies from `starts`).
+        self._critic_state: Optional[np.ndarray] = None
 
     def _build_models(self) -> None:
         check_observation_space(self.observation_space)
@@ -109,10 +115,31 @@ class TRPO:
         cfg = self.config
         common = dict(hidden=cfg.hidden_sizes, activation=cfg.activation, seed=self.seed,
                       normalize_obs=self._normalizes_obs(cfg), ortho_init=cfg.ortho_init)
-        self.policy_model = build_policy_model(self.observation_space, self.family, torso=self._torso_spec,
-                                               log_std_init=cfg.log_std_init, **common)
-        self.value_model = build_value_model(self.observation_space, torso=self._torso_spec, **common)
+        if cfg.recurrent:
+            check_recurrent_torso(self._torso_spec)
+            if isinstance(self.observation_space, gym.spaces.Dict):
+                # The packed-Dict wrapper feeds one flat observation; the recurrent model also takes starts and state.
+                raise UnsupportedSpaceError("recurrent policies on Dict observations are not supported yet: use "
+                                            "recurrent=None, or gymnasium.wrappers.FlattenObservation(env) with a recurrent policy")
+            cell = dict(cell=cfg.recurrent, units=cfg.recurrent_units)
+            self.policy_model = build_recurrent_policy_model(self.observation_space, self.family,
+                                                             log_std_init=cfg.log_std_init, **cell, **common)
+            self.value_model = build_recurrent_value_model(self.observation_space, **cell, **common)
+        else:
+            self.policy_model = build_policy_model(self.observation_space, self.family, torso=self._torso_spec,
+                                                   log_std_init=cfg.log_std_init, **common)
+            self.value_model = build_value_model(self.observation_space, torso=self._torso_spec, **common)
         self._after_models()
+
+    @property
+    def is_recurrent(self) -> bool:
+        """True for a policy with an LSTM/GRU core (``recurrent="lstm"`` or ``"gru"``): it acts with a state."""
+        return bool(self.config.recurrent)
+
+    @property
+    def state_size(self) -> int:
+        """Length of the recurrent policy's state vector per env (0 for a feed-forward policy)."""
+        return self.actor.state_size
 
     def _normalizes_obs(self, cfg: TRPOConfig) -> bool:
         return bool(cfg.normalize_obs) and isinstance(self.observation_space, (gym.spaces.Box, gym.spaces.Dict))
@@ -139,7 +166,8 @@ class TRPO:
         Architecture settings (hidden sizes, activation, normalisation) must be
         given to the constructor, since the networks already exist.
         """
-        fixed = {"hidden_sizes", "activation", "normalize_obs", "log_std_init", "ortho_init"} & set(hyperparameters)
+        fixed = {"hidden_sizes", "activation", "normalize_obs", "log_std_init", "ortho_init", "recurrent",
+                 "recurrent_units"} & set(hyperparameters)
         if fixed:
             raise ConfigError(f"{', '.join(sorted(fixed))} shape the networks; pass them to TRPO(...), not compile()")
         new = self.config.replace(**hyperparameters)
@@ -248,29 +276,47 @@ class TRPO:
         if adapted:  # the first batch sets the statistics before anything is learned from it
             self.obs_rms.update(flat_obs)
             self._push_obs_stats()
-        all_values = self.learner.values(np.concatenate([flat_obs, r.truncated_obs, r.last_obs]))
-        values = all_values[: T * E].reshape(T, E)
-        next_values = np.empty_like(values)
-        next_values[:-1] = values[1:]
-        next_values[-1] = all_values[-E:]
-        if len(r.truncated_index):
-            k = len(r.truncated_index)
-            next_values[r.truncated_index[:, 0], r.truncated_index[:, 1]] = all_values[T * E: T * E + k]
+        if self.is_recurrent:
+            values, next_values, critic = self._recurrent_values(r)
+        else:
+            all_values = self.learner.values(np.concatenate([flat_obs, r.truncated_obs, r.last_obs]))
+            values = all_values[: T * E].reshape(T, E)
+            next_values = np.empty_like(values)
+            next_values[:-1] = values[1:]
+            next_values[-1] = all_values[-E:]
+            if len(r.truncated_index):
+                k = len(r.truncated_index)
+                next_values[r.truncated_index[:, 0], r.truncated_index[:, 1]] = all_values[T * E: T * E + k]
         advantages, returns = compute_gae(r.rewards, values, next_values, r.terminated, r.episode_end,
                                           cfg.gamma, cfg.gae_lambda)
         adv = advantages.reshape(-1)
         if cfg.normalize_advantage and adv.size > 1:
             adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-        actions = r.actions.reshape((T * E,) + r.actions.shape[2:])
-        logs = self.learner.policy_update(flat_obs, actions, adv)
+        if self.is_recurrent:
+            L = sequences.check_length(T, cfg.recurrent_sequence_length)
+            chunk = lambda x: sequences.to_chunks(x, L)  # noqa: E731 - [T, E, ...] -> [N, L, ...]
+            starts = chunk(r.starts).astype(np.float32)
+            policy_in = (chunk(r.obs), starts, sequences.chunk_initial_states(r.states, L))
+            actions = chunk(r.actions).reshape((T * E,) + r.actions.shape[2:])
+            logs = self.learner.policy_update(policy_in, actions, chunk(adv.reshape(T, E)).reshape(-1))
+        else:
+            actions = r.actions.reshape((T * E,) + r.actions.shape[2:])
+            logs = self.learner.policy_update(flat_obs, actions, adv)
         if logs["step_accepted"] == 0.0:
             tf.get_logger().warning(
                 f"keras_trpo: iteration {self.iterations}: line search found no step with KL <= {cfg.max_kl} "
                 f"and an improved surrogate in {cfg.line_search_steps} tries; policy parameters kept"
             )
-        ret = returns.reshape(-1)
-        batches = minibatch_indices(ret.size, cfg.value_batch_size, cfg.value_epochs, self._rng)
-        logs["value_loss"] = self.learner.value_update(flat_obs, ret, batches)
+        if self.is_recurrent:  # minibatches of whole sequences, each from the critic's state before it
+            value_in = (policy_in[0], starts, sequences.chunk_initial_states(critic, L))
+            ret = chunk(returns)
+            batches = minibatch_indices(len(ret), max(1, cfg.value_batch_size // L), cfg.value_epochs, self._rng)
+            logs["value_loss"] = self.learner.value_update(value_in, ret, batches)
+            ret = returns.reshape(-1)
+        else:
+            ret = returns.reshape(-1)
+            batches = minibatch_indices(ret.size, cfg.value_batch_size, cfg.value_epochs, self._rng)
+            logs["value_loss"] = self.learner.value_update(flat_obs, ret, batches)
         var_ret = np.var(ret)
         logs["explained_variance"] = float(1 - np.var(ret - values.reshape(-1)) / var_ret) if var_ret > 0 else float("nan")
         if self._normalizers and not adapted:  # statistics lag one rollout so that pi_old is the policy that acted
@@ -278,6 +324,37 @@ class TRPO:
             self._push_obs_stats()
         self.actor.sync()
         return logs
+
+    def _recurrent_values(self, r: Rollout) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The recurrent critic over the rollout: ``(V [T, E], next V [T, E], critic state before each
+        step [T, E, S])``.
+
+        Whole fragments, one sequence per env, from the critic's state at the end of the last
+        rollout (zeroed where an episode starts). The bootstrap values come from one more step each:
+        the observation after the last step from the state after it (zeroed if that step ended the
+        episode: the value is then not used), and a truncated episode's final observation from the
+        state after its last step (the same episode, so no reset).
+        """
+        T, E = r.rewards.shape
+        per_env = lambda x: np.ascontiguousarray(np.swapaxes(x, 0, 1))  # noqa: E731 - [T, E, ...] -> [E, T, ...]
+        S = int(self.value_model.get_layer("value_recurrent").state_size)
+        init = self._critic_state
+        if init is None or init.shape != (E, S):
+            init = np.zeros((E, S), np.float32)
+        v, after = self.learner.sequence_values(per_env(r.obs), per_env(r.starts).astype(np.float32), init)
+        t_idx, e_idx = r.truncated_index[:, 0], r.truncated_index[:, 1]
+        boot_obs = np.concatenate([r.last_obs, r.truncated_obs])[:, None]
+        boot_starts = np.concatenate([r.episode_end[-1], np.zeros(len(t_idx), bool)]).astype(np.float32)[:, None]
+        boot_state = np.concatenate([after[:, -1], after[e_idx, t_idx]])
+        boot, _ = self.learner.sequence_values(boot_obs, boot_starts, boot_state)
+        values = v.T
+        next_values = np.empty_like(values)
+        next_values[:-1] = values[1:]
+        next_values[-1] = boot[:E, 0]
+        next_values[t_idx, e_idx] = boot[E:, 0]
+        self._critic_state = after[:, -1].copy()
+        before = np.concatenate([init[None], per_env(after)[:-1]])  # [T, E, S]: the state step t starts from
+        return values, next_values, before
 
     def _push_obs_stats(self) -> None:
         if isinstance(self.obs_rms, DictObsStats):
@@ -287,19 +364,56 @@ class TRPO:
             layer.set_statistics(self.obs_rms.mean.astype(np.float32), self.obs_rms.var.astype(np.float32))
 
     # ------------------------------------------------------------------ inference
-    def predict(self, obs: Any, deterministic: bool = True) -> np.ndarray:
+    def predict(self, obs: Any, state: Optional[np.ndarray] = None, episode_start: Any = None,
+                deterministic: bool = True):
         """Env-ready action(s) for one observation or a batch (Box actions clipped to bounds).
 
         A Dict agent takes a dict: ``{key: value}`` for one observation, ``{key: [B, ...]}`` for a batch.
+
+        A recurrent agent returns ``(action, state)``, as sb3-contrib's ``RecurrentPPO.predict``:
+        pass the returned state back with the next observation, and ``episode_start=True`` (per
+        env, for a batch) at the first step of an episode, where the state is zeroed;
+        ``state=None`` is the zero state. A feed-forward agent returns the action alone.
         """
         batch, single = check_observations(obs, self.observation_space)
-        actions = self.family.to_env(self.actor.act(batch, self._predict_rng, deterministic))
-        return actions[0] if single else actions
+        if not self.is_recurrent:
+            if state is not None or episode_start is not None:
+                raise ValueError("state and episode_start are for recurrent agents; this policy is feed-forward")
+            actions = self.family.to_env(self.actor.act(batch, self._predict_rng, deterministic))
+            return actions[0] if single else actions
+        state, starts = self._state_and_starts(len(batch), state, episode_start, single)
+        stored, state = self.actor.act_recurrent(batch, state, starts, self._predict_rng, deterministic)
+        actions = self.family.to_env(stored)
+        return (actions[0], state[0]) if single else (actions, state)
 
-    def distribution(self, obs: Any):
-        """The policy's ``tfp.distributions.Distribution`` for a batch (or one) observation."""
+    def _state_and_starts(self, n: int, state: Any, episode_start: Any, single: bool) -> tuple[np.ndarray, np.ndarray]:
+        """``state [n, S]`` (zeros for None) and ``starts [n]`` bool, checked."""
+        S = self.state_size
+        if state is None:
+            state = np.zeros((n, S), np.float32)
+        state = np.asarray(state, np.float32).reshape((1, -1) if single else np.shape(state))
+        if state.shape != (n, S):
+            raise ValueError(f"state must have shape {(S,) if single else (n, S)} for this policy "
+                             f"({self.config.recurrent}, {self.config.recurrent_units} units), got {np.shape(state)}")
+        starts = np.zeros(n, bool) if episode_start is None else np.asarray(episode_start, bool).reshape(-1)
+        if starts.shape != (n,):
+            raise ValueError(f"episode_start must be one flag per observation ({n}), got shape {np.shape(episode_start)}")
+        return state, starts
+
+    def distribution(self, obs: Any, state: Optional[np.ndarray] = None, episode_start: Any = None):
+        """The policy's ``tfp.distributions.Distribution`` for a batch (or one) observation
+        (recurrent: from ``state``, zeros for None, as ``predict``)."""
         batch, single = check_observations(obs, self.observation_space)
-        params = self._policy_net(tf.convert_to_tensor(batch), training=False)
+        if self.is_recurrent:
+            state, starts = self._state_and_starts(len(batch), state, episode_start, single)
+            out = self.policy_model({"obs": tf.convert_to_tensor(batch[:, None]),
+                                     "starts": tf.convert_to_tensor(starts[:, None].astype(np.float32)),
+                                     "state": tf.convert_to_tensor(state)}, training=False)
+            params = {k: v[:, 0] for k, v in out.items() if k != "state"}
+        else:
+            if state is not None or episode_start is not None:
+                raise ValueError("state and episode_start are for recurrent agents; this policy is feed-forward")
+            params = self._policy_net(tf.convert_to_tensor(batch), training=False)
         if single:
             params = {k: v[0] for k, v in params.items()}
         return self.family.make(params)
@@ -308,7 +422,8 @@ class TRPO:
                  env: Optional[EnvSpec] = None, return_episode_returns: bool = False):
         """Mean and std of the return of ``episodes`` episodes on a fresh env seeded ``seed + i``.
 
-        Observation statistics are frozen: evaluation never changes the agent.
+        Observation statistics are frozen: evaluation never changes the agent. A recurrent
+        policy starts each episode from the zero state.
         """
         if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes <= 0:
             raise ValueError(f"episodes must be a positive integer, got {episodes!r}")
@@ -319,9 +434,15 @@ class TRPO:
             for i in range(episodes):
                 obs, _ = eval_env.reset(seed=seed + i)
                 done, total = False, 0.0
+                state, start = np.zeros((1, self.state_size), np.float32), np.ones(1, bool)
                 while not done:
                     batch, _ = check_observations(obs, self.observation_space, "observation from the env")
-                    action = self.family.to_env(self.actor.act(batch, rng, deterministic))[0]
+                    if self.is_recurrent:
+                        stored, state = self.actor.act_recurrent(batch, state, start, rng, deterministic)
+                        start = np.zeros(1, bool)
+                    else:
+                        stored = self.actor.act(batch, rng, deterministic)
+                    action = self.family.to_env(stored)[0]
                     obs, reward, terminated, truncated, _ = eval_env.step(action)
                     total += float(reward)
                     done = terminated or truncated

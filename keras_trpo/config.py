@@ -20,6 +20,7 @@ LINE_SEARCH_KLS = ("old_new", "new_old")
 REWARD_SCALINGS = ("rollout", "step")
 OBS_NORM_INITS = ("identity", "first_rollout")
 ROLLOUT_BACKENDS = ("inline", "process", "ray")
+RECURRENT_CELLS = ("lstm", "gru")
 
 
 @dataclass
@@ -78,6 +79,16 @@ class TRPOConfig:
     # SB3's policy_kwargs ortho_init: orthogonal Dense init (gains sqrt(2), 0.01 policy head, 1 value
     # head; zero biases), or False for PyTorch's nn.Linear default, as SB3 then keeps (networks.py).
     ortho_init: bool = True
+    # A recurrent core for partially observable tasks: None (feed-forward), "lstm" or "gru". The policy
+    # and the value network each get one of recurrent_units between the observation and hidden_sizes.
+    recurrent: Optional[str] = None
+    recurrent_units: int = 64
+    # Steps per sequence in the update, at most n_steps. Each env's fragment of n_steps is cut into
+    # n_steps / L sequences that start from the states stored during the rollout (RecurrentPPO's way; the
+    # policy's outputs are exactly the acting ones, gradients stop at the cuts); 0 is whole fragments.
+    # 128 because the cell's loop is sequential: on 4 envs x 1024 steps (LSTM 64) the policy step took
+    # 4.0 s as whole fragments, 0.7 s in sequences of 128, 0.5 s of 64 (sequences.py has the numbers).
+    recurrent_sequence_length: int = 128
 
     def validate(self) -> "TRPOConfig":
         def positive(name, integer=False):
@@ -119,6 +130,18 @@ class TRPOConfig:
             raise ConfigError(f"ray_address must be a string such as 'auto' or 'host:port', got {self.ray_address!r}")
         if not isinstance(self.ortho_init, bool):
             raise ConfigError(f"ortho_init must be True or False, got {self.ortho_init!r}")
+        if self.recurrent is not None and self.recurrent not in RECURRENT_CELLS:
+            raise ConfigError(f"recurrent must be None (feed-forward), 'lstm' or 'gru', got {self.recurrent!r}")
+        positive("recurrent_units", integer=True)
+        length = self.recurrent_sequence_length
+        if isinstance(length, bool) or not isinstance(length, int) or length < 0:
+            raise ConfigError(f"recurrent_sequence_length must be 0 (whole fragments) or a positive integer, got {length!r}")
+        if self.recurrent is not None and 0 < length < self.n_steps and self.n_steps % length:
+            raise ConfigError(f"recurrent_sequence_length ({length}) must divide n_steps ({self.n_steps}) so that every "
+                              "sequence has the same length; choose a divisor, or 0 for whole fragments of n_steps")
+        if self.recurrent is not None and self.fisher_product == "gauss_newton":
+            raise ConfigError("fisher_product='gauss_newton' does not work with a recurrent policy (TensorFlow's "
+                              "forward-mode JVP cannot go through the cell's while loop); use fisher_product='hvp'")
         if not self.hidden_sizes or any(int(h) <= 0 for h in self.hidden_sizes):
             raise ConfigError(f"hidden_sizes must be positive layer widths, got {self.hidden_sizes!r}")
         self.hidden_sizes = tuple(int(h) for h in self.hidden_sizes)

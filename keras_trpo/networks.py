@@ -10,7 +10,7 @@ import keras
 from keras_trpo.dict_networks import dict_model_inputs
 from keras_trpo.dict_obs import check_dict_space
 from keras_trpo.distributions import Family
-from keras_trpo.layers import ObservationNormalizer, OneHot, StateIndependentLogStd
+from keras_trpo.layers import ObservationNormalizer, OneHot, RecurrentCore, StateIndependentLogStd
 from keras_trpo.spaces import obs_shape
 
 TorsoSpec = Union[None, keras.Model, keras.layers.Layer, Callable[[], keras.layers.Layer]]
@@ -68,11 +68,11 @@ def _instantiate_torso(torso: TorsoSpec, name: str, hidden, activation, seed, or
     raise TypeError(f"torso must be None, a keras Model/Layer or a factory returning one, got {type(torso).__name__}")
 
 
-def _preprocess(obs_space: gym.Space, inputs, normalize: bool, prefix: str):
+def _preprocess(obs_space: gym.Space, inputs, normalize: bool, prefix: str, sequence: bool = False):
     if isinstance(obs_space, gym.spaces.Discrete):
-        return OneHot(int(obs_space.n), name=f"{prefix}_one_hot")(inputs)
+        return OneHot(int(obs_space.n), sequence=sequence, name=f"{prefix}_one_hot")(inputs)
     if normalize:
-        return ObservationNormalizer(name=f"{prefix}_obs_normalizer")(inputs)
+        return ObservationNormalizer(sequence=sequence, name=f"{prefix}_obs_normalizer")(inputs)
     return inputs
 
 
@@ -119,6 +119,85 @@ def build_policy_model(
         outputs["mean"] = mean
         outputs["log_std"] = StateIndependentLogStd(log_std_init, name="policy_log_std")(mean)
     return keras.Model(inputs, outputs, name="policy")
+
+
+def _heads(family: Family, h, ortho_init: bool, seed: int, log_std_init: float) -> dict:
+    head_init = _init(ortho_init, 0.01, int(h.shape[-1]), seed + 100)  # orthogonal: a near-uniform initial policy
+    if family.param_names == ("logits",):
+        return {"logits": keras.layers.Dense(family.head_sizes["logits"], name="policy_logits", **head_init)(h)}
+    mean = keras.layers.Dense(family.head_sizes["mean"], name="policy_mean", **head_init)(h)
+    return {"mean": mean, "log_std": StateIndependentLogStd(log_std_init, name="policy_log_std")(mean)}
+
+
+def _sequence_inputs(obs_space: gym.Space, state_size: int) -> tuple:
+    return (keras.Input(shape=(None,) + obs_shape(obs_space), dtype="float32", name="obs"),
+            keras.Input(shape=(None,), dtype="float32", name="starts"),
+            keras.Input(shape=(state_size,), dtype="float32", name="state"))
+
+
+def check_recurrent_torso(torso: TorsoSpec) -> None:
+    """A recurrent policy is normaliser -> LSTM/GRU -> Dense layers -> head; it takes no torso of its own."""
+    if torso is not None:
+        raise ValueError(
+            f"recurrent policies build their own network (observation -> LSTM/GRU -> hidden_sizes Dense layers -> "
+            f"head) and cannot take a torso (got {type(torso).__name__}); a CNN torso with a recurrent core is not "
+            "supported: pass torso=None, or recurrent=None for a feed-forward policy with this torso")
+
+
+def build_recurrent_policy_model(
+    obs_space: gym.Space,
+    family: Family,
+    *,
+    cell: str = "lstm",
+    units: int = 64,
+    hidden: Sequence[int] = (64, 64),
+    activation: str = "tanh",
+    normalize_obs: bool = False,
+    log_std_init: float = 0.0,
+    seed: int = 0,
+    ortho_init: bool = True,
+) -> keras.Model:
+    """``{obs [B, T, *obs_shape], starts [B, T], state [B, S]} -> {param name: [B, T, size], "state": [B, S]}``.
+
+    sb3-contrib's ``MlpLstmPolicy`` layout: (normaliser) -> LSTM/GRU of ``units`` -> the ``hidden``
+    Dense layers -> head. ``starts`` is 1.0 where step t begins an episode (the state is zeroed
+    before it); ``state`` is the state before step 0 and the ``"state"`` output the one after step T-1.
+    """
+    core = RecurrentCore(cell, units, ortho_init=ortho_init, seed=seed + 500, name="policy_recurrent")
+    obs, starts, state = _sequence_inputs(obs_space, core.state_size)
+    x = _preprocess(obs_space, obs, normalize_obs, "policy", sequence=True)
+    h, _, final = core([x, starts, state])
+    h = build_mlp(hidden, activation, seed, "policy_torso", ortho_init=ortho_init, input_dim=units)(h)
+    outputs = _heads(family, h, ortho_init, seed, log_std_init)
+    outputs["state"] = final
+    return keras.Model({"obs": obs, "starts": starts, "state": state}, outputs, name="policy")
+
+
+def build_recurrent_value_model(
+    obs_space: gym.Space,
+    *,
+    cell: str = "lstm",
+    units: int = 64,
+    hidden: Sequence[int] = (64, 64),
+    activation: str = "tanh",
+    normalize_obs: bool = False,
+    seed: int = 0,
+    ortho_init: bool = True,
+) -> keras.Model:
+    """``{obs [B, T, *obs_shape], starts [B, T], state [B, S]} -> {"value": [B, T, 1], "states": [B, T, S]}``.
+
+    The critic has its own LSTM/GRU (sb3-contrib's default ``enable_critic_lstm=True``): sharing the
+    policy's would let the critic's regression move the policy outside TRPO's trust region.
+    ``"states"[:, t]`` is the state after step t, which the bootstrap values of truncated episodes
+    and the next fragment start from.
+    """
+    core = RecurrentCore(cell, units, ortho_init=ortho_init, seed=seed + 1500, name="value_recurrent")
+    obs, starts, state = _sequence_inputs(obs_space, core.state_size)
+    x = _preprocess(obs_space, obs, normalize_obs, "value", sequence=True)
+    h, states, _ = core([x, starts, state])
+    h = build_mlp(hidden, activation, seed + 1000, "value_torso", ortho_init=ortho_init, input_dim=units)(h)
+    v = keras.layers.Dense(1, name="value_head", **_init(ortho_init, 1.0, int(h.shape[-1]), seed + 2000))(h)
+    return keras.Model({"obs": obs, "starts": starts, "state": state}, {"value": v, "states": states}, name="value")
 
 
 def build_value_model(

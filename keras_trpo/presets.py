@@ -71,6 +71,46 @@ ZOO_TRPO: dict[str, dict[str, Any]] = {
     "InvertedPendulumSwingupBulletEnv-v0": dict(_MINITAUR_LIKE, status="to be tuned"),
 }
 
+# --------------------------------------------------------------------------- recurrent presets
+# The zoo has no TRPO entry for its velocity-masked tasks; it trains sb3-contrib's RecurrentPPO on them
+# (hyperparams/ppo_lstm.yml). These are that file's entries as written (a reference, and what the
+# benchmark's RecurrentPPO arm runs), and keras_trpo's recurrent presets take from them what carries
+# over to TRPO: the rollout shape (n_envs x n_steps), gamma, gae_lambda and the budget.
+ZOO_PPO_LSTM_FILE = "hyperparams/ppo_lstm.yml"
+ZOO_PPO_LSTM_COMMIT = "038ab1617a486b7d918be8056697bf34caeefbcd"
+ZOO_PPO_LSTM: dict[str, dict[str, Any]] = {
+    "CartPoleNoVel-v1": dict(n_envs=8, n_timesteps=1e5, policy="MlpLstmPolicy", n_steps=32, batch_size=256,
+                             gae_lambda=0.8, gamma=0.98, n_epochs=20, ent_coef=0.0, learning_rate="lin_0.001",
+                             clip_range="lin_0.2"),
+    "PendulumNoVel-v1": dict(n_envs=4, n_timesteps=1e5, policy="MlpLstmPolicy", n_steps=1024, gae_lambda=0.95,
+                             gamma=0.9, n_epochs=10, ent_coef=0.0, learning_rate=1e-3, clip_range=0.2, use_sde=True,
+                             sde_sample_freq=4),
+}
+# keras_trpo setting -> (value, where it comes from). The critic's settings are the zoo's TRPO entry for
+# the unmasked env; recurrent_units=64 is keras_trpo's default (sb3-contrib's lstm_hidden_size is 256: 16x
+# the NumPy actor's work per step for a 2-4-number observation).
+_PPO_LSTM_KEYS = ("n_envs", "n_steps", "gamma", "gae_lambda")
+RECURRENT_PRESETS: dict[str, dict[str, tuple[Any, str]]] = {
+    "CartPoleNoVel-v1": {
+        **{k: (ZOO_PPO_LSTM["CartPoleNoVel-v1"][k], f"zoo ppo_lstm CartPoleNoVel-v1 {k}: "
+               f"{ZOO_PPO_LSTM['CartPoleNoVel-v1'][k]}") for k in _PPO_LSTM_KEYS},
+        "recurrent": ("lstm", "zoo ppo_lstm CartPoleNoVel-v1 policy: MlpLstmPolicy"),
+        "value_batch_size": (256, "zoo ppo_lstm CartPoleNoVel-v1 batch_size: 256 (one minibatch of the 8 x 32 rollout)"),
+        "cg_damping": (1e-3, "zoo trpo CartPole-v1 cg_damping: 0.001"),
+        "value_epochs": (20, "zoo trpo CartPole-v1 n_critic_updates: 20"),
+    },
+    "PendulumNoVel-v1": {
+        **{k: (ZOO_PPO_LSTM["PendulumNoVel-v1"][k], f"zoo ppo_lstm PendulumNoVel-v1 {k}: "
+               f"{ZOO_PPO_LSTM['PendulumNoVel-v1'][k]}") for k in _PPO_LSTM_KEYS},
+        "recurrent": ("lstm", "zoo ppo_lstm PendulumNoVel-v1 policy: MlpLstmPolicy"),
+        "value_epochs": (15, "zoo trpo Pendulum-v1 n_critic_updates: 15"),
+    },
+}
+RECURRENT_DROPPED = {
+    "PendulumNoVel-v1": {"use_sde": "True: keras_trpo has no gSDE; plain Gaussian noise instead"},
+}
+
+
 # --------------------------------------------------------------------------- translation
 # zoo / sb3-contrib name -> TRPOConfig name, for keys that carry over one to one.
 RENAMED = {
@@ -214,6 +254,13 @@ def preset(env_id: Optional[str]) -> Preset:
         status = entry.get("status", "")
         return Preset(env_id, f'{ZOO_SOURCE}: "{key}"{alias}' + (f" ({status})" if status else ""), key, status,
                       int(entry["n_timesteps"]), settings, {k: f"zoo {key} {v}" for k, v in origin.items()}, dropped)
+    if env_id in RECURRENT_PRESETS:
+        entry = RECURRENT_PRESETS[env_id]
+        return Preset(env_id, f"keras_trpo's recurrent preset after rl-baselines3-zoo {ZOO_PPO_LSTM_FILE} @ "
+                      f"{ZOO_PPO_LSTM_COMMIT[:7]}: \"{env_id}\" (RecurrentPPO's rollout, gamma and gae_lambda; the "
+                      "critic from the zoo's TRPO entry for the unmasked env)", None, "",
+                      int(ZOO_PPO_LSTM[env_id]["n_timesteps"]), {k: v for k, (v, _) in entry.items()},
+                      {k: where for k, (_, where) in entry.items()}, RECURRENT_DROPPED.get(env_id, {}))
     if env_family(env_id) == "mujoco":
         settings, origin, dropped = translate(_MUJOCO_DEFAULTS)
         return Preset(env_id, f"{ZOO_SOURCE}: the MuJoCo family default (the file's &mujoco-defaults, Ant-v4's entry); "

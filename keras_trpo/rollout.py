@@ -22,6 +22,7 @@ import numpy as np
 from keras_trpo.dict_obs import pack_dict_observations
 from keras_trpo.envs import EnvSpec, make_env_group
 from keras_trpo.numpy_policy import NumpyPolicy, PolicyPlan
+from keras_trpo.sequences import reset as reset_state
 from keras_trpo.sampling import sampler_for
 from keras_trpo.spaces import InvalidObservationError, obs_shape
 
@@ -46,6 +47,10 @@ class Fragment:
     episodes: np.ndarray  # [j, 4] float64 (t, global env index, return, length) of episodes that ended
     fresh: bool = False  # the environments were (re)created for this fragment: new episodes, lost old ones
     step_s: float = 0.0  # wall time the worker spent stepping (envs and policy)
+    # Recurrent policies only: the state each step's action was computed from (zeros at episode
+    # starts), [T, m, S] float32, and whether the step began an episode, [T, m] bool.
+    states: Optional[np.ndarray] = None
+    starts: Optional[np.ndarray] = None
 
     @property
     def n_envs(self) -> int:
@@ -68,6 +73,8 @@ class Rollout:
     episode_returns: list = field(default_factory=list)  # unscaled returns of episodes finished, by (t, e)
     episode_lengths: list = field(default_factory=list)
     fresh_envs: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # envs restarted this rollout
+    states: Optional[np.ndarray] = None  # [T, E, S] recurrent policies: the policy state each step started from
+    starts: Optional[np.ndarray] = None  # [T, E] bool recurrent policies: the step began an episode
 
     @property
     def n_steps(self) -> int:
@@ -118,6 +125,9 @@ class RolloutWorker:
         self._ep_return = np.zeros(self.n_envs)
         self._ep_length = np.zeros(self.n_envs, np.int64)
         self._fresh = True
+        # A recurrent policy's state per env, carried across fragments; every env starts an episode now.
+        self.state: Optional[np.ndarray] = None
+        self.starts = np.ones(self.n_envs, bool)
 
     def _obs(self, obs: Any, what: str = "an observation") -> np.ndarray:
         return _check_finite(np.asarray(obs, np.float32).reshape((self.n_envs,) + self.obs_shape), what)
@@ -127,6 +137,12 @@ class RolloutWorker:
         start = time.perf_counter()
         params_of = NumpyPolicy(policy) if isinstance(policy, list) else policy
         sampler, venv, m, e0 = self.sampler, self.venv, self.n_envs, self.first_env
+        recurrent = isinstance(params_of, NumpyPolicy) and params_of.recurrent
+        if recurrent:
+            if self.state is None or self.state.shape != (m, params_of.state_size):
+                self.state = params_of.initial_state(m)
+            states_buf = np.empty((n_steps, m, params_of.state_size), np.float32)
+            starts_buf = np.empty((n_steps, m), bool)
         # All of this fragment's noise at once, each env from its own stream: [T, m, *noise].
         noise = np.stack([sampler.draw(rng, n_steps) for rng in self.rngs], axis=1)
         obs_buf = np.empty((n_steps, m) + self.obs_shape, np.float32)
@@ -137,7 +153,13 @@ class RolloutWorker:
         trunc_idx, trunc_obs, episodes = [], [], []
         obs = self.obs
         for t in range(n_steps):
-            action = sampler.sample(params_of(obs), noise[t])
+            if recurrent:
+                states_buf[t] = reset_state(self.state, self.starts)
+                starts_buf[t] = self.starts
+                params, self.state = params_of.step(obs, self.state, self.starts)
+            else:
+                params = params_of(obs)
+            action = sampler.sample(params, noise[t])
             next_obs, reward, terminated, truncated, final_obs = venv.step(sampler.to_env(action))
             obs_buf[t] = obs
             actions.append(action)
@@ -155,6 +177,7 @@ class RolloutWorker:
             rew_buf[t] = reward
             term_buf[t] = terminated
             end_buf[t] = ended
+            self.starts = ended  # the next step of an env whose episode ended begins a new one
             obs = self._obs(next_obs)
         self.obs = obs
         fresh, self._fresh = self._fresh, False
@@ -165,6 +188,7 @@ class RolloutWorker:
             episode_end=end_buf, truncated_index=np.asarray(trunc_idx, np.int64).reshape(-1, 2),
             truncated_obs=final, last_obs=obs.copy(), episodes=np.asarray(episodes, np.float64).reshape(-1, 4),
             fresh=fresh, step_s=time.perf_counter() - start,
+            states=states_buf if recurrent else None, starts=starts_buf if recurrent else None,
         )
 
     def close(self) -> None:
@@ -189,12 +213,14 @@ def merge_fragments(fragments: Sequence[Fragment], n_envs: int) -> Rollout:
     episodes = cat("episodes", 0)
     episodes = episodes[np.lexsort((episodes[:, 1], episodes[:, 0]))] if len(episodes) else episodes
     fresh = [np.arange(f.first_env, f.first_env + f.n_envs) for f in fragments if f.fresh]
+    recurrent = fragments[0].states is not None
     return Rollout(
         obs=cat("obs"), actions=cat("actions"), rewards=rewards, raw_rewards=rewards, terminated=cat("terminated"),
         episode_end=cat("episode_end"), truncated_index=trunc_index[order], truncated_obs=trunc_obs[order],
         last_obs=cat("last_obs", 0), episode_returns=episodes[:, 2].tolist(),
         episode_lengths=episodes[:, 3].astype(np.int64).tolist(),
         fresh_envs=np.concatenate(fresh) if fresh else np.zeros(0, np.int64),
+        states=cat("states") if recurrent else None, starts=cat("starts") if recurrent else None,
     )
 
 

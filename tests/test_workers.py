@@ -63,6 +63,10 @@ CASES = {
     "Pendulum-v1": dict(n_envs=4, n_steps=128, normalize_obs=True, normalize_reward=True),
     # Dict observations (Box and Discrete keys, each normalised on its own), packed through every backend
     "PointGoal-Dict": dict(n_envs=4, n_steps=128, normalize_obs=True, normalize_reward=True),
+    # A recurrent policy: each worker carries its envs' states across fragments and resets them at episode
+    # starts; truncations at step 200 exercise the recurrent critic's bootstrap; sequences of 32 steps.
+    "PendulumNoVel-v1": dict(n_envs=4, n_steps=128, normalize_obs=True, recurrent="lstm", recurrent_units=8,
+                             recurrent_sequence_length=32, value_epochs=2),
 }
 # Cases that are not registered ids: a picklable factory, so process workers and Ray actors can build them.
 FACTORIES = {"PointGoal-Dict": functools.partial(PointGoalEnv, discrete_goal=True)}
