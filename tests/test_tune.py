@@ -253,3 +253,17 @@ def test_a_trial_started_when_the_study_is_full_is_not_run():
     t = study.trials[third.number]
     assert t.user_attrs["interrupted"] and "already has 2 trials" in t.user_attrs["error"] and not counted(t)
     assert all(counted(study.trials[x.number]) for x in (first, second))
+
+
+def test_a_worker_process_knows_keras_trpos_own_env_ids():
+    """A tune worker imports only keras_trpo.tune.trial; the masked envs must be registered there
+    too (`tune --env CartPoleNoVel-v1` crashed every worker with gymnasium's NameNotFound)."""
+    code = ("from keras_trpo.tune.study import TuneSettings\n"
+            "from keras_trpo.tune.space import space_to_dict, build_space\n"
+            "from keras_trpo.tune.trial import Objective\n"
+            "o = Objective(TuneSettings(env='CartPoleNoVel-v1', timesteps_per_trial=64, space=space_to_dict(build_space())))\n"
+            "print(o.action_space)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         cwd=Path(__file__).resolve().parents[1], env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().endswith("Discrete(2)")

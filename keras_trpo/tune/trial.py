@@ -71,6 +71,8 @@ class Objective:
     def __init__(self, settings: TuneSettings, verbose: int = 0, target: Optional[int] = None):
         import gymnasium as gym
 
+        import keras_trpo.envs  # noqa: F401 - registers keras_trpo's env ids (CartPoleNoVel-v1, ...) in this worker too
+
         self.settings, self.verbose, self.target = settings, verbose, target
         self.space = space_from_dict(settings.space)
         probe = gym.make(settings.env)
