@@ -35,7 +35,8 @@ CFLAGS = ["-std=c99", "-O2", "-ffp-contract=off", "-shared", "-fPIC"]
 
 
 def _fma_flags() -> list[str]:
-    """``-mfma`` on x86-64 Linux with FMA3: the source's ``fmaf`` calls inline (same results)."""
+    """``-mfma`` on x86-64 Linux with FMA3: the source's ``fmaf`` calls inline (same results). The same
+    rule as ``export.c_build.host_fma_flags``, restated: serving installs without export."""
     import platform
     info = Path("/proc/cpuinfo")
     ok = platform.machine().lower() in ("x86_64", "amd64") and info.is_file() and " fma " in info.read_text(errors="replace")

@@ -15,7 +15,7 @@ from scipy import stats
 import export
 import keras_trpo
 from export import ExportError, ExportVerificationError
-from export.c_build import CLibrary
+from export.c_build import CLibrary, host_fma_flags
 from export.c_model import C_ACTIVATIONS
 from export.sampler_check import check_sampler, chi2_sf, ks_uniform_p
 from tests.envs import EXPORT_ACTION_SPACES as SPACES, EXPORT_OBS as OBS, ToyEnv
@@ -161,14 +161,7 @@ def test_every_supported_activation(tmp_path):
 
 
 def _x86_with_fma() -> bool:
-    import platform
-    if platform.machine().lower() not in ("x86_64", "amd64"):
-        return False
-    try:
-        with open("/proc/cpuinfo") as f:
-            return " fma " in f.read()
-    except OSError:
-        return False
+    return bool(host_fma_flags())  # the export adds -mfma exactly on x86-64 with FMA3
 
 
 @pytest.mark.skipif(not _x86_with_fma(), reason="onnxruntime's MLAS kernels compared here are x86-64's FMA3 ones")

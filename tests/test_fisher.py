@@ -54,25 +54,31 @@ def distribution_fisher(name, family, params, b):
     return np.diag(np.concatenate([1 / sigma2, np.full_like(sigma2, 2.0)])), ["mean", "log_std"]
 
 
-def explicit_fisher(model, name, family, obs):
-    variables = model.trainable_variables
-    n = sum(int(np.prod(v.shape)) for v in variables)
+def explicit_fisher_of(outputs_fn, variables, name, family):
+    """F = mean over the batch of J^T M J: J the Jacobian of each row's distribution parameters
+    (``outputs_fn()``, a dict of ``[B, d]``) in ``variables``, M the distribution's closed-form
+    Fisher in them. ``[n, n]`` with n the variables' total size."""
     with tf.GradientTape(persistent=True) as tape:
-        outputs = model(obs)
+        outputs = outputs_fn()
     params = {k: v.numpy().astype(np.float64) for k, v in outputs.items()}
-    batch = obs.shape[0]
+    batch = next(iter(outputs.values())).shape[0]
     jac = {}
     for key, out in outputs.items():
         parts = tape.jacobian(out, variables)  # each [B, d, *var.shape]; None where unconnected
         parts = [np.zeros(list(out.shape) + list(v.shape)) if j is None else j.numpy() for j, v in zip(parts, variables)]
         jac[key] = np.concatenate([j.reshape(batch, out.shape[1], -1) for j in parts], -1).astype(np.float64)
     del tape
+    n = jac[next(iter(jac))].shape[-1]
     F = np.zeros((n, n))
     for b in range(batch):
         m, order = distribution_fisher(name, family, params, b)
         J = np.concatenate([jac[k][b] for k in order], 0)
         F += J.T @ m @ J
     return F / batch
+
+
+def explicit_fisher(model, name, family, obs):
+    return explicit_fisher_of(lambda: model(obs), model.trainable_variables, name, family)
 
 
 def tiny_policy(name, seed=4):

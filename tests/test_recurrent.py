@@ -23,7 +23,7 @@ from keras_trpo.networks import build_recurrent_policy_model, build_recurrent_va
 from keras_trpo.numpy_policy import NumpyPolicy
 from keras_trpo.rollout import RolloutWorker
 from tests.recurrent_envs import EpisodeCounterEnv, RepeatBitEnv
-from tests.test_fisher import distribution_fisher
+from tests.test_fisher import explicit_fisher_of
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = dict(value_epochs=2, recurrent_units=8, hidden_sizes=(16,))
@@ -177,25 +177,6 @@ def test_numpy_plan_of_a_normalised_gaussian_policy_matches_the_keras_model():
 
 
 # ----------------------------------------------------------------------------- the Fisher
-def explicit_fisher_of(outputs_fn, variables, name, family):
-    """F = mean over steps of J^T M J, J the Jacobian of the step's distribution parameters (through
-    the recurrence) and M the distribution's closed-form Fisher in them."""
-    with tf.GradientTape(persistent=True) as tape:
-        outputs = outputs_fn()
-    params = {k: v.numpy().astype(np.float64) for k, v in outputs.items()}
-    batch = next(iter(outputs.values())).shape[0]
-    jac = {}
-    for key, out in outputs.items():
-        parts = tape.jacobian(out, variables)
-        parts = [np.zeros(list(out.shape) + list(v.shape)) if j is None else j.numpy() for j, v in zip(parts, variables)]
-        jac[key] = np.concatenate([j.reshape(batch, out.shape[1], -1) for j in parts], -1).astype(np.float64)
-    n = jac[next(iter(jac))].shape[-1]
-    F = np.zeros((n, n))
-    for b in range(batch):
-        m, order = distribution_fisher(name, family, params, b)
-        J = np.concatenate([jac[k][b] for k in order], 0)
-        F += J.T @ m @ J
-    return F / batch
 
 
 @pytest.mark.parametrize("cell,name", [("lstm", "categorical"), ("gru", "diag_gaussian")])
