@@ -41,6 +41,8 @@ def _fma_flags() -> list[str]:
     info = Path("/proc/cpuinfo")
     ok = platform.machine().lower() in ("x86_64", "amd64") and info.is_file() and " fma " in info.read_text(errors="replace")
     return ["-mfma"] if ok else []
+
+
 _ACTION_TYPES = {"float": np.float32, "int32_t": np.int32, "int8_t": np.int8}
 
 
