@@ -113,7 +113,10 @@ def _check_env_fits(policy: Any, env: Any) -> None:
 
 def run_episodes(policy: Any, env_id: str, episodes: int, seed: int = DEFAULT_EPISODE_SEED,
                  deterministic: bool = True, env: Any = None) -> dict:
-    """Play ``episodes`` episodes (episode i reset with ``seed + i``); returns the JSON summary."""
+    """Play ``episodes`` episodes (episode i reset with ``seed + i``); returns the JSON summary.
+
+    A recurrent policy's state is reset at each episode start; a Dict env's observations (dicts)
+    go to the policy as they are."""
     try:
         import gymnasium as gym  # optional: only this command needs it
     except ImportError:
@@ -128,6 +131,7 @@ def run_episodes(policy: Any, env_id: str, episodes: int, seed: int = DEFAULT_EP
         _check_env_fits(policy, env)
         for i in range(episodes):
             obs, _ = env.reset(seed=seed + i)
+            policy.reset()  # a recurrent policy starts each episode from zeros (a no-op for feed-forward)
             done, total = False, 0.0
             while not done:
                 obs, reward, terminated, truncated, _ = env.step(policy.act(obs, deterministic=deterministic))
@@ -173,6 +177,7 @@ def _http(args: argparse.Namespace) -> int:
     from serving.load import load_policy
 
     try:
+        from serving.app import batchable
         from serving.server import load_token, make_server, serve_workers
     except ImportError as e:
         raise CliError(f"`python -m serving http` needs the http extra ({e.name} is missing): "
@@ -196,6 +201,8 @@ def _http(args: argparse.Namespace) -> int:
     policy = load_policy(args.model, seed=args.seed, threads=args.threads)  # fails here, not in every worker
     auth = f"; bearer token from {token_source}" if token_source else ""
     batching = f"; batching up to {settings.batch_max} requests, {settings.batch_wait_us} us" if settings.batch_max > 1 else ""
+    if batching and not batchable(policy):
+        batching = "; not batching: a recurrent or Dict-observation policy answers each request alone"
 
     def announce(address: tuple) -> None:
         print(f"serving {policy} on http://{address[0]}:{address[1]} (POST /v1/act, GET /v1/metadata, GET /healthz, "
