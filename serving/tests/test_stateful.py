@@ -1,6 +1,7 @@
 """Recurrent and Dict-observation policies: ``step`` / ``act`` / ``reset`` / ``initial_state`` on the
-hand-built stateful_* fixtures (make_fixtures.py --stateful, make_stateful_tflite.py), checked against
-the same computation redone in NumPy from stateful_weights.json, on onnxruntime and LiteRT."""
+hand-built stateful_* fixtures (make_fixtures.py --stateful writes the .onnx files and the weights,
+make_stateful_tflite.py the .tflite ones, op by op without TensorFlow), checked against the same
+computation redone in NumPy from stateful_weights.json, on onnxruntime and LiteRT."""
 import json
 import os
 
