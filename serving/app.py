@@ -114,22 +114,17 @@ class BearerAuth:
         await self.app(scope, receive, send)
 
 
-def batchable(policy: Any) -> bool:
-    """Whether the dynamic batcher takes this policy's requests: it gathers plain ``[k, *obs_shape]``
-    arrays, so recurrent (each row with its own state) and Dict-observation policies answer each
-    request with its own call."""
-    return not policy.is_recurrent and policy.obs_keys is None
-
-
 def create_app(policy: Any, limits: AppLimits, token_digest: Optional[bytes] = None,
                metrics: Optional[Metrics] = None) -> Starlette:
     """The ASGI app serving ``policy`` (an ``ExportedPolicy``)."""
     metrics = metrics or Metrics()
     batcher = None
     recurrent, keys = policy.is_recurrent, policy.obs_keys
-    if limits.batch_max > 1 and batchable(policy):
-        batcher = Batcher(lambda x: policy.act(x, deterministic=True), limits.batch_max,
-                          limits.batch_wait_us / 1e6, metrics.observe_batch)
+    if limits.batch_max > 1:
+        # A recurrent request's rows carry their own states: {"obs": x, "state": s} -> (actions, states).
+        run = ((lambda feed: policy.step(feed["obs"], feed["state"])) if recurrent
+               else (lambda x: policy.act(x, deterministic=True)))
+        batcher = Batcher(run, limits.batch_max, limits.batch_wait_us / 1e6, metrics.observe_batch)
     document = openapi_document(policy.metadata, policy.observation_space, policy.action_space,
                                 authenticated=token_digest is not None, noise_width=policy.noise_shape[0],
                                 state_size=policy.state_size)
@@ -165,11 +160,15 @@ def create_app(policy: Any, limits: AppLimits, token_digest: Optional[bytes] = N
             if recurrent:  # stateless: the client sends the state and gets the new one back
                 if body.state is not None:
                     check_no_booleans(body.state, "state")
-                # obs as sent (checked again, microseconds): one observation's state is [S], a batch's [B, S]
-                action, state = policy.step(obs, body.state, body.episode_start, deterministic=deterministic,
-                                            rng=rng, noise=body.noise)
-                metrics.observe_batch(1, rows)
-                return JsonResponse({"action": _jsonable(action), "state": _jsonable(state)})
+                # [rows, S], zeros where episode_start says: one observation's state is [S], a batch's [B, S]
+                state_in = policy.checked_state(body.state, rows, single, body.episode_start)
+                if batcher is not None and deterministic:
+                    action, state = await batcher.submit({"obs": x, "state": state_in})
+                else:
+                    action, state = policy.step(x, state_in, deterministic=deterministic, rng=rng, noise=body.noise)
+                    metrics.observe_batch(1, rows)
+                return JsonResponse({"action": _jsonable(policy.one(action) if single else action),
+                                     "state": _jsonable(state[0] if single else state)})
             if batcher is not None and deterministic:  # sampled actions are not batched: same draws as unbatched
                 out = await batcher.submit(x)
             elif deterministic:

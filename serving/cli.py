@@ -177,7 +177,6 @@ def _http(args: argparse.Namespace) -> int:
     from serving.load import load_policy
 
     try:
-        from serving.app import batchable
         from serving.server import load_token, make_server, serve_workers
     except ImportError as e:
         raise CliError(f"`python -m serving http` needs the http extra ({e.name} is missing): "
@@ -201,8 +200,6 @@ def _http(args: argparse.Namespace) -> int:
     policy = load_policy(args.model, seed=args.seed, threads=args.threads)  # fails here, not in every worker
     auth = f"; bearer token from {token_source}" if token_source else ""
     batching = f"; batching up to {settings.batch_max} requests, {settings.batch_wait_us} us" if settings.batch_max > 1 else ""
-    if batching and not batchable(policy):
-        batching = "; not batching: a recurrent or Dict-observation policy answers each request alone"
 
     def announce(address: tuple) -> None:
         print(f"serving {policy} on http://{address[0]}:{address[1]} (POST /v1/act, GET /v1/metadata, GET /healthz, "

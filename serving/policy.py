@@ -376,12 +376,19 @@ class ExportedPolicy:
                 raise InvalidState("this policy is feed-forward: it takes no state (pass state=None)")
             action, _ = self._compute(feed, rows, deterministic, rng, noise, None)
             return (self.one(action) if single else action), None
+        s = self.checked_state(state, rows, single, episode_start)
+        action, new = self._compute(feed, rows, deterministic, rng, noise, s)
+        return (self.one(action), new[0]) if single else (action, new)
+
+    def checked_state(self, state: Any, rows: int, single: bool, episode_start: Any = None) -> np.ndarray:
+        """The state ``step`` feeds for ``rows`` observations (``single``: one observation, which
+        takes ``[S]`` or ``[1, S]``): float32 ``[rows, S]``, zeros for None and for the rows
+        ``episode_start`` marks (a new array). Raises ``InvalidState`` like ``step``."""
         s = check_state(state, rows, self.state_size, single)
         starts = episode_starts(episode_start, rows, single)
         if starts is not None:
             s[starts] = 0.0
-        action, new = self._compute(feed, rows, deterministic, rng, noise, s)
-        return (self.one(action), new[0]) if single else (action, new)
+        return s
 
     def initial_state(self, batch: int = 1) -> np.ndarray:
         """The state at an episode start: float32 zeros ``[batch, state_size]``."""

@@ -1,6 +1,6 @@
 """The HTTP server with recurrent and Dict-observation policies (the stateful_* fixtures): stateless
 requests carrying the state, Dict observations as JSON objects, every bad request a 4xx naming the
-problem while the server keeps serving, and no batching of these requests."""
+problem while the server keeps serving, and dynamic batching with each row's own state."""
 import json
 import os
 
@@ -140,23 +140,53 @@ def test_bad_dict_observations_get_4xx_naming_the_key(dict_server, obs, status, 
     assert act(dict_server, {"obs": {"mode": 1, "pos": [0, 0]}})[0] == 200
 
 
-def test_batching_leaves_recurrent_and_dict_requests_to_their_own_calls():
-    """With --batch-max the answers are the unbatched ones and no batch ever holds two requests."""
-    policy = load("stateful_recurrent")
-    obs = np.random.default_rng(6).normal(size=(12, 3)).astype(np.float32)
-    state = np.random.default_rng(7).uniform(-1, 1, size=(12, 4)).astype(np.float32)
+@pytest.mark.parametrize("name", ["stateful_recurrent", "stateful_recurrent_dict", "stateful_dict"])
+def test_batched_stateful_and_dict_answers_are_the_unbatched_ones(name):
+    """With --batch-max, concurrent requests (each row with its own state, some starting an
+    episode, single observations and batches of 3) share policy calls, and every answer is
+    bit-identical to the request's own step()."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    policy = load(name)
+    rng = np.random.default_rng(7)
+    n = 96
+    if policy.obs_keys:
+        obs = [{"mode": int(m), "pos": p.tolist()} for m, p in zip(rng.integers(1, 4, n), rng.uniform(-1, 1, (n, 2)))]
+    else:
+        obs = rng.normal(size=(n, 3)).astype(np.float32).tolist()
+    size = policy.state_size
+    states = rng.uniform(-1, 1, size=(n, size)).astype(np.float32).tolist()
+    starts = (rng.random(n) < 0.3).tolist()
+
+    def body(i):
+        if i % 4 == 3:  # a batch of three rows
+            b = {"obs": obs[i - 2:i + 1]}
+            if size:
+                b.update(state=states[i - 2:i + 1], episode_start=starts[i - 2:i + 1])
+            return b
+        b = {"obs": obs[i]}
+        if size:
+            b.update(state=states[i], episode_start=starts[i])
+        return b
+
+    def alone(b):
+        o = b["obs"]
+        if policy.obs_keys:
+            o = {k: ([r[k] for r in o] if isinstance(o, list) else o[k]) for k in policy.obs_keys}
+        action, state = policy.step(o, b.get("state"), b.get("episode_start"))
+        answer = {"action": np.asarray(action).tolist()}
+        if size:
+            answer["state"] = state.tolist()
+        return answer
+
     with running(make_server(policy, "127.0.0.1", 0, batch_max=8, batch_wait_us=5000)) as srv:
-        from concurrent.futures import ThreadPoolExecutor
-        with ThreadPoolExecutor(6) as pool:
-            answers = list(pool.map(lambda i: act(srv, {"obs": obs[i].tolist(), "state": state[i].tolist()}),
-                                    range(len(obs))))
+        with ThreadPoolExecutor(12) as pool:
+            answers = list(pool.map(lambda i: act(srv, body(i)), range(n)))
         batches = srv.metrics.batch_requests.collect()[0].samples
     for i, (status, answer) in enumerate(answers):
-        a, s = policy.step(obs[i], state[i])
-        assert status == 200 and answer["action"] == int(a) and answer["state"] == s.tolist()
+        assert status == 200 and answer == alone(body(i)), i  # json floats round-trip: bit-identity
     count = next(x.value for x in batches if x.name.endswith("_count"))
-    total = next(x.value for x in batches if x.name.endswith("_sum"))
-    assert count == total == len(obs)  # one request per call
+    assert count < n  # some requests shared a call
 
 
 def test_openapi_describes_state_and_dict_observations(dict_server):
