@@ -345,12 +345,15 @@ class ExportedPolicy:
             action, _ = self._compute(feed, rows, deterministic, rng, noise, None)
             return self.one(action) if single else action
         held = self._state
+        if not rows:  # an empty batch: no state to use, and the held one (and its batch size) stays
+            return self._compute(feed, rows, deterministic, rng, noise, None)[0]
         if held is not None and len(held) != rows:
             raise InvalidState(f"this recurrent policy's state is for a batch of {len(held)} observation(s), this call "
                                f"has {rows}: call reset() before changing the batch size")
-        state = held.copy() if held is not None else np.zeros((rows, self.state_size), _F32)
+        state = held if held is not None else np.zeros((rows, self.state_size), _F32)
         starts = episode_starts(episode_start, rows, single)
         if starts is not None:
+            state = state.copy()  # the runtimes never write into their inputs; this is the one place that would
             state[starts] = 0.0
         action, self._state = self._compute(feed, rows, deterministic, rng, noise, state)
         return self.one(action) if single else action

@@ -320,3 +320,12 @@ def test_dict_space_round_trips_and_is_compared_with_gymnasium():
     assert "entry 'mode'" in space_mismatch(p.observation_space, other)
     fewer = gym.spaces.Dict({"pos": gym.spaces.Box(-1, 1, (2,), np.float32)})
     assert "keys are ['pos']" in space_mismatch(p.observation_space, fewer)
+
+
+def test_an_empty_batch_leaves_acts_state_alone():
+    p = load("stateful_recurrent")
+    p.act(np.ones(3))
+    before = p._state.copy()
+    assert p.act(np.zeros((0, 3), np.float32)).shape == (0,)
+    assert np.array_equal(p._state, before)
+    p.act(np.ones(3))  # still a batch of one
