@@ -169,7 +169,9 @@ def create_app(policy: Any, limits: AppLimits, token_digest: Optional[bytes] = N
                     metrics.observe_batch(1, rows)
                 return JsonResponse({"action": _jsonable(policy.one(action) if single else action),
                                      "state": _jsonable(state[0] if single else state)})
-            if batcher is not None and deterministic:  # sampled actions are not batched: same draws as unbatched
+            if not rows:
+                out = policy.act(x, deterministic=deterministic)
+            elif batcher is not None and deterministic:  # sampled actions are not batched: same draws as unbatched
                 out = await batcher.submit(x)
             elif deterministic:
                 out = policy.act(x, deterministic=True)
