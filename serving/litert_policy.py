@@ -161,6 +161,7 @@ class LiteRtPolicy(ExportedPolicy):
         # _invoke drives the interpreter's main graph directly (a signature runner resizes and
         # re-allocates on every call: 2.4x the latency); the signature must be that graph.
         self._in_index = {name: d["index"] for name, d in inputs.items()}
+        self._first_input = next(iter(self._graph_inputs()))
         if sorted(d["index"] for d in self.interpreter.get_input_details()) != sorted(self._in_index.values()):
             raise ModelLoadError(f"{self.path!r}: signature {SIGNATURE!r} is not the model's main graph")
         self._out_index = {name: d["index"] for name, d in outputs.items()}
@@ -168,7 +169,7 @@ class LiteRtPolicy(ExportedPolicy):
 
     def _invoke(self, names: list[str], feed: dict[str, np.ndarray]) -> list[np.ndarray]:
         """``OnnxPolicy``'s ``session.run(names, feed)``, on the interpreter."""
-        rows = len(next(iter(feed.values())))  # every input has the same batch (feed is always complete)
+        rows = len(feed[self._first_input])  # every input has the same batch (feed is always complete)
         interp = self.interpreter
         with self._lock:
             if rows != self._rows:

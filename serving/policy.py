@@ -108,10 +108,18 @@ class ExportedPolicy:
         self.is_recurrent: bool = meta.state_size > 0
         self.recurrent: str = meta.recurrent  # "lstm", "gru" or ""
         self.state_size: int = meta.state_size
+        self._plain = not self.is_recurrent and self.obs_keys is None
         self._state: Optional[np.ndarray] = None  # act's own state, [B, S]; None: zeros at the next call
         self._declared_inputs = [n for n in meta.raw.get("inputs", "").split(",") if n]
         self._param_names = list(meta.param_names)
         self._action_names = ["action"]
+        # What each kind of call runs (with state_out for a recurrent file): built once, not per call.
+        self._det_run, self._param_run = self._outputs(["action"]), self._outputs(self._param_names)
+        self._sample_run = self._outputs([SAMPLED_ACTION])
+        # Per observation input: (shape, Discrete space or None, the name errors use).
+        self._in_specs = {name: (s.policy_input_shape, s if s.type == "Discrete" else None,
+                                 "observation" if name == "obs" and self.obs_keys is None else f"observation {name!r}")
+                          for name, s in self._obs_spaces.items()}
         self._action_dtype = self.action_space.dtype
         self._action_shape = self.action_space.shape
         # A runtime's int64 arrays may be C long long, whose scalars are not np.int64 instances.
@@ -187,7 +195,7 @@ class ExportedPolicy:
         return {name: np.full((1, *s.policy_input_shape), fill(s), np.float32) for name, s in self._obs_spaces.items()}
 
     def _outputs(self, names: list[str]) -> list[str]:
-        return names + [STATE_OUT] if self.is_recurrent else names
+        return names + [STATE_OUT] if self.state_size else names
 
     def _probe(self) -> None:
         """Run the graph once at load: a model that cannot run, or whose outputs have other
@@ -226,16 +234,16 @@ class ExportedPolicy:
         the all-outputs probe, against ~10 us once each set has run."""
         x = self._probe_input()
         for _ in range(calls):
-            self._run(self._outputs(self._action_names), self._feed(x))
-            self._run(self._outputs(self._param_names), self._feed(x))
+            self._run(self._det_run, self._feed(x))
+            self._run(self._param_run, self._feed(x))
             if self.samples_in_graph:
-                self._run(self._outputs([SAMPLED_ACTION]), self._feed(x))
+                self._run(self._sample_run, self._feed(x))
 
     # ------------------------------------------------------------------ checks
-    def _array(self, obs: Any, space: Space, what: str) -> tuple[np.ndarray, bool]:
-        """One input as a float32 ``[B, *shape]`` array, and whether it was a single observation;
-        ``what`` names it in errors ("observation", or "observation 'key'" for a Dict entry)."""
-        shape = space.policy_input_shape
+    def _array(self, obs: Any, name: str) -> tuple[np.ndarray, bool]:
+        """Observation input ``name`` as a float32 ``[B, *shape]`` array, and whether it was a single
+        observation; errors name it ("observation", or "observation 'key'" for a Dict entry)."""
+        shape, space, what = self._in_specs[name]
         if isinstance(obs, np.ndarray):
             x = obs
         else:
@@ -263,7 +271,7 @@ class ExportedPolicy:
         if np.count_nonzero(np.isfinite(x)) != x.size:
             raise NonFiniteObservation(f"{what} contains NaN or inf (or a value beyond float32's range); "
                                        f"expected finite numbers of shape {shape}")
-        if space.type == "Discrete":
+        if space is not None:  # Discrete
             # The graph one-hot encodes the index: an out-of-range one would silently become zeros.
             lo, hi = int(space.start), int(space.start) + space.n - 1
             if x.size and (np.any(x != np.floor(x)) or x.min() < lo or x.max() > hi):
@@ -273,7 +281,7 @@ class ExportedPolicy:
     def _inputs(self, obs: Any) -> tuple[dict[str, np.ndarray], int, bool]:
         """``obs`` checked: the graph's observation inputs, the number of rows, and whether it was one observation."""
         if self.obs_keys is None:
-            x, single = self._array(obs, self._obs_spaces["obs"], "observation")
+            x, single = self._array(obs, "obs")
             return {"obs": x}, len(x), single
         if not isinstance(obs, Mapping):
             raise InvalidObservation(f"a Dict observation is a mapping of the keys {list(self.obs_keys)} to arrays, "
@@ -285,7 +293,7 @@ class ExportedPolicy:
         feed: dict[str, np.ndarray] = {}
         first = self.obs_keys[0]
         for key in self.obs_keys:
-            feed[key], single = self._array(obs[key], self._obs_spaces[key], f"observation {key!r}")
+            feed[key], single = self._array(obs[key], key)
             if key == first:
                 rows, one = len(feed[key]), single
             elif (single, len(feed[key])) != (one, rows):
@@ -340,6 +348,15 @@ class ExportedPolicy:
             (a subclass) for a batch of another size than the recurrent state's without ``reset``.
           TypeError: ``rng`` is not a ``numpy.random.Generator``.
         """
+        if self._plain:  # feed-forward with one "obs" input: the common control loop, as short as it was
+            x, single = self._array(obs, "obs")
+            if deterministic and noise is None and rng is None and len(x):  # _compute's first branch, inlined
+                action = self._run(self._action_names, self._feed({"obs": x}))[0]
+                if self._cast_action:
+                    action = action.astype(self._action_dtype)
+                return self.one(action) if single else action
+            action, _ = self._compute({"obs": x}, len(x), deterministic, rng, noise, None)
+            return self.one(action) if single else action
         feed, rows, single = self._inputs(obs)
         if not self.is_recurrent:
             action, _ = self._compute(feed, rows, deterministic, rng, noise, None)
@@ -412,17 +429,17 @@ class ExportedPolicy:
                 raise InvalidNoise("noise and rng are for sampled actions: pass deterministic=False")
             if rows == 0:  # not every exported graph accepts an empty batch
                 return self._empty()
-            outs = self._run(self._outputs(self._action_names), self._feed(feed, None, state))
+            outs = self._run(self._det_run, self._feed(feed, None, state))
             action = outs[0].astype(self._action_dtype) if self._cast_action else outs[0]
         else:
             z = self._noise(rows, rng, noise)
             if rows == 0:
                 return self._empty()
             if self.samples_in_graph:
-                outs = self._run(self._outputs([SAMPLED_ACTION]), self._feed(feed, z, state))
+                outs = self._run(self._sample_run, self._feed(feed, z, state))
                 action = outs[0] if outs[0].dtype == self._action_dtype else outs[0].astype(self._action_dtype)
             else:
-                outs = self._run(self._outputs(self._param_names), self._feed(feed, None, state))
+                outs = self._run(self._param_run, self._feed(feed, None, state))
                 action = sample_from_params(self.distribution, self.action_space, outs[:len(self._param_names)], z)
         return action, (outs[-1] if self.is_recurrent else None)
 
@@ -454,7 +471,7 @@ class ExportedPolicy:
                 raise InvalidState("this policy is feed-forward: it takes no state (pass state=None)")
             return dict(zip(self._param_names, self._run(self._param_names, self._feed(feed))))
         s = check_state(state, rows, self.state_size, single)
-        outs = self._run(self._outputs(self._param_names), self._feed(feed, None, s))
+        outs = self._run(self._param_run, self._feed(feed, None, s))
         return dict(zip(self._param_names, outs))
 
 
