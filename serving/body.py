@@ -118,8 +118,9 @@ def dict_columns(obs: Any, keys: tuple[str, ...]) -> Any:
                                      f"observation {i} is {kind}")
         if row.keys() != set(keys):
             missing, extra = [k for k in keys if k not in row], sorted(set(row) - set(keys))
-            raise InvalidObservation(f"observation {i} lacks the key(s) {missing} and has the unknown key(s) "
-                                     f"{extra[:5]}; expected exactly {list(keys)}")
+            parts = ([f"lacks the key(s) {missing}"] if missing else []) + ([f"has the unknown key(s) {extra[:5]}"]
+                                                                           if extra else [])
+            raise InvalidObservation(f"observation {i} {' and '.join(parts)}; expected exactly {list(keys)}")
     return {k: [row[k] for row in obs] for k in keys}
 
 

@@ -61,6 +61,12 @@ def is_ort_format(path: str) -> bool:
     return head[4:8] == ORT_FORMAT_IDENTIFIER
 
 
+def key_problems(missing: list, extra: list) -> str:
+    """"lacks the key(s) [...]" and/or "has the unknown key(s) [...]", for a Dict observation's errors."""
+    parts = ([f"lacks the key(s) {missing}"] if missing else []) + ([f"has the unknown key(s) {extra[:5]}"] if extra else [])
+    return " and ".join(parts)
+
+
 def _obs_text(policy: "ExportedPolicy") -> str:
     """The observation shape for a repr: ``(4,)``, or ``{key: shape}`` for a Dict."""
     if policy.obs_keys is None:
@@ -288,8 +294,7 @@ class ExportedPolicy:
                                      f"got {type(obs).__name__}")
         missing, extra = [k for k in self.obs_keys if k not in obs], sorted(map(str, set(obs) - set(self.obs_keys)))
         if missing or extra:
-            raise InvalidObservation(f"Dict observation lacks the key(s) {missing} and has the unknown key(s) {extra}; "
-                                     f"expected exactly {list(self.obs_keys)}")
+            raise InvalidObservation(f"Dict observation {key_problems(missing, extra)}; expected exactly {list(self.obs_keys)}")
         feed: dict[str, np.ndarray] = {}
         first = self.obs_keys[0]
         for key in self.obs_keys:
