@@ -94,6 +94,10 @@ def state_schema(size: int) -> dict:
     return dict(_nested(number, (size,)), description=f"the recurrent state (state_size {size}, float32)")
 
 
+def _shape_text(space: Space) -> str:
+    return str(list(space.spaces)) if space.spaces is not None else str(list(space.shape))
+
+
 def _bound_text(arr: Any) -> str:
     values = arr.reshape(-1).tolist()
     return str(values[0]) if len(set(values)) == 1 else str(values)
@@ -177,8 +181,11 @@ def openapi_document(metadata: dict, observation_space: Space, action_space: Spa
             "title": f"keras-trpo policy ({env})",
             "version": version or str(metadata.get("keras_trpo_version", "0")),
             "description": (f"A {metadata.get('distribution')} policy for {env}: observation "
-                            f"{observation_space.type}{list(observation_space.shape)}, action "
-                            f"{action_space.type}{list(action_space.shape)}. Errors are JSON {{\"error\": \"...\"}}."),
+                            f"{observation_space.type}{_shape_text(observation_space)}, action "
+                            f"{action_space.type}{list(action_space.shape)}"
+                            + (f", recurrent ({metadata.get('recurrent')}, state_size {state_size}: send the state "
+                               "back with the next observation)" if state_size else "")
+                            + ". Errors are JSON {\"error\": \"...\"}."),
             "x-keras-trpo-metadata": metadata,
         },
         "paths": {
