@@ -280,7 +280,12 @@ class ExportedPolicy:
         if space is not None:  # Discrete
             # The graph one-hot encodes the index: an out-of-range one would silently become zeros.
             lo, hi = int(space.start), int(space.start) + space.n - 1
-            if x.size and (np.any(x != np.floor(x)) or x.min() < lo or x.max() > hi):
+            if x.size == 1:  # one index: plain floats, ~10x faster than three NumPy reductions
+                v = float(x.flat[0])
+                bad = v != int(v) or not lo <= v <= hi
+            else:
+                bad = x.size and (np.any(x != np.floor(x)) or x.min() < lo or x.max() > hi)
+            if bad:
                 raise InvalidObservation(f"Discrete {what} must be an integer in [{lo}, {hi}], got {x.ravel()[:8]}")
         return x, single
 
@@ -289,12 +294,13 @@ class ExportedPolicy:
         if self.obs_keys is None:
             x, single = self._array(obs, "obs")
             return {"obs": x}, len(x), single
-        if not isinstance(obs, Mapping):
+        if not isinstance(obs, (dict, Mapping)):  # dict first: an ABC check costs more
             raise InvalidObservation(f"a Dict observation is a mapping of the keys {list(self.obs_keys)} to arrays, "
                                      f"got {type(obs).__name__}")
-        missing, extra = [k for k in self.obs_keys if k not in obs], sorted(map(str, set(obs) - set(self.obs_keys)))
-        if missing or extra:
-            raise InvalidObservation(f"Dict observation {key_problems(missing, extra)}; expected exactly {list(self.obs_keys)}")
+        if len(obs) != len(self.obs_keys) or not all(k in obs for k in self.obs_keys):
+            missing, extra = [k for k in self.obs_keys if k not in obs], sorted(map(str, set(obs) - set(self.obs_keys)))
+            raise InvalidObservation(f"Dict observation {key_problems(missing, extra)}; expected exactly "
+                                     f"{list(self.obs_keys)}")
         feed: dict[str, np.ndarray] = {}
         first = self.obs_keys[0]
         for key in self.obs_keys:
