@@ -29,9 +29,10 @@ def require_agent(agent) -> None:
 
 
 def refuse_stateful(agent, what: str) -> None:
-    """``ExportError`` for a recurrent or Dict-observation agent: ``what`` (the C export, the
-    the C export) takes one flat observation and no state; ONNX, ORT, .tflite and the SavedModel export them."""
-    instead = "export it with to_onnx, to_ort, to_tflite or to_saved_model (python -m export AGENT --onnx/--ort/--tflite/--saved-model)"
+    """``ExportError`` for a recurrent or Dict-observation agent: ``what`` (the C export) takes one
+    flat observation and no state; ONNX, ORT, .tflite and the SavedModel export them."""
+    instead = ("export it with to_onnx, to_ort, to_tflite or to_saved_model "
+               "(python -m export AGENT --onnx/--ort/--tflite/--saved-model)")
     if is_recurrent(agent):
         raise ExportError(f"this agent is recurrent (its policy acts with a state): {what} does not export recurrent "
                           f"policies; {instead}, whose graphs take state_in and return state_out")
