@@ -6,6 +6,7 @@
   python tests/make_serving_fixtures.py --ort           # ort_gaussian.ort, ort_discrete.ort -> serving/tests/fixtures
   python tests/make_serving_fixtures.py --tflite        # litert_*.tflite (+ .npz) and broken_litert_*.tflite -> fixtures
   python tests/make_serving_fixtures.py --stochastic    # stochastic_NAME.onnx, .tflite, _c/ (+ .npz) -> fixtures
+  python tests/make_serving_fixtures.py --recurrent     # recurrent_lstm, dict_ff (.onnx, .tflite + .npz) -> fixtures
 
 Each policy NAME comes as NAME.onnx plus NAME.npz with observations and the agent's own
 outputs for them (action, logits or mean/log_std), which the serving tests compare against.
@@ -143,6 +144,47 @@ def broken_stochastic(out_dir: str) -> None:
         print("wrote", path)
 
 
+# Policies with state or one input per key (issue 19): (observation space, action space, recurrent cell).
+STATEFUL = {
+    "recurrent_lstm": (gym.spaces.Box(-2, 2, (3,), np.float32),
+                       gym.spaces.Box(np.array([-1, -0.5], np.float32), np.array([1, 2], np.float32)), "lstm"),
+    "dict_ff": (gym.spaces.Dict({"pos": gym.spaces.Box(-2, 2, (3,), np.float32), "mode": gym.spaces.Discrete(3)}),
+                gym.spaces.Discrete(3), None),
+}
+STATEFUL_STEPS = 48
+
+
+def stateful_small(out_dir: str) -> None:
+    """NAME.onnx, NAME.tflite and NAME.npz for each of ``STATEFUL``: an episode-structured sequence
+    (one lane, episodes starting at random) of observations per graph input (``obs`` or each Dict
+    key, ``[N, ...]``), ``episode_start [N]`` bool and the agent's outputs per step (``action``,
+    ``logits`` or ``mean``/``log_std``); a recurrent policy also ``state [N, S]`` (the state before
+    each step: zeros at a start, else the previous step's ``state_out``) and ``state_out [N, S]``.
+    The outputs are the agent's serving function stepped with its own state (export/reference.py)."""
+    from export.inputs import observation_feeds
+    from export.reference import agent_episode_reference, agent_reference
+    from export.verify import sample_episodes
+
+    for name, (obs_space, act_space, cell) in STATEFUL.items():
+        agent = keras_trpo.TRPO(lambda o=obs_space, a=act_space: ToyEnv(o, a), seed=6, n_envs=1, n_steps=32,
+                                hidden_sizes=(8,), normalize_obs=True, value_epochs=1, jit_compile=False,
+                                recurrent=cell, recurrent_units=4)
+        agent.fit(32, verbose=0)  # moves weights and normaliser statistics off their initial values
+        base = os.path.join(out_dir, name)
+        export.to_onnx(agent, base + ".onnx")
+        export.to_tflite(agent, base + ".tflite")
+        os.remove(base + ".micro_op_resolver.h")  # for microcontroller builds, not the tests
+        episodes = sample_episodes(agent, lanes=1, steps=STATEFUL_STEPS, seed=9, start_rate=0.15)
+        flat = episodes.observations[:, 0]
+        if cell:
+            out = {k: v[:, 0] for k, v in agent_episode_reference(agent, episodes).items()}
+            out["state"] = out.pop("state_in")
+        else:
+            out = agent_reference(agent, flat)
+        np.savez(base + ".npz", episode_start=episodes.starts[:, 0], **observation_feeds(agent, flat), **out)
+        print("wrote", base + ".onnx, .tflite, .npz")
+
+
 def cartpole(out_dir: str, timesteps: int, seed: int) -> None:
     agent = keras_trpo.TRPO("CartPole-v1", seed=seed)
     agent.fit(timesteps, verbose=0)
@@ -166,6 +208,8 @@ def main() -> None:
     p.add_argument("--tflite", action="store_true", help="write only the LiteRT fixtures (litert_*.tflite + .npz)")
     p.add_argument("--stochastic", action="store_true",
                    help="write only the stochastic fixtures (stochastic_*.onnx, .tflite, _c/ + .npz)")
+    p.add_argument("--recurrent", action="store_true",
+                   help="write only the recurrent and Dict fixtures (recurrent_lstm, dict_ff: .onnx, .tflite + .npz)")
     p.add_argument("--timesteps", type=int, default=100_000)
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args()
@@ -176,6 +220,8 @@ def main() -> None:
         ort_small(os.path.join(ROOT, "serving", "tests", "fixtures"))
     elif a.tflite:
         litert_small(os.path.join(ROOT, "serving", "tests", "fixtures"))
+    elif a.recurrent:
+        stateful_small(os.path.join(ROOT, "serving", "tests", "fixtures"))
     elif a.stochastic:
         stochastic_small(os.path.join(ROOT, "serving", "tests", "fixtures"))
     else:
