@@ -77,7 +77,8 @@ class Actor:
     def __init__(self, policy_model: keras.Model, family: Family):
         self.family, self.policy_model = family, policy_model
         self.plan = plan_from_model(policy_model)
-        if self.plan is None and any(isinstance(layer, RecurrentCore) for layer in policy_model.layers):
+        inner = getattr(policy_model, "inner", policy_model)  # a Dict model's packed adapter holds the model
+        if self.plan is None and any(isinstance(layer, RecurrentCore) for layer in inner.layers):
             raise ValueError("the recurrent policy has a layer the NumPy actor cannot run")
         if self.plan is None:
             fn = tf.function(lambda obs: policy_model(obs, training=False), reduce_retracing=True)

@@ -28,8 +28,7 @@ from keras_trpo import sequences
 from keras_trpo.rollout import Rollout, merge_fragments
 from keras_trpo.running_stats import RewardScaler, RunningMeanStd
 from keras_trpo.serialization import AgentFileError, read_agent_file, write_agent_file
-from keras_trpo.spaces import (UnsupportedSpaceError, check_observation_space, check_observations, obs_shape,
-                               space_from_json, space_to_json)
+from keras_trpo.spaces import check_observation_space, check_observations, obs_shape, space_from_json, space_to_json
 from keras_trpo.workers import PoolSpec, RolloutPool, make_pool
 
 
@@ -117,10 +116,6 @@ class TRPO:
                       normalize_obs=self._normalizes_obs(cfg), ortho_init=cfg.ortho_init)
         if cfg.recurrent:
             check_recurrent_torso(self._torso_spec)
-            if isinstance(self.observation_space, gym.spaces.Dict):
-                # The packed-Dict wrapper feeds one flat observation; the recurrent model also takes starts and state.
-                raise UnsupportedSpaceError("recurrent policies on Dict observations are not supported yet: use "
-                                            "recurrent=None, or gymnasium.wrappers.FlattenObservation(env) with a recurrent policy")
             cell = dict(cell=cfg.recurrent, units=cfg.recurrent_units)
             self.policy_model = build_recurrent_policy_model(self.observation_space, self.family,
                                                              log_std_init=cfg.log_std_init, **cell, **common)
@@ -406,9 +401,10 @@ class TRPO:
         batch, single = check_observations(obs, self.observation_space)
         if self.is_recurrent:
             state, starts = self._state_and_starts(len(batch), state, episode_start, single)
-            out = self.policy_model({"obs": tf.convert_to_tensor(batch[:, None]),
-                                     "starts": tf.convert_to_tensor(starts[:, None].astype(np.float32)),
-                                     "state": tf.convert_to_tensor(state)}, training=False)
+            # One step of T = 1; a Dict agent's packed batch is unpacked by the adapter (_policy_net).
+            out = self._policy_net({"obs": tf.convert_to_tensor(batch[:, None]),
+                                    "starts": tf.convert_to_tensor(starts[:, None].astype(np.float32)),
+                                    "state": tf.convert_to_tensor(state)}, training=False)
             params = {k: v[:, 0] for k, v in out.items() if k != "state"}
         else:
             if state is not None or episode_start is not None:

@@ -6,6 +6,9 @@ Each Box entry has its own ``ObservationNormalizer`` (``{prefix}_obs_normalizer_
 Discrete entry its own ``OneHot``; the results are concatenated in sorted-key order
 (``{prefix}_obs_concat``) and go into the usual torso and heads. Rollouts and the learner carry
 observations packed (``dict_obs``); ``PackedDictModel`` unpacks them in front of a model.
+
+A recurrent Dict model (``networks.build_recurrent_policy_model``) has the same layers on sequences:
+its ``"obs"`` input is ``{key: [B, T, d] or [B, T]}`` and the concatenation ``[B, T, F]`` goes into the cell.
 """
 from __future__ import annotations
 
@@ -24,17 +27,20 @@ def normalizer_name(prefix: str, key: str) -> str:
     return f"{prefix}_obs_normalizer_{key}"
 
 
-def dict_model_inputs(layout: DictLayout, normalize: bool, prefix: str) -> tuple[dict[str, Any], Any]:
+def dict_model_inputs(layout: DictLayout, normalize: bool, prefix: str,
+                      sequence: bool = False) -> tuple[dict[str, Any], Any]:
     """``({key: keras.Input}, features [B, F])``: per key normalised (Box) or one-hot (Discrete),
-    concatenated in sorted-key order."""
-    inputs = {e.key: keras.Input(shape=e.shape, dtype="float32", name=e.key) for e in layout.entries}
+    concatenated in sorted-key order. With ``sequence`` the inputs are ``[B, T, d]`` / ``[B, T]``
+    and the features ``[B, T, F]``; the layers and their names are the same."""
+    time = (None,) if sequence else ()
+    inputs = {e.key: keras.Input(shape=time + e.shape, dtype="float32", name=e.key) for e in layout.entries}
     parts = []
     for e in layout.entries:
         x = inputs[e.key]
         if e.kind == "discrete":
-            x = OneHot(e.n, name=f"{prefix}_one_hot_{e.key}")(x)
+            x = OneHot(e.n, sequence=sequence, name=f"{prefix}_one_hot_{e.key}")(x)
         elif normalize:
-            x = ObservationNormalizer(name=normalizer_name(prefix, e.key))(x)
+            x = ObservationNormalizer(sequence=sequence, name=normalizer_name(prefix, e.key))(x)
         parts.append(x)
     features = keras.layers.Concatenate(name=f"{prefix}_obs_concat")(parts) if len(parts) > 1 else parts[0]
     return inputs, features
@@ -61,6 +67,9 @@ class _Layers:
 class PackedDictModel(keras.Model):
     """``packed obs [B, width] -> model({key: ...})``: a Dict model as the rollout's arrays feed it.
 
+    A recurrent model's input ``{"obs": packed [B, T, width], "starts", "state"}`` becomes
+    ``{"obs": {key: [B, T, ...]}, "starts", "state"}``.
+
     Holds no weights of its own: ``trainable_variables`` are the wrapped model's, in its order, so
     the learner's flat parameter vector is the same. Used for learning and acting; never saved.
     """
@@ -71,11 +80,15 @@ class PackedDictModel(keras.Model):
         self.built = True
 
     def call(self, packed, training: bool = False):
+        if isinstance(packed, dict):  # recurrent: only the observations are packed
+            return self.inner({**packed, "obs": self.layout.split(packed["obs"])}, training=training)
         return self.inner(self.layout.split(packed), training=training)
 
     def numpy_plan(self) -> Optional[PolicyPlan]:
         """The policy as a ``PolicyPlan`` on packed observations: a ``"dict_obs"`` step, then the
-        torso and heads as ``plan_from_model`` makes them; None if the torso is not a Dense stack."""
+        torso and heads as ``plan_from_model`` makes them (after a recurrent model's ``"recurrent"`` step,
+        so ``NumpyPolicy.step`` preprocesses each step's packed observation before the cell); None if the
+        torso is not a Dense stack."""
         steps, own = [], {f"{self.prefix}_obs_concat"}
         for e in self.layout.entries:
             if e.kind == "discrete":

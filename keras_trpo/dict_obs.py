@@ -44,7 +44,7 @@ class Entry:
 
 @dataclass(frozen=True)
 class DictLayout:
-    """Where each key of a Dict observation lives in the packed ``[B, width]`` float32 array."""
+    """Where each key of a Dict observation lives in the packed ``[..., width]`` float32 array."""
 
     entries: tuple[Entry, ...]
 
@@ -62,9 +62,10 @@ class DictLayout:
 
     # ---- packed -> per key
     def split(self, packed):
-        """``[B, width]`` (NumPy or TensorFlow) -> ``{key: [B, d] or [B]}``; slicing only, so it
-        runs on either (the learner calls it inside its ``tf.function``)."""
-        return {e.key: packed[:, e.start:e.stop] if e.kind == "box" else packed[:, e.start] for e in self.entries}
+        """``[..., width]`` (NumPy or TensorFlow) -> ``{key: [..., d] or [...]}``: ``[B, width]`` for a
+        feed-forward model, ``[B, T, width]`` for a recurrent one's sequences. Slicing the last axis
+        only, so it runs on either (the learner calls it inside its ``tf.function``)."""
+        return {e.key: packed[..., e.start:e.stop] if e.kind == "box" else packed[..., e.start] for e in self.entries}
 
     # ---- per key -> packed
     def pack(self, obs: Any, n: int, where: str = "an observation") -> np.ndarray:

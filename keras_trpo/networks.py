@@ -11,7 +11,7 @@ from keras_trpo.dict_networks import dict_model_inputs
 from keras_trpo.dict_obs import check_dict_space
 from keras_trpo.distributions import Family
 from keras_trpo.layers import ObservationNormalizer, OneHot, RecurrentCore, StateIndependentLogStd
-from keras_trpo.spaces import obs_shape
+from keras_trpo.spaces import UnsupportedSpaceError, obs_shape
 
 TorsoSpec = Union[None, keras.Model, keras.layers.Layer, Callable[[], keras.layers.Layer]]
 
@@ -129,10 +129,29 @@ def _heads(family: Family, h, ortho_init: bool, seed: int, log_std_init: float) 
     return {"mean": mean, "log_std": StateIndependentLogStd(log_std_init, name="policy_log_std")(mean)}
 
 
-def _sequence_inputs(obs_space: gym.Space, state_size: int) -> tuple:
-    return (keras.Input(shape=(None,) + obs_shape(obs_space), dtype="float32", name="obs"),
-            keras.Input(shape=(None,), dtype="float32", name="starts"),
-            keras.Input(shape=(state_size,), dtype="float32", name="state"))
+# The recurrent models' inputs besides the observation; a Dict key cannot take these names.
+_SEQUENCE_INPUTS = ("starts", "state")
+
+
+def _sequence_inputs(obs_space: gym.Space, state_size: int, normalize: bool, prefix: str) -> tuple[dict, object]:
+    """``({"obs", "starts" [B, T], "state" [B, S]}, features [B, T, F])``. ``"obs"`` is one input
+    ``[B, T, *obs_shape]``, or for a Dict space ``{key: [B, T, *key_shape]}`` with the feed-forward
+    Dict model's per-key layers (``dict_networks``)."""
+    if isinstance(obs_space, gym.spaces.Dict):
+        layout = check_dict_space(obs_space)
+        clash = [k for k in layout.keys if k in _SEQUENCE_INPUTS]
+        if clash:
+            raise UnsupportedSpaceError(
+                f"Dict observation space: key {clash[0]!r} has the name of a recurrent model's own input "
+                f"({', '.join(map(repr, _SEQUENCE_INPUTS))}); rename the key (gymnasium.wrappers.TransformObservation) "
+                "or use recurrent=None")
+        obs, x = dict_model_inputs(layout, normalize, prefix, sequence=True)
+    else:
+        obs = keras.Input(shape=(None,) + obs_shape(obs_space), dtype="float32", name="obs")
+        x = _preprocess(obs_space, obs, normalize, prefix, sequence=True)
+    inputs = {"obs": obs, "starts": keras.Input(shape=(None,), dtype="float32", name="starts"),
+              "state": keras.Input(shape=(state_size,), dtype="float32", name="state")}
+    return inputs, x
 
 
 def check_recurrent_torso(torso: TorsoSpec) -> None:
@@ -162,15 +181,16 @@ def build_recurrent_policy_model(
     sb3-contrib's ``MlpLstmPolicy`` layout: (normaliser) -> LSTM/GRU of ``units`` -> the ``hidden``
     Dense layers -> head. ``starts`` is 1.0 where step t begins an episode (the state is zeroed
     before it); ``state`` is the state before step 0 and the ``"state"`` output the one after step T-1.
+    For a Dict space (``MultiInputLstmPolicy``) ``obs`` is ``{key: [B, T, *key_shape]}``, one named
+    input per key, normalised / one-hot per key and concatenated in sorted-key order before the cell.
     """
     core = RecurrentCore(cell, units, ortho_init=ortho_init, seed=seed + 500, name="policy_recurrent")
-    obs, starts, state = _sequence_inputs(obs_space, core.state_size)
-    x = _preprocess(obs_space, obs, normalize_obs, "policy", sequence=True)
-    h, _, final = core([x, starts, state])
+    inputs, x = _sequence_inputs(obs_space, core.state_size, normalize_obs, "policy")
+    h, _, final = core([x, inputs["starts"], inputs["state"]])
     h = build_mlp(hidden, activation, seed, "policy_torso", ortho_init=ortho_init, input_dim=units)(h)
     outputs = _heads(family, h, ortho_init, seed, log_std_init)
     outputs["state"] = final
-    return keras.Model({"obs": obs, "starts": starts, "state": state}, outputs, name="policy")
+    return keras.Model(inputs, outputs, name="policy")
 
 
 def build_recurrent_value_model(
@@ -184,7 +204,8 @@ def build_recurrent_value_model(
     seed: int = 0,
     ortho_init: bool = True,
 ) -> keras.Model:
-    """``{obs [B, T, *obs_shape], starts [B, T], state [B, S]} -> {"value": [B, T, 1], "states": [B, T, S]}``.
+    """``{obs [B, T, *obs_shape], starts [B, T], state [B, S]} -> {"value": [B, T, 1], "states": [B, T, S]}``
+    (a Dict space: ``obs`` as in ``build_recurrent_policy_model``).
 
     The critic has its own LSTM/GRU (sb3-contrib's default ``enable_critic_lstm=True``): sharing the
     policy's would let the critic's regression move the policy outside TRPO's trust region.
@@ -192,12 +213,11 @@ def build_recurrent_value_model(
     and the next fragment start from.
     """
     core = RecurrentCore(cell, units, ortho_init=ortho_init, seed=seed + 1500, name="value_recurrent")
-    obs, starts, state = _sequence_inputs(obs_space, core.state_size)
-    x = _preprocess(obs_space, obs, normalize_obs, "value", sequence=True)
-    h, states, _ = core([x, starts, state])
+    inputs, x = _sequence_inputs(obs_space, core.state_size, normalize_obs, "value")
+    h, states, _ = core([x, inputs["starts"], inputs["state"]])
     h = build_mlp(hidden, activation, seed + 1000, "value_torso", ortho_init=ortho_init, input_dim=units)(h)
     v = keras.layers.Dense(1, name="value_head", **_init(ortho_init, 1.0, int(h.shape[-1]), seed + 2000))(h)
-    return keras.Model({"obs": obs, "starts": starts, "state": state}, {"value": v, "states": states}, name="value")
+    return keras.Model(inputs, {"value": v, "states": states}, name="value")
 
 
 def build_value_model(

@@ -212,13 +212,9 @@ def test_dict_observation_agents_are_refused_by_the_c_export_with_their_keys(tmp
     assert not any(tmp_path.iterdir())
 
 
-def test_recurrent_agents_are_refused_by_the_c_export_and_dict_recurrent_is_a_named_error(tmp_path):
-    from keras_trpo.spaces import UnsupportedSpaceError
-    from tests.goal_envs import PointGoalEnv
+def test_recurrent_agents_are_refused_by_the_c_export(tmp_path):
     agent = keras_trpo.TRPO("CartPoleNoVel-v1", seed=0, recurrent="gru", recurrent_units=4, n_envs=1, n_steps=32,
                             jit_compile=False)
     with pytest.raises(export.ExportError, match="recurrent.*to_onnx"):
         export.to_c(agent, tmp_path / "c")
     assert not any(tmp_path.iterdir())
-    with pytest.raises(UnsupportedSpaceError, match="recurrent policies on Dict observations"):
-        keras_trpo.TRPO(PointGoalEnv, seed=0, recurrent="lstm", n_envs=1, n_steps=32)

@@ -67,9 +67,14 @@ CASES = {
     # starts; truncations at step 200 exercise the recurrent critic's bootstrap; sequences of 32 steps.
     "PendulumNoVel-v1": dict(n_envs=4, n_steps=128, normalize_obs=True, recurrent="lstm", recurrent_units=8,
                              recurrent_sequence_length=32, value_epochs=2),
+    # Both: packed Dict observations preprocessed per key by each worker's NumPy plan before the cell;
+    # 20-step episodes truncate inside every rollout.
+    "PointGoal-Dict-LSTM": dict(n_envs=4, n_steps=128, normalize_obs=True, recurrent="lstm", recurrent_units=8,
+                                recurrent_sequence_length=32, value_epochs=2),
 }
 # Cases that are not registered ids: a picklable factory, so process workers and Ray actors can build them.
-FACTORIES = {"PointGoal-Dict": functools.partial(PointGoalEnv, discrete_goal=True)}
+FACTORIES = {"PointGoal-Dict": functools.partial(PointGoalEnv, discrete_goal=True),
+             "PointGoal-Dict-LSTM": functools.partial(PointGoalEnv, discrete_goal=True)}
 
 
 @pytest.mark.timeout(600)
