@@ -6,7 +6,7 @@
   python tests/make_serving_fixtures.py --ort           # ort_gaussian.ort, ort_discrete.ort -> serving/tests/fixtures
   python tests/make_serving_fixtures.py --tflite        # litert_*.tflite (+ .npz) and broken_litert_*.tflite -> fixtures
   python tests/make_serving_fixtures.py --stochastic    # stochastic_NAME.onnx, .tflite, _c/ (+ .npz) -> fixtures
-  python tests/make_serving_fixtures.py --recurrent     # recurrent_lstm, dict_ff (.onnx, .tflite + .npz) -> fixtures
+  python tests/make_serving_fixtures.py --recurrent     # recurrent_lstm, dict_ff, recurrent_dict (.onnx, .tflite, .npz)
 
 Each policy NAME comes as NAME.onnx plus NAME.npz with observations and the agent's own
 outputs for them (action, logits or mean/log_std), which the serving tests compare against.
@@ -150,6 +150,8 @@ STATEFUL = {
                        gym.spaces.Box(np.array([-1, -0.5], np.float32), np.array([1, 2], np.float32)), "lstm"),
     "dict_ff": (gym.spaces.Dict({"pos": gym.spaces.Box(-2, 2, (3,), np.float32), "mode": gym.spaces.Discrete(3)}),
                 gym.spaces.Discrete(3), None),
+    "recurrent_dict": (gym.spaces.Dict({"pos": gym.spaces.Box(-2, 2, (3,), np.float32), "mode": gym.spaces.Discrete(3)}),
+                       gym.spaces.Box(-1, 1, (2,), np.float32), "lstm"),
 }
 STATEFUL_STEPS = 48
 
@@ -209,7 +211,7 @@ def main() -> None:
     p.add_argument("--stochastic", action="store_true",
                    help="write only the stochastic fixtures (stochastic_*.onnx, .tflite, _c/ + .npz)")
     p.add_argument("--recurrent", action="store_true",
-                   help="write only the recurrent and Dict fixtures (recurrent_lstm, dict_ff: .onnx, .tflite + .npz)")
+                   help="write only the recurrent and Dict fixtures (recurrent_lstm, dict_ff, recurrent_dict: .onnx, .tflite + .npz)")
     p.add_argument("--timesteps", type=int, default=100_000)
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args()

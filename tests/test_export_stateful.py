@@ -280,3 +280,38 @@ def test_recurrent_core_one_step_shortcut_is_the_loops_first_step():
         np.testing.assert_allclose(final, loop_states[:, 0], atol=1e-6)
         np.testing.assert_allclose(h[:, 0], loop_states[:, 0, :5], atol=1e-6)
         assert tuple(h.shape) == (4, 1, 5) and tuple(one_states.shape) == (4, 1, core.state_size)
+
+
+def test_recurrent_dict_policy_takes_each_key_and_the_state(tmp_path):
+    """A recurrent Dict policy (PointGoal with a Discrete goal key, LSTM): per-key inputs and
+    state_in, stepped through episodes like the agent's NumPy actor."""
+    from tests.goal_envs import PointGoalEnv
+
+    agent = keras_trpo.TRPO(lambda: PointGoalEnv(discrete_goal=True), seed=0, recurrent="lstm", recurrent_units=6,
+                            hidden_sizes=(8,), n_envs=1, n_steps=32, jit_compile=False)
+    keys = list(agent.obs_keys)
+    reports = [export.to_onnx(agent, tmp_path / "rd.onnx"), export.to_tflite(agent, tmp_path / "rd.tflite"),
+               export.to_onnx(agent, tmp_path / "rds.onnx", stochastic=True)]
+    for r in reports:
+        assert r.worst_difference <= 1e-5 and r.verified_episodes > 8
+    assert reports[0].metadata["inputs"] == ",".join(keys + ["state_in"])
+    assert reports[2].metadata["inputs"] == ",".join(keys + ["noise", "state_in"])
+    assert reports[2].sampled_worst_difference <= 1e-5
+    assert "ONE_HOT" in reports[1].micro_skipped and "--c" not in reports[1].micro_skipped
+    session = ort.InferenceSession(str(tmp_path / "rd.onnx"), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == keys + ["state_in"]
+    layout = agent.observation_space
+    episodes = sample_episodes(agent, lanes=2, steps=25, seed=5, start_rate=0.1)
+    from keras_trpo.dict_obs import layout_of
+    split = layout_of(layout).split
+    state_file = np.zeros((2, agent.state_size), np.float32)
+    state_agent = None
+    for t in range(episodes.steps):
+        per_key = split(episodes.observations[t])
+        action, state_agent = agent.predict(per_key, state_agent, episodes.starts[t])
+        state_in = np.where(episodes.starts[t][:, None], np.float32(0), state_file).astype(np.float32)
+        out = dict(zip([o.name for o in session.get_outputs()],
+                       session.run(None, dict({k: np.ascontiguousarray(v) for k, v in per_key.items()}, state_in=state_in))))
+        state_file = out["state_out"]
+        np.testing.assert_allclose(state_file, state_agent, atol=1e-5)
+        np.testing.assert_allclose(out["action"], action, atol=1e-5)
