@@ -7,6 +7,7 @@
   python tests/make_serving_fixtures.py --tflite        # litert_*.tflite (+ .npz) and broken_litert_*.tflite -> fixtures
   python tests/make_serving_fixtures.py --stochastic    # stochastic_NAME.onnx, .tflite, _c/ (+ .npz) -> fixtures
   python tests/make_serving_fixtures.py --recurrent     # recurrent_lstm, dict_ff, recurrent_dict (.onnx, .tflite, .npz)
+  python tests/make_serving_fixtures.py --pointgoal     # recurrent_pointgoal (.onnx, .ort, .tflite; 10 episodes in .npz)
 
 Each policy NAME comes as NAME.onnx plus NAME.npz with observations and the agent's own
 outputs for them (action, logits or mean/log_std), which the serving tests compare against.
@@ -187,6 +188,54 @@ def stateful_small(out_dir: str) -> None:
         print("wrote", base + ".onnx, .tflite, .npz")
 
 
+POINTGOAL_EPISODES = 10
+
+
+def pointgoal(out_dir: str) -> None:
+    """``recurrent_pointgoal``: a recurrent (LSTM 16) Dict agent trained on ``tests.goal_envs.PointGoalEnv``
+    with the Discrete goal (keys ``achieved_goal``, ``desired_goal``, ``observation``), as .onnx, .ort and
+    .tflite, and ``recurrent_pointgoal.npz``: ``POINTGOAL_EPISODES`` whole episodes (env seeds 0, 1, ...)
+    played by the agent's own ``predict(obs, state, episode_start)``, deterministic, one step per row:
+    the observations per key, ``episode_start [N]``, ``episode [N]``, the agent's ``action [N, 2]``, the
+    state before each step ``state [N, S]`` and after it ``state_out [N, S]``. What the serving tests replay,
+    by the Python policies and through the HTTP server with the state in the request (issue 19's
+    acceptance: whole episodes, state carried and reset)."""
+    from tests.goal_envs import PointGoalEnv
+
+    agent = keras_trpo.TRPO(lambda: PointGoalEnv(discrete_goal=True), seed=0, n_steps=1024, gamma=0.95,
+                            normalize_obs=True, jit_compile=False, recurrent="lstm", recurrent_units=16,
+                            recurrent_sequence_length=32)
+    agent.fit(10_240, verbose=0)
+    base = os.path.join(out_dir, "recurrent_pointgoal")
+    export.to_onnx(agent, base + ".onnx")
+    os.remove(export.to_ort(agent, base + ".ort").operators_config_path)
+    export.to_tflite(agent, base + ".tflite")
+    os.remove(base + ".micro_op_resolver.h")  # for microcontroller builds, not the tests
+    env = PointGoalEnv(discrete_goal=True)
+    rows: dict[str, list] = {k: [] for k in ("episode_start", "episode", "action", "state", "state_out")}
+    obs_rows: dict[str, list] = {k: [] for k in sorted(env.observation_space.spaces)}
+    returns = []
+    for episode in range(POINTGOAL_EPISODES):
+        obs, _ = env.reset(seed=episode)
+        state, start, done, total = None, True, False, 0.0
+        while not done:
+            before = np.zeros((agent.state_size,), np.float32) if state is None else state
+            action, state = agent.predict(obs, state, episode_start=start, deterministic=True)
+            for k in obs_rows:
+                obs_rows[k].append(np.asarray(obs[k], np.float32))
+            for k, v in (("episode_start", start), ("episode", episode), ("action", action), ("state", before),
+                         ("state_out", state)):
+                rows[k].append(v)
+            obs, reward, terminated, truncated, _ = env.step(action)
+            total += reward
+            start, done = False, terminated or truncated
+        returns.append(total)
+    np.savez(base + ".npz", **{k: np.asarray(v) for k, v in obs_rows.items()},
+             **{k: np.asarray(v) for k, v in rows.items()}, returns=np.asarray(returns))
+    print(f"wrote {base}.onnx, .ort, .tflite, .npz ({len(rows['action'])} steps in {POINTGOAL_EPISODES} episodes, "
+          f"mean return {np.mean(returns):.2f})")
+
+
 def cartpole(out_dir: str, timesteps: int, seed: int) -> None:
     agent = keras_trpo.TRPO("CartPole-v1", seed=seed)
     agent.fit(timesteps, verbose=0)
@@ -212,6 +261,8 @@ def main() -> None:
                    help="write only the stochastic fixtures (stochastic_*.onnx, .tflite, _c/ + .npz)")
     p.add_argument("--recurrent", action="store_true",
                    help="write only the recurrent and Dict fixtures (recurrent_lstm, dict_ff, recurrent_dict: .onnx, .tflite + .npz)")
+    p.add_argument("--pointgoal", action="store_true",
+                   help="write only recurrent_pointgoal (.onnx, .ort, .tflite + 10 whole episodes in .npz)")
     p.add_argument("--timesteps", type=int, default=100_000)
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args()
@@ -224,6 +275,8 @@ def main() -> None:
         litert_small(os.path.join(ROOT, "serving", "tests", "fixtures"))
     elif a.recurrent:
         stateful_small(os.path.join(ROOT, "serving", "tests", "fixtures"))
+    elif a.pointgoal:
+        pointgoal(os.path.join(ROOT, "serving", "tests", "fixtures"))
     elif a.stochastic:
         stochastic_small(os.path.join(ROOT, "serving", "tests", "fixtures"))
     else:
