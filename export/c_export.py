@@ -21,7 +21,7 @@ from export.c_source import check_name, render
 from export.errors import ExportError, ExportVerificationError
 from export.metadata import policy_metadata
 from export.noise import SAMPLED_ACTION
-from export.reference import agent_reference, require_agent
+from export.reference import agent_reference, refuse_stateful, require_agent
 from export.report import ExportReport
 from export.sampler_check import check_sampler
 from export.stochastic import SAMPLER_DRAWS, SAMPLER_OBSERVATIONS, SAMPLER_SEED, verify_stochastic
@@ -113,6 +113,7 @@ def to_c(agent, directory: str | os.PathLike, *, name: str = "policy", verify: b
     agent's distribution; only then are the files moved into ``directory``.
     """
     require_agent(agent)
+    refuse_stateful(agent, "the C export")
     name = check_name(name)
     directory = Path(directory)
     _check_directory(directory, name)
@@ -141,6 +142,7 @@ def verify_c(agent, directory: str | os.PathLike, *, name: str = "policy",
     (and their sampler with its distribution). Returns the worst float difference; raises
     ``ExportVerificationError`` as ``to_c`` does."""
     require_agent(agent)
+    refuse_stateful(agent, "the C export")
     name = check_name(name)
     directory = Path(directory)
     missing = [f for f in (f"{name}.h", f"{name}.c", f"{name}_weights.h") if not (directory / f).is_file()]

@@ -13,31 +13,43 @@ as before, ties included (argmax takes the first maximum either way).
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Optional
 
 import gymnasium as gym
+import keras
 import numpy as np
 import tensorflow as tf
 
 from export.errors import ExportError
+from export.inputs import OBS, STATE_IN, STATE_OUT, input_names, is_recurrent, observation_names, state_size
 from export.noise import GUMBEL_EPS, NOISE, SAMPLED_ACTION, noise_spec
+from keras_trpo.dict_obs import layout_of
+from keras_trpo.layers import RecurrentCore
 from keras_trpo.distributions import Bernoulli, Categorical, DiagGaussian, MultiCategorical
 from keras_trpo.spaces import obs_shape
 
 
 def input_signature(agent, stochastic: bool = False) -> list[tf.TensorSpec]:
-    specs = [tf.TensorSpec((None,) + obs_shape(agent.observation_space), tf.float32, name="obs")]
+    """The graph's inputs in ``export.inputs.input_names`` order: observations (``obs``, or one per
+    Dict key), ``noise`` (stochastic), ``state_in`` (recurrent)."""
+    layout = layout_of(agent.observation_space)
+    shapes = {OBS: obs_shape(agent.observation_space)} if layout is None else {e.key: e.shape for e in layout.entries}
     if stochastic:
-        specs.append(tf.TensorSpec((None, noise_spec(agent).width), tf.float32, name=NOISE))
-    return specs
+        shapes[NOISE] = (noise_spec(agent).width,)
+    if is_recurrent(agent):
+        shapes[STATE_IN] = (state_size(agent),)
+    return [tf.TensorSpec((None,) + tuple(shapes[n]), tf.float32, name=n) for n in input_names(agent, stochastic)]
 
 
 def serving_function(agent, integer_actions: tf.DType = tf.int64, stochastic: bool = False) -> Callable:
-    """``obs [B, *obs_shape] float32 -> {"action", "logits" | "mean", "log_std"}``.
+    """``(*inputs) -> {"action", "logits" | "mean", "log_std"[, "sampled_action"][, "state_out"]}``,
+    the inputs positional in ``input_signature`` order (export/inputs.py).
 
-    Discrete actions are ``[B]``, MultiDiscrete ``[B, *shape]``, in ``integer_actions``
-    (int64, or int32 for TFLite Micro). With ``stochastic`` the function takes
-    ``(obs, noise [B, width])`` and also returns ``sampled_action`` (export/noise.py's contract).
+    ``obs [B, *obs_shape] float32`` (or one input per Dict key). Discrete actions are ``[B]``,
+    MultiDiscrete ``[B, *shape]``, in ``integer_actions`` (int64, or int32 for TFLite Micro). With
+    ``stochastic`` the function also takes ``noise [B, width]`` and returns ``sampled_action``
+    (export/noise.py's contract). A recurrent policy also takes ``state_in [B, S]`` and returns
+    ``state_out [B, S]``: one step of the model (T = 1, no episode start: the caller zeroes the state).
     """
     family, model, space = agent.family, agent.policy_model, agent.action_space
     if integer_actions not in (tf.int64, tf.int32):
@@ -80,23 +92,69 @@ def serving_function(agent, integer_actions: tf.DType = tf.int64, stochastic: bo
     else:  # pragma: no cover - family_for rejects other spaces earlier
         raise ExportError(f"cannot export a policy for action space {space!r}")
 
-    def outputs(obs):
-        params = model(obs, training=False)
+    names = input_names(agent, stochastic)
+    keys = observation_names(agent)
+    recurrent = is_recurrent(agent)
+
+    def params_of(inputs: dict) -> tuple[dict, Optional[tf.Tensor]]:
+        """The distribution parameters ``[B, k]`` (and the state after the step, recurrent)."""
+        obs = inputs[OBS] if keys == [OBS] else {k: inputs[k] for k in keys}
+        if not recurrent:
+            return model(obs, training=False), None
+        state = inputs[STATE_IN]
+        # starts 0 as a product, not a Fill whose shape is computed at run time (TFLite Micro has none).
+        out = one_step(model, {"obs": obs, "starts": state[:, 0] * 0.0, "state": state})
+        return {n: out[n] for n in family.param_names}, out["state"]
+
+    def serve(*tensors):
+        inputs = dict(zip(names, tensors))
+        params, state = params_of(inputs)
         out = {"action": action_of(params)}
         for name in family.param_names:
             out[name] = tf.identity(params[name], name=name)
-        return params, out
-
-    if not stochastic:
-        return lambda obs: outputs(obs)[1]
-    sample_of = sampled_action_function(agent, as_integer)
-
-    def serve_sampled(obs, noise):
-        params, out = outputs(obs)
-        out[SAMPLED_ACTION] = tf.identity(sample_of(params, noise), name=SAMPLED_ACTION)
+        if stochastic:
+            out[SAMPLED_ACTION] = tf.identity(sample_of(params, inputs[NOISE]), name=SAMPLED_ACTION)
+        if recurrent:
+            out[STATE_OUT] = tf.identity(state, name=STATE_OUT)
         return out
 
-    return serve_sampled
+    sample_of = sampled_action_function(agent, as_integer) if stochastic else None
+    return serve
+
+
+def one_step(model, inputs: dict) -> dict:
+    """A recurrent policy model for one step, without the time axis: ``{"obs": [B, ...] (or {key:
+    [B, ...]}), "starts": [B], "state": [B, S]} -> {param name: [B, k], "state": [B, S]}``.
+
+    The model's layers are run as its graph connects them, on tensors without the time axis, and
+    ``RecurrentCore`` is given T = 1 (one step, no loop) and its outputs taken at that step. Why
+    not ``model`` on ``[B, 1, ...]``: a Dense layer on a rank-3 input with a dynamic batch is a
+    tensordot whose shape arithmetic (SHAPE, GATHER, REDUCE_PROD, PACK) TFLite Micro cannot run;
+    on ``[B, F]`` it is one FULLY_CONNECTED. Every layer but the core is per-row or per-entry,
+    so the arithmetic is the model's.
+    """
+    def operation(op):
+        if isinstance(op, RecurrentCore):
+            def core(args, **kwargs):
+                x, starts, state = args
+                h, states, final = op([x[:, None], starts[:, None], state], **kwargs)
+                return h[:, 0], states[:, 0], final
+            return core
+        if isinstance(op, keras.Sequential):  # e.g. the Dense torso: its layers, one after the other
+            def sequential(x, **kwargs):
+                for layer in op.layers:
+                    x = operation(layer)(x)
+                return x
+            return sequential
+        if isinstance(op, keras.Model):  # a nested functional model checks its inputs' rank: walk it too
+            return lambda x, **kwargs: op._run_through_graph(x, operation_fn=operation)
+        return op
+
+    try:
+        run = model._run_through_graph  # Keras 3's functional graph walk (keras.src.ops.function)
+    except AttributeError:  # pragma: no cover - a Keras without it
+        raise ExportError("exporting a recurrent policy needs Keras 3's functional models (keras >= 3.0)") from None
+    return run(inputs, operation_fn=operation)
 
 
 def sampled_action_function(agent, as_integer: Callable) -> Callable:

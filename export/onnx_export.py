@@ -4,21 +4,21 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Mapping, Optional
 
 import numpy as np
 import tensorflow as tf
 
 from export.errors import ExportError, ExportVerificationError
 from export.graph import input_signature, serving_function
+from export.inputs import OBS, is_recurrent
 from export.noise import NOISE
 from export.metadata import policy_metadata
 from export.quantize import STATIC, canonical, quantize_onnx
-from export.reference import agent_reference, require_agent
+from export.reference import agent_reference, refuse_quantize_stateful, require_agent
 from export.report import ExportReport
-from export.stochastic import verify_stochastic
 from export.targets import check_target
-from export.verify import default_calibration, run_in_batches, verification_observations, verify_against_agent
+from export.verify import Feeds, default_calibration, run_in_batches, verification_observations, verify_file
 from keras_trpo.serialization import atomic_write_bytes
 
 # Names other modules and benchmarks imported from here before they had modules of their own.
@@ -31,21 +31,35 @@ DEFAULT_OPSET = 17
 
 def onnx_runner(path: str | os.PathLike):
     """``obs [N, *obs_shape] (, noise [N, width]) -> outputs`` of an ONNX or ORT-format file, run
-    by onnxruntime (``noise`` for a stochastic file)."""
-    return lambda obs, noise=None: _ort_outputs(str(path), obs, noise)
+    by onnxruntime (``noise`` for a stochastic file; ``obs`` the feeds by input name for a Dict or
+    recurrent file). The session is made once, on first use: a recurrent file is run step by step."""
+    sessions: list = []
+
+    def run(obs, noise=None):
+        if not sessions:
+            sessions.append(_session(str(path)))
+        return _ort_outputs(sessions[0], obs, noise)
+    return run
 
 
-def _ort_outputs(path: str, obs: np.ndarray, noise: Optional[np.ndarray] = None) -> dict[str, np.ndarray]:
+def _session(path: str):
     import onnxruntime as ort
 
     try:
-        session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(path, providers=["CPUExecutionProvider"])
     except Exception as e:  # noqa: BLE001 - onnxruntime's errors are opaque; say which file
         raise ExportVerificationError(f"onnxruntime cannot load {path}: {e}") from e
+
+
+def _ort_outputs(session, obs: Feeds, noise: Optional[np.ndarray] = None) -> dict[str, np.ndarray]:
+    """``session`` (or a path) run on ``obs`` (an array for the input ``obs``, or feeds by name) and ``noise``."""
+    if isinstance(session, (str, os.PathLike)):
+        session = _session(str(session))
     names = [o.name for o in session.get_outputs()]
-    if noise is None:
-        return run_in_batches(lambda o: dict(zip(names, session.run(names, {"obs": o}))), obs)
-    return run_in_batches(lambda o, z: dict(zip(names, session.run(names, {"obs": o, NOISE: z}))), obs, noise=noise)
+    feeds = dict(obs) if isinstance(obs, Mapping) else {OBS: np.asarray(obs, np.float32)}
+    if noise is not None:
+        feeds[NOISE] = np.asarray(noise, np.float32)
+    return run_in_batches(lambda f: dict(zip(names, session.run(names, f))), feeds)
 
 
 def to_onnx(agent, path: str | os.PathLike, *, opset: int = DEFAULT_OPSET, verify: bool = True,
@@ -67,6 +81,11 @@ def to_onnx(agent, path: str | os.PathLike, *, opset: int = DEFAULT_OPSET, verif
     observations the agent visits in its env, or sampled from the space if it has no
     env id).
 
+    A Dict-observation policy takes one input per key instead of ``obs`` (float32 ``[batch, d]``
+    for a Box entry, ``[batch]`` for a Discrete one); a recurrent policy also takes ``state_in``
+    ``[batch, S]`` and returns ``state_out`` (zeros at an episode start; export/inputs.py) and is
+    verified over 10 episodes of its env (``verify_observations``: an ``export.verify.Episodes``).
+
     ``stochastic=True`` adds the input ``noise`` float32 ``[batch, width]`` and the output
     ``sampled_action`` (export/noise.py: uniforms for categorical heads, standard normals for a
     Gaussian); verification then also checks that with the same noise the file's sampled
@@ -82,6 +101,7 @@ def to_onnx(agent, path: str | os.PathLike, *, opset: int = DEFAULT_OPSET, verif
         raise ExportError(f"opset must be an integer from 13 to 18 (tf2onnx 1.17's range), got {opset!r}")
     if quantize and stochastic:
         raise ExportError("quantize and stochastic cannot be combined: export the quantised copy without stochastic")
+    refuse_quantize_stateful(agent, quantize)
     start = time.perf_counter()
     signature = input_signature(agent, stochastic)
     fn = tf.function(serving_function(agent, stochastic=stochastic), input_signature=signature)
@@ -95,17 +115,14 @@ def to_onnx(agent, path: str | os.PathLike, *, opset: int = DEFAULT_OPSET, verif
     onnx.checker.check_model(proto, full_check=True)
     atomic_write_bytes(path, proto.SerializeToString())
     report = ExportReport(str(path), path.stat().st_size, 0.0, opset=opset, metadata=meta, stochastic=stochastic)
-    if verify or quantize:
-        obs = verify_observations if verify_observations is not None else verification_observations(agent)
-        obs = np.asarray(obs, np.float32)
+    obs = reference = None
+    if quantize or (verify and not is_recurrent(agent)):
+        obs = np.asarray(verify_observations if verify_observations is not None
+                         else verification_observations(agent), np.float32)
         reference = agent_reference(agent, obs)
     if verify:
-        if stochastic:
-            verify_stochastic(agent, onnx_runner(path), f"ONNX {path}", obs, report, reference)
-        else:
-            report.worst_difference = verify_against_agent(agent, onnx_runner(path), f"ONNX {path}", obs,
-                                                           reference).worst_difference
-        report.verified_observations = len(obs)
+        verify_file(agent, onnx_runner(path), f"ONNX {path}", report,
+                    obs if obs is not None else verify_observations, reference)
     if quantize:
         calib = None
         if quantize == STATIC:
@@ -119,25 +136,18 @@ def verify_onnx(agent, path: str | os.PathLike, observations: Optional[np.ndarra
     """Run an ONNX file with onnxruntime and compare it with ``agent``.
 
     Returns the worst continuous difference; raises ``ExportVerificationError``
-    if it exceeds 1e-5 or any discrete action differs. A stochastic file's sampler is checked too.
+    if it exceeds 1e-5 or any discrete action differs. A stochastic file's sampler is checked too;
+    a recurrent file is stepped through episodes (``observations``: an ``export.verify.Episodes``).
     """
     require_agent(agent)
-    if has_noise_input(path):
-        obs = np.asarray(observations if observations is not None else verification_observations(agent), np.float32)
-        report = ExportReport(str(path), 0, 0.0, stochastic=True)
-        verify_stochastic(agent, onnx_runner(path), f"ONNX {path}", obs, report)
-        return float(report.worst_difference)
-    return verify_against_agent(agent, onnx_runner(path), f"ONNX {path}", observations).worst_difference
+    report = ExportReport(str(path), 0, 0.0, stochastic=has_noise_input(path))
+    verify_file(agent, onnx_runner(path), f"ONNX {path}", report, observations)
+    return float(report.worst_difference)
 
 
 def has_noise_input(path: str | os.PathLike) -> bool:
     """Whether an ONNX or ORT-format file is a stochastic export (has the ``noise`` input)."""
-    import onnxruntime as ort
-
-    try:
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    except Exception as e:  # noqa: BLE001
-        raise ExportVerificationError(f"onnxruntime cannot load {path}: {e}") from e
+    session = _session(str(path))
     return NOISE in [i.name for i in session.get_inputs()]
 
 

@@ -24,8 +24,7 @@ from export.onnx_export import DEFAULT_OPSET, has_noise_input, onnx_runner, to_o
 from export.reference import require_agent
 from export.report import ExportReport
 from export.targets import check_target
-from export.stochastic import verify_stochastic
-from export.verify import verification_observations, verify_against_agent
+from export.verify import verify_file
 
 CONFIG_SUFFIX = ".required_operators.config"  # the name onnxruntime's converter gives it
 
@@ -94,12 +93,9 @@ def verify_ort(agent, path: str | os.PathLike, observations: Optional[np.ndarray
     1e-5 or any discrete action differs.
     """
     require_agent(agent)
-    if has_noise_input(path):
-        obs = np.asarray(observations if observations is not None else verification_observations(agent), np.float32)
-        report = OrtExportReport(str(path), 0, 0.0, stochastic=True)
-        verify_stochastic(agent, onnx_runner(path), f"ORT-format {path}", obs, report)
-        return float(report.worst_difference)
-    return verify_against_agent(agent, onnx_runner(path), f"ORT-format {path}", observations).worst_difference
+    report = OrtExportReport(str(path), 0, 0.0, stochastic=has_noise_input(path))
+    verify_file(agent, onnx_runner(path), f"ORT-format {path}", report, observations)
+    return float(report.worst_difference)
 
 
 def to_ort(agent, path: str | os.PathLike, *, opset: int = DEFAULT_OPSET, verify: bool = True,
@@ -112,6 +108,8 @@ def to_ort(agent, path: str | os.PathLike, *, opset: int = DEFAULT_OPSET, verify
     and its outputs with the agent's on the same observations as ``to_onnx``, before it
     replaces anything at ``path``: ``ExportVerificationError`` if they differ.
     ``stochastic=True``: the ``noise`` input and ``sampled_action`` output, checked as ``to_onnx`` does.
+    Dict-observation and recurrent policies as ``to_onnx`` (one input per key; ``state_in`` /
+    ``state_out``, verified over episodes).
     """
     import onnxruntime as ort
 
@@ -129,14 +127,7 @@ def to_ort(agent, path: str | os.PathLike, *, opset: int = DEFAULT_OPSET, verify
                                  onnxruntime_version=ort.__version__, stochastic=stochastic)
         if verify:
             _check_metadata(ort_file, onnx_report.metadata)
-            what = f"ORT-format {path}"
-            obs = np.asarray(verify_observations if verify_observations is not None
-                             else verification_observations(agent), np.float32)
-            if stochastic:
-                verify_stochastic(agent, onnx_runner(ort_file), what, obs, report)
-            else:
-                report.worst_difference = verify_against_agent(agent, onnx_runner(ort_file), what, obs).worst_difference
-            report.verified_observations = len(obs)
+            verify_file(agent, onnx_runner(ort_file), f"ORT-format {path}", report, verify_observations)
         # The config names the models it came from; name the final file, not the temporary one.
         config.write_text(config.read_text().replace(str(ort_file), str(path.resolve())))
         os.replace(config, config_target)

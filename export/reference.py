@@ -1,8 +1,10 @@
 """What every exporter checks first and compares against last: the agent itself.
 
-``require_agent`` rejects anything that is not a keras_trpo agent with a clear error;
+``require_agent`` rejects anything that is not a keras_trpo agent with a clear error
+(``refuse_stateful``: for the C export, which takes one flat observation and no state);
 ``agent_reference`` runs the agent's own serving function (export/graph.py, in TensorFlow), the
-outputs each exported file must reproduce.
+outputs each exported file must reproduce, and ``agent_episode_reference`` steps it through
+episodes for a recurrent policy.
 """
 from __future__ import annotations
 
@@ -13,8 +15,9 @@ import tensorflow as tf
 
 from export.errors import ExportError
 from export.graph import input_signature, serving_function
+from export.inputs import STATE_IN, STATE_OUT, input_names, is_recurrent, observation_feeds
 from export.noise import SAMPLED_ACTION, agent_sampled_action
-from export.verify import run_in_batches
+from export.verify import Episodes, run_feeds_in_batches
 
 _AGENT_ATTRIBUTES = ("policy_model", "family", "observation_space", "action_space")
 
@@ -23,22 +26,67 @@ def require_agent(agent) -> None:
     """Raise ``ExportError`` unless ``agent`` looks like a keras_trpo agent."""
     if not all(hasattr(agent, a) for a in _AGENT_ATTRIBUTES):
         raise ExportError(f"expected a keras_trpo agent (keras_trpo.TRPO or keras_trpo.load(...)), got {type(agent).__name__}")
-    # The exported graphs, the C and serving take one flat observation; one input per key is issue 19's next step.
-    if getattr(agent, "is_recurrent", False):
-        raise ExportError("this agent is recurrent (its policy acts with a state): exporting recurrent policies is not "
-                          "supported yet; serve it from Python with agent.predict(obs, state, episode_start)")
+
+
+def refuse_stateful(agent, what: str) -> None:
+    """``ExportError`` for a recurrent or Dict-observation agent: ``what`` (the C export) takes one
+    flat observation and no state; ONNX, ORT, .tflite and the SavedModel export them."""
+    instead = ("export it with to_onnx, to_ort, to_tflite or to_saved_model "
+               "(python -m export AGENT --onnx/--ort/--tflite/--saved-model)")
+    if is_recurrent(agent):
+        raise ExportError(f"this agent is recurrent (its policy acts with a state): {what} does not export recurrent "
+                          f"policies; {instead}, whose graphs take state_in and return state_out")
     keys = getattr(agent, "obs_keys", None)
     if keys is not None:
-        raise ExportError(f"this agent observes a Dict (keys {', '.join(keys)}): exporting Dict-observation policies "
-                          "is not supported yet; train on gymnasium.wrappers.FlattenObservation(env) to export")
+        raise ExportError(f"this agent observes a Dict (keys {', '.join(keys)}): {what} does not export Dict-observation "
+                          f"policies; {instead}, whose graphs take one input per key")
+
+
+def refuse_quantize_stateful(agent, quantize) -> None:
+    """Quantised copies are calibrated and compared on one ``obs`` input without a state."""
+    if quantize and (is_recurrent(agent) or getattr(agent, "obs_keys", None) is not None):
+        raise ExportError(f"quantize={quantize!r} is for feed-forward policies with one 'obs' input; this agent is "
+                          f"{'recurrent' if is_recurrent(agent) else 'Dict-observation'}: export it without quantize")
+
+
+def _serving(agent) -> tuple:
+    fn = tf.function(serving_function(agent), input_signature=input_signature(agent))
+    names = input_names(agent)
+    return fn, lambda feeds: {k: v.numpy() for k, v in fn(*[tf.constant(feeds[n]) for n in names]).items()}
 
 
 def agent_reference(agent, obs: np.ndarray, noise: Optional[np.ndarray] = None) -> dict[str, np.ndarray]:
-    """The agent's outputs for ``obs [N, *obs_shape]``: ``action [N, *action_shape]`` and the
-    distribution parameters (``logits [N, k]`` or ``mean``, ``log_std [N, d]``); with ``noise``
-    ``[N, width]`` also ``sampled_action``, the agent's own NumPy sampler fed that noise."""
-    fn = tf.function(serving_function(agent), input_signature=input_signature(agent))
-    out = run_in_batches(lambda o: {k: v.numpy() for k, v in fn(tf.constant(o)).items()}, obs)
+    """The agent's outputs for feed-forward ``obs [N, *obs_shape]`` (a Dict space's packed ``[N, width]``):
+    ``action [N, *action_shape]`` and the distribution parameters (``logits [N, k]`` or ``mean``,
+    ``log_std [N, d]``); with ``noise`` ``[N, width]`` also ``sampled_action``, the agent's own
+    NumPy sampler fed that noise."""
+    _, run = _serving(agent)
+    out = run_feeds_in_batches(run, observation_feeds(agent, obs))
     if noise is not None:
         out[SAMPLED_ACTION] = agent_sampled_action(agent, {n: out[n] for n in agent.family.param_names}, noise)
     return out
+
+
+def agent_episode_reference(agent, episodes: Episodes, noise: Optional[np.ndarray] = None) -> dict[str, np.ndarray]:
+    """A recurrent agent stepped through ``episodes`` (T steps of L lanes) by its serving function
+    (the policy model with T = 1), carrying its own state and zeroing it at episode starts.
+
+    Returns ``[T, L, ...]`` arrays: ``action``, the distribution parameters, ``state_out`` and
+    ``state_in`` (the state each step started from; not a file output), and with ``noise``
+    ``[T, L, width]`` ``sampled_action`` (the agent's own sampler fed that noise).
+    """
+    if not is_recurrent(agent):
+        raise ExportError("agent_episode_reference is for recurrent agents; use agent_reference")
+    _, run = _serving(agent)
+    state = np.zeros((episodes.lanes, int(agent.state_size)), np.float32)
+    steps = []
+    for t in range(episodes.steps):
+        state = np.where(episodes.starts[t][:, None], np.float32(0), state).astype(np.float32)
+        feeds = dict(observation_feeds(agent, episodes.observations[t]), **{STATE_IN: state})
+        out = run(feeds)
+        out[STATE_IN] = state
+        if noise is not None:
+            out[SAMPLED_ACTION] = agent_sampled_action(agent, {n: out[n] for n in agent.family.param_names}, noise[t])
+        steps.append(out)
+        state = out[STATE_OUT]
+    return {k: np.stack([s[k] for s in steps]) for k in steps[0]}

@@ -12,6 +12,7 @@ class ExportReport:
     seconds: float
     opset: Optional[int] = None
     verified_observations: int = 0
+    verified_episodes: Optional[int] = None  # a recurrent policy: the episodes its steps belong to
     worst_difference: Optional[float] = None
     quantization: Optional[str] = None  # "dynamic-int8" or "static-int8"
     quantized_path: Optional[str] = None

@@ -15,7 +15,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Mapping, Optional
 
 import numpy as np
 import tensorflow as tf
@@ -25,7 +25,8 @@ from export.graph import input_signature, serving_function
 from export.metadata import policy_metadata
 from export.reference import require_agent
 from export.report import ExportReport
-from export.verify import run_in_batches, verify_against_agent
+from export.inputs import OBS
+from export.verify import run_in_batches, verify_file
 
 METADATA_FILE = "keras_trpo_metadata.json"
 SIGNATURE = "serving_default"
@@ -71,7 +72,9 @@ def to_saved_model(agent, path: str | os.PathLike, *, verify: bool = True,
                    verify_observations: Optional[np.ndarray] = None) -> ExportReport:
     """Write a SavedModel directory loadable with ``tf.saved_model.load`` without keras_trpo.
 
-    ``serving_default``: ``obs`` -> ``action`` and distribution parameters.
+    ``serving_default``: ``obs`` -> ``action`` and distribution parameters; the same inputs and
+    outputs as the ONNX file for Dict-observation and recurrent policies (one input per key;
+    ``state_in`` / ``state_out``, verified over episodes).
     ``keras_trpo_metadata.json`` in the directory holds the same metadata as the ONNX file.
     """
     require_agent(agent)
@@ -96,8 +99,11 @@ def to_saved_model(agent, path: str | os.PathLike, *, verify: bool = True,
     report = ExportReport(str(path), size, 0.0, metadata=policy_metadata(agent))
     if verify:
         loaded = tf.saved_model.load(str(path)).signatures[SIGNATURE]
-        run = lambda obs: run_in_batches(lambda o: {k: v.numpy() for k, v in loaded(obs=tf.constant(o)).items()}, obs)  # noqa: E731
-        checked = verify_against_agent(agent, run, f"SavedModel {path}", verify_observations)
-        report.worst_difference, report.verified_observations = checked.worst_difference, len(checked.observations)
+
+        def run(obs):
+            feeds = dict(obs) if isinstance(obs, Mapping) else {OBS: obs}
+            return run_in_batches(lambda f: {k: v.numpy() for k, v in loaded(**{n: tf.constant(x) for n, x in f.items()}).items()},
+                                  feeds)
+        verify_file(agent, run, f"SavedModel {path}", report, verify_observations)
     report.seconds = time.perf_counter() - start
     return report

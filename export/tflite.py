@@ -16,7 +16,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Mapping, Optional
 
 import numpy as np
 import tensorflow as tf
@@ -26,12 +26,14 @@ from export.graph import input_signature, serving_function
 from export.metadata import policy_metadata
 from export import tflm
 from export.quantize import DYNAMIC, STATIC, canonical, quantized_path
-from export.reference import agent_reference, require_agent
+from export.inputs import OBS, is_recurrent, runner_input, state_size
+from export.noise import NOISE
+from export.reference import agent_reference, refuse_quantize_stateful, require_agent
 from export.report import ExportReport
-from export.stochastic import verify_stochastic
 from export.saved_model import SIGNATURE, write_saved_model
 from export.targets import check_target
-from export.verify import default_calibration, run_in_batches, verification_observations, verify_against_agent
+from export.verify import (Episodes, default_calibration, run_in_batches, verification_episodes,
+                           verification_observations, verify_file)
 from keras_trpo.serialization import atomic_write_bytes
 
 # Name of the Model.metadata entry (name -> buffer) holding the export's metadata as UTF-8 JSON,
@@ -159,18 +161,23 @@ def read_metadata(model: bytes) -> dict[str, str]:
     return {}
 
 
-def litert_outputs(model: bytes, obs: np.ndarray, what: str, noise: Optional[np.ndarray] = None) -> dict[str, np.ndarray]:
-    """Run ``serving_default`` of a flatbuffer with ai-edge-litert on ``obs [N, *obs_shape]``
-    (and ``noise [N, width]``, for a stochastic file)."""
+def litert_outputs(model, obs, what: str, noise: Optional[np.ndarray] = None) -> dict[str, np.ndarray]:
+    """Run ``serving_default`` of a flatbuffer (bytes, or a signature runner already made) with
+    ai-edge-litert on ``obs [N, *obs_shape]`` (or the feeds by input name, for a Dict or recurrent
+    file) and ``noise [N, width]``, for a stochastic file."""
+    runner = _signature_runner(model, what) if isinstance(model, (bytes, bytearray)) else model
+    feeds = dict(obs) if isinstance(obs, Mapping) else {OBS: obs}
+    if noise is not None:
+        feeds[NOISE] = noise
+    return run_in_batches(lambda f: runner(**{k: np.ascontiguousarray(v, np.float32) for k, v in f.items()}), feeds)
+
+
+def _signature_runner(model: bytes, what: str):
     interpreter, _ = _litert()
     try:
-        runner = interpreter.Interpreter(model_content=model, num_threads=1).get_signature_runner(SIGNATURE)
+        return interpreter.Interpreter(model_content=model, num_threads=1).get_signature_runner(SIGNATURE)
     except Exception as e:  # noqa: BLE001 - the interpreter raises ValueError/RuntimeError with C++ text
         raise ExportVerificationError(f"ai-edge-litert cannot load {what}: {_first_line(e)}") from None
-    if noise is None:
-        return run_in_batches(lambda o: runner(obs=np.ascontiguousarray(o)), obs)
-    return run_in_batches(lambda o, z: runner(obs=np.ascontiguousarray(o), noise=np.ascontiguousarray(z)), obs,
-                          noise=noise)
 
 
 def action_difference(reference: dict, got: dict) -> tuple[float, Optional[float]]:
@@ -208,6 +215,14 @@ def _calibration(agent, given: Optional[np.ndarray]) -> np.ndarray:
     return obs
 
 
+def _probe(agent, checked_on) -> dict[str, np.ndarray]:
+    """One row of every input but ``noise`` (``tflm`` makes that), from what verification ran on."""
+    if isinstance(checked_on, Episodes):
+        return runner_input(agent, checked_on.observations[0][:1], np.zeros((1, state_size(agent)), np.float32))
+    feeds = runner_input(agent, np.asarray(checked_on)[:1])
+    return feeds if isinstance(feeds, Mapping) else {OBS: feeds}
+
+
 def _micro(agent, path: Path, report: TfliteReport, obs: Optional[np.ndarray], reference: Optional[dict],
            micro: Optional[bool]) -> None:
     """Write ``NAME.micro_op_resolver.h``; with verification, run the file in tflite-micro
@@ -218,26 +233,27 @@ def _micro(agent, path: Path, report: TfliteReport, obs: Optional[np.ndarray], r
     elif obs is None:
         report.micro_skipped = "verification off"
     elif tflm.unsupported(report.micro_operators):
-        report.micro_skipped = tflm.unsupported(report.micro_operators) + "; the C export (--c) runs this policy"
+        stateful = is_recurrent(agent) or getattr(agent, "obs_keys", None) is not None  # the C export refuses these
+        report.micro_skipped = tflm.unsupported(report.micro_operators) + (
+            "" if stateful else "; the C export (--c) runs this policy")
     elif tflm.runtime() is None:
         if micro:
             raise ExportError(f"micro=True: checking the .tflite on TensorFlow Lite Micro needs tflite-micro: {tflm.INSTALL}")
         report.micro_skipped = f"tflite-micro is not installed ({tflm.INSTALL})"
     else:
         data = path.read_bytes()
-        check = tflm.check_micro(path, obs)
+        check = tflm.check_micro(path, _probe(agent, obs))
         what = f"TFLite Micro {path}"
         run = tflm.micro_runner(path, check.arena_bytes, tflm.output_names(data), tflm.input_names(data))
+        micro_report = TfliteReport(str(path), 0, 0.0, stochastic=report.stochastic)
+        verify_file(agent, run, what, micro_report, obs, reference)
+        report.micro_worst_difference = micro_report.worst_difference
         if report.stochastic:
-            micro = TfliteReport(str(path), 0, 0.0)
-            verify_stochastic(agent, run, what, obs, micro, reference)
-            report.micro_worst_difference = micro.worst_difference
-            report.micro_sampled_worst_difference = micro.sampled_worst_difference
-            report.micro_sampler_tests, report.micro_sampler_min_p_value = micro.sampler_tests, micro.sampler_min_p_value
-        else:
-            report.micro_worst_difference = verify_against_agent(agent, run, what, obs, reference).worst_difference
+            report.micro_sampled_worst_difference = micro_report.sampled_worst_difference
+            report.micro_sampler_tests = micro_report.sampler_tests
+            report.micro_sampler_min_p_value = micro_report.sampler_min_p_value
         report.micro_arena_bytes = check.arena_bytes
-        report.micro_verified_observations = len(obs)
+        report.micro_verified_observations = micro_report.verified_observations
     target = tflm.resolver_path(path)
     atomic_write_bytes(target, tflm.resolver_header(path.name, report.micro_operators, report.micro_arena_bytes,
                                                     tflm.tflite_micro_version()).encode())
@@ -272,12 +288,17 @@ def to_tflite(agent, path: str | os.PathLike, *, verify: bool = True, verify_obs
 
     ``stochastic=True``: the ``noise`` input and ``sampled_action`` output (export/noise.py),
     checked as ``to_onnx`` does, on LiteRT and on TensorFlow Lite Micro alike.
+
+    Dict-observation and recurrent policies as ``to_onnx``: one input per key; ``state_in`` /
+    ``state_out``, verified over 10 episodes of the env on LiteRT and TensorFlow Lite Micro
+    (``verify_observations``: an ``export.verify.Episodes``).
     """
     require_agent(agent)
     path = check_target(path, ".tflite", "TFLite")
     quantize = canonical(quantize)
     if quantize and stochastic:
         raise ExportError("quantize and stochastic cannot be combined: export the quantised copy without stochastic")
+    refuse_quantize_stateful(agent, quantize)
     _litert()  # fail before converting if the runtime is missing
     start = time.perf_counter()
     calibration = _calibration(agent, calibration_observations) if quantize == STATIC else None
@@ -292,20 +313,18 @@ def to_tflite(agent, path: str | os.PathLike, *, verify: bool = True, verify_obs
             raise ExportError(f"the TFLite converter could not convert the policy: {_first_line(e)}") from e
     atomic_write_bytes(path, with_metadata(model, meta))
     report = TfliteReport(str(path), path.stat().st_size, 0.0, metadata=meta, stochastic=stochastic)
-    if verify or quantize:
+    obs = reference = None
+    if quantize or (verify and not is_recurrent(agent)):
         obs = verify_observations if verify_observations is not None else \
             verification_observations(agent, n_sampled=VERIFY_SAMPLED)
         obs = np.asarray(obs, np.float32)
         reference = agent_reference(agent, obs)
     if verify:
+        checked_on = obs if obs is not None else (verify_observations if verify_observations is not None
+                                                  else verification_episodes(agent))
         what = f"TFLite {path}"
-        if stochastic:
-            verify_stochastic(agent, litert_runner(path.read_bytes(), what), what, obs, report, reference)
-        else:
-            report.worst_difference = verify_against_agent(agent, litert_runner(path.read_bytes(), what), what, obs,
-                                                           reference).worst_difference
-        report.verified_observations = len(obs)
-    _micro(agent, path, report, obs if verify else None, reference if verify else None, micro)
+        verify_file(agent, litert_runner(path.read_bytes(), what), what, report, checked_on, reference)
+    _micro(agent, path, report, checked_on if verify else None, reference if verify else None, micro)
     if quantize:
         target = quantized_path(path, quantize)
         qmeta = dict(meta, quantization=quantize)
@@ -329,8 +348,16 @@ def to_tflite(agent, path: str | os.PathLike, *, verify: bool = True, verify_obs
 
 
 def litert_runner(model: bytes, what: str):
-    """``obs [N, *obs_shape] (, noise [N, width]) -> outputs`` of a flatbuffer run by ai-edge-litert."""
-    return lambda obs, noise=None: litert_outputs(model, obs, what, noise)
+    """``obs [N, *obs_shape] (, noise [N, width]) -> outputs`` of a flatbuffer run by ai-edge-litert
+    (``obs`` the feeds by input name for a Dict or recurrent file). One interpreter, made on first
+    use: a recurrent file is run step by step."""
+    runners: list = []
+
+    def run(obs, noise=None):
+        if not runners:
+            runners.append(_signature_runner(model, what))
+        return litert_outputs(runners[0], obs, what, noise)
+    return run
 
 
 def verify_tflite(agent, path: str | os.PathLike, observations: Optional[np.ndarray] = None) -> float:
@@ -345,10 +372,8 @@ def verify_tflite(agent, path: str | os.PathLike, observations: Optional[np.ndar
         raise ExportError(f"no file at {str(path)!r}")
     what = f"TFLite {path}"
     data = path.read_bytes()
-    if read_metadata(data).get(NOISE_METADATA):
-        obs = np.asarray(observations if observations is not None else
-                         verification_observations(agent, n_sampled=VERIFY_SAMPLED), np.float32)
-        report = TfliteReport(str(path), 0, 0.0, stochastic=True)
-        verify_stochastic(agent, litert_runner(data, what), what, obs, report)
-        return float(report.worst_difference)
-    return verify_against_agent(agent, litert_runner(data, what), what, observations).worst_difference
+    report = TfliteReport(str(path), 0, 0.0, stochastic=bool(read_metadata(data).get(NOISE_METADATA)))
+    if observations is None and not is_recurrent(agent):
+        observations = verification_observations(agent, n_sampled=VERIFY_SAMPLED)
+    verify_file(agent, litert_runner(data, what), what, report, observations)
+    return float(report.worst_difference)

@@ -15,7 +15,7 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Mapping, Optional
 
 import numpy as np
 
@@ -100,20 +100,22 @@ def _runs(path: Path, arena: int, probes: list[np.ndarray]) -> bool:
         return False
 
 
-def _probes(path: Path, probe: np.ndarray) -> list[np.ndarray]:
-    """One batch-1 input per graph input: ``probe`` for ``obs``, uniforms of 0.5 for ``noise``
-    (its width from the graph)."""
+def _probes(path: Path, probe: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+    """One batch-1 input per graph input, in the graph's order: ``probe[name]`` (the observation
+    inputs, ``state_in``), uniforms of 0.5 for ``noise`` (its width from the graph)."""
     from ai_edge_litert.tools import flatbuffer_utils as fb
 
     obj = fb.read_model_from_bytearray(bytearray(path.read_bytes()))
     graph = obj.subgraphs[0]
     names = input_names(path.read_bytes())
-    return [probe if n == "obs" else np.full((1, int(graph.tensors[t].shape[-1])), 0.5, np.float32)
+    return [np.ascontiguousarray(probe[n][:1], np.float32) if n in probe
+            else np.full((1, int(graph.tensors[t].shape[-1])), 0.5, np.float32)
             for n, t in zip(names, graph.inputs)]
 
 
-def smallest_arena(path: Path, probe: np.ndarray) -> int:
-    """The smallest ``arena_size`` (to 16 bytes, TFLM's alignment) in which the file loads and runs."""
+def smallest_arena(path: Path, probe: Mapping[str, np.ndarray]) -> int:
+    """The smallest ``arena_size`` (to 16 bytes, TFLM's alignment) in which the file loads and runs
+    (``probe``: one row of each input by name; ``noise`` may be left out)."""
     probe = _probes(path, probe)
     hi = 1024
     while not _runs(path, hi, probe):
@@ -143,20 +145,26 @@ def input_names(model: bytes) -> list[str]:
 
 def micro_runner(path: Path, arena: int, names: list[str], inputs: Optional[list[str]] = None):
     """``obs [N, *obs_shape] (, noise [N, width]) -> {name: [N, ...]}``, one observation per
-    ``invoke`` (TFLM's batch is 1); ``inputs``: the graph's input names in order (default ``["obs"]``)."""
+    ``invoke`` (TFLM's batch is 1); ``obs`` may be the feeds by input name (a Dict or recurrent
+    file); ``inputs``: the graph's input names in order (default ``["obs"]``). One interpreter,
+    made on first use: a recurrent file is run step by step."""
     inputs = inputs or ["obs"]
+    interpreters: list = []
 
-    def run(obs: np.ndarray, noise: Optional[np.ndarray] = None) -> dict[str, np.ndarray]:
+    def run(obs, noise=None) -> dict[str, np.ndarray]:
         rows: dict[str, list] = {n: [] for n in names}
-        feeds = {"obs": np.asarray(obs, np.float32)}
+        feeds = {k: np.asarray(v, np.float32) for k, v in obs.items()} if isinstance(obs, Mapping) \
+            else {"obs": np.asarray(obs, np.float32)}
         if noise is not None:
             feeds["noise"] = np.asarray(noise, np.float32)
         missing = set(inputs) - set(feeds)
         if missing:
             raise ExportVerificationError(f"TFLite Micro {path}: input(s) {sorted(missing)} not given")
         with quiet_native_output():
-            it = _interpreter(path, arena)
-            for i in range(len(feeds["obs"])):
+            if not interpreters:
+                interpreters.append(_interpreter(path, arena))
+            it = interpreters[0]
+            for i in range(len(feeds[inputs[0]])):
                 for k, name in enumerate(inputs):
                     it.set_input(np.ascontiguousarray(feeds[name][i][None]), k)
                 it.invoke()
@@ -218,12 +226,14 @@ def unsupported(ops: list[str]) -> Optional[str]:
     return f"TensorFlow Lite Micro has no kernel for {', '.join(bad)}" if bad else None
 
 
-def check_micro(path: Path, probe: np.ndarray) -> MicroCheck:
+def check_micro(path: Path, probe) -> MicroCheck:
     """Find the smallest arena for the file at ``path`` and list its operators; ``ExportError``
-    if tflite-micro is missing (callers check ``runtime()`` first to skip instead)."""
+    if tflite-micro is missing (callers check ``runtime()`` first to skip instead). ``probe``: one
+    observation ``[1, *obs_shape]``, or one row of each input by name."""
     if runtime() is None:
         raise ExportError(f"checking a .tflite on TensorFlow Lite Micro needs tflite-micro: {INSTALL}")
     data = path.read_bytes()
+    probe = dict(probe) if isinstance(probe, Mapping) else {"obs": np.asarray(probe)}
     with quiet_native_output():
-        arena = smallest_arena(path, np.ascontiguousarray(probe[:1], np.float32))
+        arena = smallest_arena(path, probe)
     return MicroCheck(arena, operators(data), str(resolver_path(path)), tflite_micro_version())

@@ -101,7 +101,8 @@ class RecurrentCore(keras.layers.Layer):
     reset its state in the middle of a sequence (its mask *skips* a step, keeping the state), and a
     rollout fragment holds many episodes, so the loop is here: ``tf.scan`` over time (a while loop,
     compiled by XLA, differentiable twice for the Fisher-vector product), with the input projection
-    of every step done as one matrix product before it.
+    of every step done as one matrix product before it. A sequence of statically one step skips the
+    loop (the same arithmetic), so a one-step serving graph has no while loop in it.
 
     Initialisation as sb3-contrib's recurrent policies: with ``ortho_init`` orthogonal kernels
     (gain 1) and zero biases; without, PyTorch's ``nn.LSTM``/``nn.GRU`` default U(-1/sqrt(u), 1/sqrt(u)).
@@ -151,6 +152,11 @@ class RecurrentCore(keras.layers.Layer):
         import tensorflow as tf  # the loop is TensorFlow's; the rest of the layer is backend-neutral
 
         x, starts, state = inputs
+        if x.shape[1] == 1:  # one step (an export's serving graph): no loop, so no ONNX Loop / TFLite WHILE
+            keep = 1.0 - tf.cast(starts, self.compute_dtype)  # [B, 1]
+            xw = tf.matmul(tf.cast(x[:, 0], self.compute_dtype), self.kernel)
+            new = self._step(tf.cast(state, self.compute_dtype) * keep, xw)
+            return new[:, None, :self.units], new[:, None], new
         x_time = tf.transpose(tf.cast(x, self.compute_dtype), [1, 0, 2])  # [T, B, F]
         xw = tf.einsum("tbf,fo->tbo", x_time, self.kernel)  # every step's input projection at once
         keep = 1.0 - tf.transpose(tf.cast(starts, self.compute_dtype), [1, 0])[:, :, None]  # [T, B, 1]

@@ -6,6 +6,8 @@
   python tests/make_serving_fixtures.py --ort           # ort_gaussian.ort, ort_discrete.ort -> serving/tests/fixtures
   python tests/make_serving_fixtures.py --tflite        # litert_*.tflite (+ .npz) and broken_litert_*.tflite -> fixtures
   python tests/make_serving_fixtures.py --stochastic    # stochastic_NAME.onnx, .tflite, _c/ (+ .npz) -> fixtures
+  python tests/make_serving_fixtures.py --recurrent     # recurrent_lstm, dict_ff, recurrent_dict (.onnx, .tflite, .npz)
+  python tests/make_serving_fixtures.py --pointgoal     # recurrent_pointgoal (.onnx, .ort, .tflite; 10 episodes in .npz)
 
 Each policy NAME comes as NAME.onnx plus NAME.npz with observations and the agent's own
 outputs for them (action, logits or mean/log_std), which the serving tests compare against.
@@ -143,6 +145,97 @@ def broken_stochastic(out_dir: str) -> None:
         print("wrote", path)
 
 
+# Policies with state or one input per key (issue 19): (observation space, action space, recurrent cell).
+STATEFUL = {
+    "recurrent_lstm": (gym.spaces.Box(-2, 2, (3,), np.float32),
+                       gym.spaces.Box(np.array([-1, -0.5], np.float32), np.array([1, 2], np.float32)), "lstm"),
+    "dict_ff": (gym.spaces.Dict({"pos": gym.spaces.Box(-2, 2, (3,), np.float32), "mode": gym.spaces.Discrete(3)}),
+                gym.spaces.Discrete(3), None),
+    "recurrent_dict": (gym.spaces.Dict({"pos": gym.spaces.Box(-2, 2, (3,), np.float32), "mode": gym.spaces.Discrete(3)}),
+                       gym.spaces.Box(-1, 1, (2,), np.float32), "lstm"),
+}
+STATEFUL_STEPS = 48
+
+
+def stateful_small(out_dir: str) -> None:
+    """NAME.onnx, NAME.tflite and NAME.npz for each of ``STATEFUL``: an episode-structured sequence
+    (one lane, episodes starting at random) of observations per graph input (``obs`` or each Dict
+    key, ``[N, ...]``), ``episode_start [N]`` bool and the agent's outputs per step (``action``,
+    ``logits`` or ``mean``/``log_std``); a recurrent policy also ``state [N, S]`` (the state before
+    each step: zeros at a start, else the previous step's ``state_out``) and ``state_out [N, S]``.
+    The outputs are the agent's serving function stepped with its own state (export/reference.py)."""
+    from export.inputs import observation_feeds
+    from export.reference import agent_episode_reference, agent_reference
+    from export.verify import sample_episodes
+
+    for name, (obs_space, act_space, cell) in STATEFUL.items():
+        agent = keras_trpo.TRPO(lambda o=obs_space, a=act_space: ToyEnv(o, a), seed=6, n_envs=1, n_steps=32,
+                                hidden_sizes=(8,), normalize_obs=True, value_epochs=1, jit_compile=False,
+                                recurrent=cell, recurrent_units=4)
+        agent.fit(32, verbose=0)  # moves weights and normaliser statistics off their initial values
+        base = os.path.join(out_dir, name)
+        export.to_onnx(agent, base + ".onnx")
+        export.to_tflite(agent, base + ".tflite")
+        os.remove(base + ".micro_op_resolver.h")  # for microcontroller builds, not the tests
+        episodes = sample_episodes(agent, lanes=1, steps=STATEFUL_STEPS, seed=9, start_rate=0.15)
+        flat = episodes.observations[:, 0]
+        if cell:
+            out = {k: v[:, 0] for k, v in agent_episode_reference(agent, episodes).items()}
+            out["state"] = out.pop("state_in")
+        else:
+            out = agent_reference(agent, flat)
+        np.savez(base + ".npz", episode_start=episodes.starts[:, 0], **observation_feeds(agent, flat), **out)
+        print("wrote", base + ".onnx, .tflite, .npz")
+
+
+POINTGOAL_EPISODES = 10
+
+
+def pointgoal(out_dir: str) -> None:
+    """``recurrent_pointgoal``: a recurrent (LSTM 16) Dict agent trained on ``tests.goal_envs.PointGoalEnv``
+    with the Discrete goal (keys ``achieved_goal``, ``desired_goal``, ``observation``), as .onnx, .ort and
+    .tflite, and ``recurrent_pointgoal.npz``: ``POINTGOAL_EPISODES`` whole episodes (env seeds 0, 1, ...)
+    played by the agent's own ``predict(obs, state, episode_start)``, deterministic, one step per row:
+    the observations per key, ``episode_start [N]``, ``episode [N]``, the agent's ``action [N, 2]``, the
+    state before each step ``state [N, S]`` and after it ``state_out [N, S]``. What the serving tests replay,
+    by the Python policies and through the HTTP server with the state in the request (issue 19's
+    acceptance: whole episodes, state carried and reset)."""
+    from tests.goal_envs import PointGoalEnv
+
+    agent = keras_trpo.TRPO(lambda: PointGoalEnv(discrete_goal=True), seed=0, n_steps=1024, gamma=0.95,
+                            normalize_obs=True, jit_compile=False, recurrent="lstm", recurrent_units=16,
+                            recurrent_sequence_length=32)
+    agent.fit(10_240, verbose=0)
+    base = os.path.join(out_dir, "recurrent_pointgoal")
+    export.to_onnx(agent, base + ".onnx")
+    os.remove(export.to_ort(agent, base + ".ort").operators_config_path)
+    export.to_tflite(agent, base + ".tflite")
+    os.remove(base + ".micro_op_resolver.h")  # for microcontroller builds, not the tests
+    env = PointGoalEnv(discrete_goal=True)
+    rows: dict[str, list] = {k: [] for k in ("episode_start", "episode", "action", "state", "state_out")}
+    obs_rows: dict[str, list] = {k: [] for k in sorted(env.observation_space.spaces)}
+    returns = []
+    for episode in range(POINTGOAL_EPISODES):
+        obs, _ = env.reset(seed=episode)
+        state, start, done, total = None, True, False, 0.0
+        while not done:
+            before = np.zeros((agent.state_size,), np.float32) if state is None else state
+            action, state = agent.predict(obs, state, episode_start=start, deterministic=True)
+            for k in obs_rows:
+                obs_rows[k].append(np.asarray(obs[k], np.float32))
+            for k, v in (("episode_start", start), ("episode", episode), ("action", action), ("state", before),
+                         ("state_out", state)):
+                rows[k].append(v)
+            obs, reward, terminated, truncated, _ = env.step(action)
+            total += reward
+            start, done = False, terminated or truncated
+        returns.append(total)
+    np.savez(base + ".npz", **{k: np.asarray(v) for k, v in obs_rows.items()},
+             **{k: np.asarray(v) for k, v in rows.items()}, returns=np.asarray(returns))
+    print(f"wrote {base}.onnx, .ort, .tflite, .npz ({len(rows['action'])} steps in {POINTGOAL_EPISODES} episodes, "
+          f"mean return {np.mean(returns):.2f})")
+
+
 def cartpole(out_dir: str, timesteps: int, seed: int) -> None:
     agent = keras_trpo.TRPO("CartPole-v1", seed=seed)
     agent.fit(timesteps, verbose=0)
@@ -166,6 +259,10 @@ def main() -> None:
     p.add_argument("--tflite", action="store_true", help="write only the LiteRT fixtures (litert_*.tflite + .npz)")
     p.add_argument("--stochastic", action="store_true",
                    help="write only the stochastic fixtures (stochastic_*.onnx, .tflite, _c/ + .npz)")
+    p.add_argument("--recurrent", action="store_true",
+                   help="write only the recurrent and Dict fixtures (recurrent_lstm, dict_ff, recurrent_dict: .onnx, .tflite + .npz)")
+    p.add_argument("--pointgoal", action="store_true",
+                   help="write only recurrent_pointgoal (.onnx, .ort, .tflite + 10 whole episodes in .npz)")
     p.add_argument("--timesteps", type=int, default=100_000)
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args()
@@ -176,6 +273,10 @@ def main() -> None:
         ort_small(os.path.join(ROOT, "serving", "tests", "fixtures"))
     elif a.tflite:
         litert_small(os.path.join(ROOT, "serving", "tests", "fixtures"))
+    elif a.recurrent:
+        stateful_small(os.path.join(ROOT, "serving", "tests", "fixtures"))
+    elif a.pointgoal:
+        pointgoal(os.path.join(ROOT, "serving", "tests", "fixtures"))
     elif a.stochastic:
         stochastic_small(os.path.join(ROOT, "serving", "tests", "fixtures"))
     else:
