@@ -74,8 +74,8 @@ def read_metadata(data: bytes, path: str) -> dict[str, str]:
 class LiteRtPolicy(ExportedPolicy):
     """Load a ``.tflite`` policy, check inputs against its metadata, return actions.
 
-    The same interface as ``OnnxPolicy``: ``act``, ``distribution_params``, ``metadata``,
-    ``observation_space``, ``action_space``.
+    The same interface as ``OnnxPolicy``: ``act``, ``step``, ``reset``, ``distribution_params``,
+    ``metadata``, ``observation_space``, ``action_space``.
 
     Args:
       path: a ``.tflite`` file written by keras-trpo's export (float32 or int8-quantised).
@@ -90,7 +90,8 @@ class LiteRtPolicy(ExportedPolicy):
       ValueError: ``threads`` below 1 or ``warmup`` below 0.
 
     A LiteRT interpreter runs one call at a time: ``act`` holds a lock around it, so several
-    threads (the HTTP server's) may share one policy, their calls taking turns.
+    threads (the HTTP server's) may share one policy, their calls taking turns (a recurrent
+    policy's ``act`` keeps one control loop's state: other threads use ``step``).
     """
 
     def __init__(self, path: str | os.PathLike, *, seed: Optional[int] = None, threads: int = 1,

@@ -509,7 +509,8 @@ class OnnxPolicy(ExportedPolicy):
       ValueError: ``threads`` below 1 or ``warmup`` below 0.
 
     ``act`` is safe to call from several threads at once (onnxruntime's ``run`` is
-    thread-safe; the sampling generator is behind a lock).
+    thread-safe; the sampling generator is behind a lock), and so is ``step``; a recurrent
+    policy's ``act`` keeps one state, one control loop's: other threads use ``step``.
     """
 
     def __init__(self, path: str | os.PathLike, *, seed: Optional[int] = None, threads: int = 1,
