@@ -299,6 +299,8 @@ def test_no_vel_presets_are_recurrent_and_follow_the_zoo_s_recurrent_ppo_rollout
     assert (cp.recurrent, cp.n_envs, cp.n_steps, cp.gamma, cp.gae_lambda) == ("lstm", 8, 32, 0.98, 0.8)
     pd = default_config("PendulumNoVel-v1", gym.spaces.Box(-2, 2, (1,)))
     assert (pd.recurrent, pd.n_envs, pd.n_steps, pd.gamma, pd.gae_lambda) == ("lstm", 4, 1024, 0.9, 0.95)
+    # keras_trpo's own two settings on top (presets._RECURRENT_TRPO: measured on held-out seeds)
+    assert (cp.normalize_obs, cp.max_kl, pd.normalize_obs, pd.max_kl) == (True, 0.05, True, 0.05)
     assert default_config("CartPole-v1").recurrent is None  # the unmasked tasks stay feed-forward
     from keras_trpo.presets import preset
     assert "ppo_lstm.yml" in preset("CartPoleNoVel-v1").source
