@@ -468,14 +468,14 @@ def _core(p: CPolicy, name: str) -> list[str]:
     u, f, g = r.units, r.n_in, r.gates * r.units
     if r.cell == "lstm":
         return [
-            f"    /* LSTM, gates i, f, c, o: z = (x W + b) + h U */",
-            f"    dense(a, {f}, {name}_rnn_kernel, {name}_rnn_bias, {g}, z);",
-            f"    dense(state_in, {u}, {name}_rnn_recurrent_kernel, z, {g}, z);",
+            f"    /* LSTM, gates i, f, c, o: g = (x W + b) + h U */",
+            f"    dense(a, {f}, {name}_rnn_kernel, {name}_rnn_bias, {g}, g);",
+            f"    dense(state_in, {u}, {name}_rnn_recurrent_kernel, g, {g}, g);",
             f"    for (i = 0; i < {u}; ++i) {{",
             f"        /* c' = sigmoid(f) c + sigmoid(i) tanh(g); h' = sigmoid(o) tanh(c') */",
-            f"        const float c = sigmoid(z[{u} + i]) * state_in[{u} + i] + sigmoid(z[i]) * ort_tanh(z[{2 * u} + i]);",
+            f"        const float c = sigmoid(g[{u} + i]) * state_in[{u} + i] + sigmoid(g[i]) * ort_tanh(g[{2 * u} + i]);",
             f"        s[{u} + i] = c;",
-            f"        s[i] = sigmoid(z[{3 * u} + i]) * ort_tanh(c);",
+            f"        s[i] = sigmoid(g[{3 * u} + i]) * ort_tanh(c);",
             "    }",
             f"    for (i = 0; i < {u}; ++i) a[i] = s[i];",
         ]
@@ -506,7 +506,7 @@ def _forward(p: CPolicy, name: str) -> str:
             "{",
             f"    float a[{p.max_width}], b[{p.max_width}];"]
     if rec:
-        gates = (f"z[{rec.gates * rec.units}]" if rec.cell == "lstm"
+        gates = (f"g[{rec.gates * rec.units}]" if rec.cell == "lstm"
                  else f"xz[{rec.gates * rec.units}], hz[{rec.gates * rec.units}]")
         body.append(f"    float {gates}, s[{rec.state_size}];  /* the gates; the new state */")
     body.append("    int i;")
