@@ -5,12 +5,14 @@ ai-edge-litert (no TensorFlow).
     policy = OnnxPolicy("hopper.onnx")             # or LiteRtPolicy("hopper.tflite")
     policy = load_policy("hopper.tflite")          # the class chosen by the file's content
     action = policy.act(obs)
+    action, state = policy.step(obs, state)        # a recurrent policy, stateless (state=None: zeros)
 """
-from serving.errors import InvalidNoise, InvalidObservation, ModelLoadError, NonFiniteObservation, ServingError
+from serving.errors import (InvalidNoise, InvalidObservation, InvalidState, ModelLoadError, NonFiniteObservation,
+                            ServingError)
 from serving.litert_policy import LiteRtPolicy
 from serving.load import load_policy
 from serving.policy import ExportedPolicy, OnnxPolicy, low_latency_options
 
-__all__ = ["OnnxPolicy", "InvalidObservation", "InvalidNoise", "NonFiniteObservation", "ModelLoadError", "ServingError",
+__all__ = ["OnnxPolicy", "InvalidObservation", "InvalidNoise", "InvalidState", "NonFiniteObservation", "ModelLoadError", "ServingError",
            "low_latency_options",
            "LiteRtPolicy", "load_policy", "ExportedPolicy"]

@@ -2,6 +2,8 @@
 
 POST /v1/act       {"obs": [...], "deterministic": true} -> {"action": [...]}
                    {"obs": [...], "deterministic": false, "noise": [...] | "seed": 7}: a sampled action
+                   recurrent policy: {"obs": ..., "state": [...], "episode_start": false} -> {"action": ..., "state": [...]}
+                   Dict observations: "obs": {"key": [...], ...}, or a list of such objects for a batch
 GET  /v1/metadata  spaces, env id, version, distribution
 GET  /healthz      {"status": "ok"}            (never needs the token)
 GET  /metrics      Prometheus text format
@@ -27,8 +29,8 @@ from starlette.routing import Route
 
 from serving.auth import bearer_problem
 from serving.batching import Batcher
-from serving.body import BadRequest, check_no_booleans, parse_act_body
-from serving.errors import InvalidNoise, InvalidObservation, NonFiniteObservation
+from serving.body import BadRequest, check_no_booleans, dict_columns, parse_act_body
+from serving.errors import InvalidNoise, InvalidObservation, InvalidState, NonFiniteObservation
 from serving.metrics import Metrics, MetricsMiddleware
 from serving.openapi import openapi_document
 from serving.settings import AppLimits
@@ -117,23 +119,34 @@ def create_app(policy: Any, limits: AppLimits, token_digest: Optional[bytes] = N
     """The ASGI app serving ``policy`` (an ``ExportedPolicy``)."""
     metrics = metrics or Metrics()
     batcher = None
+    recurrent, keys = policy.is_recurrent, policy.obs_keys
     if limits.batch_max > 1:
-        batcher = Batcher(lambda x: policy.act(x, deterministic=True), limits.batch_max,
-                          limits.batch_wait_us / 1e6, metrics.observe_batch)
+        # A recurrent request's rows carry their own states: {"obs": x, "state": s} -> (actions, states).
+        run = ((lambda feed: policy.step(feed["obs"], feed["state"])) if recurrent
+               else (lambda x: policy.act(x, deterministic=True)))
+        batcher = Batcher(run, limits.batch_max, limits.batch_wait_us / 1e6, metrics.observe_batch)
     document = openapi_document(policy.metadata, policy.observation_space, policy.action_space,
-                                authenticated=token_digest is not None, noise_width=policy.noise_shape[0])
+                                authenticated=token_digest is not None, noise_width=policy.noise_shape[0],
+                                state_size=policy.state_size)
     metadata_body = JsonResponse(policy.metadata).body  # rendered once
 
     async def act(request: Request) -> Response:
         try:
-            body = parse_act_body(await read_body(request, limits))
+            body = parse_act_body(await read_body(request, limits), recurrent)
             obs, deterministic = body.obs, body.deterministic
             if isinstance(obs, list) and not obs:  # an empty batch, whatever the observation's shape
                 if body.noise is not None:
                     raise InvalidNoise(_NOISE_FOR_ONE)
-                return JsonResponse({"action": []})
+                if not recurrent:
+                    return JsonResponse({"action": []})
+                if body.state not in (None, []) or body.episode_start not in (None, [], True, False):
+                    raise InvalidState("an empty batch takes no state and no episode_start rows")
+                return JsonResponse({"action": [], "state": []})
+            if keys is not None:
+                obs = dict_columns(obs, keys)  # a batch of objects -> one list per key
             check_no_booleans(obs)
             x, single = policy.check(obs)  # strings, nulls, ragged lists, wrong shapes, NaN: InvalidObservation
+            rows = len(x) if keys is None else len(x[keys[0]])
             if body.noise is not None:
                 # One observation's noise only: JSON Schema cannot tie a batch's row counts together, so
                 # the documented contract (OpenAPI) stays one any schema-valid request can keep.
@@ -144,16 +157,28 @@ def create_app(policy: Any, limits: AppLimits, token_digest: Optional[bytes] = N
                 check_no_booleans(body.noise)
             # A seed makes the request reproducible on its own: its generator lives for this request only.
             rng = np.random.default_rng(body.seed) if body.seed is not None else None
-            if not len(x):
+            if recurrent:  # stateless: the client sends the state and gets the new one back
+                if body.state is not None:
+                    check_no_booleans(body.state, "state")
+                # [rows, S], zeros where episode_start says: one observation's state is [S], a batch's [B, S]
+                state_in = policy.checked_state(body.state, rows, single, body.episode_start)
+                if batcher is not None and deterministic:
+                    action, state = await batcher.submit({"obs": x, "state": state_in})
+                else:
+                    action, state = policy.step(x, state_in, deterministic=deterministic, rng=rng, noise=body.noise)
+                    metrics.observe_batch(1, rows)
+                return JsonResponse({"action": _jsonable(policy.one(action) if single else action),
+                                     "state": _jsonable(state[0] if single else state)})
+            if not rows:
                 out = policy.act(x, deterministic=deterministic)
             elif batcher is not None and deterministic:  # sampled actions are not batched: same draws as unbatched
                 out = await batcher.submit(x)
             elif deterministic:
                 out = policy.act(x, deterministic=True)
-                metrics.observe_batch(1, len(x))
+                metrics.observe_batch(1, rows)
             else:
                 out = policy.act(x, deterministic=False, rng=rng, noise=body.noise)
-                metrics.observe_batch(1, len(x))
+                metrics.observe_batch(1, rows)
         except BadRequest as e:
             return _error(e.status, e.message, e.headers)
         except NonFiniteObservation as e:

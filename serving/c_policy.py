@@ -128,6 +128,10 @@ class CPolicy(ExportedPolicy):
         except (ValueError, UnicodeDecodeError) as e:
             raise ModelLoadError(f"{self.path!r}: {name}_metadata() is not JSON ({e})") from None
         meta = parse_metadata(props, self.path)
+        if meta.state_size or meta.observation_space.type == "Dict":
+            what = f"recurrent ({meta.recurrent})" if meta.state_size else "Dict-observation"
+            raise ModelLoadError(f"{self.path!r} is a {what} policy, which CPolicy does not run; serve its .onnx or "
+                                 ".tflite export (OnnxPolicy, LiteRtPolicy)")
         self.format = "c"
         self._setup(meta, seed)
         space = self.action_space

@@ -113,7 +113,10 @@ def _check_env_fits(policy: Any, env: Any) -> None:
 
 def run_episodes(policy: Any, env_id: str, episodes: int, seed: int = DEFAULT_EPISODE_SEED,
                  deterministic: bool = True, env: Any = None) -> dict:
-    """Play ``episodes`` episodes (episode i reset with ``seed + i``); returns the JSON summary."""
+    """Play ``episodes`` episodes (episode i reset with ``seed + i``); returns the JSON summary.
+
+    A recurrent policy's state is reset at each episode start; a Dict env's observations (dicts)
+    go to the policy as they are."""
     try:
         import gymnasium as gym  # optional: only this command needs it
     except ImportError:
@@ -128,6 +131,7 @@ def run_episodes(policy: Any, env_id: str, episodes: int, seed: int = DEFAULT_EP
         _check_env_fits(policy, env)
         for i in range(episodes):
             obs, _ = env.reset(seed=seed + i)
+            policy.reset()  # a recurrent policy starts each episode from zeros (a no-op for feed-forward)
             done, total = False, 0.0
             while not done:
                 obs, reward, terminated, truncated, _ = env.step(policy.act(obs, deterministic=deterministic))

@@ -26,3 +26,12 @@ class InvalidNoise(InvalidObservation):
     A subclass of ``InvalidObservation`` so that callers (and the HTTP server's 422) treat bad
     noise like any other bad input.
     """
+
+
+class InvalidState(InvalidObservation):
+    """A recurrent state of the wrong shape or dtype, NaN or inf, for another batch size, or a state
+    given to a feed-forward policy; also an ``episode_start`` that does not fit the batch.
+
+    A subclass of ``InvalidObservation``: callers (and the HTTP server's 422) treat a bad state
+    like any other bad input.
+    """

@@ -15,8 +15,9 @@ from typing import Optional
 import numpy as np
 
 from serving.errors import ModelLoadError
-from serving.policy import DEFAULT_WARMUP, NOISE, ExportedPolicy, _check_count, _first_line
+from serving.policy import DEFAULT_WARMUP, NOISE, ExportedPolicy, _check_count, _first_line, _obs_text, _state_text
 from serving.spaces import parse_metadata
+from serving.state import STATE_IN
 
 METADATA_NAME = "KERAS_TRPO_METADATA"
 SIGNATURE = "serving_default"
@@ -73,8 +74,8 @@ def read_metadata(data: bytes, path: str) -> dict[str, str]:
 class LiteRtPolicy(ExportedPolicy):
     """Load a ``.tflite`` policy, check inputs against its metadata, return actions.
 
-    The same interface as ``OnnxPolicy``: ``act``, ``distribution_params``, ``metadata``,
-    ``observation_space``, ``action_space``.
+    The same interface as ``OnnxPolicy``: ``act``, ``step``, ``reset``, ``distribution_params``,
+    ``metadata``, ``observation_space``, ``action_space``.
 
     Args:
       path: a ``.tflite`` file written by keras-trpo's export (float32 or int8-quantised).
@@ -89,7 +90,8 @@ class LiteRtPolicy(ExportedPolicy):
       ValueError: ``threads`` below 1 or ``warmup`` below 0.
 
     A LiteRT interpreter runs one call at a time: ``act`` holds a lock around it, so several
-    threads (the HTTP server's) may share one policy, their calls taking turns.
+    threads (the HTTP server's) may share one policy, their calls taking turns (a recurrent
+    policy's ``act`` keeps one control loop's state: other threads use ``step``).
     """
 
     def __init__(self, path: str | os.PathLike, *, seed: Optional[int] = None, threads: int = 1,
@@ -123,9 +125,9 @@ class LiteRtPolicy(ExportedPolicy):
         self._warm_up(int(warmup))
 
     def _resolve_signature(self) -> None:
-        """The signature must match the contract (one float ``obs`` input of shape
-        ``[batch, *obs_shape]``, ``action`` and the distribution's parameters among the outputs);
-        keep the tensor indices ``_invoke`` uses."""
+        """The signature must match the contract (float inputs ``obs`` of shape ``[batch, *obs_shape]``,
+        or one per Dict key, and ``state_in [batch, S]`` for a recurrent policy; ``action`` and the
+        distribution's parameters among the outputs); keep the tensor indices ``_invoke`` uses."""
         signatures = self.interpreter.get_signature_list()
         if SIGNATURE not in signatures:
             raise ModelLoadError(f"{self.path!r} has no {SIGNATURE!r} signature (has {sorted(signatures)}): "
@@ -133,16 +135,19 @@ class LiteRtPolicy(ExportedPolicy):
         runner = self.interpreter.get_signature_runner(SIGNATURE)
         inputs, outputs = runner.get_input_details(), runner.get_output_details()
         del runner  # it holds the interpreter's internals, which resize/allocate refuse to run beside
-        if sorted(inputs) not in (["obs"], [NOISE, "obs"]):
+        if sorted(inputs) not in (["obs"], [NOISE, "obs"]) and self.obs_keys is None and STATE_IN not in inputs:
             raise ModelLoadError(f"{self.path!r} should have one input named 'obs', has {sorted(inputs)} "
                                  "(a stochastic export also has 'noise')")
-        obs = inputs["obs"]
-        if np.dtype(obs["dtype"]) != np.float32:
-            raise ModelLoadError(f"{self.path!r}: input 'obs' is {np.dtype(obs['dtype'])}, expected float32")
-        dims = [int(d) for d in obs["shape_signature"]]
-        if dims != [-1, *self.obs_shape]:
-            raise ModelLoadError(f"{self.path!r}: input 'obs' has shape {dims} (-1: any batch) but the metadata's "
-                                 f"observation space needs [-1, {', '.join(map(str, self.obs_shape))}]")
+        self._check_input_names(list(inputs), set(outputs))
+        for name, shape in self._graph_inputs().items():
+            if np.dtype(inputs[name]["dtype"]) != np.float32:
+                raise ModelLoadError(f"{self.path!r}: input {name!r} is {np.dtype(inputs[name]['dtype'])}, "
+                                     "expected float32")
+            dims = [int(d) for d in inputs[name]["shape_signature"]]
+            if dims != [-1, *shape]:
+                source = "state_size" if name == STATE_IN else "observation space"
+                raise ModelLoadError(f"{self.path!r}: input {name!r} has shape {dims} (-1: any batch) but the "
+                                     f"metadata's {source} needs [-1, {', '.join(map(str, shape))}]")
         needed = {"action", *self._param_names} - set(outputs)
         if needed:
             raise ModelLoadError(f"{self.path!r} lacks outputs {sorted(needed)} for a {self.distribution} policy "
@@ -157,28 +162,28 @@ class LiteRtPolicy(ExportedPolicy):
         # _invoke drives the interpreter's main graph directly (a signature runner resizes and
         # re-allocates on every call: 2.4x the latency); the signature must be that graph.
         self._in_index = {name: d["index"] for name, d in inputs.items()}
+        self._first_input = next(iter(self._graph_inputs()))
         if sorted(d["index"] for d in self.interpreter.get_input_details()) != sorted(self._in_index.values()):
             raise ModelLoadError(f"{self.path!r}: signature {SIGNATURE!r} is not the model's main graph")
-        self._obs_index = obs["index"]
         self._out_index = {name: d["index"] for name, d in outputs.items()}
         self._cast_action = np.dtype(outputs["action"]["dtype"]) != self._action_dtype
 
     def _invoke(self, names: list[str], feed: dict[str, np.ndarray]) -> list[np.ndarray]:
-        """``OnnxPolicy``'s ``session.run(names, {"obs": x})``, on the interpreter."""
-        x = feed["obs"]
+        """``OnnxPolicy``'s ``session.run(names, feed)``, on the interpreter."""
+        rows = len(feed[self._first_input])  # every input has the same batch (feed is always complete)
         interp = self.interpreter
         with self._lock:
-            if x.shape[0] != self._rows:
+            if rows != self._rows:
                 for name, value in feed.items():
                     interp.resize_tensor_input(self._in_index[name], list(value.shape), strict=True)
                 interp.allocate_tensors()
-                self._rows = x.shape[0]
+                self._rows = rows
             for name, value in feed.items():
                 interp.set_tensor(self._in_index[name], value)
             interp.invoke()
             return [interp.get_tensor(self._out_index[name]) for name in names]  # copies
 
     def __repr__(self) -> str:
-        return (f"LiteRtPolicy({self.path!r}, env={self.metadata.get('env_id') or '?'}, obs={self.obs_shape}, "
+        return (f"LiteRtPolicy({self.path!r}, env={self.metadata.get('env_id') or '?'}, obs={_obs_text(self)}, "
                 f"action={self.action_space.type}{list(self.action_space.shape)}, distribution={self.distribution}, "
-                f"quantization={self.metadata.get('quantization', 'none')})")
+                f"quantization={self.metadata.get('quantization', 'none')}{_state_text(self)})")

@@ -13,14 +13,17 @@ from serving.spaces import Space
 F32_OVERFLOW = 3.4028235677973366e38
 _ERROR = {"$ref": "#/components/schemas/Error"}
 _ERROR_STATUSES = {
-    "400": "not JSON, not {\"obs\": ...}, an unknown or repeated field, NaN/Infinity or beyond float32, "
-           "\"noise\" or \"seed\" with \"deterministic\": true, both of them, or a seed that is not an integer "
-           "from 0 to 2^53 - 1",
+    "400": "not JSON, not {\"obs\": ...}, an unknown or repeated field (\"state\" for a feed-forward policy), "
+           "NaN/Infinity or beyond float32, \"noise\" or \"seed\" with \"deterministic\": true, both of them, a "
+           "seed that is not an integer from 0 to 2^53 - 1, a state that is not an array or an episode_start that "
+           "is not booleans",
     "401": "missing or wrong bearer token",
     "408": "the request's head or body stopped arriving",
     "413": "body over --max-body-bytes",
-    "422": "an observation of the wrong shape or not numbers (or a Discrete index out of range); noise of the "
-           "wrong length or with a batch of observations, or, for uniforms, outside [0, 1)",
+    "422": "an observation of the wrong shape or not numbers (or a Discrete index out of range; a Dict "
+           "observation's missing or unknown key); noise of the wrong length or with a batch of observations, or, "
+           "for uniforms, outside [0, 1); a recurrent state of the wrong shape, or state rows or episode_start "
+           "entries that do not match the batch",
     "500": "inference failed",
     "503": "over --max-concurrency",
 }
@@ -33,7 +36,11 @@ def _nested(item: dict, shape: tuple[int, ...]) -> dict:
 
 
 def observation_schema(space: Space) -> dict:
-    """One observation as the server accepts it."""
+    """One observation as the server accepts it (a Dict's: an object with every key, nothing else)."""
+    if space.spaces is not None:
+        return {"type": "object", "required": list(space.spaces), "additionalProperties": False,
+                "properties": {k: observation_schema(v) for k, v in space.spaces.items()},
+                "description": f"Dict with the keys {list(space.spaces)}; a batch is a list of such objects"}
     if space.type == "Discrete":
         lo = int(space.start)
         return {"type": "integer", "minimum": lo, "maximum": lo + space.n - 1}
@@ -81,9 +88,40 @@ def noise_schema(distribution: str, width: int) -> dict:
     return dict(_nested(number, (width,)), description=f"{what} (float32)")
 
 
+def state_schema(size: int) -> dict:
+    """One observation's recurrent state: ``size`` finite float32 numbers."""
+    number = {"type": "number", "exclusiveMinimum": -F32_OVERFLOW, "exclusiveMaximum": F32_OVERFLOW}
+    return dict(_nested(number, (size,)), description=f"the recurrent state (state_size {size}, float32)")
+
+
+def _shape_text(space: Space) -> str:
+    return str(list(space.spaces)) if space.spaces is not None else str(list(space.shape))
+
+
 def _bound_text(arr: Any) -> str:
     values = arr.reshape(-1).tolist()
     return str(values[0]) if len(set(values)) == 1 else str(values)
+
+
+def _add_state(act_request: dict, act_response: dict) -> None:
+    """A recurrent policy's request takes ``state`` and ``episode_start``; its answer has ``state``.
+
+    Documented with one observation only (as ``noise``): JSON Schema cannot tie a batch's state rows
+    to its observations, and every schema-valid request must be answerable. The server also takes
+    a batch with ``[B][S]`` states and ``[B]`` episode starts (422 if the rows do not match)."""
+    ref = {"$ref": "#/components/schemas/State"}
+    act_request["properties"]["state"] = dict(ref, description=(
+        "the state state_out gave for this observation's predecessor; absent = episode start (zeros). For a "
+        "batch (not in this schema) the server takes one state per observation, [B][S]"))
+    act_request["properties"]["episode_start"] = {
+        "type": "boolean", "description": "true: this observation starts an episode, the state is zeros whatever "
+                                          "was sent (for a batch, one boolean per observation)"}
+    one = {"properties": {"obs": {"$ref": "#/components/schemas/Observation"}}}
+    act_request["allOf"] = [{"if": {"required": ["state"]}, "then": one},
+                            {"if": {"required": ["episode_start"]}, "then": one}]
+    act_response["required"] = ["action", "state"]
+    act_response["properties"]["state"] = {"oneOf": [ref, {"type": "array", "items": ref}],
+                                           "description": "the new state (state_out): send it with the next observation"}
 
 
 def _json(schema: dict, description: str) -> dict:
@@ -95,7 +133,7 @@ def _errors(*statuses: str) -> dict:
 
 
 def openapi_document(metadata: dict, observation_space: Space, action_space: Space, *, authenticated: bool,
-                     version: Optional[str] = None, noise_width: Optional[int] = None) -> dict:
+                     version: Optional[str] = None, noise_width: Optional[int] = None, state_size: int = 0) -> dict:
     """The document GET /openapi.json serves; ``metadata`` is the policy's (GET /v1/metadata)."""
     env = metadata.get("env_id") or "unknown env"
     obs, act = observation_schema(observation_space), action_schema(action_space)
@@ -129,6 +167,8 @@ def openapi_document(metadata: dict, observation_space: Space, action_space: Spa
                                             {"type": "array", "items": {"$ref": "#/components/schemas/Action"}}],
                                   "description": "one action, or one per observation of a batch"}},
     }
+    if state_size:
+        _add_state(act_request, act_response)
     metadata_schema = {
         "type": "object", "required": ["observation_space", "action_space", "distribution"],
         "properties": {"observation_space": {"type": "object"}, "action_space": {"type": "object"},
@@ -141,8 +181,11 @@ def openapi_document(metadata: dict, observation_space: Space, action_space: Spa
             "title": f"keras-trpo policy ({env})",
             "version": version or str(metadata.get("keras_trpo_version", "0")),
             "description": (f"A {metadata.get('distribution')} policy for {env}: observation "
-                            f"{observation_space.type}{list(observation_space.shape)}, action "
-                            f"{action_space.type}{list(action_space.shape)}. Errors are JSON {{\"error\": \"...\"}}."),
+                            f"{observation_space.type}{_shape_text(observation_space)}, action "
+                            f"{action_space.type}{list(action_space.shape)}"
+                            + (f", recurrent ({metadata.get('recurrent')}, state_size {state_size}: send the state "
+                               "back with the next observation)" if state_size else "")
+                            + ". Errors are JSON {\"error\": \"...\"}."),
             "x-keras-trpo-metadata": metadata,
         },
         "paths": {
@@ -175,6 +218,7 @@ def openapi_document(metadata: dict, observation_space: Space, action_space: Spa
         "components": {"schemas": {
             "Observation": obs, "Action": act,
             "Noise": noise_schema(str(metadata.get("distribution")), noise_width or 1),
+            **({"State": state_schema(state_size)} if state_size else {}),
             "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
         }},
     }

@@ -46,6 +46,7 @@ class Space:
     n: Optional[int] = None  # Discrete, MultiBinary (number of bits)
     start: Optional[np.ndarray] = None  # Discrete (scalar), MultiDiscrete (per sub-space)
     nvec: Optional[np.ndarray] = None  # MultiDiscrete
+    spaces: Optional[dict[str, "Space"]] = None  # Dict: its entries (Box or Discrete), in sorted-key order
 
     @classmethod
     def from_json(cls, text: str, what: str) -> "Space":
@@ -53,6 +54,16 @@ class Space:
         try:
             d = json.loads(text)
             kind = d["type"]
+            if kind == "Dict":
+                entries = d["spaces"]
+                if not isinstance(entries, dict) or not entries:
+                    raise ValueError("a Dict needs a non-empty object of spaces")
+                # The export feeds one graph input per key, named by it, in sorted-key order.
+                subs = {str(k): cls.from_json(json.dumps(entries[k]), f"{what}[{k!r}]") for k in sorted(entries)}
+                bad = sorted(k for k, v in subs.items() if v.type not in ("Box", "Discrete"))
+                if bad:
+                    raise ValueError(f"entries {bad} are not Box or Discrete")
+                return cls("Dict", (), np.dtype(np.float32), spaces=subs)
             if kind == "Box":
                 shape = tuple(int(s) for s in d["shape"])
                 low, high = _bound(d["low"], shape, -math.inf), _bound(d["high"], shape, math.inf)
@@ -80,6 +91,8 @@ class Space:
 
     def to_dict(self) -> dict:
         """JSON-safe (no NaN/Infinity tokens), in the export's own encoding."""
+        if self.spaces is not None:
+            return {"type": "Dict", "spaces": {k: v.to_dict() for k, v in self.spaces.items()}}
         d: dict = {"type": self.type, "shape": list(self.shape), "dtype": str(self.dtype)}
         if self.low is not None:
             d["low"], d["high"] = _encode_bound(self.low), _encode_bound(self.high)
@@ -106,6 +119,8 @@ class ExportMetadata:
     distribution: str
     param_names: tuple[str, ...]  # graph outputs holding the distribution's parameters
     raw: dict[str, str]
+    recurrent: str = ""  # "lstm" or "gru"; "" for a feed-forward policy
+    state_size: int = 0  # floats of recurrent state per observation (state_in / state_out)
 
     def as_dict(self) -> dict[str, Any]:
         """All metadata_props (unknown keys kept), the spaces as dicts: what ``/v1/metadata`` serves."""
@@ -132,9 +147,29 @@ def parse_metadata(props: Mapping[str, str], path: str) -> ExportMetadata:
     space_type, params = DISTRIBUTIONS[dist]
     if act.type != space_type:
         raise ModelLoadError(f"{path!r}: distribution {dist!r} does not fit a {act.type} action space")
-    if obs.type not in ("Box", "Discrete", "MultiBinary"):
+    if obs.type not in ("Box", "Discrete", "MultiBinary", "Dict"):
         raise ModelLoadError(f"{path!r}: observation space {obs.type} is not supported")
-    return ExportMetadata(obs, act, dist, params, dict(props))
+    recurrent, state_size = _recurrence(props, path)
+    return ExportMetadata(obs, act, dist, params, dict(props), recurrent, state_size)
+
+
+RECURRENT_KINDS = ("lstm", "gru")
+
+
+def _recurrence(props: Mapping[str, str], path: str) -> tuple[str, int]:
+    """``recurrent`` and ``state_size`` checked together: both set or neither (absent means feed-forward)."""
+    kind = props.get("recurrent", "") or ""
+    text = props.get("state_size", "") or "0"
+    try:
+        size = int(text)
+    except ValueError:
+        raise ModelLoadError(f"{path!r}: metadata state_size={text!r} is not a decimal integer") from None
+    if kind and kind not in RECURRENT_KINDS:
+        raise ModelLoadError(f"{path!r}: metadata recurrent={kind!r}; expected one of {list(RECURRENT_KINDS)} or empty")
+    if bool(kind) != (size > 0) or size < 0:
+        raise ModelLoadError(f"{path!r}: metadata recurrent={kind!r} with state_size={size}: a recurrent policy "
+                             "needs a positive state_size, a feed-forward one none")
+    return kind, size
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -148,6 +183,15 @@ def space_mismatch(space: Space, other: Any) -> Optional[str]:
     kind = type(other).__name__
     if kind != space.type:
         return f"it is a {kind}, not a {space.type}"
+    if kind == "Dict":
+        theirs = dict(other.spaces)
+        if sorted(theirs) != list(space.spaces):
+            return f"its keys are {sorted(theirs)}, not {list(space.spaces)}"
+        for key, mine in space.spaces.items():
+            why = space_mismatch(mine, theirs[key])
+            if why:
+                return f"entry {key!r}: {why}"
+        return None
     shape = tuple(getattr(other, "shape", None) or ())
     if shape != space.shape:
         return f"its shape is {list(shape)}, not {list(space.shape)}"

@@ -32,6 +32,7 @@ def lockstep(driver, other, env_id: str, episodes: int, seed: int) -> dict:
     try:
         for i in range(episodes):
             obs, _ = env.reset(seed=seed + i)
+            driver.reset(), other.reset()  # recurrent policies start each episode from zeros
             done = False
             while not done:
                 a, b = driver.act(obs), other.act(obs)

@@ -6,7 +6,11 @@ Two kinds of committed ONNX files live in fixtures/:
                          the TF agent's own outputs for some observations;
   linear_*.onnx          hand-built one-layer policies (serving/tests/make_fixtures.py) whose
                          weights are in linear_weights.json, so tests can redo them in NumPy;
-  broken_*.onnx          files that must be refused at load time.
+  broken_*.onnx          files that must be refused at load time;
+  stateful_*             hand-built recurrent / Dict-observation policies (make_fixtures.py --stateful,
+                         make_stateful_tflite.py), weights in stateful_weights.json;
+  recurrent_*, dict_ff   recurrent / Dict files from the real exporter with the agent's episode sequence
+                         (tests/make_serving_fixtures.py --recurrent, --pointgoal).
 """
 import json
 import os

@@ -2,13 +2,16 @@
 
     python -m venv /tmp/onnxgen && /tmp/onnxgen/bin/pip install onnx numpy
     /tmp/onnxgen/bin/python serving/tests/make_fixtures.py
+    /tmp/onnxgen/bin/python serving/tests/make_fixtures.py --stateful   # stateful_*.onnx only
 
 Writes serving/tests/fixtures/linear_*.onnx (committed) and linear_weights.json with their weights,
 which the tests use to compute the expected outputs in NumPy. Each policy is one linear
 layer followed by what keras-trpo's export puts after the network (ArgMax + start, clip to
 the bounds, ...), with the export's metadata_props. Also a few broken files (no metadata,
 wrong input name, missing output, metadata that disagrees with the graph) for the error
-tests. serving's own venv has no ``onnx``: this script is run once, elsewhere.
+tests. ``--stateful`` writes stateful_*.onnx and stateful_weights.json instead: policies with
+the recurrent (``state_in``/``state_out``) and Dict-observation (one input per key) contract.
+serving's own venv has no ``onnx``: this script is run once, elsewhere.
 
 (The fixtures without the ``linear_`` prefix come from the real exporter, see
 tests/make_serving_fixtures.py.)
@@ -151,6 +154,122 @@ def multibinary(rng):
     return nodes, [obs_input([2, 3])], outs, inits, props, w
 
 
+def stateful_meta(obs_space: dict, act_space: dict, distribution: str, inputs, outputs, state_size: int = 0,
+                  **extra) -> dict[str, str]:
+    """The recurrent / Dict contract's extra metadata keys."""
+    more = {"inputs": ",".join(inputs), "outputs": ",".join(outputs)}
+    if state_size:
+        more.update(recurrent="gru", state_size=str(state_size),
+                    state_reset="zeros at an episode start: pass state_in = 0 (the graph does not reset)")
+    return metadata(obs_space, act_space, distribution, **more, **extra)
+
+
+def recurrent(rng, s: int = 4):
+    """Box(3) -> Discrete(3), a one-layer tanh RNN: state_out = tanh(obs W + state_in U + b),
+    logits = state_out V + c, action = argmax."""
+    w = {"W": rng.normal(size=(3, s)), "U": rng.normal(size=(s, s)) * 0.5, "b": rng.normal(size=s),
+         "V": rng.normal(size=(s, 3)), "c": rng.normal(size=3)}
+    w = {k: v.astype(np.float32) for k, v in w.items()}
+    nodes = [helper.make_node("MatMul", ["obs", "W"], ["xw"]), helper.make_node("MatMul", ["state_in", "U"], ["hu"]),
+             helper.make_node("Add", ["xw", "hu"], ["pre0"]), helper.make_node("Add", ["pre0", "b"], ["pre"]),
+             helper.make_node("Tanh", ["pre"], ["state_out"]),
+             helper.make_node("MatMul", ["state_out", "V"], ["hv"]), helper.make_node("Add", ["hv", "c"], ["logits"]),
+             helper.make_node("ArgMax", ["logits"], ["action"], axis=1, keepdims=0)]
+    inputs = [obs_input([3]), helper.make_tensor_value_info("state_in", F32, ["batch", s])]
+    outs = [helper.make_tensor_value_info("action", I64, ["batch"]),
+            helper.make_tensor_value_info("logits", F32, ["batch", 3]),
+            helper.make_tensor_value_info("state_out", F32, ["batch", s])]
+    props = stateful_meta(box([3], -5, 5), {"type": "Discrete", "n": 3}, "categorical", ["obs", "state_in"],
+                          ["action", "logits", "state_out"], s)
+    return nodes, inputs, outs, w, props, w
+
+
+def dict_features(rng, out_dim: int):
+    """Dict(mode=Discrete(3, start=1), pos=Box(2)) -> z = [pos, one_hot(mode - 1)] W + b."""
+    w = {"W": rng.normal(size=(5, out_dim)).astype(np.float32), "b": rng.normal(size=out_dim).astype(np.float32)}
+    nodes = [helper.make_node("Sub", ["mode", "mode_start"], ["mode0"]),
+             helper.make_node("Cast", ["mode0"], ["mode_index"], to=I64),  # onnxruntime's OneHot wants int indices
+             helper.make_node("OneHot", ["mode_index", "depth", "onehot_values"], ["mode_hot"], axis=-1),
+             helper.make_node("Concat", ["pos", "mode_hot"], ["features"], axis=1),
+             helper.make_node("MatMul", ["features", "W"], ["fw"]), helper.make_node("Add", ["fw", "b"], ["z"])]
+    consts = {"mode_start": np.array(1.0, np.float32), "depth": np.array(3, np.int64),
+              "onehot_values": np.array([0.0, 1.0], np.float32)}
+    inputs = [helper.make_tensor_value_info("mode", F32, ["batch"]), helper.make_tensor_value_info("pos", F32, ["batch", 2])]
+    space = {"type": "Dict", "spaces": {"mode": {"type": "Discrete", "n": 3, "start": 1}, "pos": box([2], -1, 1)}}
+    return nodes, inputs, {**w, **consts}, w, space
+
+
+def dict_gaussian(rng):
+    """Dict(mode, pos) -> Box(2): mean = z, log_std a broadcast vector, action = clip(mean, -1, 1)."""
+    nodes, inputs, inits, w, space = dict_features(rng, 2)
+    log_std = np.array([-0.3, 0.2], np.float32)
+    nodes += [helper.make_node("Identity", ["z"], ["mean"]),
+              helper.make_node("Clip", ["z", "lo", "hi"], ["action"]),
+              helper.make_node("Shape", ["z"], ["zshape"]),
+              helper.make_node("Expand", ["log_std_vec", "zshape"], ["log_std"])]
+    inits.update(lo=np.array(-1.0, np.float32), hi=np.array(1.0, np.float32), log_std_vec=log_std)
+    outs = [helper.make_tensor_value_info(n, F32, ["batch", 2]) for n in ("action", "mean", "log_std")]
+    props = stateful_meta(space, box([2], -1, 1), "diag_gaussian", ["mode", "pos"], ["action", "mean", "log_std"])
+    return nodes, inputs, outs, inits, props, {**w, "log_std": log_std}
+
+
+def recurrent_dict_stochastic(rng, s: int = 3):
+    """Dict(mode, pos) + state -> Discrete(2), with the noise input: state_out = tanh(z + state_in U),
+    logits = state_out V, sampled_action = argmax(logits - log(-log(u + 1e-20) + 1e-20)) (Gumbel-max)."""
+    nodes, inputs, inits, w, space = dict_features(rng, s)
+    u, v = (rng.normal(size=(s, s)) * 0.5).astype(np.float32), rng.normal(size=(s, 2)).astype(np.float32)
+    nodes += [helper.make_node("MatMul", ["state_in", "U"], ["hu"]), helper.make_node("Add", ["z", "hu"], ["pre"]),
+              helper.make_node("Tanh", ["pre"], ["state_out"]), helper.make_node("MatMul", ["state_out", "V"], ["logits"]),
+              helper.make_node("ArgMax", ["logits"], ["action"], axis=1, keepdims=0),
+              helper.make_node("Add", ["noise", "eps"], ["u1"]), helper.make_node("Log", ["u1"], ["l1"]),
+              helper.make_node("Neg", ["l1"], ["nl1"]), helper.make_node("Add", ["nl1", "eps"], ["u2"]),
+              helper.make_node("Log", ["u2"], ["gumbel_neg"]), helper.make_node("Sub", ["logits", "gumbel_neg"], ["perturbed"]),
+              helper.make_node("ArgMax", ["perturbed"], ["sampled_action"], axis=1, keepdims=0)]
+    inits.update(U=u, V=v, eps=np.array(1e-20, np.float32))
+    inputs += [helper.make_tensor_value_info("state_in", F32, ["batch", s]),
+               helper.make_tensor_value_info("noise", F32, ["batch", 2])]
+    outs = [helper.make_tensor_value_info("action", I64, ["batch"]), helper.make_tensor_value_info("logits", F32, ["batch", 2]),
+            helper.make_tensor_value_info("state_out", F32, ["batch", s]),
+            helper.make_tensor_value_info("sampled_action", I64, ["batch"])]
+    noise = json.dumps({"distribution": "uniform", "shape": [2], "sampled_output": "sampled_action"})
+    props = stateful_meta(space, {"type": "Discrete", "n": 2}, "categorical", ["mode", "pos", "state_in", "noise"],
+                          ["action", "logits", "state_out", "sampled_action"], s, noise=noise)
+    return nodes, inputs, outs, inits, props, {**w, "U": u, "V": v}
+
+
+def stateful_broken(rng):
+    """Metadata and graph that disagree, for the load-time errors: {name: (nodes, inputs, outs, inits, props)}."""
+    out = {}
+    nodes, inputs, outs, inits, props, _ = recurrent(rng)
+    out["stateful_broken_no_state_meta"] = (nodes, inputs, outs, inits, {k: v for k, v in props.items()
+                                                                          if k not in ("recurrent", "state_size", "inputs")})
+    out["stateful_broken_state_size"] = (nodes, inputs, outs, inits, {**props, "state_size": "5"})
+    out["stateful_broken_no_state_out"] = (nodes, inputs, outs[:2], inits, props)
+    return out
+
+
+def stateful_main() -> None:
+    """stateful_*.onnx and stateful_weights.json: the recurrent / Dict contract's hand-built files."""
+    weights: dict[str, np.ndarray] = {}
+    specs = {"stateful_recurrent": recurrent(np.random.default_rng(11)),
+             "stateful_dict": dict_gaussian(np.random.default_rng(12)),
+             "stateful_recurrent_dict": recurrent_dict_stochastic(np.random.default_rng(13))}
+    for name, (nodes, inputs, outputs, inits, props, w) in specs.items():
+        path = os.path.join(OUT, f"{name}.onnx")
+        onnx.save(model(name, nodes, inputs, outputs, inits, props), path)
+        weights.update({f"{name}.{k}": v for k, v in w.items()})
+        print(f"wrote {path} ({os.path.getsize(path)} bytes)")
+    for name, (nodes, inputs, outputs, inits, props) in stateful_broken(np.random.default_rng(11)).items():
+        path = os.path.join(OUT, f"{name}.onnx")
+        onnx.save(model(name, nodes, inputs, outputs, inits, props), path)
+        print(f"wrote {path}")
+    path = os.path.join(OUT, "stateful_weights.json")
+    with open(path, "w") as f:
+        json.dump({k: {"dtype": str(v.dtype), "value": v.tolist()} for k, v in sorted(weights.items())}, f, indent=0)
+        f.write("\n")
+    print(f"wrote {path}")
+
+
 def main() -> None:
     os.makedirs(OUT, exist_ok=True)
     weights: dict[str, np.ndarray] = {}
@@ -183,4 +302,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    stateful_main() if sys.argv[1:] == ["--stateful"] else main()

@@ -58,3 +58,30 @@ def test_bad_directories_are_named(tmp_path):
     (tmp_path / "policy_weights.h").write_text("")
     with pytest.raises(ModelLoadError, match="does not compile"):
         load_policy(tmp_path)
+
+
+@pytest.mark.skipif(not HAVE_CC, reason="needs a C compiler (cc)")
+@pytest.mark.parametrize("extra, what", [
+    ({"recurrent": "lstm", "state_size": "8"}, "recurrent (lstm) policy"),
+    ({"observation_space": {"type": "Dict", "spaces": {"a": {"type": "Discrete", "n": 2}}}}, "Dict-observation policy"),
+])
+def test_recurrent_and_dict_files_are_refused_with_a_clear_error(tmp_path, extra, what):
+    """CPolicy runs feed-forward Box/Discrete policies only: a C library whose metadata says
+    otherwise is refused at load, naming the formats that run it."""
+    import json
+
+    meta = {"observation_space": {"type": "Box", "shape": [2], "low": [-1, -1], "high": [1, 1]},
+            "action_space": {"type": "Discrete", "n": 2}, "distribution": "categorical"}
+    meta.update(extra)
+    props = json.dumps({k: v if isinstance(v, str) else json.dumps(v) for k, v in meta.items()})
+    (tmp_path / "policy.h").write_text("void policy_act(const float *obs, void *action);\n")
+    (tmp_path / "policy_weights.h").write_text("/* none */\n")
+    (tmp_path / "policy.c").write_text(
+        '#include "policy.h"\n#include "policy_weights.h"\n'
+        "void policy_act(const float *obs, void *action) { (void)obs; (void)action; }\n"
+        "void policy_params(const float *obs, float *params) { (void)obs; (void)params; }\n"
+        f"const char *policy_metadata(void) {{ return {json.dumps(props)}; }}\n")
+    import re
+
+    with pytest.raises(ModelLoadError, match=re.escape(f"is a {what}, which CPolicy does not run; serve its .onnx")):
+        CPolicy(str(tmp_path))

@@ -50,3 +50,76 @@ def test_run_episodes_raises_before_the_first_step():
     policy = OnnxPolicy(fixture_path("discrete"))
     with pytest.raises(CliError, match="Discrete"):
         run_episodes(policy, "CartPole-v1", 1)
+
+
+class _RecordingEnv(gym.Env):
+    """Box(3) observations, Discrete(3) actions (stateful_recurrent.onnx's spaces); episodes of
+    ``length`` steps; observations drawn from the reset seed; records each (obs, action)."""
+
+    observation_space = gym.spaces.Box(-5, 5, (3,), np.float32)
+    action_space = gym.spaces.Discrete(3)
+
+    def __init__(self, length=4):
+        self.length, self.log = length, []
+
+    def reset(self, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        self.obs = self.np_random.uniform(-2, 2, size=3).astype(np.float32)
+        self.log.append([])
+        return self.obs, {}
+
+    def step(self, action):
+        self.log[-1].append((self.obs, int(action)))
+        self.t += 1
+        self.obs = self.np_random.uniform(-2, 2, size=3).astype(np.float32)
+        return self.obs, 1.0, False, self.t >= self.length, {}
+
+
+def test_run_resets_a_recurrent_policys_state_at_each_episode_start():
+    from serving.tests.test_stateful import rnn
+
+    policy = OnnxPolicy(os.path.join(os.path.dirname(fixture_path("x")), "stateful_recurrent.onnx"))
+    env = _RecordingEnv(length=6)
+    result = run_episodes(policy, "Recording-v0", 5, env=env)
+    assert result["returns"] == [6.0] * 5 and len(env.log) == 5
+    carried, differ = np.zeros((1, 4), np.float32), 0
+    for steps in env.log:  # each episode from zeros: the NumPy RNN restarted per episode
+        h = np.zeros((1, 4), np.float32)
+        for obs, action in steps:
+            logits, h = rnn(obs[None], h)
+            assert action == int(np.argmax(logits[0]))
+            carried_logits, carried = rnn(obs[None], carried)
+            differ += int(np.argmax(carried_logits[0])) != action
+    assert differ > 0  # a state carried over from the previous episode would have acted otherwise
+
+
+class _DictEnv(gym.Env):
+    """stateful_dict.onnx's spaces: Dict(mode=Discrete(3, start=1), pos=Box(-1, 1, (2,))) -> Box(2)."""
+
+    observation_space = gym.spaces.Dict({"pos": gym.spaces.Box(-1, 1, (2,), np.float32),
+                                         "mode": gym.spaces.Discrete(3, start=1)})
+    action_space = gym.spaces.Box(-1, 1, (2,), np.float32)
+
+    def reset(self, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t, self.seen = 0, []
+        return self.observation_space.sample(), {}
+
+    def step(self, action):
+        assert action.shape == (2,) and np.all(np.abs(action) <= 1)
+        self.t += 1
+        return self.observation_space.sample(), float(action[0]), False, self.t >= 3, {}
+
+
+def test_run_passes_dict_observations_through():
+    from serving.tests.test_stateful import dict_features
+
+    policy = OnnxPolicy(os.path.join(os.path.dirname(fixture_path("x")), "stateful_dict.onnx"))
+    env = _DictEnv()
+    env.observation_space.seed(0)
+    obs, _ = env.reset()
+    expected = np.clip(dict_features("stateful_dict", obs["mode"], obs["pos"], 2), -1, 1)[0]
+    np.testing.assert_allclose(policy.act(obs), expected, atol=1e-5)
+    result = run_episodes(policy, "Dict-v0", 2, env=env)
+    assert result["episodes"] == 2
