@@ -119,7 +119,7 @@ def test_recurrent_and_dict_c_exports_step_like_the_agent(stateful_c, kind):
     assert isinstance(policy, CPolicy) and policy.is_recurrent
     assert policy.state_size == (8 if kind == "lstm_dict" else 4)  # LSTM [h, c] of 4 units, GRU h
     keys = ["mode", "pos"] if kind == "lstm_dict" else None
-    assert (policy.obs_keys is not None) == bool(keys) and f"recurrent={kind[:3]}[" in repr(policy)
+    assert (policy.obs_keys is not None) == bool(keys) and f"recurrent={kind.split('_')[0]}[" in repr(policy)
     with np.load(stateful_c / f"{kind}.npz") as ref:
         ref = dict(ref)
     obs, starts = _steps(ref, keys)
