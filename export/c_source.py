@@ -6,6 +6,11 @@ each call works on the stack (``NAME_STACK_FLOATS`` floats at most). The arithme
 exported graph: normalise ``(x - mean) / std`` then clip, per layer ``sum_i x_i * w_i`` in input
 order plus the bias then the activation, all in float.
 
+A recurrent policy's functions also take ``state_in`` and write ``state_out`` (which may be
+``state_in``): one step of Keras's LSTMCell / GRUCell(reset_after=True), its matrix products by the
+same ``dense``. A Dict observation is a ``NAME_obs_t`` struct with one float field per key, in
+sorted-key order, normalised or one-hot per key and concatenated as the Keras model does.
+
 PRNG: xoshiro128** 1.1 (Blackman and Vigna, 2018: 128-bit state, four uint32_t, 32-bit
 operations only, so it is cheap on a Cortex-M), seeded by SplitMix64 from a uint64_t. Uniforms
 are ``((next >> 9) + 0.5) / 2^23``, never 0 or 1. Gaussians come from Box-Muller (both values of
