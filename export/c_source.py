@@ -339,14 +339,29 @@ static float ort_tanh(float x)
 """
 
 
-# The recurrent gates' sigmoid: exp of a non-positive argument only, so it neither overflows
-# nor loses the small values of a large negative x (within 1.5e-7 of the exact logistic).
+# The recurrent gates' sigmoid as MLAS computes it on x86-64 (its FMA3 logistic kernel; Eigen's
+# rational approximation): the input clamped to [-18, 18], an odd degree-9 numerator over an even
+# degree-10 denominator by Horner with fused multiply-adds, + 0.5, floored at 0. Stable (no exp, so
+# nothing overflows for any input) and within 2e-7 of the exact logistic; the same bits as
+# onnxruntime's Sigmoid, which is what keeps the LSTM / GRU close to the .onnx file.
 SIGMOID = """
-/* logistic(x) = 1 / (1 + e^-x), from e^-|x| so expf never overflows. */
+/* logistic(x) as onnxruntime computes it on x86-64 (MLAS): no expf, so no overflow anywhere. */
 static float sigmoid(float x)
 {
-    const float e = expf(-fabsf(x));
-    return x >= 0.0f ? 1.0f / (1.0f + e) : e / (1.0f + e);
+    float x2, p, q, y;
+    x = x < -18.0f ? -18.0f : (x > 18.0f ? 18.0f : x);
+    x2 = x * x;
+    p = fmaf(x2, 4.37031012579801e-11f, 1.15627324459942e-07f);
+    p = fmaf(x2, p, 6.08574864600143e-05f);
+    p = fmaf(x2, p, 8.51377133304701e-03f);
+    p = fmaf(x2, p, 2.48287947061529e-01f);
+    q = fmaf(x2, 6.10247389755681e-13f, 5.76102136993427e-09f);
+    q = fmaf(x2, q, 6.29106785017040e-06f);
+    q = fmaf(x2, q, 1.70198817374094e-03f);
+    q = fmaf(x2, q, 1.16817656904453e-01f);
+    q = fmaf(x2, q, 9.93151921023180e-01f);
+    y = (x * p) / q + 0.5f;
+    return y > 0.0f ? y : 0.0f;
 }
 """
 
@@ -468,7 +483,8 @@ def _core(p: CPolicy, name: str) -> list[str]:
     state in ``s`` (copied to ``state_out`` at the end, so state_out may be state_in) and its ``h``
     in ``a``. Keras's ``LSTMCell`` / ``GRUCell(reset_after=True)`` equations, in the order
     ``RecurrentCore`` computes them: ``x W + b`` first, then ``+ h U`` (``dense`` into the same
-    array, whose bias argument is what is already there)."""
+    array, whose bias argument is what is already there). With MLAS's tanh and logistic this is
+    onnxruntime's arithmetic on x86-64: the .onnx file's bits (tests/test_export_c_stateful.py)."""
     r = p.recurrent
     u, f, g = r.units, r.n_in, r.gates * r.units
     if r.cell == "lstm":

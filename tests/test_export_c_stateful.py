@@ -13,9 +13,10 @@ import pytest
 import export
 import keras_trpo
 from export import ExportError, ExportVerificationError
-from export.c_build import CLibrary
+from export.c_build import CLibrary, host_fma_flags
 from export.c_export import c_runner, verify_c
-from export.verify import Episodes, sample_episodes, verify_episodes
+from export.inputs import runner_input
+from export.verify import sample_episodes, verify_episodes
 from tests.envs import ToyEnv
 
 if shutil.which(os.environ.get("CC", "cc").split()[0]) is None:
@@ -263,3 +264,34 @@ def test_dict_keys_that_cannot_name_a_c_field_are_refused(tmp_path):
         with pytest.raises(ExportError, match=match):
             export.to_c(agent, tmp_path / "c")
     assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.skipif(not host_fma_flags(), reason="onnxruntime's MLAS kernels compared here are x86-64's FMA3 ones")
+def test_recurrent_outputs_bit_identical_to_onnxruntime(exported, tmp_path):
+    """The cell rounds as onnxruntime does (the layers' fmaf chains, ort_tanh, MLAS's logistic for
+    the gates), so fed the same state_in each step the library's state_out and parameters equal
+    the .onnx file's bit for bit, and the states the two carry on their own stay equal over the
+    episodes. With ``1 / (1 + expf(-x))`` for the gates they differed by ~1e-7 at every step."""
+    import onnxruntime as ort
+
+    kind, agent, _, _, lib = exported
+    if not lib.state_size:
+        pytest.skip("feed-forward (tests/test_export_c.py checks the bits of the layers)")
+    export.to_onnx(agent, tmp_path / "p.onnx", verify=False)
+    session = ort.InferenceSession(str(tmp_path / "p.onnx"), providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    run = c_runner(lib, agent)
+    episodes = sample_episodes(agent, lanes=4, steps=40, seed=13)
+    state_c = state_o = np.zeros((4, lib.state_size), np.float32)
+    for t in range(episodes.steps):
+        zero = episodes.starts[t][:, None]
+        state_c = np.where(zero, np.float32(0), state_c).astype(np.float32)
+        state_o = np.where(zero, np.float32(0), state_o).astype(np.float32)
+        feeds = runner_input(agent, episodes.observations[t], state_c)
+        got = run(feeds)
+        onnx = dict(zip(names, session.run(names, feeds)))
+        for name in names:
+            assert np.array_equal(got[name], onnx[name]), (t, name, np.max(np.abs(got[name] - onnx[name])))
+        state_o = dict(zip(names, session.run(names, runner_input(agent, episodes.observations[t], state_o))))["state_out"]
+        state_c = got["state_out"]
+        assert np.array_equal(state_c, state_o)
