@@ -15,6 +15,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
@@ -70,10 +71,13 @@ def build_shared(source: Path, out: Path) -> str:
 
 @dataclass
 class CLibrary:
-    """A built policy library: ``act``, ``params`` and ``sample`` on batches, through ctypes.
+    """A built policy library: ``act``, ``params``, ``sample_noise`` and ``sample`` on batches,
+    through ctypes, one C call per row.
 
-    ``obs [N, obs_size]`` float32 -> ``[N, action_size]`` actions in the C action type,
-    ``[N, params_size]`` float32 parameters.
+    ``obs [N, obs_size]`` float32 (a Dict policy's packed observation: its ``NAME_obs_t`` is those
+    floats, keys in sorted order) -> ``[N, action_size]`` actions in the C action type,
+    ``[N, params_size]`` float32 parameters. A recurrent library (``state_size`` > 0) also takes
+    ``state [N, state_size]`` (each row's ``state_in``) and returns ``(out, state_out [N, state_size])``.
     """
 
     path: Path
@@ -82,15 +86,17 @@ class CLibrary:
     obs_size: int
     action_size: int
     params_size: int
+    state_size: int = 0
 
     def __post_init__(self) -> None:
         self._lib = ctypes.CDLL(str(self.path))
         self._action_ctype, self.action_dtype = _CTYPES[ACTION_TYPES[self.family]]
         ptr = ctypes.c_void_p
+        state = [ptr, ptr] if self.state_size else []  # state_in after obs, state_out last
         for fn, args in (("act", [ptr, ptr]), ("params", [ptr, ptr]), ("sample", [ptr, ptr, ptr]),
                          ("sample_noise", [ptr, ptr, ptr]), ("seed", [ptr, ctypes.c_uint64])):
             f = getattr(self._lib, f"{self.name}_{fn}")
-            f.argtypes, f.restype = args, None
+            f.argtypes, f.restype = (args if fn == "seed" else args + state), None
         getattr(self._lib, f"{self.name}_metadata").restype = ctypes.c_char_p
 
     def metadata(self) -> str:
@@ -99,40 +105,55 @@ class CLibrary:
     def _rows(self, obs: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(np.asarray(obs, np.float32).reshape(len(obs), self.obs_size))
 
-    def _per_row(self, function: str, obs: np.ndarray, size: int, dtype) -> np.ndarray:
-        """Call ``NAME_function(const float *obs, T *out)`` on each row: ``[B, obs] -> [B, size]``."""
+    def _states(self, state: Optional[np.ndarray], n: int) -> np.ndarray:
+        if not self.state_size:
+            if state is not None:
+                raise ValueError(f"{self.name} is not recurrent: it takes no state")
+            return np.zeros((n, 0), np.float32)
+        if state is None:
+            raise ValueError(f"{self.name} is recurrent: pass state [N, {self.state_size}] (zeros at episode starts)")
+        return np.ascontiguousarray(np.asarray(state, np.float32).reshape(n, self.state_size))
+
+    def _per_row(self, function: str, obs: np.ndarray, size: int, dtype, state: Optional[np.ndarray],
+                 noise: Optional[np.ndarray] = None):
+        """``NAME_function(obs[, state_in][, noise], out[, state_out])`` on each row."""
         x = self._rows(obs)
+        s_in = self._states(state, len(x))
+        s_out = np.zeros_like(s_in)
+        z = None if noise is None else np.ascontiguousarray(np.asarray(noise, np.float32).reshape(len(x), -1))
         out = np.zeros((len(x), size), dtype)
         f = getattr(self._lib, f"{self.name}_{function}")
         for i in range(len(x)):
-            f(x[i].ctypes.data, out[i].ctypes.data)
-        return out
+            args = [x[i].ctypes.data] + ([s_in[i].ctypes.data] if self.state_size else [])
+            args += ([z[i].ctypes.data] if z is not None else []) + [out[i].ctypes.data]
+            f(*args, *([s_out[i].ctypes.data] if self.state_size else []))
+        return (out, s_out) if self.state_size else out
 
-    def act(self, obs: np.ndarray) -> np.ndarray:
-        return self._per_row("act", obs, self.action_size, self.action_dtype)
+    def act(self, obs: np.ndarray, state: Optional[np.ndarray] = None):
+        return self._per_row("act", obs, self.action_size, self.action_dtype, state)
 
-    def params(self, obs: np.ndarray) -> np.ndarray:
-        return self._per_row("params", obs, self.params_size, np.float32)
+    def params(self, obs: np.ndarray, state: Optional[np.ndarray] = None):
+        return self._per_row("params", obs, self.params_size, np.float32, state)
 
-    def sample_noise(self, obs: np.ndarray, noise: np.ndarray) -> np.ndarray:
+    def sample_noise(self, obs: np.ndarray, noise: np.ndarray, state: Optional[np.ndarray] = None):
         """``NAME_sample_noise`` on each row: ``obs [B, obs]``, ``noise [B, noise_size]`` -> ``[B, action_size]``."""
-        x = self._rows(obs)
-        z = np.ascontiguousarray(np.asarray(noise, np.float32).reshape(len(x), -1))
-        out = np.zeros((len(x), self.action_size), self.action_dtype)
-        f = getattr(self._lib, f"{self.name}_sample_noise")
-        for i in range(len(x)):
-            f(x[i].ctypes.data, z[i].ctypes.data, out[i].ctypes.data)
-        return out
+        return self._per_row("sample_noise", obs, self.action_size, self.action_dtype, state, noise)
 
-    def sample(self, obs: np.ndarray, draws: int, seed: int) -> np.ndarray:
-        """``draws`` actions for each observation from one generator seeded with ``seed``:
-        ``[N, draws, action_size]``."""
+    def sample(self, obs: np.ndarray, draws: int, seed: int, state: Optional[np.ndarray] = None) -> np.ndarray:
+        """``draws`` actions for each observation (each from its row of ``state``, recurrent) from
+        one generator seeded with ``seed``: ``[N, draws, action_size]``."""
         x = self._rows(obs)
+        s_in = self._states(state, len(x))
+        s_out = np.zeros(max(self.state_size, 1), np.float32)
         out = np.zeros((len(x), draws, self.action_size), self.action_dtype)
         rng = (ctypes.c_uint32 * 4)()
         getattr(self._lib, f"{self.name}_seed")(ctypes.addressof(rng), seed)
         f = getattr(self._lib, f"{self.name}_sample")
         for i in range(len(x)):
             for k in range(draws):
-                f(x[i].ctypes.data, ctypes.addressof(rng), out[i, k].ctypes.data)
+                if self.state_size:
+                    f(x[i].ctypes.data, s_in[i].ctypes.data, ctypes.addressof(rng), out[i, k].ctypes.data,
+                      s_out.ctypes.data)
+                else:
+                    f(x[i].ctypes.data, ctypes.addressof(rng), out[i, k].ctypes.data)
         return out

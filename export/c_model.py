@@ -5,6 +5,11 @@ The C export supports what ``keras_trpo.numpy_policy`` runs, and a few more acti
 optional observation normaliser (or one-hot for Discrete observations), a stack of Dense layers
 (a ``keras.Sequential`` of Dense, a single Dense, or a functional model that is a chain of
 Dense), the head (``policy_logits`` or ``policy_mean``) and the state-independent log-std.
+
+A Dict observation is one ``CInput`` per key in sorted-key order (its own normaliser, or one-hot
+for a Discrete key), concatenated as ``keras_trpo.dict_networks`` does; a recurrent policy has a
+``Recurrent`` core (Keras's ``LSTMCell`` / ``GRUCell(reset_after=True)`` weights, as
+``keras_trpo.layers.RecurrentCore`` holds them) between the observation features and the torso.
 """
 from __future__ import annotations
 
@@ -16,7 +21,8 @@ import keras
 import numpy as np
 
 from export.errors import ExportError
-from keras_trpo.layers import ObservationNormalizer, OneHot, StateIndependentLogStd
+from keras_trpo.dict_obs import layout_of
+from keras_trpo.layers import ObservationNormalizer, OneHot, RecurrentCore, StateIndependentLogStd
 
 # Keras activation name -> the C expression for it, of a float ``x`` (math.h float functions).
 # Each matches keras.activations.<name> with its default arguments; the export's verification
@@ -60,22 +66,71 @@ class Dense:
 
 
 @dataclass
+class CInput:
+    """One observation input: ``obs`` of a Box or Discrete space, or one key of a Dict.
+
+    ``size``: floats the caller passes (1 for a Discrete index). ``one_hot``: n for a Discrete
+    input (one-hot of the truncated index, zeros when out of range, as the OneHot layer does),
+    else None. ``normalizer``: ``(mean, inv_std, clip)``, each ``[size]`` float32 with
+    ``inv_std = 1 / sqrt(var + eps)`` by TensorFlow's float32 kernels, for
+    ``clip((x - mean) * inv_std, -clip, clip)``: the exported graph's form (TensorFlow folds the
+    division into a multiplication by the reciprocal before tf2onnx sees it).
+    """
+
+    key: str
+    size: int
+    one_hot: Optional[int] = None
+    normalizer: Optional[tuple[np.ndarray, np.ndarray, float]] = None
+
+    @property
+    def width(self) -> int:
+        """Features this input contributes to the concatenation."""
+        return self.one_hot or self.size
+
+
+@dataclass
+class Recurrent:
+    """An LSTM or GRU core, as ``RecurrentCore`` holds it (gates i, f, c, o or z, r, h).
+
+    ``kernel [F, G u]``, ``recurrent_kernel [u, G u]``, ``bias [G u]`` (LSTM) or ``[2, G u]``
+    (GRU, ``reset_after=True``: input bias then recurrent bias), float32. The state is ``[h, c]``
+    (``2 u`` floats) for an LSTM and ``h`` (``u``) for a GRU.
+    """
+
+    cell: str  # "lstm" or "gru"
+    units: int
+    kernel: np.ndarray
+    recurrent_kernel: np.ndarray
+    bias: np.ndarray
+
+    @property
+    def gates(self) -> int:
+        return 4 if self.cell == "lstm" else 3
+
+    @property
+    def n_in(self) -> int:
+        return int(self.kernel.shape[0])
+
+    @property
+    def state_size(self) -> int:
+        return 2 * self.units if self.cell == "lstm" else self.units
+
+
+@dataclass
 class CPolicy:
     """Everything the generated C computes, as arrays.
 
-    ``obs_size``: floats per observation (1 for a Discrete observation, its index).
-    ``one_hot``: n for a Discrete observation (one-hot of the truncated index, zeros when out of
-    range, as the OneHot layer does), else None. ``normalizer``: ``(mean, inv_std, clip)``, each
-    ``[obs_size]`` float32 with ``inv_std = 1 / sqrt(var + eps)`` by TensorFlow's float32 kernels,
-    for ``clip((x - mean) * inv_std, -clip, clip)``: the exported graph's form (TensorFlow folds the
-    division into a multiplication by the reciprocal before tf2onnx sees it). ``layers``: the torso; ``head``: linear, to the
-    logits ``[k]`` or the mean ``[d]``; ``log_std [d]`` for a Gaussian.
+    ``inputs``: the observation inputs (one ``obs``, or a Dict's keys in sorted order), whose
+    features are concatenated in that order; ``dict_obs``: whether they are a Dict's keys.
+    ``obs_size``: floats per observation, all inputs side by side (a Dict's packed width).
+    ``recurrent``: the LSTM/GRU core after the features, or None. ``layers``: the torso;
+    ``head``: linear, to the logits ``[k]`` or the mean ``[d]``; ``log_std [d]`` for a Gaussian.
     """
 
     family: str  # categorical, multi_categorical, bernoulli, diag_gaussian
-    obs_size: int
-    one_hot: Optional[int]
-    normalizer: Optional[tuple[np.ndarray, np.ndarray, float]]
+    inputs: list[CInput]
+    dict_obs: bool
+    recurrent: Optional[Recurrent]
     layers: list[Dense]
     head: Dense
     log_std: Optional[np.ndarray]
@@ -84,6 +139,19 @@ class CPolicy:
     nvec: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # categories per categorical
     low: Optional[np.ndarray] = None  # Box bounds [d] float32 (+-inf where unbounded)
     high: Optional[np.ndarray] = None
+
+    @property
+    def obs_size(self) -> int:
+        return sum(i.size for i in self.inputs)
+
+    @property
+    def features(self) -> int:
+        """Width of the concatenated observation features (what the core or first layer takes)."""
+        return sum(i.width for i in self.inputs)
+
+    @property
+    def state_size(self) -> int:
+        return self.recurrent.state_size if self.recurrent is not None else 0
 
     @property
     def params_size(self) -> int:
@@ -97,7 +165,8 @@ class CPolicy:
 
     @property
     def max_width(self) -> int:
-        return max([self.obs_size, self.one_hot or 0] + [d.n_out for d in self.layers] + [self.head.n_out])
+        core = [self.recurrent.units] if self.recurrent is not None else []
+        return max([self.obs_size, self.features] + core + [d.n_out for d in self.layers] + [self.head.n_out])
 
 
 def _activation_name(layer: keras.layers.Dense) -> str:
@@ -143,26 +212,89 @@ def _chain(layers: list[Dense], width: int) -> None:
         width = d.n_out
 
 
+# C99's keywords and the identifiers the generated code declares: a Dict key names a struct field.
+C_RESERVED = frozenset("""auto break case char const continue default do double else enum extern float for goto if
+inline int long register restrict return short signed sizeof static struct switch typedef union unsigned void
+volatile while _Bool _Complex _Imaginary""".split())
+
+
+def check_c_keys(keys: list[str]) -> None:
+    """``ExportError`` unless every Dict key can name a C struct field and a distinct size macro."""
+    seen: dict[str, str] = {}
+    for key in keys:
+        if key in C_RESERVED:
+            raise ExportError(f"Dict observation key {key!r} is a C keyword and cannot name a field of the C export's "
+                              "observation struct: rename it (e.g. with a gymnasium ObservationWrapper)")
+        if key.upper() in seen:
+            raise ExportError(f"Dict observation keys {seen[key.upper()]!r} and {key!r} give the same C size macro "
+                              f"(..._OBS_{key.upper()}_SIZE): rename one")
+        seen[key.upper()] = key
+
+
+def _normalizer(layer: ObservationNormalizer) -> tuple[np.ndarray, np.ndarray, float]:
+    var = np.asarray(layer.var.numpy(), np.float32).reshape(-1)
+    # TensorFlow's own float32 kernels, as the exporter's constant folding evaluates them:
+    # its Reciprocal is not always the correctly rounded 1/x that NumPy would give.
+    inv_std = np.asarray(keras.ops.reciprocal(keras.ops.sqrt(var + np.float32(layer.epsilon))), np.float32)
+    return np.asarray(layer.mean.numpy(), np.float32).reshape(-1), inv_std, float(layer.clip)
+
+
+def _observation_inputs(agent, model: keras.Model) -> tuple[list[CInput], bool, set[str]]:
+    """The observation inputs and the names of the layers they account for."""
+    obs_space = agent.observation_space
+    layout = layout_of(obs_space)
+    if layout is None:
+        if isinstance(obs_space, gym.spaces.Box) and len(obs_space.shape) != 1:
+            raise ExportError(f"the C export takes flat observations; this policy's have shape {obs_space.shape} "
+                              "(wrap the env in gymnasium.wrappers.FlattenObservation and train on that)")
+        size = int(obs_space.shape[0]) if isinstance(obs_space, gym.spaces.Box) else 1
+        one = CInput("obs", size)
+        used = set()
+        for layer in model.layers:
+            if isinstance(layer, ObservationNormalizer):
+                one.normalizer, _ = _normalizer(layer), used.add(layer.name)
+            elif isinstance(layer, OneHot):
+                one.one_hot, _ = int(layer.n), used.add(layer.name)
+        return [one], False, used
+    check_c_keys(list(layout.keys))
+    by_name = {layer.name: layer for layer in model.layers}
+    inputs, used = [], {"policy_obs_concat"}
+    for e in layout.entries:
+        entry = CInput(e.key, e.stop - e.start)
+        if e.kind == "discrete":
+            layer = by_name.get(f"policy_one_hot_{e.key}")
+            if not isinstance(layer, OneHot):
+                raise ExportError(f"the policy model has no one-hot layer 'policy_one_hot_{e.key}' for Discrete key {e.key!r}")
+            entry.one_hot = int(layer.n)
+            used.add(layer.name)
+        elif isinstance(by_name.get(f"policy_obs_normalizer_{e.key}"), ObservationNormalizer):
+            entry.normalizer = _normalizer(by_name[f"policy_obs_normalizer_{e.key}"])
+            used.add(f"policy_obs_normalizer_{e.key}")
+        inputs.append(entry)
+    return inputs, True, used
+
+
+def _recurrent(layer: RecurrentCore) -> Recurrent:
+    kernel, recurrent_kernel, bias = (np.asarray(w.numpy(), np.float32) for w in (layer.kernel, layer.recurrent_kernel, layer.bias))
+    return Recurrent(layer.cell, int(layer.units), kernel, recurrent_kernel, bias)
+
+
 def c_policy(agent) -> CPolicy:
     """The agent's policy as a ``CPolicy``; ``ExportError`` names anything C cannot express."""
-    obs_space, space, family = agent.observation_space, agent.action_space, agent.family.name
-    if isinstance(obs_space, gym.spaces.Box) and len(obs_space.shape) != 1:
-        raise ExportError(f"the C export takes flat observations; this policy's have shape {obs_space.shape} "
-                          "(wrap the env in gymnasium.wrappers.FlattenObservation and train on that)")
-    obs_size = int(obs_space.shape[0]) if isinstance(obs_space, gym.spaces.Box) else 1
-    one_hot = normalizer = head = log_std = None
+    space, family, model = agent.action_space, agent.family.name, agent.policy_model
+    inputs, dict_obs, used = _observation_inputs(agent, model)
+    head = log_std = recurrent = None
     layers: list[Dense] = []
-    for layer in agent.policy_model.layers:
-        if isinstance(layer, keras.layers.InputLayer):
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.InputLayer) or layer.name in used:
             continue
-        if isinstance(layer, ObservationNormalizer):
-            var = np.asarray(layer.var.numpy(), np.float32).reshape(-1)
-            # TensorFlow's own float32 kernels, as the exporter's constant folding evaluates them:
-            # its Reciprocal is not always the correctly rounded 1/x that NumPy would give.
-            inv_std = np.asarray(keras.ops.reciprocal(keras.ops.sqrt(var + np.float32(layer.epsilon))), np.float32)
-            normalizer = (np.asarray(layer.mean.numpy(), np.float32).reshape(-1), inv_std, float(layer.clip))
-        elif isinstance(layer, OneHot):
-            one_hot = int(layer.n)
+        if isinstance(layer, RecurrentCore):
+            if layers:
+                raise ExportError(f"the C export needs the recurrent core {layer.name!r} right after the observation "
+                                  "features (as keras_trpo builds it)")
+            recurrent = _recurrent(layer)
+        elif isinstance(layer, (ObservationNormalizer, OneHot, keras.layers.Concatenate)):
+            raise ExportError(f"the C export cannot place layer {layer.name!r} ({type(layer).__name__}) of the policy")
         elif isinstance(layer, StateIndependentLogStd):
             log_std = np.asarray(layer.log_std.numpy(), np.float32).reshape(-1)
         elif layer.name in HEAD_NAMES and isinstance(layer, keras.layers.Dense):
@@ -176,8 +308,14 @@ def c_policy(agent) -> CPolicy:
             layers.extend(_torso_layers(layer))
     if head is None:
         raise ExportError("the policy model has no 'policy_logits' or 'policy_mean' head layer")
-    _chain(layers + [head], one_hot or obs_size)
-    policy = CPolicy(family, obs_size, one_hot, normalizer, layers, head, log_std,
+    features = sum(i.width for i in inputs)
+    if recurrent is not None:
+        if recurrent.n_in != features:
+            raise ExportError(f"the recurrent core {recurrent.cell} takes {recurrent.n_in} inputs but the observation "
+                              f"gives {features}")
+        features = recurrent.units
+    _chain(layers + [head], features)
+    policy = CPolicy(family, inputs, dict_obs, recurrent, layers, head, log_std,
                      action_size=int(np.prod(space.shape)) if space.shape else 1)
     if family == "categorical":
         policy.nvec, policy.starts = np.array([int(space.n)]), np.array([int(space.start)])
@@ -191,7 +329,9 @@ def c_policy(agent) -> CPolicy:
         raise ExportError(f"action values beyond int32 (start {policy.starts.tolist()}): the C export's actions "
                           "are int32_t")
     arrays = [d.kernel for d in layers + [head]] + [d.bias for d in layers + [head]]
-    arrays += [a for a in (normalizer or ())[:2]] + ([log_std] if log_std is not None else [])
+    arrays += [a for i in inputs for a in (i.normalizer or ())[:2]] + ([log_std] if log_std is not None else [])
+    if recurrent is not None:
+        arrays += [recurrent.kernel, recurrent.recurrent_kernel, recurrent.bias]
     if not all(np.all(np.isfinite(a)) for a in arrays):
         raise ExportError("the policy's weights or normaliser statistics contain NaN or inf")
     return policy

@@ -1,7 +1,7 @@
 """What every exporter checks first and compares against last: the agent itself.
 
 ``require_agent`` rejects anything that is not a keras_trpo agent with a clear error
-(``refuse_stateful``: for the C export, which takes one flat observation and no state);
+(``refuse_quantize_stateful``: quantisation, which is for feed-forward ``obs`` graphs only);
 ``agent_reference`` runs the agent's own serving function (export/graph.py, in TensorFlow), the
 outputs each exported file must reproduce, and ``agent_episode_reference`` steps it through
 episodes for a recurrent policy.
@@ -26,20 +26,6 @@ def require_agent(agent) -> None:
     """Raise ``ExportError`` unless ``agent`` looks like a keras_trpo agent."""
     if not all(hasattr(agent, a) for a in _AGENT_ATTRIBUTES):
         raise ExportError(f"expected a keras_trpo agent (keras_trpo.TRPO or keras_trpo.load(...)), got {type(agent).__name__}")
-
-
-def refuse_stateful(agent, what: str) -> None:
-    """``ExportError`` for a recurrent or Dict-observation agent: ``what`` (the C export) takes one
-    flat observation and no state; ONNX, ORT, .tflite and the SavedModel export them."""
-    instead = ("export it with to_onnx, to_ort, to_tflite or to_saved_model "
-               "(python -m export AGENT --onnx/--ort/--tflite/--saved-model)")
-    if is_recurrent(agent):
-        raise ExportError(f"this agent is recurrent (its policy acts with a state): {what} does not export recurrent "
-                          f"policies; {instead}, whose graphs take state_in and return state_out")
-    keys = getattr(agent, "obs_keys", None)
-    if keys is not None:
-        raise ExportError(f"this agent observes a Dict (keys {', '.join(keys)}): {what} does not export Dict-observation "
-                          f"policies; {instead}, whose graphs take one input per key")
 
 
 def refuse_quantize_stateful(agent, quantize) -> None:

@@ -9,6 +9,10 @@ library's ``policy_act``; the distribution parameters its ``policy_params``; sam
 ``policy_sample_noise`` fed NumPy's noise (the same action as every format for that noise). It exists to run
 the C policy on the host in a closed loop (``python -m serving run --model DIR``) with the very
 code a firmware would run.
+
+Recurrent and Dict-observation exports run through the same machinery: ``step(obs, state,
+episode_start)``, ``act`` with the policy's own state, ``reset``, ``initial_state``; a Dict
+observation as ``{key: ...}``, packed into the library's ``NAME_obs_t`` (sorted-key order).
 """
 from __future__ import annotations
 
@@ -28,8 +32,9 @@ from typing import Optional
 import numpy as np
 
 from serving.errors import ModelLoadError
-from serving.policy import DEFAULT_WARMUP, NOISE, SAMPLED_ACTION, ExportedPolicy, _check_count
+from serving.policy import DEFAULT_WARMUP, NOISE, SAMPLED_ACTION, ExportedPolicy, _check_count, _obs_text, _state_text
 from serving.spaces import parse_metadata
+from serving.state import STATE_IN, STATE_OUT
 
 CFLAGS = ["-std=c99", "-O2", "-ffp-contract=off", "-shared", "-fPIC"]
 
@@ -128,12 +133,17 @@ class CPolicy(ExportedPolicy):
         except (ValueError, UnicodeDecodeError) as e:
             raise ModelLoadError(f"{self.path!r}: {name}_metadata() is not JSON ({e})") from None
         meta = parse_metadata(props, self.path)
-        if meta.state_size or meta.observation_space.type == "Dict":
-            what = f"recurrent ({meta.recurrent})" if meta.state_size else "Dict-observation"
-            raise ModelLoadError(f"{self.path!r} is a {what} policy, which CPolicy does not run; serve its .onnx or "
-                                 ".tflite export (OnnxPolicy, LiteRtPolicy)")
         self.format = "c"
         self._setup(meta, seed)
+        # A recurrent library's functions take state_in after obs and write state_out last.
+        state_args = [ctypes.c_void_p] * 2 if self.is_recurrent else []
+        for fn in (self._act_fn, self._params_fn):
+            fn.argtypes = [ctypes.c_void_p] * 2 + state_args
+        if self._sample_fn is not None:
+            self._sample_fn.argtypes = [ctypes.c_void_p] * 3 + state_args
+        # A Dict observation: the library's NAME_obs_t is the keys' floats side by side in sorted-key
+        # order (its header checks there is no padding), so one packed row is passed per call.
+        self._keys = sorted(self.obs_keys) if self.obs_keys else None
         space = self.action_space
         self._c_action_dtype = np.float32 if meta.distribution == "diag_gaussian" else (
             np.int8 if meta.distribution == "bernoulli" else np.int32)
@@ -148,33 +158,53 @@ class CPolicy(ExportedPolicy):
         self._probe()
         self._warm_up(int(warmup))
 
+    def _packed(self, feed: dict[str, np.ndarray]) -> np.ndarray:
+        """``[B, obs_size]`` float32 rows: ``obs``, or a Dict's keys side by side in sorted order."""
+        if self._keys is None:
+            return np.ascontiguousarray(feed["obs"], np.float32).reshape(len(feed["obs"]), -1)
+        n = len(feed[self._keys[0]])
+        return np.ascontiguousarray(np.concatenate(
+            [np.asarray(feed[k], np.float32).reshape(n, -1) for k in self._keys], axis=1))
+
     def _call(self, names: list[str], feed: dict[str, np.ndarray]) -> list[np.ndarray]:
-        """``OnnxPolicy``'s ``session.run(names, {"obs": x})``, one C call per row."""
-        x = np.ascontiguousarray(feed["obs"], np.float32).reshape(len(feed["obs"]), -1)
+        """``OnnxPolicy``'s ``session.run(names, feed)``, one C call per row. A recurrent library
+        takes each row's ``state_in`` and writes its ``state_out`` (the same from every function:
+        the first one called gives it)."""
+        x = self._packed(feed)
         n = len(x)
         out: dict[str, np.ndarray] = {}
+        if self.is_recurrent:
+            s_in = np.ascontiguousarray(feed[STATE_IN], np.float32).reshape(n, self.state_size)
+            s_out = np.zeros((n, self.state_size), np.float32)
+            state = lambda i: (s_in[i].ctypes.data,)  # noqa: E731
+            state_out = lambda i: (s_out[i].ctypes.data,)  # noqa: E731
+        else:
+            state = state_out = lambda i: ()  # noqa: E731
         if "action" in names:
             a = np.zeros((n, self._action_width), self._c_action_dtype)
             for i in range(n):
-                self._act_fn(x[i].ctypes.data, a[i].ctypes.data)
+                self._act_fn(x[i].ctypes.data, *state(i), a[i].ctypes.data, *state_out(i))
             out["action"] = a.reshape((n,) + tuple(self.action_space.shape))
         if SAMPLED_ACTION in names:
             z = np.ascontiguousarray(feed[NOISE], np.float32)
             a = np.zeros((n, self._action_width), self._c_action_dtype)
             for i in range(n):
-                self._sample_fn(x[i].ctypes.data, z[i].ctypes.data, a[i].ctypes.data)
+                self._sample_fn(x[i].ctypes.data, *state(i), z[i].ctypes.data, a[i].ctypes.data, *state_out(i))
             out[SAMPLED_ACTION] = a.reshape((n,) + tuple(self.action_space.shape))
         if any(k in self._param_names for k in names):
             p = np.zeros((n, self._params_width), np.float32)
             for i in range(n):
-                self._params_fn(x[i].ctypes.data, p[i].ctypes.data)
+                self._params_fn(x[i].ctypes.data, *state(i), p[i].ctypes.data, *state_out(i))
             if self.distribution == "diag_gaussian":
                 d = self._params_width // 2
                 out["mean"], out["log_std"] = p[:, :d], p[:, d:]
             else:
                 out["logits"] = p
+        if self.is_recurrent:
+            out[STATE_OUT] = s_out
         return [out[k] for k in names]
 
     def __repr__(self) -> str:
-        return (f"CPolicy({self.path!r}, env={self.metadata.get('env_id') or '?'}, obs={self.obs_shape}, "
-                f"action={self.action_space.type}{list(self.action_space.shape)}, distribution={self.distribution})")
+        return (f"CPolicy({self.path!r}, env={self.metadata.get('env_id') or '?'}, obs={_obs_text(self)}, "
+                f"action={self.action_space.type}{list(self.action_space.shape)}, distribution={self.distribution}"
+                f"{_state_text(self)})")

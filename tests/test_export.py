@@ -200,21 +200,3 @@ def test_saved_model_converts_to_tflite_as_users_would(tmp_path):
     assert np.all(np.isfinite(out["mean"])) and np.all(np.isfinite(out["action"]))
     np.testing.assert_allclose(out["action"], agent.predict(obs), atol=1e-5)
     np.testing.assert_allclose(out["mean"], agent.distribution(obs).mean().numpy(), atol=1e-5)
-
-
-def test_dict_observation_agents_are_refused_by_the_c_export_with_their_keys(tmp_path):
-    """ONNX, ORT, .tflite and the SavedModel export Dict agents (tests/test_export_stateful.py); the C
-    export refuses one by name, not deep in Keras, and says what to use instead."""
-    from tests.goal_envs import PointGoalEnv
-    agent = keras_trpo.TRPO(PointGoalEnv, seed=0, n_envs=1, n_steps=64, jit_compile=False)
-    with pytest.raises(export.ExportError, match="Dict .*achieved_goal.*desired_goal.*to_onnx"):
-        export.to_c(agent, tmp_path / "c")
-    assert not any(tmp_path.iterdir())
-
-
-def test_recurrent_agents_are_refused_by_the_c_export(tmp_path):
-    agent = keras_trpo.TRPO("CartPoleNoVel-v1", seed=0, recurrent="gru", recurrent_units=4, n_envs=1, n_steps=32,
-                            jit_compile=False)
-    with pytest.raises(export.ExportError, match="recurrent.*to_onnx"):
-        export.to_c(agent, tmp_path / "c")
-    assert not any(tmp_path.iterdir())

@@ -247,20 +247,16 @@ def test_dict_keys_that_cannot_name_an_input_are_refused(key, tmp_path):
     assert not any(tmp_path.iterdir())
 
 
-def test_feed_forward_metadata_and_the_c_export_refusals(dict_agent, tmp_path):
+def test_feed_forward_metadata_and_the_quantize_refusal(dict_agent, tmp_path):
     agent = keras_trpo.TRPO(lambda: ToyEnv(), seed=0, n_envs=1, n_steps=32, hidden_sizes=(4,), jit_compile=False)
     meta = export.to_onnx(agent, tmp_path / "ff.onnx").metadata
     assert (meta["inputs"], meta["recurrent"], meta["state_size"], meta["state_reset"]) == ("obs", "", "0", "")
     assert meta["outputs"] == "action,logits"
     gru = keras_trpo.TRPO("CartPoleNoVel-v1", seed=0, recurrent="gru", recurrent_units=4, n_envs=1, n_steps=32,
                           jit_compile=False)
-    with pytest.raises(ExportError, match="recurrent.*C export.*to_onnx, to_ort, to_tflite"):
-        export.to_c(gru, tmp_path / "c")
-    with pytest.raises(ExportError, match="Dict .*mode, pos.*C export.*to_onnx"):
-        export.to_c(dict_agent, tmp_path / "c")
     with pytest.raises(ExportError, match="quantize.*feed-forward"):
         export.to_onnx(gru, tmp_path / "q.onnx", quantize="dynamic-int8")
-    assert not (tmp_path / "c").exists() and not (tmp_path / "q.onnx").exists()
+    assert not (tmp_path / "q.onnx").exists()  # (the C export takes both: tests/test_export_c_stateful.py)
 
 
 def test_recurrent_core_one_step_shortcut_is_the_loops_first_step():

@@ -1,5 +1,6 @@
 """CPolicy: the C export built for the host and run through ctypes, in a closed loop against
-OnnxPolicy (CI's CartPole policy, see .ci/run), and its errors.
+OnnxPolicy (CI's CartPole policy, see .ci/run), recurrent and Dict C exports stepped against the
+agent and the .onnx file, and its errors.
 
 KERAS_TRPO_CARTPOLE_C points at the cartpole_c/ directory `python tests/make_serving_fixtures.py
 --cartpole DIR` writes beside cartpole.onnx (KERAS_TRPO_CARTPOLE_ONNX).
@@ -60,28 +61,106 @@ def test_bad_directories_are_named(tmp_path):
         load_policy(tmp_path)
 
 
+# Written in a subprocess (the serving tests never import TensorFlow): a recurrent Dict agent (LSTM,
+# Box actions) and a recurrent Box one (GRU, Discrete actions), each as a C directory and an .onnx file,
+# and an .npz of episodes the agent stepped through with its own state (export/reference.py).
+MAKE_STATEFUL = r"""
+import sys, gymnasium as gym, numpy as np, keras_trpo, export
+from export.inputs import observation_feeds
+from export.reference import agent_episode_reference
+from export.verify import sample_episodes
+from tests.envs import ToyEnv
+DICT = gym.spaces.Dict({"pos": gym.spaces.Box(-2, 2, (3,), np.float32), "mode": gym.spaces.Discrete(3)})
+kinds = {"lstm_dict": (DICT, gym.spaces.Box(-1, 1, (2,), np.float32), "lstm"),
+         "gru_box": (gym.spaces.Box(-2, 2, (3,), np.float32), gym.spaces.Discrete(3), "gru")}
+for name, (obs, act, cell) in kinds.items():
+    agent = keras_trpo.TRPO(lambda o=obs, a=act: ToyEnv(o, a), seed=6, n_envs=1, n_steps=32, hidden_sizes=(8,),
+                            normalize_obs=True, value_epochs=1, jit_compile=False, recurrent=cell, recurrent_units=4)
+    agent.fit(32, verbose=0)
+    export.to_c(agent, f"{sys.argv[1]}/{name}_c")
+    export.to_onnx(agent, f"{sys.argv[1]}/{name}.onnx", stochastic=True)
+    eps = sample_episodes(agent, lanes=1, steps=40, seed=9, start_rate=0.15)
+    out = {k: v[:, 0] for k, v in agent_episode_reference(agent, eps).items()}
+    np.savez(f"{sys.argv[1]}/{name}.npz", episode_start=eps.starts[:, 0],
+             **observation_feeds(agent, eps.observations[:, 0]), **out)
+"""
+
+
+@pytest.fixture(scope="module")
+def stateful_c(tmp_path_factory):
+    import subprocess
+    import sys
+
+    out = tmp_path_factory.mktemp("stateful_c")
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    try:
+        done = subprocess.run([sys.executable, "-c", MAKE_STATEFUL, str(out)], cwd=root, capture_output=True,
+                              text=True, timeout=600, env=dict(os.environ, PYTHONPATH=root))
+    except subprocess.TimeoutExpired:
+        pytest.fail("writing the stateful C exports took over 10 minutes")
+    if done.returncode != 0:
+        if "No module named" in done.stderr and ("tensorflow" in done.stderr or "keras" in done.stderr):
+            pytest.skip("writing C exports needs keras_trpo with TensorFlow (the export side)")
+        raise RuntimeError(done.stderr[-3000:])
+    return out
+
+
+def _steps(ref, keys):
+    obs = [{k: ref[k][t] for k in keys} if keys else ref["obs"][t] for t in range(len(ref["episode_start"]))]
+    return obs, ref["episode_start"]
+
+
 @pytest.mark.skipif(not HAVE_CC, reason="needs a C compiler (cc)")
-@pytest.mark.parametrize("extra, what", [
-    ({"recurrent": "lstm", "state_size": "8"}, "recurrent (lstm) policy"),
-    ({"observation_space": {"type": "Dict", "spaces": {"a": {"type": "Discrete", "n": 2}}}}, "Dict-observation policy"),
-])
-def test_recurrent_and_dict_files_are_refused_with_a_clear_error(tmp_path, extra, what):
-    """CPolicy runs feed-forward Box/Discrete policies only: a C library whose metadata says
-    otherwise is refused at load, naming the formats that run it."""
-    import json
+@pytest.mark.parametrize("kind", ["lstm_dict", "gru_box"])
+def test_recurrent_and_dict_c_exports_step_like_the_agent(stateful_c, kind):
+    """``step`` carrying the caller's state and ``act`` carrying the policy's own (zeros at each
+    episode start) both give the agent's actions and states over the episodes, one row at a time."""
+    policy = load_policy(str(stateful_c / f"{kind}_c"))
+    assert isinstance(policy, CPolicy) and policy.is_recurrent
+    assert policy.state_size == (8 if kind == "lstm_dict" else 4)  # LSTM [h, c] of 4 units, GRU h
+    keys = ["mode", "pos"] if kind == "lstm_dict" else None
+    assert (policy.obs_keys is not None) == bool(keys) and f"recurrent={kind.split('_')[0]}[" in repr(policy)
+    with np.load(stateful_c / f"{kind}.npz") as ref:
+        ref = dict(ref)
+    obs, starts = _steps(ref, keys)
+    state = policy.initial_state()
+    assert state.shape == (1, policy.state_size) and not state.any()
+    policy.reset()
+    for t, (o, start) in enumerate(zip(obs, starts)):
+        action, state = policy.step(o, state, episode_start=bool(start))
+        np.testing.assert_allclose(state.reshape(-1), ref["state_out"][t], atol=1e-5)
+        own = policy.act(o, episode_start=bool(start))
+        if kind == "lstm_dict":
+            np.testing.assert_allclose(action, ref["action"][t], atol=1e-5)
+            np.testing.assert_allclose(own, ref["action"][t], atol=1e-5)
+        else:
+            assert action == ref["action"][t] == own
+    params = policy.distribution_params(obs[1], ref["state_in"][1])  # from the state the agent had
+    name = "mean" if kind == "lstm_dict" else "logits"
+    np.testing.assert_allclose(params[name].reshape(-1), ref[name][1].reshape(-1), atol=1e-5)
 
-    meta = {"observation_space": {"type": "Box", "shape": [2], "low": [-1, -1], "high": [1, 1]},
-            "action_space": {"type": "Discrete", "n": 2}, "distribution": "categorical"}
-    meta.update(extra)
-    props = json.dumps({k: v if isinstance(v, str) else json.dumps(v) for k, v in meta.items()})
-    (tmp_path / "policy.h").write_text("void policy_act(const float *obs, void *action);\n")
-    (tmp_path / "policy_weights.h").write_text("/* none */\n")
-    (tmp_path / "policy.c").write_text(
-        '#include "policy.h"\n#include "policy_weights.h"\n'
-        "void policy_act(const float *obs, void *action) { (void)obs; (void)action; }\n"
-        "void policy_params(const float *obs, float *params) { (void)obs; (void)params; }\n"
-        f"const char *policy_metadata(void) {{ return {json.dumps(props)}; }}\n")
-    import re
 
-    with pytest.raises(ModelLoadError, match=re.escape(f"is a {what}, which CPolicy does not run; serve its .onnx")):
-        CPolicy(str(tmp_path))
+@pytest.mark.skipif(not HAVE_CC, reason="needs a C compiler (cc)")
+def test_sampled_steps_equal_the_onnx_files(stateful_c):
+    """``NAME_sample_noise`` with a state: the same sampled actions and states as the stochastic
+    .onnx file of the same agent, fed the same noise, over a batch of 16 lanes."""
+    for kind in ("lstm_dict", "gru_box"):
+        c, onnx = CPolicy(str(stateful_c / f"{kind}_c")), OnnxPolicy(str(stateful_c / f"{kind}.onnx"))
+        assert c.samples_in_graph and onnx.samples_in_graph
+        with np.load(stateful_c / f"{kind}.npz") as ref:
+            ref = dict(ref)
+        keys = ["mode", "pos"] if kind == "lstm_dict" else None
+        rng = np.random.default_rng(3)
+        s_c = s_o = c.initial_state(16)
+        for t in range(10):
+            rows = rng.integers(0, len(ref["episode_start"]), 16)
+            obs = {k: ref[k][rows] for k in keys} if keys else ref["obs"][rows]
+            noise = (rng.random((16, c.noise_shape[0])) if c.noise_kind == "uniform"
+                     else rng.standard_normal((16, c.noise_shape[0]))).astype(np.float32)
+            a_c, s_c = c.step(obs, s_c, deterministic=False, noise=noise)
+            a_o, s_o = onnx.step(obs, s_o, deterministic=False, noise=noise)
+            np.testing.assert_allclose(s_c, s_o, atol=1e-5)
+            if kind == "gru_box":
+                np.testing.assert_array_equal(a_c, a_o)
+            else:
+                np.testing.assert_allclose(a_c, a_o, atol=1e-5)
