@@ -8,8 +8,8 @@
   for an LSTM, ``h`` for a GRU); the graph returns ``state_out`` ``[B, S]``, the state after the
   step. The state at an episode start is zeros: the caller passes them, the graph does no reset.
 
-A Dict key becomes a graph input name, so it must be a plain identifier and not one of the other
-inputs' names.
+A Dict key becomes a graph input name, so it must be a plain identifier and not one of the graph's
+other input or output names.
 """
 from __future__ import annotations
 
@@ -24,7 +24,9 @@ from keras_trpo.dict_obs import layout_of
 
 OBS = "obs"
 STATE_IN, STATE_OUT = "state_in", "state_out"
-RESERVED = (OBS, NOISE, STATE_IN)
+# Every input and output name of the graph: a Dict key named like one of them would collide with it
+# (tf2onnx then fails with "graph input 'action' not exist", which names no key).
+RESERVED = (OBS, NOISE, STATE_IN, STATE_OUT, "action", "logits", "mean", "log_std", "sampled_action")
 KEY_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 STATE_RESET = "zeros at an episode start"  # the state_reset metadata value of a recurrent file
 
@@ -49,7 +51,7 @@ def check_key_names(keys: Sequence[str]) -> None:
             raise ExportError(f"Dict observation key {key!r} cannot name a graph input: exported keys must match "
                               f"{KEY_PATTERN.pattern} (rename it, e.g. with a gymnasium ObservationWrapper)")
         if key in RESERVED:
-            raise ExportError(f"Dict observation key {key!r} is the name of another graph input "
+            raise ExportError(f"Dict observation key {key!r} is the name of another graph input or output "
                               f"({', '.join(RESERVED)}): rename it, e.g. with a gymnasium ObservationWrapper")
 
 

@@ -70,9 +70,33 @@ def agent_episode_reference(agent, episodes: Episodes, noise: Optional[np.ndarra
         state = np.where(episodes.starts[t][:, None], np.float32(0), state).astype(np.float32)
         feeds = dict(observation_feeds(agent, episodes.observations[t]), **{STATE_IN: state})
         out = run(feeds)
+        _check_one_step(agent, feeds, out, t)
         out[STATE_IN] = state
         if noise is not None:
             out[SAMPLED_ACTION] = agent_sampled_action(agent, {n: out[n] for n in agent.family.param_names}, noise[t])
         steps.append(out)
         state = out[STATE_OUT]
     return {k: np.stack([s[k] for s in steps]) for k in steps[0]}
+
+
+# How far the one-step graph may be from the sequence model it is cut from: both are float32 with the
+# same weights, differing only in the order XLA/Grappler fuse them (measured ~1e-7).
+ONE_STEP_TOLERANCE = 1e-5
+
+
+def _check_one_step(agent, feeds: dict[str, np.ndarray], out: dict[str, np.ndarray], t: int) -> None:
+    """The serving function's one step (export/graph.py ``one_step``, which walks the model's layers
+    itself) against the policy model called as Keras calls it, on a sequence of one step: the
+    reference every exported file is compared with must be the agent, not just the exported graph."""
+    obs = {k: v[:, None] for k, v in feeds.items() if k != STATE_IN}
+    model_obs = obs["obs"] if "obs" in obs and getattr(agent, "obs_keys", None) is None else obs
+    lanes = len(feeds[STATE_IN])
+    got = agent.policy_model({"obs": model_obs, "starts": np.zeros((lanes, 1), np.float32), "state": feeds[STATE_IN]},
+                             training=False)
+    expected = {name: np.asarray(got[name])[:, 0] for name in agent.family.param_names}
+    expected[STATE_OUT] = np.asarray(got["state"])
+    for name, want in expected.items():
+        diff = float(np.max(np.abs(out[name].astype(np.float64) - want))) if want.size else 0.0
+        if not diff <= ONE_STEP_TOLERANCE:
+            raise ExportError(f"the one-step serving graph differs from the policy model by {diff:.3g} in {name!r} at "
+                              f"step {t}: export/graph.py's layer walk no longer matches this Keras version's model")

@@ -233,9 +233,7 @@ def _micro(agent, path: Path, report: TfliteReport, obs: Optional[np.ndarray], r
     elif obs is None:
         report.micro_skipped = "verification off"
     elif tflm.unsupported(report.micro_operators):
-        stateful = is_recurrent(agent) or getattr(agent, "obs_keys", None) is not None  # the C export refuses these
-        report.micro_skipped = tflm.unsupported(report.micro_operators) + (
-            "" if stateful else "; the C export (--c) runs this policy")
+        report.micro_skipped = tflm.unsupported(report.micro_operators) + "; the C export (--c) runs this policy"
     elif tflm.runtime() is None:
         if micro:
             raise ExportError(f"micro=True: checking the .tflite on TensorFlow Lite Micro needs tflite-micro: {tflm.INSTALL}")

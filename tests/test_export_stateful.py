@@ -235,7 +235,7 @@ def test_dict_policy_takes_one_input_per_key_on_every_format(dict_agent, tmp_pat
     np.testing.assert_array_equal(runner(**obs)["action"], expected)
 
 
-@pytest.mark.parametrize("key", ["obs", "noise", "state_in", "2d", "has space", "dash-key"])
+@pytest.mark.parametrize("key", ["obs", "noise", "state_in", "state_out", "action", "logits", "2d", "has space", "dash-key"])
 def test_dict_keys_that_cannot_name_an_input_are_refused(key, tmp_path):
     space = gym.spaces.Dict({key: gym.spaces.Box(-1, 1, (2,), np.float32), "ok": gym.spaces.Discrete(2)})
     agent = keras_trpo.TRPO(lambda: ToyEnv(space, gym.spaces.Discrete(2)), seed=0, n_envs=1, n_steps=32,
@@ -293,7 +293,7 @@ def test_recurrent_dict_policy_takes_each_key_and_the_state(tmp_path):
     assert reports[0].metadata["inputs"] == ",".join(keys + ["state_in"])
     assert reports[2].metadata["inputs"] == ",".join(keys + ["noise", "state_in"])
     assert reports[2].sampled_worst_difference <= 1e-5
-    assert "ONE_HOT" in reports[1].micro_skipped and "--c" not in reports[1].micro_skipped
+    assert "ONE_HOT" in reports[1].micro_skipped and "--c" in reports[1].micro_skipped  # the C export runs it
     session = ort.InferenceSession(str(tmp_path / "rd.onnx"), providers=["CPUExecutionProvider"])
     assert [i.name for i in session.get_inputs()] == keys + ["state_in"]
     layout = agent.observation_space
@@ -311,3 +311,24 @@ def test_recurrent_dict_policy_takes_each_key_and_the_state(tmp_path):
         state_file = out["state_out"]
         np.testing.assert_allclose(state_file, state_agent, atol=1e-5)
         np.testing.assert_allclose(out["action"], action, atol=1e-5)
+
+
+def test_the_episode_reference_checks_the_one_step_graph_against_the_policy_model(recurrent, monkeypatch):
+    """The reference every recurrent file is verified against comes from export/graph.py's one-step walk of
+    the model's layers; it is checked against the policy model itself at each step, so a walk that drifts
+    from the model (a Keras change) fails the export instead of passing both sides."""
+    import export.reference as reference
+
+    _, agent, _, _ = recurrent
+    episodes = sample_episodes(agent, lanes=2, steps=6, seed=3, start_rate=0.3)
+    out = reference.agent_episode_reference(agent, episodes)  # the real walk: within tolerance
+    assert out["state_out"].shape == (6, 2, agent.state_size)
+    real = reference._serving
+
+    def drifting(a):  # the same graph with every state_out off by 1e-3
+        fn, run = real(a)
+        return fn, lambda feeds: {k: v + np.float32(1e-3) if k == "state_out" else v for k, v in run(feeds).items()}
+
+    monkeypatch.setattr(reference, "_serving", drifting)
+    with pytest.raises(ExportError, match="one-step serving graph differs from the policy model .* 'state_out' at step 0"):
+        reference.agent_episode_reference(agent, episodes)
