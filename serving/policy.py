@@ -8,7 +8,8 @@ from typing import Any, Mapping, Optional, Sequence
 import numpy as np
 import onnxruntime as ort
 
-from serving.errors import InvalidNoise, InvalidObservation, InvalidState, ModelLoadError, NonFiniteObservation
+from serving.errors import (InvalidNoise, InvalidObservation, InvalidState, ModelLoadError, NonFiniteObservation,
+                            key_problems)
 from serving.sampling import check_noise, draw_noise, noise_kind, noise_width, parse_noise_metadata, sample_from_params
 from serving.spaces import ExportMetadata, Space, parse_metadata
 from serving.state import STATE_IN, STATE_OUT, check_state, episode_starts
@@ -59,12 +60,6 @@ def is_ort_format(path: str) -> bool:
     with open(path, "rb") as f:
         head = f.read(8)
     return head[4:8] == ORT_FORMAT_IDENTIFIER
-
-
-def key_problems(missing: list, extra: list) -> str:
-    """"lacks the key(s) [...]" and/or "has the unknown key(s) [...]", for a Dict observation's errors."""
-    parts = ([f"lacks the key(s) {missing}"] if missing else []) + ([f"has the unknown key(s) {extra[:5]}"] if extra else [])
-    return " and ".join(parts)
 
 
 def _obs_text(policy: "ExportedPolicy") -> str:
@@ -298,8 +293,7 @@ class ExportedPolicy:
             raise InvalidObservation(f"a Dict observation is a mapping of the keys {list(self.obs_keys)} to arrays, "
                                      f"got {type(obs).__name__}")
         if len(obs) != len(self.obs_keys) or not all(k in obs for k in self.obs_keys):
-            missing, extra = [k for k in self.obs_keys if k not in obs], sorted(map(str, set(obs) - set(self.obs_keys)))
-            raise InvalidObservation(f"Dict observation {key_problems(missing, extra)}; expected exactly "
+            raise InvalidObservation(f"Dict observation {key_problems(obs, self.obs_keys)}; expected exactly "
                                      f"{list(self.obs_keys)}")
         feed: dict[str, np.ndarray] = {}
         first = self.obs_keys[0]
