@@ -550,9 +550,6 @@ class OnnxPolicy(ExportedPolicy):
         inputs = self.session.get_inputs()
         names = sorted(i.name for i in inputs)
         outputs = {o.name for o in self.session.get_outputs()}
-        if names not in (["obs"], [NOISE, "obs"]) and self.obs_keys is None and STATE_IN not in names:
-            raise ModelLoadError(f"{self.path!r} should have one input named 'obs', has {[i.name for i in inputs]}: "
-                                 "it was not exported by keras-trpo's export (a stochastic export also has 'noise')")
         self._check_input_names(names, outputs)
         for name, shape in self._graph_inputs().items():
             inp = next(i for i in inputs if i.name == name)
