@@ -11,7 +11,23 @@ from serving.errors import (InvalidNoise, InvalidObservation, InvalidState, Mode
                             ServingError)
 from serving.litert_policy import LiteRtPolicy
 from serving.load import load_policy
-from serving.policy import ExportedPolicy, OnnxPolicy, low_latency_options
+from serving.policy import ExportedPolicy
+
+# onnxruntime is imported on first use of these, so a LiteRT- or C-only install imports serving without it.
+_ONNX_NAMES = ("OnnxPolicy", "low_latency_options")
+
+
+def __getattr__(name: str):
+    if name in _ONNX_NAMES:
+        from serving import onnx_policy
+        value = globals()[name] = getattr(onnx_policy, name)  # bound here: later lookups skip this
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_ONNX_NAMES))
+
 
 __all__ = ["OnnxPolicy", "InvalidObservation", "InvalidNoise", "InvalidState", "NonFiniteObservation", "ModelLoadError", "ServingError",
            "low_latency_options",

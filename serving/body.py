@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, Optional
 
-from serving.errors import InvalidObservation
+from serving.errors import InvalidObservation, key_problems
 
 _INT64_DIGITS = 18  # longer JSON integers are parsed as floats (beyond float32 anyway; no 4300-digit error)
 BODY_KEYS = ("obs", "deterministic", "noise", "seed")
@@ -117,10 +117,7 @@ def dict_columns(obs: Any, keys: tuple[str, ...]) -> Any:
             raise InvalidObservation(f"a Dict policy's batch is a list of objects with the keys {list(keys)}; "
                                      f"observation {i} is {kind}")
         if row.keys() != set(keys):
-            missing, extra = [k for k in keys if k not in row], sorted(set(row) - set(keys))
-            parts = ([f"lacks the key(s) {missing}"] if missing else []) + ([f"has the unknown key(s) {extra[:5]}"]
-                                                                           if extra else [])
-            raise InvalidObservation(f"observation {i} {' and '.join(parts)}; expected exactly {list(keys)}")
+            raise InvalidObservation(f"observation {i} {key_problems(row, keys)}; expected exactly {list(keys)}")
     return {k: [row[k] for row in obs] for k in keys}
 
 

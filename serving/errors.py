@@ -1,4 +1,8 @@
-"""serving's exceptions: one base class, so callers can catch everything serving raises."""
+"""serving's exceptions: one base class, so callers can catch everything serving raises.
+Standard library only: the HTTP body parser (serving/body.py) imports it."""
+from __future__ import annotations
+
+from typing import Iterable, Sequence
 
 
 class ServingError(Exception):
@@ -35,3 +39,14 @@ class InvalidState(InvalidObservation):
     A subclass of ``InvalidObservation``: callers (and the HTTP server's 422) treat a bad state
     like any other bad input.
     """
+
+
+def key_problems(got: Iterable, keys: Sequence[str]) -> str:
+    """What is wrong with a Dict observation's keys ``got`` against the policy's ``keys``:
+    "lacks the key(s) [...]" and/or "has the unknown key(s) [...]" (at most five named);
+    empty if they are the same set. The one wording the policy's and the HTTP body's errors share."""
+    got = set(got)
+    missing = [k for k in keys if k not in got]
+    extra = sorted(map(str, set(got) - set(keys)))
+    parts = ([f"lacks the key(s) {missing}"] if missing else []) + ([f"has the unknown key(s) {extra[:5]}"] if extra else [])
+    return " and ".join(parts)

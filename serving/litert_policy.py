@@ -135,9 +135,6 @@ class LiteRtPolicy(ExportedPolicy):
         runner = self.interpreter.get_signature_runner(SIGNATURE)
         inputs, outputs = runner.get_input_details(), runner.get_output_details()
         del runner  # it holds the interpreter's internals, which resize/allocate refuse to run beside
-        if sorted(inputs) not in (["obs"], [NOISE, "obs"]) and self.obs_keys is None and STATE_IN not in inputs:
-            raise ModelLoadError(f"{self.path!r} should have one input named 'obs', has {sorted(inputs)} "
-                                 "(a stochastic export also has 'noise')")
         self._check_input_names(list(inputs), set(outputs))
         for name, shape in self._graph_inputs().items():
             if np.dtype(inputs[name]["dtype"]) != np.float32:

@@ -7,7 +7,7 @@ from typing import Any, Optional
 from serving.c_policy import CPolicy, is_c_export
 from serving.errors import ModelLoadError
 from serving.litert_policy import LiteRtPolicy, is_tflite
-from serving.policy import DEFAULT_WARMUP, ExportedPolicy, OnnxPolicy
+from serving.policy import DEFAULT_WARMUP, ExportedPolicy
 
 
 def load_policy(path: str | os.PathLike, *, seed: Optional[int] = None, threads: int = 1,
@@ -35,4 +35,5 @@ def load_policy(path: str | os.PathLike, *, seed: Optional[int] = None, threads:
             raise ModelLoadError(f"{path!r} is a TFLite model; {', '.join(sorted(onnx_options))} "
                                  "apply to onnxruntime only")
         return LiteRtPolicy(path, seed=seed, threads=threads, warmup=warmup)
+    from serving.onnx_policy import OnnxPolicy  # here: loading a .tflite or C policy needs no onnxruntime
     return OnnxPolicy(path, seed=seed, threads=threads, warmup=warmup, **onnx_options)

@@ -14,7 +14,8 @@ F32_OVERFLOW = 3.4028235677973366e38
 _ERROR = {"$ref": "#/components/schemas/Error"}
 _ERROR_STATUSES = {
     "400": "not JSON, not {\"obs\": ...}, an unknown or repeated field (\"state\" for a feed-forward policy), "
-           "NaN/Infinity or beyond float32, \"noise\" or \"seed\" with \"deterministic\": true, both of them, a "
+           "NaN or Infinity anywhere in the body (not JSON), an observation beyond float32 (a state or noise beyond "
+           "float32 is 422), \"noise\" or \"seed\" with \"deterministic\": true, both of them, a "
            "seed that is not an integer from 0 to 2^53 - 1, a state that is not an array or an episode_start that "
            "is not booleans",
     "401": "missing or wrong bearer token",
@@ -22,8 +23,8 @@ _ERROR_STATUSES = {
     "413": "body over --max-body-bytes",
     "422": "an observation of the wrong shape or not numbers (or a Discrete index out of range; a Dict "
            "observation's missing or unknown key); noise of the wrong length or with a batch of observations, or, "
-           "for uniforms, outside [0, 1); a recurrent state of the wrong shape, or state rows or episode_start "
-           "entries that do not match the batch",
+           "for uniforms, outside [0, 1), or beyond float32; a recurrent state of the wrong shape or beyond float32, "
+           "or state rows or episode_start entries that do not match the batch",
     "500": "inference failed",
     "503": "over --max-concurrency",
 }

@@ -1,70 +1,43 @@
-"""``OnnxPolicy``: an exported keras-trpo policy run by onnxruntime, nothing else."""
+"""``ExportedPolicy``: what a keras-trpo policy does whatever runtime runs it (checks, ``act``,
+``step``, ``reset``, sampling). NumPy only: the runtimes' classes are ``OnnxPolicy``
+(serving/onnx_policy.py), ``LiteRtPolicy`` (serving/litert_policy.py) and ``CPolicy``
+(serving/c_policy.py).
+
+``OnnxPolicy``, ``low_latency_options`` and ``is_ort_format`` are still importable from here
+(they lived here once); they are loaded on first use, so importing this module (as LiteRT and C
+policies do) does not import onnxruntime.
+"""
 from __future__ import annotations
 
-import os
 import threading
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
-import onnxruntime as ort
 
-from serving.errors import InvalidNoise, InvalidObservation, InvalidState, ModelLoadError, NonFiniteObservation
+from serving.errors import InvalidNoise, InvalidState, ModelLoadError, key_problems  # noqa: F401 - key_problems re-exported
+from serving.observations import _F32, ObservationChecks, _first_line, input_specs
 from serving.sampling import check_noise, draw_noise, noise_kind, noise_width, parse_noise_metadata, sample_from_params
-from serving.spaces import ExportMetadata, Space, parse_metadata
+from serving.spaces import ExportMetadata, Space
 from serving.state import STATE_IN, STATE_OUT, check_state, episode_starts
 
-_F32 = np.dtype(np.float32)
 NOISE, SAMPLED_ACTION = "noise", "sampled_action"  # a stochastic export's input and output
-# Bytes 4-7 of an ORT-format model: the FlatBuffer file identifier onnxruntime writes.
-ORT_FORMAT_IDENTIFIER = b"ORTM"
 DEFAULT_WARMUP = 3
-# onnxruntime's type strings for the outputs the export writes.
-_ORT_DTYPES = {"tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(int64)": np.int64,
-               "tensor(int32)": np.int32, "tensor(int8)": np.int8, "tensor(uint8)": np.uint8,
-               "tensor(bool)": np.bool_, "tensor(float16)": np.float16}
+# Names that moved to serving/onnx_policy.py, resolved on first access (PEP 562): importing
+# serving.policy must not import onnxruntime.
+_ONNX_NAMES = frozenset({"OnnxPolicy", "low_latency_options", "is_ort_format", "ORT_FORMAT_IDENTIFIER", "_ORT_DTYPES"})
 
 
-def low_latency_options(threads: int = 1, allow_spinning: bool = False) -> ort.SessionOptions:
-    """Session options for one small policy in a control loop on a small CPU.
-
-    One intra-op thread and sequential execution: a few-layer MLP gains nothing from a thread
-    pool, and handing work to pool threads costs more than the matmuls. No spinning: with
-    ``threads > 1`` onnxruntime's pool threads otherwise busy-wait after each call, burning the
-    cores the rest of the control loop needs between ticks (with one thread there is no pool
-    and the setting changes nothing). All graph optimisations: fused nodes mean fewer kernel
-    launches per call. Warnings are not logged (tf2onnx graphs trigger harmless "unused
-    initializer" ones on every load).
-    """
-    _check_count("threads", threads, 1)
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.log_severity_level = 3
-    spin = "1" if allow_spinning else "0"
-    opts.add_session_config_entry("session.intra_op.allow_spinning", spin)
-    opts.add_session_config_entry("session.inter_op.allow_spinning", spin)
-    return opts
+def __getattr__(name: str) -> Any:
+    if name in _ONNX_NAMES:
+        from serving import onnx_policy
+        value = globals()[name] = getattr(onnx_policy, name)  # bound here: later lookups skip this
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _check_count(name: str, value: Any, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-
-
-def is_ort_format(path: str) -> bool:
-    """Whether ``path`` holds an ORT-format model (a FlatBuffer with file identifier ``ORTM``)
-    rather than an ONNX protobuf, whatever its name ends in."""
-    with open(path, "rb") as f:
-        head = f.read(8)
-    return head[4:8] == ORT_FORMAT_IDENTIFIER
-
-
-def key_problems(missing: list, extra: list) -> str:
-    """"lacks the key(s) [...]" and/or "has the unknown key(s) [...]", for a Dict observation's errors."""
-    parts = ([f"lacks the key(s) {missing}"] if missing else []) + ([f"has the unknown key(s) {extra[:5]}"] if extra else [])
-    return " and ".join(parts)
 
 
 def _obs_text(policy: "ExportedPolicy") -> str:
@@ -78,12 +51,7 @@ def _state_text(policy: "ExportedPolicy") -> str:
     return f", recurrent={policy.recurrent}[{policy.state_size}]" if policy.is_recurrent else ""
 
 
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip() or type(e).__name__
-    return text.splitlines()[0][:300]
-
-
-class ExportedPolicy:
+class ExportedPolicy(ObservationChecks):
     """What a keras-trpo policy does whatever runtime runs it: input checks against the
     export's metadata, deterministic actions, actions sampled from the exported distribution,
     a recurrent policy's state.
@@ -122,10 +90,7 @@ class ExportedPolicy:
         # What each kind of call runs (with state_out for a recurrent file): built once, not per call.
         self._det_run, self._param_run = self._outputs(["action"]), self._outputs(self._param_names)
         self._sample_run = self._outputs([SAMPLED_ACTION])
-        # Per observation input: (shape, Discrete space or None, the name errors use).
-        self._in_specs = {name: (s.policy_input_shape, s if s.type == "Discrete" else None,
-                                 "observation" if name == "obs" and self.obs_keys is None else f"observation {name!r}")
-                          for name, s in self._obs_spaces.items()}
+        self._in_specs = input_specs(self._obs_spaces, self.obs_keys is not None)  # what check() uses
         self._action_dtype = self.action_space.dtype
         self._action_shape = self.action_space.shape
         # A runtime's int64 arrays may be C long long, whose scalars are not np.int64 instances.
@@ -244,82 +209,6 @@ class ExportedPolicy:
             self._run(self._param_run, self._feed(x))
             if self.samples_in_graph:
                 self._run(self._sample_run, self._feed(x))
-
-    # ------------------------------------------------------------------ checks
-    def _array(self, obs: Any, name: str) -> tuple[np.ndarray, bool]:
-        """Observation input ``name`` as a float32 ``[B, *shape]`` array, and whether it was a single
-        observation; errors name it ("observation", or "observation 'key'" for a Dict entry)."""
-        shape, space, what = self._in_specs[name]
-        if isinstance(obs, np.ndarray):
-            x = obs
-        else:
-            try:
-                x = np.asarray(obs)
-            except (ValueError, TypeError) as e:  # ragged nested lists
-                raise InvalidObservation(f"{what} is not a rectangular array ({_first_line(e)}); "
-                                         f"expected shape {shape} or (batch, *{shape})") from None
-        if x.dtype != _F32:
-            if x.dtype.kind not in "fiub":  # strings, objects, complex: no safe cast to float32
-                raise InvalidObservation(f"{what} has dtype {x.dtype}; expected numbers "
-                                         f"(cast to float32) of shape {shape}")
-            x = x.astype(np.float32)
-        if x.shape == shape:
-            single = True
-            x = x[None]
-        elif x.ndim == len(shape) + 1 and x.shape[1:] == shape:
-            single = False
-        else:
-            raise InvalidObservation(
-                f"{what} has shape {x.shape}; expected {shape} for one observation "
-                f"or (batch, {', '.join(map(str, shape))}) for a batch")
-        # count_nonzero is a C loop; isfinite(x).all() goes through Python-level dispatch and
-        # takes ~1.5x as long on the small arrays of a control loop.
-        if np.count_nonzero(np.isfinite(x)) != x.size:
-            raise NonFiniteObservation(f"{what} contains NaN or inf (or a value beyond float32's range); "
-                                       f"expected finite numbers of shape {shape}")
-        if space is not None:  # Discrete
-            # The graph one-hot encodes the index: an out-of-range one would silently become zeros.
-            lo, hi = int(space.start), int(space.start) + space.n - 1
-            if x.size == 1:  # one index: plain floats, ~10x faster than three NumPy reductions
-                v = float(x.flat[0])
-                bad = v != int(v) or not lo <= v <= hi
-            else:
-                bad = x.size and (np.any(x != np.floor(x)) or x.min() < lo or x.max() > hi)
-            if bad:
-                raise InvalidObservation(f"Discrete {what} must be an integer in [{lo}, {hi}], got {x.ravel()[:8]}")
-        return x, single
-
-    def _inputs(self, obs: Any) -> tuple[dict[str, np.ndarray], int, bool]:
-        """``obs`` checked: the graph's observation inputs, the number of rows, and whether it was one observation."""
-        if self.obs_keys is None:
-            x, single = self._array(obs, "obs")
-            return {"obs": x}, len(x), single
-        if not isinstance(obs, (dict, Mapping)):  # dict first: an ABC check costs more
-            raise InvalidObservation(f"a Dict observation is a mapping of the keys {list(self.obs_keys)} to arrays, "
-                                     f"got {type(obs).__name__}")
-        if len(obs) != len(self.obs_keys) or not all(k in obs for k in self.obs_keys):
-            missing, extra = [k for k in self.obs_keys if k not in obs], sorted(map(str, set(obs) - set(self.obs_keys)))
-            raise InvalidObservation(f"Dict observation {key_problems(missing, extra)}; expected exactly "
-                                     f"{list(self.obs_keys)}")
-        feed: dict[str, np.ndarray] = {}
-        first = self.obs_keys[0]
-        for key in self.obs_keys:
-            feed[key], single = self._array(obs[key], key)
-            if key == first:
-                rows, one = len(feed[key]), single
-            elif (single, len(feed[key])) != (one, rows):
-                raise InvalidObservation(
-                    f"observation {key!r} is {'one observation' if single else f'a batch of {len(feed[key])}'} "
-                    f"but {first!r} is {'one observation' if one else f'a batch of {rows}'}")
-        return feed, rows, one
-
-    def check(self, obs: Any) -> tuple[Any, bool]:
-        """``obs`` checked as ``act`` checks it: a float32 ``[B, *obs_shape]`` array (for a Dict
-        observation, a dict of them, one per key), and whether it was one observation. Raises
-        ``InvalidObservation`` (``NonFiniteObservation``) like ``act``. With ``one`` it splits
-        ``act`` in two, for callers that compute several requests at once."""
-        feed, _, single = self._inputs(obs)
-        return (feed["obs"] if self.obs_keys is None else feed), single
 
     def one(self, actions: np.ndarray) -> Any:
         """The action ``act`` returns for one observation, from a batch of its actions (``[1, ...]``)."""
@@ -485,107 +374,3 @@ class ExportedPolicy:
         outs = self._run(self._param_run, self._feed(feed, None, s))
         return dict(zip(self._param_names, outs))
 
-
-class OnnxPolicy(ExportedPolicy):
-    """Load an exported policy, check inputs against its metadata, return actions.
-
-    Args:
-      path: an ``.onnx`` file or an ORT-format ``.ort`` file written by keras-trpo's export
-        (an ORT-format file is recognised by its content, whatever its name ends in).
-      seed: seeds the NumPy generator used by ``act(obs, deterministic=False)``.
-      threads: onnxruntime intra-op threads (default 1; ignored if ``sess_options`` is given).
-      allow_spinning: let onnxruntime's pool threads busy-wait for work (default False;
-        ignored if ``sess_options`` is given). Only matters with ``threads > 1``.
-      warmup: calls of each of ``act``'s two graph runs (deterministic action, distribution
-        parameters) at batch 1 when loading, so the first real call runs at steady-state
-        speed (default 3; 0 or False turns it off, True is 3). The load-time check below runs
-        the graph once more regardless.
-      sess_options: your own ``onnxruntime.SessionOptions`` instead of ``low_latency_options``.
-      providers: onnxruntime execution providers (default ``["CPUExecutionProvider"]``).
-
-    Raises:
-      ModelLoadError: the file is missing, not a loadable ONNX or ORT-format model, or lacks
-        the export's metadata, ``obs`` input or outputs.
-      ValueError: ``threads`` below 1 or ``warmup`` below 0.
-
-    ``act`` is safe to call from several threads at once (onnxruntime's ``run`` is
-    thread-safe; the sampling generator is behind a lock), and so is ``step``; a recurrent
-    policy's ``act`` keeps one state, one control loop's: other threads use ``step``.
-    """
-
-    def __init__(self, path: str | os.PathLike, *, seed: Optional[int] = None, threads: int = 1,
-                 allow_spinning: bool = False, warmup: int = DEFAULT_WARMUP,
-                 sess_options: Optional[ort.SessionOptions] = None, providers: Optional[Sequence[str]] = None):
-        self.path = os.fspath(path)
-        if isinstance(warmup, bool):
-            warmup = DEFAULT_WARMUP if warmup else 0
-        _check_count("warmup", warmup, 0)
-        if not os.path.exists(self.path):
-            raise ModelLoadError(f"no model file at {self.path!r}")
-        if not os.path.isfile(self.path):
-            raise ModelLoadError(f"{self.path!r} is not a file")
-        try:
-            self.format = "ort" if is_ort_format(self.path) else "onnx"
-        except OSError as e:
-            raise ModelLoadError(f"cannot read {self.path!r}: {e.strerror or e}") from None
-        options = sess_options or low_latency_options(threads, allow_spinning)
-        if self.format == "ort":
-            # onnxruntime picks the ORT parser by the ".ort" suffix alone; say it for any name
-            # (this sets the entry on your sess_options too, if you gave some).
-            options.add_session_config_entry("session.load_model_format", "ORT")
-        try:
-            self.session = ort.InferenceSession(self.path, options,
-                                                providers=list(providers or ["CPUExecutionProvider"]))
-        except Exception as e:  # noqa: BLE001 - onnxruntime raises several opaque kinds
-            kind = "ORT-format" if self.format == "ort" else "ONNX"
-            raise ModelLoadError(f"{self.path!r} is not a loadable {kind} model: {_first_line(e)}") from None
-        meta = parse_metadata(self.session.get_modelmeta().custom_metadata_map, self.path)
-        self._setup(meta, seed)
-        self._check_graph(meta.param_names)
-        self._run = self.session.run
-        action_out = next(o for o in self.session.get_outputs() if o.name == "action")
-        # The export writes the space's dtype; cast only if a graph says otherwise.
-        self._cast_action = _ORT_DTYPES.get(action_out.type) != self._action_dtype
-        self._probe()
-        self._warm_up(int(warmup))
-
-    def _check_graph(self, param_names: Sequence[str]) -> None:
-        """The graph must match the contract: float inputs shaped like the metadata says (``obs``,
-        or one per Dict key; ``state_in`` for a recurrent policy), and ``action`` plus the
-        distribution's parameters among the outputs (any order)."""
-        inputs = self.session.get_inputs()
-        names = sorted(i.name for i in inputs)
-        outputs = {o.name for o in self.session.get_outputs()}
-        if names not in (["obs"], [NOISE, "obs"]) and self.obs_keys is None and STATE_IN not in names:
-            raise ModelLoadError(f"{self.path!r} should have one input named 'obs', has {[i.name for i in inputs]}: "
-                                 "it was not exported by keras-trpo's export (a stochastic export also has 'noise')")
-        self._check_input_names(names, outputs)
-        for name, shape in self._graph_inputs().items():
-            inp = next(i for i in inputs if i.name == name)
-            if inp.type != "tensor(float)":
-                raise ModelLoadError(f"{self.path!r}: input {name!r} is {inp.type}, expected tensor(float)")
-            dims = list(inp.shape or [])
-            expected = [None, *shape]
-            # Symbolic dims (strings, None) match anything; fixed ones must agree with the metadata.
-            if len(dims) != len(expected) or any(isinstance(d, int) and e is not None and d != e
-                                                 for d, e in zip(dims, expected)):
-                source = "state_size" if name == STATE_IN else "observation space"
-                raise ModelLoadError(f"{self.path!r}: input {name!r} has shape {dims} but the metadata's {source} "
-                                     f"needs [batch, {', '.join(map(str, shape))}]")
-        needed = {"action", *param_names} - outputs
-        if needed:
-            raise ModelLoadError(f"{self.path!r} lacks outputs {sorted(needed)} for a {self.distribution} policy "
-                                 f"(it has {sorted(outputs)})")
-        noise = next((i for i in inputs if i.name == NOISE), None)
-        dims = list(noise.shape or []) if noise is not None else []
-        fixed_width = len(dims) == 2 and isinstance(dims[1], int)  # symbolic dims match anything
-        if noise is not None and (noise.type != "tensor(float)" or len(dims) != 2
-                                  or (fixed_width and dims[1] != self.noise_shape[0])):
-            raise ModelLoadError(f"{self.path!r}: input 'noise' is {noise.type} {noise.shape}, expected float "
-                                 f"[batch, {self.noise_shape[0]}]")
-        self._check_noise_input(noise is not None, outputs)
-
-    def __repr__(self) -> str:
-        return (f"OnnxPolicy({self.path!r}, env={self.metadata.get('env_id') or '?'}, obs={_obs_text(self)}, "
-                f"action={self.action_space.type}{list(self.action_space.shape)}, distribution={self.distribution}"
-                f"{_state_text(self)})")

@@ -95,21 +95,28 @@ def test_run_resets_a_recurrent_policys_state_at_each_episode_start():
 
 
 class _DictEnv(gym.Env):
-    """stateful_dict.onnx's spaces: Dict(mode=Discrete(3, start=1), pos=Box(-1, 1, (2,))) -> Box(2)."""
+    """stateful_dict.onnx's spaces: Dict(mode=Discrete(3, start=1), pos=Box(-1, 1, (2,))) -> Box(2);
+    records each episode's (obs, action); the reward is action[0]."""
 
     observation_space = gym.spaces.Dict({"pos": gym.spaces.Box(-1, 1, (2,), np.float32),
                                          "mode": gym.spaces.Discrete(3, start=1)})
     action_space = gym.spaces.Box(-1, 1, (2,), np.float32)
 
+    def __init__(self):
+        self.log = []
+
     def reset(self, seed=None, options=None):
         super().reset(seed=seed)
-        self.t, self.seen = 0, []
-        return self.observation_space.sample(), {}
+        self.t = 0
+        self.obs = self.observation_space.sample()
+        self.log.append([])
+        return self.obs, {}
 
     def step(self, action):
-        assert action.shape == (2,) and np.all(np.abs(action) <= 1)
+        self.log[-1].append((self.obs, np.array(action)))
         self.t += 1
-        return self.observation_space.sample(), float(action[0]), False, self.t >= 3, {}
+        self.obs = self.observation_space.sample()
+        return self.obs, float(action[0]), False, self.t >= 3, {}
 
 
 def test_run_passes_dict_observations_through():
@@ -118,8 +125,16 @@ def test_run_passes_dict_observations_through():
     policy = OnnxPolicy(os.path.join(os.path.dirname(fixture_path("x")), "stateful_dict.onnx"))
     env = _DictEnv()
     env.observation_space.seed(0)
-    obs, _ = env.reset()
-    expected = np.clip(dict_features("stateful_dict", obs["mode"], obs["pos"], 2), -1, 1)[0]
-    np.testing.assert_allclose(policy.act(obs), expected, atol=1e-5)
     result = run_episodes(policy, "Dict-v0", 2, env=env)
-    assert result["episodes"] == 2
+    assert result["episodes"] == 2 and [len(steps) for steps in env.log] == [3, 3]
+    returns, inside = [], 0
+    for steps in env.log:  # every action the run took, against the NumPy linear map of its observation
+        total = 0.0
+        for obs, action in steps:
+            expected = np.clip(dict_features("stateful_dict", obs["mode"], obs["pos"], 2), -1, 1)[0]
+            np.testing.assert_allclose(action, expected, atol=1e-5)
+            inside += int(np.any(np.abs(expected) < 0.99))  # not only the bounds: the clip alone would pass
+            total += float(expected[0])
+        returns.append(total)
+    assert inside > 0
+    np.testing.assert_allclose(result["returns"], returns, atol=2e-3)  # the summary rounds to 3 decimals

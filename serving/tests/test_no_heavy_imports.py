@@ -1,9 +1,12 @@
-"""serving/ must run where only numpy and onnxruntime are installed."""
+"""serving/ must run where only numpy and onnxruntime are installed (or numpy and ai-edge-litert)."""
 import ast
+import importlib.util
 import pathlib
 import re
 import subprocess
 import sys
+
+import pytest
 
 SERVING = pathlib.Path(__file__).resolve().parents[1]
 ROOT = SERVING.parent
@@ -67,6 +70,37 @@ def test_importing_serving_and_acting_loads_no_tensorflow():
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.skipif(importlib.util.find_spec("ai_edge_litert") is None, reason="ai-edge-litert is not installed")
+def test_litert_policies_load_and_act_without_onnxruntime():
+    # A LiteRT-only device has no onnxruntime: any import of it in this process fails, as there.
+    fixtures = SERVING / "tests" / "fixtures"
+    code = (
+        "import sys, importlib.abc, numpy as np\n"
+        "class NoOrt(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] == 'onnxruntime':\n"
+        "            raise ImportError('onnxruntime is not installed here')\n"
+        "sys.meta_path.insert(0, NoOrt())\n"
+        "import serving.litert_policy\n"
+        "from serving.litert_policy import LiteRtPolicy\n"
+        "from serving import load_policy, ExportedPolicy, LiteRtPolicy as L2\n"
+        "import serving.policy, serving.c_policy, serving.server, serving.cli\n"
+        f"p = LiteRtPolicy({str(fixtures / 'litert_gaussian.tflite')!r}, seed=0)\n"
+        "p.act(np.zeros(p.obs_shape)); p.act(np.zeros((3, *p.obs_shape)), deterministic=False)\n"
+        f"r = load_policy({str(fixtures / 'recurrent_dict.tflite')!r})\n"  # Dict observation, recurrent
+        "assert isinstance(r, L2) and r.is_recurrent and r.obs_keys\n"
+        "r.act({k: np.zeros(s[0]) for k, s in r._in_specs.items()})\n"
+        "assert 'onnxruntime' not in sys.modules, 'onnxruntime was imported'\n"
+        "try:\n"
+        "    from serving import OnnxPolicy\n"  # lazy: asking for it is what needs onnxruntime
+        "except ImportError:\n"
+        "    print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
 
 
 def test_requirements_are_minimal():
