@@ -65,38 +65,42 @@ def agent_episode_reference(agent, episodes: Episodes, noise: Optional[np.ndarra
         raise ExportError("agent_episode_reference is for recurrent agents; use agent_reference")
     _, run = _serving(agent)
     state = np.zeros((episodes.lanes, int(agent.state_size)), np.float32)
-    steps = []
+    steps, step_feeds = [], []
     for t in range(episodes.steps):
         state = np.where(episodes.starts[t][:, None], np.float32(0), state).astype(np.float32)
         feeds = dict(observation_feeds(agent, episodes.observations[t]), **{STATE_IN: state})
         out = run(feeds)
-        _check_one_step(agent, feeds, out, t)
         out[STATE_IN] = state
         if noise is not None:
             out[SAMPLED_ACTION] = agent_sampled_action(agent, {n: out[n] for n in agent.family.param_names}, noise[t])
         steps.append(out)
+        step_feeds.append(feeds)
         state = out[STATE_OUT]
+    _check_against_model(agent, episodes, step_feeds, steps)
     return {k: np.stack([s[k] for s in steps]) for k in steps[0]}
 
 
 # How far the one-step graph may be from the sequence model it is cut from: both are float32 with the
-# same weights, differing only in the order XLA/Grappler fuse them (measured ~1e-7).
+# same weights, differing only in how TensorFlow fuses them (measured ~1e-7).
 ONE_STEP_TOLERANCE = 1e-5
 
 
-def _check_one_step(agent, feeds: dict[str, np.ndarray], out: dict[str, np.ndarray], t: int) -> None:
-    """The serving function's one step (export/graph.py ``one_step``, which walks the model's layers
-    itself) against the policy model called as Keras calls it, on a sequence of one step: the
-    reference every exported file is compared with must be the agent, not just the exported graph."""
-    obs = {k: v[:, None] for k, v in feeds.items() if k != STATE_IN}
-    model_obs = obs["obs"] if "obs" in obs and getattr(agent, "obs_keys", None) is None else obs
-    lanes = len(feeds[STATE_IN])
-    got = agent.policy_model({"obs": model_obs, "starts": np.zeros((lanes, 1), np.float32), "state": feeds[STATE_IN]},
-                             training=False)
-    expected = {name: np.asarray(got[name])[:, 0] for name in agent.family.param_names}
-    expected[STATE_OUT] = np.asarray(got["state"])
-    for name, want in expected.items():
-        diff = float(np.max(np.abs(out[name].astype(np.float64) - want))) if want.size else 0.0
-        if not diff <= ONE_STEP_TOLERANCE:
-            raise ExportError(f"the one-step serving graph differs from the policy model by {diff:.3g} in {name!r} at "
-                              f"step {t}: export/graph.py's layer walk no longer matches this Keras version's model")
+def _check_against_model(agent, episodes: Episodes, feeds: list[dict[str, np.ndarray]], steps: list[dict]) -> None:
+    """The serving function's steps (export/graph.py ``one_step``, which walks the model's layers
+    itself) against the policy model called as Keras calls it, once, on the whole episodes as
+    sequences with their starts: the reference every exported file is compared with must be the
+    agent, not just the graph that was converted. ``ExportError`` names the output and step."""
+    lanes = episodes.lanes
+    seq = {k: np.stack([f[k] for f in feeds], axis=1) for k in feeds[0] if k != STATE_IN}  # [L, T, ...]
+    obs = seq["obs"] if getattr(agent, "obs_keys", None) is None else seq
+    got = agent.policy_model({"obs": obs, "starts": episodes.starts.T.astype(np.float32),
+                              "state": np.zeros((lanes, int(agent.state_size)), np.float32)}, training=False)
+    for name in agent.family.param_names:
+        want = np.swapaxes(np.asarray(got[name]), 0, 1)  # [T, L, size]
+        have = np.stack([s[name] for s in steps])
+        diff = np.max(np.abs(have.astype(np.float64) - want), axis=tuple(range(1, want.ndim))) if want.size else [0.0]
+        bad = np.flatnonzero(~(np.asarray(diff) <= ONE_STEP_TOLERANCE))
+        if bad.size:
+            raise ExportError(f"the one-step serving graph differs from the policy model by {diff[bad[0]]:.3g} in "
+                              f"{name!r} at step {bad[0]}: export/graph.py's layer walk no longer matches this "
+                              "Keras version's model")

@@ -325,10 +325,10 @@ def test_the_episode_reference_checks_the_one_step_graph_against_the_policy_mode
     assert out["state_out"].shape == (6, 2, agent.state_size)
     real = reference._serving
 
-    def drifting(a):  # the same graph with every state_out off by 1e-3
+    def drifting(a):  # the same graph with every state_out off by 1e-3: what the next step's outputs see
         fn, run = real(a)
         return fn, lambda feeds: {k: v + np.float32(1e-3) if k == "state_out" else v for k, v in run(feeds).items()}
 
     monkeypatch.setattr(reference, "_serving", drifting)
-    with pytest.raises(ExportError, match="one-step serving graph differs from the policy model .* 'state_out' at step 0"):
+    with pytest.raises(ExportError, match="one-step serving graph differs from the policy model .* at step 1"):
         reference.agent_episode_reference(agent, episodes)
