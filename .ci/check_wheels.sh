@@ -12,7 +12,7 @@ WORK=$(mktemp -d /tmp/keras-trpo-wheels.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
 PY=${PYTHON:-python3}
 
-"$ROOT/.venv/bin/pip" wheel -q --no-deps -w "$WORK/dist" "$ROOT" "$ROOT/serving"
+"$ROOT/.venv/bin/pip" wheel -q --no-deps -w "$WORK/dist" "$ROOT" "$ROOT/keras_trpo_serving"
 WHEEL=$(ls "$WORK"/dist/keras_trpo-*.whl)
 SERVING_WHEEL=$(ls "$WORK"/dist/keras_trpo_serving-*.whl)
 
@@ -23,8 +23,8 @@ SITE=$("$WORK/venv/bin/python" -c "import sysconfig; print(sysconfig.get_paths()
 "$WORK/venv/bin/pip" install -q --no-deps "$WHEEL"
 cd "$WORK"  # nothing of the checkout on the path from here on
 "$WORK/venv/bin/python" - "$WORK/venv" <<'PY'
-import sys, keras_trpo, serving
-assert keras_trpo.__file__.startswith(sys.argv[1]) and serving.__file__.startswith(sys.argv[1]), keras_trpo.__file__
+import sys, keras_trpo, keras_trpo_serving
+assert keras_trpo.__file__.startswith(sys.argv[1]) and keras_trpo_serving.__file__.startswith(sys.argv[1]), keras_trpo.__file__
 PY
 "$WORK/venv/bin/keras-trpo" --version
 "$WORK/venv/bin/keras-trpo" train --env CartPole-v1 --timesteps 2048 --out "$WORK/run" --verbose 0 --eval-episodes 2

@@ -5,7 +5,7 @@
 Exports the agent to ONNX, ORT, .tflite (LiteRT, and TensorFlow Lite Micro when tflite-micro is
 installed) and C into --out, then for each: bytes (file, or for C the host object's text), memory
 (TFLM: the smallest arena; C: the stack high-water mark is measured by
-serving/edge/check_cortex_m4.sh), act latency at batch 1 (20,000 calls per format, formats taking
+keras_trpo_serving/edge/check_cortex_m4.sh), act latency at batch 1 (20,000 calls per format, formats taking
 turns in blocks of 1,000) and the worst |action - agent.predict| on 10,000 observations (5,000
 sampled from the space, 5,000 visited; seed 123). The C policy is timed twice: through serving's
 CPolicy (ctypes, input checks) and bare, by a C loop timing each policy_act with
@@ -76,11 +76,11 @@ def main() -> None:
     p.add_argument("--calls", type=int, default=20_000)
     a = p.parse_args()
     import keras_trpo
-    import export
-    from export.verify import rollout_observations, verification_observations
-    from serving import LiteRtPolicy, OnnxPolicy
-    from serving.c_policy import CPolicy
-    from export import tflm
+    from keras_trpo import export
+    from keras_trpo.export.verify import rollout_observations, verification_observations
+    from keras_trpo_serving import LiteRtPolicy, OnnxPolicy
+    from keras_trpo_serving.c_policy import CPolicy
+    from keras_trpo.export import tflm
 
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -123,7 +123,7 @@ def main() -> None:
     # bare C: a C loop timing policy_act
     sample.astype(np.float32).tofile(out / "bench_obs.bin")
     (out / "bench.c").write_text(BENCH_C)
-    from export.c_build import host_fma_flags
+    from keras_trpo.export.c_build import host_fma_flags
     subprocess.run(["cc", "-std=c99", "-O2", "-ffp-contract=off", *host_fma_flags(), "-D_POSIX_C_SOURCE=199309L", f"-I{out / 'policy_c'}",
                     "-o", str(out / "bench"), str(out / "bench.c"), str(out / "policy_c" / "policy.c"), "-lm"], check=True)
     p50, p99, _ = subprocess.run([str(out / "bench"), str(a.calls), str(out / "bench_obs.bin")], check=True,

@@ -19,9 +19,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 import onnxruntime as ort  # noqa: E402
 
-import export  # noqa: E402
+from keras_trpo import export  # noqa: E402
 import keras_trpo  # noqa: E402
-from export.verify import verification_observations  # noqa: E402
+from keras_trpo.export.verify import verification_observations  # noqa: E402
 
 
 def session(path: str) -> ort.InferenceSession:

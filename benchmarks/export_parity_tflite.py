@@ -22,11 +22,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 
-import export  # noqa: E402
+from keras_trpo import export  # noqa: E402
 import keras_trpo  # noqa: E402
-from export.quantize import QUANTIZATIONS, quantized_path  # noqa: E402
-from export.tflite import litert_outputs  # noqa: E402
-from export.verify import rollout_observations, verification_observations  # noqa: E402
+from keras_trpo.export.quantize import QUANTIZATIONS, quantized_path  # noqa: E402
+from keras_trpo.export.tflite import litert_outputs  # noqa: E402
+from keras_trpo.export.verify import rollout_observations, verification_observations  # noqa: E402
 
 
 def differences(got: np.ndarray, expected: np.ndarray) -> dict:

@@ -21,7 +21,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 
-from serving import LiteRtPolicy, OnnxPolicy  # noqa: E402
+from keras_trpo_serving import LiteRtPolicy, OnnxPolicy  # noqa: E402
 from serving_latency import interleaved, load_average, machine, observations  # noqa: E402
 
 

@@ -27,12 +27,12 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np  # noqa: E402
 
-import export  # noqa: E402
+from keras_trpo import export  # noqa: E402
 import keras_trpo  # noqa: E402
-from export.verify import default_calibration  # noqa: E402
-from export.verify import rollout_observations, sample_observations  # noqa: E402
-from serving import OnnxPolicy  # noqa: E402
-from serving.cli import run_episodes  # noqa: E402
+from keras_trpo.export.verify import default_calibration  # noqa: E402
+from keras_trpo.export.verify import rollout_observations, sample_observations  # noqa: E402
+from keras_trpo_serving import OnnxPolicy  # noqa: E402
+from keras_trpo_serving.cli import run_episodes  # noqa: E402
 from serving_latency import interleaved, load_average, machine  # noqa: E402
 
 

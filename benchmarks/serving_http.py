@@ -1,4 +1,4 @@
-"""Throughput and latency of `python -m serving http` under keep-alive load, measured with wrk.
+"""Throughput and latency of `python -m keras_trpo_serving http` under keep-alive load, measured with wrk.
 
   python benchmarks/serving_http.py --model policy.onnx [--clients 1 8 64] [--seconds 10] [--rounds 2]
       [--server new] [--server "new --batch-max 64 --batch-wait-us 200"] [--server old=DIR] [--out FILE.json]
@@ -33,7 +33,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from benchmarks.serving_latency import load_average, machine, observations  # noqa: E402
-from serving import OnnxPolicy  # noqa: E402
+from keras_trpo_serving import OnnxPolicy  # noqa: E402
 
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}  # wrk's latency units -> ms
 
@@ -52,7 +52,7 @@ def parse_server(text: str) -> ServerSpec:
 
 
 def start_server(spec: ServerSpec, model: str) -> tuple[subprocess.Popen, int]:
-    cmd = [sys.executable, "-m", "serving", "http", "--model", os.path.abspath(model), "--port", "0", *spec.flags]
+    cmd = [sys.executable, "-m", "keras_trpo_serving", "http", "--model", os.path.abspath(model), "--port", "0", *spec.flags]
     proc = subprocess.Popen(cmd, cwd=spec.tree, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     for _ in range(50):
         line = proc.stderr.readline()

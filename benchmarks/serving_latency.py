@@ -15,7 +15,7 @@ With --spin-calls, also at 1 kHz busy-waiting for the tick (holding the core) in
 Back-to-back also times a bare `InferenceSession.run` on the same file (the cost of act's
 input checks) and the first `act` after loading, over fresh loads. p50, p99, p99.9 and max
 in microseconds, with the CPU, its load average before and after, and the call counts.
-HTTP: the server runs in its own process (`python -m serving http`) on 127.0.0.1; the clients
+HTTP: the server runs in its own process (`python -m keras_trpo_serving http`) on 127.0.0.1; the clients
 keep their connections alive, every answer is checked against OnnxPolicy.act, and the run
 stops after --requests or --max-seconds. Needs only numpy and onnxruntime (serving's venv).
 """
@@ -37,8 +37,8 @@ import onnxruntime as ort
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from serving import OnnxPolicy  # noqa: E402
-from serving.policy import low_latency_options  # noqa: E402
+from keras_trpo_serving import OnnxPolicy  # noqa: E402
+from keras_trpo_serving.policy import low_latency_options  # noqa: E402
 
 DEFAULT, ORT_DEFAULTS, BARE = "OnnxPolicy default", "onnxruntime defaults", "bare InferenceSession.run"
 
@@ -213,7 +213,7 @@ def free_port() -> int:
 def http_load(model: str, requests: int, clients: int, max_seconds: float) -> dict:
     policy = OnnxPolicy(model)
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "serving", "http", "--model", model, "--port", str(port)],
+    server = subprocess.Popen([sys.executable, "-m", "keras_trpo_serving", "http", "--model", model, "--port", str(port)],
                               cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.time() + 30

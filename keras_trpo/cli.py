@@ -14,8 +14,8 @@ from typing import Optional, Sequence
 
 PROG = "keras-trpo"
 FORWARDED = {  # subcommands that are other tools' command lines, passed their arguments untouched
-    "export": ("export.cli", "export a trained agent to ONNX / SavedModel (keras-trpo export --help)"),
-    "serve": ("serving.cli", "run an exported ONNX policy with onnxruntime alone: serve run|http "
+    "export": ("keras_trpo.export.cli", "export a trained agent to ONNX / SavedModel (keras-trpo export --help)"),
+    "serve": ("keras_trpo_serving.cli", "run an exported ONNX policy with onnxruntime alone: serve run|http "
                              "(keras-trpo serve --help)"),
 }
 ROLLOUT_FLAGS = ("vectorization", "rollout_backend", "rollout_workers", "ray_address")  # where it runs, not how it learns
@@ -262,7 +262,7 @@ def _apply_config_file(args) -> None:
 def evaluate(args) -> dict:
     video_path = None
     if args.video:
-        from serving.video import check_video_path, headless_rendering_defaults
+        from keras_trpo_serving.video import check_video_path, headless_rendering_defaults
 
         video_path = check_video_path(args.video)
         headless_rendering_defaults()  # before MuJoCo is imported
@@ -279,7 +279,7 @@ def evaluate(args) -> dict:
     if video_path is None:
         mean, std = agent.evaluate(episodes=args.episodes, seed=args.seed, env=args.env)
     else:
-        from serving.video import record_first_episode
+        from keras_trpo_serving.video import record_first_episode
 
         # isolate: rendered by a TensorFlow-free subprocess replaying the episode (Mesa + TF crash together)
         (mean, std), video = record_first_episode(
@@ -384,7 +384,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 def _library_errors() -> tuple:
     errors = []
     for module, name in (("keras_trpo.config", "ConfigError"), ("keras_trpo.serialization", "AgentFileError"),
-                         ("keras_trpo.spaces", "UnsupportedSpaceError"), ("serving.video", "VideoError"),
+                         ("keras_trpo.spaces", "UnsupportedSpaceError"), ("keras_trpo_serving.video", "VideoError"),
                          ("keras_trpo.tune.study", "TuneError"),
                          ("gymnasium.error", "Error")):  # an unknown env id, a missing extra (box2d, mujoco)
         mod = sys.modules.get(module)

@@ -1,9 +1,9 @@
-"""ONNX policies for serving/tests, which cannot import TensorFlow. Needs the training venv.
+"""ONNX policies for keras_trpo_serving/tests, which cannot import TensorFlow. Needs the training venv.
 
-  python tests/make_serving_fixtures.py                 # small policies -> serving/tests/fixtures (committed)
+  python tests/make_serving_fixtures.py                 # small policies -> keras_trpo_serving/tests/fixtures (committed)
   python tests/make_serving_fixtures.py --cartpole DIR  # a trained CartPole policy (what CI does): .onnx, .ort,
                                                         # .tflite, C (cartpole_c/), rollout observations
-  python tests/make_serving_fixtures.py --ort           # ort_gaussian.ort, ort_discrete.ort -> serving/tests/fixtures
+  python tests/make_serving_fixtures.py --ort           # ort_gaussian.ort, ort_discrete.ort -> keras_trpo_serving/tests/fixtures
   python tests/make_serving_fixtures.py --tflite        # litert_*.tflite (+ .npz) and broken_litert_*.tflite -> fixtures
   python tests/make_serving_fixtures.py --stochastic    # stochastic_NAME.onnx, .tflite, _c/ (+ .npz) -> fixtures
   python tests/make_serving_fixtures.py --recurrent     # recurrent_lstm, dict_ff, recurrent_dict (.onnx, .tflite, .npz)
@@ -23,9 +23,9 @@ sys.path.insert(0, ROOT)
 import gymnasium as gym  # noqa: E402
 import numpy as np  # noqa: E402
 
-import export  # noqa: E402
+from keras_trpo import export  # noqa: E402
 import keras_trpo  # noqa: E402
-from export.verify import rollout_observations, verification_observations  # noqa: E402
+from keras_trpo.export.verify import rollout_observations, verification_observations  # noqa: E402
 from tests.envs import ToyEnv  # noqa: E402
 
 
@@ -73,7 +73,7 @@ def small(out_dir: str) -> None:
 
 
 def ort_small(out_dir: str) -> None:
-    """ort_gaussian.ort, ort_discrete.ort (+ .npz): ORT-format files from export.to_ort."""
+    """ort_gaussian.ort, ort_discrete.ort (+ .npz): ORT-format files from keras_trpo.export.to_ort."""
     for name in ("gaussian", "discrete"):
         print("wrote", write(small_agent(name, seed=1), out_dir, f"ort_{name}", n_obs=64, fmt="ort"))
 
@@ -81,7 +81,7 @@ def ort_small(out_dir: str) -> None:
 def litert_small(out_dir: str) -> None:
     """litert_NAME.tflite (+ .npz) for every small policy, a static-int8 copy of the Gaussian one,
     and files LiteRtPolicy must refuse: no keras-trpo metadata, metadata that contradicts the graph."""
-    from export.tflite import read_metadata, with_metadata
+    from keras_trpo.export.tflite import read_metadata, with_metadata
 
     for name in SMALL:
         agent = small_agent(name, seed=2)
@@ -110,7 +110,7 @@ def stochastic_small(out_dir: str) -> None:
     """stochastic_NAME.onnx, .tflite and _c/ (one agent per action family, exported with the noise
     input) and stochastic_NAME.npz: observations, noise, and the agent's own sampled actions for
     them (keras_trpo's rollout sampler fed that noise), which serving's policies must reproduce."""
-    from export.noise import agent_sampled_action, draw_noise, noise_spec
+    from keras_trpo.export.noise import agent_sampled_action, draw_noise, noise_spec
 
     for name in STOCHASTIC:
         agent = small_agent(name, seed=4)
@@ -163,10 +163,10 @@ def stateful_small(out_dir: str) -> None:
     key, ``[N, ...]``), ``episode_start [N]`` bool and the agent's outputs per step (``action``,
     ``logits`` or ``mean``/``log_std``); a recurrent policy also ``state [N, S]`` (the state before
     each step: zeros at a start, else the previous step's ``state_out``) and ``state_out [N, S]``.
-    The outputs are the agent's serving function stepped with its own state (export/reference.py)."""
-    from export.inputs import observation_feeds
-    from export.reference import agent_episode_reference, agent_reference
-    from export.verify import sample_episodes
+    The outputs are the agent's serving function stepped with its own state (keras_trpo/export/reference.py)."""
+    from keras_trpo.export.inputs import observation_feeds
+    from keras_trpo.export.reference import agent_episode_reference, agent_reference
+    from keras_trpo.export.verify import sample_episodes
 
     for name, (obs_space, act_space, cell) in STATEFUL.items():
         agent = keras_trpo.TRPO(lambda o=obs_space, a=act_space: ToyEnv(o, a), seed=6, n_envs=1, n_steps=32,
@@ -244,7 +244,7 @@ def cartpole(out_dir: str, timesteps: int, seed: int) -> None:
     export.to_ort(agent, os.path.join(out_dir, "cartpole.ort"))  # same policy, ORT format (serving's ORT tests)
     # same policy for LiteRT: float32 (must match) and static-int8 (serving's test_litert bounds its mismatches)
     export.to_tflite(agent, os.path.join(out_dir, "cartpole.tflite"), quantize="static-int8")
-    # same policy in C (serving/edge/check_cortex_m4.sh, serving's CPolicy tests), and observations the agent
+    # same policy in C (keras_trpo_serving/edge/check_cortex_m4.sh, serving's CPolicy tests), and observations the agent
     # visits (seed 2, 30% random actions) for the Cortex-M4 check
     export.to_c(agent, os.path.join(out_dir, "cartpole_c"))
     np.save(os.path.join(out_dir, "cartpole_rollouts.npy"), rollout_observations(agent, 2000, seed=2))
@@ -270,17 +270,17 @@ def main() -> None:
         os.makedirs(a.cartpole, exist_ok=True)
         cartpole(a.cartpole, a.timesteps, a.seed)
     elif a.ort:
-        ort_small(os.path.join(ROOT, "serving", "tests", "fixtures"))
+        ort_small(os.path.join(ROOT, "keras_trpo_serving", "tests", "fixtures"))
     elif a.tflite:
-        litert_small(os.path.join(ROOT, "serving", "tests", "fixtures"))
+        litert_small(os.path.join(ROOT, "keras_trpo_serving", "tests", "fixtures"))
     elif a.recurrent:
-        stateful_small(os.path.join(ROOT, "serving", "tests", "fixtures"))
+        stateful_small(os.path.join(ROOT, "keras_trpo_serving", "tests", "fixtures"))
     elif a.pointgoal:
-        pointgoal(os.path.join(ROOT, "serving", "tests", "fixtures"))
+        pointgoal(os.path.join(ROOT, "keras_trpo_serving", "tests", "fixtures"))
     elif a.stochastic:
-        stochastic_small(os.path.join(ROOT, "serving", "tests", "fixtures"))
+        stochastic_small(os.path.join(ROOT, "keras_trpo_serving", "tests", "fixtures"))
     else:
-        small(os.path.join(ROOT, "serving", "tests", "fixtures"))
+        small(os.path.join(ROOT, "keras_trpo_serving", "tests", "fixtures"))
 
 
 if __name__ == "__main__":

@@ -11,9 +11,9 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-import export
+from keras_trpo import export
 import keras_trpo
-from export import ExportError, ExportVerificationError
+from keras_trpo.export import ExportError, ExportVerificationError
 from keras_trpo.spaces import space_from_json
 
 
@@ -124,7 +124,7 @@ def test_saved_model_loads_without_keras_trpo(tmp_path):
     script = textwrap.dedent(f"""
         import sys
         sys.modules["keras_trpo"] = None  # any import of keras_trpo now fails
-        sys.modules["export"] = None
+        sys.modules["keras_trpo.export"] = None
         import numpy as np, tensorflow as tf
         fn = tf.saved_model.load({str(target)!r}).signatures["serving_default"]
         out = fn(obs=tf.constant(np.load({str(tmp_path / 'obs.npy')!r})))
@@ -174,13 +174,13 @@ def test_cli_exports_and_rejects_non_agent_files(tmp_path):
     agent = _trained(SPACES["discrete"], normalize=False)
     agent.save(str(tmp_path / "agent.keras"))
     env = dict(os.environ, PYTHONPATH=os.getcwd())
-    ok = subprocess.run([sys.executable, "-m", "export", str(tmp_path / "agent.keras"), "--onnx", str(tmp_path / "p.onnx")],
+    ok = subprocess.run([sys.executable, "-m", "keras_trpo.export", str(tmp_path / "agent.keras"), "--onnx", str(tmp_path / "p.onnx")],
                         capture_output=True, text=True, env=env)
     assert ok.returncode == 0, ok.stderr
     line = json.loads(ok.stdout.strip().splitlines()[-1])
     assert line["path"].endswith("p.onnx") and line["verified_observations"] > 0
     (tmp_path / "junk.keras").write_bytes(b"not a zip")
-    bad = subprocess.run([sys.executable, "-m", "export", str(tmp_path / "junk.keras"), "--onnx", str(tmp_path / "q.onnx")],
+    bad = subprocess.run([sys.executable, "-m", "keras_trpo.export", str(tmp_path / "junk.keras"), "--onnx", str(tmp_path / "q.onnx")],
                          capture_output=True, text=True, env=env)
     assert bad.returncode == 2 and "junk.keras" in bad.stderr and "Traceback" not in bad.stderr
 

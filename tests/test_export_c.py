@@ -1,4 +1,4 @@
-"""export.to_c: the C99 policy built with the host compiler, against the TF agent; its sampler
+"""keras_trpo.export.to_c: the C99 policy built with the host compiler, against the TF agent; its sampler
 against the agent's distribution (SciPy); errors for what C cannot express; the CLI."""
 import json
 import os
@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 from scipy import stats
 
-import export
+from keras_trpo import export
 import keras_trpo
-from export import ExportError, ExportVerificationError
-from export.c_build import CLibrary, host_fma_flags
-from export.c_model import C_ACTIVATIONS
-from export.sampler_check import check_sampler, chi2_sf, ks_uniform_p
+from keras_trpo.export import ExportError, ExportVerificationError
+from keras_trpo.export.c_build import CLibrary, host_fma_flags
+from keras_trpo.export.c_model import C_ACTIVATIONS
+from keras_trpo.export.sampler_check import check_sampler, chi2_sf, ks_uniform_p
 from tests.envs import EXPORT_ACTION_SPACES as SPACES, EXPORT_OBS as OBS, ToyEnv
 
 if shutil.which(os.environ.get("CC", "cc").split()[0]) is None:
@@ -189,10 +189,10 @@ def test_bit_identical_to_onnxruntime(tmp_path, activation, hidden):
 def test_hopper_closed_loop_returns_equal_onnxpolicys(tmp_path):
     """Issue 18's closed loop on a chaotic env: Hopper's contacts turn a 1e-7 action difference
     into returns tens apart within an episode, so equal returns need equal bits at every step."""
-    from serving.c_policy import CPolicy
-    from serving.cli import run_episodes
-    from serving.edge.closed_loop import lockstep
-    from serving.policy import OnnxPolicy
+    from keras_trpo_serving.c_policy import CPolicy
+    from keras_trpo_serving.cli import run_episodes
+    from keras_trpo_serving.edge.closed_loop import lockstep
+    from keras_trpo_serving.policy import OnnxPolicy
     agent = keras_trpo.TRPO("Hopper-v5", seed=0, n_envs=1, n_steps=1024, value_epochs=1)
     agent.fit(2048, verbose=0)  # statistics and weights off their initial values; episodes of ~20-100 steps
     export.to_onnx(agent, tmp_path / "hopper.onnx")
@@ -266,7 +266,7 @@ def test_cli_writes_c(tmp_path):
     agent = _agent(gym.spaces.Discrete(2), normalize=False, fit=False)
     agent.save(str(tmp_path / "agent.keras"))
     env = dict(os.environ, PYTHONPATH=os.getcwd())
-    out = subprocess.run([sys.executable, "-m", "export", str(tmp_path / "agent.keras"), "--c", str(tmp_path / "c"),
+    out = subprocess.run([sys.executable, "-m", "keras_trpo.export", str(tmp_path / "agent.keras"), "--c", str(tmp_path / "c"),
                           "--c-name", "cart"], capture_output=True, text=True, env=env)
     assert out.returncode == 0, out.stderr
     line = json.loads(out.stdout.strip().splitlines()[-1])

@@ -1,4 +1,4 @@
-"""export.to_c for recurrent (LSTM, GRU) and Dict-observation policies: the compiled library stepped
+"""keras_trpo.export.to_c for recurrent (LSTM, GRU) and Dict-observation policies: the compiled library stepped
 through episodes against the agent's own NumPy actor, the Dict struct filled by field name from C,
 the verification catching a library that carries its state wrongly, the generated API, the refusals."""
 import ctypes
@@ -10,13 +10,13 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-import export
+from keras_trpo import export
 import keras_trpo
-from export import ExportError, ExportVerificationError
-from export.c_build import CLibrary, host_fma_flags
-from export.c_export import c_runner, verify_c
-from export.inputs import runner_input
-from export.verify import sample_episodes, verify_episodes
+from keras_trpo.export import ExportError, ExportVerificationError
+from keras_trpo.export.c_build import CLibrary, host_fma_flags
+from keras_trpo.export.c_export import c_runner, verify_c
+from keras_trpo.export.inputs import runner_input
+from keras_trpo.export.verify import sample_episodes, verify_episodes
 from tests.envs import ToyEnv
 
 if shutil.which(os.environ.get("CC", "cc").split()[0]) is None:

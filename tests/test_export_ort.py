@@ -1,4 +1,4 @@
-"""export.to_ort: ORT-format files that onnxruntime loads, with the operator config and the metadata,
+"""keras_trpo.export.to_ort: ORT-format files that onnxruntime loads, with the operator config and the metadata,
 checked against the agent; a file that fails verification never lands at the target."""
 import json
 import os
@@ -10,9 +10,9 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-import export
-import export.ort as export_ort
-from export import ExportError, ExportVerificationError
+from keras_trpo import export
+import keras_trpo.export.ort as export_ort
+from keras_trpo.export import ExportError, ExportVerificationError
 from tests.test_export import SPACES, _trained
 
 
@@ -83,7 +83,7 @@ def test_verify_ort_catches_another_policy(agent_and_ort, tmp_path):
 
 def test_failed_verification_leaves_no_file(tmp_path, monkeypatch):
     agent = _trained(SPACES["box"])
-    import export.reference
+    import keras_trpo.export.reference
     real = export.reference.agent_reference
 
     def shifted(a, obs):  # the agent as if its actions were 0.01 off
@@ -111,13 +111,13 @@ def test_cli_writes_ort_and_refuses_quantize_without_onnx(tmp_path):
     agent = _trained(SPACES["discrete"], normalize=False)
     agent.save(str(tmp_path / "agent.keras"))
     env = dict(os.environ, PYTHONPATH=os.getcwd())
-    ok = subprocess.run([sys.executable, "-m", "export", str(tmp_path / "agent.keras"), "--ort", str(tmp_path / "p.ort")],
+    ok = subprocess.run([sys.executable, "-m", "keras_trpo.export", str(tmp_path / "agent.keras"), "--ort", str(tmp_path / "p.ort")],
                         capture_output=True, text=True, env=env)
     assert ok.returncode == 0, ok.stderr
     line = json.loads(ok.stdout.strip().splitlines()[-1])
     assert line["path"].endswith("p.ort") and line["verified_observations"] > 0
     assert line["operators_config_path"].endswith("p.required_operators.config")
     assert "Converting" not in ok.stdout  # onnxruntime's converter prints are not in our JSON output
-    bad = subprocess.run([sys.executable, "-m", "export", str(tmp_path / "agent.keras"), "--ort", str(tmp_path / "q.ort"),
+    bad = subprocess.run([sys.executable, "-m", "keras_trpo.export", str(tmp_path / "agent.keras"), "--ort", str(tmp_path / "q.ort"),
                           "--quantize", "static-int8"], capture_output=True, text=True, env=env)
     assert bad.returncode == 2 and "--quantize needs --onnx" in bad.stderr

@@ -5,10 +5,10 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-import export
-from export import ExportError
-from export.quantize import ObservationReader, quantize_onnx
-from export.verify import sample_observations
+from keras_trpo import export
+from keras_trpo.export import ExportError
+from keras_trpo.export.quantize import ObservationReader, quantize_onnx
+from keras_trpo.export.verify import sample_observations
 from tests.test_export import SPACES, _trained
 
 

@@ -9,10 +9,10 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-import export
+from keras_trpo import export
 import keras_trpo
-from export import ExportError, ExportVerificationError
-from export.verify import Episodes, sample_episodes, verify_episodes
+from keras_trpo.export import ExportError, ExportVerificationError
+from keras_trpo.export.verify import Episodes, sample_episodes, verify_episodes
 from keras_trpo.spaces import space_from_json
 from tests.envs import ToyEnv
 
@@ -112,7 +112,7 @@ def test_tflite_steps_like_the_agents_actor_in_litert_and_micro(recurrent):
         from tflite_micro.python.tflite_micro import runtime
     except ImportError:
         pytest.skip("tflite-micro is not installed")
-    from export.tflm import input_names, output_names
+    from keras_trpo.export.tflm import input_names, output_names
 
     data = (d / "p.tflite").read_bytes()
     ins, outs = input_names(data), output_names(data)
@@ -139,7 +139,7 @@ def test_onnx_graph_has_no_loop_and_the_metadata_describes_the_state(recurrent):
     assert meta["state_size"] == str(agent.state_size) == str(6 * (2 if kind == "lstm_box" else 1))
     assert meta["state_reset"] == "zeros at an episode start"
     assert meta["outputs"] == ",".join(("action",) + agent.family.param_names + ("state_out",))
-    from export.tflite import read_metadata
+    from keras_trpo.export.tflite import read_metadata
     tmeta = read_metadata((d / "p.tflite").read_bytes())
     assert {k: tmeta[k] for k in ("inputs", "recurrent", "state_size", "state_reset", "outputs")} == \
         {k: meta[k] for k in ("inputs", "recurrent", "state_size", "state_reset", "outputs")}
@@ -148,7 +148,7 @@ def test_onnx_graph_has_no_loop_and_the_metadata_describes_the_state(recurrent):
 def test_episode_verification_catches_a_file_that_drops_its_state(recurrent):
     """A check that cannot fail is a defect: the right file fed zeros instead of its own state fails,
     naming the episode and step; the same file fed properly passes."""
-    from export.onnx_export import onnx_runner
+    from keras_trpo.export.onnx_export import onnx_runner
 
     kind, agent, d, _ = recurrent
     episodes = sample_episodes(agent, lanes=2, steps=20, seed=3, start_rate=0.05)
@@ -314,10 +314,10 @@ def test_recurrent_dict_policy_takes_each_key_and_the_state(tmp_path):
 
 
 def test_the_episode_reference_checks_the_one_step_graph_against_the_policy_model(recurrent, monkeypatch):
-    """The reference every recurrent file is verified against comes from export/graph.py's one-step walk of
+    """The reference every recurrent file is verified against comes from keras_trpo/export/graph.py's one-step walk of
     the model's layers; it is checked against the policy model itself at each step, so a walk that drifts
     from the model (a Keras change) fails the export instead of passing both sides."""
-    import export.reference as reference
+    import keras_trpo.export.reference as reference
 
     _, agent, _, _ = recurrent
     episodes = sample_episodes(agent, lanes=2, steps=6, seed=3, start_rate=0.3)

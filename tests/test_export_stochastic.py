@@ -15,11 +15,11 @@ import onnxruntime as ort
 import pytest
 from scipy import stats
 
-import export
+from keras_trpo import export
 import keras_trpo
-from export import ExportError, ExportVerificationError
-from export.noise import agent_noise, agent_sampled_action, noise_spec
-from export.stochastic import check_distribution
+from keras_trpo.export import ExportError, ExportVerificationError
+from keras_trpo.export.noise import agent_noise, agent_sampled_action, noise_spec
+from keras_trpo.export.stochastic import check_distribution
 from tests.envs import EXPORT_ACTION_SPACES as SPACES, EXPORT_OBS as OBS, ToyEnv
 
 litert = pytest.importorskip("ai_edge_litert.interpreter", reason="pip install ai-edge-litert (requirements.txt)")
@@ -35,7 +35,7 @@ def _trained(action_space):
 
 
 def _reference(kind: str, params: dict, noise: np.ndarray) -> np.ndarray:
-    """The noise contract from first principles, in float64 (not export/noise.py's code)."""
+    """The noise contract from first principles, in float64 (not keras_trpo/export/noise.py's code)."""
     u = noise.astype(np.float64)
     if kind == "box":
         space = SPACES["box"]
@@ -129,7 +129,7 @@ def test_same_noise_same_action_as_the_agent(exported, fmt):
 @pytest.mark.skipif(not HAVE_CC, reason="no C compiler")
 def test_c_sample_noise_equals_the_onnx_file(exported):
     """Every format shares the contract: the C library and the ONNX file, same noise, same action."""
-    from export.c_build import CLibrary
+    from keras_trpo.export.c_build import CLibrary
 
     kind, agent, d, reports = exported
     lib_path = d / "libp.so"
@@ -245,7 +245,7 @@ def test_a_wrong_sampler_fails_the_statistical_check(kind):
 
 def test_a_wrong_sampler_in_the_file_fails_the_export(tmp_path, monkeypatch):
     """The whole export path: a graph whose sampler ignores the Gumbel transform is refused at export time."""
-    import export.graph as graph
+    import keras_trpo.export.graph as graph
 
     agent = _trained(SPACES["discrete"])
     real = graph.sampled_action_function
@@ -274,11 +274,11 @@ def test_deterministic_exports_are_unchanged_and_options_are_checked(tmp_path):
         export.to_tflite(agent, tmp_path / "q.tflite", stochastic=True, quantize="dynamic-int8")
     agent.save(str(tmp_path / "agent.keras"))
     env = dict(os.environ, PYTHONPATH=os.getcwd())
-    out = subprocess.run([sys.executable, "-m", "export", str(tmp_path / "agent.keras"), "--onnx",
+    out = subprocess.run([sys.executable, "-m", "keras_trpo.export", str(tmp_path / "agent.keras"), "--onnx",
                           str(tmp_path / "s.onnx"), "--stochastic"], capture_output=True, text=True, env=env)
     assert out.returncode == 0, out.stderr
     line = json.loads(out.stdout.strip().splitlines()[-1])
     assert line["stochastic"] and line["sampler_tests"] == 4 and line["sampled_worst_difference"] == 0
-    out = subprocess.run([sys.executable, "-m", "export", str(tmp_path / "agent.keras"), "--c", str(tmp_path / "c"),
+    out = subprocess.run([sys.executable, "-m", "keras_trpo.export", str(tmp_path / "agent.keras"), "--c", str(tmp_path / "c"),
                           "--stochastic"], capture_output=True, text=True, env=env)
     assert out.returncode == 2 and "--stochastic needs --onnx, --ort or --tflite" in out.stderr

@@ -1,4 +1,4 @@
-"""export.to_tflite: parity with the agent in ai-edge-litert, metadata in the flatbuffer, frozen
+"""keras_trpo.export.to_tflite: parity with the agent in ai-edge-litert, metadata in the flatbuffer, frozen
 weights, int8 variants, tamper detection, bad input, the CLI."""
 import json
 import os
@@ -9,10 +9,10 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-import export
+from keras_trpo import export
 import keras_trpo
-from export import ExportError, ExportVerificationError
-from export.tflite import METADATA_NAME, read_metadata, with_metadata
+from keras_trpo.export import ExportError, ExportVerificationError
+from keras_trpo.export.tflite import METADATA_NAME, read_metadata, with_metadata
 from keras_trpo.spaces import space_from_json
 from tests.envs import EXPORT_ACTION_SPACES as SPACES, EXPORT_OBS as OBS, ToyEnv
 
@@ -72,7 +72,7 @@ def test_actions_and_parameters_match_the_agent(exported):
             np.testing.assert_allclose(out["mean"], dist.mean().numpy(), atol=1e-5)
             np.testing.assert_allclose(np.exp(out["log_std"]), dist.stddev().numpy(), rtol=1e-5)
         else:
-            # int32: TensorFlow Lite Micro has no int64 ARG_MAX or CAST (export/graph.py)
+            # int32: TensorFlow Lite Micro has no int64 ARG_MAX or CAST (keras_trpo/export/graph.py)
             assert out["action"].dtype == (np.int8 if kind == "multibinary" else np.int32)
             np.testing.assert_array_equal(out["action"], expected)
             np.testing.assert_allclose(out["logits"], agent.policy_model(obs)["logits"].numpy(), atol=1e-5)
@@ -244,13 +244,13 @@ def test_missing_runtime_is_named(tmp_path, monkeypatch, plain_agent):
 def test_cli_writes_float_and_int8_files(tmp_path, plain_agent):
     plain_agent.save(str(tmp_path / "agent.keras"))
     env = dict(os.environ, PYTHONPATH=os.getcwd())
-    out = subprocess.run([sys.executable, "-m", "export", str(tmp_path / "agent.keras"), "--tflite",
+    out = subprocess.run([sys.executable, "-m", "keras_trpo.export", str(tmp_path / "agent.keras"), "--tflite",
                           str(tmp_path / "p.tflite"), "--quantize", "static-int8"],
                          capture_output=True, text=True, env=env)
     assert out.returncode == 0, out.stderr
     line = json.loads(out.stdout.strip().splitlines()[-1])
     assert line["path"].endswith("p.tflite") and line["verified_observations"] > 0
     assert line["quantized_path"].endswith("p.static-int8.tflite") and os.path.exists(line["quantized_path"])
-    bad = subprocess.run([sys.executable, "-m", "export", str(tmp_path / "agent.keras"), "--tflite",
+    bad = subprocess.run([sys.executable, "-m", "keras_trpo.export", str(tmp_path / "agent.keras"), "--tflite",
                           str(tmp_path / "p.tfl")], capture_output=True, text=True, env=env)
     assert bad.returncode == 2 and "end in .tflite" in bad.stderr and "Traceback" not in bad.stderr

@@ -1,9 +1,0 @@
-import sys
-
-from keras_trpo.quiet import quiet_tensorflow_import
-
-quiet_tensorflow_import(0)  # before export.cli imports TensorFlow: keep its C++ start-up lines off stderr
-
-from export.cli import main  # noqa: E402
-
-sys.exit(main())

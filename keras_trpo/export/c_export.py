@@ -1,0 +1,227 @@
+"""Agent -> a C99 library (``NAME.h``, ``NAME.c``, ``NAME_weights.h``) for microcontrollers and
+firmware control loops, verified by building it with the host's C compiler and running it
+against the agent (keras_trpo/export/verify.py's harness) and its sampler against the agent's distribution
+(keras_trpo/export/sampler_check.py).
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping, Optional, Union
+
+import numpy as np
+
+from keras_trpo.export.c_build import CLibrary, build_shared, compiler, compiler_version
+from keras_trpo.export.c_model import CPolicy, c_policy
+from keras_trpo.export.c_source import check_name, render
+from keras_trpo.export.errors import ExportError, ExportVerificationError
+from keras_trpo.export.metadata import policy_metadata
+from keras_trpo.export.noise import SAMPLED_ACTION
+from keras_trpo.export.inputs import STATE_IN, STATE_OUT, is_recurrent, observation_names
+from keras_trpo.export.reference import agent_episode_reference, agent_reference, require_agent
+from keras_trpo.export.report import ExportReport
+from keras_trpo.export.sampler_check import check_sampler
+from keras_trpo.export.stochastic import SAMPLER_DRAWS, SAMPLER_OBSERVATIONS, SAMPLER_SEED
+from keras_trpo.export.verify import Episodes, verification_episodes, verification_observations, verify_file
+from keras_trpo.serialization import atomic_write_bytes
+
+
+@dataclass
+class CExportReport(ExportReport):
+    files: list = field(default_factory=list)  # the three files written
+    weights_bytes: int = 0  # the float and int32 arrays of NAME_weights.h, in bytes
+    compiler: Optional[str] = None  # the host compiler that built and verified it
+    # NAME_sample (its own PRNG) tested like NAME_sample_noise's draws (sampler_*): tests and the smallest p-value.
+    prng_sampler_tests: Optional[int] = None
+    prng_sampler_min_p_value: Optional[float] = None
+
+
+def _weights_bytes(p: CPolicy) -> int:
+    floats = sum(d.kernel.size + d.bias.size for d in p.layers + [p.head])
+    floats += sum(2 * i.size for i in p.inputs if i.normalizer is not None)
+    if p.recurrent is not None:
+        floats += p.recurrent.kernel.size + p.recurrent.recurrent_kernel.size + p.recurrent.bias.size
+    floats += 3 * p.head.n_out if p.log_std is not None else 0
+    return 4 * (floats + 2 * len(p.nvec))
+
+
+def packed_feeds(agent, feeds) -> tuple[np.ndarray, Optional[np.ndarray]]:
+    """A runner's input (``obs``, or the feeds by input name, keras_trpo/export/inputs.py) -> ``(packed obs
+    [N, obs_size], state_in [N, S] or None)``: a Dict's keys side by side in sorted-key order, the
+    layout of the C ``NAME_obs_t``."""
+    if not isinstance(feeds, Mapping):
+        return np.asarray(feeds, np.float32), None
+    keys = observation_names(agent)
+    n = len(feeds[keys[0]])
+    obs = np.concatenate([np.asarray(feeds[k], np.float32).reshape(n, -1) for k in keys], axis=1)
+    state = feeds.get(STATE_IN)
+    return obs, (None if state is None else np.asarray(state, np.float32))
+
+
+def c_runner(lib: CLibrary, agent):
+    """``feeds (, noise) -> {"action", params (, "sampled_action") (, "state_out")}`` of the built
+    library, shaped like the agent's outputs (``sampled_action`` from ``NAME_sample_noise``), for
+    keras_trpo/export/verify.py's harness: ``feeds`` is ``obs``, or the inputs by name (a Dict's keys,
+    ``state_in``)."""
+    shape = tuple(agent.action_space.shape)
+    names = agent.family.param_names
+
+    def run(feeds, noise: Optional[np.ndarray] = None) -> dict[str, np.ndarray]:
+        obs, state = packed_feeds(agent, feeds)
+        out = {}
+        if lib.state_size:
+            params, _ = lib.params(obs, state)
+            action, out[STATE_OUT] = lib.act(obs, state)
+        else:
+            params, action = lib.params(obs), lib.act(obs)
+        out["action"] = action.reshape((len(obs),) + shape)
+        if noise is not None:
+            sampled = lib.sample_noise(obs, noise, state) if lib.state_size else lib.sample_noise(obs, noise)
+            if lib.state_size:
+                sampled, state_after = sampled
+                if not np.array_equal(state_after, out[STATE_OUT]):  # sampling must advance the state alike
+                    raise ExportVerificationError(f"C {lib.name}_sample_noise writes another state_out than {lib.name}_act")
+            out[SAMPLED_ACTION] = sampled.reshape((len(obs),) + shape)
+        if names == ("logits",):
+            out["logits"] = params
+        else:
+            d = params.shape[1] // 2
+            out["mean"], out["log_std"] = params[:, :d], params[:, d:]
+        return out
+
+    return run
+
+
+def _check_directory(directory: Path, name: str) -> None:
+    if directory.exists() and not directory.is_dir():
+        raise ExportError(f"{str(directory)!r} is a file; the C export writes a directory of {name}.h, {name}.c and "
+                          f"{name}_weights.h")
+    if not directory.resolve().parent.exists():
+        raise ExportError(f"directory {str(directory.resolve().parent)!r} does not exist")
+
+
+def _library(path: Path, name: str, policy: CPolicy) -> CLibrary:
+    return CLibrary(path, name, policy.family, policy.obs_size, policy.action_size, policy.params_size,
+                    policy.state_size)
+
+
+def _verify(agent, policy: CPolicy, build_dir: Path, name: str, report: CExportReport,
+            observations) -> None:
+    """Build and run the files through keras_trpo/export/verify.py's harness (``verify_file``: observations
+    for a feed-forward policy, 10 whole episodes carrying the library's own state for a recurrent
+    one, ``NAME_sample_noise`` too), then test ``NAME_sample``'s PRNG draws."""
+    lib_path = build_dir / f"lib{name}.so"
+    build_shared(build_dir / f"{name}.c", lib_path)
+    lib = _library(lib_path, name, policy)
+    if json.loads(lib.metadata()) != report.metadata:
+        raise ExportVerificationError(f"C {name}_metadata() does not return the export's metadata")
+    what = f"C {report.path}"
+    recurrent = is_recurrent(agent)
+    if recurrent:
+        observations = observations if observations is not None else verification_episodes(agent)
+        if not isinstance(observations, Episodes):
+            raise ExportError("a recurrent policy is verified on Episodes (export.verify.Episodes), not on observations")
+    else:
+        observations = np.asarray(observations if observations is not None else verification_observations(agent),
+                                  np.float32)
+    verify_file(agent, c_runner(lib, agent), what, report, observations)  # every output, sample_noise too
+    # And NAME_sample with its own PRNG, at a few observations (recurrent: steps 0 and 1 of the first
+    # lane, from the state the agent had there).
+    if recurrent:
+        first = Episodes(observations.observations[:2, :1], observations.starts[:2, :1])
+        ref = agent_episode_reference(agent, first)
+        obs, state = ref_obs(first), ref[STATE_IN].reshape(-1, policy.state_size)
+        params = {n: ref[n].reshape(len(obs), -1) for n in agent.family.param_names}
+    else:
+        obs, state = observations[:min(SAMPLER_OBSERVATIONS, len(observations))], None
+        ref = agent_reference(agent, obs)
+        params = {n: ref[n].reshape(len(obs), -1) for n in agent.family.param_names}
+    draws = lib.sample(obs, SAMPLER_DRAWS, SAMPLER_SEED, state)
+    result = check_sampler(policy.family, params, draws, nvec=policy.nvec, starts=policy.starts, low=policy.low,
+                           high=policy.high, what=f"{what} PRNG sampler")
+    report.prng_sampler_tests, report.prng_sampler_min_p_value = result.tests, result.min_p_value
+
+
+def ref_obs(episodes: Episodes) -> np.ndarray:
+    """``[T, L, width]`` -> ``[T L, width]`` packed observations, step-major as the reference's rows."""
+    return episodes.observations.reshape((-1,) + episodes.observations.shape[2:])
+
+
+def to_c(agent, directory: str | os.PathLike, *, name: str = "policy", verify: bool = True,
+         verify_observations: Optional[Union[np.ndarray, Episodes]] = None) -> CExportReport:
+    """Write the agent's policy as C99 into ``directory`` (created if missing): ``NAME.h``,
+    ``NAME.c`` and ``NAME_weights.h``.
+
+    ``NAME_act(obs, action)``: deterministic action (argmax for Discrete, the mean clipped to the
+    bounds for Box, per dimension for MultiDiscrete and MultiBinary), ``NAME_params``: logits or
+    mean and log-std, ``NAME_sample(obs, &rng, action)``: a draw from the policy's distribution
+    with a PRNG state the caller owns (``NAME_seed``). Observations are raw: normaliser and clip
+    are inside. The metadata is in the header as constants and from ``NAME_metadata()`` as JSON.
+
+    A Dict-observation policy takes a ``NAME_obs_t`` struct, one field per key (sorted-key order,
+    a Discrete key's index as a float); a recurrent one takes ``state_in [NAME_STATE_SIZE]`` after
+    the observation and writes ``state_out`` last (zeros at an episode start: ``NAME_reset_state``).
+
+    With ``verify`` (default) the files are built with the host C compiler (``$CC`` or ``cc``)
+    into a shared library, run on observations sampled from the space and visited in rollouts
+    (a recurrent policy: stepped through 10 whole episodes carrying its own state,
+    ``verify_observations`` then being ``export.verify.Episodes``) and compared with the agent (``ExportVerificationError`` if a discrete action differs or a
+    float output is off by more than 1e-5), and the sampler's draws are tested against the
+    agent's distribution; only then are the files moved into ``directory``.
+    """
+    require_agent(agent)
+    name = check_name(name)
+    directory = Path(directory)
+    _check_directory(directory, name)
+    start = time.perf_counter()
+    policy = c_policy(agent)
+    meta = dict(policy_metadata(agent, stochastic=True), format="c")  # NAME_sample_noise: always there
+    files = render(policy, name, meta)
+    report = CExportReport(str(directory), sum(len(t.encode()) for t in files.values()), 0.0, metadata=meta,
+                           stochastic=True, files=[str(directory / f) for f in files], weights_bytes=_weights_bytes(policy))
+    if verify:
+        report.compiler = compiler_version(compiler())
+        with tempfile.TemporaryDirectory(prefix="keras_trpo_c_") as tmp:
+            for f, text in files.items():
+                (Path(tmp) / f).write_text(text)
+            _verify(agent, policy, Path(tmp), name, report, verify_observations)
+    directory.mkdir(exist_ok=True)
+    for f, text in files.items():
+        atomic_write_bytes(directory / f, text.encode())
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def verify_c(agent, directory: str | os.PathLike, *, name: str = "policy",
+             observations: Optional[Union[np.ndarray, Episodes]] = None) -> float:
+    """Build the C files in ``directory`` with the host compiler and compare them with ``agent``
+    (and their sampler with its distribution). Returns the worst float difference; raises
+    ``ExportVerificationError`` as ``to_c`` does."""
+    require_agent(agent)
+    name = check_name(name)
+    directory = Path(directory)
+    missing = [f for f in (f"{name}.h", f"{name}.c", f"{name}_weights.h") if not (directory / f).is_file()]
+    if missing:
+        raise ExportError(f"{str(directory)!r} lacks {', '.join(missing)}")
+    policy = c_policy(agent)
+    meta = json.loads(_metadata_of(directory, name, policy))
+    report = CExportReport(str(directory), 0, 0.0, metadata=meta)
+    with tempfile.TemporaryDirectory(prefix="keras_trpo_c_") as tmp:
+        for f in (f"{name}.h", f"{name}.c", f"{name}_weights.h"):
+            (Path(tmp) / f).write_bytes((directory / f).read_bytes())
+        _verify(agent, policy, Path(tmp), name, report, observations)
+    return float(report.worst_difference)
+
+
+def _metadata_of(directory: Path, name: str, policy: CPolicy) -> str:
+    """The JSON ``NAME_metadata()`` returns, from a throwaway build."""
+    with tempfile.TemporaryDirectory(prefix="keras_trpo_c_") as tmp:
+        for f in (f"{name}.h", f"{name}.c", f"{name}_weights.h"):
+            (Path(tmp) / f).write_bytes((directory / f).read_bytes())
+        build_shared(Path(tmp) / f"{name}.c", Path(tmp) / f"lib{name}.so")
+        lib = _library(Path(tmp) / f"lib{name}.so", name, policy)
+        return lib.metadata()

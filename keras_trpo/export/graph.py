@@ -1,0 +1,213 @@
+"""The serving function: raw observations in, deterministic action and distribution parameters out.
+
+Everything a device needs is in this one graph: observation normalisation (a
+layer of the policy model), the policy network, and the deterministic action in
+the dtype and shape the env expects.
+
+The graph sticks to ops TensorFlow Lite Micro has kernels for, so the one ``.tflite`` runs in
+LiteRT and on microcontrollers alike: argmax in int32 (TFLM's ARG_MAX writes int32 only; TFLM's
+CAST cannot write int64 either, so the TFLite export keeps int32 actions, ``integer_actions``,
+while ONNX and the SavedModel cast them to int64), and MultiDiscrete's argmaxes over static slices of the logits (TFLM's FILL takes
+no shape computed at run time, which the padded-gather form needed). Both give the same actions
+as before, ties included (argmax takes the first maximum either way).
+"""
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import gymnasium as gym
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_trpo.export.errors import ExportError
+from keras_trpo.export.inputs import OBS, STATE_IN, STATE_OUT, input_names, is_recurrent, observation_names, state_size
+from keras_trpo.export.noise import GUMBEL_EPS, NOISE, SAMPLED_ACTION, noise_spec
+from keras_trpo.dict_obs import layout_of
+from keras_trpo.layers import RecurrentCore
+from keras_trpo.distributions import Bernoulli, Categorical, DiagGaussian, MultiCategorical
+from keras_trpo.spaces import obs_shape
+
+
+def input_signature(agent, stochastic: bool = False) -> list[tf.TensorSpec]:
+    """The graph's inputs in ``export.inputs.input_names`` order: observations (``obs``, or one per
+    Dict key), ``noise`` (stochastic), ``state_in`` (recurrent)."""
+    layout = layout_of(agent.observation_space)
+    shapes = {OBS: obs_shape(agent.observation_space)} if layout is None else {e.key: e.shape for e in layout.entries}
+    if stochastic:
+        shapes[NOISE] = (noise_spec(agent).width,)
+    if is_recurrent(agent):
+        shapes[STATE_IN] = (state_size(agent),)
+    return [tf.TensorSpec((None,) + tuple(shapes[n]), tf.float32, name=n) for n in input_names(agent, stochastic)]
+
+
+def serving_function(agent, integer_actions: tf.DType = tf.int64, stochastic: bool = False) -> Callable:
+    """``(*inputs) -> {"action", "logits" | "mean", "log_std"[, "sampled_action"][, "state_out"]}``,
+    the inputs positional in ``input_signature`` order (keras_trpo/export/inputs.py).
+
+    ``obs [B, *obs_shape] float32`` (or one input per Dict key). Discrete actions are ``[B]``,
+    MultiDiscrete ``[B, *shape]``, in ``integer_actions`` (int64, or int32 for TFLite Micro). With
+    ``stochastic`` the function also takes ``noise [B, width]`` and returns ``sampled_action``
+    (keras_trpo/export/noise.py's contract). A recurrent policy also takes ``state_in [B, S]`` and returns
+    ``state_out [B, S]``: one step of the model (T = 1, no episode start: the caller zeroes the state).
+    """
+    family, model, space = agent.family, agent.policy_model, agent.action_space
+    if integer_actions not in (tf.int64, tf.int32):
+        raise ExportError(f"integer_actions must be tf.int64 or tf.int32, got {integer_actions!r}")
+
+    def as_integer(x):
+        return x if integer_actions == tf.int32 else tf.cast(x, integer_actions)
+
+    if isinstance(family, Categorical):
+        start = _int32_start(space.start)
+
+        def action_of(p):
+            return as_integer(tf.argmax(p["logits"], axis=-1, output_type=tf.int32) + start)
+    elif isinstance(family, MultiCategorical):
+        # Python ints here, tensors at trace time: captured eager tensors would become ONNX inputs.
+        nvec = [int(n) for n in np.asarray(space.nvec).reshape(-1)]
+        offsets = np.concatenate([[0], np.cumsum(nvec)[:-1]]).tolist()
+        starts = [_int32_start(s) for s in np.asarray(space.start).reshape(-1)]
+        out_shape = tuple(space.shape)
+
+        def action_of(p):
+            logits = p["logits"]
+            picks = [tf.argmax(logits[:, o:o + n], axis=-1, output_type=tf.int32) + s
+                     for o, n, s in zip(offsets, nvec, starts)]
+            return tf.reshape(as_integer(tf.stack(picks, axis=-1)), (-1,) + out_shape)
+    elif isinstance(family, Bernoulli):
+        dtype = tf.as_dtype(np.dtype(space.dtype))
+        out_shape = tuple(space.shape)
+
+        def action_of(p):
+            return tf.reshape(tf.cast(p["logits"] > 0, dtype), (-1,) + out_shape)
+    elif isinstance(family, DiagGaussian):
+        # The Box's bounds, flat like the mean (DiagGaussian stopped carrying them in ddeb206).
+        low, high = (np.asarray(b, np.float32).reshape(-1) for b in (space.low, space.high))
+        dtype = tf.as_dtype(np.dtype(space.dtype))
+        out_shape = tuple(space.shape)
+
+        def action_of(p):
+            return tf.reshape(tf.cast(tf.clip_by_value(p["mean"], low, high), dtype), (-1,) + out_shape)
+    else:  # pragma: no cover - family_for rejects other spaces earlier
+        raise ExportError(f"cannot export a policy for action space {space!r}")
+
+    names = input_names(agent, stochastic)
+    keys = observation_names(agent)
+    recurrent = is_recurrent(agent)
+
+    def params_of(inputs: dict) -> tuple[dict, Optional[tf.Tensor]]:
+        """The distribution parameters ``[B, k]`` (and the state after the step, recurrent)."""
+        obs = inputs[OBS] if keys == [OBS] else {k: inputs[k] for k in keys}
+        if not recurrent:
+            return model(obs, training=False), None
+        state = inputs[STATE_IN]
+        # starts 0 as a product, not a Fill whose shape is computed at run time (TFLite Micro has none).
+        out = one_step(model, {"obs": obs, "starts": state[:, 0] * 0.0, "state": state})
+        return {n: out[n] for n in family.param_names}, out["state"]
+
+    def serve(*tensors):
+        inputs = dict(zip(names, tensors))
+        params, state = params_of(inputs)
+        out = {"action": action_of(params)}
+        for name in family.param_names:
+            out[name] = tf.identity(params[name], name=name)
+        if stochastic:
+            out[SAMPLED_ACTION] = tf.identity(sample_of(params, inputs[NOISE]), name=SAMPLED_ACTION)
+        if recurrent:
+            out[STATE_OUT] = tf.identity(state, name=STATE_OUT)
+        return out
+
+    sample_of = sampled_action_function(agent, as_integer) if stochastic else None
+    return serve
+
+
+def one_step(model, inputs: dict) -> dict:
+    """A recurrent policy model for one step, without the time axis: ``{"obs": [B, ...] (or {key:
+    [B, ...]}), "starts": [B], "state": [B, S]} -> {param name: [B, k], "state": [B, S]}``.
+
+    The model's layers are run as its graph connects them, on tensors without the time axis, and
+    ``RecurrentCore`` is given T = 1 (one step, no loop) and its outputs taken at that step. Why
+    not ``model`` on ``[B, 1, ...]``: a Dense layer on a rank-3 input with a dynamic batch is a
+    tensordot whose shape arithmetic (SHAPE, GATHER, REDUCE_PROD, PACK) TFLite Micro cannot run;
+    on ``[B, F]`` it is one FULLY_CONNECTED. Every layer but the core is per-row or per-entry,
+    so the arithmetic is the model's.
+    """
+    def operation(op):
+        if isinstance(op, RecurrentCore):
+            def core(args, **kwargs):
+                x, starts, state = args
+                h, states, final = op([x[:, None], starts[:, None], state], **kwargs)
+                return h[:, 0], states[:, 0], final
+            return core
+        if isinstance(op, keras.Sequential):  # e.g. the Dense torso: its layers, one after the other
+            def sequential(x, **kwargs):
+                for layer in op.layers:
+                    x = operation(layer)(x)
+                return x
+            return sequential
+        if isinstance(op, keras.Model):  # a nested functional model checks its inputs' rank: walk it too
+            return lambda x, **kwargs: op._run_through_graph(x, operation_fn=operation)
+        return op
+
+    try:
+        run = model._run_through_graph  # Keras 3's functional graph walk (keras.src.ops.function)
+    except AttributeError:  # pragma: no cover - a Keras without it
+        raise ExportError("exporting a recurrent policy needs Keras 3's functional models (keras >= 3.0)") from None
+    return run(inputs, operation_fn=operation)
+
+
+def sampled_action_function(agent, as_integer: Callable) -> Callable:
+    """``(params, noise) -> sampled action``: keras_trpo/export/noise.py's formulas in float32, with the ops
+    TensorFlow Lite Micro has (LOG, EXP, ADD, SUB, MUL, NEG, LESS, ARG_MAX, CAST, MINIMUM, MAXIMUM).
+    ``log(1 - u)`` stands for the agent's ``log1p(-u)``: neither ONNX nor TFLite has a log1p op."""
+    family, space = agent.family, agent.action_space
+
+    def gumbel(u):  # a Python float, not an eager tensor: a captured tensor would become an ONNX input
+        return -tf.math.log(-tf.math.log(u + GUMBEL_EPS) + GUMBEL_EPS)
+
+    if isinstance(family, Categorical):
+        start = _int32_start(space.start)
+        return lambda p, u: as_integer(tf.argmax(p["logits"] + gumbel(u), axis=-1, output_type=tf.int32) + start)
+    if isinstance(family, MultiCategorical):
+        nvec = [int(n) for n in np.asarray(space.nvec).reshape(-1)]
+        offsets = np.concatenate([[0], np.cumsum(nvec)[:-1]]).tolist()
+        starts = [_int32_start(s) for s in np.asarray(space.start).reshape(-1)]
+        out_shape = tuple(space.shape)
+
+        def multi(p, u):
+            z = p["logits"] + gumbel(u)
+            picks = [tf.argmax(z[:, o:o + n], axis=-1, output_type=tf.int32) + s
+                     for o, n, s in zip(offsets, nvec, starts)]
+            return tf.reshape(as_integer(tf.stack(picks, axis=-1)), (-1,) + out_shape)
+        return multi
+    if isinstance(family, Bernoulli):
+        dtype = tf.as_dtype(np.dtype(space.dtype))
+        out_shape = tuple(space.shape)
+        return lambda p, u: tf.reshape(tf.cast(tf.math.log(u) - tf.math.log(1.0 - u) < p["logits"], dtype),
+                                       (-1,) + out_shape)
+    if isinstance(family, DiagGaussian):
+        low, high = (np.asarray(b, np.float32).reshape(-1) for b in (space.low, space.high))
+        dtype = tf.as_dtype(np.dtype(space.dtype))
+        out_shape = tuple(space.shape)
+
+        def gaussian(p, z):
+            x = p["mean"] + tf.exp(p["log_std"]) * z
+            return tf.reshape(tf.cast(tf.clip_by_value(x, low, high), dtype), (-1,) + out_shape)
+        return gaussian
+    raise ExportError(f"cannot export a sampler for action space {space!r}")  # pragma: no cover
+
+
+def _int32_start(start) -> int:
+    """A Discrete / MultiDiscrete ``start`` as the int32 the argmax is offset by in the graph."""
+    start = int(start)
+    if not -2**31 <= start < 2**31 - 2**16:
+        raise ExportError(f"action space start {start} does not fit the graph's int32 actions")
+    return start
+
+
+def action_dtype(agent) -> np.dtype:
+    space = agent.action_space
+    if isinstance(space, (gym.spaces.Discrete, gym.spaces.MultiDiscrete)):
+        return np.dtype(np.int64)
+    return np.dtype(space.dtype)

@@ -1,0 +1,5 @@
+import sys
+
+from keras_trpo_serving.cli import main
+
+sys.exit(main())

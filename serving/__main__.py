@@ -1,5 +1,0 @@
-import sys
-
-from serving.cli import main
-
-sys.exit(main())
