@@ -57,7 +57,7 @@ class Family:
 
     @property
     def head_sizes(self) -> dict[str, int]:
-        raise NotImplementedError
+        return self.rule.param_sizes
 
 
 class Categorical(Family):
@@ -65,10 +65,6 @@ class Categorical(Family):
     param_names = CategoricalRule.param_names
     tf_action_dtype = tf.int32
     np_action_dtype = np.int32
-
-    @property
-    def head_sizes(self):
-        return {"logits": int(self.space.n)}
 
     def make(self, params):
         return _tfd().Categorical(logits=params["logits"])
@@ -89,10 +85,6 @@ class MultiCategorical(Family):
         super().__init__(space)
         self.nvec = self.rule.nvec
 
-    @property
-    def head_sizes(self):
-        return {"logits": int(self.nvec.sum())}
-
     def make(self, params):
         # The rule's padded layout (MultiCategoricalRule.padded_logits), in TensorFlow.
         logits = params["logits"]
@@ -106,10 +98,6 @@ class Bernoulli(Family):
     param_names = BernoulliRule.param_names
     tf_action_dtype = tf.int32
     np_action_dtype = np.int32
-
-    @property
-    def head_sizes(self):
-        return {"logits": int(np.prod(self.space.shape))}
 
     def make(self, params):
         return _tfd().Independent(_tfd().Bernoulli(logits=params["logits"], dtype=tf.int32), 1)
@@ -126,14 +114,6 @@ class DiagGaussian(Family):
     param_names = GaussianRule.param_names
     tf_action_dtype = tf.float32
     np_action_dtype = np.float32
-
-    def __init__(self, space):
-        super().__init__(space)
-        self.dim = self.rule.dim
-
-    @property
-    def head_sizes(self):
-        return {"mean": self.dim, "log_std": self.dim}
 
     def make(self, params):
         return _tfd().MultivariateNormalDiag(loc=params["mean"], scale_diag=tf.exp(params["log_std"]))

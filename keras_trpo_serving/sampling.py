@@ -102,6 +102,12 @@ class SamplingRule:
     noise_width: int
     noise_shape: tuple[int, ...]
 
+    @property
+    def param_sizes(self) -> dict[str, int]:
+        """Each parameter's width per observation (the policy head's sizes): one logit per value or
+        bit, or one mean and one log-std per dimension, as many as the contract noise has."""
+        return {name: self.noise_width for name in self.param_names}
+
     # --- the agent's noise (float64)
     def draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
         """Family noise for ``n`` actions from ``rng``, float64 ``[n, *noise_shape]``: what the agent's

@@ -1,7 +1,7 @@
 """Stochastic exports (stochastic=True; the C export always): noise in, sampled_action out.
 
 Checked here against computations independent of export/: the agent's own rollout sampler
-(keras_trpo.sampling) fed the same noise, a NumPy Gumbel-max / Bernoulli / Gaussian written out in
+(keras_trpo_serving.sampling's rule) fed the same noise, a NumPy Gumbel-max / Bernoulli / Gaussian written out in
 this file, SciPy's chi-square and Kolmogorov-Smirnov tests on the files' draws, and deliberately
 wrong samplers that the export's checks must reject."""
 import json
