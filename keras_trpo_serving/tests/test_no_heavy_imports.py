@@ -17,7 +17,8 @@ FORBIDDEN = {"tensorflow", "keras", "tf_keras", "tf2onnx", "tensorflow_probabili
 NOT_AT_RUNTIME = {"export", "torch", "onnx", "jax", "gymnasium"}
 ALLOWED = {"tests/make_fixtures.py": {"onnx"}, "cli.py": {"gymnasium"},  # cli imports gymnasium lazily
            "video.py": {"gymnasium"},  # only for `run --video`, lazily
-           "edge/closed_loop.py": {"gymnasium"}}  # a check script that plays episodes, lazily
+           "edge/closed_loop.py": {"gymnasium"},  # a check script that plays episodes, lazily
+           "ros2/bridge.py": {"gymnasium"}}  # a gymnasium env on the ROS 2 node's topics, lazily
 
 
 def _imports(path: pathlib.Path) -> list[str]:
