@@ -106,22 +106,24 @@ class PolicyNode(Node):
         self._status = self.create_publisher(String, s.status_topic, qos.control_profile())
         obs_qos = qos.profile(s.observation_qos_reliability, s.observation_qos_depth)
         obs_class = message_class(s.observation_type)
-        self._topics = {}
+        self._topics: dict[str, str] = {}
+        self.observation_publishers: dict[str, int] = {}  # resolved topic -> publishers matched (not just discovered)
         for key in self._keys:
             topic = s.observation_topic if policy.obs_keys is None else f"{s.observation_topic}/{key}"
             events = SubscriptionEventCallbacks(
-                incompatible_type=functools.partial(self._on_incompatible, topic, "wrong_type"),
-                incompatible_qos=functools.partial(self._on_incompatible, topic, "incompatible_qos"))
+                incompatible_qos=functools.partial(self._on_incompatible_qos, topic),
+                matched=functools.partial(self._on_matched, topic))
             self.create_subscription(obs_class, topic, functools.partial(self._on_observation, key), obs_qos,
                                      event_callbacks=events)
-            self._topics[key] = topic
+            self._topics[key] = self.resolve_topic_name(topic)
         self.create_subscription(Bool, s.episode_start_topic, self._on_episode_start, qos.control_profile())
         self.create_service(Trigger, s.reset_service, self._on_reset)
         if s.rate_hz > 0:
             self.create_timer(1.0 / s.rate_hz, self._on_tick)
         else:
             self.create_timer(max(MIN_WATCHDOG_S, s.deadline_ms / 4e3), self._on_watchdog)
-        self.create_timer(s.status_period_s, self.publish_status)
+        self._observation_type_name, self._wrong_types = s.observation_type, set()
+        self.create_timer(s.status_period_s, self._on_status_timer)
         self.log.info(f"{policy} on {sorted(self._topics.values())} -> {self._publisher.topic_name}; "
                       f"{'every observation' if s.rate_hz <= 0 else f'{s.rate_hz:g} Hz'}, deadline {s.deadline_ms:g} ms, "
                       f"safe action {self._safe_text()}; status on {self._status.topic_name}")
@@ -136,7 +138,7 @@ class PolicyNode(Node):
                 for key, space in spaces.items()}
 
     def _safe_text(self) -> str:
-        return "none (publish nothing)" if self._safe is None else str(np.asarray(self._safe).tolist())
+        return "none (publish nothing)" if self._safe is None else str(np.atleast_1d(self._safe).tolist())
 
     # ------------------------------------------------------------------ input
     def _on_observation(self, key: str, msg: Any, info: Any) -> None:
@@ -169,11 +171,31 @@ class PolicyNode(Node):
                                     f"(deadline {self.settings.deadline_ms:g} ms)")
                 self._fresh.clear()
 
-    def _on_incompatible(self, topic: str, reason: str, event: Any) -> None:
-        self.dropped[reason] = self.dropped.get(reason, 0) + 1
-        what = "another message type" if reason == "wrong_type" else "incompatible QoS"
-        self.warnings.warn(reason, f"a publisher on {topic} has {what} than this node's "
-                                   f"{self.settings.observation_type} subscription: nothing is received from it")
+    def _on_incompatible_qos(self, topic: str, event: Any) -> None:
+        self.dropped["incompatible_qos"] = self.dropped.get("incompatible_qos", 0) + 1
+        self.warnings.warn("incompatible_qos", f"a publisher on {self.resolve_topic_name(topic)} offers QoS this "
+                                               f"node's subscription cannot take (a best-effort publisher and "
+                                               f"observation_qos.reliability reliable?): nothing is received from it")
+
+    def _check_publisher_types(self) -> None:
+        """Publishers of another message type on an observation topic: the middleware delivers nothing
+        from them (and not every middleware raises an event for it), so the graph is read."""
+        for topic in self._topics.values():
+            for info in self.get_publishers_info_by_topic(topic):
+                gid = bytes(info.endpoint_gid)
+                if info.topic_type != self._observation_type_name and gid not in self._wrong_types:
+                    self._wrong_types.add(gid)
+                    self.dropped["wrong_type"] = self.dropped.get("wrong_type", 0) + 1
+                    who = f"{info.node_namespace.rstrip('/')}/{info.node_name}"
+                    who = "a publisher" if "UNKNOWN" in who else f"node {who}"  # a node not yet (fully) discovered
+                    self.warnings.warn("wrong_type", f"{who} publishes {info.topic_type} on {topic}, which takes "
+                                                     f"{self._observation_type_name}: nothing is received from it")
+
+    def _on_matched(self, topic: str, info: Any) -> None:
+        name = self.resolve_topic_name(topic)
+        self.observation_publishers[name] = int(info.current_count)
+        self.log.info(f"{name}: {info.current_count} publisher(s)")
+        self.publish_status()
 
     def _on_episode_start(self, msg: Bool) -> None:
         if msg.data:
@@ -264,10 +286,15 @@ class PolicyNode(Node):
         age = self._observation_age_ns()
         return {"node": self.get_fully_qualified_name(), "policy": str(self.policy), "state": self.state,
                 "mode": "event" if self.settings.rate_hz <= 0 else f"{self.settings.rate_hz:g} Hz",
-                "deadline_ms": self.settings.deadline_ms, **self.counts, "dropped": dict(self.dropped),
+                "deadline_ms": self.settings.deadline_ms, "observation_publishers": dict(self.observation_publishers),
+                **self.counts, "dropped": dict(self.dropped),
                 "latency_us": self.latency.summary(), "act_us": self.act_time.summary(),
                 "observation_age_ms": None if age is None else round(age / 1e6, 2),
                 "stale_after_ms": self._stale_after_ms, **self._marks, "time_ns": time.time_ns()}
+
+    def _on_status_timer(self) -> None:
+        self._check_publisher_types()
+        self.publish_status()
 
     def publish_status(self) -> None:
         self._status.publish(String(data=json.dumps(self.status())))
