@@ -55,7 +55,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     for param in PARAMETERS:
         default = "" if param.default in ("", []) else f"; default {param.default}"
         constraint = f" ({param.constraints})" if param.constraints else ""
-        p.add_argument(param.flag, dest=f"param:{param.name}", default=None, required=param.name == "model",
+        # None: not given, the parameter keeps its default or a --ros-args/launch-file value (even model's:
+        # a launch file passes the parameters in a file after --ros-args).
+        p.add_argument(param.flag, dest=f"param:{param.name}", default=None,
                        help=f"{param.description}{constraint}{default}".replace("%", "%%"), **_flag_type(param))
     p.add_argument("--ros-args", dest="ros_args", nargs=argparse.REMAINDER, default=None,
                    help="everything after it goes to ROS (-p name:=value, --params-file FILE, -r from:=to, ...)")

@@ -486,7 +486,11 @@ def test_reset_service_and_parameters_as_ros_tools_see_them(ros):
     from rcl_interfaces.srv import DescribeParameters, GetParameters
 
     model = fixture("recurrent_lstm.onnx")
-    ros.node(model, "--deadline-ms", "80")
+    # As a launch file starts it: the parameters in a file after --ros-args (deadline_ms an integer there).
+    params = ros.tmp / "params.yaml"
+    params.write_text(f"/**:\n  ros__parameters:\n    model: {model}\n    deadline_ms: 80\n")
+    ros.start("policy", "-m", "keras_trpo_serving", "ros2", "--ros-args", "--params-file", str(params),
+              "-r", "__node:=policy", "-r", f"__ns:={ros.namespace}")
     probe = ros.probe
 
     def call(srv_type: type, name: str, request: Any) -> Any:
@@ -500,7 +504,8 @@ def test_reset_service_and_parameters_as_ros_tools_see_them(ros):
     deadline, model_param = described.descriptors
     assert deadline.read_only and "not acted on" in deadline.description and deadline.additional_constraints == "> 0"
     values = call(GetParameters, "get_parameters", GetParameters.Request(names=["deadline_ms", "model", "rate_hz"])).values
-    assert (values[0].double_value, values[1].string_value, values[2].double_value) == (80.0, model, 0.0)
+    # deadline_ms keeps the type it was given (dynamic typing): an integer here, which the node takes as 80.0.
+    assert (values[0].integer_value, values[1].string_value, values[2].double_value) == (80, model, 0.0)
     # The Trigger service zeroes the recurrent state: the same observation gives the fresh-state action again.
     actions = probe.collect(Float32MultiArray, "action")
     pub = probe.publisher(Float32MultiArray, "observation", "best_effort")
@@ -525,6 +530,7 @@ def test_reset_service_and_parameters_as_ros_tools_see_them(ros):
 # ---------------------------------------------------------------------------------------- the command line
 @pytest.mark.parametrize("flags, message", [
     (("--model", "no/such/policy.onnx"), "no/such/policy.onnx"),
+    ((), "parameter model is required"),
     (("--model", fixture("linear_discrete.onnx"), "--safe-action", "1", "2"), "safe_action has 2 value(s)"),
     (("--model", fixture("linear_discrete.onnx"), "--safe-action", "5"), "outside the Discrete action space"),
     (("--model", fixture("linear_discrete.onnx"), "--deadline-ms", "0"), "parameter deadline_ms must be > 0"),
