@@ -12,14 +12,18 @@ observation lost on the way (best-effort QoS) is published again after ``--actio
 Without ``--rate-hz`` the env waits for each action (lockstep). With it, the loop runs at that rate:
 an action that has not arrived by the next tick is a missed deadline, and the env is stepped with
 the previous action (the one a robot's actuators would still hold); that late action is discarded.
+Every observation must then be answered, also when the node falls behind: run the node with
+``observation_qos.reliability reliable`` and a queue (``observation_qos.depth``) deeper than its
+backlog, and the bridge with ``--qos reliable``.
 
 Before each episode the node's recurrent state is zeroed (``--reset``): through its Trigger service
 (``service``, acknowledged) or its episode_start topic (``topic``; the bridge waits until the node's
 status counts the reset, so no observation overtakes it), or not at all (``none``).
 
-At the end it prints one JSON object: the returns, episode lengths, every observation and action in
-order with its episode index, the round-trip times (observation published -> action received,
-microseconds) and, with ``--rate-hz``, the missed deadlines.
+At the end it prints one JSON object: the returns (of the episodes played, the last one maybe cut by
+``--total-steps``), episode lengths, every observation and action in order with its episode index, the
+round-trip times (observation published -> action received, microseconds), with ``--rate-hz`` the
+missed deadlines, and the node's last status.
 """
 from __future__ import annotations
 
@@ -89,6 +93,7 @@ class Bridge:
         self.action_sub = node.create_subscription(Float32MultiArray, args.action_topic, self._on_action,
                                                    qos.control_profile())
         self.resets_seen: Optional[int] = None
+        self.last_status: Optional[dict] = None
         node.create_subscription(String, f"{args.node}/status", self._on_status, qos.control_profile())
         self.episode_start = node.create_publisher(Bool, args.episode_start_topic, qos.control_profile())
         self.reset_client = node.create_client(Trigger, f"{args.node}/reset")
@@ -101,7 +106,8 @@ class Bridge:
         self.received += 1
 
     def _on_status(self, msg: Any) -> None:
-        self.resets_seen = json.loads(msg.data).get("resets")
+        self.last_status = json.loads(msg.data)
+        self.resets_seen = self.last_status.get("resets")
 
     def spin_until(self, done: Any, timeout: float) -> bool:
         end = time.monotonic() + timeout
@@ -167,11 +173,14 @@ def run(bridge: Bridge, args: argparse.Namespace) -> dict:
     period_ns = int(1e9 / args.rate_hz) if args.rate_hz else 0
     index = 0
     for episode in range(args.episodes):
+        if args.total_steps and index >= args.total_steps:
+            break
         obs, _ = env.reset(seed=args.seed + episode)
         bridge.reset_node()
         done, total, steps, held = False, 0.0, 0, None
         tick = time.perf_counter_ns()
-        while not done and (not args.max_steps or steps < args.max_steps):
+        while not done and (not args.max_steps or steps < args.max_steps) and not (
+                args.total_steps and index >= args.total_steps):
             sent = time.perf_counter_ns()
             bridge.publish(obs)
             if period_ns:
@@ -217,6 +226,8 @@ def run(bridge: Bridge, args: argparse.Namespace) -> dict:
         rec["returns"].append(total)
         rec["lengths"].append(steps)
     rec["observations"] = obs_rec
+    bridge.spin_until(lambda: False, 0.3)  # the node's status after the last action
+    rec["node_status"] = bridge.last_status
     return rec
 
 
@@ -230,6 +241,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--episodes", type=int, default=10)
     p.add_argument("--seed", type=int, default=10_000, help="episode i resets with seed SEED + i (default 10000)")
     p.add_argument("--max-steps", type=int, default=0, help="end each episode after this many steps (0: no limit)")
+    p.add_argument("--total-steps", type=int, default=0,
+                   help="stop after this many steps in all, mid-episode if need be (0: after --episodes)")
     p.add_argument("--rate-hz", type=float, default=0.0, help="run the loop at this rate and count missed deadlines")
     p.add_argument("--reset", choices=("service", "topic", "none"), default="service",
                    help="how the node's recurrent state is zeroed before each episode (default service)")

@@ -1,10 +1,10 @@
 """ROS messages <-> the arrays a policy takes and returns.
 
-Observations: ``std_msgs/msg/Float32MultiArray`` (``data`` holds the observation flattened in C
-order; a Discrete observation is one number) or ``sensor_msgs/msg/JointState`` (the chosen fields,
-each over the joints in the configured order, concatenated). Actions: the same two types; a
-Float32MultiArray action is labelled ``action``, or ``safe_action`` when it is the configured safe
-action, in ``layout.dim[0].label``. A Discrete action is its index as a float.
+Observations: ``std_msgs/msg/Float32MultiArray`` or ``Float64MultiArray`` (``data`` holds the
+observation flattened in C order; a Discrete observation is one number) or ``sensor_msgs/msg/JointState``
+(the chosen fields, each over the joints in the configured order, concatenated). Actions: the same
+types; a MultiArray action is labelled ``action``, or ``safe_action`` when it is the configured safe
+action, in ``layout.dim[0].label``. A Discrete action is its index as a number.
 
 A message that cannot be an observation raises ``BadMessage`` with a short ``reason`` ("size",
 "nan", "joints") that the node counts in its status.
@@ -17,7 +17,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from keras_trpo_serving.ros2.parameters import FLOAT32_MULTIARRAY, JOINT_STATE
+from keras_trpo_serving.ros2.parameters import FLOAT32_MULTIARRAY, FLOAT64_MULTIARRAY, JOINT_STATE, TYPES_TEXT
 from keras_trpo_serving.spaces import Space
 
 ACTION_LABEL, SAFE_ACTION_LABEL = "action", "safe_action"
@@ -32,14 +32,17 @@ class BadMessage(ValueError):
 
 
 def message_class(type_name: str) -> type:
-    """The message class for a full type name (``std_msgs/msg/Float32MultiArray`` or ``sensor_msgs/msg/JointState``)."""
+    """The message class for a full type name (one of ``parameters.MESSAGE_TYPES``)."""
     if type_name == FLOAT32_MULTIARRAY:
         from std_msgs.msg import Float32MultiArray
         return Float32MultiArray
+    if type_name == FLOAT64_MULTIARRAY:
+        from std_msgs.msg import Float64MultiArray
+        return Float64MultiArray
     if type_name == JOINT_STATE:
         from sensor_msgs.msg import JointState
         return JointState
-    raise ValueError(f"unsupported message type {type_name!r}: {FLOAT32_MULTIARRAY} or {JOINT_STATE}")
+    raise ValueError(f"unsupported message type {type_name!r}: {TYPES_TEXT}")
 
 
 def space_size(space: Space) -> int:
@@ -48,21 +51,23 @@ def space_size(space: Space) -> int:
 
 
 def floats(msg: Any) -> np.ndarray:
-    """A Float32MultiArray's ``data`` as a float32 vector (``layout`` is not read: C order is assumed)."""
+    """A Float32MultiArray's or Float64MultiArray's ``data`` as a float32 vector (``layout`` is not
+    read: C order is assumed)."""
     data = msg.data
     if isinstance(data, array.array) and data.typecode == "f":
         return np.frombuffer(data, np.float32)  # no copy; the message is not reused
     return np.asarray(data, np.float32).reshape(-1)
 
 
-def float32_multiarray(values: Any, label: str = ACTION_LABEL) -> Any:
-    """A Float32MultiArray holding ``values`` flattened, ``layout.dim[0]`` labelled ``label``."""
-    from std_msgs.msg import Float32MultiArray, MultiArrayDimension
+def float32_multiarray(values: Any, label: str = ACTION_LABEL, double: bool = False) -> Any:
+    """A Float32MultiArray (``double``: Float64MultiArray) holding ``values`` flattened,
+    ``layout.dim[0]`` labelled ``label``."""
+    from std_msgs.msg import Float32MultiArray, Float64MultiArray, MultiArrayDimension
 
-    flat = np.asarray(values, np.float32).reshape(-1)
-    msg = Float32MultiArray()
+    flat = np.asarray(values, np.float64 if double else np.float32).reshape(-1)
+    msg = Float64MultiArray() if double else Float32MultiArray()
     msg.layout.dim = [MultiArrayDimension(label=label, size=flat.size, stride=flat.size)]
-    data = array.array("f")
+    data = array.array("d" if double else "f")
     data.frombytes(flat.tobytes())
     msg.data = data
     return msg
@@ -101,7 +106,7 @@ class ObservationDecoder:
           BadMessage: wrong size ("size"), NaN or inf ("nan"), a JointState without a configured
             joint or with a field shorter than its names ("joints").
         """
-        flat = floats(msg) if self.type_name == FLOAT32_MULTIARRAY else self._joint_values(msg)
+        flat = self._joint_values(msg) if self.type_name == JOINT_STATE else floats(msg)
         if flat.size != self.size:
             raise BadMessage("size", f"{self.what}: {flat.size} numbers, expected {self.size} (shape {self.shape})")
         if np.count_nonzero(np.isfinite(flat)) != flat.size:
@@ -139,8 +144,9 @@ class ActionEncoder:
 
     def encode(self, action: Any, stamp: Optional[Any] = None, safe: bool = False) -> Any:
         """The message for ``action``; ``stamp`` (a ``builtin_interfaces/msg/Time``) goes into a JointState's header."""
-        if self.type_name == FLOAT32_MULTIARRAY:
-            return float32_multiarray(action, SAFE_ACTION_LABEL if safe else ACTION_LABEL)
+        if self.type_name != JOINT_STATE:
+            return float32_multiarray(action, SAFE_ACTION_LABEL if safe else ACTION_LABEL,
+                                      double=self.type_name == FLOAT64_MULTIARRAY)
         from sensor_msgs.msg import JointState
 
         msg = JointState()

@@ -13,11 +13,13 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Sequence
 
 FLOAT32_MULTIARRAY, JOINT_STATE = "std_msgs/msg/Float32MultiArray", "sensor_msgs/msg/JointState"
+# What ros2_control's forward_command_controller (and JointGroup*Controller) take as commands.
+FLOAT64_MULTIARRAY = "std_msgs/msg/Float64MultiArray"
+MESSAGE_TYPES = (FLOAT32_MULTIARRAY, FLOAT64_MULTIARRAY, JOINT_STATE)
 # What a message-type parameter accepts for each type: the full name, the ROS 1 style and the bare name.
-MESSAGE_TYPE_NAMES = {
-    **{n: FLOAT32_MULTIARRAY for n in (FLOAT32_MULTIARRAY, "std_msgs/Float32MultiArray", "Float32MultiArray")},
-    **{n: JOINT_STATE for n in (JOINT_STATE, "sensor_msgs/JointState", "JointState")},
-}
+MESSAGE_TYPE_NAMES = {alias: t for t in MESSAGE_TYPES
+                      for alias in (t, t.replace("/msg/", "/"), t.rsplit("/", 1)[1])}
+TYPES_TEXT = ", ".join(MESSAGE_TYPES)
 JOINT_FIELDS = ("position", "velocity", "effort")
 RELIABILITIES = ("best_effort", "reliable")
 
@@ -43,9 +45,10 @@ PARAMETERS: tuple[Param, ...] = (
     Param("observation_topic", "observation",
           "topic of the observations; a Dict policy takes one topic per key: <observation_topic>/<key>"),
     Param("observation_type", FLOAT32_MULTIARRAY,
-          "message type of the observations", f"{FLOAT32_MULTIARRAY} or {JOINT_STATE}"),
+          "message type of the observations", TYPES_TEXT),
     Param("action_topic", "action", "topic the actions are published on"),
-    Param("action_type", FLOAT32_MULTIARRAY, "message type of the actions", f"{FLOAT32_MULTIARRAY} or {JOINT_STATE}"),
+    Param("action_type", FLOAT32_MULTIARRAY, "message type of the actions (Float64MultiArray: what ros2_control's "
+                                             "forward_command_controller takes)", TYPES_TEXT),
     Param("joint_names", [], "JointState: the joints, in the policy's order; empty: the policy's metadata "
                              "'joint_names' (comma-separated), else the order of the observation message's names"),
     Param("observation_joint_fields", ["position", "velocity"],

@@ -152,6 +152,13 @@ def test_messages_convert_both_ways():
     assert list(js.name) == ["l", "r"] and list(js.velocity) == [0.25, 1.0] and stamp_ns(js) == 0
     assert floats(ActionEncoder(DISCRETE, FLOAT32_MULTIARRAY).encode(np.int64(3))).tolist() == [3.0]
     assert metadata_joint_names({"joint_names": "hip, knee"}) == ("hip", "knee") and metadata_joint_names({}) == ()
+    # Float64MultiArray (ros2_control's forward_command_controller's commands) both ways.
+    from keras_trpo_serving.ros2.parameters import FLOAT64_MULTIARRAY
+    wide = ActionEncoder(BOX, FLOAT64_MULTIARRAY).encode(np.asarray([0.1, 1.0], np.float32))
+    assert type(wide).__name__ == "Float64MultiArray" and list(wide.data) == [np.float32(0.1), 1.0]
+    np.testing.assert_array_equal(ObservationDecoder(obs_space, "observation", FLOAT64_MULTIARRAY).decode(
+        float32_multiarray([0.1, 2, 3, 4], double=True)), np.asarray([[0.1, 2], [3, 4]], np.float32))
+    assert NodeSettings.from_values({"action_type": "Float64MultiArray"}).action_type == FLOAT64_MULTIARRAY
 
 
 def test_launch_file_starts_the_console_script_with_parameters_the_node_has():

@@ -26,14 +26,14 @@ def generate_launch_description() -> LaunchDescription:
                 "observation_type": "sensor_msgs/msg/JointState",
                 "joint_names": ["hip", "knee", "ankle"],  # the policy's order, whatever the driver's
                 "observation_joint_fields": ["position", "velocity"],
-                "action_type": "sensor_msgs/msg/JointState",
-                "action_joint_field": "position",
+                # ros2_control's forward_command_controller (e.g. a JointGroupPositionController) takes these.
+                "action_type": "std_msgs/msg/Float64MultiArray",
                 "deadline_ms": 40.0,  # two control periods at 50 Hz
                 "safe_action": [0.0, 0.0, 0.0],  # e.g. the joints' rest positions
             }],
             remappings=[
                 ("observation", "/joint_states"),  # the driver's topic
-                ("action", "/joint_position_controller/commands_js"),
+                ("action", "/joint_group_position_controller/commands"),
             ],
         ),
     ])
