@@ -23,7 +23,8 @@ status counts the reset, so no observation overtakes it), or not at all (``none`
 At the end it prints one JSON object: the returns (of the episodes played, the last one maybe cut by
 ``--total-steps``), episode lengths, every observation and action in order with its episode index, the
 round-trip times (observation published -> action received, microseconds), with ``--rate-hz`` the
-missed deadlines, and the node's last status.
+missed deadlines (whichever side was late) and the overruns (ticks the bridge itself started late),
+and the node's last status.
 """
 from __future__ import annotations
 
@@ -168,7 +169,7 @@ def run(bridge: Bridge, args: argparse.Namespace) -> dict:
     """Play the episodes; the record ``main`` prints."""
     env = bridge.env
     rec: dict[str, Any] = {"env": args.env or args.env_entry, "seed": args.seed, "returns": [], "lengths": [],
-                           "episode": [], "actions": [], "rtt_us": [], "missed_deadlines": 0, "republished": 0}
+                           "episode": [], "actions": [], "rtt_us": [], "missed_deadlines": 0, "overruns": 0, "republished": 0}
     obs_rec: Any = [] if bridge.keys is None else {k: [] for k in bridge.keys}
     period_ns = int(1e9 / args.rate_hz) if args.rate_hz else 0
     index = 0
@@ -222,6 +223,8 @@ def run(bridge: Bridge, args: argparse.Namespace) -> dict:
                 pause = tick - time.perf_counter_ns()
                 if pause > 0:
                     time.sleep(pause / 1e9)
+                else:  # the bridge itself (the env's step, its own scheduling) missed the tick
+                    rec["overruns"] += 1
                 # a late action answering an earlier observation arrives meanwhile: action_for discards it
         rec["returns"].append(total)
         rec["lengths"].append(steps)

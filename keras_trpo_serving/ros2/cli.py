@@ -84,7 +84,8 @@ def run(args: argparse.Namespace) -> int:
     from keras_trpo_serving.errors import ServingError
     from keras_trpo_serving.ros2.parameters import SettingsError
 
-    rclpy.init(args=["keras-trpo-serving", "--ros-args", *args.ros_args] if args.ros_args else None)
+    # Only what follows --ros-args goes to ROS (by default rclpy would read sys.argv).
+    rclpy.init(args=["keras-trpo-serving", *(["--ros-args", *args.ros_args] if args.ros_args else [])])
     node: Optional[PolicyNode] = None
     try:
         overrides = [Parameter(name, value=value) for name, value in parameter_values(args).items()]

@@ -19,11 +19,13 @@ true ``episode_start`` (std_msgs/msg/Bool), both before the next action.
 
 Bad input never stops the node: a message of the wrong size, NaN or inf, a Discrete value out of
 range, a JointState without the configured joints, are dropped with a rate-limited warning and
-counted under ``dropped`` in the status; a publisher of another message type or incompatible QoS
-on an observation topic is reported the same way (the middleware delivers nothing from it).
+counted under ``dropped`` in the status; a publisher of another message type (found in the ROS graph at
+every status period: Fast DDS raises no event for it) or of incompatible QoS on an observation topic is
+reported the same way (the middleware delivers nothing from it).
 
 Status (``status_topic``, std_msgs/msg/String, JSON): ``state`` ("waiting" before the first
-observation, "ok", "stale"), counters (``actions``, ``safe_actions``, ``stale_events``, ``resets``,
+observation, "ok", "stale"), ``observation_publishers`` (publishers matched per observation topic),
+counters (``actions``, ``safe_actions``, ``stale_events``, ``resets``,
 ``errors``, ``dropped`` per reason), ``latency_us`` (observation received -> action published, over
 the last ``latency_window`` actions: count, p50, p99, max, mean), ``act_us`` (the policy's call
 alone), ``observation_age_ms``, and for the deadline: ``last_observation_ns``,
@@ -211,6 +213,7 @@ class PolicyNode(Node):
         """Zero a recurrent policy's state before the next action (a no-op for a feed-forward one)."""
         self.policy.reset()
         self.counts["resets"] += 1
+        self.log.debug(f"state zeroed ({why})")
         self.publish_status()
 
     # ------------------------------------------------------------------ acting

@@ -18,9 +18,9 @@ def profile(reliability: str, depth: int) -> Any:
     """A keep-last, volatile ``rclpy.qos.QoSProfile``; ``reliability`` is "best_effort" or "reliable"."""
     from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
+    policies = {"best_effort": ReliabilityPolicy.BEST_EFFORT, "reliable": ReliabilityPolicy.RELIABLE}
     return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, durability=DurabilityPolicy.VOLATILE,
-                      reliability={"best_effort": ReliabilityPolicy.BEST_EFFORT,
-                               "reliable": ReliabilityPolicy.RELIABLE}[reliability])
+                      reliability=policies[reliability])
 
 
 def control_profile() -> Any:
