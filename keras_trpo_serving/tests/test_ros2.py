@@ -306,7 +306,7 @@ def test_killed_bridge_the_node_stops_acting_within_the_deadline_and_says_so(ros
     assert deadline_ms * 1e6 <= stale["stale_since_ns"] - last_obs <= (deadline_ms * 1.25 + 150) * 1e6
     # No action computed from an observation older than the deadline; the safe action since.
     assert stale["last_policy_action_ns"] - last_obs < deadline_ms * 1e6
-    late = [(floats(m).tolist(), m.layout.dim[0].label) for m, t in actions if t > last_obs + deadline_ms * 1e6 + 50e6]
+    late = [(floats(m).tolist(), m.layout.dim[0].label) for m, t in actions if t > last_obs + deadline_ms * 1e6 + 100e6]
     assert late and all(label == SAFE_ACTION_LABEL and values == [0.0] for values, label in late), late[:5]
     final = probe.status(lambda s: s["safe_actions"] >= len(late))
     assert final["actions"] == stale["actions"] and final["stale_events"] == 1
@@ -344,7 +344,8 @@ def test_timer_mode_acts_at_its_rate_on_the_latest_observation_until_the_deadlin
         np.testing.assert_array_equal(floats(m), expected)
     # The timer kept acting on the latest observation, never on one older than the deadline.
     assert 0 < status["last_policy_action_ns"] - status["last_observation_ns"] <= deadline_ms * 1e6
-    assert not [t for _, t in actions if t > status["last_observation_ns"] + (deadline_ms + 60) * 1e6]
+    # (and seen so by the probe, allowing 200 ms for delivery on a busy machine)
+    assert not [t for _, t in actions if t > status["last_observation_ns"] + (deadline_ms + 200) * 1e6]
     assert status["mode"] == "50 Hz" and status["safe_actions"] == 0
 
 
