@@ -107,9 +107,13 @@ class Probe:
         return self.node.create_publisher(msg_type, topic, qos.profile(reliability, 10))
 
     def collect(self, msg_type: type, topic: str) -> list:
-        """Messages on ``topic``, each as ``(message, time.time_ns() at receipt)``."""
+        """Messages on ``topic``, each as ``(message, system time in ns when the middleware received it)``
+        (not when this process got round to it: the test does not spin all the time)."""
         got: list = []
-        self.node.create_subscription(msg_type, topic, lambda m: got.append((m, time.time_ns())), qos.profile("reliable", 100))
+
+        def keep(msg: Any, info: Any) -> None:
+            got.append((msg, info["received_timestamp"] or time.time_ns()))
+        self.node.create_subscription(msg_type, topic, keep, qos.profile("reliable", 100))
         return got
 
     def spin_until(self, done: Callable[[], bool], timeout: float, what: str = "") -> None:
@@ -297,19 +301,21 @@ def test_killed_bridge_the_node_stops_acting_within_the_deadline_and_says_so(ros
     bridge.popen.kill()  # mid-episode: no goodbye
     killed = time.time_ns()
     bridge.popen.wait(timeout=5)
-    stale = probe.status(lambda s: s["state"] == "stale", timeout=5)
-    probe.spin_for(0.5)
+    # (On a busy machine the node may have found a gap of more than the deadline before the kill too.)
+    stale = probe.status(lambda s: s["state"] == "stale" and s["stale_since_ns"] > killed, timeout=5)
     last_obs = stale["last_observation_ns"]
-    assert last_obs <= killed
+    assert last_obs - killed < deadline_ms * 1e6  # the last one the bridge sent (the node may take it after the kill)
     # Found stale once the deadline had passed, and not much later (the check runs every quarter deadline).
     assert deadline_ms <= stale["stale_after_ms"] <= deadline_ms * 1.25 + 100, stale
     assert deadline_ms * 1e6 <= stale["stale_since_ns"] - last_obs <= (deadline_ms * 1.25 + 150) * 1e6
     # No action computed from an observation older than the deadline; the safe action since.
     assert stale["last_policy_action_ns"] - last_obs < deadline_ms * 1e6
-    late = [(floats(m).tolist(), m.layout.dim[0].label) for m, t in actions if t > last_obs + deadline_ms * 1e6 + 100e6]
-    assert late and all(label == SAFE_ACTION_LABEL and values == [0.0] for values, label in late), late[:5]
-    final = probe.status(lambda s: s["safe_actions"] >= len(late))
-    assert final["actions"] == stale["actions"] and final["stale_events"] == 1
+    after = last_obs + (deadline_ms + 100) * 1e6  # allowing 100 ms for delivery on a busy machine
+    probe.spin_until(lambda: sum(t > after for _, t in actions) >= 5, 10, "safe actions")
+    late = [(floats(m).tolist(), m.layout.dim[0].label) for m, t in actions if t > after]
+    assert all(label == SAFE_ACTION_LABEL and values == [0.0] for values, label in late), late[:5]
+    final = probe.status(lambda s: s["safe_actions"] >= stale["safe_actions"] + len(late))
+    assert final["actions"] == stale["actions"] and final["stale_events"] == stale["stale_events"]
     assert node.popen.poll() is None
     assert "observations stale" in node.log() and "publishing the safe action [0]" in node.log()
     # Fresh observations again: it acts on them.
@@ -317,7 +323,7 @@ def test_killed_bridge_the_node_stops_acting_within_the_deadline_and_says_so(ros
     probe.matched(pub)
     pub.publish(float32_multiarray([0.1, 0.0, 0.02, 0.0]))
     ok = probe.status(lambda s: s["state"] == "ok" and s["actions"] > final["actions"])
-    assert ok["stale_events"] == 1
+    assert ok["stale_events"] == stale["stale_events"]
 
 
 def test_timer_mode_acts_at_its_rate_on_the_latest_observation_until_the_deadline(ros):
@@ -351,7 +357,7 @@ def test_timer_mode_acts_at_its_rate_on_the_latest_observation_until_the_deadlin
 
 def test_bad_messages_are_dropped_with_rate_limited_warnings_and_do_not_stop_the_node(ros):
     model = fixture("recurrent_dict.onnx")  # Dict {mode: Discrete(3), pos: Box(3)}, recurrent
-    node = ros.node(model, "--warning-period-s", "5")
+    node = ros.node(model, "--warning-period-s", "5", "--deadline-ms", "1000")  # not about the deadline
     probe = ros.probe
     actions = probe.collect(Float32MultiArray, "action")
     mode, pos = (probe.publisher(Float32MultiArray, f"observation/{k}", "best_effort") for k in ("mode", "pos"))
