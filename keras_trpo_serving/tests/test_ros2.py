@@ -131,9 +131,12 @@ class Probe:
     def status(self, when: Callable[[dict], bool] = lambda s: True, timeout: float = 10.0, node: str = "policy") -> dict:
         """The latest status of ``node`` (received already or within ``timeout``) for which ``when`` holds."""
         name = f"{self.namespace}/{node}"
-        mine = [s for s in self.statuses if s["node"] == name]
-        self.spin_until(lambda: any(s["node"] == name and when(s) for s in self.statuses), timeout,
-                        f"a status of {name} (the last: {mine[-1] if mine else None})")
+        try:
+            self.spin_until(lambda: any(s["node"] == name and when(s) for s in self.statuses), timeout)
+        except AssertionError:
+            mine = [s for s in self.statuses if s["node"] == name]
+            raise AssertionError(f"no status of {name} as wanted within {timeout:g} s; the last: "
+                                 f"{mine[-1] if mine else None}") from None
         return next(s for s in reversed(self.statuses) if s["node"] == name and when(s))
 
     def matched(self, publisher: Any, node: str = "policy", timeout: float = 20.0) -> None:
@@ -318,10 +321,15 @@ def test_killed_bridge_the_node_stops_acting_within_the_deadline_and_says_so(ros
     assert final["actions"] == stale["actions"] and final["stale_events"] == stale["stale_events"]
     assert node.popen.poll() is None
     assert "observations stale" in node.log() and "publishing the safe action [0]" in node.log()
-    # Fresh observations again: it acts on them.
+    # Fresh observations again: it acts on them. (The dead bridge's publisher still counts as matched until
+    # its lease runs out, so matched() cannot tell when the node hears this one: publish until it acts.)
     pub = probe.publisher(Float32MultiArray, "observation", "best_effort")
-    probe.matched(pub)
-    pub.publish(float32_multiarray([0.1, 0.0, 0.02, 0.0]))
+    probe.spin_until(lambda: pub.get_subscription_count() > 0, 20, "the node's subscription")
+    acted = lambda: any(s["state"] == "ok" and s["actions"] > final["actions"] for s in probe.statuses)  # noqa: E731
+    end = time.monotonic() + 20
+    while not acted() and time.monotonic() < end:
+        pub.publish(float32_multiarray([0.1, 0.0, 0.02, 0.0]))
+        probe.spin_for(0.05)
     ok = probe.status(lambda s: s["state"] == "ok" and s["actions"] > final["actions"])
     assert ok["stale_events"] == stale["stale_events"]
 
