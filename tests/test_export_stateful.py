@@ -159,7 +159,7 @@ def test_episode_verification_catches_a_file_that_drops_its_state(recurrent):
 
     def forgetful(feeds):
         return run(dict(feeds, state_in=np.zeros_like(feeds["state_in"])))
-    with pytest.raises(ExportVerificationError, match=r"forgetful: output .* at episode \d+, step [1-9]\d*"):
+    with pytest.raises(ExportVerificationError, match=r"forgetful: .* at episode \d+, step [1-9]\d*"):
         verify_file(desc, forgetful, "forgetful", inputs=episodes)
 
 
