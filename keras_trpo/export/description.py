@@ -4,17 +4,16 @@ Every format adapter (ONNX, ORT, LiteRT, TFLite Micro, SavedModel, C) and the ve
 the ``PolicyDescription`` and never the agent: the graph's inputs by name and order, the Dict
 layout, the observation and action spaces, the noise of a stochastic file, the recurrent state,
 the facts the metadata records and the policy plan (the arrays the C export renders). The
-fields are NumPy, gymnasium and plain Python, except three handles on the trained agent that
-only some modules use: ``model`` (the Keras policy model: ``graph.py`` converts it and
-``reference.py`` runs it), ``predict`` (acting in the env, for the rollouts the verification
-observes: ``observations.py``) and ``sample`` (the agent's own sampler, fed the noise of a
-stochastic file: ``reference.py``).
+fields are NumPy, gymnasium and plain Python (``sample`` is the agent's TF-free sampling rule,
+keras_trpo_serving/sampling.py, fed the noise of a stochastic file), except two handles on the
+trained agent that only some modules use: ``model`` (the Keras policy model: ``graph.py``
+converts it and ``reference.py`` runs it) and ``predict`` (acting in the env, for the rollouts
+the verification observes: ``observations.py``).
 """
 from __future__ import annotations
 
 import datetime
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any, Callable, Mapping, Optional
 
 import gymnasium as gym
@@ -24,7 +23,7 @@ from keras_trpo.dict_obs import DictLayout, layout_of
 from keras_trpo.export.c_model import CPolicy, c_policy
 from keras_trpo.export.errors import ExportError
 from keras_trpo.export.inputs import NOISE, OBS, STATE_IN, check_key_names
-from keras_trpo.export.noise import NoiseSpec, agent_sampled_action, noise_spec
+from keras_trpo.export.noise import NoiseSpec, noise_spec
 from keras_trpo.spaces import obs_shape
 
 AGENT_ATTRIBUTES = ("policy_model", "family", "observation_space", "action_space")
@@ -54,7 +53,8 @@ class PolicyDescription:
     described_at: str  # UTC, ISO 8601 to the second: the metadata's exported_at
     model: Any = field(repr=False)  # the Keras policy model
     predict: Callable = field(repr=False)  # the agent's predict(obs[, state, episode_start])
-    sample: Callable[[Params, np.ndarray], np.ndarray] = field(repr=False)  # (params, noise) -> env action
+    # (params, noise) -> env action: the agent's sampling rule (keras_trpo_serving/sampling.py), TF-free
+    sample: Callable[[Params, np.ndarray], np.ndarray] = field(repr=False)
     plan: Optional[CPolicy] = field(default=None, repr=False)  # the policy as arrays; None if C cannot express it
     plan_error: Optional[str] = None  # why there is no plan
 
@@ -151,11 +151,11 @@ def describe(agent) -> PolicyDescription:
         normalizes_observations=any(l.__class__.__name__ == "ObservationNormalizer" for l in agent.policy_model.layers),
         trained_timesteps=int(agent.num_timesteps),
         described_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        model=agent.policy_model, predict=agent.predict, sample=partial(agent_sampled_action, agent),
+        model=agent.policy_model, predict=agent.predict, sample=agent.family.rule.agent_action,
         plan=plan, plan_error=plan_error)
 
 
 def _stats(rms) -> tuple[np.ndarray, np.ndarray]:
-    """A running mean/std's (mean, var), copied: the description does not follow later training."""
+    """A running mean/std's (mean, var), as float64 copies."""
     return np.array(rms.mean, np.float64), np.array(rms.var, np.float64)
 
