@@ -80,7 +80,9 @@ def c_runner(lib: CLibrary, desc: PolicyDescription) -> Runner:
             if lib.state_size:
                 sampled, state_after = sampled
                 if not np.array_equal(state_after, out[STATE_OUT]):  # sampling must advance the state alike
-                    raise ExportVerificationError(f"C {lib.name}_sample_noise writes another state_out than {lib.name}_act")
+                    raise ExportVerificationError(
+                        f"C {lib.name}_sample_noise writes another state_out than {lib.name}_act (by up to "
+                        f"{np.max(np.abs(state_after.astype(np.float64) - out[STATE_OUT])):.3g}; they must be equal)")
             out[SAMPLED_ACTION] = sampled.reshape((len(obs),) + shape)
         if desc.param_names == ("logits",):
             out["logits"] = params
@@ -113,8 +115,10 @@ def _verify(desc: PolicyDescription, policy: CPolicy, build_dir: Path, name: str
     lib_path = build_dir / f"lib{name}.so"
     build_shared(build_dir / f"{name}.c", lib_path)
     lib = _library(lib_path, name, policy)
-    if json.loads(lib.metadata()) != report.metadata:
-        raise ExportVerificationError(f"C {name}_metadata() does not return the export's metadata")
+    got = json.loads(lib.metadata())
+    if got != report.metadata:
+        keys = sorted(k for k in set(got) | set(report.metadata) if got.get(k) != report.metadata.get(k))
+        raise ExportVerificationError(f"C {name}_metadata() does not return the export's metadata: {keys} differ")
     what = f"C {report.path}"
     checked = verify_file(desc, c_runner(lib, desc), what, stochastic=True, inputs=observations)
     checked.fill(report)
