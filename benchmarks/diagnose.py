@@ -41,8 +41,8 @@ with quiet.filtered_stderr():
 
     import keras_trpo
     import keras_trpo.agent as agent_module
-    from keras_trpo.actor import plan_from_model
-    from keras_trpo.numpy_policy import NumpyPolicy
+    from keras_trpo.plan.keras_reader import read_plan
+    from keras_trpo.plan.numpy_policy import NumpyPolicy
     from keras_trpo.running_stats import RunningMeanStd
 
 DEFAULT_OUT = os.path.join(HERE, "results", "diagnostics")
@@ -98,9 +98,9 @@ class DiagnosedTRPO(keras_trpo.TRPO):
         return logs
 
     def _push_obs_stats(self) -> None:
-        before = NumpyPolicy(plan_from_model(self.policy_model))(self._batch_obs)
+        before = NumpyPolicy(read_plan(self.policy_model, self.family))(self._batch_obs)
         super()._push_obs_stats()
-        after = NumpyPolicy(plan_from_model(self.policy_model))(self._batch_obs)
+        after = NumpyPolicy(read_plan(self.policy_model, self.family))(self._batch_obs)
         kl = gaussian_kl(before, after) if "mean" in before else categorical_kl(before, after)
         self.diag["norm_kl"] = float(np.mean(kl))
 

@@ -16,7 +16,6 @@ from typing import Optional
 import numpy as np
 
 from keras_trpo.export.c_build import CLibrary, build_shared, compiler, compiler_version
-from keras_trpo.export.c_model import CPolicy
 from keras_trpo.export.c_source import check_name, render
 from keras_trpo.export.description import PolicyDescription, describe
 from keras_trpo.export.errors import ExportError, ExportVerificationError
@@ -27,6 +26,7 @@ from keras_trpo.export.observations import Episodes, Inputs
 from keras_trpo.export.report import ExportReport
 from keras_trpo.export.sampler_check import check_sampler
 from keras_trpo.export.verify import SAMPLER_DRAWS, SAMPLER_OBSERVATIONS, SAMPLER_SEED, verify_file
+from keras_trpo.plan.description import PolicyPlan
 from keras_trpo.serialization import atomic_write_bytes
 
 
@@ -40,13 +40,11 @@ class CExportReport(ExportReport):
     prng_sampler_min_p_value: Optional[float] = None
 
 
-def _weights_bytes(p: CPolicy) -> int:
-    floats = sum(d.kernel.size + d.bias.size for d in p.layers + [p.head])
-    floats += sum(2 * i.size for i in p.inputs if i.normalizer is not None)
-    if p.recurrent is not None:
-        floats += p.recurrent.kernel.size + p.recurrent.recurrent_kernel.size + p.recurrent.bias.size
-    floats += 3 * p.head.n_out if p.log_std is not None else 0
-    return 4 * (floats + 2 * len(p.nvec))
+def _weights_bytes(p: PolicyPlan) -> int:
+    """The float and int32 arrays of NAME_weights.h, in bytes (its tables of pointers aside)."""
+    floats = sum(a.size for a in p.arrays)
+    floats += 2 * p.head.n_out if p.log_std is not None else 0  # the Box bounds
+    return 4 * (floats + 2 * len(p.action.nvec))
 
 
 def packed_feeds(desc: PolicyDescription, feeds: Feeds) -> tuple[np.ndarray, Optional[np.ndarray], Optional[np.ndarray]]:
@@ -102,12 +100,12 @@ def _check_directory(directory: Path, name: str) -> None:
         raise ExportError(f"directory {str(directory.resolve().parent)!r} does not exist")
 
 
-def _library(path: Path, name: str, policy: CPolicy) -> CLibrary:
-    return CLibrary(path, name, policy.family, policy.obs_size, policy.action_size, policy.params_size,
+def _library(path: Path, name: str, policy: PolicyPlan) -> CLibrary:
+    return CLibrary(path, name, policy.action.family, policy.obs_size, policy.action.size, policy.params_size,
                     policy.state_size)
 
 
-def _verify(desc: PolicyDescription, policy: CPolicy, build_dir: Path, name: str, report: CExportReport,
+def _verify(desc: PolicyDescription, policy: PolicyPlan, build_dir: Path, name: str, report: CExportReport,
             observations: Optional[Inputs]) -> None:
     """Build the files and run them through keras_trpo/export/verify.py's harness (observations for a
     feed-forward policy, 10 whole episodes carrying the library's own state for a recurrent one,
@@ -134,8 +132,9 @@ def _verify(desc: PolicyDescription, policy: CPolicy, build_dir: Path, name: str
         params = {n: ref[n][:k] for n in desc.param_names}
     params = {n: v.reshape(len(obs), -1) for n, v in params.items()}
     draws = lib.sample(obs, SAMPLER_DRAWS, SAMPLER_SEED, state)
-    result = check_sampler(policy.family, params, draws, nvec=policy.nvec, starts=policy.starts, low=policy.low,
-                           high=policy.high, what=f"{what} PRNG sampler")
+    action = policy.action
+    result = check_sampler(action.family, params, draws, nvec=action.nvec, starts=action.starts, low=action.low,
+                           high=action.high, what=f"{what} PRNG sampler")
     report.prng_sampler_tests, report.prng_sampler_min_p_value = result.tests, result.min_p_value
 
 
@@ -206,7 +205,7 @@ def verify_c(agent, directory: str | os.PathLike, *, name: str = "policy",
     return float(report.worst_difference)
 
 
-def _metadata_of(directory: Path, name: str, policy: CPolicy) -> str:
+def _metadata_of(directory: Path, name: str, policy: PolicyPlan) -> str:
     """The JSON ``NAME_metadata()`` returns, from a throwaway build."""
     with tempfile.TemporaryDirectory(prefix="keras_trpo_c_") as tmp:
         for f in (f"{name}.h", f"{name}.c", f"{name}_weights.h"):

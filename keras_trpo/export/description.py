@@ -20,10 +20,11 @@ import gymnasium as gym
 import numpy as np
 
 from keras_trpo.dict_obs import DictLayout, layout_of
-from keras_trpo.export.c_model import CPolicy, c_policy
+from keras_trpo.export.c_model import c_policy
 from keras_trpo.export.errors import ExportError
 from keras_trpo.export.inputs import NOISE, OBS, STATE_IN, check_key_names
 from keras_trpo.export.noise import NoiseSpec, noise_spec
+from keras_trpo.plan.description import PolicyPlan
 from keras_trpo.spaces import obs_shape
 
 AGENT_ATTRIBUTES = ("policy_model", "family", "observation_space", "action_space")
@@ -55,7 +56,7 @@ class PolicyDescription:
     predict: Callable = field(repr=False)  # the agent's predict(obs[, state, episode_start])
     # (params, noise) -> env action: the agent's sampling rule (keras_trpo_serving/sampling.py), TF-free
     sample: Callable[[Params, np.ndarray], np.ndarray] = field(repr=False)
-    plan: Optional[CPolicy] = field(default=None, repr=False)  # the policy as arrays; None if C cannot express it
+    plan: Optional[PolicyPlan] = field(default=None, repr=False)  # the policy as arrays; None if C cannot express it
     plan_error: Optional[str] = None  # why there is no plan
 
     @property
@@ -99,7 +100,7 @@ class PolicyDescription:
             out[STATE_IN] = np.ascontiguousarray(state, np.float32)
         return out
 
-    def require_plan(self) -> CPolicy:
+    def require_plan(self) -> PolicyPlan:
         """The plan, or ``ExportError`` saying why the policy has none (what C cannot express)."""
         if self.plan is None:
             raise ExportError(self.plan_error or "the policy has no plan")
@@ -113,7 +114,7 @@ def require_agent(agent) -> None:
                           f"got {type(agent).__name__}")
 
 
-def read_plan(agent) -> tuple[Optional[CPolicy], Optional[str]]:
+def read_plan(agent) -> tuple[Optional[PolicyPlan], Optional[str]]:
     """The policy as arrays (what the C export renders), or None and why C cannot express it."""
     try:
         return c_policy(agent), None
