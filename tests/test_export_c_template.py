@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if __name__ == "__main__":
     sys.path.insert(0, str(ROOT))
 
-from keras_trpo.export import c_source  # noqa: E402
+from keras_trpo.export import c_source, c_template  # noqa: E402
 from keras_trpo.export.c_build import CLibrary, host_fma_flags  # noqa: E402
 from keras_trpo.export.errors import ExportError  # noqa: E402
 from keras_trpo.plan import ActionSpec, Dense, Normalizer, ObsInput, PolicyPlan, Recurrent  # noqa: E402
@@ -187,21 +187,21 @@ def test_the_c_implements_every_activation_of_the_table():
 def test_resolve_keeps_the_branches_taken_and_the_compilers_own_conditions():
     text = ("a\n#if KT_X\nb\n#if KT_Y || !KT_X\nc\n#elif KT_Y\nd\n#else\ne\n#endif\n#elif KT_Y\nf\n#else\ng\n#endif\n"
             "#ifdef __cplusplus\nh\n#if KT_Y  // comment\ni\n#endif\n#endif\n")
-    assert c_source.resolve(text, {"KT_X": True, "KT_Y": False}) == "a\nb\ne\n#ifdef __cplusplus\nh\n#endif\n"
-    assert c_source.resolve(text, {"KT_X": False, "KT_Y": True}) == "a\nf\n#ifdef __cplusplus\nh\ni\n#endif\n"
+    assert c_template.resolve(text, {"KT_X": True, "KT_Y": False}) == "a\nb\ne\n#ifdef __cplusplus\nh\n#endif\n"
+    assert c_template.resolve(text, {"KT_X": False, "KT_Y": True}) == "a\nf\n#ifdef __cplusplus\nh\ni\n#endif\n"
     with pytest.raises(ExportError, match="use '#if KT_X'"):
-        c_source.resolve("#ifdef KT_X\n#endif\n", {"KT_X": True})
+        c_template.resolve("#ifdef KT_X\n#endif\n", {"KT_X": True})
     with pytest.raises(ExportError, match="unknown condition KT_Z"):
-        c_source.resolve("#if KT_Z\n#endif\n", {"KT_X": True})
+        c_template.resolve("#if KT_Z\n#endif\n", {"KT_X": True})
     with pytest.raises(ExportError, match="mixes"):
-        c_source.resolve("#if KT_X && FOO\n#endif\n", {"KT_X": True})
+        c_template.resolve("#if KT_X && FOO\n#endif\n", {"KT_X": True})
     with pytest.raises(ExportError, match="without #endif"):
-        c_source.resolve("#if KT_X\n", {"KT_X": True})
+        c_template.resolve("#if KT_X\n", {"KT_X": True})
 
 
 def test_rename_touches_the_template_names_only():
     text = 'the policy. policy_act(POLICY_OBS_SIZE); #include "policy.h" policy.c policyx_y c/policy.c'
-    assert c_source.rename(text, "arm") == 'the policy. arm_act(ARM_OBS_SIZE); #include "arm.h" arm.c policyx_y c/policy.c'
+    assert c_template.rename(text, "arm") == 'the policy. arm_act(ARM_OBS_SIZE); #include "arm.h" arm.c policyx_y c/policy.c'
 
 
 if __name__ == "__main__":

@@ -1,14 +1,14 @@
 """``PolicyPlan`` -> the C export's three files: ``NAME.h`` (sizes, metadata, functions),
 ``NAME.c`` (the code) and ``NAME_weights.h`` (the numbers, included by ``NAME.c`` only).
 
-The code is C written once, in real files a compiler and a linter read on their own:
-``keras_trpo/export/c/policy.c`` (the runtime: affine kernel, activations, LSTM/GRU step, Dict
-observation packing, PRNG and the four families' samplers) and ``c/policy.h`` (the API). What
-varies between policies is chosen there by ``#if KT_...`` conditions; rendering
+The code is C written once, in real files a compiler and a linter read on their own
+(``keras_trpo/export/c_template.py``): ``keras_trpo/export/c/policy.c`` (the runtime: affine kernel,
+activations, LSTM/GRU step, Dict observation packing, PRNG and the four families' samplers) and
+``c/policy.h`` (the API). Rendering
 
-1. resolves those conditions for the plan (``resolve``: the policy's inputs, cell, activations and
-   action family), so the written files hold only the code this policy runs;
-2. replaces the templates' name ``policy`` / ``POLICY`` by the export's (``rename``);
+1. resolves their ``#if KT_...`` conditions for the plan (``config_flags``: the policy's inputs,
+   cell, activations and action family), so the written files hold only the code this policy runs;
+2. replaces the templates' name ``policy`` / ``POLICY`` by the export's;
 3. writes the data: the public sizes, metadata, action type and Dict struct into ``NAME.h`` (in
    place of ``#include "policy_config.h"``), and ``NAME_weights.h``: every array as
    ``static const``, the plan's input and layer tables, the private sizes, the metadata JSON.
@@ -24,11 +24,10 @@ from __future__ import annotations
 
 import json
 import re
-from importlib import resources
-from typing import Optional
 
 import numpy as np
 
+from keras_trpo.export.c_template import TEMPLATE_NAME, rename, resolve, template
 from keras_trpo.export.errors import ExportError
 from keras_trpo.plan.activations import ACTIVATIONS
 from keras_trpo.plan.description import ObsInput, PolicyPlan
@@ -36,19 +35,7 @@ from keras_trpo.plan.description import ObsInput, PolicyPlan
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 ACTION_TYPES = {"categorical": "int32_t", "multi_categorical": "int32_t", "bernoulli": "int8_t",
                 "diag_gaussian": "float"}
-TEMPLATE_NAME = "policy"  # the name the templates are written for
 CONFIG_INCLUDE = '#include "policy_config.h"\n'  # c/policy.h's line that the public data replaces
-
-
-def template(file: str) -> str:
-    """The text of a template file in ``keras_trpo/export/c``."""
-    return (resources.files(__package__) / "c" / file).read_text()
-
-
-# ----------------------------------------------------------------------------- the conditions
-_DIRECTIVE = re.compile(r"^\s*#\s*(if|ifdef|ifndef|elif|else|endif)\b(.*)$")
-_FLAG = re.compile(r"\bKT_[A-Z0-9_]+\b")
-_CONDITION_TOKENS = re.compile(r"^(\s|\(|\)|and|or|not|[01])*$")
 
 
 def config_flags(p: PolicyPlan) -> dict[str, bool]:
@@ -71,82 +58,6 @@ def config_flags(p: PolicyPlan) -> dict[str, bool]:
     return flags
 
 
-def _condition(kind: str, expression: str, flags: dict[str, bool]) -> Optional[bool]:
-    """The value of a directive's condition over ``KT_`` flags, or None if it names none (a
-    condition for the compiler, such as ``__cplusplus``, written out as it is)."""
-    expression = re.sub(r"/\*.*?\*/|//.*$", "", expression).strip()
-    names = _FLAG.findall(expression)
-    if not names:
-        return None
-    if kind != "if" and kind != "elif":
-        raise ExportError(f"C template: use '#if {names[0]}', not '#{kind}' (every KT_ flag is defined, 0 or 1)")
-    unknown = [n for n in names if n not in flags]
-    if unknown:
-        raise ExportError(f"C template: unknown condition {unknown[0]}")
-    python = _FLAG.sub(lambda m: str(int(flags[m.group(0)])), expression)
-    python = python.replace("&&", " and ").replace("||", " or ").replace("!", " not ")
-    if not _CONDITION_TOKENS.match(python):
-        raise ExportError(f"C template: condition {expression!r} mixes KT_ flags with other terms")
-    return bool(eval(python, {"__builtins__": {}}, {}))  # noqa: S307 - 0, 1, and, or, not, parentheses only
-
-
-def resolve(text: str, flags: dict[str, bool]) -> str:
-    """``text`` with every ``#if`` / ``#elif`` / ``#else`` / ``#endif`` over ``KT_`` flags
-    applied: the lines of the branches taken, without the directives. Other conditionals are
-    written out as they are."""
-    out: list[str] = []
-    stack: list[list] = []  # per open conditional: [ours, active, taken]
-
-    def emitting() -> bool:
-        return all(frame[1] for frame in stack if frame[0])
-
-    for number, line in enumerate(text.splitlines(keepends=True), 1):
-        m = _DIRECTIVE.match(line)
-        if not m:
-            if emitting():
-                out.append(line)
-            continue
-        kind, rest = m.groups()
-        where = f"C template line {number}"
-        if kind in ("if", "ifdef", "ifndef"):
-            value = _condition(kind, rest, flags)
-            if value is None and emitting():
-                out.append(line)
-            stack.append([value is not None, bool(value), bool(value)])
-            continue
-        if not stack:
-            raise ExportError(f"{where}: #{kind} without #if")
-        frame = stack[-1]
-        if kind == "elif":
-            value = _condition(kind, rest, flags)
-            if (value is not None) != frame[0]:
-                raise ExportError(f"{where}: #elif mixes KT_ flags with other conditions")
-            if frame[0]:
-                frame[1] = not frame[2] and bool(value)
-                frame[2] = frame[2] or bool(value)
-                continue
-        elif kind == "else" and frame[0]:
-            frame[1], frame[2] = not frame[2], True
-            continue
-        elif kind == "endif":
-            stack.pop()
-            if frame[0]:
-                continue
-        if emitting():
-            out.append(line)
-    if stack:
-        raise ExportError("C template: #if without #endif")
-    return "".join(out)
-
-
-def rename(text: str, name: str) -> str:
-    """The templates' ``policy_...`` / ``POLICY_...`` identifiers and ``policy.h`` / ``policy.c``
-    file names with the export's name instead (a path such as ``c/policy.c`` names the template)."""
-    text = re.sub(rf"(?<!/)\b{TEMPLATE_NAME}(?=_|\.h\b|\.c\b)", name, text)
-    return re.sub(rf"\b{TEMPLATE_NAME.upper()}(?=_)", name.upper(), text)
-
-
-# ----------------------------------------------------------------------------- the data
 def c_float(v: float) -> str:
     """A float32 value as a C literal that reads back to the same float (9 significant digits)."""
     v = float(np.float32(v))
@@ -321,7 +232,7 @@ def render(p: PolicyPlan, name: str, metadata: dict[str, str]) -> dict[str, str]
     header = rename(resolve(template("policy.h"), flags), name)
     include = rename(CONFIG_INCLUDE, name)
     if header.count(include) != 1:
-        raise ExportError(f"C template policy.h must include policy_config.h once, on a line of its own")
+        raise ExportError("C template policy.h must include policy_config.h once, on a line of its own")
     return {f"{name}.h": header.replace(include, config_header(p, name, metadata)),
             f"{name}.c": rename(resolve(template("policy.c"), flags), name),
             f"{name}_weights.h": weights_header(p, name, metadata)}

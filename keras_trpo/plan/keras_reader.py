@@ -9,18 +9,20 @@ Dense), the head (``policy_logits`` or ``policy_mean``) and the state-independen
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import keras
 import numpy as np
 
 from keras_trpo.dict_networks import PackedDictModel, normalizer_name
 from keras_trpo.dict_obs import DictLayout
-from keras_trpo.distributions import Family
 from keras_trpo.layers import ObservationNormalizer, OneHot, RecurrentCore, StateIndependentLogStd
 from keras_trpo.plan.activations import ACTIVATIONS
 from keras_trpo.plan.description import (HEAD_OUTPUTS, ActionSpec, Dense, Normalizer, ObsInput, PlanError,
                                          PolicyPlan, Recurrent)
+
+if TYPE_CHECKING:
+    from keras_trpo.distributions import Family
 
 PREFIX = "policy"  # the policy model's layer names: f"{PREFIX}_one_hot_{key}", ...
 TORSO_HINT = "(a CNN or other torso exports to ONNX and .tflite)"
