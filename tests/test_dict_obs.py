@@ -22,9 +22,10 @@ from keras_trpo import InvalidObservationError, UnsupportedSpaceError
 from keras_trpo.dict_obs import check_dict_space
 from keras_trpo.distributions import family_for
 from keras_trpo.networks import build_policy_model, build_value_model
-from keras_trpo.plan import ActionSpec, Dense, Normalizer, ObsInput, PolicyPlan
+from keras_trpo.plan import Dense, Normalizer, ObsInput, PolicyPlan
 from keras_trpo.plan.numpy_policy import NumpyPolicy, features_function
 from keras_trpo.spaces import space_from_json, space_to_json
+from keras_trpo_serving.sampling import CategoricalRule
 from tests.envs import ToyEnv
 from tests.goal_envs import DictCountingEnv, PointGoalEnv
 
@@ -189,7 +190,7 @@ def test_the_dict_step_computes_each_row_as_it_would_alone(batch, seed):
     normalizer = Normalizer(rng.normal(size=3).astype(np.float32), var, 1e-8, 10.0, 1 / np.sqrt(var))
     inputs = (ObsInput("a", 0, 1, one_hot=3), ObsInput("b", 1, 3, normalizer=normalizer), ObsInput("c", 4, 2))
     head = Dense(np.zeros((8, 2), np.float32), np.zeros(2, np.float32), "linear", "policy_logits")
-    plan = PolicyPlan(inputs, True, None, (), head, "logits", None, ActionSpec("categorical", 1))
+    plan = PolicyPlan(inputs, True, None, (), head, "logits", None, CategoricalRule(2))
     features = features_function(plan)
     packed = np.concatenate([rng.integers(0, 3, (batch, 1)), rng.normal(size=(batch, 5))], axis=1).astype(np.float32)
     together = features(packed)

@@ -21,8 +21,9 @@ if __name__ == "__main__":
 from keras_trpo.export import c_source, c_template  # noqa: E402
 from keras_trpo.export.c_build import CLibrary, host_fma_flags  # noqa: E402
 from keras_trpo.export.errors import ExportError  # noqa: E402
-from keras_trpo.plan import ActionSpec, Dense, Normalizer, ObsInput, PolicyPlan, Recurrent  # noqa: E402
+from keras_trpo.plan import Dense, Normalizer, ObsInput, PolicyPlan, Recurrent  # noqa: E402
 from keras_trpo.plan.activations import ACTIVATIONS  # noqa: E402
+from keras_trpo_serving.sampling import BernoulliRule, CategoricalRule, GaussianRule, MultiCategoricalRule  # noqa: E402
 
 TEMPLATES = ROOT / "keras_trpo" / "export" / "c"
 STRICT = ["-std=c99", "-O2", "-ffp-contract=off", "-Wall", "-Wextra", "-pedantic", "-Wshadow", "-Wdouble-promotion",
@@ -63,11 +64,10 @@ def plan_of(inputs, family, activations=("tanh",), cell=None, width=6, units=4, 
     head = Dense(rng.normal(size=(n, sizes[family])).astype(np.float32), rng.normal(size=sizes[family]).astype(np.float32),
                  "linear", "policy_mean" if family == "diag_gaussian" else "policy_logits")
     log_std = rng.normal(size=2).astype(np.float32) * 0.3 if family == "diag_gaussian" else None
-    action = {"categorical": ActionSpec(family, 1, np.array([3]), np.array([-1])),
-              "multi_categorical": ActionSpec(family, 2, np.array([2, 3]), np.array([0, 5])),
-              "bernoulli": ActionSpec(family, 2),
-              "diag_gaussian": ActionSpec(family, 2, low=np.array([-1, -np.inf], np.float32),
-                                          high=np.array([1, 2], np.float32))}[family]
+    action = {"categorical": CategoricalRule(3, start=-1),
+              "multi_categorical": MultiCategoricalRule([2, 3], [0, 5]),
+              "bernoulli": BernoulliRule((2,)),
+              "diag_gaussian": GaussianRule(np.array([-1, -np.inf], np.float32), np.array([1, 2], np.float32), (2,))}[family]
     return PolicyPlan(tuple(obs), len(inputs) > 1 or inputs[0][0] != "obs", recurrent, tuple(layers), head,
                       "mean" if family == "diag_gaussian" else "logits", log_std, action)
 
@@ -102,7 +102,8 @@ needs_cc = pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler"
 
 
 def _library(lib: Path, name: str, plan: PolicyPlan) -> CLibrary:
-    return CLibrary(lib, name, plan.action.family, plan.obs_size, plan.action.size, plan.params_size, plan.state_size)
+    action = c_source.c_action(plan.action)
+    return CLibrary(lib, name, action.family, plan.obs_size, action.size, plan.params_size, plan.state_size)
 
 
 def _outputs(lib: CLibrary, plan: PolicyPlan) -> dict:
@@ -110,7 +111,7 @@ def _outputs(lib: CLibrary, plan: PolicyPlan) -> dict:
     cols = [rng.integers(-1, i.one_hot + 1, (64, 1)) if i.one_hot else rng.normal(size=(64, i.size)) * 3
             for i in plan.inputs]
     obs = np.concatenate(cols, 1).astype(np.float32)
-    noise = (rng.normal(size=(64, plan.noise_size)) if plan.action.family == "diag_gaussian"
+    noise = (rng.normal(size=(64, plan.noise_size)) if plan.action.distribution == "diag_gaussian"
              else rng.uniform(size=(64, plan.noise_size))).astype(np.float32)
     state = rng.normal(size=(64, plan.state_size)).astype(np.float32) if plan.state_size else None
     args = (state,) if plan.state_size else ()

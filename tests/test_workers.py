@@ -20,10 +20,11 @@ from hypothesis import strategies as st
 
 import keras_trpo
 from keras_trpo.config import ConfigError
-from keras_trpo.plan import ActionSpec, Dense, Normalizer, ObsInput, PolicyPlan
+from keras_trpo.plan import Dense, Normalizer, ObsInput, PolicyPlan
 from keras_trpo.plan.numpy_policy import NumpyPolicy
 from keras_trpo.rollout import Fragment, merge_fragments, split_envs
 from keras_trpo.workers import RolloutTimeoutError, RolloutWorkerError
+from keras_trpo_serving.sampling import GaussianRule
 from tests.goal_envs import PointGoalEnv
 from tests.worker_envs import CountingEnv, RaisingEnv, SlowEnv, StallOnceEnv
 
@@ -105,7 +106,7 @@ def test_numpy_policy_rows_do_not_depend_on_the_batch(batch, width, seed):
               Dense(rng.normal(size=(width, 7)).astype(np.float32), rng.normal(size=7).astype(np.float32), "relu", "d1"))
     head = Dense(rng.normal(size=(7, 3)).astype(np.float32), rng.normal(size=3).astype(np.float32), "linear", "policy_mean")
     plan = PolicyPlan((ObsInput("obs", 0, 5, normalizer=normalizer),), False, None, layers, head, "mean",
-                      rng.normal(size=3).astype(np.float32), ActionSpec("diag_gaussian", 3))
+                      rng.normal(size=3).astype(np.float32), GaussianRule(-np.ones(3), np.ones(3), (3,)))
     policy = NumpyPolicy(plan)
     obs = rng.normal(size=(batch, 5)).astype(np.float32)
     together = policy(obs)["mean"]

@@ -16,7 +16,7 @@ from typing import Optional
 import numpy as np
 
 from keras_trpo.export.c_build import CLibrary, build_shared, compiler, compiler_version
-from keras_trpo.export.c_source import check_name, render
+from keras_trpo.export.c_source import c_action, check_name, render
 from keras_trpo.export.description import PolicyDescription, describe
 from keras_trpo.export.errors import ExportError, ExportVerificationError
 from keras_trpo.export.inputs import NOISE, STATE_IN, STATE_OUT, Feeds, Runner
@@ -44,7 +44,7 @@ def _weights_bytes(p: PolicyPlan) -> int:
     """The float and int32 arrays of NAME_weights.h, in bytes (its tables of pointers aside)."""
     floats = sum(a.size for a in p.arrays)
     floats += 2 * p.head.n_out if p.log_std is not None else 0  # the Box bounds
-    return 4 * (floats + 2 * len(p.action.nvec))
+    return 4 * (floats + 2 * len(c_action(p.action).nvec))
 
 
 def packed_feeds(desc: PolicyDescription, feeds: Feeds) -> tuple[np.ndarray, Optional[np.ndarray], Optional[np.ndarray]]:
@@ -101,7 +101,8 @@ def _check_directory(directory: Path, name: str) -> None:
 
 
 def _library(path: Path, name: str, policy: PolicyPlan) -> CLibrary:
-    return CLibrary(path, name, policy.action.family, policy.obs_size, policy.action.size, policy.params_size,
+    action = c_action(policy.action)
+    return CLibrary(path, name, action.family, policy.obs_size, action.size, policy.params_size,
                     policy.state_size)
 
 
@@ -132,7 +133,7 @@ def _verify(desc: PolicyDescription, policy: PolicyPlan, build_dir: Path, name: 
         params = {n: ref[n][:k] for n in desc.param_names}
     params = {n: v.reshape(len(obs), -1) for n, v in params.items()}
     draws = lib.sample(obs, SAMPLER_DRAWS, SAMPLER_SEED, state)
-    action = policy.action
+    action = c_action(policy.action)
     result = check_sampler(action.family, params, draws, nvec=action.nvec, starts=action.starts, low=action.low,
                            high=action.high, what=f"{what} PRNG sampler")
     report.prng_sampler_tests, report.prng_sampler_min_p_value = result.tests, result.min_p_value

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from keras_trpo.dict_obs import layout_of
+from keras_trpo.export.c_source import c_action
 from keras_trpo.export.errors import ExportError
 from keras_trpo.plan.description import PlanError, PolicyPlan
 from keras_trpo.plan.keras_reader import read_plan
@@ -41,7 +42,8 @@ def c_policy(agent) -> PolicyPlan:
         plan = read_plan(agent.policy_model, agent.family, layout)
     except PlanError as e:
         raise ExportError(e.said_by("the C export")) from None
-    starts, nvec = plan.action.starts, plan.action.nvec
+    action = c_action(plan.action)
+    starts, nvec = action.starts, action.nvec
     if len(starts) and (starts.min() < -2**31 or (starts + nvec).max() > 2**31 - 1):
         raise ExportError(f"action values beyond int32 (start {starts.tolist()}): the C export's actions are int32_t")
     if not all(np.all(np.isfinite(a)) for a in plan.arrays):

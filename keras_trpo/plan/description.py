@@ -8,17 +8,20 @@ The computation, for one packed observation row ``x [obs_size]``:
    ``x[start:stop]`` one-hot encoded, normalised and clipped, or as it is; side by side ``[features]``;
 2. a recurrent plan: one LSTM / GRU step from the state; the layers above see its ``h`` ``[units]``;
 3. ``layers``: ``activation(x @ kernel + bias)`` each;
-4. ``head``: linear, to the logits ``[k]`` or the mean ``[d]``; a Gaussian's ``log_std [d]`` beside it.
+4. ``head``: linear, to the logits ``[k]`` or the mean ``[d]``; a Gaussian's ``log_std [d]`` beside it;
+5. the action family's sampling rule (``keras_trpo_serving.sampling``) takes them from there.
 
 Everything is plain dataclasses of arrays, numbers and strings: it pickles (rollout worker
 processes) and ``ray.put``s as it is.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
+
+from keras_trpo_serving.sampling import SamplingRule
 
 # The recurrent cells a plan may hold: gates per unit, in Keras's order (LSTMCell: i, f, c, o;
 # GRUCell(reset_after=True): z, r, h).
@@ -133,30 +136,15 @@ class Recurrent:
 
 
 @dataclass(frozen=True, eq=False)
-class ActionSpec:
-    """The action family and the action space's numbers.
-
-    ``family``: categorical, multi_categorical, bernoulli or diag_gaussian. ``size``: elements of
-    one action, flattened. Categoricals: ``nvec [m]`` categories and ``starts [m]`` first value of
-    each (int64). Gaussian: the Box bounds ``low [d]``, ``high [d]`` float32 (+-inf where unbounded).
-    """
-
-    family: str
-    size: int
-    nvec: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    starts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    low: Optional[np.ndarray] = None
-    high: Optional[np.ndarray] = None
-
-
-@dataclass(frozen=True, eq=False)
 class PolicyPlan:
     """Everything the policy computes, as arrays (see the module's docstring for the order).
 
     ``inputs``: the observation inputs, whose features are concatenated in this order;
     ``dict_obs``: whether they are a Dict's keys (sorted). ``recurrent``: the core, or None.
     ``layers``: the torso. ``head``: linear, giving ``output`` (``"logits"`` or ``"mean"``);
-    ``log_std [d]`` for a Gaussian, else None. ``action``: the family and the action space's numbers.
+    ``log_std [d]`` for a Gaussian, else None. ``action``: the action family's sampling rule, which
+    holds the action space's numbers (``rule.distribution``: categorical, multi_categorical,
+    bernoulli or diag_gaussian).
     """
 
     inputs: tuple[ObsInput, ...]
@@ -166,7 +154,7 @@ class PolicyPlan:
     head: Dense
     output: str
     log_std: Optional[np.ndarray]
-    action: ActionSpec
+    action: SamplingRule
 
     @property
     def obs_size(self) -> int:
@@ -186,13 +174,13 @@ class PolicyPlan:
     @property
     def params_size(self) -> int:
         """Floats of the parameters side by side: logits ``[k]``, or mean ``[d]`` then log_std ``[d]``."""
-        return self.head.n_out * (2 if self.log_std is not None else 1)
+        return sum(self.action.param_sizes.values())
 
     @property
     def noise_size(self) -> int:
-        """Floats of one action's noise (keras_trpo/export/noise.py): a uniform per logit, or a
-        standard normal per mean."""
-        return self.head.n_out
+        """Floats of one action's contract noise (the rule's): a uniform per logit, or a standard
+        normal per mean."""
+        return self.action.noise_width
 
     @property
     def arrays(self) -> list[np.ndarray]:

@@ -18,7 +18,7 @@ from keras_trpo.dict_networks import PackedDictModel, normalizer_name
 from keras_trpo.dict_obs import DictLayout
 from keras_trpo.layers import ObservationNormalizer, OneHot, RecurrentCore, StateIndependentLogStd
 from keras_trpo.plan.activations import ACTIVATIONS
-from keras_trpo.plan.description import (HEAD_OUTPUTS, ActionSpec, Dense, Normalizer, ObsInput, PlanError,
+from keras_trpo.plan.description import (HEAD_OUTPUTS, Dense, Normalizer, ObsInput, PlanError,
                                          PolicyPlan, Recurrent)
 
 if TYPE_CHECKING:
@@ -32,7 +32,7 @@ def read_plan(model: keras.Model, family: Family, layout: Optional[DictLayout] =
     """The policy model's current weights as a ``PolicyPlan``.
 
     ``model``: the policy model, or the ``PackedDictModel`` around a Dict one; ``family``: its
-    action family (``family.space`` the action space); ``layout``: a Dict observation's layout when
+    action family (whose sampling rule the plan holds); ``layout``: a Dict observation's layout when
     ``model`` is the Dict model itself (``dict_obs.layout_of(observation_space)``).
     """
     if isinstance(model, PackedDictModel):
@@ -70,24 +70,12 @@ def read_plan(model: keras.Model, family: Family, layout: Optional[DictLayout] =
                             f"gives {features}")
         features = recurrent.units
     _check_chain(layers + [head], features)
+    rule = family.rule
+    if head.n_out != rule.noise_width:
+        raise PlanError(f"the policy head {head.name!r} gives {head.n_out} values but the {rule.distribution} action "
+                        f"space takes {rule.noise_width}")
     return PolicyPlan(tuple(inputs), layout is not None, recurrent, tuple(layers), head, HEAD_OUTPUTS[head.name],
-                      log_std, action_spec(family))
-
-
-def action_spec(family: Family) -> ActionSpec:
-    """The family's name and its action space's numbers."""
-    space, name = family.space, family.name
-    size = int(np.prod(space.shape)) if space.shape else 1
-    if name == "categorical":
-        return ActionSpec(name, size, np.array([int(space.n)]), np.array([int(space.start)]))
-    if name == "multi_categorical":
-        nvec = np.asarray(space.nvec, np.int64).reshape(-1)
-        starts = np.broadcast_to(np.asarray(space.start, np.int64), np.shape(space.nvec)).reshape(-1)
-        return ActionSpec(name, size, nvec, starts)
-    if name == "diag_gaussian":
-        return ActionSpec(name, size, low=np.asarray(space.low, np.float32).reshape(-1),
-                          high=np.asarray(space.high, np.float32).reshape(-1))
-    return ActionSpec(name, size)
+                      log_std, rule)
 
 
 def _activation_name(layer: keras.layers.Dense) -> str:
