@@ -163,15 +163,18 @@ def test_the_committed_example_compiles_and_is_current(tmp_path):
 
 @pytest.mark.skipif(shutil.which("cppcheck") is None, reason="cppcheck not installed (apt-get install cppcheck)")
 def test_cppcheck_finds_nothing(tmp_path):
-    rendered = tmp_path / "rendered"
-    rendered.mkdir()
-    for file, text in c_source.render(plan_of(**PLANS["box_gaussian_every_activation"]), "policy", META).items():
-        (rendered / file).write_text(text)
-    for source, include in ((TEMPLATES / "policy.c", TEMPLATES / "example"), (rendered / "policy.c", rendered)):
+    """The template (with the example's data) and the files rendered for every plan above."""
+    checks = [(TEMPLATES / "policy.c", TEMPLATES / "example")]
+    for kind, plan in PLANS.items():
+        (tmp_path / kind).mkdir()
+        for file, text in c_source.render(plan_of(**plan), "policy", META).items():
+            (tmp_path / kind / file).write_text(text)
+        checks.append((tmp_path / kind / "policy.c", tmp_path / kind))
+    for source, include in checks:
         done = subprocess.run(["cppcheck", "--std=c99", "--enable=warning,style,performance,portability",
                                "--error-exitcode=1", "--inline-suppr", "--quiet", f"-I{include}", str(source)],
                               capture_output=True, text=True)
-        assert done.returncode == 0, done.stderr
+        assert done.returncode == 0, (source, done.stderr)
 
 
 def test_the_c_implements_every_activation_of_the_table():

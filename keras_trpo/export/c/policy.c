@@ -26,25 +26,8 @@ enum activation {
     ACT_SWISH, ACT_GELU, ACT_LEAKY_RELU, ACT_RELU6, ACT_HARD_SIGMOID, ACT_EXPONENTIAL
 };
 
-// One observation input (the observation, or one Dict key): the floats x[offset .. offset + size).
-struct obs_input {
-    int offset;
-    int size;
-    int one_hot;           // n for a Discrete input (its index one-hot encoded), else 0
-    const float *mean;     // the normaliser's running mean [size], or NULL: the values pass as they are
-    const float *inv_std;  // 1 / sqrt(var + eps) [size], in float32 as the exported graph folds it
-    float clip;
-};
-
-// y = activation(x w + b): w [n_out][n_in] (one row per output), b [n_out].
-struct dense_layer {
-    int n_in;
-    int n_out;
-    const float *w;
-    const float *b;
-    int activation;  // enum activation
-};
-
+// policy_weights.h: the arrays, and the lists of inputs (POLICY_INPUTS) and layers (POLICY_LAYERS)
+// as X-macros, so that every size reaches the code below as a constant.
 #include "policy_weights.h"
 
 // Every function takes the observation (a Dict's struct), then a recurrent policy's state_in; a
@@ -153,90 +136,93 @@ static float sigmoid(float x)
 // default arguments; the export verifies every one against the TensorFlow agent.
 static void activate(float *y, int n, int kind)
 {
-    int k;
     switch (kind) {
 #if KT_USES_TANH
-    case ACT_TANH: for (k = 0; k < n; ++k) { const float x = y[k]; y[k] = ort_tanh(x); } break;
+    case ACT_TANH: for (int k = 0; k < n; ++k) { const float x = y[k]; y[k] = ort_tanh(x); } break;
 #endif
 #if KT_USES_RELU
-    case ACT_RELU: for (k = 0; k < n; ++k) { const float x = y[k]; y[k] = (x > 0.0f ? x : 0.0f); } break;
+    case ACT_RELU: for (int k = 0; k < n; ++k) { const float x = y[k]; y[k] = (x > 0.0f ? x : 0.0f); } break;
 #endif
 #if KT_USES_SIGMOID
-    case ACT_SIGMOID: for (k = 0; k < n; ++k) { const float x = y[k]; y[k] = (1.0f / (1.0f + expf(-x))); } break;
+    case ACT_SIGMOID: for (int k = 0; k < n; ++k) { const float x = y[k]; y[k] = (1.0f / (1.0f + expf(-x))); } break;
 #endif
 #if KT_USES_ELU
-    case ACT_ELU: for (k = 0; k < n; ++k) { const float x = y[k]; y[k] = (x > 0.0f ? x : expm1f(x)); } break;
+    case ACT_ELU: for (int k = 0; k < n; ++k) { const float x = y[k]; y[k] = (x > 0.0f ? x : expm1f(x)); } break;
 #endif
 #if KT_USES_SELU
     case ACT_SELU:
-        for (k = 0; k < n; ++k) {
+        for (int k = 0; k < n; ++k) {
             const float x = y[k];
             y[k] = (1.0507009873554805f * (x > 0.0f ? x : 1.6732632423543772f * expm1f(x)));
         }
         break;
 #endif
 #if KT_USES_SOFTPLUS
-    case ACT_SOFTPLUS: for (k = 0; k < n; ++k) { const float x = y[k]; y[k] = (x > 20.0f ? x : log1pf(expf(x))); } break;
+    case ACT_SOFTPLUS: for (int k = 0; k < n; ++k) { const float x = y[k]; y[k] = (x > 20.0f ? x : log1pf(expf(x))); } break;
 #endif
 #if KT_USES_SOFTSIGN
-    case ACT_SOFTSIGN: for (k = 0; k < n; ++k) { const float x = y[k]; y[k] = (x / (1.0f + fabsf(x))); } break;
+    case ACT_SOFTSIGN: for (int k = 0; k < n; ++k) { const float x = y[k]; y[k] = (x / (1.0f + fabsf(x))); } break;
 #endif
 #if KT_USES_SILU
-    case ACT_SILU: for (k = 0; k < n; ++k) { const float x = y[k]; y[k] = (x / (1.0f + expf(-x))); } break;
+    case ACT_SILU: for (int k = 0; k < n; ++k) { const float x = y[k]; y[k] = (x / (1.0f + expf(-x))); } break;
 #endif
 #if KT_USES_SWISH
-    case ACT_SWISH: for (k = 0; k < n; ++k) { const float x = y[k]; y[k] = (x / (1.0f + expf(-x))); } break;
+    case ACT_SWISH: for (int k = 0; k < n; ++k) { const float x = y[k]; y[k] = (x / (1.0f + expf(-x))); } break;
 #endif
 #if KT_USES_GELU
     case ACT_GELU:
-        for (k = 0; k < n; ++k) { const float x = y[k]; y[k] = (0.5f * x * (1.0f + erff(x * 0.70710678118654752f))); }
+        for (int k = 0; k < n; ++k) { const float x = y[k]; y[k] = (0.5f * x * (1.0f + erff(x * 0.70710678118654752f))); }
         break;
 #endif
 #if KT_USES_LEAKY_RELU
-    case ACT_LEAKY_RELU: for (k = 0; k < n; ++k) { const float x = y[k]; y[k] = (x > 0.0f ? x : 0.2f * x); } break;
+    case ACT_LEAKY_RELU: for (int k = 0; k < n; ++k) { const float x = y[k]; y[k] = (x > 0.0f ? x : 0.2f * x); } break;
 #endif
 #if KT_USES_RELU6
-    case ACT_RELU6: for (k = 0; k < n; ++k) { const float x = y[k]; y[k] = (x > 0.0f ? (x < 6.0f ? x : 6.0f) : 0.0f); } break;
+    case ACT_RELU6: for (int k = 0; k < n; ++k) { const float x = y[k]; y[k] = (x > 0.0f ? (x < 6.0f ? x : 6.0f) : 0.0f); } break;
 #endif
 #if KT_USES_HARD_SIGMOID
     case ACT_HARD_SIGMOID:
-        for (k = 0; k < n; ++k) {
+        for (int k = 0; k < n; ++k) {
             const float x = y[k];
             y[k] = (x > -3.0f ? (x < 3.0f ? (x + 3.0f) / 6.0f : 1.0f) : 0.0f);
         }
         break;
 #endif
 #if KT_USES_EXPONENTIAL
-    case ACT_EXPONENTIAL: for (k = 0; k < n; ++k) { const float x = y[k]; y[k] = expf(x); } break;
+    case ACT_EXPONENTIAL: for (int k = 0; k < n; ++k) { const float x = y[k]; y[k] = expf(x); } break;
 #endif
-    default: (void)k; (void)y; (void)n; break;  // linear
+    default: (void)y; (void)n; break;  // linear
     }
 }
 
-// The observation features a [POLICY_FEATURES] from the packed observation x [POLICY_OBS_SIZE]: per
-// input in order, one-hot of the truncated index (an index outside [0, n) gives zeros, as in the
-// graph), normalised and clipped, or copied; side by side.
+// One observation input's features a from its floats x [size]: the one-hot of the truncated index
+// for a Discrete input (one_hot n; an index outside [0, n) gives zeros, as in the graph), else each
+// value normalised and clipped (mean, inv_std = 1 / sqrt(var + eps) as the graph folds it, clip), or
+// copied where mean is NULL.
+static void input_features(const float *x, int size, int one_hot, const float *mean, const float *inv_std, float clip,
+                           float *a)
+{
+    if (one_hot) {
+        for (int i = 0; i < one_hot; ++i) a[i] = 0.0f;
+        if (x[0] > -1.0f && x[0] < (float)one_hot) a[(int)x[0]] = 1.0f;
+    } else if (mean != NULL) {
+        for (int i = 0; i < size; ++i) {
+            const float z = (x[i] - mean[i]) * inv_std[i];
+            a[i] = z < -clip ? -clip : (z > clip ? clip : z);
+        }
+    } else {
+        for (int i = 0; i < size; ++i) a[i] = x[i];
+    }
+}
+
+// The observation features a [POLICY_FEATURES] from the packed observation x [POLICY_OBS_SIZE]: every
+// input's, side by side in order.
 static void features(const float *x, float *a)
 {
-    int k, i, at = 0;
-    for (k = 0; k < POLICY_INPUTS; ++k) {
-        const struct obs_input *in = &policy_inputs[k];
-        const float *v = x + in->offset;
-        if (in->one_hot) {
-            for (i = 0; i < in->one_hot; ++i) a[at + i] = 0.0f;
-            if (v[0] > -1.0f && v[0] < (float)in->one_hot) a[at + (int)v[0]] = 1.0f;
-            at += in->one_hot;
-        } else if (in->mean != NULL) {
-            for (i = 0; i < in->size; ++i) {
-                const float z = (v[i] - in->mean[i]) * in->inv_std[i];
-                a[at + i] = z < -in->clip ? -in->clip : (z > in->clip ? in->clip : z);
-            }
-            at += in->size;
-        } else {
-            for (i = 0; i < in->size; ++i) a[at + i] = v[i];
-            at += in->size;
-        }
-    }
+#define INPUT(offset, size, at, one_hot, mean, inv_std, clip) \
+    input_features(x + (offset), size, one_hot, mean, inv_std, clip, a + (at));
+    POLICY_INPUTS(INPUT)
+#undef INPUT
 }
 
 #if KT_LSTM
@@ -286,13 +272,11 @@ static void core(float *a, const float *state_in, float *s)
 #endif
 
 // The observation (and state_in) -> params (and the new state in state_out, written last so that
-// it may be state_in). Two ping-pong buffers of the widest layer; the last layer, the head,
-// writes params: logits, or the mean then the log-std.
+// it may be state_in). The layers take turns between two buffers of the widest layer, a then b;
+// the last, the head, writes params: logits, or the mean then the log-std.
 static void forward(OBS_PARAM STATE_IN_PARAM, float params[POLICY_PARAMS_SIZE] STATE_OUT_PARAM)
 {
     float a[POLICY_MAX_WIDTH], b[POLICY_MAX_WIDTH];
-    float *x = a, *y = b;
-    int l;
 #if KT_RECURRENT
     float s[POLICY_STATE_SIZE];  // the new state
 #endif
@@ -306,19 +290,19 @@ static void forward(OBS_PARAM STATE_IN_PARAM, float params[POLICY_PARAMS_SIZE] S
 #if KT_RECURRENT
     core(a, state_in, s);
 #endif
-    for (l = 0; l < POLICY_LAYERS; ++l) {
-        const struct dense_layer *d = &policy_layers[l];
-        float *out = l + 1 < POLICY_LAYERS ? y : params;
-        dense(x, d->n_in, d->w, d->b, d->n_out, out);
-        activate(out, d->n_out, d->activation);
-        y = x;
-        x = out;
+#define LAYER(index, n_in, n_out, activation) \
+    { \
+        float *out = (index) + 1 == POLICY_N_LAYERS ? params : (index) % 2 ? a : b; \
+        dense((index) % 2 ? b : a, n_in, policy_w##index, policy_b##index, n_out, out); \
+        activate(out, n_out, activation); \
     }
+    POLICY_LAYERS(LAYER)
+#undef LAYER
 #if KT_GAUSSIAN
-    for (l = 0; l < POLICY_ACTION_SIZE; ++l) params[POLICY_ACTION_SIZE + l] = policy_log_std[l];
+    for (int i = 0; i < POLICY_ACTION_SIZE; ++i) params[POLICY_ACTION_SIZE + i] = policy_log_std[i];
 #endif
 #if KT_RECURRENT
-    for (l = 0; l < POLICY_STATE_SIZE; ++l) state_out[l] = s[l];
+    for (int i = 0; i < POLICY_STATE_SIZE; ++i) state_out[i] = s[i];
 #endif
 }
 
@@ -351,11 +335,10 @@ static int argmax(const float *x, int n)
 void policy_act(OBS_PARAM STATE_IN_PARAM, policy_action_t action[POLICY_ACTION_SIZE] STATE_OUT_PARAM)
 {
     float params[POLICY_PARAMS_SIZE];
-    int i;
     forward(obs STATE_IN, params STATE_OUT);
 #if KT_CATEGORICAL
     {
-        int offset = 0;
+        int i, offset = 0;
         for (i = 0; i < POLICY_ACTION_SIZE; ++i) {
             action[i] = policy_start[i] + argmax(params + offset, policy_nvec[i]);
             offset += policy_nvec[i];
@@ -363,10 +346,10 @@ void policy_act(OBS_PARAM STATE_IN_PARAM, policy_action_t action[POLICY_ACTION_S
     }
 #endif
 #if KT_BERNOULLI
-    for (i = 0; i < POLICY_ACTION_SIZE; ++i) action[i] = (int8_t)(params[i] > 0.0f);
+    for (int i = 0; i < POLICY_ACTION_SIZE; ++i) action[i] = (int8_t)(params[i] > 0.0f);
 #endif
 #if KT_GAUSSIAN
-    for (i = 0; i < POLICY_ACTION_SIZE; ++i) {
+    for (int i = 0; i < POLICY_ACTION_SIZE; ++i) {
         float v = params[i];
         if (v < policy_action_low[i]) v = policy_action_low[i];
         if (v > policy_action_high[i]) v = policy_action_high[i];
@@ -437,11 +420,10 @@ void policy_sample_noise(OBS_PARAM STATE_IN_PARAM, const float noise[POLICY_NOIS
                          policy_action_t action[POLICY_ACTION_SIZE] STATE_OUT_PARAM)
 {
     float params[POLICY_PARAMS_SIZE];
-    int i;
     forward(obs STATE_IN, params STATE_OUT);
 #if KT_CATEGORICAL
     {
-        int offset = 0;
+        int i, offset = 0;
         for (i = 0; i < POLICY_ACTION_SIZE; ++i) {
             action[i] = policy_start[i] + gumbel_argmax(params + offset, noise + offset, policy_nvec[i]);
             offset += policy_nvec[i];
@@ -449,11 +431,11 @@ void policy_sample_noise(OBS_PARAM STATE_IN_PARAM, const float noise[POLICY_NOIS
     }
 #endif
 #if KT_BERNOULLI
-    for (i = 0; i < POLICY_ACTION_SIZE; ++i)  // log(u) - log(1 - u) < logit  <=>  u < sigmoid(logit)
+    for (int i = 0; i < POLICY_ACTION_SIZE; ++i)  // log(u) - log(1 - u) < logit  <=>  u < sigmoid(logit)
         action[i] = (int8_t)(logf(noise[i]) - logf(1.0f - noise[i]) < params[i]);
 #endif
 #if KT_GAUSSIAN
-    for (i = 0; i < POLICY_ACTION_SIZE; ++i) {
+    for (int i = 0; i < POLICY_ACTION_SIZE; ++i) {
         float v = params[i] + expf(params[POLICY_ACTION_SIZE + i]) * noise[i];
         if (v < policy_action_low[i]) v = policy_action_low[i];
         if (v > policy_action_high[i]) v = policy_action_high[i];
@@ -466,16 +448,15 @@ void policy_sample_noise(OBS_PARAM STATE_IN_PARAM, const float noise[POLICY_NOIS
 void policy_sample(OBS_PARAM STATE_IN_PARAM, policy_rng_t *rng, policy_action_t action[POLICY_ACTION_SIZE] STATE_OUT_PARAM)
 {
     float noise[POLICY_NOISE_SIZE];
-    int i;
 #if KT_GAUSSIAN
-    for (i = 0; i < POLICY_NOISE_SIZE; i += 2) {  // Box-Muller: a pair of standard normals per two uniforms
+    for (int i = 0; i < POLICY_NOISE_SIZE; i += 2) {  // Box-Muller: a pair of standard normals per two uniforms
         const float r = sqrtf(-2.0f * logf(policy_uniform(rng)));
         const float angle = 6.28318530717958647692f * policy_uniform(rng);
         noise[i] = r * cosf(angle);
         if (i + 1 < POLICY_NOISE_SIZE) noise[i + 1] = r * sinf(angle);
     }
 #else
-    for (i = 0; i < POLICY_NOISE_SIZE; ++i) noise[i] = policy_uniform(rng);
+    for (int i = 0; i < POLICY_NOISE_SIZE; ++i) noise[i] = policy_uniform(rng);
 #endif
     policy_sample_noise(obs STATE_IN, noise, action STATE_OUT);
 }
