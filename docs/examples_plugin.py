@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PYTHON = {"python", "py", "python3"}
 SHELL = {"bash", "sh", "shell", "console"}
 NOT_RUN = re.compile(r"^\s*#\s*Not run by the docs tests:\s*(\S.*)$")
-FENCE_LINE = re.compile(r"^\s*(```|~~~)\s*\{?\.?(python|py|python3|bash|sh|shell|console)\b", re.M)
+FENCE_LINE = re.compile(r"^[ \t]*(```|~~~)[ \t]*\{?\.?(python|py|python3|bash|sh|shell|console)\b", re.M)
 SHELL_TIMEOUT = 600
 
 _counts = {"run": 0, "not_run": 0}

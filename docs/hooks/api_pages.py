@@ -139,12 +139,13 @@ def page_markdown(package: Package) -> str:
              "Every public name of the package, generated from its docstrings "
              f"(the list is the package's `__all__`).", "",
              "| name | defined in |", "|---|---|"]
-    lines += [f"| [`{package.name}.{n}`](#{package.name.replace('.', '')}{n.lower()}) | `{m}` |"
-              for n, m in names.items()]
+    lines += [f"| [`{package.name}.{n}`](#{package.name}.{n}) | `{m}` |" for n, m in names.items()]
     for name, module in names.items():
-        lines += ["", f"## `{package.name}.{name}` {{#{package.name.replace('.', '')}{name.lower()}}}", "",
-                  f"::: {module}.{name}", "    options:", "      show_root_heading: false",
-                  "      show_root_toc_entry: false", "      heading_level: 3", ""]
+        public = f"{package.name}.{name}"
+        # the anchor is the public name, so links survive a move; the heading shows it with the signature
+        lines += ["", f'<a id="{public}"></a>', "", f"::: {module}.{name}", "    options:",
+                  f'      heading: "{public}"', f'      toc_label: "{public}"', "      show_root_heading: true",
+                  "      heading_level: 2", ""]
     return "\n".join(lines) + "\n"
 
 

@@ -98,7 +98,10 @@ def openapi_markdown(which: str) -> str:
 def _mathml(latex: str, display: bool) -> str:
     from latex2mathml.converter import convert
 
-    return convert(latex.strip(), display="block" if display else "inline").replace("\n", "")
+    # Inside a <span>: Python-Markdown takes a line that starts with <math> for a block of raw HTML, which
+    # would cut a paragraph or a list item in two.
+    mathml = convert(latex.strip(), display="block" if display else "inline").replace("\n", "")
+    return f'<span class="math">{mathml}</span>'
 
 
 def math_to_mathml(markdown: str) -> str:
@@ -114,7 +117,7 @@ def math_to_mathml(markdown: str) -> str:
         if kind == "code":
             out.append(chunk)
             continue
-        chunk = re.sub(r"\$\$(.+?)\$\$", lambda m: "\n" + _mathml(m.group(1), True) + "\n", chunk, flags=re.S)
+        chunk = re.sub(r"\$\$(.+?)\$\$", lambda m: _mathml(m.group(1), True), chunk, flags=re.S)
         pieces = re.split(r"(`[^`\n]*`)", chunk)  # inline code stays as it is
         pieces = [p if p.startswith("`") else re.sub(r"(?<![\\$\w])\$([^$\n]+?)\$(?!\w)",
                                                      lambda m: _mathml(m.group(1), False), p) for p in pieces]
