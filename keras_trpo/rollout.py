@@ -23,7 +23,7 @@ from keras_trpo.dict_obs import pack_dict_observations
 from keras_trpo.envs import EnvSpec, make_env_group
 from keras_trpo.numpy_policy import NumpyPolicy, PolicyPlan
 from keras_trpo.sequences import reset as reset_state
-from keras_trpo.sampling import sampler_for
+from keras_trpo.sampling import sampling_rule
 from keras_trpo.spaces import InvalidObservationError, obs_shape
 
 # What a worker acts with: a NumPy plan (any backend) or, in the training process only, a
@@ -114,7 +114,7 @@ class RolloutWorker:
                  vectorization: str = "sync", env_kwargs: Optional[dict[str, Any]] = None):
         self.first_env, self.n_envs = int(first_env), int(n_envs)
         self.obs_shape = obs_shape(observation_space)
-        self.sampler = sampler_for(action_space)
+        self.sampler = sampling_rule(action_space)
         self.venv = pack_dict_observations(make_env_group(env, self.n_envs, vectorization, env_kwargs), observation_space)
         if self.venv.num_envs != self.n_envs:
             raise ValueError(f"the vector env has {self.venv.num_envs} envs, the worker expected {self.n_envs}")

@@ -1,7 +1,7 @@
 """Stochastic exports (stochastic=True; the C export always): noise in, sampled_action out.
 
 Checked here against computations independent of export/: the agent's own rollout sampler
-(keras_trpo.sampling) fed the same noise, a NumPy Gumbel-max / Bernoulli / Gaussian written out in
+(keras_trpo_serving.sampling's rule) fed the same noise, a NumPy Gumbel-max / Bernoulli / Gaussian written out in
 this file, SciPy's chi-square and Kolmogorov-Smirnov tests on the files' draws, and deliberately
 wrong samplers that the export's checks must reject."""
 import json
@@ -18,7 +18,7 @@ from scipy import stats
 from keras_trpo import export
 import keras_trpo
 from keras_trpo.export import ExportError, ExportVerificationError
-from keras_trpo.export.noise import agent_noise, agent_sampled_action, noise_spec
+from keras_trpo.export.noise import agent_sampled_action
 from keras_trpo.export.stochastic import check_distribution
 from tests.envs import EXPORT_ACTION_SPACES as SPACES, EXPORT_OBS as OBS, ToyEnv
 
@@ -179,27 +179,6 @@ def test_draws_pass_scipys_tests(exported, fmt):
         assert len(counts) == n
         assert stats.chisquare(counts, 4000 * p / p.sum()).pvalue > 1e-4
         offset += n
-
-
-def test_the_contract_is_the_agents_rollout_sampler():
-    """agent_noise turns the contract's noise into what keras_trpo.sampling's draw() makes from the same
-    generator: if the agent's sampler changes, this fails and the export must follow."""
-    for kind, space in SPACES.items():
-        agent = keras_trpo.TRPO(lambda s=space: ToyEnv(OBS, s), seed=0, n_envs=1, n_steps=8, jit_compile=False)
-        sampler = agent.family.sampler
-        drawn = sampler.draw(np.random.default_rng(5), 64)
-        rng = np.random.default_rng(5)
-        if kind == "box":
-            np.testing.assert_array_equal(agent_noise(sampler, "diag_gaussian", rng.standard_normal((64, 3))), drawn)
-        elif kind == "multidiscrete":  # the agent draws over its padded [k, max(nvec)] layout
-            u = rng.random((64,) + sampler.noise_shape)
-            flat = np.concatenate([u[:, i, :n] for i, n in enumerate([3, 2, 5])], -1)
-            real = sampler.index < 10  # the pad cells' noise is never used
-            np.testing.assert_array_equal(agent_noise(sampler, "multi_categorical", flat)[:, real], drawn[:, real])
-        else:
-            name = agent.family.name
-            np.testing.assert_array_equal(agent_noise(sampler, name, rng.random((64, WIDTH[kind]))), drawn)
-        assert noise_spec(agent).width == WIDTH[kind]
 
 
 def _synthetic_params(kind: str, rng: np.random.Generator) -> dict:

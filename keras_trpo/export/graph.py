@@ -22,11 +22,12 @@ import tensorflow as tf
 
 from keras_trpo.export.errors import ExportError
 from keras_trpo.export.inputs import OBS, STATE_IN, STATE_OUT, input_names, is_recurrent, observation_names, state_size
-from keras_trpo.export.noise import GUMBEL_EPS, NOISE, SAMPLED_ACTION, noise_spec
+from keras_trpo.export.noise import NOISE, SAMPLED_ACTION, noise_spec
 from keras_trpo.dict_obs import layout_of
 from keras_trpo.layers import RecurrentCore
 from keras_trpo.distributions import Bernoulli, Categorical, DiagGaussian, MultiCategorical
 from keras_trpo.spaces import obs_shape
+from keras_trpo_serving.sampling import GUMBEL_EPS
 
 
 def input_signature(agent, stochastic: bool = False) -> list[tf.TensorSpec]:
