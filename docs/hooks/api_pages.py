@@ -45,10 +45,18 @@ class PublicNameError(RuntimeError):
     pass
 
 
+_DATA_NODES = (ast.Expression, ast.Dict, ast.DictComp, ast.comprehension, ast.Constant, ast.Tuple, ast.List,
+               ast.Set, ast.Name, ast.Load, ast.Store)
+
+
 def _literal_dict(node: ast.AST, where: str) -> dict[str, str]:
-    value = ast.literal_eval(node)
+    """``_LAZY``: a dict of string constants, possibly built with ``**{n: "mod" for n in (...)}``."""
+    for sub in ast.walk(node):
+        if not isinstance(sub, _DATA_NODES):
+            raise PublicNameError(f"{where}: _LAZY uses {type(sub).__name__}, which this generator cannot evaluate")
+    value = eval(compile(ast.Expression(node), where, "eval"), {"__builtins__": {}}, {})  # noqa: S307 - data only
     if not isinstance(value, dict):
-        raise PublicNameError(f"{where}: _LAZY is not a dict literal")
+        raise PublicNameError(f"{where}: _LAZY is not a dict")
     return value
 
 
