@@ -141,6 +141,20 @@ def run(table: Table) -> str:
     return "\n".join(line for line in done.stdout.splitlines() if not line.startswith("figure: "))
 
 
+def paragraphs(body: str) -> str:
+    """Each line of prose its own paragraph: the scripts print one note per line, which Markdown would join."""
+    out: list[str] = []
+    fenced = False
+    for line in body.split("\n"):
+        prose = bool(line.strip()) and not line.startswith(("|", "<!--", "#", "    ", "- ")) and not fenced
+        if prose and out and out[-1].strip() and not out[-1].startswith("|"):
+            out.append("")
+        if line.startswith("```"):
+            fenced = not fenced
+        out.append(line)
+    return "\n".join(out)
+
+
 def with_sections(body: str) -> str:
     """Mark the output's first Markdown table as the snippet section ``table`` (``--8<-- "FILE:table"``)."""
     lines = body.split("\n")
@@ -160,7 +174,7 @@ def refresh(table: Table, force: bool = False) -> bool:
     sha = digest(files)
     if not force and is_current(table, sha):
         return False
-    body = with_sections(run(table).rstrip()) + "\n"
+    body = with_sections(paragraphs(run(table).rstrip())) + "\n"
     where = provenance(files)
     footer = f"\n<small>Computed by `{table.command}` from {len(files)} stored files" + \
              (f" ({where})" if where else "") + ".</small>\n"
