@@ -10,9 +10,8 @@ import sys
 
 import gymnasium as gym, numpy as np, keras_trpo
 from keras_trpo import export
-from keras_trpo.export.inputs import observation_feeds
-from keras_trpo.export.reference import agent_episode_reference
-from keras_trpo.export.verify import sample_episodes
+from keras_trpo.export.observations import sample_episodes
+from keras_trpo.export.reference import agent_reference
 from tests.envs import ToyEnv
 DICT = gym.spaces.Dict({"pos": gym.spaces.Box(-2, 2, (3,), np.float32), "mode": gym.spaces.Discrete(3)})
 kinds = {"lstm_dict": (DICT, gym.spaces.Box(-1, 1, (2,), np.float32), "lstm"),
@@ -23,7 +22,8 @@ for name, (obs, act, cell) in kinds.items():
     agent.fit(32, verbose=0)
     export.to_c(agent, f"{sys.argv[1]}/{name}_c")
     export.to_onnx(agent, f"{sys.argv[1]}/{name}.onnx", stochastic=True)
-    eps = sample_episodes(agent, lanes=1, steps=40, seed=9, start_rate=0.15)
-    out = {k: v[:, 0] for k, v in agent_episode_reference(agent, eps).items()}
+    desc = export.describe(agent)
+    eps = sample_episodes(desc, lanes=1, steps=40, seed=9, start_rate=0.15)
+    out = {k: v[:, 0] for k, v in agent_reference(desc, eps).items()}
     np.savez(f"{sys.argv[1]}/{name}.npz", episode_start=eps.starts[:, 0],
-             **observation_feeds(agent, eps.observations[:, 0]), **out)
+             **desc.feeds(eps.observations[:, 0]), **out)

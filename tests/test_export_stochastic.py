@@ -19,7 +19,7 @@ from keras_trpo import export
 import keras_trpo
 from keras_trpo.export import ExportError, ExportVerificationError
 from keras_trpo.export.noise import agent_sampled_action
-from keras_trpo.export.stochastic import check_distribution
+from keras_trpo.export.verify import check_distribution
 from tests.envs import EXPORT_ACTION_SPACES as SPACES, EXPORT_OBS as OBS, ToyEnv
 
 litert = pytest.importorskip("ai_edge_litert.interpreter", reason="pip install ai-edge-litert (requirements.txt)")
@@ -191,7 +191,7 @@ def _synthetic_params(kind: str, rng: np.random.Generator) -> dict:
 def _runner(params: dict, draws: int, fn):
     """A stand-in for a file: ``sampled_action = fn(params of the row's observation, noise)``."""
     rows = {k: np.repeat(v, draws, axis=0) for k, v in params.items()}
-    return lambda obs, noise: {"sampled_action": fn(rows, noise)}
+    return lambda feeds: {"sampled_action": fn(rows, feeds["noise"])}
 
 
 def _split_argmax(z):
@@ -212,12 +212,13 @@ def test_a_wrong_sampler_fails_the_statistical_check(kind):
     each wrong sampler and passes the right one (the agent's own sampler) on the same parameters."""
     agent = keras_trpo.TRPO(lambda: ToyEnv(OBS, SPACES[kind]), seed=0, n_envs=1, n_steps=8, jit_compile=False)
     params = _synthetic_params(kind, np.random.default_rng(1))
-    obs = np.zeros((4, 5), np.float32)
+    desc = export.describe(agent)
+    feeds = desc.feeds(np.zeros((4, 5), np.float32))
     with pytest.raises(ExportVerificationError, match="do not follow the agent's distribution") as e:
-        check_distribution(agent, _runner(params, 2000, WRONG[kind]), f"wrong {kind}", obs, params)
+        check_distribution(desc, _runner(params, 2000, WRONG[kind]), f"wrong {kind}", feeds, params)
     print(e.value)
-    right = check_distribution(agent, _runner(params, 2000, lambda p, u: agent_sampled_action(agent, p, u)),
-                               f"right {kind}", obs, params)
+    right = check_distribution(desc, _runner(params, 2000, lambda p, u: agent_sampled_action(agent, p, u)),
+                               f"right {kind}", feeds, params)
     print(kind, "right sampler: min p", right.min_p_value, "over", right.tests, "tests")
     assert right.min_p_value >= 1e-3 / right.tests
 
@@ -229,7 +230,7 @@ def test_a_wrong_sampler_in_the_file_fails_the_export(tmp_path, monkeypatch):
     agent = _trained(SPACES["discrete"])
     real = graph.sampled_action_function
 
-    def broken(agent_, as_integer):
+    def broken(desc, as_integer):
         import tensorflow as tf
 
         return lambda p, u: as_integer(tf.argmax(p["logits"] + u, axis=-1, output_type=tf.int32) + 2)
