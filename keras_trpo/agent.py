@@ -15,21 +15,21 @@ from keras_trpo import __version__
 from keras_trpo.actor import Actor
 from keras_trpo.callbacks import TimestepProgbar
 from keras_trpo.config import ConfigError, TRPOConfig, default_config
-from keras_trpo.dict_networks import packed_models, push_dict_statistics
+from keras_trpo.policies.dict_networks import packed_models, push_dict_statistics
 from keras_trpo.dict_obs import DictObsStats, layout_of
 from keras_trpo.distributions import family_for
 from keras_trpo.envs import EnvSpec, env_id_of
-from keras_trpo.gae import compute_gae
+from keras_trpo.rollouts.gae import compute_gae
 from keras_trpo.layers import ObservationNormalizer
-from keras_trpo.learner import Learner, minibatch_indices
-from keras_trpo.networks import (TorsoSpec, build_policy_model, build_recurrent_policy_model, build_recurrent_value_model,
+from keras_trpo.optim.learner import Learner, minibatch_indices
+from keras_trpo.policies.networks import (TorsoSpec, build_policy_model, build_recurrent_policy_model, build_recurrent_value_model,
                                  build_value_model, check_recurrent_torso)
 from keras_trpo import sequences
-from keras_trpo.rollout import Rollout, merge_fragments
+from keras_trpo.rollouts.worker import Rollout, merge_fragments
 from keras_trpo.running_stats import RewardScaler, RunningMeanStd
 from keras_trpo.serialization import AgentFileError, read_agent_file, write_agent_file
 from keras_trpo.spaces import check_observation_space, check_observations, obs_shape, space_from_json, space_to_json
-from keras_trpo.workers import PoolSpec, RolloutPool, make_pool
+from keras_trpo.rollouts.workers import PoolSpec, RolloutPool, make_pool
 
 
 # Changing one of these in compile() restarts the rollout workers.

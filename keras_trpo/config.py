@@ -71,7 +71,7 @@ class TRPOConfig:
     # The Fisher-vector products (and the step's scale) use every k-th sample of the batch, as in the TRPO
     # paper and sb3-contrib's sub_sampling_factor; the gradient and the line search use all of it.
     fisher_subsample: int = 1
-    # Where the rollout runs; the result is the same whichever is chosen (see keras_trpo/workers).
+    # Where the rollout runs; the result is the same whichever is chosen (see keras_trpo/rollouts/workers).
     rollout_backend: str = "inline"  # "inline", "process" or "ray"
     rollout_workers: int = 1  # the n_envs environments are split across this many workers
     ray_address: Optional[str] = None  # None: start a local Ray; "auto" or "host:port": join a cluster

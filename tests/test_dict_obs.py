@@ -21,7 +21,7 @@ import keras_trpo
 from keras_trpo import InvalidObservationError, UnsupportedSpaceError
 from keras_trpo.dict_obs import check_dict_space, dict_features
 from keras_trpo.distributions import family_for
-from keras_trpo.networks import build_policy_model, build_value_model
+from keras_trpo.policies.networks import build_policy_model, build_value_model
 from keras_trpo.numpy_policy import NumpyPolicy
 from keras_trpo.spaces import space_from_json, space_to_json
 from tests.envs import ToyEnv

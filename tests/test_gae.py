@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import keras_trpo
-from keras_trpo.gae import compute_gae
+from keras_trpo.rollouts.gae import compute_gae
 
 
 def reference_gae(rewards, values, next_values, terminated, truncated, gamma, lam):

@@ -18,10 +18,10 @@ from keras_trpo.actor import plan_from_model
 from keras_trpo.config import ConfigError, TRPOConfig, default_config
 from keras_trpo.distributions import family_for
 from keras_trpo.layers import RecurrentCore
-from keras_trpo.learner import Learner
-from keras_trpo.networks import build_recurrent_policy_model, build_recurrent_value_model
+from keras_trpo.optim.learner import Learner
+from keras_trpo.policies.networks import build_recurrent_policy_model, build_recurrent_value_model
 from keras_trpo.numpy_policy import NumpyPolicy
-from keras_trpo.rollout import RolloutWorker
+from keras_trpo.rollouts.worker import RolloutWorker
 from tests.recurrent_envs import EpisodeCounterEnv, RepeatBitEnv
 from tests.test_fisher import explicit_fisher_of
 

@@ -16,12 +16,12 @@ import pytest
 import keras_trpo
 from keras_trpo import InvalidObservationError, UnsupportedSpaceError, sequences
 from keras_trpo.actor import plan_from_model
-from keras_trpo.dict_networks import PackedDictModel
+from keras_trpo.policies.dict_networks import PackedDictModel
 from keras_trpo.dict_obs import check_dict_space
 from keras_trpo.distributions import family_for
-from keras_trpo.networks import build_recurrent_policy_model, build_recurrent_value_model
+from keras_trpo.policies.networks import build_recurrent_policy_model, build_recurrent_value_model
 from keras_trpo.numpy_policy import NumpyPolicy
-from keras_trpo.rollout import RolloutWorker
+from keras_trpo.rollouts.worker import RolloutWorker
 from tests.goal_envs import DictCountingEnv, PointGoalEnv
 from tests.test_dict_obs import GOAL_BLIND_BEST, sample_dict, set_random_statistics
 from tests.test_recurrent import perturbed

@@ -21,8 +21,8 @@ from hypothesis import strategies as st
 import keras_trpo
 from keras_trpo.config import ConfigError
 from keras_trpo.numpy_policy import NumpyPolicy
-from keras_trpo.rollout import Fragment, merge_fragments, split_envs
-from keras_trpo.workers import RolloutTimeoutError, RolloutWorkerError
+from keras_trpo.rollouts.worker import Fragment, merge_fragments, split_envs
+from keras_trpo.rollouts.workers import RolloutTimeoutError, RolloutWorkerError
 from tests.goal_envs import PointGoalEnv
 from tests.worker_envs import CountingEnv, RaisingEnv, SlowEnv, StallOnceEnv
 
@@ -32,7 +32,7 @@ TIMING = {"rollout_s", "update_s", "steps_per_s"}  # wall-clock metrics: the onl
 @pytest.fixture(scope="module")
 def local_ray():
     ray = pytest.importorskip("ray", reason="the ray backend tests need Ray: pip install 'ray>=2.60,<3'")
-    from keras_trpo.workers.ray_pool import ensure_ray
+    from keras_trpo.rollouts.workers.ray_pool import ensure_ray
 
     started = not ray.is_initialized()
     ensure_ray(None, 2)
@@ -138,7 +138,7 @@ def test_merge_orders_envs_and_episodes_as_one_worker_would():
 
 
 def test_worker_modules_do_not_import_tensorflow():
-    code = ("import sys, keras_trpo.workers.process, keras_trpo.rollout, keras_trpo.workers.ray_pool, "
+    code = ("import sys, keras_trpo.rollouts.workers.process, keras_trpo.rollouts.worker, keras_trpo.rollouts.workers.ray_pool, "
             "keras_trpo.dict_obs; "
             "assert 'tensorflow' not in sys.modules, 'tensorflow imported'")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=os.path.dirname(os.path.dirname(__file__)))

@@ -7,7 +7,7 @@ from typing import Callable, Optional, Sequence, Union
 import gymnasium as gym
 import keras
 
-from keras_trpo.dict_networks import dict_model_inputs
+from keras_trpo.policies.dict_networks import dict_model_inputs
 from keras_trpo.dict_obs import check_dict_space
 from keras_trpo.distributions import Family
 from keras_trpo.layers import ObservationNormalizer, OneHot, RecurrentCore, StateIndependentLogStd

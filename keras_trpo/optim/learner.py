@@ -5,11 +5,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_trpo.cg import conjugate_gradient
+from keras_trpo.optim.cg import conjugate_gradient
 from keras_trpo.config import TRPOConfig
 from keras_trpo.distributions import Family
-from keras_trpo.fisher import fisher_vector_product, flat_gradient, flatten, gauss_newton_vector_product, unflatten
-from keras_trpo.line_search import backtracking_line_search
+from keras_trpo.optim.fisher import fisher_vector_product, flat_gradient, flatten, gauss_newton_vector_product, unflatten
+from keras_trpo.optim.line_search import backtracking_line_search
 
 
 class Learner:
