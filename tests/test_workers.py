@@ -138,8 +138,9 @@ def test_merge_orders_envs_and_episodes_as_one_worker_would():
 
 
 def test_worker_modules_do_not_import_tensorflow():
-    code = ("import sys, keras_trpo.rollouts.workers.process, keras_trpo.rollouts.worker, keras_trpo.rollouts.workers.ray_pool, "
-            "keras_trpo.dict_obs; "
+    code = ("import sys, keras_trpo.rollouts.workers.process, keras_trpo.rollouts.worker, "
+            "keras_trpo.rollouts.workers.ray_pool, keras_trpo.rollouts.collector, keras_trpo.rollouts.buffer, "
+            "keras_trpo.rollouts.episodes, keras_trpo.dict_obs; "
             "assert 'tensorflow' not in sys.modules, 'tensorflow imported'")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=os.path.dirname(os.path.dirname(__file__)))
 

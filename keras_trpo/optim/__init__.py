@@ -1,2 +1,3 @@
-"""The update: the TRPO policy step (conjugate gradient ``cg``, Fisher-vector products ``fisher``,
-``line_search``) and the critic's regression, driven by ``learner.Learner``."""
+"""The update: ``train_step`` (one iteration's learning from its rollout) drives ``learner.Learner``:
+the TRPO policy step (conjugate gradient ``cg``, Fisher-vector products ``fisher``, ``line_search``)
+and the critic's regression."""

@@ -1,2 +1,3 @@
-"""The policy and value networks: how they are built (``networks``, ``dict_networks`` for Dict
-observations)."""
+"""The policy: ``policy`` (acting, the critic's pass over a rollout, the training batch's layout, for
+feed-forward and recurrent policies alike) around the Keras models that ``networks`` builds
+(``dict_networks`` for Dict observations)."""
