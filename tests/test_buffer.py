@@ -35,12 +35,12 @@ def test_step_batch_flattens_step_major():
     adv = np.arange(15, dtype=np.float32)
     returns = np.arange(15, dtype=np.float32).reshape(5, 3)
     b = buffer.step_batch(r, adv, returns)
-    (obs,) = b.policy_inputs
+    obs = b.policy_inputs
     assert obs.shape == (15, 3) and b.actions.shape == (15,) and b.returns.shape == (15,) and b.length == 1
     np.testing.assert_array_equal(obs[:, :2], [[t, e] for t in range(5) for e in range(3)])  # row t E + e
     np.testing.assert_array_equal(b.actions, [10 * t + e for t in range(5) for e in range(3)])
     np.testing.assert_array_equal(b.returns, returns.reshape(-1))
-    assert b.value_inputs[0] is obs
+    assert b.value_inputs is obs
 
 
 @pytest.mark.parametrize("length, L", [(0, 6), (3, 3), (128, 6)])

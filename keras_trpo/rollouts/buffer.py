@@ -102,7 +102,7 @@ def minibatch_indices(n: int, batch_size: int, epochs: int, rng: np.random.Gener
 class TrainingBatch:
     """One rollout as ``Learner.policy_update`` and ``Learner.value_update`` take it (``B = T E`` steps).
 
-    ``policy_inputs``: ``(obs [B, *obs_shape],)``, or recurrent ``(obs [N, L, *obs_shape],
+    ``policy_inputs``: ``obs [B, *obs_shape]``, or recurrent the tuple ``(obs [N, L, *obs_shape],
     starts [N, L] float32, state [N, S])`` with ``N = B / L`` sequences. ``actions [B, *action]`` and
     ``advantages [B]``: one row per step in the order the policy's outputs give them (sequence-major
     for sequences). ``value_inputs``: the critic's input, as ``policy_inputs`` (from the critic's own
@@ -110,10 +110,10 @@ class TrainingBatch:
     its rows (1, or ``L``).
     """
 
-    policy_inputs: tuple
+    policy_inputs: np.ndarray | tuple
     actions: np.ndarray
     advantages: np.ndarray
-    value_inputs: tuple
+    value_inputs: np.ndarray | tuple
     returns: np.ndarray
     length: int = 1
 
@@ -126,7 +126,7 @@ class TrainingBatch:
 def step_batch(rollout: Rollout, advantages: np.ndarray, returns: np.ndarray) -> TrainingBatch:
     """A feed-forward policy's batch: every step on its own. ``advantages [T E]`` (step-major),
     ``returns [T, E]``."""
-    obs = (flatten_steps(rollout.obs),)
+    obs = flatten_steps(rollout.obs)
     return TrainingBatch(policy_inputs=obs, actions=flatten_steps(rollout.actions), advantages=advantages,
                          value_inputs=obs, returns=returns.reshape(-1))
 
