@@ -41,8 +41,8 @@ with quiet.filtered_stderr():
 
     import keras_trpo
     import keras_trpo.optim.train_step as train_step_module
-    from keras_trpo.actor import plan_from_model
-    from keras_trpo.numpy_policy import NumpyPolicy
+    from keras_trpo.plan.keras_reader import read_plan
+    from keras_trpo.plan.numpy_policy import NumpyPolicy
     from keras_trpo.running_stats import RunningMeanStd
 
 DEFAULT_OUT = os.path.join(HERE, "results", "diagnostics")
@@ -103,9 +103,9 @@ def _record_norm_kl(agent: DiagnosedTRPO):
     original = agent.policy.push_obs_statistics
 
     def push_obs_statistics() -> None:
-        before = NumpyPolicy(plan_from_model(agent.policy_model))(agent._batch_obs)
+        before = NumpyPolicy(read_plan(agent.policy_model, agent.family))(agent._batch_obs)
         original()
-        after = NumpyPolicy(plan_from_model(agent.policy_model))(agent._batch_obs)
+        after = NumpyPolicy(read_plan(agent.policy_model, agent.family))(agent._batch_obs)
         kl = gaussian_kl(before, after) if "mean" in before else categorical_kl(before, after)
         agent.diag["norm_kl"] = float(np.mean(kl))
 

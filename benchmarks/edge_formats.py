@@ -77,7 +77,7 @@ def main() -> None:
     a = p.parse_args()
     import keras_trpo
     from keras_trpo import export
-    from keras_trpo.export.verify import rollout_observations, verification_observations
+    from keras_trpo.export.observations import rollout_observations, verification_observations
     from keras_trpo_serving import LiteRtPolicy, OnnxPolicy
     from keras_trpo_serving.c_policy import CPolicy
     from keras_trpo.export import tflm
@@ -91,8 +91,8 @@ def main() -> None:
         "tflite": export.to_tflite(agent, out / "policy.tflite"),
         "c": export.to_c(agent, out / "policy_c"),
     }
-    np.save(out / "rollouts.npy", rollout_observations(agent, 2000, seed=2))
-    obs = verification_observations(agent, 5000, 5000, seed=123)
+    np.save(out / "rollouts.npy", rollout_observations(export.describe(agent), 2000, seed=2))
+    obs = verification_observations(export.describe(agent), 5000, 5000, seed=123)
     expected = np.asarray(agent.predict(obs, deterministic=True), np.float64)
     policies = {"onnx": OnnxPolicy(out / "policy.onnx"), "ort": OnnxPolicy(out / "policy.ort"),
                 "tflite": LiteRtPolicy(out / "policy.tflite"), "c": CPolicy(out / "policy_c")}

@@ -21,7 +21,7 @@ import onnxruntime as ort  # noqa: E402
 
 from keras_trpo import export  # noqa: E402
 import keras_trpo  # noqa: E402
-from keras_trpo.export.verify import verification_observations  # noqa: E402
+from keras_trpo.export.observations import verification_observations  # noqa: E402
 
 
 def session(path: str) -> ort.InferenceSession:
@@ -50,7 +50,7 @@ def main() -> None:
     args = p.parse_args()
     agent = keras_trpo.load(args.agent)
     out_dir = args.out or tempfile.mkdtemp()
-    obs = verification_observations(agent, n_sampled=args.n // 2, n_rollout=args.n - args.n // 2, seed=123)
+    obs = verification_observations(export.describe(agent), n_sampled=args.n // 2, n_rollout=args.n - args.n // 2, seed=123)
     agent_actions = agent.predict(obs, deterministic=True)
     for fmt in args.formats:
         path = os.path.join(out_dir, f"policy.{fmt}")

@@ -26,7 +26,7 @@ from keras_trpo import export  # noqa: E402
 import keras_trpo  # noqa: E402
 from keras_trpo.export.quantize import QUANTIZATIONS, quantized_path  # noqa: E402
 from keras_trpo.export.tflite import litert_outputs  # noqa: E402
-from keras_trpo.export.verify import rollout_observations, verification_observations  # noqa: E402
+from keras_trpo.export.observations import rollout_observations, verification_observations  # noqa: E402
 
 
 def differences(got: np.ndarray, expected: np.ndarray) -> dict:
@@ -46,8 +46,9 @@ def main() -> None:
     agent = keras_trpo.load(args.agent)
     out_dir = args.out_dir or tempfile.mkdtemp()
     path = os.path.join(out_dir, "policy.tflite")
-    sets = {"mixed": verification_observations(agent, n_sampled=args.n // 2, n_rollout=args.n - args.n // 2, seed=123),
-            "rollout": rollout_observations(agent, args.n, seed=123)}
+    desc = export.describe(agent)
+    sets = {"mixed": verification_observations(desc, n_sampled=args.n // 2, n_rollout=args.n - args.n // 2, seed=123),
+            "rollout": rollout_observations(desc, args.n, seed=123)}
     expected = {name: agent.predict(obs, deterministic=True) for name, obs in sets.items()}
     result = {"agent": args.agent, "env": agent.env_id, "observations": {k: len(v) for k, v in sets.items()}}
     # Each call converts, writes and verifies the float32 file (2,000 observations); with a
@@ -64,7 +65,7 @@ def main() -> None:
         if mode is None:
             entry["verify_worst_difference"] = report.worst_difference
         for set_name, obs in sets.items():
-            got = litert_outputs(model, obs, target)["action"]
+            got = litert_outputs(model, desc.feeds(obs), target)["action"]
             entry[set_name] = differences(got, expected[set_name])
         result[name] = entry
     print(json.dumps(result))

@@ -29,8 +29,7 @@ import numpy as np  # noqa: E402
 
 from keras_trpo import export  # noqa: E402
 import keras_trpo  # noqa: E402
-from keras_trpo.export.verify import default_calibration  # noqa: E402
-from keras_trpo.export.verify import rollout_observations, sample_observations  # noqa: E402
+from keras_trpo.export.observations import default_calibration, rollout_observations, sample_observations  # noqa: E402
 from keras_trpo_serving import OnnxPolicy  # noqa: E402
 from keras_trpo_serving.cli import run_episodes  # noqa: E402
 from serving_latency import interleaved, load_average, machine  # noqa: E402
@@ -54,12 +53,13 @@ def main() -> None:
     os.makedirs(out, exist_ok=True)
     src = os.path.join(out, "policy.onnx")
     export.to_onnx(agent, src)
-    calib = default_calibration(agent)
+    desc = export.describe(agent)
+    calib = default_calibration(desc)
     paths = {"float32": src,
              "dynamic-int8": export.quantize_onnx(src, "dynamic-int8").path,
              "static-int8": export.quantize_onnx(src, "static-int8", calibration_observations=calib).path}
-    sampled = sample_observations(agent, a.n // 2, seed=123)
-    visited = rollout_observations(agent, a.n - a.n // 2, seed=123)
+    sampled = sample_observations(desc, a.n // 2, seed=123)
+    visited = rollout_observations(desc, a.n - a.n // 2, seed=123)
     obs = np.concatenate([sampled, visited])
     reference = agent.predict(obs, deterministic=True)
     policies = {k: OnnxPolicy(v) for k, v in paths.items()}

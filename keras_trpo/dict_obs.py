@@ -178,28 +178,6 @@ def check_dict_space(space: gym.spaces.Dict) -> DictLayout:
     return DictLayout(tuple(entries))
 
 
-def dict_features(packed: np.ndarray, steps: Sequence[tuple]) -> np.ndarray:
-    """The ``"dict_obs"`` step of a ``PolicyPlan``: packed ``[B, width]`` -> features ``[B, F]``.
-
-    ``steps``: per key in sorted order ``(start, stop, op)`` with ``op`` one of
-    ``("normalize", mean [d], std [d], clip)``, ``("one_hot", n)``, ``("identity",)``. The
-    normalisation divides by ``std = sqrt(var + eps)`` in float32, as ``ObservationNormalizer``
-    does, so the features equal the Keras model's bit for bit.
-    """
-    parts = []
-    for start, stop, op in steps:
-        if op[0] == "normalize":
-            _, mean, std, clip = op
-            parts.append(np.clip((packed[:, start:stop] - mean) / std, -clip, clip))
-        elif op[0] == "one_hot":
-            parts.append(np.eye(op[1], dtype=np.float32)[packed[:, start].astype(np.int64)])
-        elif op[0] == "identity":
-            parts.append(packed[:, start:stop])
-        else:
-            raise ValueError(f"unknown dict_obs operation {op[0]!r}")
-    return np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
-
-
 class DictObsStats:
     """Running mean and variance per Box key (Discrete keys are one-hot, with no statistics).
 

@@ -1,8 +1,9 @@
 """Action distributions: TFP for learning, NumPy for acting.
 
 Each family knows the policy-head outputs it needs (``param_names``), builds a
-``tfp.distributions.Distribution`` from them, and samples / takes the mode in
-NumPy so the rollout never calls TensorFlow per step.
+``tfp.distributions.Distribution`` from them, and samples / takes the mode in NumPy with the
+sampling rule (keras_trpo_serving/sampling.py), so the rollout never calls TensorFlow per step.
+tests/test_sampling_rule.py checks that each tfp distribution is the one the rule samples.
 """
 from __future__ import annotations
 
@@ -13,9 +14,9 @@ import gymnasium as gym
 import numpy as np
 import tensorflow as tf
 
-from keras_trpo.sampling import PAD_LOGIT as _PAD_LOGIT
-from keras_trpo.sampling import sampler_for
-from keras_trpo.spaces import UnsupportedSpaceError
+from keras_trpo.sampling import distribution_for
+from keras_trpo_serving.sampling import (PAD_LOGIT, BernoulliRule, CategoricalRule, GaussianRule, MultiCategoricalRule,
+                                         rule_for)
 
 
 def _tfd():
@@ -35,39 +36,35 @@ class Family:
 
     def __init__(self, space: gym.Space):
         self.space = space
-        self.sampler = sampler_for(space)  # the NumPy side, shared with TF-free rollout workers
+        self.rule = rule_for(self.name, space)  # the NumPy side, shared with TF-free rollout workers
 
     # --- learning (TensorFlow) ---
     def make(self, params: Mapping[str, tf.Tensor]):
         raise NotImplementedError
 
-    # --- acting (NumPy, see keras_trpo.sampling) ---
+    # --- acting (NumPy: keras_trpo_serving.sampling's rule) ---
     def sample(self, params: Mapping[str, np.ndarray], rng: np.random.Generator) -> np.ndarray:
         """Stored-form actions for a batch ``[B, ...]``, noise drawn from ``rng``."""
-        batch = len(params["mean"] if "mean" in params else params["logits"])  # log_std is [d], unbatched
-        return self.sampler.sample(params, self.sampler.draw(rng, batch))
+        batch = len(params[self.param_names[0]])  # the first parameter is batched (log_std may be [d])
+        return self.rule.sample(params, self.rule.draw(rng, batch))
 
     def mode(self, params: Mapping[str, np.ndarray]) -> np.ndarray:
-        return self.sampler.mode(params)
+        return self.rule.mode(params)
 
     def to_env(self, actions: np.ndarray) -> np.ndarray:
         """Batch of stored actions ``[B, ...]`` -> what ``env.step`` expects."""
-        return self.sampler.to_env(actions)
+        return self.rule.to_env(actions)
 
     @property
     def head_sizes(self) -> dict[str, int]:
-        raise NotImplementedError
+        return self.rule.param_sizes
 
 
 class Categorical(Family):
-    name = "categorical"
-    param_names = ("logits",)
+    name = CategoricalRule.distribution
+    param_names = CategoricalRule.param_names
     tf_action_dtype = tf.int32
     np_action_dtype = np.int32
-
-    @property
-    def head_sizes(self):
-        return {"logits": int(self.space.n)}
 
     def make(self, params):
         return _tfd().Categorical(logits=params["logits"])
@@ -79,39 +76,28 @@ class MultiCategorical(Family):
     Internally padded to ``[B, k, max(nvec)]`` with logits of -1e9.
     """
 
-    name = "multi_categorical"
-    param_names = ("logits",)
+    name = MultiCategoricalRule.distribution
+    param_names = MultiCategoricalRule.param_names
     tf_action_dtype = tf.int32
     np_action_dtype = np.int32
 
     def __init__(self, space):
         super().__init__(space)
-        self.nvec = self.sampler.nvec
-        self._index = self.sampler.index
-
-    @property
-    def head_sizes(self):
-        return {"logits": int(self.nvec.sum())}
-
-    def padded_logits_np(self, logits):
-        return self.sampler.padded_logits(logits)
+        self.nvec = self.rule.nvec
 
     def make(self, params):
+        # The rule's padded layout (MultiCategoricalRule.padded_logits), in TensorFlow.
         logits = params["logits"]
-        pad = tf.fill(tf.concat([tf.shape(logits)[:-1], [1]], 0), tf.constant(_PAD_LOGIT, logits.dtype))
-        padded = tf.gather(tf.concat([logits, pad], -1), self._index, axis=-1)
+        pad = tf.fill(tf.concat([tf.shape(logits)[:-1], [1]], 0), tf.constant(PAD_LOGIT, logits.dtype))
+        padded = tf.gather(tf.concat([logits, pad], -1), self.rule.index, axis=-1)
         return _tfd().Independent(_tfd().Categorical(logits=padded), reinterpreted_batch_ndims=1)
 
 
 class Bernoulli(Family):
-    name = "bernoulli"
-    param_names = ("logits",)
+    name = BernoulliRule.distribution
+    param_names = BernoulliRule.param_names
     tf_action_dtype = tf.int32
     np_action_dtype = np.int32
-
-    @property
-    def head_sizes(self):
-        return {"logits": int(np.prod(self.space.shape))}
 
     def make(self, params):
         return _tfd().Independent(_tfd().Bernoulli(logits=params["logits"], dtype=tf.int32), 1)
@@ -124,37 +110,21 @@ class DiagGaussian(Family):
     the Box bounds happens only in ``to_env``.
     """
 
-    name = "diag_gaussian"
-    param_names = ("mean", "log_std")
+    name = GaussianRule.distribution
+    param_names = GaussianRule.param_names
     tf_action_dtype = tf.float32
     np_action_dtype = np.float32
-
-    def __init__(self, space):
-        super().__init__(space)
-        self.dim = self.sampler.dim
-
-    @property
-    def head_sizes(self):
-        return {"mean": self.dim, "log_std": self.dim}
 
     def make(self, params):
         return _tfd().MultivariateNormalDiag(loc=params["mean"], scale_diag=tf.exp(params["log_std"]))
 
 
+FAMILIES: dict[str, type[Family]] = {f.name: f for f in (Categorical, MultiCategorical, Bernoulli, DiagGaussian)}
+
+
 def family_for(space: gym.Space) -> Family:
-    """The distribution family for an action space, or a clear error."""
-    if isinstance(space, gym.spaces.Discrete):
-        return Categorical(space)
-    if isinstance(space, gym.spaces.MultiDiscrete):
-        return MultiCategorical(space)
-    if isinstance(space, gym.spaces.MultiBinary):
-        return Bernoulli(space)
-    if isinstance(space, gym.spaces.Box):
-        return DiagGaussian(space)
-    raise UnsupportedSpaceError(
-        f"action space {space!r} is not supported; keras_trpo supports Discrete, Box, "
-        "MultiDiscrete and MultiBinary action spaces"
-    )
+    """The distribution family for an action space, or ``UnsupportedSpaceError`` naming it."""
+    return FAMILIES[distribution_for(space)](space)
 
 
 def gaussian_log_prob_np(mean: np.ndarray, log_std: np.ndarray, x: np.ndarray) -> np.ndarray:

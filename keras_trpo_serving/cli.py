@@ -1,4 +1,5 @@
-"""``python -m keras_trpo_serving run|http``: play episodes with an exported policy, or serve it over HTTP."""
+"""``python -m keras_trpo_serving run|http|ros2``: play episodes with an exported policy, serve it over HTTP, or run
+it as a ROS 2 node (keras_trpo_serving/ros2/)."""
 from __future__ import annotations
 
 import argparse
@@ -23,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m keras_trpo_serving",
                                 description="Run a keras-trpo policy exported to ONNX (onnxruntime) or .tflite (ai-edge-litert) "
                                             "(no TensorFlow).")
-    sub = p.add_subparsers(dest="command", required=True, metavar="{run,http}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="{run,http,ros2}")
     r = sub.add_parser("run", help="play episodes in a gymnasium env and print the mean return as JSON",
                        description="Play episodes in a gymnasium env (pip install gymnasium) and print "
                                    "{mean_return, std_return, episodes, env, returns} as JSON.")
@@ -90,6 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads (or LiteRT interpreter threads) per call (default 1)")
     h.add_argument("--seed", type=int, default=None, help="seed for stochastic actions (\"deterministic\": false)")
     h.add_argument("--access-log", action="store_true", help="log every request to stderr")
+
+    from keras_trpo_serving.ros2.cli import add_parser as add_ros2_parser  # no rclpy until `ros2` runs
+    add_ros2_parser(sub)
     return p
 
 
@@ -224,6 +228,9 @@ def _http(args: argparse.Namespace) -> int:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.command == "ros2":
+            from keras_trpo_serving.ros2.cli import run as run_ros2
+            return run_ros2(args)
         return _run(args) if args.command == "run" else _http(args)
     except (ServingError, CliError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -16,7 +16,7 @@ import numpy as np
 
 from keras_trpo_serving.errors import InvalidNoise, InvalidState, ModelLoadError, key_problems  # noqa: F401 - key_problems re-exported
 from keras_trpo_serving.observations import _F32, ObservationChecks, _first_line, input_specs
-from keras_trpo_serving.sampling import check_noise, draw_noise, noise_kind, noise_width, parse_noise_metadata, sample_from_params
+from keras_trpo_serving.sampling import check_noise, draw_noise, parse_noise_metadata, rule_for
 from keras_trpo_serving.spaces import ExportMetadata, Space
 from keras_trpo_serving.state import STATE_IN, STATE_OUT, check_state, episode_starts
 
@@ -97,8 +97,9 @@ class ExportedPolicy(ObservationChecks):
         self._scalar_action = self.action_space.type == "Discrete"
         self._rng = np.random.default_rng(seed)
         self._rng_lock = threading.Lock()  # a Generator is not safe to share between threads
-        self.noise_kind = noise_kind(meta.distribution)  # "uniform" ([0, 1)) or "normal"
-        self.noise_shape: tuple[int, ...] = (noise_width(self.action_space),)  # per observation
+        self.sampling_rule = rule_for(meta.distribution, self.action_space)  # keras_trpo_serving/sampling.py
+        self.noise_kind = self.sampling_rule.noise_kind  # "uniform" ([0, 1)) or "normal"
+        self.noise_shape: tuple[int, ...] = (self.sampling_rule.noise_width,)  # per observation
         self.samples_in_graph = False  # the file has the "noise" input and "sampled_action" output
         self._noise_meta = meta.raw.get(NOISE)
 
@@ -340,7 +341,7 @@ class ExportedPolicy(ObservationChecks):
                 action = outs[0] if outs[0].dtype == self._action_dtype else outs[0].astype(self._action_dtype)
             else:
                 outs = self._run(self._param_run, self._feed(feed, None, state))
-                action = sample_from_params(self.distribution, self.action_space, outs[:len(self._param_names)], z)
+                action = self.sampling_rule.contract_action(dict(zip(self._param_names, outs)), z)
         return action, (outs[-1] if self.is_recurrent else None)
 
     def _empty(self) -> tuple[np.ndarray, Optional[np.ndarray]]:

@@ -1,44 +1,330 @@
-"""Stochastic actions: the export's noise-in contract on serving's side. NumPy only.
+"""The sampling rule: how an action is drawn from a distribution's parameters and noise. NumPy only.
 
-The noise is float32 ``[batch, width]``: uniforms in [0, 1) for the categorical families (one per
-logit), standard normals for a Gaussian (one per action dimension). A stochastic export
-(``python -m keras_trpo.export ... --stochastic``; every C export) computes ``sampled_action`` from it in
-the graph; for a file without that input, ``sample_from_params`` computes the same function of
-the same noise here, from the file's distribution parameters:
+This module is the one place that defines it, per action family (``categorical`` for Discrete,
+``multi_categorical`` for MultiDiscrete, ``bernoulli`` for MultiBinary, ``diag_gaussian`` for Box):
+the noise's kind and width, the transform from uniforms to the family's noise, ``params + noise ->
+action``, the mode, and the env encoding (``start`` offsets, clipping, dtypes). Its users: the agent's
+rollout and ``predict`` (``keras_trpo.sampling``, ``keras_trpo.distributions``, whose tfp families
+tests/test_sampling_rule.py checks against this rule), the export's noise contract and verification
+(``keras_trpo.export.noise``), serving's runtimes, and the C export, whose ``NAME_sample_noise``
+computes ``contract_action``'s formulas with ``GUMBEL_EPS`` and ``PAD_LOGIT`` below.
 
-- categorical: Gumbel-max, ``argmax(logits - log(-log(u + 1e-20) + 1e-20)) + start``, per
-  categorical for MultiDiscrete;
-- Bernoulli: ``1`` where ``log(u) - log(1 - u) < logit`` (``u < sigmoid(logit)``);
-- Gaussian: ``clip(mean + exp(log_std) * z, low, high)``.
+Two forms of noise:
+
+- *contract noise*, float32 ``[B, noise_width]``: ``UNIFORM`` in [0, 1) for the categorical families
+  (one per logit, laid out like the logits) or ``NORMAL`` standard normals for a Gaussian (one per
+  action dimension). A device passes it to a stochastic export (the ``noise`` input), which returns
+  ``contract_action(params, noise)`` as ``sampled_action``.
+- *family noise*, ``[B, *noise_shape]``: what ``sample`` adds to or compares with the parameters.
+  Gumbel noise for the categoricals (Gumbel-max: ``argmax(logits + g)`` is a categorical draw; for
+  MultiDiscrete in the padded ``[k, max(nvec)]`` layout that ``padded_logits`` makes, so one argmax
+  serves all k), logistic noise for Bernoulli (``g < logit``  <=>  ``u < sigmoid(logit)``: compared in
+  logit space, so no exp per step), standard normals for a Gaussian (``mean + exp(log_std) * z``).
+
+The agent and the contract apply the same rule with two precisions: the agent's rollout draws float64
+noise (``draw``; ``agent_noise`` turns contract noise into exactly what ``draw`` makes from the same
+uniforms), the exported graphs compute in float32 with the ops every format has (``contract_noise``).
+For the Gumbel transform that is one formula in two dtypes; for the Bernoulli one the formulas differ
+(``agent_logit_from_uniform``, ``contract_logit_from_uniform``). Both pick the same action but where
+a parameter lies within rounding of the threshold (float32 ties).
+
+Action masks (issue 29) belong here: the three discrete families take every action, sampled and
+deterministic, from ``scores(params)`` (the logits, padded for MultiDiscrete), so a mask that sets
+the invalid actions' scores (``-inf`` for a categorical; ``-inf``/``+inf`` to force a bit) changes
+``sample``, ``mode``, ``agent_action`` and ``contract_action`` at once.
 """
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+import json
+import math
+from typing import Any, Mapping, Optional
 
 import numpy as np
 
 from keras_trpo_serving.errors import InvalidNoise
-from keras_trpo_serving.spaces import Space
 
-UNIFORM, NORMAL = "uniform", "normal"
-_EPS = np.float32(1e-20)
+UNIFORM, NORMAL = "uniform", "normal"  # the contract noise's kinds (the ``noise`` metadata's "distribution")
+GUMBEL_EPS = 1e-20  # keeps both logs finite at u = 0 and as u -> 1 (float32 and float64 alike)
+PAD_LOGIT = -1e9  # MultiDiscrete's padding: probability exactly 0 after softmax, finite in KL / entropy
+AGENT_LOG_EPS = 1e-300  # the agent's log(u + eps) at u = 0 (float64 only: it is 0 in float32)
 
-
-def noise_kind(distribution: str) -> str:
-    return NORMAL if distribution == "diag_gaussian" else UNIFORM
-
-
-def noise_width(space: Space) -> int:
-    """Noise per observation: one uniform per logit, or one normal per Box dimension."""
-    if space.type == "Discrete":
-        return int(space.n)
-    if space.type == "MultiDiscrete":
-        return int(np.sum(space.nvec))
-    return int(np.prod(space.shape)) if space.shape else 1
+Params = Mapping[str, np.ndarray]
 
 
+# ----------------------------------------------------------------------------- noise transforms
+def gumbel_from_uniform(u: np.ndarray) -> np.ndarray:
+    """Standard Gumbel noise from uniforms in [0, 1), any shape, in ``u``'s dtype:
+    ``-log(-log(u + eps) + eps)``. The agent computes it in float64 and the contract in float32."""
+    u = np.asarray(u)
+    eps = u.dtype.type(GUMBEL_EPS)
+    return -np.log(-np.log(u + eps) + eps)
+
+
+def agent_logit_from_uniform(u: np.ndarray) -> np.ndarray:
+    """The agent's standard logistic noise (the logit of ``u``), float64, any shape:
+    ``log(u + 1e-300) - log1p(-u)``; log1p keeps the digits of ``1 - u`` for small u, and the
+    1e-300 keeps ``u = 0`` (which ``Generator.random`` can return) finite.
+
+    ``contract_logit_from_uniform`` is the device's version. In exact arithmetic both are
+    ``log(u / (1 - u))``, and ``noise < logit`` is then ``u < sigmoid(logit)``; in floating point they
+    differ by rounding only, so they pick the same bit except where the logit lies within float32
+    rounding of ``logit(u)`` (and at ``u = 0`` for logits below -690): a boundary of measure zero in
+    the limit, which tests/test_sampling_rule.py checks on many draws."""
+    u = np.asarray(u, np.float64)
+    return np.log(u + AGENT_LOG_EPS) - np.log1p(-u)
+
+
+def contract_logit_from_uniform(u: np.ndarray) -> np.ndarray:
+    """The contract's logistic noise, float32, any shape: ``log(u) - log(1 - u)``, the formula the
+    exported graphs and the C sampler compute (neither ONNX nor TFLite has log1p, and 1e-300 is 0 in
+    float32). ``u = 0`` gives ``-inf``, below every logit: the bit is 1, as ``u < sigmoid(logit)``
+    says. See ``agent_logit_from_uniform`` for why the two differ and where they agree."""
+    u = np.asarray(u, np.float32)
+    with np.errstate(divide="ignore"):  # log(0) = -inf on purpose
+        return np.log(u) - np.log(np.float32(1) - u)
+
+
+# ----------------------------------------------------------------------------- the families
+class SamplingRule:
+    """One action family's rule. ``params`` are dicts of ``[B, ...]`` arrays (the policy head's
+    outputs, ``param_names``); ``log_std`` may also be unbatched ``[d]``.
+
+    Attributes:
+      distribution: the family's name, as the export's metadata writes it.
+      param_names: the parameters, the batched one first.
+      noise_kind, noise_width: the contract noise per observation (``UNIFORM`` or ``NORMAL``, floats).
+      noise_shape: the family noise per observation, in ``sample``'s layout.
+    """
+
+    distribution: str
+    param_names: tuple[str, ...] = ("logits",)
+    noise_kind: str = UNIFORM
+    noise_width: int
+    noise_shape: tuple[int, ...]
+
+    @property
+    def param_sizes(self) -> dict[str, int]:
+        """Each parameter's width per observation (the policy head's sizes): one logit per value or
+        bit, or one mean and one log-std per dimension, as many as the contract noise has."""
+        return {name: self.noise_width for name in self.param_names}
+
+    # --- the agent's noise (float64)
+    def draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """Family noise for ``n`` actions from ``rng``, float64 ``[n, *noise_shape]``: what the agent's
+        rollout draws per environment from that environment's own generator, with every
+        transcendental function applied here, so results do not depend on how environments are grouped
+        (SIMD and scalar code paths never see different batch shapes)."""
+        return self._agent_transform(rng.random((n,) + self.noise_shape))
+
+    def agent_noise(self, noise: np.ndarray) -> np.ndarray:
+        """Contract noise ``[B, noise_width]`` -> the family noise ``draw`` makes from the same
+        uniforms (or normals), float64 ``[B, *noise_shape]``."""
+        return self._layout(self._agent_transform(np.asarray(noise, np.float64)))
+
+    def contract_noise(self, noise: np.ndarray) -> np.ndarray:
+        """Contract noise ``[B, noise_width]`` -> family noise ``[B, *noise_shape]``, float32, as the
+        exported graphs compute it."""
+        return self._layout(self._contract_transform(np.asarray(noise, np.float32)))
+
+    def _agent_transform(self, u: np.ndarray) -> np.ndarray:
+        return gumbel_from_uniform(u)
+
+    def _contract_transform(self, u: np.ndarray) -> np.ndarray:
+        return gumbel_from_uniform(u)
+
+    def _layout(self, g: np.ndarray) -> np.ndarray:
+        """Family noise in the contract's flat layout ``[B, noise_width]`` -> ``[B, *noise_shape]``."""
+        return g
+
+    # --- actions
+    def sample(self, params: Params, noise: np.ndarray) -> np.ndarray:
+        """Stored-form actions ``[B, ...]`` from ``params`` and family noise ``[B, *noise_shape]``,
+        with exact operations only (add, multiply, compare, argmax)."""
+        raise NotImplementedError
+
+    def mode(self, params: Params) -> np.ndarray:
+        """The most probable stored-form actions ``[B, ...]``."""
+        raise NotImplementedError
+
+    def to_env(self, actions: np.ndarray) -> np.ndarray:
+        """Stored-form actions ``[B, ...]`` -> what ``env.step`` takes, ``[B, *space.shape]``."""
+        raise NotImplementedError
+
+    def agent_action(self, params: Params, noise: np.ndarray) -> np.ndarray:
+        """The agent's env action for contract noise ``[B, noise_width]`` (its float64 rule)."""
+        return self.to_env(self.sample(params, self.agent_noise(noise)))
+
+    def contract_action(self, params: Params, noise: np.ndarray) -> np.ndarray:
+        """The contract's env action for float32 ``params`` and contract noise ``[B, noise_width]``:
+        what a stochastic export returns as ``sampled_action`` (float32 arithmetic)."""
+        return self.to_env(self.sample(params, self.contract_noise(noise)))
+
+
+class CategoricalRule(SamplingRule):
+    """Discrete(n, start): Gumbel-max over ``n`` logits with ``n`` uniforms,
+    ``argmax(logits - log(-log(u + eps) + eps))``; stored as int32 class indices, ``start`` added for
+    the env (int64)."""
+
+    distribution = "categorical"
+
+    def __init__(self, n: int, start: int = 0):
+        self.n, self.start = int(n), int(start)
+        self.noise_width = self.n
+        self.noise_shape = (self.n,)
+
+    def scores(self, params: Params) -> np.ndarray:
+        """``[B, n]``: what the action is the argmax of (plus Gumbel noise when sampled)."""
+        return params["logits"]
+
+    def sample(self, params, noise):
+        return np.argmax(self.scores(params) + noise, axis=-1).astype(np.int32)
+
+    def mode(self, params):
+        return np.argmax(self.scores(params), axis=-1).astype(np.int32)
+
+    def to_env(self, actions):
+        return actions.astype(np.int64) + self.start
+
+
+class MultiCategoricalRule(SamplingRule):
+    """MultiDiscrete(nvec, start): independent categoricals, logits concatenated ``[B, sum(nvec)]``,
+    one uniform per logit; Gumbel-max within each. Stored as int32 ``[B, k]`` indices.
+
+    The logits are padded to ``[B, k, max(nvec)]`` with ``PAD_LOGIT`` (pad noise 0) so one argmax serves
+    all k. A pad cell never wins: a real cell's Gumbel noise is at least ``-log(-log(eps))``, about
+    -3.83, and its logit far above -1e9, so the padded argmax is the argmax within each categorical
+    that the exported graphs and the C sampler compute on the flat layout."""
+
+    distribution = "multi_categorical"
+
+    def __init__(self, nvec: Any, start: Any = 0, shape: Optional[tuple[int, ...]] = None):
+        self.nvec = np.asarray(nvec).reshape(-1).astype(np.int64)
+        self.start = np.asarray(start).reshape(-1)
+        self.shape = tuple(shape) if shape is not None else (len(self.nvec),)
+        total, width = int(self.nvec.sum()), int(self.nvec.max())
+        index = np.full((len(self.nvec), width), total, np.int64)  # `total` is the pad column
+        offset = 0
+        for i, n in enumerate(self.nvec):
+            index[i, :n] = np.arange(offset, offset + n)
+            offset += n
+        self.index = index  # flat column of each padded cell
+        self.noise_width = total
+        self.noise_shape = index.shape
+
+    def padded_logits(self, logits: np.ndarray) -> np.ndarray:
+        """``[B, sum(nvec)] -> [B, k, max(nvec)]``, pad cells ``PAD_LOGIT`` in the logits' dtype."""
+        pad = np.full(logits.shape[:-1] + (1,), PAD_LOGIT, logits.dtype)
+        return np.concatenate([logits, pad], -1)[..., self.index]
+
+    def _layout(self, g):
+        pad = np.zeros(g.shape[:-1] + (1,), g.dtype)  # pad cells hold PAD_LOGIT: their noise is irrelevant
+        return np.concatenate([g, pad], -1)[..., self.index]
+
+    def scores(self, params: Params) -> np.ndarray:
+        """``[B, k, max(nvec)]``: what each categorical's action is the argmax of."""
+        return self.padded_logits(params["logits"])
+
+    def sample(self, params, noise):
+        return np.argmax(self.scores(params) + noise, -1).astype(np.int32)
+
+    def mode(self, params):
+        return np.argmax(self.scores(params), -1).astype(np.int32)
+
+    def to_env(self, actions):
+        return (actions.astype(np.int64) + self.start).reshape((-1,) + self.shape)
+
+
+class BernoulliRule(SamplingRule):
+    """MultiBinary(shape): one uniform per bit; the bit is ``noise < logit`` with logistic noise
+    (``u < sigmoid(logit)``). Stored as int32 ``[B, n]``, the space's dtype and shape for the env."""
+
+    distribution = "bernoulli"
+
+    def __init__(self, shape: tuple[int, ...], dtype: Any = np.int8):
+        self.shape, self.dtype = tuple(int(s) for s in shape), np.dtype(dtype)
+        self.noise_width = math.prod(self.shape)
+        self.noise_shape = (self.noise_width,)
+
+    def _agent_transform(self, u):
+        return agent_logit_from_uniform(u)
+
+    def _contract_transform(self, u):
+        return contract_logit_from_uniform(u)
+
+    def scores(self, params: Params) -> np.ndarray:
+        """``[B, n]``: each bit is 1 where its noise is below its score (when sampled) or 0 is."""
+        return params["logits"]
+
+    def sample(self, params, noise):
+        return (noise < self.scores(params)).astype(np.int32)
+
+    def mode(self, params):
+        return (self.scores(params) > 0).astype(np.int32)
+
+    def to_env(self, actions):
+        return actions.astype(self.dtype).reshape((-1,) + self.shape)
+
+
+class GaussianRule(SamplingRule):
+    """Box(low, high): a diagonal Gaussian, one standard normal per dimension,
+    ``mean + exp(log_std) * z``. Stored as the unclipped float32 sample (so log-probs are exact);
+    clipped to the bounds (in float64) and cast to the space's dtype only for the env."""
+
+    distribution = "diag_gaussian"
+    param_names = ("mean", "log_std")
+    noise_kind = NORMAL
+
+    def __init__(self, low: Any, high: Any, shape: tuple[int, ...], dtype: Any = np.float32):
+        self.shape, self.dtype = tuple(int(s) for s in shape), np.dtype(dtype)
+        self.dim = math.prod(self.shape)
+        self.low = np.asarray(low, np.float64).reshape(-1)
+        self.high = np.asarray(high, np.float64).reshape(-1)
+        self.noise_width = self.dim
+        self.noise_shape = (self.dim,)
+
+    def draw(self, rng, n):
+        return rng.standard_normal((n,) + self.noise_shape)
+
+    def _agent_transform(self, z):
+        return z
+
+    def _contract_transform(self, z):
+        return z
+
+    def sample(self, params, noise):
+        return (params["mean"] + np.exp(params["log_std"]) * noise).astype(np.float32)
+
+    def mode(self, params):
+        return np.asarray(params["mean"], np.float32)
+
+    def to_env(self, actions):
+        return np.clip(actions, self.low, self.high).astype(self.dtype).reshape((-1,) + self.shape)
+
+
+RULES: dict[str, type[SamplingRule]] = {r.distribution: r for r in
+                                        (CategoricalRule, MultiCategoricalRule, BernoulliRule, GaussianRule)}
+
+
+def rule_for(distribution: str, space: Any) -> SamplingRule:
+    """The rule of ``distribution`` for an action space: a gymnasium space or
+    ``keras_trpo_serving.spaces.Space`` (read by attribute: ``n``/``start`` for Discrete, ``nvec``/
+    ``start``/``shape`` for MultiDiscrete, ``shape``/``dtype`` for MultiBinary, ``low``/``high``/
+    ``shape``/``dtype`` for Box). ``ValueError`` for an unknown distribution."""
+    if distribution == "categorical":
+        return CategoricalRule(space.n, getattr(space, "start", 0))
+    if distribution == "multi_categorical":
+        start = getattr(space, "start", None)
+        return MultiCategoricalRule(space.nvec, 0 if start is None else start, space.shape)
+    if distribution == "bernoulli":
+        return BernoulliRule(space.shape, space.dtype)
+    if distribution == "diag_gaussian":
+        return GaussianRule(space.low, space.high, space.shape, space.dtype)
+    raise ValueError(f"unknown distribution {distribution!r}; expected one of {sorted(RULES)}")
+
+
+# ----------------------------------------------------------------------------- the contract noise
 def draw_noise(rng: np.random.Generator, kind: str, rows: int, width: int) -> np.ndarray:
-    """``[rows, width]`` float32 noise from ``rng``."""
+    """``[rows, width]`` float32 contract noise from ``rng``, as a device draws it."""
     if kind == NORMAL:
         return rng.standard_normal((rows, width), dtype=np.float32)
     return rng.random((rows, width), dtype=np.float32)
@@ -67,32 +353,17 @@ def check_noise(noise: Any, rows: int, width: int, kind: str) -> np.ndarray:
     return x
 
 
-def sample_from_params(distribution: str, space: Space, params: Sequence[np.ndarray], noise: np.ndarray) -> np.ndarray:
-    """The contract's action from the distribution parameters (``[logits]`` or ``[mean, log_std]``,
-    float32 ``[B, ...]``) and ``noise [B, width]``, in the dtype and shape ``act`` returns."""
-    if distribution == "diag_gaussian":
-        mean, log_std = params
-        a = np.clip(mean + np.exp(log_std) * noise, space.low.reshape(-1), space.high.reshape(-1))
-        return a.astype(space.dtype).reshape((-1,) + space.shape)
-    logits = params[0]
-    if distribution == "bernoulli":
-        with np.errstate(divide="ignore"):  # log(0) = -inf: u = 0 is below every sigmoid
-            return ((np.log(noise) - np.log(np.float32(1) - noise)) < logits).astype(np.int8).reshape((-1,) + space.shape)
-    z = logits - np.log(-np.log(noise + _EPS) + _EPS)
-    if distribution == "categorical":
-        return np.argmax(z, axis=-1).astype(np.int64) + space.start
-    bounds = np.cumsum(space.nvec.reshape(-1))[:-1]
-    picks = [np.argmax(part, axis=-1) for part in np.split(z, bounds, axis=-1)]
-    return (np.stack(picks, axis=-1) + space.start.reshape(-1)).astype(np.int64).reshape((-1,) + space.shape)
+def noise_metadata(kind: str, width: int) -> str:
+    """The export's ``noise`` metadata value, JSON: ``{"distribution": "uniform", "shape": [4],
+    "dtype": "float32"}`` (one observation's noise; the input is ``[batch, *shape]``)."""
+    return json.dumps({"distribution": kind, "shape": [int(width)], "dtype": "float32"})
 
 
 def parse_noise_metadata(text: Optional[str]) -> Optional[tuple[str, int]]:
-    """The export's ``noise`` metadata (``{"distribution": "uniform", "shape": [4], ...}``) as
-    ``(kind, width)``, or None if the file has none; ``ValueError`` if it is malformed."""
+    """The export's ``noise`` metadata (``noise_metadata``'s JSON) as ``(kind, width)``, or None if the
+    file has none; ``ValueError`` if it is malformed."""
     if not text:
         return None
-    import json
-
     d = json.loads(text)
     kind, shape = d["distribution"], d["shape"]
     if kind not in (UNIFORM, NORMAL) or not isinstance(shape, list) or len(shape) != 1 or int(shape[0]) < 1:

@@ -25,7 +25,7 @@ import numpy as np  # noqa: E402
 
 from keras_trpo import export  # noqa: E402
 import keras_trpo  # noqa: E402
-from keras_trpo.export.verify import rollout_observations, verification_observations  # noqa: E402
+from keras_trpo.export.observations import rollout_observations, verification_observations  # noqa: E402
 from tests.envs import ToyEnv  # noqa: E402
 
 
@@ -46,7 +46,7 @@ def write(agent, out_dir: str, name: str, n_obs: int, seed: int = 1, fmt: str = 
         export.to_tflite(agent, path)
     else:
         export.to_onnx(agent, path)
-    obs = verification_observations(agent, n_sampled=n_obs // 2, n_rollout=n_obs - n_obs // 2, seed=seed)
+    obs = verification_observations(export.describe(agent), n_sampled=n_obs // 2, n_rollout=n_obs - n_obs // 2, seed=seed)
     dist = agent.policy_model(obs, training=False)
     np.savez(os.path.join(out_dir, f"{name}.npz"), obs=obs, action=agent.predict(obs, deterministic=True),
              **{k: v.numpy() for k, v in dist.items()})
@@ -119,7 +119,7 @@ def stochastic_small(out_dir: str) -> None:
         export.to_tflite(agent, base + ".tflite", stochastic=True, micro=False)
         os.remove(base + ".micro_op_resolver.h")  # for microcontroller builds, not the tests
         export.to_c(agent, base + "_c")
-        obs = verification_observations(agent, n_sampled=32, n_rollout=32, seed=3)
+        obs = verification_observations(export.describe(agent), n_sampled=32, n_rollout=32, seed=3)
         noise = draw_noise(noise_spec(agent), np.random.default_rng(5), len(obs))
         params = {k: v.numpy() for k, v in agent.policy_model(obs, training=False).items()}
         np.savez(base + ".npz", obs=obs, noise=noise, sampled_action=agent_sampled_action(agent, params, noise),
@@ -164,9 +164,8 @@ def stateful_small(out_dir: str) -> None:
     ``logits`` or ``mean``/``log_std``); a recurrent policy also ``state [N, S]`` (the state before
     each step: zeros at a start, else the previous step's ``state_out``) and ``state_out [N, S]``.
     The outputs are the agent's serving function stepped with its own state (keras_trpo/export/reference.py)."""
-    from keras_trpo.export.inputs import observation_feeds
-    from keras_trpo.export.reference import agent_episode_reference, agent_reference
-    from keras_trpo.export.verify import sample_episodes
+    from keras_trpo.export.observations import sample_episodes
+    from keras_trpo.export.reference import agent_reference
 
     for name, (obs_space, act_space, cell) in STATEFUL.items():
         agent = keras_trpo.TRPO(lambda o=obs_space, a=act_space: ToyEnv(o, a), seed=6, n_envs=1, n_steps=32,
@@ -177,14 +176,15 @@ def stateful_small(out_dir: str) -> None:
         export.to_onnx(agent, base + ".onnx")
         export.to_tflite(agent, base + ".tflite")
         os.remove(base + ".micro_op_resolver.h")  # for microcontroller builds, not the tests
-        episodes = sample_episodes(agent, lanes=1, steps=STATEFUL_STEPS, seed=9, start_rate=0.15)
+        desc = export.describe(agent)
+        episodes = sample_episodes(desc, lanes=1, steps=STATEFUL_STEPS, seed=9, start_rate=0.15)
         flat = episodes.observations[:, 0]
         if cell:
-            out = {k: v[:, 0] for k, v in agent_episode_reference(agent, episodes).items()}
+            out = {k: v[:, 0] for k, v in agent_reference(desc, episodes).items()}
             out["state"] = out.pop("state_in")
         else:
-            out = agent_reference(agent, flat)
-        np.savez(base + ".npz", episode_start=episodes.starts[:, 0], **observation_feeds(agent, flat), **out)
+            out = agent_reference(desc, flat)
+        np.savez(base + ".npz", episode_start=episodes.starts[:, 0], **desc.feeds(flat), **out)
         print("wrote", base + ".onnx, .tflite, .npz")
 
 
@@ -247,7 +247,7 @@ def cartpole(out_dir: str, timesteps: int, seed: int) -> None:
     # same policy in C (keras_trpo_serving/edge/check_cortex_m4.sh, serving's CPolicy tests), and observations the agent
     # visits (seed 2, 30% random actions) for the Cortex-M4 check
     export.to_c(agent, os.path.join(out_dir, "cartpole_c"))
-    np.save(os.path.join(out_dir, "cartpole_rollouts.npy"), rollout_observations(agent, 2000, seed=2))
+    np.save(os.path.join(out_dir, "cartpole_rollouts.npy"), rollout_observations(export.describe(agent), 2000, seed=2))
     print(f"wrote {path}, cartpole.ort, cartpole.tflite, cartpole.static-int8.tflite, cartpole_c/ and "
           f"cartpole_rollouts.npy (agent eval mean {mean:.1f}) with 10,000 reference actions")
 

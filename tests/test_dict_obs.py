@@ -19,11 +19,13 @@ from hypothesis import strategies as st
 
 import keras_trpo
 from keras_trpo import InvalidObservationError, UnsupportedSpaceError
-from keras_trpo.dict_obs import check_dict_space, dict_features
+from keras_trpo.dict_obs import check_dict_space
 from keras_trpo.distributions import family_for
+from keras_trpo.plan import Dense, Normalizer, ObsInput, PolicyPlan
+from keras_trpo.plan.numpy_policy import NumpyPolicy, features_function
 from keras_trpo.policies.networks import build_policy_model, build_value_model
-from keras_trpo.numpy_policy import NumpyPolicy
 from keras_trpo.spaces import space_from_json, space_to_json
+from keras_trpo_serving.sampling import CategoricalRule
 from tests.envs import ToyEnv
 from tests.goal_envs import DictCountingEnv, PointGoalEnv
 
@@ -141,7 +143,7 @@ def test_numpy_plan_equals_the_keras_model():
     order of the Dense sums (TF's matmul against einsum), as the Box MLP's copy does."""
     agent = keras_trpo.TRPO(lambda: PointGoalEnv(discrete_goal=True), seed=0, normalize_obs=True, **FAST)
     agent.fit(128, verbose=0)  # statistics and weights away from their initial values
-    assert agent.actor.uses_numpy and agent.actor.plan[0][0] == "dict_obs"
+    assert agent.actor.uses_numpy and agent.actor.plan.dict_obs
     env = PointGoalEnv(discrete_goal=True)
     obs = [env.reset(seed=i)[0] for i in range(40)]
     batch = {k: np.stack([o[k] for o in obs]) for k in obs[0]}
@@ -150,7 +152,7 @@ def test_numpy_plan_equals_the_keras_model():
     assert not single and packed.shape == (40, 2 + 1 + 4)
     concat = agent.policy_model.get_layer("policy_obs_concat").output
     keras_features = keras.Model(agent.policy_model.input, concat)(batch).numpy()
-    plan_features = dict_features(packed, agent.actor.plan[0][1])
+    plan_features = features_function(agent.actor.plan)(packed)
     assert plan_features.dtype == np.float32 and np.abs(plan_features).max() == 10.0
     np.testing.assert_array_equal(plan_features, keras_features)
     fast = NumpyPolicy(pickle.loads(pickle.dumps(agent.actor.plan)))(packed)  # it travels to workers pickled
@@ -184,14 +186,17 @@ def test_a_single_key_dict_needs_no_concatenation(entry):
 @given(st.integers(1, 9), st.integers(0, 2**31 - 1))
 def test_the_dict_step_computes_each_row_as_it_would_alone(batch, seed):
     rng = np.random.default_rng(seed)
-    steps = [(0, 1, ("one_hot", 3)), (1, 4, ("normalize", rng.normal(size=3).astype(np.float32),
-                                              rng.uniform(0.5, 2, 3).astype(np.float32), np.float32(10))),
-             (4, 6, ("identity",))]
+    var = rng.uniform(0.25, 4, 3).astype(np.float32)
+    normalizer = Normalizer(rng.normal(size=3).astype(np.float32), var, 1e-8, 10.0, 1 / np.sqrt(var))
+    inputs = (ObsInput("a", 0, 1, one_hot=3), ObsInput("b", 1, 3, normalizer=normalizer), ObsInput("c", 4, 2))
+    head = Dense(np.zeros((8, 2), np.float32), np.zeros(2, np.float32), "linear", "policy_logits")
+    plan = PolicyPlan(inputs, True, None, (), head, "logits", None, CategoricalRule(2))
+    features = features_function(plan)
     packed = np.concatenate([rng.integers(0, 3, (batch, 1)), rng.normal(size=(batch, 5))], axis=1).astype(np.float32)
-    together = dict_features(packed, steps)
+    together = features(packed)
     assert together.shape == (batch, 3 + 3 + 2)
     for i in range(batch):
-        np.testing.assert_array_equal(dict_features(packed[i:i + 1], steps)[0], together[i])
+        np.testing.assert_array_equal(features(packed[i:i + 1])[0], together[i])
 
 
 # ----------------------------------------------------------------------------- statistics

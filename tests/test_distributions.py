@@ -122,7 +122,7 @@ def test_multi_categorical_is_a_product_of_softmaxes():
 def test_multi_categorical_padding_has_zero_probability_in_float32():
     fam = family_for(gym.spaces.MultiDiscrete([2, 4]))
     logits = RNG.normal(size=(3, 6)).astype(np.float32)
-    padded = fam.padded_logits_np(logits)
+    padded = fam.rule.padded_logits(logits)
     assert padded.shape == (3, 2, 4)
     np.testing.assert_array_equal(padded[:, 0, :2], logits[:, :2])
     np.testing.assert_array_equal(padded[:, 1, :], logits[:, 2:])

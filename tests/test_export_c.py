@@ -16,7 +16,7 @@ from keras_trpo import export
 import keras_trpo
 from keras_trpo.export import ExportError, ExportVerificationError
 from keras_trpo.export.c_build import CLibrary, host_fma_flags
-from keras_trpo.export.c_model import C_ACTIVATIONS
+from keras_trpo.plan.activations import ACTIVATIONS
 from keras_trpo.export.sampler_check import check_sampler, chi2_sf, ks_uniform_p
 from tests.envs import EXPORT_ACTION_SPACES as SPACES, EXPORT_OBS as OBS, ToyEnv
 
@@ -153,7 +153,7 @@ def test_statistics_match_scipy_and_catch_a_wrong_sampler():
 
 
 def test_every_supported_activation(tmp_path):
-    torso = keras.Sequential([keras.layers.Dense(6, activation=a, name=f"t_{a}") for a in sorted(C_ACTIVATIONS)])
+    torso = keras.Sequential([keras.layers.Dense(6, activation=a, name=f"t_{a}") for a in sorted(ACTIVATIONS)])
     agent = _agent(SPACES["box"], torso=torso, fit=False)
     report = export.to_c(agent, tmp_path / "c")
     assert report.worst_difference <= 1e-5

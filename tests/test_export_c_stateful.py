@@ -15,8 +15,9 @@ import keras_trpo
 from keras_trpo.export import ExportError, ExportVerificationError
 from keras_trpo.export.c_build import CLibrary, host_fma_flags
 from keras_trpo.export.c_export import c_runner, verify_c
-from keras_trpo.export.inputs import runner_input
-from keras_trpo.export.verify import sample_episodes, verify_episodes
+from keras_trpo.export.description import describe
+from keras_trpo.export.observations import sample_episodes
+from keras_trpo.export.verify import verify_file
 from tests.envs import ToyEnv
 
 if shutil.which(os.environ.get("CC", "cc").split()[0]) is None:
@@ -101,7 +102,7 @@ def test_library_steps_like_the_agents_numpy_actor(exported):
     """Independent of the harness: ``agent.predict`` (the NumPy actor, carrying its own state and
     resetting it at ``episode_start``) against the library carrying its own state_out."""
     kind, agent, _, _, lib = exported
-    episodes = sample_episodes(agent, lanes=3, steps=40, seed=7)
+    episodes = sample_episodes(describe(agent), lanes=3, steps=40, seed=7)
     state_c = state_agent = None
     worst = 0.0
     for t in range(episodes.steps):
@@ -127,7 +128,7 @@ def test_state_out_may_be_state_in(exported):
     kind, agent, _, _, lib = exported
     if not lib.state_size:
         pytest.skip("feed-forward")
-    obs = sample_episodes(agent, lanes=1, steps=12, seed=3).observations[:, 0]
+    obs = sample_episodes(describe(agent), lanes=1, steps=12, seed=3).observations[:, 0]
     state = np.zeros(lib.state_size, np.float32)
     separate = np.zeros((1, lib.state_size), np.float32)
     f = getattr(lib._lib, "policy_act")
@@ -147,26 +148,27 @@ def test_a_wrong_state_carry_fails_verification(exported):
     kind, agent, _, _, lib = exported
     if not lib.state_size:
         pytest.skip("feed-forward")
-    run = c_runner(lib, agent)
-    episodes = sample_episodes(agent, lanes=4, steps=40, seed=11)
-    assert verify_episodes(agent, run, "C", episodes).worst_difference <= 1e-5
+    desc = describe(agent)
+    run = c_runner(lib, desc)
+    episodes = sample_episodes(desc, lanes=4, steps=40, seed=11)
+    assert verify_file(desc, run, "C", inputs=episodes).worst_difference <= 1e-5
 
-    def stateless(feeds, noise=None):
-        return run(dict(feeds, state_in=np.zeros_like(feeds["state_in"])), noise)
+    def stateless(feeds):
+        return run(dict(feeds, state_in=np.zeros_like(feeds["state_in"])))
 
     with pytest.raises(ExportVerificationError, match=r"episode \d+, step [1-9]"):
-        verify_episodes(agent, stateless, "C", episodes)
+        verify_file(desc, stateless, "C", inputs=episodes)
 
     carried = {}
 
-    def no_reset(feeds, noise=None):  # keeps its own state and ignores the zeros at episode starts
+    def no_reset(feeds):  # keeps its own state and ignores the zeros at episode starts
         state = carried.get("s", feeds["state_in"])
-        out = run(dict(feeds, state_in=state), noise)
+        out = run(dict(feeds, state_in=state))
         carried["s"] = out["state_out"]
         return out
 
     with pytest.raises(ExportVerificationError, match=r"episode \d+, step 0"):
-        verify_episodes(agent, no_reset, "C", episodes)
+        verify_file(desc, no_reset, "C", inputs=episodes)
 
 
 def test_header_declares_the_state_and_the_dict_struct(exported):
@@ -250,7 +252,7 @@ def test_verify_c_and_its_episode_argument(exported):
     kind, agent, directory, _, _ = exported
     if kind != "lstm_box":
         pytest.skip("one recurrent kind is enough")
-    episodes = sample_episodes(agent, lanes=2, steps=16, seed=4)
+    episodes = sample_episodes(describe(agent), lanes=2, steps=16, seed=4)
     assert verify_c(agent, directory, observations=episodes) <= 1e-5
     with pytest.raises(ExportError, match="Episodes"):
         export.to_c(agent, directory.parent / "c2", verify_observations=np.zeros((4, 4), np.float32))
@@ -280,18 +282,19 @@ def test_recurrent_outputs_bit_identical_to_onnxruntime(exported, tmp_path):
     export.to_onnx(agent, tmp_path / "p.onnx", verify=False)
     session = ort.InferenceSession(str(tmp_path / "p.onnx"), providers=["CPUExecutionProvider"])
     names = [o.name for o in session.get_outputs()]
-    run = c_runner(lib, agent)
-    episodes = sample_episodes(agent, lanes=4, steps=40, seed=13)
+    desc = describe(agent)
+    run = c_runner(lib, desc)
+    episodes = sample_episodes(desc, lanes=4, steps=40, seed=13)
     state_c = state_o = np.zeros((4, lib.state_size), np.float32)
     for t in range(episodes.steps):
         zero = episodes.starts[t][:, None]
         state_c = np.where(zero, np.float32(0), state_c).astype(np.float32)
         state_o = np.where(zero, np.float32(0), state_o).astype(np.float32)
-        feeds = runner_input(agent, episodes.observations[t], state_c)
+        feeds = desc.feeds(episodes.observations[t], state_c)
         got = run(feeds)
         onnx = dict(zip(names, session.run(names, feeds)))
         for name in names:
             assert np.array_equal(got[name], onnx[name]), (t, name, np.max(np.abs(got[name] - onnx[name])))
-        state_o = dict(zip(names, session.run(names, runner_input(agent, episodes.observations[t], state_o))))["state_out"]
+        state_o = dict(zip(names, session.run(names, desc.feeds(episodes.observations[t], state_o))))["state_out"]
         state_c = got["state_out"]
         assert np.array_equal(state_c, state_o)

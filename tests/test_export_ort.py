@@ -83,14 +83,14 @@ def test_verify_ort_catches_another_policy(agent_and_ort, tmp_path):
 
 def test_failed_verification_leaves_no_file(tmp_path, monkeypatch):
     agent = _trained(SPACES["box"])
-    import keras_trpo.export.reference
-    real = export.reference.agent_reference
+    import keras_trpo.export.verify as harness
+    real = harness.agent_reference
 
-    def shifted(a, obs):  # the agent as if its actions were 0.01 off
-        ref = real(a, obs)
+    def shifted(desc, inputs, noise=None):  # the agent as if its actions were 0.01 off
+        ref = real(desc, inputs, noise)
         return {**ref, "action": ref["action"] + 0.01}
 
-    monkeypatch.setattr(export.reference, "agent_reference", shifted)
+    monkeypatch.setattr(harness, "agent_reference", shifted)
     with pytest.raises(ExportVerificationError, match="'action' differs"):
         export.to_ort(agent, tmp_path / "p.ort")
     assert list(tmp_path.iterdir()) == []  # neither the .ort, its config, nor a temporary directory

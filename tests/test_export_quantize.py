@@ -8,7 +8,7 @@ import pytest
 from keras_trpo import export
 from keras_trpo.export import ExportError
 from keras_trpo.export.quantize import ObservationReader, quantize_onnx
-from keras_trpo.export.verify import sample_observations
+from keras_trpo.export.observations import sample_observations
 from tests.test_export import SPACES, _trained
 
 
@@ -27,7 +27,7 @@ def _actions(path, obs):
 
 @pytest.mark.parametrize("mode", ["dynamic-int8", "static-int8"])
 def test_quantised_copy_is_reported_with_its_true_error(box_agent, tmp_path, mode):
-    obs = sample_observations(box_agent, 500, seed=5)
+    obs = sample_observations(export.describe(box_agent), 500, seed=5)
     report = export.to_onnx(box_agent, tmp_path / "p.onnx", quantize=mode, verify_observations=obs)
     assert report.quantization == mode
     assert report.quantized_path == str(tmp_path / f"p.{mode}.onnx")
@@ -48,7 +48,7 @@ def test_only_weight_layers_are_quantised(box_agent, tmp_path):
     export.to_onnx(box_agent, src, verify=False)
     dynamic = quantize_onnx(src, "dynamic-int8")
     assert "DynamicQuantizeLinear" in _ops(dynamic.path) or "MatMulInteger" in _ops(dynamic.path)
-    static = quantize_onnx(src, "static-int8", calibration_observations=sample_observations(box_agent, 200))
+    static = quantize_onnx(src, "static-int8", calibration_observations=sample_observations(export.describe(box_agent), 200))
     model = onnx.load(static.path)
     nodes = model.graph.node
     producer = {o: n for n in nodes for o in n.output}
@@ -75,7 +75,7 @@ def test_only_weight_layers_are_quantised(box_agent, tmp_path):
 def test_static_quantisation_uses_its_calibration(box_agent, tmp_path):
     src = tmp_path / "p.onnx"
     export.to_onnx(box_agent, src, verify=False)
-    obs = sample_observations(box_agent, 1000, seed=2)
+    obs = sample_observations(export.describe(box_agent), 1000, seed=2)
     expected = box_agent.predict(obs, deterministic=True)
     fitting = quantize_onnx(src, "static-int8", tmp_path / "fit.onnx", calibration_observations=obs)
     # Ranges from observations 1,000x too large: every real activation falls in a few int8 steps.

@@ -11,8 +11,9 @@ import pytest
 
 from keras_trpo import export
 import keras_trpo
-from keras_trpo.export import ExportError, ExportVerificationError
-from keras_trpo.export.verify import Episodes, sample_episodes, verify_episodes
+from keras_trpo.export import ExportError, ExportVerificationError, describe
+from keras_trpo.export.observations import Episodes, sample_episodes
+from keras_trpo.export.verify import verify_file
 from keras_trpo.spaces import space_from_json
 from tests.envs import ToyEnv
 
@@ -90,7 +91,7 @@ def test_reports_verify_episodes_on_every_format(recurrent):
 
 def test_onnx_and_ort_files_step_like_the_agents_actor(recurrent):
     kind, agent, d, _ = recurrent
-    episodes = sample_episodes(agent, lanes=3, steps=40, seed=7)
+    episodes = sample_episodes(describe(agent), lanes=3, steps=40, seed=7)
     for name in ("p.onnx", "p.ort"):
         session = ort.InferenceSession(str(d / name), providers=["CPUExecutionProvider"])
         assert [(i.name, i.shape[1:]) for i in session.get_inputs()] == [
@@ -103,7 +104,7 @@ def test_tflite_steps_like_the_agents_actor_in_litert_and_micro(recurrent):
     from ai_edge_litert import interpreter
 
     kind, agent, d, reports = recurrent
-    episodes = sample_episodes(agent, lanes=2, steps=30, seed=8)
+    episodes = sample_episodes(describe(agent), lanes=2, steps=30, seed=8)
     runner = interpreter.Interpreter(model_path=str(d / "p.tflite")).get_signature_runner("serving_default")
     _walk(agent, lambda feeds: runner(**feeds), episodes)
     ops = set(reports["tflite"].micro_operators)
@@ -151,14 +152,15 @@ def test_episode_verification_catches_a_file_that_drops_its_state(recurrent):
     from keras_trpo.export.onnx_export import onnx_runner
 
     kind, agent, d, _ = recurrent
-    episodes = sample_episodes(agent, lanes=2, steps=20, seed=3, start_rate=0.05)
+    episodes = sample_episodes(describe(agent), lanes=2, steps=20, seed=3, start_rate=0.05)
     run = onnx_runner(d / "p.onnx")
-    assert verify_episodes(agent, run, "ok", episodes).worst_difference <= 1e-5
+    desc = describe(agent)
+    assert verify_file(desc, run, "ok", inputs=episodes).worst_difference <= 1e-5
 
-    def forgetful(feeds, noise=None):
-        return run(dict(feeds, state_in=np.zeros_like(feeds["state_in"])), noise)
-    with pytest.raises(ExportVerificationError, match=r"forgetful at episode \d+, step [1-9]\d*"):
-        verify_episodes(agent, forgetful, "forgetful", episodes)
+    def forgetful(feeds):
+        return run(dict(feeds, state_in=np.zeros_like(feeds["state_in"])))
+    with pytest.raises(ExportVerificationError, match=r"forgetful: .* at episode \d+, step [1-9]\d*"):
+        verify_file(desc, forgetful, "forgetful", inputs=episodes)
 
 
 def test_a_corrupted_recurrent_weight_fails_verify_onnx(recurrent, tmp_path):
@@ -297,7 +299,7 @@ def test_recurrent_dict_policy_takes_each_key_and_the_state(tmp_path):
     session = ort.InferenceSession(str(tmp_path / "rd.onnx"), providers=["CPUExecutionProvider"])
     assert [i.name for i in session.get_inputs()] == keys + ["state_in"]
     layout = agent.observation_space
-    episodes = sample_episodes(agent, lanes=2, steps=25, seed=5, start_rate=0.1)
+    episodes = sample_episodes(describe(agent), lanes=2, steps=25, seed=5, start_rate=0.1)
     from keras_trpo.dict_obs import layout_of
     split = layout_of(layout).split
     state_file = np.zeros((2, agent.state_size), np.float32)
@@ -320,15 +322,17 @@ def test_the_episode_reference_checks_the_one_step_graph_against_the_policy_mode
     import keras_trpo.export.reference as reference
 
     _, agent, _, _ = recurrent
-    episodes = sample_episodes(agent, lanes=2, steps=6, seed=3, start_rate=0.3)
-    out = reference.agent_episode_reference(agent, episodes)  # the real walk: within tolerance
+    desc = describe(agent)
+    episodes = sample_episodes(desc, lanes=2, steps=6, seed=3, start_rate=0.3)
+    out = reference.agent_reference(desc, episodes)  # the real walk: within tolerance
     assert out["state_out"].shape == (6, 2, agent.state_size)
-    real = reference._serving
+    real = reference.serving_runner
 
-    def drifting(a):  # the same graph with every state_out off by 1e-3: what the next step's outputs see
-        fn, run = real(a)
-        return fn, lambda feeds: {k: v + np.float32(1e-3) if k == "state_out" else v for k, v in run(feeds).items()}
+    def drifting(d):  # the same graph with every state_out off by 1e-3: what the next step's outputs see
+        run = real(d)
+        return lambda feeds: {k: v + np.float32(1e-3) if k == "state_out" else v for k, v in run(feeds).items()}
 
-    monkeypatch.setattr(reference, "_serving", drifting)
-    with pytest.raises(ExportError, match="one-step serving graph differs from the policy model .* at step 1"):
-        reference.agent_episode_reference(agent, episodes)
+    monkeypatch.setattr(reference, "serving_runner", drifting)
+    with pytest.raises(ExportError, match=r"one-step serving graph .* differs from the agent's at episode \d+, "
+                                          r"step 1 \(lane \d\), element \d+: .* > tolerance"):
+        reference.agent_reference(desc, episodes)

@@ -1,7 +1,7 @@
 """Stochastic exports (stochastic=True; the C export always): noise in, sampled_action out.
 
 Checked here against computations independent of export/: the agent's own rollout sampler
-(keras_trpo.sampling) fed the same noise, a NumPy Gumbel-max / Bernoulli / Gaussian written out in
+(keras_trpo_serving.sampling's rule) fed the same noise, a NumPy Gumbel-max / Bernoulli / Gaussian written out in
 this file, SciPy's chi-square and Kolmogorov-Smirnov tests on the files' draws, and deliberately
 wrong samplers that the export's checks must reject."""
 import json
@@ -18,8 +18,8 @@ from scipy import stats
 from keras_trpo import export
 import keras_trpo
 from keras_trpo.export import ExportError, ExportVerificationError
-from keras_trpo.export.noise import agent_noise, agent_sampled_action, noise_spec
-from keras_trpo.export.stochastic import check_distribution
+from keras_trpo.export.noise import agent_sampled_action
+from keras_trpo.export.verify import check_distribution
 from tests.envs import EXPORT_ACTION_SPACES as SPACES, EXPORT_OBS as OBS, ToyEnv
 
 litert = pytest.importorskip("ai_edge_litert.interpreter", reason="pip install ai-edge-litert (requirements.txt)")
@@ -181,27 +181,6 @@ def test_draws_pass_scipys_tests(exported, fmt):
         offset += n
 
 
-def test_the_contract_is_the_agents_rollout_sampler():
-    """agent_noise turns the contract's noise into what keras_trpo.sampling's draw() makes from the same
-    generator: if the agent's sampler changes, this fails and the export must follow."""
-    for kind, space in SPACES.items():
-        agent = keras_trpo.TRPO(lambda s=space: ToyEnv(OBS, s), seed=0, n_envs=1, n_steps=8, jit_compile=False)
-        sampler = agent.family.sampler
-        drawn = sampler.draw(np.random.default_rng(5), 64)
-        rng = np.random.default_rng(5)
-        if kind == "box":
-            np.testing.assert_array_equal(agent_noise(sampler, "diag_gaussian", rng.standard_normal((64, 3))), drawn)
-        elif kind == "multidiscrete":  # the agent draws over its padded [k, max(nvec)] layout
-            u = rng.random((64,) + sampler.noise_shape)
-            flat = np.concatenate([u[:, i, :n] for i, n in enumerate([3, 2, 5])], -1)
-            real = sampler.index < 10  # the pad cells' noise is never used
-            np.testing.assert_array_equal(agent_noise(sampler, "multi_categorical", flat)[:, real], drawn[:, real])
-        else:
-            name = agent.family.name
-            np.testing.assert_array_equal(agent_noise(sampler, name, rng.random((64, WIDTH[kind]))), drawn)
-        assert noise_spec(agent).width == WIDTH[kind]
-
-
 def _synthetic_params(kind: str, rng: np.random.Generator) -> dict:
     """Distribution parameters for 4 observations, far enough from uniform that a wrong sampler shows."""
     if kind == "box":
@@ -212,7 +191,7 @@ def _synthetic_params(kind: str, rng: np.random.Generator) -> dict:
 def _runner(params: dict, draws: int, fn):
     """A stand-in for a file: ``sampled_action = fn(params of the row's observation, noise)``."""
     rows = {k: np.repeat(v, draws, axis=0) for k, v in params.items()}
-    return lambda obs, noise: {"sampled_action": fn(rows, noise)}
+    return lambda feeds: {"sampled_action": fn(rows, feeds["noise"])}
 
 
 def _split_argmax(z):
@@ -233,12 +212,13 @@ def test_a_wrong_sampler_fails_the_statistical_check(kind):
     each wrong sampler and passes the right one (the agent's own sampler) on the same parameters."""
     agent = keras_trpo.TRPO(lambda: ToyEnv(OBS, SPACES[kind]), seed=0, n_envs=1, n_steps=8, jit_compile=False)
     params = _synthetic_params(kind, np.random.default_rng(1))
-    obs = np.zeros((4, 5), np.float32)
+    desc = export.describe(agent)
+    feeds = desc.feeds(np.zeros((4, 5), np.float32))
     with pytest.raises(ExportVerificationError, match="do not follow the agent's distribution") as e:
-        check_distribution(agent, _runner(params, 2000, WRONG[kind]), f"wrong {kind}", obs, params)
+        check_distribution(desc, _runner(params, 2000, WRONG[kind]), f"wrong {kind}", feeds, params)
     print(e.value)
-    right = check_distribution(agent, _runner(params, 2000, lambda p, u: agent_sampled_action(agent, p, u)),
-                               f"right {kind}", obs, params)
+    right = check_distribution(desc, _runner(params, 2000, lambda p, u: agent_sampled_action(agent, p, u)),
+                               f"right {kind}", feeds, params)
     print(kind, "right sampler: min p", right.min_p_value, "over", right.tests, "tests")
     assert right.min_p_value >= 1e-3 / right.tests
 
@@ -250,7 +230,7 @@ def test_a_wrong_sampler_in_the_file_fails_the_export(tmp_path, monkeypatch):
     agent = _trained(SPACES["discrete"])
     real = graph.sampled_action_function
 
-    def broken(agent_, as_integer):
+    def broken(desc, as_integer):
         import tensorflow as tf
 
         return lambda p, u: as_integer(tf.argmax(p["logits"] + u, axis=-1, output_type=tf.int32) + 2)

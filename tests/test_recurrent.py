@@ -14,12 +14,12 @@ import tensorflow as tf
 
 import keras_trpo
 from keras_trpo import sequences
-from keras_trpo.actor import plan_from_model
 from keras_trpo.config import ConfigError, TRPOConfig, default_config
 from keras_trpo.distributions import family_for
 from keras_trpo.layers import RecurrentCore
-from keras_trpo.numpy_policy import NumpyPolicy
 from keras_trpo.optim.learner import Learner
+from keras_trpo.plan.keras_reader import read_plan
+from keras_trpo.plan.numpy_policy import NumpyPolicy
 from keras_trpo.policies.networks import build_recurrent_policy_model, build_recurrent_value_model
 from keras_trpo.rollouts import buffer
 from keras_trpo.rollouts.worker import RolloutWorker
@@ -130,7 +130,7 @@ def tiny_recurrent_policy(cell="lstm", action_space=gym.spaces.Discrete(2), obs_
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_worker_carries_the_state_resets_it_at_episode_starts_and_the_update_reproduces_the_acting_policy(cell):
     model, family = tiny_recurrent_policy(cell, units=4)
-    plan = plan_from_model(model)
+    plan = read_plan(model, family)
     policy = NumpyPolicy(plan)
     assert policy.recurrent and policy.state_size == sequences.state_size(cell, 4)
     worker = RolloutWorker(EpisodeCounterEnv, first_env=0, n_envs=2, observation_space=EpisodeCounterEnv.observation_space,
@@ -160,7 +160,7 @@ def test_worker_carries_the_state_resets_it_at_episode_starts_and_the_update_rep
 def test_numpy_plan_of_a_normalised_gaussian_policy_matches_the_keras_model():
     model, family = tiny_recurrent_policy("gru", gym.spaces.Box(-1, 1, (2,)), obs_dim=3, normalize=True)
     model.get_layer("policy_obs_normalizer").set_statistics(np.array([1.0, -2.0, 0.5]), np.array([4.0, 0.25, 1.0]))
-    policy = NumpyPolicy(plan_from_model(model))
+    policy = NumpyPolicy(read_plan(model, family))
     rng = np.random.default_rng(2)
     obs = rng.normal(size=(5, 3, 3)).astype(np.float32) * 2  # [T, B, obs]
     starts = np.zeros((5, 3), bool)

@@ -15,10 +15,10 @@ import pytest
 
 import keras_trpo
 from keras_trpo import InvalidObservationError, UnsupportedSpaceError
-from keras_trpo.actor import plan_from_model
 from keras_trpo.dict_obs import check_dict_space
 from keras_trpo.distributions import family_for
-from keras_trpo.numpy_policy import NumpyPolicy
+from keras_trpo.plan.keras_reader import read_plan
+from keras_trpo.plan.numpy_policy import NumpyPolicy
 from keras_trpo.policies.dict_networks import PackedDictModel
 from keras_trpo.policies.networks import build_recurrent_policy_model, build_recurrent_value_model
 from keras_trpo.rollouts import buffer
@@ -168,8 +168,9 @@ def test_the_numpy_actor_on_packed_steps_equals_the_keras_model_on_the_dict_sequ
     set_random_statistics(policy, "policy", MIXED, seed=5)
     layout = check_dict_space(MIXED)
     packed_policy = PackedDictModel(policy, layout, "policy")
-    plan = plan_from_model(packed_policy)
-    assert [step[0] for step in plan] == ["dict_obs", "recurrent", "dense", "head", "log_std"]
+    plan = read_plan(packed_policy, family)
+    assert plan.dict_obs and plan.recurrent is not None and len(plan.layers) == 1 and plan.output == "mean"
+    assert plan.log_std is not None
     actor = NumpyPolicy(plan)
     B, T = 4, 7
     obs = sample_sequences(MIXED, B, T, seed=6)
@@ -196,7 +197,7 @@ def test_the_worker_resets_at_episode_starts_and_the_update_reproduces_the_actin
     set_random_statistics(policy, "policy", env.observation_space, seed=9)
     layout = check_dict_space(env.observation_space)
     packed_policy = PackedDictModel(policy, layout, "policy")
-    plan = plan_from_model(packed_policy)
+    plan = read_plan(packed_policy, family)
     worker = RolloutWorker(DictCountingEnv, first_env=0, n_envs=2, observation_space=env.observation_space,
                            action_space=env.action_space, seed=0, reset_seed=0)
     worker.collect(plan, 12)

@@ -20,9 +20,11 @@ from hypothesis import strategies as st
 
 import keras_trpo
 from keras_trpo.config import ConfigError
-from keras_trpo.numpy_policy import NumpyPolicy
+from keras_trpo.plan import Dense, Normalizer, ObsInput, PolicyPlan
+from keras_trpo.plan.numpy_policy import NumpyPolicy
 from keras_trpo.rollouts.worker import Fragment, merge_fragments, split_envs
 from keras_trpo.rollouts.workers import RolloutTimeoutError, RolloutWorkerError
+from keras_trpo_serving.sampling import GaussianRule
 from tests.goal_envs import PointGoalEnv
 from tests.worker_envs import CountingEnv, RaisingEnv, SlowEnv, StallOnceEnv
 
@@ -98,12 +100,13 @@ def test_history_and_weights_are_identical_on_every_backend_and_split(env_id, re
 @given(st.integers(1, 9), st.integers(1, 40), st.integers(0, 2**31 - 1))
 def test_numpy_policy_rows_do_not_depend_on_the_batch(batch, width, seed):
     rng = np.random.default_rng(seed)
-    plan = [("normalize", rng.normal(size=5).astype(np.float32), rng.uniform(0.5, 2, 5).astype(np.float32),
-             np.float32(10.0)),
-            ("dense", [(rng.normal(size=(5, width)).astype(np.float32), rng.normal(size=width).astype(np.float32), "tanh"),
-                       (rng.normal(size=(width, 7)).astype(np.float32), rng.normal(size=7).astype(np.float32), "relu")]),
-            ("head", "mean", rng.normal(size=(7, 3)).astype(np.float32), rng.normal(size=3).astype(np.float32)),
-            ("log_std", rng.normal(size=3).astype(np.float32))]
+    var = rng.uniform(0.25, 4, 5).astype(np.float32)
+    normalizer = Normalizer(rng.normal(size=5).astype(np.float32), var, 1e-8, 10.0, 1 / np.sqrt(var))
+    layers = (Dense(rng.normal(size=(5, width)).astype(np.float32), rng.normal(size=width).astype(np.float32), "tanh", "d0"),
+              Dense(rng.normal(size=(width, 7)).astype(np.float32), rng.normal(size=7).astype(np.float32), "relu", "d1"))
+    head = Dense(rng.normal(size=(7, 3)).astype(np.float32), rng.normal(size=3).astype(np.float32), "linear", "policy_mean")
+    plan = PolicyPlan((ObsInput("obs", 0, 5, normalizer=normalizer),), False, None, layers, head, "mean",
+                      rng.normal(size=3).astype(np.float32), GaussianRule(-np.ones(3), np.ones(3), (3,)))
     policy = NumpyPolicy(plan)
     obs = rng.normal(size=(batch, 5)).astype(np.float32)
     together = policy(obs)["mean"]

@@ -1,7 +1,7 @@
 """Export a trained keras_trpo agent to ONNX and SavedModel, verified against the agent.
 
     import keras_trpo
-from keras_trpo import export
+    from keras_trpo import export
     agent = keras_trpo.load("runs/hopper/agent.keras")
     export.to_onnx(agent, "hopper.onnx")
     export.to_ort(agent, "hopper.ort")                 # + hopper.required_operators.config
@@ -9,6 +9,9 @@ from keras_trpo import export
     export.to_tflite(agent, "hopper.tflite")           # LiteRT (ai-edge-litert) and TensorFlow Lite Micro
     export.to_c(agent, "hopper_c/")                    # C99: policy.h, policy.c, policy_weights.h
     export.to_onnx(agent, "hopper.onnx", stochastic=True)  # + input noise, output sampled_action (also ORT, .tflite)
+
+Each exporter reads the agent once (``export.describe``: keras_trpo/export/description.py) and checks
+the written file against it in keras_trpo/export/verify.py, the one harness every format plugs into.
 """
 from __future__ import annotations
 
@@ -18,7 +21,8 @@ from keras_trpo.lazy import lazy_attributes
 # TensorFlow's start-up lines, so nothing here may import TensorFlow at import time.
 _LAZY = {
     "ExportError": "keras_trpo.export.errors", "ExportVerificationError": "keras_trpo.export.errors",
-    "DEFAULT_OPSET": "keras_trpo.export.onnx_export", "ExportReport": "keras_trpo.export.onnx_export", "to_onnx": "keras_trpo.export.onnx_export",
+    "PolicyDescription": "keras_trpo.export.description", "describe": "keras_trpo.export.description",
+    "DEFAULT_OPSET": "keras_trpo.export.onnx_export", "ExportReport": "keras_trpo.export.report", "to_onnx": "keras_trpo.export.onnx_export",
     "verify_onnx": "keras_trpo.export.onnx_export",
     "OrtExportReport": "keras_trpo.export.ort", "to_ort": "keras_trpo.export.ort", "verify_ort": "keras_trpo.export.ort",
     "QUANTIZATIONS": "keras_trpo.export.quantize", "quantize_onnx": "keras_trpo.export.quantize",

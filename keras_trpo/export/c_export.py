@@ -11,22 +11,22 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Optional, Union
+from typing import Optional
 
 import numpy as np
 
 from keras_trpo.export.c_build import CLibrary, build_shared, compiler, compiler_version
-from keras_trpo.export.c_model import CPolicy, c_policy
-from keras_trpo.export.c_source import check_name, render
+from keras_trpo.export.c_source import c_action, check_name, render
+from keras_trpo.export.description import PolicyDescription, describe
 from keras_trpo.export.errors import ExportError, ExportVerificationError
+from keras_trpo.export.inputs import NOISE, STATE_IN, STATE_OUT, Feeds, Runner
 from keras_trpo.export.metadata import policy_metadata
 from keras_trpo.export.noise import SAMPLED_ACTION
-from keras_trpo.export.inputs import STATE_IN, STATE_OUT, is_recurrent, observation_names
-from keras_trpo.export.reference import agent_episode_reference, agent_reference, require_agent
+from keras_trpo.export.observations import Episodes, Inputs
 from keras_trpo.export.report import ExportReport
 from keras_trpo.export.sampler_check import check_sampler
-from keras_trpo.export.stochastic import SAMPLER_DRAWS, SAMPLER_OBSERVATIONS, SAMPLER_SEED
-from keras_trpo.export.verify import Episodes, verification_episodes, verification_observations, verify_file
+from keras_trpo.export.verify import SAMPLER_DRAWS, SAMPLER_OBSERVATIONS, SAMPLER_SEED, verify_file
+from keras_trpo.plan.description import PolicyPlan
 from keras_trpo.serialization import atomic_write_bytes
 
 
@@ -40,38 +40,32 @@ class CExportReport(ExportReport):
     prng_sampler_min_p_value: Optional[float] = None
 
 
-def _weights_bytes(p: CPolicy) -> int:
-    floats = sum(d.kernel.size + d.bias.size for d in p.layers + [p.head])
-    floats += sum(2 * i.size for i in p.inputs if i.normalizer is not None)
-    if p.recurrent is not None:
-        floats += p.recurrent.kernel.size + p.recurrent.recurrent_kernel.size + p.recurrent.bias.size
-    floats += 3 * p.head.n_out if p.log_std is not None else 0
-    return 4 * (floats + 2 * len(p.nvec))
+def _weights_bytes(p: PolicyPlan) -> int:
+    """The float and int32 arrays of NAME_weights.h, in bytes (its tables of pointers aside)."""
+    floats = sum(a.size for a in p.arrays)
+    floats += 2 * p.head.n_out if p.log_std is not None else 0  # the Box bounds
+    return 4 * (floats + 2 * len(c_action(p.action).nvec))
 
 
-def packed_feeds(agent, feeds) -> tuple[np.ndarray, Optional[np.ndarray]]:
-    """A runner's input (``obs``, or the feeds by input name, keras_trpo/export/inputs.py) -> ``(packed obs
-    [N, obs_size], state_in [N, S] or None)``: a Dict's keys side by side in sorted-key order, the
+def packed_feeds(desc: PolicyDescription, feeds: Feeds) -> tuple[np.ndarray, Optional[np.ndarray], Optional[np.ndarray]]:
+    """The inputs by name (keras_trpo/export/inputs.py) -> ``(packed obs [N, obs_size], state_in [N, S]
+    or None, noise [N, width] or None)``: a Dict's keys side by side in sorted-key order, the
     layout of the C ``NAME_obs_t``."""
-    if not isinstance(feeds, Mapping):
-        return np.asarray(feeds, np.float32), None
-    keys = observation_names(agent)
-    n = len(feeds[keys[0]])
-    obs = np.concatenate([np.asarray(feeds[k], np.float32).reshape(n, -1) for k in keys], axis=1)
-    state = feeds.get(STATE_IN)
-    return obs, (None if state is None else np.asarray(state, np.float32))
+    n = len(feeds[desc.observation_names[0]])
+    obs = np.concatenate([np.asarray(feeds[k], np.float32).reshape(n, -1) for k in desc.observation_names], axis=1)
+    state, noise = feeds.get(STATE_IN), feeds.get(NOISE)
+    return (obs, None if state is None else np.asarray(state, np.float32),
+            None if noise is None else np.asarray(noise, np.float32))
 
 
-def c_runner(lib: CLibrary, agent):
-    """``feeds (, noise) -> {"action", params (, "sampled_action") (, "state_out")}`` of the built
-    library, shaped like the agent's outputs (``sampled_action`` from ``NAME_sample_noise``), for
-    keras_trpo/export/verify.py's harness: ``feeds`` is ``obs``, or the inputs by name (a Dict's keys,
-    ``state_in``)."""
-    shape = tuple(agent.action_space.shape)
-    names = agent.family.param_names
+def c_runner(lib: CLibrary, desc: PolicyDescription) -> Runner:
+    """The runner of the built library (keras_trpo/export/inputs.py: inputs by name -> ``{"action",
+    params (, "sampled_action") (, "state_out")}``, shaped like the agent's outputs;
+    ``sampled_action`` from ``NAME_sample_noise`` when ``noise`` is given)."""
+    shape = tuple(desc.action_space.shape)
 
-    def run(feeds, noise: Optional[np.ndarray] = None) -> dict[str, np.ndarray]:
-        obs, state = packed_feeds(agent, feeds)
+    def run(feeds: Feeds) -> dict[str, np.ndarray]:
+        obs, state, noise = packed_feeds(desc, feeds)
         out = {}
         if lib.state_size:
             params, _ = lib.params(obs, state)
@@ -84,9 +78,11 @@ def c_runner(lib: CLibrary, agent):
             if lib.state_size:
                 sampled, state_after = sampled
                 if not np.array_equal(state_after, out[STATE_OUT]):  # sampling must advance the state alike
-                    raise ExportVerificationError(f"C {lib.name}_sample_noise writes another state_out than {lib.name}_act")
+                    raise ExportVerificationError(
+                        f"C {lib.name}_sample_noise writes another state_out than {lib.name}_act (by up to "
+                        f"{np.max(np.abs(state_after.astype(np.float64) - out[STATE_OUT])):.3g}; they must be equal)")
             out[SAMPLED_ACTION] = sampled.reshape((len(obs),) + shape)
-        if names == ("logits",):
+        if desc.param_names == ("logits",):
             out["logits"] = params
         else:
             d = params.shape[1] // 2
@@ -104,55 +100,47 @@ def _check_directory(directory: Path, name: str) -> None:
         raise ExportError(f"directory {str(directory.resolve().parent)!r} does not exist")
 
 
-def _library(path: Path, name: str, policy: CPolicy) -> CLibrary:
-    return CLibrary(path, name, policy.family, policy.obs_size, policy.action_size, policy.params_size,
+def _library(path: Path, name: str, policy: PolicyPlan) -> CLibrary:
+    action = c_action(policy.action)
+    return CLibrary(path, name, action.family, policy.obs_size, action.size, policy.params_size,
                     policy.state_size)
 
 
-def _verify(agent, policy: CPolicy, build_dir: Path, name: str, report: CExportReport,
-            observations) -> None:
-    """Build and run the files through keras_trpo/export/verify.py's harness (``verify_file``: observations
-    for a feed-forward policy, 10 whole episodes carrying the library's own state for a recurrent
-    one, ``NAME_sample_noise`` too), then test ``NAME_sample``'s PRNG draws."""
+def _verify(desc: PolicyDescription, policy: PolicyPlan, build_dir: Path, name: str, report: CExportReport,
+            observations: Optional[Inputs]) -> None:
+    """Build the files and run them through keras_trpo/export/verify.py's harness (observations for a
+    feed-forward policy, 10 whole episodes carrying the library's own state for a recurrent one,
+    ``NAME_sample_noise`` too), then test ``NAME_sample``'s PRNG draws."""
     lib_path = build_dir / f"lib{name}.so"
     build_shared(build_dir / f"{name}.c", lib_path)
     lib = _library(lib_path, name, policy)
-    if json.loads(lib.metadata()) != report.metadata:
-        raise ExportVerificationError(f"C {name}_metadata() does not return the export's metadata")
+    got = json.loads(lib.metadata())
+    if got != report.metadata:
+        keys = sorted(k for k in set(got) | set(report.metadata) if got.get(k) != report.metadata.get(k))
+        raise ExportVerificationError(f"C {name}_metadata() does not return the export's metadata: {keys} differ")
     what = f"C {report.path}"
-    recurrent = is_recurrent(agent)
-    if recurrent:
-        observations = observations if observations is not None else verification_episodes(agent)
-        if not isinstance(observations, Episodes):
-            raise ExportError("a recurrent policy is verified on Episodes (export.verify.Episodes), not on observations")
-    else:
-        observations = np.asarray(observations if observations is not None else verification_observations(agent),
-                                  np.float32)
-    verify_file(agent, c_runner(lib, agent), what, report, observations)  # every output, sample_noise too
+    checked = verify_file(desc, c_runner(lib, desc), what, stochastic=True, inputs=observations)
+    checked.fill(report)
     # And NAME_sample with its own PRNG, at a few observations (recurrent: steps 0 and 1 of the first
     # lane, from the state the agent had there).
-    if recurrent:
-        first = Episodes(observations.observations[:2, :1], observations.starts[:2, :1])
-        ref = agent_episode_reference(agent, first)
-        obs, state = ref_obs(first), ref[STATE_IN].reshape(-1, policy.state_size)
-        params = {n: ref[n].reshape(len(obs), -1) for n in agent.family.param_names}
+    ref = checked.reference
+    if isinstance(checked.inputs, Episodes):
+        obs, state = checked.inputs.observations[:2, 0], ref[STATE_IN][:2, 0]
+        params = {n: ref[n][:2, 0] for n in desc.param_names}
     else:
-        obs, state = observations[:min(SAMPLER_OBSERVATIONS, len(observations))], None
-        ref = agent_reference(agent, obs)
-        params = {n: ref[n].reshape(len(obs), -1) for n in agent.family.param_names}
+        k = min(SAMPLER_OBSERVATIONS, len(checked.inputs))
+        obs, state = checked.inputs[:k], None
+        params = {n: ref[n][:k] for n in desc.param_names}
+    params = {n: v.reshape(len(obs), -1) for n, v in params.items()}
     draws = lib.sample(obs, SAMPLER_DRAWS, SAMPLER_SEED, state)
-    result = check_sampler(policy.family, params, draws, nvec=policy.nvec, starts=policy.starts, low=policy.low,
-                           high=policy.high, what=f"{what} PRNG sampler")
+    action = c_action(policy.action)
+    result = check_sampler(action.family, params, draws, nvec=action.nvec, starts=action.starts, low=action.low,
+                           high=action.high, what=f"{what} PRNG sampler")
     report.prng_sampler_tests, report.prng_sampler_min_p_value = result.tests, result.min_p_value
 
 
-def ref_obs(episodes: Episodes) -> np.ndarray:
-    """``[T, L, width]`` -> ``[T L, width]`` packed observations, step-major as the reference's rows."""
-    return episodes.observations.reshape((-1,) + episodes.observations.shape[2:])
-
-
 def to_c(agent, directory: str | os.PathLike, *, name: str = "policy", verify: bool = True,
-         verify_observations: Optional[Union[np.ndarray, Episodes]] = None) -> CExportReport:
+         verify_observations: Optional[Inputs] = None) -> CExportReport:
     """Write the agent's policy as C99 into ``directory`` (created if missing): ``NAME.h``,
     ``NAME.c`` and ``NAME_weights.h``.
 
@@ -169,17 +157,18 @@ def to_c(agent, directory: str | os.PathLike, *, name: str = "policy", verify: b
     With ``verify`` (default) the files are built with the host C compiler (``$CC`` or ``cc``)
     into a shared library, run on observations sampled from the space and visited in rollouts
     (a recurrent policy: stepped through 10 whole episodes carrying its own state,
-    ``verify_observations`` then being ``export.verify.Episodes``) and compared with the agent (``ExportVerificationError`` if a discrete action differs or a
-    float output is off by more than 1e-5), and the sampler's draws are tested against the
+    ``verify_observations`` then being ``keras_trpo.export.observations.Episodes``) and compared with the agent
+    (``ExportVerificationError`` if a discrete action differs or a float output is beyond its tolerance,
+    keras_trpo/export/compare.py), and the sampler's draws are tested against the
     agent's distribution; only then are the files moved into ``directory``.
     """
-    require_agent(agent)
+    desc = describe(agent)
     name = check_name(name)
     directory = Path(directory)
     _check_directory(directory, name)
     start = time.perf_counter()
-    policy = c_policy(agent)
-    meta = dict(policy_metadata(agent, stochastic=True), format="c")  # NAME_sample_noise: always there
+    policy = desc.require_plan()
+    meta = dict(policy_metadata(desc, stochastic=True), format="c")  # NAME_sample_noise: always there
     files = render(policy, name, meta)
     report = CExportReport(str(directory), sum(len(t.encode()) for t in files.values()), 0.0, metadata=meta,
                            stochastic=True, files=[str(directory / f) for f in files], weights_bytes=_weights_bytes(policy))
@@ -188,7 +177,7 @@ def to_c(agent, directory: str | os.PathLike, *, name: str = "policy", verify: b
         with tempfile.TemporaryDirectory(prefix="keras_trpo_c_") as tmp:
             for f, text in files.items():
                 (Path(tmp) / f).write_text(text)
-            _verify(agent, policy, Path(tmp), name, report, verify_observations)
+            _verify(desc, policy, Path(tmp), name, report, verify_observations)
     directory.mkdir(exist_ok=True)
     for f, text in files.items():
         atomic_write_bytes(directory / f, text.encode())
@@ -197,27 +186,27 @@ def to_c(agent, directory: str | os.PathLike, *, name: str = "policy", verify: b
 
 
 def verify_c(agent, directory: str | os.PathLike, *, name: str = "policy",
-             observations: Optional[Union[np.ndarray, Episodes]] = None) -> float:
+             observations: Optional[Inputs] = None) -> float:
     """Build the C files in ``directory`` with the host compiler and compare them with ``agent``
     (and their sampler with its distribution). Returns the worst float difference; raises
     ``ExportVerificationError`` as ``to_c`` does."""
-    require_agent(agent)
+    desc = describe(agent)
     name = check_name(name)
     directory = Path(directory)
     missing = [f for f in (f"{name}.h", f"{name}.c", f"{name}_weights.h") if not (directory / f).is_file()]
     if missing:
         raise ExportError(f"{str(directory)!r} lacks {', '.join(missing)}")
-    policy = c_policy(agent)
+    policy = desc.require_plan()
     meta = json.loads(_metadata_of(directory, name, policy))
     report = CExportReport(str(directory), 0, 0.0, metadata=meta)
     with tempfile.TemporaryDirectory(prefix="keras_trpo_c_") as tmp:
         for f in (f"{name}.h", f"{name}.c", f"{name}_weights.h"):
             (Path(tmp) / f).write_bytes((directory / f).read_bytes())
-        _verify(agent, policy, Path(tmp), name, report, observations)
+        _verify(desc, policy, Path(tmp), name, report, observations)
     return float(report.worst_difference)
 
 
-def _metadata_of(directory: Path, name: str, policy: CPolicy) -> str:
+def _metadata_of(directory: Path, name: str, policy: PolicyPlan) -> str:
     """The JSON ``NAME_metadata()`` returns, from a throwaway build."""
     with tempfile.TemporaryDirectory(prefix="keras_trpo_c_") as tmp:
         for f in (f"{name}.h", f"{name}.c", f"{name}_weights.h"):

@@ -1,36 +1,91 @@
-"""``CPolicy`` -> C99 text: ``NAME.h`` (sizes, metadata, functions), ``NAME.c`` (the code) and
-``NAME_weights.h`` (the weights as ``static const float`` arrays, included by ``NAME.c`` only).
+"""``PolicyPlan`` -> the C export's three files: ``NAME.h`` (sizes, metadata, functions),
+``NAME.c`` (the code) and ``NAME_weights.h`` (the numbers, included by ``NAME.c`` only).
 
-No dynamic allocation, no global state (the PRNG state is the caller's), no dependency but libm:
-each call works on the stack (``NAME_STACK_FLOATS`` floats at most). The arithmetic follows the
-exported graph: normalise ``(x - mean) / std`` then clip, per layer ``sum_i x_i * w_i`` in input
-order plus the bias then the activation, all in float.
+The code is C written once, in real files a compiler and a linter read on their own
+(``keras_trpo/export/c_template.py``): ``keras_trpo/export/c/policy.c`` (the runtime: affine kernel,
+activations, LSTM/GRU step, Dict observation packing, PRNG and the four families' samplers) and
+``c/policy.h`` (the API). Rendering
 
-A recurrent policy's functions also take ``state_in`` and write ``state_out`` (which may be
-``state_in``): one step of Keras's LSTMCell / GRUCell(reset_after=True), its matrix products by the
-same ``dense``. A Dict observation is a ``NAME_obs_t`` struct with one float field per key, in
-sorted-key order, normalised or one-hot per key and concatenated as the Keras model does.
+1. resolves their ``#if KT_...`` conditions for the plan (``config_flags``: the policy's inputs,
+   cell, activations and action family), so the written files hold only the code this policy runs;
+2. replaces the templates' name ``policy`` / ``POLICY`` by the export's;
+3. writes the data: the public sizes, metadata, action type and Dict struct into ``NAME.h`` (in
+   place of ``#include "policy_config.h"``), and ``NAME_weights.h``: every array as
+   ``static const``, the plan's input and layer tables, the private sizes, the metadata JSON.
 
 PRNG: xoshiro128** 1.1 (Blackman and Vigna, 2018: 128-bit state, four uint32_t, 32-bit
 operations only, so it is cheap on a Cortex-M), seeded by SplitMix64 from a uint64_t. Uniforms
 are ``((next >> 9) + 0.5) / 2^23``, never 0 or 1. Gaussians come from Box-Muller (both values of
 each pair used), so they are bounded at about 5.8 standard deviations. ``NAME_sample`` fills a
 noise vector from the PRNG and calls ``NAME_sample_noise``, which computes keras_trpo/export/noise.py's
-contract (Gumbel-max over uniforms for categoricals, ``log(u) - log(1 - u) < logit`` for
-Bernoulli, ``mean + exp(log_std) * z`` clipped for a Gaussian), like every other format.
+contract, like every other format.
 """
 from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 
-from keras_trpo.export.c_model import C_ACTIVATIONS, CInput, CPolicy, Dense
+from keras_trpo.export.c_template import TEMPLATE_NAME, rename, resolve, template
+from keras_trpo.export.errors import ExportError
+from keras_trpo.plan.activations import ACTIVATIONS
+from keras_trpo.plan.description import ObsInput, PolicyPlan
+from keras_trpo_serving.sampling import SamplingRule
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 ACTION_TYPES = {"categorical": "int32_t", "multi_categorical": "int32_t", "bernoulli": "int8_t",
                 "diag_gaussian": "float"}
+CONFIG_INCLUDE = '#include "policy_config.h"\n'  # c/policy.h's line that the public data replaces
+
+
+@dataclass(frozen=True, eq=False)
+class CAction:
+    """The action as the C export stores it: ``size`` elements of ``ACTION_TYPES[family]``; the
+    categoricals' ``nvec [m]`` and ``starts [m]`` (int64, empty otherwise); a Gaussian's Box bounds
+    ``low [d]``, ``high [d]`` float32 (+-inf where unbounded)."""
+
+    family: str
+    size: int
+    nvec: np.ndarray
+    starts: np.ndarray
+    low: Optional[np.ndarray] = None
+    high: Optional[np.ndarray] = None
+
+
+def c_action(rule: SamplingRule) -> CAction:
+    """The action family's sampling rule as the C export's arrays."""
+    family, none = rule.distribution, np.zeros(0, np.int64)
+    if family == "categorical":
+        return CAction(family, 1, np.array([rule.n], np.int64), np.array([rule.start], np.int64))
+    if family == "multi_categorical":
+        starts = np.broadcast_to(np.asarray(rule.start, np.int64), rule.nvec.shape).copy()
+        return CAction(family, len(rule.nvec), rule.nvec.astype(np.int64), starts)
+    if family == "diag_gaussian":
+        return CAction(family, rule.dim, none, none, np.asarray(rule.low, np.float32), np.asarray(rule.high, np.float32))
+    return CAction(family, rule.noise_width, none, none)
+
+
+def config_flags(p: PolicyPlan) -> dict[str, bool]:
+    """The templates' ``KT_...`` conditions for this plan: every one, true or false."""
+    family, core = p.action.distribution, p.recurrent
+    flags = {
+        "KT_DICT_OBS": p.dict_obs,
+        "KT_RECURRENT": core is not None,
+        "KT_LSTM": core is not None and core.cell == "lstm",
+        "KT_GRU": core is not None and core.cell == "gru",
+        "KT_CATEGORICAL": family in ("categorical", "multi_categorical"),
+        "KT_MULTI_CATEGORICAL": family == "multi_categorical",
+        "KT_BERNOULLI": family == "bernoulli",
+        "KT_GAUSSIAN": family == "diag_gaussian",
+    }
+    used = {d.activation for d in p.layers + (p.head,)}
+    for name in ACTIVATIONS:
+        if name != "linear":
+            flags[f"KT_USES_{name.upper()}"] = name in used
+    return flags
 
 
 def c_float(v: float) -> str:
@@ -50,11 +105,10 @@ def c_string(text: str) -> str:
 
 
 def _array(ctype: str, name: str, values: np.ndarray, fmt, comment: str) -> str:
-    flat = np.asarray(values).reshape(-1)
-    items = [fmt(v) for v in flat]
+    items = [fmt(v) for v in np.asarray(values).reshape(-1)]
     lines = [", ".join(items[i: i + 8]) for i in range(0, len(items), 8)] or ["0"]
     body = ",\n    ".join(lines)
-    return f"/* {comment} */\nstatic const {ctype} {name}[{max(len(items), 1)}] = {{\n    {body}\n}};\n"
+    return f"// {comment}\nstatic const {ctype} {name}[{max(len(items), 1)}] = {{\n    {body}\n}};\n"
 
 
 def _floats(name: str, values: np.ndarray, comment: str) -> str:
@@ -65,19 +119,106 @@ def _ints(name: str, values: np.ndarray, comment: str) -> str:
     return _array("int32_t", name, values, lambda v: str(int(v)), comment)
 
 
-def weights_header(p: CPolicy, name: str) -> str:
-    """``NAME_weights.h``: every array ``NAME.c`` reads, kernels stored one row per output
-    (``[n_out][n_in]``) so the inner loop reads memory in order."""
-    out = [f"/* {name}_weights.h: the weights of {name}.c, generated by keras_trpo's export; do not edit.\n"
-           f"   Included by {name}.c only: every array is static. Kernels are [outputs][inputs]. */\n"]
-    for inp in p.inputs:
-        if inp.normalizer is not None:
-            mean, inv_std, _ = inp.normalizer
-            what = "observation" if not p.dict_obs else f"key {inp.key!r}"
-            out.append(_floats(_mean_array(p, name, inp), mean, f"{what} normaliser: running mean"))
-            out.append(_floats(_inv_std_array(p, name, inp), inv_std,
-                               f"{what} normaliser: 1 / sqrt(var + eps), in float32"))
+def max_width(p: PolicyPlan) -> int:
+    """Floats of each of ``forward``'s two buffers: the widest of the observation, its features,
+    the core's output and every layer's."""
+    core = [p.recurrent.units] if p.recurrent is not None else []
+    return max([p.obs_size, p.features] + core + [d.n_out for d in p.layers] + [p.head.n_out])
+
+
+def stack_floats(p: PolicyPlan) -> int:
+    """Floats on the stack of the deepest call (NAME_sample): two buffers of the widest layer,
+    params and noise, a recurrent core's gates and new state, a Dict's packed observation."""
+    core = 0
+    if p.recurrent is not None:
+        r = p.recurrent
+        core = r.state_size + (r.gates * r.units if r.cell == "lstm" else 2 * r.gates * r.units)
+    return 2 * max_width(p) + p.params_size + p.noise_size + core + (p.obs_size if p.dict_obs else 0)
+
+
+def _normalizer_arrays(p: PolicyPlan, name: str, inp: ObsInput) -> tuple[str, str]:
+    """The names of an input's normaliser arrays (mean, 1 / std)."""
+    stem = f"{name}_obs_{inp.key}" if p.dict_obs else f"{name}_obs"
+    return f"{stem}_mean", f"{stem}_inv_std"
+
+
+def config_header(p: PolicyPlan, name: str, metadata: dict[str, str]) -> str:
+    """The public data of ``NAME.h``: sizes, metadata, the Dict observation struct, the action type."""
+    up = name.upper()
+    lines = ["// Sizes", f"#define {up}_OBS_SIZE {p.obs_size}"]
+    if p.dict_obs:
+        for i in p.inputs:
+            lines.append(f"#define {up}_OBS_{i.key.upper()}_SIZE {i.size}" +
+                         (f"  // a Discrete({i.one_hot}) index" if i.one_hot else ""))
+            if i.one_hot:
+                lines.append(f"#define {up}_OBS_{i.key.upper()}_N {i.one_hot}")
     r = p.recurrent
+    if r is not None:
+        layout = f"[h, c]: h then c, {r.units} floats each" if r.cell == "lstm" else f"h, {r.units} floats"
+        lines.append(f"#define {up}_STATE_SIZE {p.state_size}  // the {r.cell.upper()}'s state {layout}")
+    action = c_action(p.action)
+    lines += [f"#define {up}_ACTION_SIZE {action.size}",
+              f"#define {up}_PARAMS_SIZE {p.params_size}",
+              f"#define {up}_NOISE_SIZE {p.noise_size}",
+              f"#define {up}_STACK_FLOATS {stack_floats(p)}"]
+    if action.family == "categorical":
+        lines += [f"#define {up}_ACTION_N {int(action.nvec[0])}", f"#define {up}_ACTION_START {int(action.starts[0])}"]
+    if action.family == "multi_categorical":
+        lines.append(f"#define {up}_ACTION_CATEGORICALS {len(action.nvec)}")
+    meta = metadata
+    lines += [
+        "",
+        f"// Metadata: the ONNX export's metadata_props ({name}_metadata() returns them as JSON)",
+        f"#define {up}_KERAS_TRPO_VERSION {c_string(meta['keras_trpo_version'])}",
+        f"#define {up}_ENV_ID {c_string(meta['env_id'])}",
+        f"#define {up}_OBSERVATION_SPACE {c_string(meta['observation_space'])}",
+        f"#define {up}_ACTION_SPACE {c_string(meta['action_space'])}",
+        f"#define {up}_DISTRIBUTION {c_string(meta['distribution'])}",
+        f"#define {up}_OBS_NORMALIZATION {1 if meta['obs_normalization'] == 'true' else 0}",
+        f"#define {up}_TRAINED_TIMESTEPS {int(meta['trained_timesteps'])}",
+        f"#define {up}_EXPORTED_AT {c_string(meta['exported_at'])}",
+    ]
+    if r is not None:
+        lines += [f"#define {up}_RECURRENT {c_string(meta['recurrent'])}",
+                  f"#define {up}_STATE_RESET {c_string(meta['state_reset'])}"]
+    lines.append("")
+    if p.dict_obs:
+        lines += ["// One field per Dict key, in sorted-key order (a Discrete key: its index as a float).", "typedef struct {"]
+        for i in p.inputs:
+            lines.append(f"    float {i.key};  // Discrete({i.one_hot}) index" if i.one_hot else
+                         f"    float {i.key}[{up}_OBS_{i.key.upper()}_SIZE];")
+        lines += [f"}} {name}_obs_t;", ""]
+    lines += [f"typedef {ACTION_TYPES[action.family]} {name}_action_t;", ""]
+    return "\n".join(lines)
+
+
+def weights_header(p: PolicyPlan, name: str, metadata: dict[str, str]) -> str:
+    """``NAME_weights.h``: the private sizes, the metadata JSON, every array ``NAME.c`` reads
+    (kernels stored one row per output, ``[n_out][n_in]``, so the inner loop reads memory in
+    order) and the lists of inputs and layers as X-macros (``NAME_INPUTS(X)``, ``NAME_LAYERS(X)``:
+    the code expands them into calls whose sizes are constants, as unrolled code would have)."""
+    up, action = name.upper(), c_action(p.action)
+    layers = p.layers + (p.head,)
+    out = [f"// {name}_weights.h: the numbers of {name}.c, generated by keras_trpo's export; do not edit.\n"
+           f"// Included by {name}.c only: every array is static. Kernels are [outputs][inputs].\n",
+           f"#define {up}_FEATURES {p.features}\n#define {up}_N_LAYERS {len(layers)}  // the head last\n"
+           f"#define {up}_MAX_WIDTH {max_width(p)}\n"]
+    r = p.recurrent
+    if r is not None:
+        out.append(f"#define {up}_RNN_UNITS {r.units}\n#define {up}_RNN_FEATURES {r.n_in}\n")
+    out.append(f"static const char {name}_metadata_json[] = {c_string(json.dumps(metadata, sort_keys=True))};\n")
+    rows, at = [], 0
+    for inp in p.inputs:
+        what = "observation" if not p.dict_obs else f"key {inp.key!r}"
+        mean = inv_std = "NULL"
+        if inp.normalizer is not None:
+            mean, inv_std = _normalizer_arrays(p, name, inp)
+            out.append(_floats(mean, inp.normalizer.mean, f"{what} normaliser: running mean"))
+            out.append(_floats(inv_std, inp.normalizer.inv_std, f"{what} normaliser: 1 / sqrt(var + eps), in float32"))
+        clip = c_float(inp.normalizer.clip) if inp.normalizer is not None else "0.0f"
+        kind = f"Discrete({inp.one_hot}) index" if inp.one_hot else f"[{inp.size}]"
+        rows.append(f"    X({inp.start}, {inp.size}, {at}, {inp.one_hot or 0}, {mean}, {inv_std}, {clip}) /* {what} {kind} */")
+        at += inp.width
     if r is not None:
         g = "i, f, c, o" if r.cell == "lstm" else "z, r, h"
         out.append(_floats(f"{name}_rnn_kernel", r.kernel.T,
@@ -90,604 +231,54 @@ def weights_header(p: CPolicy, name: str) -> str:
             out.append(_floats(f"{name}_rnn_bias", r.bias[0], f"GRU input bias [{r.gates * r.units}]"))
             out.append(_floats(f"{name}_rnn_recurrent_bias", r.bias[1],
                                f"GRU recurrent bias [{r.gates * r.units}] (reset_after: inside r * (h W + b))"))
-    for i, d in enumerate(p.layers + [p.head]):
+    table = []
+    for i, d in enumerate(layers):
         tag = "head" if d is p.head else f"layer {i}"
         out.append(_floats(f"{name}_w{i}", d.kernel.T, f"{tag} ({d.name}): kernel [{d.n_out}][{d.n_in}], {d.activation}"))
         out.append(_floats(f"{name}_b{i}", d.bias, f"{tag} ({d.name}): bias [{d.n_out}]"))
+        table.append(f"    X({i}, {d.n_in}, {d.n_out}, ACT_{d.activation.upper()}) /* {d.name} */")
     if p.log_std is not None:
         out.append(_floats(f"{name}_log_std", p.log_std, "state-independent log standard deviation"))
-        out.append(_floats(f"{name}_action_low", p.low, "Box lower bounds (-INFINITY: unbounded)"))
-        out.append(_floats(f"{name}_action_high", p.high, "Box upper bounds (INFINITY: unbounded)"))
-    if len(p.nvec):
-        out.append(_ints(f"{name}_nvec", p.nvec, "categories of each categorical action"))
-        out.append(_ints(f"{name}_start", p.starts, "value of each categorical action's first category"))
+        out.append(_floats(f"{name}_action_low", action.low, "Box lower bounds (-INFINITY: unbounded)"))
+        out.append(_floats(f"{name}_action_high", action.high, "Box upper bounds (INFINITY: unbounded)"))
+    if len(action.nvec):
+        out.append(_ints(f"{name}_nvec", action.nvec, "categories of each categorical action"))
+        out.append(_ints(f"{name}_start", action.starts, "value of each categorical action's first category"))
+    out.append("// The observation inputs, X(offset, size, features offset, one-hot n, normaliser mean, 1 / std, clip)\n"
+               "// each: the floats x[offset .. offset + size) give the features from a[features offset].\n"
+               f"#define {up}_INPUTS(X) \\\n" + " \\\n".join(rows) + "\n")
+    out.append(f"// The layers, the head last, X(index, inputs, outputs, activation) each: kernel {name}_w<index>,\n"
+               f"// bias {name}_b<index>.\n#define {up}_LAYERS(X) \\\n" + " \\\n".join(table) + "\n")
     return "\n".join(out)
-
-
-def _mean_array(p: CPolicy, name: str, inp: CInput) -> str:
-    return f"{name}_obs_{inp.key}_mean" if p.dict_obs else f"{name}_obs_mean"
-
-
-def _inv_std_array(p: CPolicy, name: str, inp: CInput) -> str:
-    return f"{name}_obs_{inp.key}_inv_std" if p.dict_obs else f"{name}_obs_inv_std"
-
-
-def obs_parameter(p: CPolicy, name: str) -> str:
-    """The observation parameter of every function: an array, or a Dict's struct."""
-    return f"const {name}_obs_t *obs" if p.dict_obs else f"const float obs[{name.upper()}_OBS_SIZE]"
-
-
-def signatures(p: CPolicy, name: str) -> dict[str, str]:
-    """Function -> its C declaration (without the semicolon). A recurrent policy's take
-    ``state_in`` after the observation and write ``state_out`` last."""
-    up, obs = name.upper(), obs_parameter(p, name)
-    sin = f", const float state_in[{up}_STATE_SIZE]" if p.recurrent is not None else ""
-    sout = f", float state_out[{up}_STATE_SIZE]" if p.recurrent is not None else ""
-    action = f"{name}_action_t action[{up}_ACTION_SIZE]"
-    out = {
-        "act": f"void {name}_act({obs}{sin}, {action}{sout})",
-        "params": f"void {name}_params({obs}{sin}, float params[{up}_PARAMS_SIZE]{sout})",
-        "sample": f"void {name}_sample({obs}{sin}, {name}_rng_t *rng, {action}{sout})",
-        "sample_noise": f"void {name}_sample_noise({obs}{sin}, const float noise[{up}_NOISE_SIZE], {action}{sout})",
-    }
-    if p.recurrent is not None:
-        out["reset_state"] = f"void {name}_reset_state(float state[{up}_STATE_SIZE])"
-    return out
-
-
-def stack_floats(p: CPolicy) -> int:
-    """Floats on the stack of the deepest call (NAME_sample): two buffers of the widest layer,
-    params and noise, and a recurrent core's gates and new state."""
-    core = 0
-    if p.recurrent is not None:
-        r = p.recurrent
-        core = r.state_size + (r.gates * r.units if r.cell == "lstm" else 2 * r.gates * r.units)
-    return 2 * p.max_width + p.params_size + p.noise_size + core
-
-
-def header(p: CPolicy, name: str, metadata: dict[str, str]) -> str:
-    """``NAME.h``: sizes, metadata constants, types and the functions."""
-    up = name.upper()
-    action_t = ACTION_TYPES[p.family]
-    family = p.family
-    if family == "diag_gaussian":
-        params_doc = f"mean [{p.head.n_out}] then log_std [{p.head.n_out}]"
-        action_doc = ("the mean clipped to the Box bounds (" + up + "_ACTION_LOW/HIGH in the source)")
-    elif family == "bernoulli":
-        params_doc, action_doc = f"logits [{p.head.n_out}]", "1 where the logit is > 0, else 0"
-    elif family == "categorical":
-        params_doc, action_doc = f"logits [{p.head.n_out}]", f"argmax of the logits + {up}_ACTION_START"
-    else:
-        params_doc = f"logits [{p.head.n_out}], the categoricals' logits one after another (nvec {p.nvec.tolist()})"
-        action_doc = "per categorical: argmax of its logits + its start"
-    noise_doc = ("standard normals, one per action dimension" if family == "diag_gaussian" else
-                 "uniforms in [0, 1), one per logit")
-    meta = {k: v for k, v in metadata.items()}
-    rec = p.recurrent is not None
-    s_in, s_out = (", state", ", state") if rec else ("", "")
-    o = "&obs" if p.dict_obs else "obs"
-
-    def usage(call: str, doc: str) -> str:
-        return f" *   {call}" + " " * max(1, 39 - len(call)) + doc
-
-    if p.dict_obs:
-        fields = ", ".join(f"obs.{i.key}" + (" (Discrete index)" if i.one_hot else f"[{i.size}]") for i in p.inputs)
-        obs_lines = [f" *   {name}_obs_t obs;                      one field per Dict key: {fields}",
-                     f" *                                          raw values as the env returns them (normalised,",
-                     f" *                                          a Discrete index as a float one-hot encoded, inside)"]
-    else:
-        obs_doc = ("the Discrete observation's index as a float (one-hot encoded inside)" if p.inputs[0].one_hot else
-                   "the raw observation as the env returns it (normalised inside)")
-        obs_lines = [f" *   float obs[{up}_OBS_SIZE];             {obs_doc}"]
-    state_lines = []
-    if rec:
-        r = p.recurrent
-        layout = "[h, c]: h then c, " + str(r.units) + " floats each" if r.cell == "lstm" else f"h, {r.units} floats"
-        state_lines = [
-            usage(f"float state[{up}_STATE_SIZE];", f"the {r.cell.upper()}'s state, {layout}"),
-            f" *   {name}_reset_state(state);             zeros: at EVERY episode start (env reset), before its",
-            f" *                                          first step. Nothing resets it for you: the functions",
-            f" *                                          take state_in and write state_out, and state_out may",
-            f" *                                          be state_in (updated in place, as below).",
-        ]
-    lines = [
-        f"/* {name}.h: a keras-trpo policy in C99, generated by keras_trpo's export "
-        f"(python -m keras_trpo.export AGENT --c DIR); do not edit.",
-        f" *",
-        f" * The same policy as the ONNX export: observation normaliser and clip, network, action",
-        f" * bounds. No dynamic allocation, no global state, no dependency but libm (link with -lm).",
-        f" *",
-        *obs_lines,
-        *state_lines,
-        f" *   {name}_action_t action[{up}_ACTION_SIZE];",
-        usage(f"{name}_act({o}{s_in}, action{s_out});", f"deterministic: {action_doc}"),
-        f" *   {name}_rng_t rng; {name}_seed(&rng, 1234);",
-        usage(f"{name}_sample({o}{s_in}, &rng, action{s_out});", "drawn from the policy's distribution (replayable)"),
-        f" *   float noise[{up}_NOISE_SIZE];           {noise_doc}",
-        usage(f"{name}_sample_noise({o}{s_in}, noise, action{s_out});", "the same draw from your own noise: equal"),
-        f" *                                          to the agent's action (and every format's) for that noise",
-        f" *   float params[{up}_PARAMS_SIZE];",
-        usage(f"{name}_params({o}{s_in}, params{s_out});", params_doc),
-    ]
-    if rec:
-        lines += [
-            f" *",
-            f" * Recurrent: each call is one step of one episode; one state array per episode running (per",
-            f" * robot, per env). Sampling and the deterministic action advance the state alike: call one of",
-            f" * them once per step (calling {name}_params as well, with a copy of the state, is fine).",
-        ]
-    if p.dict_obs:
-        lines += [
-            f" *",
-            f" * Dict observation: a struct with one named field per key, not one array per key, so the",
-            f" * firmware fills each key by name (obs.{p.inputs[0].key}...), the compiler checks every key is there",
-            f" * with its size, and no two keys can be passed in each other's place. The fields are in sorted-key",
-            f" * order and all float: the struct is also the {up}_OBS_SIZE floats of the packed observation",
-            f" * ({name}.c checks that at compile time), the order every other format's inputs take.",
-        ]
-    lines += [
-        f" *",
-        f" * Stack: at most {up}_STACK_FLOATS floats per call. Thread-safe: nothing is shared but",
-        f" * the const weights; each PRNG state{' and each recurrent state' if rec else ''} belongs to its caller.",
-        f" */",
-        f"#ifndef {up}_H",
-        f"#define {up}_H",
-        f"",
-        f"#include <stdint.h>",
-        f"",
-        f"#ifdef __cplusplus",
-        f'extern "C" {{',
-        f"#endif",
-        f"",
-        f"/* Sizes */",
-        f"#define {up}_OBS_SIZE {p.obs_size}",
-    ]
-    if p.dict_obs:
-        for i in p.inputs:
-            lines.append(f"#define {up}_OBS_{i.key.upper()}_SIZE {i.size}" +
-                         (f"  /* a Discrete({i.one_hot}) index */" if i.one_hot else ""))
-            if i.one_hot:
-                lines.append(f"#define {up}_OBS_{i.key.upper()}_N {i.one_hot}")
-    if rec:
-        lines += [f"#define {up}_STATE_SIZE {p.state_size}  /* {p.recurrent.cell.upper()} "
-                  f"{'[h, c]' if p.recurrent.cell == 'lstm' else 'h'}, {p.recurrent.units} units */"]
-    lines += [
-        f"#define {up}_ACTION_SIZE {p.action_size}",
-        f"#define {up}_PARAMS_SIZE {p.params_size}",
-        f"#define {up}_NOISE_SIZE {p.noise_size}",
-        f"#define {up}_STACK_FLOATS {stack_floats(p)}",
-    ]
-    if family == "categorical":
-        lines += [f"#define {up}_ACTION_N {int(p.nvec[0])}", f"#define {up}_ACTION_START {int(p.starts[0])}"]
-    if family == "multi_categorical":
-        lines += [f"#define {up}_ACTION_CATEGORICALS {len(p.nvec)}"]
-    lines += [
-        "",
-        "/* Metadata: the ONNX export's metadata_props (" + name + "_metadata() returns them as JSON) */",
-        f"#define {up}_KERAS_TRPO_VERSION {c_string(meta['keras_trpo_version'])}",
-        f"#define {up}_ENV_ID {c_string(meta['env_id'])}",
-        f"#define {up}_OBSERVATION_SPACE {c_string(meta['observation_space'])}",
-        f"#define {up}_ACTION_SPACE {c_string(meta['action_space'])}",
-        f"#define {up}_DISTRIBUTION {c_string(meta['distribution'])}",
-        f"#define {up}_OBS_NORMALIZATION {1 if meta['obs_normalization'] == 'true' else 0}",
-        f"#define {up}_TRAINED_TIMESTEPS {int(meta['trained_timesteps'])}",
-        f"#define {up}_EXPORTED_AT {c_string(meta['exported_at'])}",
-    ]
-    if rec:
-        lines += [f"#define {up}_RECURRENT {c_string(meta['recurrent'])}",
-                  f"#define {up}_STATE_RESET {c_string(meta['state_reset'])}"]
-    lines += [""]
-    if p.dict_obs:
-        lines += [f"/* One field per Dict key, in sorted-key order (a Discrete key: its index as a float). */",
-                  "typedef struct {"]
-        for i in p.inputs:
-            lines.append(f"    float {i.key};  /* Discrete({i.one_hot}) index */" if i.one_hot else
-                         f"    float {i.key}[{up}_OBS_{i.key.upper()}_SIZE];")
-        lines += [f"}} {name}_obs_t;", ""]
-    sig = signatures(p, name)
-    lines += [
-        f"typedef {action_t} {name}_action_t;",
-        f"typedef struct {{ uint32_t s[4]; }} {name}_rng_t;  /* xoshiro128** state; seed it with {name}_seed */",
-        "",
-        f"const char *{name}_metadata(void);",
-        *(sig[k] + ";" for k in ("act", "params", "sample", "sample_noise")),
-    ]
-    if rec:
-        lines += [sig["reset_state"] + ";  /* zeros: the state at an episode start */"]
-    lines += [
-        f"void {name}_seed({name}_rng_t *rng, uint64_t seed);  /* SplitMix64(seed) -> state */",
-        f"uint32_t {name}_next_u32({name}_rng_t *rng);         /* xoshiro128** 1.1 */",
-        f"float {name}_uniform({name}_rng_t *rng);             /* ((next >> 9) + 0.5) / 2^23: in (0, 1) */",
-        "",
-        "#ifdef __cplusplus",
-        "}",
-        "#endif",
-        f"#endif /* {up}_H */",
-        "",
-    ]
-    return "\n".join(lines)
-
-
-# MLAS's SGEMM with constant (pre-packed) weights reduces over at most this many inputs per block
-# (MLAS_SGEMM_PACKED_STRIDEK); tests/test_export_c.py checks the C against onnxruntime bit for bit
-# on layers wider than it.
-DENSE_BLOCK = 256
-
-# tanh as MLAS computes it on x86-64 (the FMA3 kernel; Eigen's rational approximation): the input
-# clamped to [-9, 9], an odd degree-13 numerator over an even degree-6 denominator, Horner's rule
-# with fused multiply-adds. Within 2.4e-7 of tanhf and bit-identical to onnxruntime's Tanh, so the C
-# policy and the .onnx file act alike over a whole episode, not just to 1e-5.
-ORT_TANH = """
-/* tanh as onnxruntime computes it on x86-64 (MLAS): bit-identical to the .onnx file's Tanh. */
-static float ort_tanh(float x)
-{
-    float x2, p, q;
-    x = x < -9.0f ? -9.0f : (x > 9.0f ? 9.0f : x);
-    x2 = x * x;
-    p = fmaf(x2, -2.76076847742355e-16f, 2.00018790482477e-13f);
-    p = fmaf(p, x2, -8.60467152213735e-11f);
-    p = fmaf(p, x2, 5.12229709037114e-08f);
-    p = fmaf(p, x2, 1.48572235717979e-05f);
-    p = fmaf(p, x2, 6.37261928875436e-04f);
-    p = fmaf(p, x2, 4.89352455891786e-03f);
-    p = p * x;
-    q = fmaf(x2, 1.19825839466702e-06f, 1.18534705686654e-04f);
-    q = fmaf(q, x2, 2.26843463243900e-03f);
-    q = fmaf(q, x2, 4.89352518554385e-03f);
-    return p / q;
-}
-"""
-
-
-# The recurrent gates' sigmoid as MLAS computes it on x86-64 (its FMA3 logistic kernel; Eigen's
-# rational approximation): the input clamped to [-18, 18], an odd degree-9 numerator over an even
-# degree-10 denominator by Horner with fused multiply-adds, + 0.5, floored at 0. Stable (no exp, so
-# nothing overflows for any input) and within 2e-7 of the exact logistic; the same bits as
-# onnxruntime's Sigmoid, which is what keeps the LSTM / GRU close to the .onnx file.
-SIGMOID = """
-/* logistic(x) as onnxruntime computes it on x86-64 (MLAS): no expf, so no overflow anywhere. */
-static float sigmoid(float x)
-{
-    float x2, p, q, y;
-    x = x < -18.0f ? -18.0f : (x > 18.0f ? 18.0f : x);
-    x2 = x * x;
-    p = fmaf(x2, 4.37031012579801e-11f, 1.15627324459942e-07f);
-    p = fmaf(x2, p, 6.08574864600143e-05f);
-    p = fmaf(x2, p, 8.51377133304701e-03f);
-    p = fmaf(x2, p, 2.48287947061529e-01f);
-    q = fmaf(x2, 6.10247389755681e-13f, 5.76102136993427e-09f);
-    q = fmaf(x2, q, 6.29106785017040e-06f);
-    q = fmaf(x2, q, 1.70198817374094e-03f);
-    q = fmaf(x2, q, 1.16817656904453e-01f);
-    q = fmaf(x2, q, 9.93151921023180e-01f);
-    y = (x * p) / q + 0.5f;
-    return y > 0.0f ? y : 0.0f;
-}
-"""
-
-
-def _activation_function(activations: list[str]) -> str:
-    cases = "\n".join(f"    case {i}: for (k = 0; k < n; ++k) {{ const float x = y[k]; y[k] = {C_ACTIVATIONS[a]}; }} break;"
-                      for i, a in enumerate(activations) if a != "linear")
-    return f"""/* Applies activation `kind` (an index into this policy's list: {', '.join(activations)}) in place. */
-static void activate(float *y, int n, int kind)
-{{
-    int k;
-    switch (kind) {{
-{cases}
-    default: (void)k; break;
-    }}
-}}
-"""
-
-
-def source(p: CPolicy, name: str, metadata: dict[str, str]) -> str:
-    """``NAME.c``."""
-    up = name.upper()
-    activations = _activations(p)
-    meta_json = json.dumps(metadata, sort_keys=True)
-    packed_check = (f"""
-/* The struct is the packed observation ({up}_OBS_SIZE floats, keys in sorted order): no padding. */
-typedef char {name}_obs_t_is_packed[sizeof({name}_obs_t) == {up}_OBS_SIZE * sizeof(float) ? 1 : -1];
-""" if p.dict_obs else "")
-    out = [f"""/* {name}.c: a keras-trpo policy in C99, generated by keras_trpo's export; do not edit.
-   Build: cc -std=c99 -O2 -c {name}.c (link with -lm). See {name}.h. */
-#include "{name}.h"
-
-#include <math.h>
-
-#include "{name}_weights.h"
-
-const char *{name}_metadata(void)
-{{
-    return {c_string(meta_json)};
-}}
-{packed_check}
-/* y[o] = b[o] + sum_i x[i] * w[o][i], rounded as onnxruntime's CPU provider rounds it on x86-64
-   (MLAS's packed SGEMM, bias first): each block of {DENSE_BLOCK} inputs is a chain of fused
-   multiply-adds from zero in input order, and the blocks are added to the bias one after the other.
-   fmaf is exact (one rounding) everywhere, so this gives the .onnx file's bits on any C99 target.
-   b may be y: then y[o] += x w[o] (a recurrent cell's "x W + b, then + h U"). */
-static void dense(const float *x, int n_in, const float *w, const float *b, int n_out, float *y)
-{{
-    int o, i, k0, k1;
-    for (o = 0; o < n_out; ++o) {{
-        const float *row = w + o * n_in;
-        float sum = b[o];
-        for (k0 = 0; k0 < n_in; k0 = k1) {{
-            float acc = 0.0f;
-            k1 = n_in - k0 > {DENSE_BLOCK} ? k0 + {DENSE_BLOCK} : n_in;
-            for (i = k0; i < k1; ++i) acc = fmaf(x[i], row[i], acc);
-            sum += acc;
-        }}
-        y[o] = sum;
-    }}
-}}
-{ORT_TANH if "tanh" in activations or p.recurrent is not None else ""}
-{SIGMOID if p.recurrent is not None else ""}
-{_activation_function(activations)}"""]
-    out.append(_forward(p, name))
-    out.append(_act(p, name))
-    out.append(_rng(name))
-    out.append(_sample(p, name))
-    sig = signatures(p, name)
-    out.append(f"""{sig["params"]}
-{{
-    forward(obs{_state_args(p)[0]}, params{_state_args(p)[1]});
-}}
-""")
-    if p.recurrent is not None:
-        out.append(f"""{sig["reset_state"]}
-{{
-    int i;
-    for (i = 0; i < {up}_STATE_SIZE; ++i) state[i] = 0.0f;
-}}
-""")
-    return "\n".join(out)
-
-
-def _state_args(p: CPolicy) -> tuple[str, str]:
-    """``(", state_in", ", state_out")`` to pass a recurrent state through, else empty."""
-    return (", state_in", ", state_out") if p.recurrent is not None else ("", "")
-
-
-def _features(p: CPolicy, name: str) -> list[str]:
-    """C statements writing the observation features into ``a``: per input (one ``obs``, or each
-    Dict key in sorted order) normalised and clipped, one-hot, or copied, side by side."""
-    body, at = [], 0
-    for inp in p.inputs:
-        if p.dict_obs:
-            src = (lambda i, k=inp.key: f"obs->{k}") if inp.one_hot else (lambda i, k=inp.key: f"obs->{k}[{i}]")
-            what = f"key {inp.key!r}"
-        else:
-            src, what = (lambda i: f"obs[{i}]"), "observation"
-        if inp.one_hot:
-            n = inp.one_hot
-            body += [f"    /* {what}: one-hot of the truncated index; an index outside [0, {n}) gives zeros, as in the graph */",
-                     f"    for (i = 0; i < {n}; ++i) a[{at} + i] = 0.0f;",
-                     f"    if ({src(0)} > -1.0f && {src(0)} < {n}.0f) a[{at} + (int){src(0)}] = 1.0f;"]
-        elif inp.normalizer is not None:
-            clip = c_float(inp.normalizer[2])
-            body += [f"    for (i = 0; i < {inp.size}; ++i) {{  /* {what}: normalised and clipped */",
-                     f"        float z = ({src('i')} - {_mean_array(p, name, inp)}[i]) * {_inv_std_array(p, name, inp)}[i];",
-                     f"        a[{at} + i] = z < -{clip} ? -{clip} : (z > {clip} ? {clip} : z);",
-                     "    }"]
-        else:
-            body += [f"    for (i = 0; i < {inp.size}; ++i) a[{at} + i] = {src('i')};  /* {what} */"]
-        at += inp.width
-    return body
-
-
-def _core(p: CPolicy, name: str) -> list[str]:
-    """C statements for one step of the LSTM / GRU: features ``a [F]`` and ``state_in`` -> the new
-    state in ``s`` (copied to ``state_out`` at the end, so state_out may be state_in) and its ``h``
-    in ``a``. Keras's ``LSTMCell`` / ``GRUCell(reset_after=True)`` equations, in the order
-    ``RecurrentCore`` computes them: ``x W + b`` first, then ``+ h U`` (``dense`` into the same
-    array, whose bias argument is what is already there). With MLAS's tanh and logistic this is
-    onnxruntime's arithmetic on x86-64: the .onnx file's bits (tests/test_export_c_stateful.py)."""
-    r = p.recurrent
-    u, f, g = r.units, r.n_in, r.gates * r.units
-    if r.cell == "lstm":
-        return [
-            f"    /* LSTM, gates i, f, c, o: g = (x W + b) + h U */",
-            f"    dense(a, {f}, {name}_rnn_kernel, {name}_rnn_bias, {g}, g);",
-            f"    dense(state_in, {u}, {name}_rnn_recurrent_kernel, g, {g}, g);",
-            f"    for (i = 0; i < {u}; ++i) {{",
-            f"        /* c' = sigmoid(f) c + sigmoid(i) tanh(g); h' = sigmoid(o) tanh(c') */",
-            f"        const float c = sigmoid(g[{u} + i]) * state_in[{u} + i] + sigmoid(g[i]) * ort_tanh(g[{2 * u} + i]);",
-            f"        s[{u} + i] = c;",
-            f"        s[i] = sigmoid(g[{3 * u} + i]) * ort_tanh(c);",
-            "    }",
-            f"    for (i = 0; i < {u}; ++i) a[i] = s[i];",
-        ]
-    return [
-        f"    /* GRU (reset_after), gates z, r, h: xz = x W + b_x, hz = h U + b_h */",
-        f"    dense(a, {f}, {name}_rnn_kernel, {name}_rnn_bias, {g}, xz);",
-        f"    dense(state_in, {u}, {name}_rnn_recurrent_kernel, {name}_rnn_recurrent_bias, {g}, hz);",
-        f"    for (i = 0; i < {u}; ++i) {{",
-        f"        /* z = sigmoid(xz_z + hz_z), r = sigmoid(xz_r + hz_r), hh = tanh(xz_h + r hz_h), h' = z h + (1 - z) hh */",
-        f"        const float zg = sigmoid(xz[i] + hz[i]);",
-        f"        const float rg = sigmoid(xz[{u} + i] + hz[{u} + i]);",
-        f"        const float hh = ort_tanh(xz[{2 * u} + i] + rg * hz[{2 * u} + i]);",
-        f"        s[i] = zg * state_in[i] + (1.0f - zg) * hh;",
-        "    }",
-        f"    for (i = 0; i < {u}; ++i) a[i] = s[i];",
-    ]
-
-
-def _forward(p: CPolicy, name: str) -> str:
-    """``forward``: the observation (and state) -> params (and the new state). Two ping-pong
-    buffers of the widest layer; the head writes params."""
-    obs = f"const {name}_obs_t *obs" if p.dict_obs else "const float *obs"
-    rec = p.recurrent
-    args = f"{obs}, const float *state_in, float *params, float *state_out" if rec else f"{obs}, float *params"
-    body = [f"/* params: {'mean then log_std' if p.log_std is not None else 'logits'}"
-            + ("; state_in -> state_out (which may be state_in) */" if rec else " */"),
-            f"static void forward({args})",
-            "{",
-            f"    float a[{p.max_width}], b[{p.max_width}];"]
-    if rec:
-        gates = (f"g[{rec.gates * rec.units}]" if rec.cell == "lstm"
-                 else f"xz[{rec.gates * rec.units}], hz[{rec.gates * rec.units}]")
-        body.append(f"    float {gates}, s[{rec.state_size}];  /* the gates; the new state */")
-    body.append("    int i;")
-    body += _features(p, name)
-    if rec:
-        body += _core(p, name)
-    cur, nxt = "a", "b"
-    activations = _activations(p)
-    for i, d in enumerate(p.layers + [p.head]):
-        target = "params" if d is p.head else nxt
-        body.append(f"    dense({cur}, {d.n_in}, {name}_w{i}, {name}_b{i}, {d.n_out}, {target});  /* {d.name} */")
-        if d.activation != "linear":
-            body.append(f"    activate({target}, {d.n_out}, {activations.index(d.activation)});  /* {d.activation} */")
-        cur, nxt = nxt, cur
-    if p.log_std is not None:
-        body.append(f"    for (i = 0; i < {p.head.n_out}; ++i) params[{p.head.n_out} + i] = {name}_log_std[i];")
-    if rec:
-        body.append(f"    for (i = 0; i < {rec.state_size}; ++i) state_out[i] = s[i];  /* last: state_out may be state_in */")
-    body += ["}", ""]
-    return "\n".join(body)
-
-
-def _activations(p: CPolicy) -> list[str]:
-    return sorted({d.activation for d in p.layers + [p.head]})
-
-
-def _act(p: CPolicy, name: str) -> str:
-    up = name.upper()
-    sin, sout = _state_args(p)
-    head = [signatures(p, name)["act"],
-            "{", f"    float params[{up}_PARAMS_SIZE];", "    int i;", f"    forward(obs{sin}, params{sout});"]
-    if p.family in ("categorical", "multi_categorical"):
-        head = [f"""/* index of the first largest of n logits */
-static int argmax(const float *x, int n)
-{{
-    int i, best = 0;
-    for (i = 1; i < n; ++i)
-        if (x[i] > x[best]) best = i;
-    return best;
-}}
-"""] + head
-        head += ["    {", "        int offset = 0;",
-                 f"        for (i = 0; i < {len(p.nvec)}; ++i) {{",
-                 f"            action[i] = {name}_start[i] + argmax(params + offset, {name}_nvec[i]);",
-                 f"            offset += {name}_nvec[i];", "        }", "    }"]
-    elif p.family == "bernoulli":
-        head += [f"    for (i = 0; i < {up}_ACTION_SIZE; ++i) action[i] = (int8_t)(params[i] > 0.0f);"]
-    else:
-        head += [f"    for (i = 0; i < {up}_ACTION_SIZE; ++i) {{",
-                 "        float v = params[i];",
-                 f"        if (v < {name}_action_low[i]) v = {name}_action_low[i];",
-                 f"        if (v > {name}_action_high[i]) v = {name}_action_high[i];",
-                 "        action[i] = v;", "    }"]
-    return "\n".join(head + ["}", ""])
-
-
-def _rng(name: str) -> str:
-    return f"""static uint32_t rotl(uint32_t x, int k)
-{{
-    return (x << k) | (x >> (32 - k));
-}}
-
-void {name}_seed({name}_rng_t *rng, uint64_t seed)
-{{
-    int i;
-    for (i = 0; i < 2; ++i) {{  /* SplitMix64, two outputs -> four words */
-        uint64_t z = (seed += UINT64_C(0x9E3779B97F4A7C15));
-        z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
-        z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);
-        z ^= z >> 31;
-        rng->s[2 * i] = (uint32_t)z;
-        rng->s[2 * i + 1] = (uint32_t)(z >> 32);
-    }}
-    if (!(rng->s[0] | rng->s[1] | rng->s[2] | rng->s[3])) rng->s[0] = 1u;  /* the one state xoshiro cannot leave */
-}}
-
-uint32_t {name}_next_u32({name}_rng_t *rng)
-{{
-    uint32_t *s = rng->s;
-    const uint32_t result = rotl(s[1] * 5u, 7) * 9u;
-    const uint32_t t = s[1] << 9;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = rotl(s[3], 11);
-    return result;
-}}
-
-float {name}_uniform({name}_rng_t *rng)
-{{
-    return ((float)({name}_next_u32(rng) >> 9) + 0.5f) * (1.0f / 8388608.0f);
-}}
-"""
-
-
-def _sample(p: CPolicy, name: str) -> str:
-    """``NAME_sample_noise`` (keras_trpo/export/noise.py's contract: the action as a function of the caller's
-    noise, the same on every format) and ``NAME_sample``, which fills the noise from the PRNG."""
-    up = name.upper()
-    sin, sout = _state_args(p)
-    sig = signatures(p, name)
-    head = [sig["sample_noise"],
-            "{", f"    float params[{up}_PARAMS_SIZE];", "    int i;", f"    forward(obs{sin}, params{sout});"]
-    helper = ""
-    if p.family in ("categorical", "multi_categorical"):
-        helper = f"""/* Gumbel-max over n logits with n uniforms: the agent's own sampler (keras_trpo/sampling.py). */
-static int gumbel_argmax(const float *logits, const float *u, int n)
-{{
-    int i, best = 0;
-    float top = 0.0f;
-    for (i = 0; i < n; ++i) {{
-        const float z = logits[i] - logf(-logf(u[i] + 1e-20f) + 1e-20f);
-        if (i == 0 || z > top) {{ top = z; best = i; }}
-    }}
-    return best;
-}}
-"""
-        body = ["    {", "        int offset = 0;",
-                f"        for (i = 0; i < {len(p.nvec)}; ++i) {{",
-                f"            action[i] = {name}_start[i] + gumbel_argmax(params + offset, noise + offset, {name}_nvec[i]);",
-                f"            offset += {name}_nvec[i];", "        }", "    }"]
-        fill = [f"    for (i = 0; i < {up}_NOISE_SIZE; ++i) noise[i] = {name}_uniform(rng);"]
-    elif p.family == "bernoulli":
-        body = [f"    for (i = 0; i < {up}_ACTION_SIZE; ++i)  /* log(u) - log(1 - u) < logit  <=>  u < sigmoid(logit) */",
-                "        action[i] = (int8_t)(logf(noise[i]) - logf(1.0f - noise[i]) < params[i]);"]
-        fill = [f"    for (i = 0; i < {up}_NOISE_SIZE; ++i) noise[i] = {name}_uniform(rng);"]
-    else:
-        d = p.head.n_out
-        body = [f"    for (i = 0; i < {d}; ++i) {{",
-                f"        float v = params[i] + expf(params[{d} + i]) * noise[i];",
-                f"        if (v < {name}_action_low[i]) v = {name}_action_low[i];",
-                f"        if (v > {name}_action_high[i]) v = {name}_action_high[i];",
-                "        action[i] = v;", "    }"]
-        fill = [f"    for (i = 0; i < {d}; i += 2) {{  /* Box-Muller: a pair of standard normals per two uniforms */",
-                f"        const float r = sqrtf(-2.0f * logf({name}_uniform(rng)));",
-                f"        const float angle = 6.28318530717958647692f * {name}_uniform(rng);",
-                "        noise[i] = r * cosf(angle);",
-                f"        if (i + 1 < {d}) noise[i + 1] = r * sinf(angle);",
-                "    }"]
-    sample = [sig["sample"], "{", f"    float noise[{up}_NOISE_SIZE];", "    int i;"] + fill + [
-        f"    {name}_sample_noise(obs{sin}, noise, action{sout});", "}", ""]
-    return helper + "\n" + "\n".join(head + body + ["}", ""] + sample)
 
 
 def check_name(name: str) -> str:
     """The C prefix: an identifier (it names the files, functions, types and macros)."""
-    from keras_trpo.export.errors import ExportError
-
     if not isinstance(name, str) or not IDENTIFIER.match(name) or len(name) > 40:
         raise ExportError(f"the C name must be a C identifier of at most 40 characters (letters, digits, _), "
                           f"got {name!r}")
     return name
 
 
-def render(p: CPolicy, name: str, metadata: dict[str, str]) -> dict[str, str]:
+def render(p: PolicyPlan, name: str, metadata: dict[str, str]) -> dict[str, str]:
     """File name -> text of the three files."""
-    return {f"{name}.h": header(p, name, metadata), f"{name}.c": source(p, name, metadata),
-            f"{name}_weights.h": weights_header(p, name)}
+    flags = config_flags(p)
+    header = rename(resolve(template("policy.h"), flags), name)
+    include = rename(CONFIG_INCLUDE, name)
+    if header.count(include) != 1:
+        raise ExportError("C template policy.h must include policy_config.h once, on a line of its own")
+    return {f"{name}.h": header.replace(include, config_header(p, name, metadata)),
+            f"{name}.c": rename(resolve(template("policy.c"), flags), name),
+            f"{name}_weights.h": weights_header(p, name, metadata)}
 
 
-__all__ = ["ACTION_TYPES", "Dense", "c_float", "check_name", "render", "signatures"]
+def template_data(p: PolicyPlan, metadata: dict[str, str]) -> dict[str, str]:
+    """``policy_config.h`` and ``policy_weights.h`` for compiling the templates themselves (with
+    ``-I`` on their directory): this plan's data, and its ``KT_`` conditions as macros."""
+    flags = "".join(f"#define {k} {int(v)}\n" for k, v in config_flags(p).items())
+    return {"policy_config.h": f"// The templates' conditions for this policy, then its public data.\n{flags}\n"
+                               + config_header(p, TEMPLATE_NAME, metadata),
+            "policy_weights.h": weights_header(p, TEMPLATE_NAME, metadata)}
+
+
+__all__ = ["ACTION_TYPES", "CAction", "c_action", "c_float", "check_name", "render", "template_data"]

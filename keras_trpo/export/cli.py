@@ -50,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "replay (keras_trpo/export/README.md). The C export always has NAME_sample_noise")
     p.add_argument("--no-verify", action="store_true",
                    help="skip running the written files against the agent (on by default: fails if any "
-                        "discrete action differs or a continuous output differs by more than 1e-5)")
+                        "discrete action differs or a float output differs by more than 1e-5 + 1e-5 x the largest value of that "
+                        "output for that observation)")
     return p
 
 

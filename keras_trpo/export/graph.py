@@ -15,33 +15,26 @@ from __future__ import annotations
 
 from typing import Callable, Optional
 
-import gymnasium as gym
 import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_trpo.export.description import PolicyDescription
 from keras_trpo.export.errors import ExportError
-from keras_trpo.export.inputs import OBS, STATE_IN, STATE_OUT, input_names, is_recurrent, observation_names, state_size
-from keras_trpo.export.noise import GUMBEL_EPS, NOISE, SAMPLED_ACTION, noise_spec
-from keras_trpo.dict_obs import layout_of
+from keras_trpo.export.inputs import ACTION, OBS, STATE_IN, STATE_OUT
+from keras_trpo.export.noise import NOISE, SAMPLED_ACTION
 from keras_trpo.layers import RecurrentCore
-from keras_trpo.distributions import Bernoulli, Categorical, DiagGaussian, MultiCategorical
-from keras_trpo.spaces import obs_shape
+from keras_trpo_serving.sampling import GUMBEL_EPS
 
 
-def input_signature(agent, stochastic: bool = False) -> list[tf.TensorSpec]:
-    """The graph's inputs in ``export.inputs.input_names`` order: observations (``obs``, or one per
-    Dict key), ``noise`` (stochastic), ``state_in`` (recurrent)."""
-    layout = layout_of(agent.observation_space)
-    shapes = {OBS: obs_shape(agent.observation_space)} if layout is None else {e.key: e.shape for e in layout.entries}
-    if stochastic:
-        shapes[NOISE] = (noise_spec(agent).width,)
-    if is_recurrent(agent):
-        shapes[STATE_IN] = (state_size(agent),)
-    return [tf.TensorSpec((None,) + tuple(shapes[n]), tf.float32, name=n) for n in input_names(agent, stochastic)]
+def input_signature(desc: PolicyDescription, stochastic: bool = False) -> list[tf.TensorSpec]:
+    """The graph's inputs in ``PolicyDescription.input_names`` order: observations (``obs``, or one
+    per Dict key), ``noise`` (stochastic), ``state_in`` (recurrent)."""
+    return [tf.TensorSpec((None,) + shape, tf.float32, name=n) for n, shape in desc.input_shapes(stochastic).items()]
 
 
-def serving_function(agent, integer_actions: tf.DType = tf.int64, stochastic: bool = False) -> Callable:
+def serving_function(desc: PolicyDescription, integer_actions: tf.DType = tf.int64,
+                     stochastic: bool = False) -> Callable:
     """``(*inputs) -> {"action", "logits" | "mean", "log_std"[, "sampled_action"][, "state_out"]}``,
     the inputs positional in ``input_signature`` order (keras_trpo/export/inputs.py).
 
@@ -51,19 +44,19 @@ def serving_function(agent, integer_actions: tf.DType = tf.int64, stochastic: bo
     (keras_trpo/export/noise.py's contract). A recurrent policy also takes ``state_in [B, S]`` and returns
     ``state_out [B, S]``: one step of the model (T = 1, no episode start: the caller zeroes the state).
     """
-    family, model, space = agent.family, agent.policy_model, agent.action_space
+    family, model, space = desc.family, desc.model, desc.action_space
     if integer_actions not in (tf.int64, tf.int32):
         raise ExportError(f"integer_actions must be tf.int64 or tf.int32, got {integer_actions!r}")
 
     def as_integer(x):
         return x if integer_actions == tf.int32 else tf.cast(x, integer_actions)
 
-    if isinstance(family, Categorical):
+    if family == "categorical":
         start = _int32_start(space.start)
 
         def action_of(p):
             return as_integer(tf.argmax(p["logits"], axis=-1, output_type=tf.int32) + start)
-    elif isinstance(family, MultiCategorical):
+    elif family == "multi_categorical":
         # Python ints here, tensors at trace time: captured eager tensors would become ONNX inputs.
         nvec = [int(n) for n in np.asarray(space.nvec).reshape(-1)]
         offsets = np.concatenate([[0], np.cumsum(nvec)[:-1]]).tolist()
@@ -75,13 +68,13 @@ def serving_function(agent, integer_actions: tf.DType = tf.int64, stochastic: bo
             picks = [tf.argmax(logits[:, o:o + n], axis=-1, output_type=tf.int32) + s
                      for o, n, s in zip(offsets, nvec, starts)]
             return tf.reshape(as_integer(tf.stack(picks, axis=-1)), (-1,) + out_shape)
-    elif isinstance(family, Bernoulli):
+    elif family == "bernoulli":
         dtype = tf.as_dtype(np.dtype(space.dtype))
         out_shape = tuple(space.shape)
 
         def action_of(p):
             return tf.reshape(tf.cast(p["logits"] > 0, dtype), (-1,) + out_shape)
-    elif isinstance(family, DiagGaussian):
+    elif family == "diag_gaussian":
         # The Box's bounds, flat like the mean (DiagGaussian stopped carrying them in ddeb206).
         low, high = (np.asarray(b, np.float32).reshape(-1) for b in (space.low, space.high))
         dtype = tf.as_dtype(np.dtype(space.dtype))
@@ -92,9 +85,9 @@ def serving_function(agent, integer_actions: tf.DType = tf.int64, stochastic: bo
     else:  # pragma: no cover - family_for rejects other spaces earlier
         raise ExportError(f"cannot export a policy for action space {space!r}")
 
-    names = input_names(agent, stochastic)
-    keys = observation_names(agent)
-    recurrent = is_recurrent(agent)
+    names = desc.input_names(stochastic)
+    keys = list(desc.observation_names)
+    recurrent = desc.is_recurrent
 
     def params_of(inputs: dict) -> tuple[dict, Optional[tf.Tensor]]:
         """The distribution parameters ``[B, k]`` (and the state after the step, recurrent)."""
@@ -104,13 +97,13 @@ def serving_function(agent, integer_actions: tf.DType = tf.int64, stochastic: bo
         state = inputs[STATE_IN]
         # starts 0 as a product, not a Fill whose shape is computed at run time (TFLite Micro has none).
         out = one_step(model, {"obs": obs, "starts": state[:, 0] * 0.0, "state": state})
-        return {n: out[n] for n in family.param_names}, out["state"]
+        return {n: out[n] for n in desc.param_names}, out["state"]
 
     def serve(*tensors):
         inputs = dict(zip(names, tensors))
         params, state = params_of(inputs)
-        out = {"action": action_of(params)}
-        for name in family.param_names:
+        out = {ACTION: action_of(params)}
+        for name in desc.param_names:
             out[name] = tf.identity(params[name], name=name)
         if stochastic:
             out[SAMPLED_ACTION] = tf.identity(sample_of(params, inputs[NOISE]), name=SAMPLED_ACTION)
@@ -118,7 +111,7 @@ def serving_function(agent, integer_actions: tf.DType = tf.int64, stochastic: bo
             out[STATE_OUT] = tf.identity(state, name=STATE_OUT)
         return out
 
-    sample_of = sampled_action_function(agent, as_integer) if stochastic else None
+    sample_of = sampled_action_function(desc, as_integer) if stochastic else None
     return serve
 
 
@@ -157,19 +150,19 @@ def one_step(model, inputs: dict) -> dict:
     return run(inputs, operation_fn=operation)
 
 
-def sampled_action_function(agent, as_integer: Callable) -> Callable:
+def sampled_action_function(desc: PolicyDescription, as_integer: Callable) -> Callable:
     """``(params, noise) -> sampled action``: keras_trpo/export/noise.py's formulas in float32, with the ops
     TensorFlow Lite Micro has (LOG, EXP, ADD, SUB, MUL, NEG, LESS, ARG_MAX, CAST, MINIMUM, MAXIMUM).
     ``log(1 - u)`` stands for the agent's ``log1p(-u)``: neither ONNX nor TFLite has a log1p op."""
-    family, space = agent.family, agent.action_space
+    family, space = desc.family, desc.action_space
 
     def gumbel(u):  # a Python float, not an eager tensor: a captured tensor would become an ONNX input
         return -tf.math.log(-tf.math.log(u + GUMBEL_EPS) + GUMBEL_EPS)
 
-    if isinstance(family, Categorical):
+    if family == "categorical":
         start = _int32_start(space.start)
         return lambda p, u: as_integer(tf.argmax(p["logits"] + gumbel(u), axis=-1, output_type=tf.int32) + start)
-    if isinstance(family, MultiCategorical):
+    if family == "multi_categorical":
         nvec = [int(n) for n in np.asarray(space.nvec).reshape(-1)]
         offsets = np.concatenate([[0], np.cumsum(nvec)[:-1]]).tolist()
         starts = [_int32_start(s) for s in np.asarray(space.start).reshape(-1)]
@@ -181,12 +174,12 @@ def sampled_action_function(agent, as_integer: Callable) -> Callable:
                      for o, n, s in zip(offsets, nvec, starts)]
             return tf.reshape(as_integer(tf.stack(picks, axis=-1)), (-1,) + out_shape)
         return multi
-    if isinstance(family, Bernoulli):
+    if family == "bernoulli":
         dtype = tf.as_dtype(np.dtype(space.dtype))
         out_shape = tuple(space.shape)
         return lambda p, u: tf.reshape(tf.cast(tf.math.log(u) - tf.math.log(1.0 - u) < p["logits"], dtype),
                                        (-1,) + out_shape)
-    if isinstance(family, DiagGaussian):
+    if family == "diag_gaussian":
         low, high = (np.asarray(b, np.float32).reshape(-1) for b in (space.low, space.high))
         dtype = tf.as_dtype(np.dtype(space.dtype))
         out_shape = tuple(space.shape)
@@ -205,9 +198,3 @@ def _int32_start(start) -> int:
         raise ExportError(f"action space start {start} does not fit the graph's int32 actions")
     return start
 
-
-def action_dtype(agent) -> np.dtype:
-    space = agent.action_space
-    if isinstance(space, (gym.spaces.Discrete, gym.spaces.MultiDiscrete)):
-        return np.dtype(np.int64)
-    return np.dtype(space.dtype)

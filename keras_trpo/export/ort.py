@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
 
+from keras_trpo.export.description import describe
 from keras_trpo.export.errors import ExportError, ExportVerificationError
-from keras_trpo.export.onnx_export import DEFAULT_OPSET, has_noise_input, onnx_runner, to_onnx
-from keras_trpo.export.reference import require_agent
+from keras_trpo.export.observations import Inputs
+from keras_trpo.export.onnx_export import DEFAULT_OPSET, has_noise_input, onnx_runner, write_onnx
 from keras_trpo.export.report import ExportReport
 from keras_trpo.export.targets import check_target
 from keras_trpo.export.verify import verify_file
@@ -86,20 +86,15 @@ def _check_metadata(path: Path, expected: dict[str, str]) -> None:
         raise ExportVerificationError(f"ORT-format file {path} lost or changed metadata {sorted(lost)}")
 
 
-def verify_ort(agent, path: str | os.PathLike, observations: Optional[np.ndarray] = None) -> float:
-    """Run a .ort file with onnxruntime and compare it with ``agent``, like ``verify_onnx``.
-
-    Returns the worst continuous difference; raises ``ExportVerificationError`` if it exceeds
-    1e-5 or any discrete action differs.
-    """
-    require_agent(agent)
-    report = OrtExportReport(str(path), 0, 0.0, stochastic=has_noise_input(path))
-    verify_file(agent, onnx_runner(path), f"ORT-format {path}", report, observations)
-    return float(report.worst_difference)
+def verify_ort(agent, path: str | os.PathLike, observations: Optional[Inputs] = None) -> float:
+    """Run a .ort file with onnxruntime and compare it with ``agent``, like ``verify_onnx``; returns
+    the worst float difference or raises ``ExportVerificationError``."""
+    return verify_file(describe(agent), onnx_runner(path), f"ORT-format {path}", stochastic=has_noise_input(path),
+                       inputs=observations).worst_difference
 
 
 def to_ort(agent, path: str | os.PathLike, *, opset: int = DEFAULT_OPSET, verify: bool = True,
-           verify_observations: Optional[np.ndarray] = None, stochastic: bool = False) -> OrtExportReport:
+           verify_observations: Optional[Inputs] = None, stochastic: bool = False) -> OrtExportReport:
     """Write the agent's policy as an ORT-format model plus ``<name>.required_operators.config``.
 
     The graph is the ONNX export's (input ``obs``, outputs ``action`` and the distribution
@@ -113,21 +108,22 @@ def to_ort(agent, path: str | os.PathLike, *, opset: int = DEFAULT_OPSET, verify
     """
     import onnxruntime as ort
 
-    require_agent(agent)
+    desc = describe(agent)
     path = check_target(path, ".ort", "ORT-format")
     config_target = operators_config_path(path)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix=f".{path.name}.", dir=path.parent) as d:
         onnx_path = Path(d) / f"{path.stem}.onnx"
-        onnx_report = to_onnx(agent, onnx_path, opset=opset, verify=False, stochastic=stochastic)
+        meta = write_onnx(desc, onnx_path, opset, stochastic)
         ort_file, config = _convert(onnx_path, Path(d) / "out")
-        report = OrtExportReport(str(path), ort_file.stat().st_size, 0.0, opset=opset, metadata=onnx_report.metadata,
+        report = OrtExportReport(str(path), ort_file.stat().st_size, 0.0, opset=opset, metadata=meta,
                                  operators_config_path=str(config_target),
                                  ort_format_version=ort_format_version(ort_file),
                                  onnxruntime_version=ort.__version__, stochastic=stochastic)
         if verify:
-            _check_metadata(ort_file, onnx_report.metadata)
-            verify_file(agent, onnx_runner(ort_file), f"ORT-format {path}", report, verify_observations)
+            _check_metadata(ort_file, meta)
+            verify_file(desc, onnx_runner(ort_file), f"ORT-format {path}", stochastic=stochastic,
+                        inputs=verify_observations).fill(report)
         # The config names the models it came from; name the final file, not the temporary one.
         config.write_text(config.read_text().replace(str(ort_file), str(path.resolve())))
         os.replace(config, config_target)

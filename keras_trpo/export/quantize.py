@@ -18,6 +18,7 @@ from typing import Iterator, Optional
 
 import numpy as np
 
+from keras_trpo.export.description import PolicyDescription
 from keras_trpo.export.errors import ExportError
 
 DYNAMIC, STATIC = "dynamic-int8", "static-int8"
@@ -37,6 +38,13 @@ def canonical(mode: Optional[str]) -> Optional[str]:
         raise ExportError(f"quantize must be None, {', '.join(map(repr, QUANTIZATIONS))} "
                           f"(or 'int8' for dynamic-int8); got {mode!r}")
     return mode
+
+
+def refuse_stateful(desc: PolicyDescription, mode: Optional[str]) -> None:
+    """Quantised copies are calibrated and compared on one ``obs`` input without a state."""
+    if mode and (desc.is_recurrent or desc.layout is not None):
+        raise ExportError(f"quantize={mode!r} is for feed-forward policies with one 'obs' input; this agent is "
+                          f"{'recurrent' if desc.is_recurrent else 'Dict-observation'}: export it without quantize")
 
 
 def quantized_path(path: Path, mode: str) -> Path:

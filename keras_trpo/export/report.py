@@ -13,7 +13,9 @@ class ExportReport:
     opset: Optional[int] = None
     verified_observations: int = 0
     verified_episodes: Optional[int] = None  # a recurrent policy: the episodes its steps belong to
-    worst_difference: Optional[float] = None
+    worst_difference: Optional[float] = None  # the largest |file - agent| of a float output, in its units
+    # ... and the largest difference as a fraction of its tolerance (keras_trpo/export/compare.py: <= 1 if verified)
+    worst_difference_of_tolerance: Optional[float] = None
     quantization: Optional[str] = None  # "dynamic-int8" or "static-int8"
     quantized_path: Optional[str] = None
     quantized_size_bytes: Optional[int] = None

@@ -16,24 +16,24 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Optional
+from typing import Optional
 
 import numpy as np
 import tensorflow as tf
 
-from keras_trpo.export.errors import ExportError, ExportVerificationError
-from keras_trpo.export.graph import input_signature, serving_function
-from keras_trpo.export.metadata import policy_metadata
 from keras_trpo.export import tflm
-from keras_trpo.export.quantize import DYNAMIC, STATIC, canonical, quantized_path
-from keras_trpo.export.inputs import OBS, is_recurrent, runner_input, state_size
-from keras_trpo.export.noise import NOISE
-from keras_trpo.export.reference import agent_reference, refuse_quantize_stateful, require_agent
+from keras_trpo.export.description import PolicyDescription, describe
+from keras_trpo.export.errors import ExportError, ExportVerificationError
+from keras_trpo.export.graph import serving_function
+from keras_trpo.export.inputs import Feeds, Runner, run_in_batches
+from keras_trpo.export.metadata import policy_metadata
+from keras_trpo.export.observations import Episodes, Inputs, default_calibration, verification_observations
+from keras_trpo.export.quantize import DYNAMIC, STATIC, canonical, quantized_path, refuse_stateful
+from keras_trpo.export.reference import agent_reference
 from keras_trpo.export.report import ExportReport
 from keras_trpo.export.saved_model import SIGNATURE, write_saved_model
 from keras_trpo.export.targets import check_target
-from keras_trpo.export.verify import (Episodes, default_calibration, run_in_batches, verification_episodes,
-                           verification_observations, verify_file)
+from keras_trpo.export.verify import Verification, verify_file
 from keras_trpo.serialization import atomic_write_bytes
 
 # Name of the Model.metadata entry (name -> buffer) holding the export's metadata as UTF-8 JSON,
@@ -161,14 +161,10 @@ def read_metadata(model: bytes) -> dict[str, str]:
     return {}
 
 
-def litert_outputs(model, obs, what: str, noise: Optional[np.ndarray] = None) -> dict[str, np.ndarray]:
+def litert_outputs(model, feeds: Feeds, what: str) -> dict[str, np.ndarray]:
     """Run ``serving_default`` of a flatbuffer (bytes, or a signature runner already made) with
-    ai-edge-litert on ``obs [N, *obs_shape]`` (or the feeds by input name, for a Dict or recurrent
-    file) and ``noise [N, width]``, for a stochastic file."""
+    ai-edge-litert on the inputs by name (keras_trpo/export/inputs.py)."""
     runner = _signature_runner(model, what) if isinstance(model, (bytes, bytearray)) else model
-    feeds = dict(obs) if isinstance(obs, Mapping) else {OBS: obs}
-    if noise is not None:
-        feeds[NOISE] = noise
     return run_in_batches(lambda f: runner(**{k: np.ascontiguousarray(v, np.float32) for k, v in f.items()}), feeds)
 
 
@@ -202,11 +198,11 @@ def _check_structure(reference: dict, got: dict, what: str) -> None:
                                           f"expected {dtype}{list(ref.shape)}")
 
 
-def _calibration(agent, given: Optional[np.ndarray]) -> np.ndarray:
+def _calibration(desc: PolicyDescription, given: Optional[np.ndarray]) -> np.ndarray:
     if given is None:
-        return default_calibration(agent)
+        return default_calibration(desc)
     obs = np.asarray(given, np.float32)
-    shape = tuple(input_signature(agent)[0].shape[1:])
+    shape = desc.obs_shape
     if obs.ndim != len(shape) + 1 or obs.shape[1:] != shape or len(obs) == 0:
         raise ExportError(f"calibration_observations must have shape (n, {', '.join(map(str, shape))}) with n >= 1, "
                           f"got {obs.shape}")
@@ -215,22 +211,22 @@ def _calibration(agent, given: Optional[np.ndarray]) -> np.ndarray:
     return obs
 
 
-def _probe(agent, checked_on) -> dict[str, np.ndarray]:
+def _probe(desc: PolicyDescription, checked_on: Inputs) -> dict[str, np.ndarray]:
     """One row of every input but ``noise`` (``tflm`` makes that), from what verification ran on."""
     if isinstance(checked_on, Episodes):
-        return runner_input(agent, checked_on.observations[0][:1], np.zeros((1, state_size(agent)), np.float32))
-    feeds = runner_input(agent, np.asarray(checked_on)[:1])
-    return feeds if isinstance(feeds, Mapping) else {OBS: feeds}
+        return desc.feeds(checked_on.observations[0][:1], np.zeros((1, desc.state_size), np.float32))
+    return desc.feeds(np.asarray(checked_on)[:1])
 
 
-def _micro(agent, path: Path, report: TfliteReport, obs: Optional[np.ndarray], reference: Optional[dict],
+def _micro(desc: PolicyDescription, path: Path, report: TfliteReport, checked: Optional[Verification],
            micro: Optional[bool]) -> None:
-    """Write ``NAME.micro_op_resolver.h``; with verification, run the file in tflite-micro
-    (``micro=None``: if installed; ``True``: required; ``False``: not at all)."""
+    """Write ``NAME.micro_op_resolver.h``; after a verification (``checked``), run the file in
+    tflite-micro on the same inputs against the same reference (``micro=None``: if installed;
+    ``True``: required; ``False``: not at all)."""
     report.micro_operators = tflm.operators(path.read_bytes())
     if micro is False:
         report.micro_skipped = "micro=False"
-    elif obs is None:
+    elif checked is None:
         report.micro_skipped = "verification off"
     elif tflm.unsupported(report.micro_operators):
         report.micro_skipped = tflm.unsupported(report.micro_operators) + "; the C export (--c) runs this policy"
@@ -240,25 +236,24 @@ def _micro(agent, path: Path, report: TfliteReport, obs: Optional[np.ndarray], r
         report.micro_skipped = f"tflite-micro is not installed ({tflm.INSTALL})"
     else:
         data = path.read_bytes()
-        check = tflm.check_micro(path, _probe(agent, obs))
-        what = f"TFLite Micro {path}"
+        check = tflm.check_micro(path, _probe(desc, checked.inputs))
         run = tflm.micro_runner(path, check.arena_bytes, tflm.output_names(data), tflm.input_names(data))
-        micro_report = TfliteReport(str(path), 0, 0.0, stochastic=report.stochastic)
-        verify_file(agent, run, what, micro_report, obs, reference)
-        report.micro_worst_difference = micro_report.worst_difference
-        if report.stochastic:
-            report.micro_sampled_worst_difference = micro_report.sampled_worst_difference
-            report.micro_sampler_tests = micro_report.sampler_tests
-            report.micro_sampler_min_p_value = micro_report.sampler_min_p_value
+        on_micro = verify_file(desc, run, f"TFLite Micro {path}", stochastic=report.stochastic, inputs=checked.inputs,
+                               reference=checked.reference)
+        report.micro_worst_difference = on_micro.worst_difference
+        if on_micro.sampler is not None:
+            report.micro_sampled_worst_difference = on_micro.sampled_worst_difference
+            report.micro_sampler_tests = on_micro.sampler.tests
+            report.micro_sampler_min_p_value = on_micro.sampler.min_p_value
         report.micro_arena_bytes = check.arena_bytes
-        report.micro_verified_observations = micro_report.verified_observations
+        report.micro_verified_observations = on_micro.observations
     target = tflm.resolver_path(path)
     atomic_write_bytes(target, tflm.resolver_header(path.name, report.micro_operators, report.micro_arena_bytes,
                                                     tflm.tflite_micro_version()).encode())
     report.micro_op_resolver_path = str(target)
 
 
-def to_tflite(agent, path: str | os.PathLike, *, verify: bool = True, verify_observations: Optional[np.ndarray] = None,
+def to_tflite(agent, path: str | os.PathLike, *, verify: bool = True, verify_observations: Optional[Inputs] = None,
               quantize: Optional[str] = None, calibration_observations: Optional[np.ndarray] = None,
               micro: Optional[bool] = None, stochastic: bool = False) -> TfliteReport:
     """Write the agent's policy as a LiteRT flatbuffer for ai-edge-litert's interpreter.
@@ -270,7 +265,7 @@ def to_tflite(agent, path: str | os.PathLike, *, verify: bool = True, verify_obs
 
     With ``verify`` (default) the written file runs in ai-edge-litert on observations sampled
     from the space and visited in rollouts; ``ExportVerificationError`` if a discrete action
-    differs or a continuous output is off by more than 1e-5.
+    differs or a float output is beyond its tolerance (keras_trpo/export/compare.py).
 
     ``quantize="dynamic-int8"`` (or ``"int8"``) or ``"static-int8"`` also writes
     ``<name>.<quantize>.tflite`` and reports its size and action differences (not checked:
@@ -289,20 +284,20 @@ def to_tflite(agent, path: str | os.PathLike, *, verify: bool = True, verify_obs
 
     Dict-observation and recurrent policies as ``to_onnx``: one input per key; ``state_in`` /
     ``state_out``, verified over 10 episodes of the env on LiteRT and TensorFlow Lite Micro
-    (``verify_observations``: an ``export.verify.Episodes``).
+    (``verify_observations``: a ``keras_trpo.export.observations.Episodes``).
     """
-    require_agent(agent)
+    desc = describe(agent)
     path = check_target(path, ".tflite", "TFLite")
     quantize = canonical(quantize)
     if quantize and stochastic:
         raise ExportError("quantize and stochastic cannot be combined: export the quantised copy without stochastic")
-    refuse_quantize_stateful(agent, quantize)
+    refuse_stateful(desc, quantize)
     _litert()  # fail before converting if the runtime is missing
     start = time.perf_counter()
-    calibration = _calibration(agent, calibration_observations) if quantize == STATIC else None
-    meta = dict(policy_metadata(agent, stochastic=stochastic), format="tflite")
+    calibration = _calibration(desc, calibration_observations) if quantize == STATIC else None
+    meta = dict(policy_metadata(desc, stochastic=stochastic), format="tflite")
     with tempfile.TemporaryDirectory(prefix="keras_trpo_tflite_") as tmp:
-        write_saved_model(agent, tmp, serving_function(agent, integer_actions=tf.int32, stochastic=stochastic),
+        write_saved_model(desc, tmp, serving_function(desc, integer_actions=tf.int32, stochastic=stochastic),
                           stochastic=stochastic)  # int32: TFLite Micro
         try:
             model = _convert(tmp, None, None)
@@ -312,24 +307,24 @@ def to_tflite(agent, path: str | os.PathLike, *, verify: bool = True, verify_obs
     atomic_write_bytes(path, with_metadata(model, meta))
     report = TfliteReport(str(path), path.stat().st_size, 0.0, metadata=meta, stochastic=stochastic)
     obs = reference = None
-    if quantize or (verify and not is_recurrent(agent)):
-        obs = verify_observations if verify_observations is not None else \
-            verification_observations(agent, n_sampled=VERIFY_SAMPLED)
-        obs = np.asarray(obs, np.float32)
-        reference = agent_reference(agent, obs)
+    if quantize or (verify and not desc.is_recurrent):  # one reference for the file and its quantised copy
+        obs = np.asarray(verify_observations if verify_observations is not None
+                         else verification_observations(desc, n_sampled=VERIFY_SAMPLED), np.float32)
+        reference = agent_reference(desc, obs)
+    checked = None
     if verify:
-        checked_on = obs if obs is not None else (verify_observations if verify_observations is not None
-                                                  else verification_episodes(agent))
         what = f"TFLite {path}"
-        verify_file(agent, litert_runner(path.read_bytes(), what), what, report, checked_on, reference)
-    _micro(agent, path, report, checked_on if verify else None, reference if verify else None, micro)
+        checked = verify_file(desc, litert_runner(path.read_bytes(), what), what, stochastic=stochastic,
+                              inputs=obs if obs is not None else verify_observations, reference=reference)
+        checked.fill(report)
+    _micro(desc, path, report, checked, micro)
     if quantize:
         target = quantized_path(path, quantize)
         qmeta = dict(meta, quantization=quantize)
         if calibration is not None:
             qmeta["calibration_observations"] = str(len(calibration))
         atomic_write_bytes(target, with_metadata(quantized, qmeta))
-        got = litert_outputs(target.read_bytes(), obs, f"TFLite {target}")
+        got = litert_outputs(target.read_bytes(), desc.feeds(obs), f"TFLite {target}")
         _check_structure(reference, got, f"TFLite {target}")
         report.quantization, report.quantized_path = quantize, str(target)
         report.quantized_size_bytes = target.stat().st_size
@@ -345,33 +340,26 @@ def to_tflite(agent, path: str | os.PathLike, *, verify: bool = True, verify_obs
     return report
 
 
-def litert_runner(model: bytes, what: str):
-    """``obs [N, *obs_shape] (, noise [N, width]) -> outputs`` of a flatbuffer run by ai-edge-litert
-    (``obs`` the feeds by input name for a Dict or recurrent file). One interpreter, made on first
-    use: a recurrent file is run step by step."""
+def litert_runner(model: bytes, what: str) -> Runner:
+    """The runner of a flatbuffer (keras_trpo/export/inputs.py: inputs by name -> outputs by name), run by
+    ai-edge-litert. One interpreter, made on first use: a recurrent file is run step by step."""
     runners: list = []
 
-    def run(obs, noise=None):
+    def run(feeds: Feeds) -> dict[str, np.ndarray]:
         if not runners:
             runners.append(_signature_runner(model, what))
-        return litert_outputs(runners[0], obs, what, noise)
+        return litert_outputs(runners[0], feeds, what)
     return run
 
 
-def verify_tflite(agent, path: str | os.PathLike, observations: Optional[np.ndarray] = None) -> float:
-    """Run a ``.tflite`` file with ai-edge-litert and compare it with ``agent``.
-
-    Returns the worst continuous difference; raises ``ExportVerificationError`` if it exceeds
-    1e-5 or any discrete action differs.
-    """
-    require_agent(agent)
+def verify_tflite(agent, path: str | os.PathLike, observations: Optional[Inputs] = None) -> float:
+    """Run a ``.tflite`` file with ai-edge-litert and compare it with ``agent``, like ``verify_onnx``;
+    returns the worst float difference or raises ``ExportVerificationError``."""
+    desc = describe(agent)
     path = Path(path)
     if not path.is_file():
         raise ExportError(f"no file at {str(path)!r}")
     what = f"TFLite {path}"
     data = path.read_bytes()
-    report = TfliteReport(str(path), 0, 0.0, stochastic=bool(read_metadata(data).get(NOISE_METADATA)))
-    if observations is None and not is_recurrent(agent):
-        observations = verification_observations(agent, n_sampled=VERIFY_SAMPLED)
-    verify_file(agent, litert_runner(data, what), what, report, observations)
-    return float(report.worst_difference)
+    return verify_file(desc, litert_runner(data, what), what, stochastic=bool(read_metadata(data).get(NOISE_METADATA)),
+                       inputs=observations).worst_difference

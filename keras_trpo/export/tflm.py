@@ -143,23 +143,18 @@ def input_names(model: bytes) -> list[str]:
     return [by_tensor[t] for t in obj.subgraphs[0].inputs]
 
 
-def micro_runner(path: Path, arena: int, names: list[str], inputs: Optional[list[str]] = None):
-    """``obs [N, *obs_shape] (, noise [N, width]) -> {name: [N, ...]}``, one observation per
-    ``invoke`` (TFLM's batch is 1); ``obs`` may be the feeds by input name (a Dict or recurrent
-    file); ``inputs``: the graph's input names in order (default ``["obs"]``). One interpreter,
-    made on first use: a recurrent file is run step by step."""
-    inputs = inputs or ["obs"]
+def micro_runner(path: Path, arena: int, names: list[str], inputs: list[str]):
+    """The runner of a .tflite in tflite-micro (keras_trpo/export/inputs.py: inputs by name -> outputs
+    ``names``), one row per ``invoke`` (TFLM's batch is 1); ``inputs``: the graph's input names in
+    order. One interpreter, made on first use: a recurrent file is run step by step."""
     interpreters: list = []
 
-    def run(obs, noise=None) -> dict[str, np.ndarray]:
+    def run(feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         rows: dict[str, list] = {n: [] for n in names}
-        feeds = {k: np.asarray(v, np.float32) for k, v in obs.items()} if isinstance(obs, Mapping) \
-            else {"obs": np.asarray(obs, np.float32)}
-        if noise is not None:
-            feeds["noise"] = np.asarray(noise, np.float32)
         missing = set(inputs) - set(feeds)
         if missing:
             raise ExportVerificationError(f"TFLite Micro {path}: input(s) {sorted(missing)} not given")
+        feeds = {k: np.asarray(feeds[k], np.float32) for k in inputs}
         with quiet_native_output():
             if not interpreters:
                 interpreters.append(_interpreter(path, arena))
@@ -226,14 +221,13 @@ def unsupported(ops: list[str]) -> Optional[str]:
     return f"TensorFlow Lite Micro has no kernel for {', '.join(bad)}" if bad else None
 
 
-def check_micro(path: Path, probe) -> MicroCheck:
+def check_micro(path: Path, probe: Mapping[str, np.ndarray]) -> MicroCheck:
     """Find the smallest arena for the file at ``path`` and list its operators; ``ExportError``
     if tflite-micro is missing (callers check ``runtime()`` first to skip instead). ``probe``: one
-    observation ``[1, *obs_shape]``, or one row of each input by name."""
+    row of each input by name (``noise`` may be left out)."""
     if runtime() is None:
         raise ExportError(f"checking a .tflite on TensorFlow Lite Micro needs tflite-micro: {INSTALL}")
     data = path.read_bytes()
-    probe = dict(probe) if isinstance(probe, Mapping) else {"obs": np.asarray(probe)}
     with quiet_native_output():
         arena = smallest_arena(path, probe)
     return MicroCheck(arena, operators(data), str(resolver_path(path)), tflite_micro_version())

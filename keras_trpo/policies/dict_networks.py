@@ -1,4 +1,4 @@
-"""Dict observations on the Keras side: one named input per key, the packed adapter, statistics, the NumPy plan.
+"""Dict observations on the Keras side: one named input per key, the packed adapter, statistics.
 
 The policy and value models of a Dict agent take ``{key: [B, d] (Box) or [B] (Discrete index)}``
 with one ``keras.Input`` named after each key (so an export can have one named input per key).
@@ -17,10 +17,8 @@ from typing import Any, Optional
 import keras
 import numpy as np
 
-from keras_trpo.actor import plan_from_model
 from keras_trpo.dict_obs import DictLayout, DictObsStats
 from keras_trpo.layers import ObservationNormalizer, OneHot
-from keras_trpo.numpy_policy import PolicyPlan
 
 
 def normalizer_name(prefix: str, key: str) -> str:
@@ -56,14 +54,6 @@ def push_dict_statistics(models: list[keras.Model], stats: DictObsStats) -> None
                 layer.set_statistics(s.mean.astype(np.float32), s.var.astype(np.float32))
 
 
-class _Layers:
-    """Just a ``layers`` list: ``plan_from_model`` reads nothing else, so the layers after the
-    Dict preprocessing become a plan exactly as a Box model's torso and heads do."""
-
-    def __init__(self, layers: list):
-        self.layers = layers
-
-
 class PackedDictModel(keras.Model):
     """``packed obs [B, width] -> model({key: ...})``: a Dict model as the rollout's arrays feed it.
 
@@ -83,29 +73,6 @@ class PackedDictModel(keras.Model):
         if isinstance(packed, dict):  # recurrent: only the observations are packed
             return self.inner({**packed, "obs": self.layout.split(packed["obs"])}, training=training)
         return self.inner(self.layout.split(packed), training=training)
-
-    def numpy_plan(self) -> Optional[PolicyPlan]:
-        """The policy as a ``PolicyPlan`` on packed observations: a ``"dict_obs"`` step, then the
-        torso and heads as ``plan_from_model`` makes them (after a recurrent model's ``"recurrent"`` step,
-        so ``NumpyPolicy.step`` preprocesses each step's packed observation before the cell); None if the
-        torso is not a Dense stack."""
-        steps, own = [], {f"{self.prefix}_obs_concat"}
-        for e in self.layout.entries:
-            if e.kind == "discrete":
-                op, name = ("one_hot", e.n), f"{self.prefix}_one_hot_{e.key}"
-            else:
-                name = normalizer_name(self.prefix, e.key)
-                op = ("identity",)
-                if any(l.name == name for l in self.inner.layers):
-                    layer = self.inner.get_layer(name)
-                    # sqrt(var + eps) in float32, as the layer computes it: the features match bit for bit.
-                    std = np.sqrt(layer.var.numpy() + np.float32(layer.epsilon))
-                    op = ("normalize", layer.mean.numpy(), std, np.float32(layer.clip))
-            own.add(name)
-            steps.append((e.start, e.stop, op))
-        tail = [l for l in self.inner.layers if not isinstance(l, keras.layers.InputLayer) and l.name not in own]
-        rest = plan_from_model(_Layers(tail))
-        return None if rest is None else [("dict_obs", steps)] + rest
 
 
 def packed_models(policy: keras.Model, value: keras.Model, layout: Optional[DictLayout]):

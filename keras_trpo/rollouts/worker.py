@@ -6,7 +6,7 @@ worker process (``process``) or in a Ray actor (``ray``); see ``keras_trpo.rollo
 Results do not depend on how the ``n_envs`` environments are split across workers: environment
 ``e`` is always reset with seed ``reset_seed + e``, draws its action noise from its own generator
 (seeded by the run's seed and ``e``), and the NumPy policy computes each row exactly as it would
-alone (``numpy_policy``). The training process puts the fragments side by side in environment
+alone (``keras_trpo.plan.numpy_policy``). The training process puts the fragments side by side in environment
 order (``merge_fragments``) and does everything that needs the whole batch: reward scaling,
 episode statistics, observation statistics.
 """
@@ -21,9 +21,10 @@ import numpy as np
 
 from keras_trpo.dict_obs import pack_dict_observations
 from keras_trpo.envs import EnvSpec, make_env_group
-from keras_trpo.numpy_policy import NumpyPolicy, PolicyPlan
+from keras_trpo.plan.description import PolicyPlan
+from keras_trpo.plan.numpy_policy import NumpyPolicy
 from keras_trpo.sequences import reset as reset_state
-from keras_trpo.sampling import sampler_for
+from keras_trpo.sampling import sampling_rule
 from keras_trpo.spaces import InvalidObservationError, obs_shape
 
 # What a worker acts with: a NumPy plan (any backend) or, in the training process only, a
@@ -114,7 +115,7 @@ class RolloutWorker:
                  vectorization: str = "sync", env_kwargs: Optional[dict[str, Any]] = None):
         self.first_env, self.n_envs = int(first_env), int(n_envs)
         self.obs_shape = obs_shape(observation_space)
-        self.sampler = sampler_for(action_space)
+        self.sampler = sampling_rule(action_space)
         self.venv = pack_dict_observations(make_env_group(env, self.n_envs, vectorization, env_kwargs), observation_space)
         if self.venv.num_envs != self.n_envs:
             raise ValueError(f"the vector env has {self.venv.num_envs} envs, the worker expected {self.n_envs}")
@@ -135,7 +136,7 @@ class RolloutWorker:
     def collect(self, policy: PolicySource, n_steps: int) -> Fragment:
         """Step every environment ``n_steps`` times with actions sampled from ``policy``."""
         start = time.perf_counter()
-        params_of = NumpyPolicy(policy) if isinstance(policy, list) else policy
+        params_of = NumpyPolicy(policy) if isinstance(policy, PolicyPlan) else policy
         sampler, venv, m, e0 = self.sampler, self.venv, self.n_envs, self.first_env
         recurrent = isinstance(params_of, NumpyPolicy) and params_of.recurrent
         if recurrent:

@@ -61,29 +61,8 @@ def test_bad_directories_are_named(tmp_path):
         load_policy(tmp_path)
 
 
-# Written in a subprocess (the serving tests never import TensorFlow): a recurrent Dict agent (LSTM,
-# Box actions) and a recurrent Box one (GRU, Discrete actions), each as a C directory and an .onnx file,
-# and an .npz of episodes the agent stepped through with its own state (keras_trpo/export/reference.py).
-MAKE_STATEFUL = r"""
-import sys, gymnasium as gym, numpy as np, keras_trpo, export
-from keras_trpo.export.inputs import observation_feeds
-from keras_trpo.export.reference import agent_episode_reference
-from keras_trpo.export.verify import sample_episodes
-from tests.envs import ToyEnv
-DICT = gym.spaces.Dict({"pos": gym.spaces.Box(-2, 2, (3,), np.float32), "mode": gym.spaces.Discrete(3)})
-kinds = {"lstm_dict": (DICT, gym.spaces.Box(-1, 1, (2,), np.float32), "lstm"),
-         "gru_box": (gym.spaces.Box(-2, 2, (3,), np.float32), gym.spaces.Discrete(3), "gru")}
-for name, (obs, act, cell) in kinds.items():
-    agent = keras_trpo.TRPO(lambda o=obs, a=act: ToyEnv(o, a), seed=6, n_envs=1, n_steps=32, hidden_sizes=(8,),
-                            normalize_obs=True, value_epochs=1, jit_compile=False, recurrent=cell, recurrent_units=4)
-    agent.fit(32, verbose=0)
-    export.to_c(agent, f"{sys.argv[1]}/{name}_c")
-    export.to_onnx(agent, f"{sys.argv[1]}/{name}.onnx", stochastic=True)
-    eps = sample_episodes(agent, lanes=1, steps=40, seed=9, start_rate=0.15)
-    out = {k: v[:, 0] for k, v in agent_episode_reference(agent, eps).items()}
-    np.savez(f"{sys.argv[1]}/{name}.npz", episode_start=eps.starts[:, 0],
-             **observation_feeds(agent, eps.observations[:, 0]), **out)
-"""
+# Written in a subprocess by tests/make_stateful_c_exports.py (the serving tests never import TensorFlow):
+# recurrent Dict and Box agents as C directories, .onnx files and .npz episode references.
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +75,7 @@ def stateful_c(tmp_path_factory):
     # The serving venv has no TensorFlow: CI names the training venv's Python, which writes the exports.
     python = os.environ.get("KERAS_TRPO_TRAIN_PYTHON") or sys.executable
     try:
-        done = subprocess.run([python, "-c", MAKE_STATEFUL, str(out)], cwd=root, capture_output=True,
+        done = subprocess.run([python, "-m", "tests.make_stateful_c_exports", str(out)], cwd=root, capture_output=True,
                               text=True, timeout=600, env=dict(os.environ, PYTHONPATH=root))
     except subprocess.TimeoutExpired:
         pytest.fail("writing the stateful C exports took over 10 minutes")

@@ -17,7 +17,8 @@ FORBIDDEN = {"tensorflow", "keras", "tf_keras", "tf2onnx", "tensorflow_probabili
 NOT_AT_RUNTIME = {"export", "torch", "onnx", "jax", "gymnasium"}
 ALLOWED = {"tests/make_fixtures.py": {"onnx"}, "cli.py": {"gymnasium"},  # cli imports gymnasium lazily
            "video.py": {"gymnasium"},  # only for `run --video`, lazily
-           "edge/closed_loop.py": {"gymnasium"}}  # a check script that plays episodes, lazily
+           "edge/closed_loop.py": {"gymnasium"},  # a check script that plays episodes, lazily
+           "ros2/bridge.py": {"gymnasium"}}  # a gymnasium env on the ROS 2 node's topics, lazily
 
 
 def _imports(path: pathlib.Path) -> list[str]:
@@ -58,7 +59,7 @@ def test_importing_serving_and_acting_loads_no_tensorflow():
     # A fresh interpreter: what the pytest process has imported does not count.
     code = (
         "import sys, numpy as np\n"
-        "import serving, serving.server, serving.cli\n"
+        "import keras_trpo_serving, keras_trpo_serving.server, keras_trpo_serving.cli\n"
         "from keras_trpo_serving import OnnxPolicy\n"
         f"p = OnnxPolicy({str(SERVING / 'tests' / 'fixtures' / 'linear_gaussian.onnx')!r}, seed=0)\n"
         "p.act(np.zeros(5)); p.act(np.zeros((3, 5)), deterministic=False)\n"
@@ -83,10 +84,10 @@ def test_litert_policies_load_and_act_without_onnxruntime():
         "        if name.split('.')[0] == 'onnxruntime':\n"
         "            raise ImportError('onnxruntime is not installed here')\n"
         "sys.meta_path.insert(0, NoOrt())\n"
-        "import serving.litert_policy\n"
+        "import keras_trpo_serving.litert_policy\n"
         "from keras_trpo_serving.litert_policy import LiteRtPolicy\n"
         "from keras_trpo_serving import load_policy, ExportedPolicy, LiteRtPolicy as L2\n"
-        "import serving.policy, serving.c_policy, serving.server, serving.cli\n"
+        "import keras_trpo_serving.policy, keras_trpo_serving.c_policy, keras_trpo_serving.server, keras_trpo_serving.cli\n"
         f"p = LiteRtPolicy({str(fixtures / 'litert_gaussian.tflite')!r}, seed=0)\n"
         "p.act(np.zeros(p.obs_shape)); p.act(np.zeros((3, *p.obs_shape)), deterministic=False)\n"
         f"r = load_policy({str(fixtures / 'recurrent_dict.tflite')!r})\n"  # Dict observation, recurrent

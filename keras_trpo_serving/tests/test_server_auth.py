@@ -240,4 +240,4 @@ def test_cli_on_loopback_without_a_token_does_not_warn():
 def test_cli_on_all_interfaces_without_a_token_warns_at_start():
     proc, _, head = _start_cli(["--host", "0.0.0.0"])
     _stop_cli(proc)  # stopped as soon as it has started: this test sends it nothing
-    assert "WARNING serving.server: serving on 0.0.0.0 without a token" in head
+    assert "WARNING keras_trpo_serving.server: serving on 0.0.0.0 without a token" in head

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from keras_trpo_serving import InvalidObservation, InvalidState, LiteRtPolicy, ModelLoadError, NonFiniteObservation, OnnxPolicy
-from keras_trpo_serving.sampling import sample_from_params
 from keras_trpo_serving.spaces import parse_metadata, space_mismatch
 from keras_trpo_serving.tests.conftest import FIXTURES
 
@@ -215,7 +214,7 @@ def test_sampled_actions_of_a_recurrent_dict_policy_follow_the_noise():
     assert a1 == action[1] and s1.shape == (3,)
     # sampling from the parameters in NumPy (what a file without the noise input gets) agrees
     params = p.distribution_params({"mode": mode, "pos": pos}, h)
-    assert np.array_equal(sample_from_params(p.distribution, p.action_space, [params["logits"]], u), action)
+    assert np.array_equal(p.sampling_rule.contract_action(params, u), action)
     # a seeded generator reproduces its draws
     a3, _ = p.step({"mode": mode, "pos": pos}, h, deterministic=False, rng=np.random.default_rng(9))
     a4, _ = p.step({"mode": mode, "pos": pos}, h, deterministic=False, rng=np.random.default_rng(9))

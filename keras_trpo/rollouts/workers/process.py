@@ -19,6 +19,7 @@ import traceback
 from multiprocessing.connection import Connection, wait
 from typing import Any, Optional
 
+from keras_trpo.plan.description import PolicyPlan
 from keras_trpo.rollouts.worker import PolicySource
 from keras_trpo.rollouts.workers.base import PoolSpec, RemotePool, RolloutTimeoutError, RolloutWorkerError
 
@@ -88,7 +89,7 @@ class ProcessPool(RemotePool):
             raise RolloutWorkerError(f"{self.spec.describe(k)} could not start: {value}")
 
     def _broadcast(self, policy: PolicySource, n_steps: int) -> bytes:
-        if not isinstance(policy, list):
+        if not isinstance(policy, PolicyPlan):
             raise TypeError("rollout_backend='process' needs a policy the NumPy actor can run (a Dense torso); "
                             "use rollout_backend='inline' for this model")
         return _dumps(("collect", policy, n_steps))

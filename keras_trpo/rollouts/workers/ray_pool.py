@@ -12,6 +12,7 @@ import os
 import sys
 from typing import Any
 
+from keras_trpo.plan.description import PolicyPlan
 from keras_trpo.rollouts.worker import PolicySource, RolloutWorker
 from keras_trpo.rollouts.workers.base import PoolSpec, RemotePool, RolloutTimeoutError, RolloutWorkerError
 
@@ -85,7 +86,7 @@ class RayPool(RemotePool):
         return self.ray.get([a.pid.remote() for a in self._actors])
 
     def _broadcast(self, policy: PolicySource, n_steps: int):
-        if not isinstance(policy, list):
+        if not isinstance(policy, PolicyPlan):
             raise TypeError("rollout_backend='ray' needs a policy the NumPy actor can run (a Dense torso); "
                             "use rollout_backend='inline' for this model")
         return self.ray.put(policy), n_steps
