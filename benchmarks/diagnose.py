@@ -40,7 +40,7 @@ with quiet.filtered_stderr():
     import numpy as np
 
     import keras_trpo
-    import keras_trpo.agent as agent_module
+    import keras_trpo.optim.train_step as train_step_module
     from keras_trpo.plan.keras_reader import read_plan
     from keras_trpo.plan.numpy_policy import NumpyPolicy
     from keras_trpo.running_stats import RunningMeanStd
@@ -97,17 +97,24 @@ class DiagnosedTRPO(keras_trpo.TRPO):
         logs["obs_std_mean"] = float(np.mean(np.sqrt(self.obs_rms.var)))
         return logs
 
-    def _push_obs_stats(self) -> None:
-        before = NumpyPolicy(read_plan(self.policy_model, self.family))(self._batch_obs)
-        super()._push_obs_stats()
-        after = NumpyPolicy(read_plan(self.policy_model, self.family))(self._batch_obs)
+
+def _record_norm_kl(agent: DiagnosedTRPO):
+    """Wrap the policy's ``push_obs_statistics`` so the KL the statistics update alone causes is logged."""
+    original = agent.policy.push_obs_statistics
+
+    def push_obs_statistics() -> None:
+        before = NumpyPolicy(read_plan(agent.policy_model, agent.family))(agent._batch_obs)
+        original()
+        after = NumpyPolicy(read_plan(agent.policy_model, agent.family))(agent._batch_obs)
         kl = gaussian_kl(before, after) if "mean" in before else categorical_kl(before, after)
-        self.diag["norm_kl"] = float(np.mean(kl))
+        agent.diag["norm_kl"] = float(np.mean(kl))
+
+    agent.policy.push_obs_statistics = push_obs_statistics
 
 
 def _record_gae(agent: DiagnosedTRPO):
-    """Wrap the agent module's ``compute_gae`` so the advantages' scale is logged."""
-    original = agent_module.compute_gae
+    """Wrap the train step's ``compute_gae`` so the advantages' scale is logged."""
+    original = train_step_module.compute_gae
 
     def compute_gae(*args, **kwargs):
         advantages, returns = original(*args, **kwargs)
@@ -115,7 +122,7 @@ def _record_gae(agent: DiagnosedTRPO):
         agent.diag["return_std"] = float(np.std(returns))
         return advantages, returns
 
-    agent_module.compute_gae = compute_gae
+    train_step_module.compute_gae = compute_gae
 
 
 def parse_set(items: list[str]) -> dict:
@@ -148,6 +155,7 @@ def run(env_id: str, steps: int, seed: int, mode: str, overrides: dict) -> dict:
     else:
         agent = DiagnosedTRPO(env_id, seed=seed, **overrides)
     _record_gae(agent)
+    _record_norm_kl(agent)
     start = time.perf_counter()
     history = agent.fit(steps, verbose=0)
     wall = time.perf_counter() - start

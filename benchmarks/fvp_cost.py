@@ -7,12 +7,12 @@ times, on the real default Hopper policy (64x64 tanh, obs normalisation, Gaussia
 
 - a forward pass,
 - a forward and backward pass (the gradient of a scalar of the outputs),
-- ``keras_trpo.fisher.fisher_vector_product`` (nested tapes: forward, first-order gradient of
+- ``keras_trpo.optim.fisher.fisher_vector_product`` (nested tapes: forward, first-order gradient of
   the mean KL, gradient of ``grad . v``),
 - the same product with the first-order gradient built once and reused, each product being one
   vector-Jacobian product of it (a persistent outer tape, as sb3-contrib does with
   ``create_graph=True``),
-- ``keras_trpo.fisher.gauss_newton_vector_product`` (a JVP through the network in forward mode,
+- ``keras_trpo.optim.fisher.gauss_newton_vector_product`` (a JVP through the network in forward mode,
   the KL's Hessian in the outputs, then one VJP: ``fisher_product="gauss_newton"``),
 
 each inside a ``tf.while_loop`` whose iterations depend on each other (so nothing is hoisted or
@@ -32,7 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 import keras_trpo
-from keras_trpo.fisher import fisher_vector_product, flat_gradient, flatten, gauss_newton_vector_product
+from keras_trpo.optim.fisher import fisher_vector_product, flat_gradient, flatten, gauss_newton_vector_product
 
 CHAIN = 25
 

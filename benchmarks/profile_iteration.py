@@ -12,7 +12,7 @@ Milliseconds per iteration, median over --iterations iterations that follow --wa
 
 keras_trpo (in this process, agent.fit with timing wrappers, nothing else changed):
   rollout        history["rollout_s"]: RolloutCollector.collect, env steps and the NumPy actor
-  values + GAE   history["update_s"] minus the two updates: learner.values on the rollout, GAE,
+  values + GAE   history["update_s"] minus the two updates: policy.values on the rollout, GAE,
                  advantage normalisation, minibatch indices, observation statistics, actor sync
   policy update  learner.policy_update: surrogate gradient, CG, line search (one tf.function)
   value update   learner.value_update: the critic's epochs of minibatch Adam (one tf.function)
@@ -51,8 +51,8 @@ def keras_trpo_profile(env_id: str, iterations: int, warmup: int, seed: int = 0,
     learner = agent.learner
     spent: dict[str, list[float]] = {"values": [], "policy_update": [], "value_update": []}
 
-    def wrap(name):
-        original = getattr(learner, name)
+    def wrap(owner, name):
+        original = getattr(owner, name)
 
         def timed(*a, **kw):
             t = time.perf_counter()
@@ -60,10 +60,10 @@ def keras_trpo_profile(env_id: str, iterations: int, warmup: int, seed: int = 0,
             spent[name].append(time.perf_counter() - t)
             return out
 
-        setattr(learner, name, timed)
+        setattr(owner, name, timed)
 
     for name in spent:
-        wrap(name)
+        wrap(agent.policy if name == "values" else learner, name)
     per_iteration = agent.config.n_steps * agent.config.n_envs
     h = agent.fit(per_iteration * (warmup + iterations), verbose=0).history
     agent.close()

@@ -6,7 +6,7 @@ import math
 import os
 import sys
 import time
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import keras
 
@@ -17,6 +17,16 @@ def _is_terminal(stream=None) -> bool:
     if "ipykernel" in sys.modules or "PYCHARM_HOSTED" in os.environ:
         return True
     return bool(getattr(stream, "isatty", lambda: False)()) and os.environ.get("TERM") != "dumb"
+
+
+def fit_callbacks(callbacks: Optional[Sequence[keras.callbacks.Callback]], model, total_timesteps: int,
+                  verbose: int) -> keras.callbacks.CallbackList:
+    """The callbacks of one ``fit`` (with a ``TimestepProgbar`` unless ``verbose=0``) and its ``History``."""
+    cbs = list(callbacks or [])
+    if verbose:
+        cbs.append(TimestepProgbar(total_timesteps, verbose=verbose))
+    return keras.callbacks.CallbackList(cbs, add_history=True, model=model, verbose=verbose,
+                                        epochs=None, steps=None, total_timesteps=total_timesteps)
 
 
 class TimestepProgbar(keras.callbacks.Callback):

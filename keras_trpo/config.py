@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -71,7 +72,7 @@ class TRPOConfig:
     # The Fisher-vector products (and the step's scale) use every k-th sample of the batch, as in the TRPO
     # paper and sb3-contrib's sub_sampling_factor; the gradient and the line search use all of it.
     fisher_subsample: int = 1
-    # Where the rollout runs; the result is the same whichever is chosen (see keras_trpo/workers).
+    # Where the rollout runs; the result is the same whichever is chosen (see keras_trpo/rollouts/workers).
     rollout_backend: str = "inline"  # "inline", "process" or "ray"
     rollout_workers: int = 1  # the n_envs environments are split across this many workers
     ray_address: Optional[str] = None  # None: start a local Ray; "auto" or "host:port": join a cluster
@@ -215,3 +216,24 @@ def explain_config(env_id: Optional[str], action_space: Optional[gym.Space] = No
             where += f"; {zoo_name} x {d} action dimensions (per-dimension KL convention, see default_config)"
         rows.append((f.name, value, where))
     return rows
+
+
+def agent_config(config: Optional[TRPOConfig | str | os.PathLike], env: Any, env_id: Optional[str],
+                 action_space: gym.Space, overrides: dict[str, Any]) -> TRPOConfig:
+    """The config ``TRPO(env, config=config, **overrides)`` trains with.
+
+    ``config``: a ``TRPOConfig``, the path of a hyperparameter file, or None for ``default_config``.
+    An Env instance backs exactly one env and a VectorEnv brings its own count (as in SB3), unless
+    ``overrides`` sets ``n_envs``.
+    """
+    if isinstance(config, (str, os.PathLike)):
+        from keras_trpo.config_file import load_config  # YAML is an extra: only when a file is given
+
+        config = load_config(config, env_id)
+    config = config or default_config(env_id, action_space)
+    overrides = dict(overrides)
+    if isinstance(env, gym.vector.VectorEnv):
+        overrides.setdefault("n_envs", env.num_envs)
+    elif isinstance(env, gym.Env):
+        overrides.setdefault("n_envs", 1)
+    return config.replace(**overrides)

@@ -136,3 +136,17 @@ def make_env_group(env: EnvSpec, n_envs: int, vectorization: str = "sync",
         return VectorEnvGroup(make_vec_env(env, n_envs, vectorization, env_kwargs))
     factory = _factory(env, n_envs, env_kwargs)
     return EnvList([factory() for _ in range(n_envs)])
+
+
+def spaces_of(env: EnvSpec) -> tuple[gym.Space, gym.Space]:
+    """The single-env ``(observation_space, action_space)`` of an env id, Env, VectorEnv or factory
+    (an id or a factory is made once to ask, then closed)."""
+    if isinstance(env, gym.vector.VectorEnv):
+        return env.single_observation_space, env.single_action_space
+    if isinstance(env, gym.Env):
+        return env.observation_space, env.action_space
+    probe = gym.make(env) if isinstance(env, str) else env()
+    try:
+        return probe.observation_space, probe.action_space
+    finally:
+        probe.close()

@@ -1,4 +1,4 @@
-"""Recurrent policies in NumPy: the LSTM / GRU step, episode starts and sequence chunks. No TensorFlow.
+"""Recurrent policies in NumPy: the LSTM / GRU step and episode starts. No TensorFlow.
 
 The cells follow Keras's ``LSTMCell`` and ``GRUCell`` (``reset_after=True``) exactly: the same
 weight layout, gate order and activations (``layers.RecurrentCore`` computes the same in
@@ -6,12 +6,7 @@ TensorFlow), so a policy's Keras weights run here unchanged. A cell's state is o
 per env: ``[h, c]`` (``2 * units``) for an LSTM, ``h`` (``units``) for a GRU; zeros at an
 episode start. Every product is an ``einsum``, as in ``numpy_policy``: each env's row is
 computed exactly as it would be alone, whatever the batch, so rollouts split across workers
-give the same actions.
-
-Layout of the data the update sees (``T`` steps of ``E`` envs, rollout order ``[T, E, ...]``):
-``to_chunks`` cuts each env's fragment into ``T // L`` consecutive sequences of ``L`` steps,
-env-major (row ``e * (T // L) + j`` is env ``e``'s steps ``j*L .. j*L + L - 1``), and
-``from_chunks`` undoes it.
+give the same actions. How the update cuts a rollout into sequences: ``rollouts.buffer``.
 """
 from __future__ import annotations
 
@@ -81,37 +76,3 @@ def episode_starts(first: np.ndarray, episode_end: np.ndarray) -> np.ndarray:
     starts[0] = first
     starts[1:] = episode_end[:-1]
     return starts
-
-
-def check_length(n_steps: int, length: int) -> int:
-    """The sequence length the update uses: ``length`` capped at ``n_steps``; 0 is the whole fragment.
-
-    Why not always whole fragments: the cell's loop is sequential, so its cost grows with the
-    sequence length, not the batch. Measured on this 2-core machine (shared, loaded), LSTM 64,
-    4 envs x 1024 steps: policy step 4.0 s as whole fragments, 0.7 s in sequences of 128 and
-    0.5 s of 64; critic epochs 3.5, 0.9-1.2 and 1.2 s. On CartPoleNoVel's 8 envs x 32 steps
-    (one sequence per env either way) the policy step takes 0.1 s.
-    """
-    length = min(int(length) or int(n_steps), int(n_steps))
-    if n_steps % length:
-        raise ValueError(f"recurrent_sequence_length ({length}) must divide n_steps ({n_steps})")
-    return length
-
-
-def to_chunks(x: np.ndarray, length: int) -> np.ndarray:
-    """``[T, E, *rest] -> [E * (T // L), L, *rest]``, env-major: env e's j-th chunk is row ``e * (T // L) + j``."""
-    T, E = x.shape[:2]
-    per_env = np.swapaxes(x, 0, 1)  # [E, T, ...]
-    return np.ascontiguousarray(per_env.reshape((E * (T // length), length) + x.shape[2:]))
-
-
-def from_chunks(x: np.ndarray, n_steps: int, n_envs: int) -> np.ndarray:
-    """Inverse of ``to_chunks``: ``[E * (T // L), L, *rest] -> [T, E, *rest]``."""
-    per_env = x.reshape((n_envs, n_steps) + x.shape[2:])
-    return np.ascontiguousarray(np.swapaxes(per_env, 0, 1))
-
-
-def chunk_initial_states(states: np.ndarray, length: int) -> np.ndarray:
-    """The state each chunk starts from: ``states [T, E, S]`` (the state step t was computed from)
-    -> ``[E * (T // L), S]``, the entries at steps ``0, L, 2L, ...`` of each env."""
-    return to_chunks(states, length)[:, 0]

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_trpo.cg import conjugate_gradient
+from keras_trpo.optim.cg import conjugate_gradient
 
 
 def spd(n, seed, cond=10.0, eigenvalues=None):

@@ -21,9 +21,9 @@ import keras_trpo
 from keras_trpo import InvalidObservationError, UnsupportedSpaceError
 from keras_trpo.dict_obs import check_dict_space
 from keras_trpo.distributions import family_for
-from keras_trpo.networks import build_policy_model, build_value_model
 from keras_trpo.plan import Dense, Normalizer, ObsInput, PolicyPlan
 from keras_trpo.plan.numpy_policy import NumpyPolicy, features_function
+from keras_trpo.policies.networks import build_policy_model, build_value_model
 from keras_trpo.spaces import space_from_json, space_to_json
 from keras_trpo_serving.sampling import CategoricalRule
 from tests.envs import ToyEnv

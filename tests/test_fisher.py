@@ -11,8 +11,8 @@ import pytest
 import tensorflow as tf
 
 from keras_trpo.distributions import family_for
-from keras_trpo.fisher import fisher_vector_product, flat_gradient, flatten, gauss_newton_vector_product, unflatten
-from keras_trpo.networks import build_policy_model
+from keras_trpo.optim.fisher import fisher_vector_product, flat_gradient, flatten, gauss_newton_vector_product, unflatten
+from keras_trpo.policies.networks import build_policy_model
 
 OBS_DIM = 3
 OBS = gym.spaces.Box(-1, 1, (OBS_DIM,))

@@ -11,7 +11,7 @@ import tensorflow as tf
 
 import keras_trpo
 from keras_trpo.config import ConfigError
-from keras_trpo.fisher import flat_gradient, flatten
+from keras_trpo.optim.fisher import flat_gradient, flatten
 from tests.test_fisher import explicit_fisher
 
 N_STEPS = 96

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import keras_trpo
-from keras_trpo.gae import compute_gae
+from keras_trpo.rollouts.gae import compute_gae
 
 
 def reference_gae(rewards, values, next_values, terminated, truncated, gamma, lam):
@@ -124,7 +124,7 @@ def test_agent_bootstraps_from_the_final_observation_on_truncation_only():
         return update(obs, actions, advantages)
 
     agent.learner.policy_update = spy
-    V = lambda o: agent.learner.values(np.asarray(o, np.float32).reshape(-1, 3)).astype(np.float64)  # noqa: E731
+    V = lambda o: agent.policy.values(np.asarray(o, np.float32).reshape(-1, 3)).astype(np.float64)  # noqa: E731
     # Independently replay what each env did: (episode, t) per step from the env's own schedule.
     values, next_values = np.zeros((T, E)), np.zeros((T, E))
     terminated, truncated, rewards = np.zeros((T, E), bool), np.zeros((T, E), bool), np.zeros((T, E))

@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 
 from keras_trpo.config import TRPOConfig
 from keras_trpo.distributions import family_for
-from keras_trpo.learner import Learner
-from keras_trpo.line_search import backtracking_line_search
-from keras_trpo.networks import build_policy_model, build_value_model
+from keras_trpo.optim.learner import Learner
+from keras_trpo.optim.line_search import backtracking_line_search
+from keras_trpo.policies.networks import build_policy_model, build_value_model
 
 
 def quadratic(step):

@@ -8,7 +8,7 @@ import pytest
 import keras_trpo
 from keras_trpo import ConfigError
 from keras_trpo.distributions import family_for
-from keras_trpo.networks import build_mlp, build_policy_model, build_value_model
+from keras_trpo.policies.networks import build_mlp, build_policy_model, build_value_model
 
 OBS = gym.spaces.Box(-1.0, 1.0, (64,), np.float32)  # 64 inputs: every hidden kernel is square
 ACT = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)

@@ -17,11 +17,12 @@ from keras_trpo import sequences
 from keras_trpo.config import ConfigError, TRPOConfig, default_config
 from keras_trpo.distributions import family_for
 from keras_trpo.layers import RecurrentCore
-from keras_trpo.learner import Learner
-from keras_trpo.networks import build_recurrent_policy_model, build_recurrent_value_model
+from keras_trpo.optim.learner import Learner
 from keras_trpo.plan.keras_reader import read_plan
 from keras_trpo.plan.numpy_policy import NumpyPolicy
-from keras_trpo.rollout import RolloutWorker
+from keras_trpo.policies.networks import build_recurrent_policy_model, build_recurrent_value_model
+from keras_trpo.rollouts import buffer
+from keras_trpo.rollouts.worker import RolloutWorker
 from tests.recurrent_envs import EpisodeCounterEnv, RepeatBitEnv
 from tests.test_fisher import explicit_fisher_of
 
@@ -103,16 +104,16 @@ def test_sequence_helpers_closed_forms():
     starts = sequences.episode_starts(np.array([True, False]), end)
     np.testing.assert_array_equal(starts, [[1, 0], [0, 0], [1, 0], [0, 0], [0, 1], [1, 0]])
     x = np.arange(6 * 2 * 3).reshape(6, 2, 3)  # x[t, e] = [6t + 3e, ...]
-    chunks = sequences.to_chunks(x, 2)
+    chunks = buffer.to_chunks(x, 2)
     assert chunks.shape == (6, 2, 3)  # env 0's chunks (steps 0-1, 2-3, 4-5), then env 1's
     np.testing.assert_array_equal(chunks[1], x[2:4, 0])
     np.testing.assert_array_equal(chunks[3], x[0:2, 1])
-    np.testing.assert_array_equal(sequences.from_chunks(chunks, 6, 2), x)
-    np.testing.assert_array_equal(sequences.chunk_initial_states(x, 3), [x[0, 0], x[3, 0], x[0, 1], x[3, 1]])
-    assert sequences.check_length(32, 128) == 32 and sequences.check_length(1024, 128) == 128
-    assert sequences.check_length(40, 0) == 40
+    np.testing.assert_array_equal(buffer.from_chunks(chunks, 6, 2), x)
+    np.testing.assert_array_equal(buffer.chunk_initial_states(x, 3), [x[0, 0], x[3, 0], x[0, 1], x[3, 1]])
+    assert buffer.check_length(32, 128) == 32 and buffer.check_length(1024, 128) == 128
+    assert buffer.check_length(40, 0) == 40
     with pytest.raises(ValueError, match="must divide"):
-        sequences.check_length(40, 16)
+        buffer.check_length(40, 16)
     s = np.ones((3, 2), np.float32)
     np.testing.assert_array_equal(sequences.reset(s, np.array([0, 1, 0], bool)), [[1, 1], [0, 0], [1, 1]])
 
@@ -149,10 +150,10 @@ def test_worker_carries_the_state_resets_it_at_episode_starts_and_the_update_rep
     # parameters the NumPy actor acted with: chunks of 4, 6 and the whole fragment alike.
     acting = np.stack([policy.step(second.obs[t], second.states[t], second.starts[t])[0]["logits"] for t in range(12)])
     for length in (4, 6, 12):
-        out = model({"obs": sequences.to_chunks(second.obs, length),
-                     "starts": sequences.to_chunks(second.starts, length).astype(np.float32),
-                     "state": sequences.chunk_initial_states(second.states, length)})
-        np.testing.assert_allclose(sequences.from_chunks(out["logits"].numpy(), 12, 2), acting, rtol=1e-5, atol=1e-6)
+        out = model({"obs": buffer.to_chunks(second.obs, length),
+                     "starts": buffer.to_chunks(second.starts, length).astype(np.float32),
+                     "state": buffer.chunk_initial_states(second.states, length)})
+        np.testing.assert_allclose(buffer.from_chunks(out["logits"].numpy(), 12, 2), acting, rtol=1e-5, atol=1e-6)
     worker.close()
 
 

@@ -14,14 +14,15 @@ import numpy as np
 import pytest
 
 import keras_trpo
-from keras_trpo import InvalidObservationError, UnsupportedSpaceError, sequences
-from keras_trpo.dict_networks import PackedDictModel
+from keras_trpo import InvalidObservationError, UnsupportedSpaceError
 from keras_trpo.dict_obs import check_dict_space
 from keras_trpo.distributions import family_for
-from keras_trpo.networks import build_recurrent_policy_model, build_recurrent_value_model
 from keras_trpo.plan.keras_reader import read_plan
 from keras_trpo.plan.numpy_policy import NumpyPolicy
-from keras_trpo.rollout import RolloutWorker
+from keras_trpo.policies.dict_networks import PackedDictModel
+from keras_trpo.policies.networks import build_recurrent_policy_model, build_recurrent_value_model
+from keras_trpo.rollouts import buffer
+from keras_trpo.rollouts.worker import RolloutWorker
 from tests.goal_envs import DictCountingEnv, PointGoalEnv
 from tests.test_dict_obs import GOAL_BLIND_BEST, sample_dict, set_random_statistics
 from tests.test_recurrent import perturbed
@@ -209,10 +210,10 @@ def test_the_worker_resets_at_episode_starts_and_the_update_reproduces_the_actin
     actor = NumpyPolicy(plan)
     acting = np.stack([actor.step(second.obs[t], second.states[t], second.starts[t])[0]["logits"] for t in range(12)])
     for length in (4, 12):  # the learner's view: packed chunks [N, L, width] through the adapter
-        out = packed_policy({"obs": sequences.to_chunks(second.obs, length),
-                             "starts": sequences.to_chunks(second.starts, length).astype(np.float32),
-                             "state": sequences.chunk_initial_states(second.states, length)})
-        np.testing.assert_allclose(sequences.from_chunks(out["logits"].numpy(), 12, 2), acting, rtol=1e-5, atol=1e-6)
+        out = packed_policy({"obs": buffer.to_chunks(second.obs, length),
+                             "starts": buffer.to_chunks(second.starts, length).astype(np.float32),
+                             "state": buffer.chunk_initial_states(second.states, length)})
+        np.testing.assert_allclose(buffer.from_chunks(out["logits"].numpy(), 12, 2), acting, rtol=1e-5, atol=1e-6)
     worker.close()
 
 

@@ -22,8 +22,8 @@ import keras_trpo
 from keras_trpo.config import ConfigError
 from keras_trpo.plan import Dense, Normalizer, ObsInput, PolicyPlan
 from keras_trpo.plan.numpy_policy import NumpyPolicy
-from keras_trpo.rollout import Fragment, merge_fragments, split_envs
-from keras_trpo.workers import RolloutTimeoutError, RolloutWorkerError
+from keras_trpo.rollouts.worker import Fragment, merge_fragments, split_envs
+from keras_trpo.rollouts.workers import RolloutTimeoutError, RolloutWorkerError
 from keras_trpo_serving.sampling import GaussianRule
 from tests.goal_envs import PointGoalEnv
 from tests.worker_envs import CountingEnv, RaisingEnv, SlowEnv, StallOnceEnv
@@ -34,7 +34,7 @@ TIMING = {"rollout_s", "update_s", "steps_per_s"}  # wall-clock metrics: the onl
 @pytest.fixture(scope="module")
 def local_ray():
     ray = pytest.importorskip("ray", reason="the ray backend tests need Ray: pip install 'ray>=2.60,<3'")
-    from keras_trpo.workers.ray_pool import ensure_ray
+    from keras_trpo.rollouts.workers.ray_pool import ensure_ray
 
     started = not ray.is_initialized()
     ensure_ray(None, 2)
@@ -141,8 +141,9 @@ def test_merge_orders_envs_and_episodes_as_one_worker_would():
 
 
 def test_worker_modules_do_not_import_tensorflow():
-    code = ("import sys, keras_trpo.workers.process, keras_trpo.rollout, keras_trpo.workers.ray_pool, "
-            "keras_trpo.dict_obs; "
+    code = ("import sys, keras_trpo.rollouts.workers.process, keras_trpo.rollouts.worker, "
+            "keras_trpo.rollouts.workers.ray_pool, keras_trpo.rollouts.collector, keras_trpo.rollouts.buffer, "
+            "keras_trpo.rollouts.episodes, keras_trpo.dict_obs; "
             "assert 'tensorflow' not in sys.modules, 'tensorflow imported'")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=os.path.dirname(os.path.dirname(__file__)))
 

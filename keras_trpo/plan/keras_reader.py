@@ -1,7 +1,7 @@
 """The Keras policy model -> its ``PolicyPlan``, or ``PlanError`` naming the first layer a plan
 cannot express. The one place that reads the policy's Keras weights into arrays.
 
-A plan holds what ``keras_trpo.networks`` builds: an optional observation normaliser (or one-hot
+A plan holds what ``keras_trpo.policies.networks`` builds: an optional observation normaliser (or one-hot
 for a Discrete observation; per key for a Dict, concatenated in sorted-key order), an optional
 recurrent core (``layers.RecurrentCore``) right after the observation features, a torso of Dense
 layers (a single Dense, a ``keras.Sequential`` of Dense, or a functional model that is a chain of
@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Optional
 import keras
 import numpy as np
 
-from keras_trpo.dict_networks import PackedDictModel, normalizer_name
 from keras_trpo.dict_obs import DictLayout
 from keras_trpo.layers import ObservationNormalizer, OneHot, RecurrentCore, StateIndependentLogStd
 from keras_trpo.plan.activations import ACTIVATIONS
 from keras_trpo.plan.description import (HEAD_OUTPUTS, Dense, Normalizer, ObsInput, PlanError,
                                          PolicyPlan, Recurrent)
+from keras_trpo.policies.dict_networks import PackedDictModel, normalizer_name
 
 if TYPE_CHECKING:
     from keras_trpo.distributions import Family

@@ -7,7 +7,7 @@ from typing import Callable, Optional, Sequence, Union
 import gymnasium as gym
 import keras
 
-from keras_trpo.dict_networks import dict_model_inputs
+from keras_trpo.policies.dict_networks import dict_model_inputs
 from keras_trpo.dict_obs import check_dict_space
 from keras_trpo.distributions import Family
 from keras_trpo.layers import ObservationNormalizer, OneHot, RecurrentCore, StateIndependentLogStd
@@ -110,18 +110,11 @@ def build_policy_model(
     inputs, x = _model_inputs(obs_space, normalize_obs, "policy")
     torso_layer = _instantiate_torso(torso, "policy_torso", hidden, activation, seed, ortho_init, int(x.shape[-1]))
     h = _features(torso_layer, x)
-    head_init = _init(ortho_init, 0.01, int(h.shape[-1]), seed + 100)  # orthogonal: a near-uniform initial policy
-    outputs = {}
-    if family.param_names == ("logits",):
-        outputs["logits"] = keras.layers.Dense(family.head_sizes["logits"], name="policy_logits", **head_init)(h)
-    else:
-        mean = keras.layers.Dense(family.head_sizes["mean"], name="policy_mean", **head_init)(h)
-        outputs["mean"] = mean
-        outputs["log_std"] = StateIndependentLogStd(log_std_init, name="policy_log_std")(mean)
-    return keras.Model(inputs, outputs, name="policy")
+    return keras.Model(inputs, _heads(family, h, ortho_init, seed, log_std_init), name="policy")
 
 
 def _heads(family: Family, h, ortho_init: bool, seed: int, log_std_init: float) -> dict:
+    """The distribution's parameters from the features ``h``: ``{"logits"}`` or ``{"mean", "log_std"}``."""
     head_init = _init(ortho_init, 0.01, int(h.shape[-1]), seed + 100)  # orthogonal: a near-uniform initial policy
     if family.param_names == ("logits",):
         return {"logits": keras.layers.Dense(family.head_sizes["logits"], name="policy_logits", **head_init)(h)}

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import time
 
-from keras_trpo.rollout import Fragment, PolicySource, RolloutWorker
-from keras_trpo.workers.base import PoolSpec, RolloutPool
+from keras_trpo.rollouts.worker import Fragment, PolicySource, RolloutWorker
+from keras_trpo.rollouts.workers.base import PoolSpec, RolloutPool
 
 
 class InlinePool(RolloutPool):

@@ -13,8 +13,8 @@ import sys
 from typing import Any
 
 from keras_trpo.plan.description import PolicyPlan
-from keras_trpo.rollout import PolicySource, RolloutWorker
-from keras_trpo.workers.base import PoolSpec, RemotePool, RolloutTimeoutError, RolloutWorkerError
+from keras_trpo.rollouts.worker import PolicySource, RolloutWorker
+from keras_trpo.rollouts.workers.base import PoolSpec, RemotePool, RolloutTimeoutError, RolloutWorkerError
 
 
 def import_ray():

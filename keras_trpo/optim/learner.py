@@ -1,15 +1,27 @@
 """The learning side: one ``tf.function`` for the TRPO policy step, one for the critic."""
 from __future__ import annotations
 
+from typing import Optional
+
 import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_trpo.cg import conjugate_gradient
 from keras_trpo.config import TRPOConfig
 from keras_trpo.distributions import Family
-from keras_trpo.fisher import fisher_vector_product, flat_gradient, flatten, gauss_newton_vector_product, unflatten
-from keras_trpo.line_search import backtracking_line_search
+from keras_trpo.optim.cg import conjugate_gradient
+from keras_trpo.optim.fisher import fisher_vector_product, flat_gradient, flatten, gauss_newton_vector_product, unflatten
+from keras_trpo.optim.line_search import backtracking_line_search
+
+
+def critic_optimizer(optimizer: Optional[keras.optimizers.Optimizer | str],
+                     config: TRPOConfig) -> keras.optimizers.Optimizer:
+    """The value network's optimizer: ``optimizer`` (an instance or a Keras name), by default Adam with
+    ``config.value_learning_rate`` and ``config.value_adam_epsilon``."""
+    if isinstance(optimizer, str):
+        optimizer = keras.optimizers.get(optimizer)
+    return optimizer or keras.optimizers.Adam(learning_rate=config.value_learning_rate,
+                                              epsilon=config.value_adam_epsilon)
 
 
 class Learner:
@@ -41,22 +53,8 @@ class Learner:
         self._policy_update = tf.function(self._policy_update_impl, jit_compile=jit and not self.recurrent,
                                           reduce_retracing=True)
         self._value_update = tf.function(self._value_update_impl, jit_compile=jit, reduce_retracing=True)
-        self._values = tf.function(lambda obs: self.value_model(obs, training=False)[:, 0], reduce_retracing=True)
-        # Not XLA: it is called with a new shape for the bootstrap steps (their number varies), and
-        # XLA would compile each one; without gradients the graph loop is cheap enough.
-        self._sequence_values = tf.function(self._sequence_values_impl, reduce_retracing=True)
 
     # ---- public, NumPy in and out ----
-    def values(self, obs: np.ndarray) -> np.ndarray:
-        """``V(obs)``: ``[N, *obs_shape] -> [N]``."""
-        return self._values(tf.convert_to_tensor(obs, tf.float32)).numpy()
-
-    def sequence_values(self, obs: np.ndarray, starts: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Recurrent critic: ``obs [N, L, *obs_shape]``, ``starts [N, L]``, ``state [N, S]`` ->
-        ``(V [N, L], states [N, L, S])``, ``states[:, t]`` the critic's state after step t."""
-        v, states = self._sequence_values(*_tensors((obs, starts, state)))
-        return v.numpy(), states.numpy()
-
     def policy_update(self, obs, actions: np.ndarray, advantages: np.ndarray) -> dict[str, float]:
         """``obs``: the policy input (an array, or the recurrent ``(obs, starts, state)``); ``actions``
         and ``advantages`` one row per step, in the order ``_params`` gives them."""
@@ -75,6 +73,14 @@ class Learner:
                                         tf.convert_to_tensor(returns, tf.float32),
                                         tf.convert_to_tensor(batches, tf.int32)).numpy())
 
+    def load_optimizer_variables(self, values: list[np.ndarray], where: str) -> None:
+        """Restore the value optimizer's state (its ``variables``, as saved) read from ``where``."""
+        variables = self.value_optimizer.variables
+        if len(values) != len(variables):
+            raise ValueError(f"{where!r}: optimizer state has {len(values)} arrays, expected {len(variables)}")
+        for var, value in zip(variables, values):
+            var.assign(value)
+
     # ---- graph code ----
     def _assign(self, flat: tf.Tensor) -> None:
         for var, value in zip(self.policy_vars, unflatten(flat, self.policy_vars)):
@@ -87,10 +93,6 @@ class Learner:
         obs, starts, state = inputs
         out = self.policy_model({"obs": obs, "starts": starts, "state": state}, training=False)
         return {k: tf.reshape(v, [-1, v.shape[-1]]) for k, v in out.items() if k != "state"}
-
-    def _sequence_values_impl(self, obs, starts, state):
-        out = self.value_model({"obs": obs, "starts": starts, "state": state}, training=False)
-        return out["value"][..., 0], out["states"]
 
     def fisher_product(self, obs, old_params: dict[str, tf.Tensor]):
         """``v [n] -> (F + cg_damping I) v``, ``F`` the Hessian of the mean KL(old || current) over ``obs``.
@@ -193,19 +195,3 @@ class Learner:
 
 def _tensors(arrays: tuple) -> tuple:
     return tuple(tf.convert_to_tensor(a, tf.float32) for a in arrays)
-
-
-def minibatch_indices(n: int, batch_size: int, epochs: int, rng: np.random.Generator) -> np.ndarray:
-    """``[epochs * ceil(n / batch_size), batch_size]`` row indices: a fresh permutation per epoch.
-
-    A partial last batch is filled from the start of the same permutation so every
-    batch has a static size (XLA needs that).
-    """
-    batch_size = min(batch_size, n)
-    per_epoch = -(-n // batch_size)
-    rows = []
-    for _ in range(epochs):
-        perm = rng.permutation(n)
-        padded = np.concatenate([perm, perm[: per_epoch * batch_size - n]])
-        rows.append(padded.reshape(per_epoch, batch_size))
-    return np.concatenate(rows).astype(np.int32)

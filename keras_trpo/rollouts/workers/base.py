@@ -9,7 +9,7 @@ from typing import Any, Optional
 import gymnasium as gym
 
 from keras_trpo.envs import EnvSpec
-from keras_trpo.rollout import Fragment, PolicySource, split_envs
+from keras_trpo.rollouts.worker import Fragment, PolicySource, split_envs
 
 logger = logging.getLogger("keras_trpo")
 
@@ -40,7 +40,7 @@ class PoolSpec:
     n_workers: int
     seed: int
     reset_seed: int  # environment e is reset with reset_seed + e
-    epoch: int = 0  # the iteration this pool starts at (see rollout.env_streams)
+    epoch: int = 0  # the iteration this pool starts at (see worker.env_streams)
     vectorization: str = "sync"
     env_kwargs: dict = field(default_factory=dict)
     timeout: float = 600.0

@@ -1,6 +1,6 @@
 """The ``process`` backend: one worker process per slice of the environments.
 
-Workers are started as ``python -m keras_trpo.workers.process FD`` (not ``multiprocessing``'s
+Workers are started as ``python -m keras_trpo.rollouts.workers.process FD`` (not ``multiprocessing``'s
 spawn, which re-imports the user's ``__main__`` and with it TensorFlow), each connected to the
 trainer by a private socket pair, so a worker imports only NumPy, gymnasium and the simulator.
 Messages are pickled, which is safe here: both ends are this library, over a socket nobody else
@@ -20,8 +20,8 @@ from multiprocessing.connection import Connection, wait
 from typing import Any, Optional
 
 from keras_trpo.plan.description import PolicyPlan
-from keras_trpo.rollout import PolicySource
-from keras_trpo.workers.base import PoolSpec, RemotePool, RolloutTimeoutError, RolloutWorkerError
+from keras_trpo.rollouts.worker import PolicySource
+from keras_trpo.rollouts.workers.base import PoolSpec, RemotePool, RolloutTimeoutError, RolloutWorkerError
 
 
 def _dumps(obj: Any) -> bytes:
@@ -68,7 +68,7 @@ class ProcessPool(RemotePool):
         ours, theirs = socket.socketpair()
         try:
             self._procs[k] = subprocess.Popen(
-                [sys.executable, "-m", "keras_trpo.workers.process", str(theirs.fileno())],
+                [sys.executable, "-m", "keras_trpo.rollouts.workers.process", str(theirs.fileno())],
                 pass_fds=(theirs.fileno(),), env=_worker_env(), start_new_session=True, stdin=subprocess.DEVNULL)
         finally:
             theirs.close()
@@ -131,7 +131,7 @@ class ProcessPool(RemotePool):
 
 def _serve(fd: int) -> None:
     """The worker process: build the envs, then answer ``collect`` messages until told to stop."""
-    from keras_trpo.rollout import RolloutWorker
+    from keras_trpo.rollouts.worker import RolloutWorker
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the trainer decides when to stop
     conn = Connection(fd)

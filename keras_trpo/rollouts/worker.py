@@ -1,7 +1,7 @@
 """The one rollout path: a worker steps its environments for a whole fragment and returns arrays.
 
 No TensorFlow here: the same ``RolloutWorker`` runs in the training process (``inline``), in a
-worker process (``process``) or in a Ray actor (``ray``); see ``keras_trpo.workers``.
+worker process (``process``) or in a Ray actor (``ray``); see ``keras_trpo.rollouts.workers``.
 
 Results do not depend on how the ``n_envs`` environments are split across workers: environment
 ``e`` is always reset with seed ``reset_seed + e``, draws its action noise from its own generator
