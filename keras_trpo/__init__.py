@@ -18,8 +18,8 @@ _LAZY = {
     "ConfigError": "keras_trpo.config",
     "load_config": "keras_trpo.config_file",
     "AgentFileError": "keras_trpo.serialization",
-    "InvalidObservationError": "keras_trpo.spaces",
-    "UnsupportedSpaceError": "keras_trpo.spaces",
+    "InvalidObservationError": "keras_trpo.space_errors",
+    "UnsupportedSpaceError": "keras_trpo.space_errors",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]
