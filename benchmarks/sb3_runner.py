@@ -1,9 +1,10 @@
-"""The sb3-contrib side of compare.py and profile_iteration.py. Run it with a Python that has
-sb3-contrib (and no need for TensorFlow):
+"""The sb3-contrib side of compare.py and profile_iteration.py. Run it from the checkout's root with a
+Python that has sb3-contrib (torch, sb3-contrib, gymnasium[mujoco]; no TensorFlow, no keras_trpo install:
+it imports keras_trpo.pomdp and benchmarks.benchutil from the checkout, NumPy and gymnasium only):
 
-  python sb3_runner.py ENV STEPS SEED                    # train, evaluate; one "RESULT {json}" line
-  python sb3_runner.py --recurrent-ppo ENV STEPS SEED    # the same with RecurrentPPO (the NoVel tasks)
-  python sb3_runner.py --profile ENV ITERATIONS [WARMUP [SEED]]  # ms per phase; one "RESULT {json}" line
+  python -m benchmarks.sb3_runner ENV STEPS SEED                    # train, evaluate; one "RESULT {json}" line
+  python -m benchmarks.sb3_runner --recurrent-ppo ENV STEPS SEED    # the same with RecurrentPPO (the NoVel tasks)
+  python -m benchmarks.sb3_runner --profile ENV ITERATIONS [WARMUP [SEED]]  # ms per phase; one "RESULT {json}" line
 
 Settings: rl-baselines3-zoo's tuned TRPO hyperparameters (hyperparams/trpo.yml), as in the
 reference script shared/bench/sb3_trpo.py: VecNormalize (obs and reward) for MuJoCo, torch on
@@ -31,10 +32,8 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import VecNormalize
 
-from benchutil import decile_progress, peak_rss_mb, process_cpu_s  # this directory is on sys.path when run as a script
-
-sys.path.insert(0, __import__("os").path.dirname(__import__("os").path.dirname(__import__("os").path.abspath(__file__))))
-import keras_trpo.pomdp  # noqa: E402,F401 - registers CartPoleNoVel-v1 and PendulumNoVel-v1 (no TensorFlow)
+import keras_trpo.pomdp  # noqa: F401 - registers CartPoleNoVel-v1 and PendulumNoVel-v1 (no TensorFlow)
+from benchmarks.benchutil import decile_progress, peak_rss_mb, process_cpu_s
 
 torch.set_num_threads(1)
 

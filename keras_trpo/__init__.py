@@ -6,7 +6,7 @@ TensorFlow's 3 s and 590 MB start-up.
 """
 from __future__ import annotations
 
-from keras_trpo.lazy import lazy_attributes
+from keras_trpo_serving.lazy import lazy_attributes
 
 __version__ = "0.1.0"
 
