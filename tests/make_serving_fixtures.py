@@ -8,8 +8,6 @@
   python tests/make_serving_fixtures.py --stochastic    # stochastic_NAME.onnx, .tflite, _c/ (+ .npz) -> fixtures
   python tests/make_serving_fixtures.py --recurrent     # recurrent_lstm, dict_ff, recurrent_dict (.onnx, .tflite, .npz)
   python tests/make_serving_fixtures.py --pointgoal     # recurrent_pointgoal (.onnx, .ort, .tflite; 10 episodes in .npz)
-  python tests/make_serving_fixtures.py --stateful-c DIR  # lstm_dict, gru_box as C and .onnx (+ .npz): what
-                                                        # keras_trpo_serving/tests/test_c_policy.py runs (not committed)
 
 Each policy NAME comes as NAME.onnx plus NAME.npz with observations and the agent's own
 outputs for them (action, logits or mean/log_std), which the serving tests compare against.
@@ -254,31 +252,6 @@ def cartpole(out_dir: str, timesteps: int, seed: int) -> None:
           f"cartpole_rollouts.npy (agent eval mean {mean:.1f}) with 10,000 reference actions")
 
 
-def stateful_c(out_dir: str) -> None:
-    """A recurrent Dict agent (LSTM, Box actions) and a recurrent Box one (GRU, Discrete actions), each as a C
-    directory and a stochastic .onnx file, and an .npz of episodes the agent stepped through with its own state
-    (keras_trpo/export/reference.py): keras_trpo_serving/tests/test_c_policy.py writes them with this at test time."""
-    from keras_trpo.export.inputs import observation_feeds
-    from keras_trpo.export.reference import agent_episode_reference
-    from keras_trpo.export.verify import sample_episodes
-
-    pos_mode = gym.spaces.Dict({"pos": gym.spaces.Box(-2, 2, (3,), np.float32), "mode": gym.spaces.Discrete(3)})
-    kinds = {"lstm_dict": (pos_mode, gym.spaces.Box(-1, 1, (2,), np.float32), "lstm"),
-             "gru_box": (gym.spaces.Box(-2, 2, (3,), np.float32), gym.spaces.Discrete(3), "gru")}
-    for name, (obs, act, cell) in kinds.items():
-        agent = keras_trpo.TRPO(lambda o=obs, a=act: ToyEnv(o, a), seed=6, n_envs=1, n_steps=32, hidden_sizes=(8,),
-                                normalize_obs=True, value_epochs=1, jit_compile=False, recurrent=cell,
-                                recurrent_units=4)
-        agent.fit(32, verbose=0)
-        export.to_c(agent, os.path.join(out_dir, f"{name}_c"))
-        export.to_onnx(agent, os.path.join(out_dir, f"{name}.onnx"), stochastic=True)
-        eps = sample_episodes(agent, lanes=1, steps=40, seed=9, start_rate=0.15)
-        out = {k: v[:, 0] for k, v in agent_episode_reference(agent, eps).items()}
-        np.savez(os.path.join(out_dir, f"{name}.npz"), episode_start=eps.starts[:, 0],
-                 **observation_feeds(agent, eps.observations[:, 0]), **out)
-        print("wrote", os.path.join(out_dir, f"{name}_c"), f"{name}.onnx, {name}.npz")
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--cartpole", metavar="DIR", help="train CartPole and write DIR/cartpole.onnx + .npz instead")
@@ -290,17 +263,12 @@ def main() -> None:
                    help="write only the recurrent and Dict fixtures (recurrent_lstm, dict_ff, recurrent_dict: .onnx, .tflite + .npz)")
     p.add_argument("--pointgoal", action="store_true",
                    help="write only recurrent_pointgoal (.onnx, .ort, .tflite + 10 whole episodes in .npz)")
-    p.add_argument("--stateful-c", metavar="DIR",
-                   help="write recurrent C exports and .onnx files with their episodes to DIR (test_c_policy.py)")
     p.add_argument("--timesteps", type=int, default=100_000)
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args()
     if a.cartpole:
         os.makedirs(a.cartpole, exist_ok=True)
         cartpole(a.cartpole, a.timesteps, a.seed)
-    elif a.stateful_c:
-        os.makedirs(a.stateful_c, exist_ok=True)
-        stateful_c(a.stateful_c)
     elif a.ort:
         ort_small(os.path.join(ROOT, "keras_trpo_serving", "tests", "fixtures"))
     elif a.tflite:
