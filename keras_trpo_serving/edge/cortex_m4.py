@@ -20,10 +20,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import shutil
-import struct
 import subprocess
 import sys
 import tempfile
@@ -186,22 +184,31 @@ def tool_version(tool: str) -> str:
     return run_tool([tool, "--version"]).stdout.splitlines()[0]
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m keras_trpo_serving.edge.cortex_m4", description=__doc__.splitlines()[0])
+def add_common_arguments(p: argparse.ArgumentParser) -> None:
+    """The options this check and the recurrent one (cortex_m4_recurrent.py) share."""
     p.add_argument("--c", dest="c_dir", required=True, help="directory written by python -m keras_trpo.export AGENT --c DIR")
-    p.add_argument("--onnx", required=True, help="the same policy as ONNX: the x86 reference")
-    p.add_argument("--obs", required=True, help=".npy of observations visited in rollouts [N, *obs_shape]")
-    p.add_argument("--n", type=int, default=1000, help="observations to run (default 1000)")
     p.add_argument("--count", type=int, default=20, help="acts whose instructions are counted (default 20)")
     p.add_argument("--toolchain-prefix", default="arm-none-eabi-")
     p.add_argument("--qemu", default="qemu-system-arm")
     p.add_argument("--keep", metavar="DIR", help="keep the build here instead of a temporary directory")
-    a = p.parse_args(argv)
+
+
+def run_check(check, args: argparse.Namespace) -> int:
+    """``check(args)``'s exit code, or 2 with the message of a ``SetupError`` (a missing tool, a bad input)."""
     try:
-        return _main(a)
+        return check(args)
     except SetupError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m keras_trpo_serving.edge.cortex_m4", description=__doc__.splitlines()[0])
+    add_common_arguments(p)
+    p.add_argument("--onnx", required=True, help="the same policy as ONNX: the x86 reference")
+    p.add_argument("--obs", required=True, help=".npy of observations visited in rollouts [N, *obs_shape]")
+    p.add_argument("--n", type=int, default=1000, help="observations to run (default 1000)")
+    return run_check(_main, p.parse_args(argv))
 
 
 def _main(a) -> int:
