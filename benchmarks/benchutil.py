@@ -39,6 +39,14 @@ def child_env(**extra: str) -> dict[str, str]:
     return dict(os.environ, PYTHONPATH=path, **extra)
 
 
+def run_subcommand(argv: list[str], commands: dict[str, Callable[[list[str]], int]], usage: str) -> int:
+    """``commands[argv[0]](argv[1:])``, or ``usage`` on stderr and 2 when ``argv`` names none of them."""
+    if not argv or argv[0] not in commands:
+        print(usage, file=sys.stderr)
+        return 2
+    return commands[argv[0]](argv[1:])
+
+
 # ---------------------------------------------------------------- files
 def save_figure(fig: Any, path: str, **savefig: Any) -> str:
     """A matplotlib figure as a PNG at ``path``, written atomically, then closed; ``savefig`` are
@@ -132,9 +140,11 @@ def machine_cpu_times() -> tuple[float, float] | None:
     return (total - idle) / tick, total / tick
 
 
-def episode_returns(env_id: str, act: Callable, episodes: int, seed: int) -> list[float]:
+def episode_returns(env_id: str, act: Callable, episodes: int, seed: int,
+                    on_reset: Optional[Callable[[], None]] = None) -> list[float]:
     """Undiscounted returns of ``episodes`` episodes on a fresh ``gym.make(env_id)``, episode i reset with
-    ``seed + i``; ``act(observation) -> action``. The final evaluation's protocol (and the random score's)."""
+    ``seed + i``; ``act(observation) -> action``, ``on_reset()`` after each reset (a recurrent policy's state).
+    The final evaluation's protocol (and the random score's)."""
     import gymnasium as gym  # lazily: both venvs have it, but importing this module should not need it
 
     env = gym.make(env_id)
@@ -142,6 +152,8 @@ def episode_returns(env_id: str, act: Callable, episodes: int, seed: int) -> lis
     try:
         for i in range(episodes):
             obs, _ = env.reset(seed=seed + i)
+            if on_reset is not None:
+                on_reset()
             total, done = 0.0, False
             while not done:
                 obs, reward, terminated, truncated, _ = env.step(act(obs))

@@ -28,7 +28,7 @@ import statistics
 import subprocess
 import sys
 
-from benchmarks.benchutil import RESULTS, child_env, module_command
+from benchmarks.benchutil import RESULTS, child_env, module_command, run_subcommand
 from benchmarks.seedstore import load_records, parse_seeds, parse_task
 
 DEFAULT_OUT = os.path.join(RESULTS, "recurrent")
@@ -118,11 +118,7 @@ def cmd_table(argv: list[str]) -> int:
 
 
 def main(argv: list[str]) -> int:
-    commands = {"run": cmd_run, "table": cmd_table}
-    if not argv or argv[0] not in commands:
-        print(__doc__, file=sys.stderr)
-        return 2
-    return commands[argv[0]](argv[1:])
+    return run_subcommand(argv, {"run": cmd_run, "table": cmd_table}, __doc__)
 
 
 if __name__ == "__main__":

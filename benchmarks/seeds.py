@@ -37,7 +37,7 @@ import sys
 import threading
 import time
 
-from benchmarks.benchutil import RESULTS, ROOT, machine_cpu_times, machine_summary, module_command
+from benchmarks.benchutil import RESULTS, ROOT, machine_cpu_times, machine_summary, module_command, run_subcommand
 from benchmarks.compare import (IMPLS, BadRequest, find_sb3_python, hyperparameter_differences, keras_trpo_command,
                      parse_set, run_child, sb3_command)
 from benchmarks.seedstore import (FORMAT, README_TASKS, Task, claim, load_records, locked_by, parse_seeds, parse_task,
@@ -352,11 +352,8 @@ def cmd_identical(argv: list[str]) -> int:
 
 
 def main(argv: list[str]) -> int:
-    commands = {"run": cmd_run, "status": cmd_status, "check": cmd_check, "identical": cmd_identical}
-    if not argv or argv[0] not in commands:
-        print(__doc__, file=sys.stderr)
-        return 2
-    return commands[argv[0]](argv[1:])
+    return run_subcommand(argv, {"run": cmd_run, "status": cmd_status, "check": cmd_check, "identical": cmd_identical},
+                          __doc__)
 
 
 if __name__ == "__main__":
