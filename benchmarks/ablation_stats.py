@@ -1,6 +1,6 @@
 """The HalfCheetah ablations (ablations.sh) as a table and a figure: each arm against keras_trpo's and sb3-contrib's seeds.
 
-  python benchmarks/ablation_stats.py [--env HalfCheetah-v5] [--steps 1000000]
+  python -m benchmarks.ablation_stats [--env HalfCheetah-v5] [--steps 1000000]
                                       [--ablations-dir benchmarks/results/ablations]
                                       [--seeds-dir benchmarks/results/seeds] [--figure PATH] [--reps 50000]
 
@@ -22,16 +22,14 @@ import sys
 
 import numpy as np
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
+from benchmarks.benchutil import RESULTS, save_figure
+from benchmarks.seedstore import learning_settings, load_records
+from benchmarks.stats import (DEFAULT_SEEDS_DIR, FIGURE, curve_matrix, estimates, fixed_state, fmt_ci, improvement,
+                              iqm_columns, require_rliable)
 
-from seedstore import learning_settings, load_records  # noqa: E402
-from stats import (_rliable, _save, curve_matrix, estimates, fixed_state, fmt_ci, improvement, iqm_columns,  # noqa: E402
-                   DEFAULT_SEEDS_DIR)
-
-DEFAULT_ABLATIONS = os.path.join(HERE, "results", "ablations")
+DEFAULT_ABLATIONS = os.path.join(RESULTS, "ablations")
 # The arms ran with 0.1.0's defaults (obs_norm_init="identity"), so their baseline is 0.1.0's ten seeds.
-DEFAULT_BASELINE = os.path.join(HERE, "results", "seeds_v0.1.0")
+DEFAULT_BASELINE = os.path.join(RESULTS, "seeds_v0.1.0")
 BASELINE, REFERENCE = "keras_trpo (baseline)", "sb3-contrib"
 
 
@@ -108,7 +106,7 @@ def figure(arms: dict[str, dict[int, dict]], env: str, reps: int):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    library, _, _ = _rliable()
+    library, _, _ = require_rliable()
     colors = dict(zip(arms, plt.get_cmap("tab10").colors))
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.8), gridspec_kw={"width_ratios": [1, 1.3]})
     names = list(arms)
@@ -158,7 +156,8 @@ def main(argv: list[str]) -> int:
     if not arms:
         p.error(f"no results for {a.env} at {a.steps:,} steps in {a.seeds_dir} or {a.ablations_dir}")
     print(table(arms, a.reps))
-    path = _save(figure(arms, a.env, a.reps), a.figure or os.path.join(HERE, "results", f"ablations_{a.env}.png"))
+    path = save_figure(figure(arms, a.env, a.reps), a.figure or os.path.join(RESULTS, f"ablations_{a.env}.png"),
+                       **FIGURE)
     print(path, file=sys.stderr)
     return 0
 

@@ -23,6 +23,6 @@ SEEDS=${*:-0 1 2 3 4}
 for seed in $SEEDS; do
   for arm in $ORDER; do
     # shellcheck disable=SC2086  # ARMS[...] is a list of options
-    $PY benchmarks/seeds.py run --impl keras_trpo --task "$TASK" --seeds "$seed" --out "$OUT/$arm" ${ARMS[$arm]}
+    $PY -m benchmarks.seeds run --impl keras_trpo --task "$TASK" --seeds "$seed" --out "$OUT/$arm" ${ARMS[$arm]}
   done
 done

@@ -1,6 +1,6 @@
 """The adoption rule for a new default: a candidate's ten seeds against the current defaults' ten, per env and overall.
 
-  python benchmarks/adoption.py --baseline DIR --candidate DIR [--reference DIR] [--task ENV:STEPS ...] [--reps 50000]
+  python -m benchmarks.adoption --baseline DIR --candidate DIR [--reference DIR] [--task ENV:STEPS ...] [--reps 50000]
 
 DIR holds seeds.py results (DIR/keras_trpo/ENV/seed_N.json). The rule (issue 17): a change becomes a
 default only if it raises the normalised IQM over the four envs and lowers no env's IQM beyond that
@@ -12,18 +12,14 @@ normalised aggregate and the verdict. Exit code 0 if the rule holds, 1 if not, 2
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 import numpy as np
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-
-from reference_scores import DEFAULT_PATH as REFERENCE_PATH  # noqa: E402
-from reference_scores import load as load_references  # noqa: E402
-from seedstore import README_TASKS, load_records, parse_task  # noqa: E402
-from stats import estimates, final_scores, fmt_ci, improvement, normalised_matrices  # noqa: E402
+from benchmarks.reference_scores import DEFAULT_PATH as REFERENCE_PATH
+from benchmarks.reference_scores import load as load_references
+from benchmarks.seedstore import README_TASKS, load_records, parse_task
+from benchmarks.stats import estimates, final_scores, fmt_ci, improvement, normalised_matrices
 
 ARMS = ("baseline", "candidate", "sb3-contrib")
 

@@ -1,10 +1,10 @@
 """keras_trpo against sb3-contrib's TRPO: same hyperparameters, same seeds, one run after the other.
 
-  python benchmarks/compare.py ENV --timesteps N [--seeds 0 1 2] [--impl keras_trpo sb3]
+  python -m benchmarks.compare ENV --timesteps N [--seeds 0 1 2] [--impl keras_trpo sb3]
                                [--out benchmarks/results] [--sb3-python PATH] [--set NAME=VALUE ...]
-  python benchmarks/compare.py table [ENV ...] [--out benchmarks/results]   # Markdown table for the README
-  python benchmarks/compare.py [ENV ...] --readme-table [--out ...]         # the same
-  python benchmarks/compare.py plot ENV [--out ...]                         # redraw OUT/compare_ENV.png
+  python -m benchmarks.compare table [ENV ...] [--out benchmarks/results]   # Markdown table for the README
+  python -m benchmarks.compare [ENV ...] --readme-table [--out ...]         # the same
+  python -m benchmarks.compare plot ENV [--out ...]                         # redraw OUT/compare_ENV.png
 
 Every training runs in its own child process (keras_trpo: this file with --child; sb3-contrib:
 sb3_runner.py under the sb3 Python), so each run's peak memory is its own. The children print one
@@ -29,18 +29,16 @@ import io
 import json
 import math
 import os
-import platform
 import shlex
 import statistics
 import subprocess
 import sys
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-sys.path.insert(0, HERE)  # benchutil and plot_compare, also when imported from another directory
+from benchmarks.benchutil import (RESULTS, ROOT, child_env, decile_progress, machine_summary, module_command,
+                                  peak_rss_mb, process_cpu_s)
+from keras_trpo_serving.files import atomic_write_text
 
-from benchutil import atomic_write, decile_progress, peak_rss_mb, process_cpu_s  # noqa: E402
 IMPLS = {"keras_trpo": "keras_trpo", "sb3": "sb3-contrib"}  # --impl name -> name in the CSVs
 CURVE_FIELDS = ["impl", "env", "seed", "timesteps", "wall_s", "return"]
 SUMMARY_FIELDS = ["impl", "env", "seed", "timesteps", "eval_mean", "eval_std", "wall_s", "steps_per_s", "rollout_s",
@@ -63,7 +61,6 @@ def keras_trpo_child(env_id: str, steps: int, seed: int, overrides: dict | None 
     ``cpu_s`` is the CPU time of training (all threads of this process, ``time.process_time``);
     ``process_cpu_s`` the child's whole life, its reaped subprocesses (rollout workers) included.
     """
-    sys.path.insert(0, ROOT)
     from keras_trpo.quiet import quiet_tensorflow_import
 
     # As `python -m keras_trpo` does: TensorFlow's C++ start-up lines would fill the CI log once per seed.
@@ -129,14 +126,14 @@ def parse_set(items: list[str]) -> dict:
 
 
 def keras_trpo_command(env_id: str, steps: int, seed: int, overrides: dict | None = None) -> list[str]:
-    """The command line of one keras_trpo child (this file with --child)."""
-    cmd = [sys.executable, os.path.abspath(__file__), "--child", "keras_trpo", env_id, str(steps), str(seed)]
+    """The command line of one keras_trpo child (this module with --child; run it with ``child_env()``)."""
+    cmd = module_command(sys.executable, "compare", "--child", "keras_trpo", env_id, str(steps), str(seed))
     return cmd + [json.dumps(overrides)] if overrides else cmd
 
 
 def sb3_command(sb3_python: str, env_id: str, steps: int, seed: int) -> list[str]:
-    """The command line of one sb3-contrib child (sb3_runner.py under the sb3 Python)."""
-    return [sb3_python, os.path.join(HERE, "sb3_runner.py"), env_id, str(steps), str(seed)]
+    """The command line of one sb3-contrib child (sb3_runner.py under the sb3 Python; run it with ``child_env()``)."""
+    return module_command(sb3_python, "sb3_runner", env_id, str(steps), str(seed))
 
 
 def find_sb3_python(explicit: str | None) -> tuple[str | None, str]:
@@ -165,7 +162,7 @@ def run_child(cmd: list[str], label: str, running: set | None = None) -> dict | 
     ``running``, if given, holds the child's Popen while it runs (so a caller can stop it on a signal).
     Raises BadRequest if the child exits with BAD_REQUEST (it has printed why).
     """
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"), PYTHONUNBUFFERED="1")
+    env = child_env(TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"), PYTHONUNBUFFERED="1")
     result = None
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env) as proc:
         if running is not None:
@@ -235,17 +232,7 @@ def write_csv(path: str, rows: list[dict], fields: list[str]) -> None:
     w = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
     w.writeheader()
     w.writerows(rows)
-    atomic_write(path, buf.getvalue())
-
-
-def machine() -> str:
-    cpu = platform.processor()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), cpu)
-    except OSError:
-        pass
-    return ", ".join(x for x in (f"{platform.system()} {platform.machine()}", f"{os.cpu_count()} cores", cpu) if x)
+    atomic_write_text(path, buf.getvalue())
 
 
 def record(out: str, r: dict, command: str) -> None:
@@ -262,7 +249,7 @@ def record(out: str, r: dict, command: str) -> None:
                      eval_mean=f"{r['eval_mean']:.2f}", eval_std=f"{r['eval_std']:.2f}", wall_s=f"{r['wall_s']:.2f}",
                      steps_per_s=f"{r['steps_per_s']:.1f}", rollout_s=f"{r['rollout_s']:.2f}",
                      update_s=f"{r['update_s']:.2f}", peak_mem_mb=f"{r['peak_mem_mb']:.1f}",
-                     date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"), machine=machine(),
+                     date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"), machine=machine_summary(),
                      command=command))
     write_csv(path, rows, SUMMARY_FIELDS)
 
@@ -334,10 +321,11 @@ def readme_table(out: str, envs: list[str] | None = None) -> str:
 
 # ---------------------------------------------------------------- main
 def _table_main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="compare.py table", description="Markdown results table from OUT/summary.csv")
+    p = argparse.ArgumentParser(prog="python -m benchmarks.compare table",
+                                description="Markdown results table from OUT/summary.csv")
     p.add_argument("--readme-table", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("envs", nargs="*", metavar="ENV", help="only these envs (default: all in summary.csv)")
-    p.add_argument("--out", default=os.path.join(HERE, "results"))
+    p.add_argument("--out", default=RESULTS)
     p.add_argument("--env", nargs="+", default=[], help="only these envs (same as the positional ENV)")
     a = p.parse_args(argv)
     print(readme_table(a.out, a.envs + a.env or None))
@@ -354,7 +342,7 @@ def main(argv: list[str]) -> int:
     if "--readme-table" in argv:
         return _table_main(argv)
     if argv[:1] == ["plot"]:
-        from plot_compare import main as plot_main
+        from benchmarks.plot_compare import main as plot_main
 
         sys.argv = ["plot_compare.py"] + argv[1:]
         plot_main()
@@ -366,7 +354,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--timesteps", type=float, required=True, help="environment steps per run (1e6 is fine)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--impl", nargs="+", choices=list(IMPLS), default=list(IMPLS))
-    p.add_argument("--out", default=os.path.join(HERE, "results"))
+    p.add_argument("--out", default=RESULTS)
     p.add_argument("--sb3-python", default=None, help="a Python that imports sb3_contrib (default: see below)")
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                    help="a TRPOConfig field for keras_trpo, e.g. --set rollout_backend=process (repeatable)")
@@ -388,7 +376,7 @@ def main(argv: list[str]) -> int:
             print(f"notice: skipping sb3-contrib: {why}. Set it up as in benchmarks/README.md and pass --sb3-python "
                   "or set SB3_PYTHON.", file=sys.stderr)
             impls.remove("sb3")
-    command = "python benchmarks/compare.py " + shlex.join(argv)
+    command = "python -m benchmarks.compare " + shlex.join(argv)
     results, failures, checked = [], 0, False
     for seed in a.seeds:
         by_impl = {}
@@ -420,7 +408,7 @@ def main(argv: list[str]) -> int:
             else:
                 print(f"{a.env}: same hyperparameters in keras_trpo and sb3-contrib ({n} settings checked)", flush=True)
     if results:
-        from plot_compare import plot
+        from benchmarks.plot_compare import plot
 
         print(plot(a.out, a.env))
         print()

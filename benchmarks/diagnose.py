@@ -1,6 +1,6 @@
 """Per-iteration diagnostics of keras_trpo, and the isolating experiment for the locomotion gap (issue 17).
 
-  python benchmarks/diagnose.py ENV STEPS SEED --mode in_model|vecnormalize [--set NAME=VALUE ...] [--out DIR]
+  python -m benchmarks.diagnose ENV STEPS SEED --mode in_model|vecnormalize [--set NAME=VALUE ...] [--out DIR]
 
 One training run; one JSON file ``OUT/MODE/ENV/seed_N.json`` with a row per iteration and the final
 evaluation (10 deterministic episodes on env seeds 10000..10009, observation statistics frozen),
@@ -29,11 +29,9 @@ import os
 import sys
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-sys.path.insert(0, ROOT)
-
-from keras_trpo import quiet  # noqa: E402
+from benchmarks.benchutil import RESULTS
+from keras_trpo import quiet
+from keras_trpo_serving.files import atomic_write_text
 
 with quiet.filtered_stderr():
     import gymnasium as gym
@@ -45,7 +43,7 @@ with quiet.filtered_stderr():
     from keras_trpo.plan.numpy_policy import NumpyPolicy
     from keras_trpo.running_stats import RunningMeanStd
 
-DEFAULT_OUT = os.path.join(HERE, "results", "diagnostics")
+DEFAULT_OUT = os.path.join(RESULTS, "diagnostics")
 MODES = ("in_model", "vecnormalize")
 
 
@@ -186,11 +184,7 @@ def main(argv=None) -> int:
         print(f"stored: {path}")
         return 0
     result = run(a.env, int(a.steps), a.seed, a.mode, parse_set(a.set))
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(result, f)
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(result))
     print(f"{a.arm or a.mode} {a.env} seed {a.seed}: eval {result['eval_mean']:.1f} +- {result['eval_std']:.1f}, "
           f"last mean_return {result['rows'][-1]['mean_return']:.1f}, {result['wall_s']:.0f} s -> {path}")
     return 0

@@ -1,6 +1,6 @@
 """The figure and table of the diagnostics runs (diagnose.py, sb3_diagnose.py).
 
-  python benchmarks/diagnostics_plot.py [--dir benchmarks/results/diagnostics] [--figure PATH]
+  python -m benchmarks.diagnostics_plot [--dir benchmarks/results/diagnostics] [--figure PATH]
 
 One column per env, one row per quantity (training return, policy std, KL per iteration, the KL the
 normaliser's update alone causes, explained variance, advantage std), one line per arm (the folders
@@ -20,8 +20,9 @@ import warnings
 
 import numpy as np
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-DEFAULT_DIR = os.path.join(HERE, "results", "diagnostics")
+from benchmarks.benchutil import RESULTS, save_figure
+
+DEFAULT_DIR = os.path.join(RESULTS, "diagnostics")
 QUANTITIES = [("mean_return", "training return (last 100 episodes)", "linear"), ("policy_std", "policy std", "linear"),
               ("kl", "KL reached by the update", "linear"), ("norm_kl", "KL from the normaliser's update", "log"),
               ("explained_variance", "explained variance", "linear"), ("adv_std", "advantage std (before normalising)", "log")]
@@ -129,15 +130,13 @@ def plot(runs: dict, path: str) -> None:
             ax.grid(alpha=0.3)
         axes[-1][j].set_xlabel("environment steps")
     fig.tight_layout()
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=90)
-    os.replace(tmp, path)
+    save_figure(fig, path, dpi=90)
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dir", default=DEFAULT_DIR)
-    p.add_argument("--figure", default=os.path.join(HERE, "results", "diagnostics.png"))
+    p.add_argument("--figure", default=os.path.join(RESULTS, "diagnostics.png"))
     a = p.parse_args(argv)
     runs = load(a.dir)
     if not runs:

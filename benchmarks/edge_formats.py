@@ -1,6 +1,6 @@
 """Every export format of one agent side by side: size, memory, act latency, worst action difference.
 
-    python benchmarks/edge_formats.py runs/hopper/agent.keras --out /tmp/hopper_formats
+    python -m benchmarks.edge_formats runs/hopper/agent.keras --out /tmp/hopper_formats
 
 Exports the agent to ONNX, ORT, .tflite (LiteRT, and TensorFlow Lite Micro when tflite-micro is
 installed) and C into --out, then for each: bytes (file, or for C the host object's text), memory
@@ -19,14 +19,12 @@ import argparse
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 BENCH_C = r"""
 #include <stdio.h>

@@ -4,24 +4,22 @@ Prints one JSON line per format: export seconds (conversion and the export's own
 on 2,000 observations included), file size, observations, and discrete mismatches or the worst
 continuous difference of the action against ``agent.predict``, computed by onnxruntime loading
 the written file.
-Usage: python benchmarks/export_parity.py runs/hopper/agent.keras [--n 10000] [--out DIR] [--formats onnx ort]
+Usage: python -m benchmarks.export_parity runs/hopper/agent.keras [--n 10000] [--out DIR] [--formats onnx ort]
 """
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import numpy as np  # noqa: E402
-import onnxruntime as ort  # noqa: E402
+import numpy as np
+import onnxruntime as ort
 
-from keras_trpo import export  # noqa: E402
-import keras_trpo  # noqa: E402
-from keras_trpo.export.observations import verification_observations  # noqa: E402
+from keras_trpo import export
+import keras_trpo
+from keras_trpo.export.observations import verification_observations
 
 
 def session(path: str) -> ort.InferenceSession:

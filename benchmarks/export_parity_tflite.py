@@ -7,26 +7,24 @@ space around the normaliser's statistics + 5,000 visited in rollouts, seed 123);
 what static-int8 is calibrated on (1,000 others, seed 1). Continuous actions: worst, p99 and
 mean absolute difference; discrete: how many of the 10,000 actions differ.
 
-Usage: python benchmarks/export_parity_tflite.py runs/hopper/agent.keras [--n 10000] [--out-dir DIR]
+Usage: python -m benchmarks.export_parity_tflite runs/hopper/agent.keras [--n 10000] [--out-dir DIR]
 """
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from keras_trpo import export  # noqa: E402
-import keras_trpo  # noqa: E402
-from keras_trpo.export.quantize import QUANTIZATIONS, quantized_path  # noqa: E402
-from keras_trpo.export.tflite import litert_outputs  # noqa: E402
-from keras_trpo.export.observations import rollout_observations, verification_observations  # noqa: E402
+from keras_trpo import export
+import keras_trpo
+from keras_trpo.export.quantize import QUANTIZATIONS, quantized_path
+from keras_trpo.export.tflite import litert_outputs
+from keras_trpo.export.observations import rollout_observations, verification_observations
 
 
 def differences(got: np.ndarray, expected: np.ndarray) -> dict:

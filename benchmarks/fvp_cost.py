@@ -19,7 +19,7 @@ each inside a ``tf.while_loop`` whose iterations depend on each other (so nothin
 de-duplicated), with and without XLA, and prints milliseconds per repetition and the ratio to
 one forward pass. Speed only; ``tests/`` checks that the product is right.
 
-    PYTHONPATH=. python benchmarks/fvp_cost.py [--env Hopper-v5] [--batch 2048] [--repeats 15]
+    PYTHONPATH=. python -m benchmarks.fvp_cost [--env Hopper-v5] [--batch 2048] [--repeats 15]
 """
 from __future__ import annotations
 

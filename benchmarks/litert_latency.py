@@ -1,11 +1,11 @@
 """LiteRtPolicy.act against OnnxPolicy.act at batch 1: one policy exported to both formats.
 
-  python benchmarks/litert_latency.py --onnx policy.onnx --tflite policy.tflite \
+  python -m benchmarks.litert_latency --onnx policy.onnx --tflite policy.tflite \
       [--extra policy.dynamic-int8.tflite policy.static-int8.tflite] [--calls 20000]
 
 Runs in serving's venv (numpy, onnxruntime, ai-edge-litert; no TensorFlow). Back-to-back batch-1
 calls on the same observations, the contenders taking turns in blocks of 1,000
-(serving_latency.interleaved) so that drift hits all alike; p50/p99 in microseconds. Also each
+(benchutil.interleaved) so that drift hits all alike; p50/p99 in microseconds. Also each
 runtime's bare call on a ready [1, ...] array (onnxruntime's session.run with OnnxPolicy's
 options; the LiteRT interpreter's set_tensor/invoke/get_tensor), i.e. what the input checks
 cost. Before timing, the float files' actions are checked against each other.
@@ -13,16 +13,11 @@ cost. Before timing, the float files' actions are checked against each other.
 import argparse
 import json
 import os
-import sys
 
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
-
-from keras_trpo_serving import LiteRtPolicy, OnnxPolicy  # noqa: E402
-from serving_latency import interleaved, load_average, machine, observations  # noqa: E402
+from benchmarks.benchutil import interleaved, load_average, machine_details, space_observations
+from keras_trpo_serving import LiteRtPolicy, OnnxPolicy
 
 
 def main() -> None:
@@ -33,7 +28,7 @@ def main() -> None:
     p.add_argument("--calls", type=int, default=20_000, help="timed batch-1 calls for each contender")
     a = p.parse_args()
     onnx, lite = OnnxPolicy(a.onnx), LiteRtPolicy(a.tflite)
-    obs = observations(onnx, 1000)
+    obs = space_observations(onnx, 1000)
     agree = np.abs(np.asarray(onnx.act(obs), np.float64) - np.asarray(lite.act(obs), np.float64)).max()
     if agree > 1e-4:
         raise SystemExit(f"{a.onnx} and {a.tflite} disagree by {agree:.3g}: not the same policy")
@@ -59,7 +54,7 @@ def main() -> None:
               "latency": stats,
               "p50_ratio_litert_to_onnx": round(stats["LiteRtPolicy.act"]["p50_us"]
                                                 / stats["OnnxPolicy.act"]["p50_us"], 3),
-              "machine": machine(), "load_before": before, "load_after": load_average()}
+              "machine": machine_details(), "load_before": before, "load_after": load_average()}
     print(json.dumps(result))
 
 

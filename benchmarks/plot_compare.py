@@ -1,7 +1,7 @@
 """OUT/compare_ENV.png from OUT/curves_ENV.csv: return against timesteps and against wall-clock
 seconds, one line (mean over seeds) and a min-max band per implementation.
 
-  python benchmarks/plot_compare.py ENV [--out benchmarks/results]
+  python -m benchmarks.plot_compare ENV [--out benchmarks/results]
 
 Seeds log at different x points (wall-clock always, timesteps if iterations differ), so each
 seed's curve is interpolated linearly onto a common grid spanning the x range that all seeds of
@@ -14,7 +14,7 @@ import csv
 import math
 import os
 
-from benchutil import atomic_write  # the script's directory is on sys.path (compare.py adds it too)
+from benchmarks.benchutil import RESULTS, save_figure
 
 COLORS = {"keras_trpo": "tab:blue", "sb3-contrib": "tab:orange"}
 
@@ -50,8 +50,6 @@ def band(series: list, col: int, points: int = 200):
 
 
 def plot(out: str, env_id: str) -> str:
-    import io
-
     import matplotlib
 
     matplotlib.use("Agg")
@@ -78,17 +76,13 @@ def plot(out: str, env_id: str) -> str:
     fig.suptitle(f"TRPO on {env_id}: mean over seeds, band = min to max")
     fig.tight_layout()
     path = os.path.join(out, f"compare_{env_id}.png")
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
-    plt.close(fig)
-    atomic_write(path, buf.getvalue())
-    return path
+    return save_figure(fig, path, dpi=90)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("env")
-    p.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
+    p.add_argument("--out", default=RESULTS)
     a = p.parse_args()
     print(plot(a.out, a.env))
 

@@ -1,6 +1,6 @@
 """Where one TRPO iteration's time goes, keras_trpo against sb3-contrib with the same settings.
 
-  python benchmarks/profile_iteration.py [--env Hopper-v5] [--iterations 5] [--warmup 1] [--sb3-python PATH]
+  python -m benchmarks.profile_iteration [--env Hopper-v5] [--iterations 5] [--warmup 1] [--sb3-python PATH]
                                         [--set NAME=VALUE ...] [--variant LABEL:NAME=VALUE,NAME=VALUE ...]
 
 --variant profiles keras_trpo again with those settings (on top of --set), in the same run, and adds
@@ -35,11 +35,9 @@ import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
-sys.path.insert(0, HERE)
 
-from compare import find_sb3_python, hyperparameter_differences, parse_set, run_child  # noqa: E402
+from benchmarks.benchutil import module_command
+from benchmarks.compare import find_sb3_python, hyperparameter_differences, parse_set, run_child
 
 
 def keras_trpo_profile(env_id: str, iterations: int, warmup: int, seed: int = 0, overrides: dict | None = None) -> dict:
@@ -85,7 +83,7 @@ def keras_trpo_profile(env_id: str, iterations: int, warmup: int, seed: int = 0,
 
 
 def sb3_profile(python: str, env_id: str, iterations: int, warmup: int, seed: int) -> dict | None:
-    cmd = [python, os.path.join(HERE, "sb3_runner.py"), "--profile", env_id, str(iterations), str(warmup), str(seed)]
+    cmd = module_command(python, "sb3_runner", "--profile", env_id, str(iterations), str(warmup), str(seed))
     return run_child(cmd, f"sb3-contrib profile of {env_id}")
 
 

@@ -1,13 +1,13 @@
 """float32 against dynamic-int8 and static-int8 ONNX exports of one agent: size, act latency, action error, return.
 
-  python benchmarks/quantization.py runs/hopper/agent.keras [--n 10000] [--calls 20000] [--episodes 10] [--out DIR]
+  python -m benchmarks.quantization runs/hopper/agent.keras [--n 10000] [--calls 20000] [--episodes 10] [--out DIR]
 
 Exports the agent with ``export.to_onnx`` and quantises the file both ways with
 ``export.quantize_onnx`` (static: calibrated on 1,000 rollout observations, seed 1). Then, per
 model:
   - size in bytes;
   - OnnxPolicy.act latency at batch 1, back-to-back, p50/p99/p99.9 in microseconds, the three
-    models taking turns in blocks of 1,000 calls (benchmarks/serving_latency.py's timer);
+    models taking turns in blocks of 1,000 calls (benchmarks/benchutil.py's timer);
   - the action error against ``agent.predict`` on N observations (half sampled from the
     observation space, half visited by the agent; seed 123, not the calibration's), worst and
     mean, over all of them and over the visited half alone (what the robot will see);
@@ -22,17 +22,15 @@ import sys
 import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from keras_trpo import export  # noqa: E402
-import keras_trpo  # noqa: E402
-from keras_trpo.export.observations import default_calibration, rollout_observations, sample_observations  # noqa: E402
-from keras_trpo_serving import OnnxPolicy  # noqa: E402
-from keras_trpo_serving.cli import run_episodes  # noqa: E402
-from serving_latency import interleaved, load_average, machine  # noqa: E402
+import keras_trpo
+from benchmarks.benchutil import interleaved, load_average, machine_details
+from keras_trpo import export
+from keras_trpo.export.observations import default_calibration, rollout_observations, sample_observations
+from keras_trpo_serving import OnnxPolicy
+from keras_trpo_serving.cli import run_episodes
 
 
 def action_error(actions: np.ndarray, reference: np.ndarray) -> dict:
@@ -80,7 +78,7 @@ def main() -> None:
             r["mean_return"] = run_episodes(pol, agent.env_id, a.episodes)["mean_return"]
         rows.append(r)
         print(json.dumps(r), flush=True)
-    m = machine()
+    m = machine_details()
     table = ["| model | bytes | act p50 µs | p99 µs | p99.9 µs | worst action error (all / visited) | mean error (all / visited) | return |",
              "|---|--:|--:|--:|--:|--:|--:|--:|"]
     for r in rows:

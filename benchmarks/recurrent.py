@@ -1,9 +1,9 @@
 """Partially observable tasks: recurrent keras_trpo, feed-forward keras_trpo and sb3-contrib's RecurrentPPO.
 
-  python benchmarks/recurrent.py run [--arms recurrent feedforward recurrent_ppo] [--seeds 0-9]
+  python -m benchmarks.recurrent run [--arms recurrent feedforward recurrent_ppo] [--seeds 0-9]
                                      [--task CartPoleNoVel-v1:1e5 PendulumNoVel-v1:1e5]
                                      [--out benchmarks/results/recurrent] [--sb3-python PATH] [--dry-run]
-  python benchmarks/recurrent.py table [--out ...] [--reps 50000]
+  python -m benchmarks.recurrent table [--out ...] [--reps 50000]
 
 Three arms on the velocity-masked tasks (keras_trpo.pomdp: CartPoleNoVel-v1, PendulumNoVel-v1, named
 and masked as rl-baselines3-zoo does):
@@ -28,12 +28,10 @@ import statistics
 import subprocess
 import sys
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
+from benchmarks.benchutil import RESULTS, child_env, module_command, run_subcommand
+from benchmarks.seedstore import load_records, parse_seeds, parse_task
 
-from seedstore import load_records, parse_seeds, parse_task  # noqa: E402
-
-DEFAULT_OUT = os.path.join(HERE, "results", "recurrent")
+DEFAULT_OUT = os.path.join(RESULTS, "recurrent")
 TASKS = ["CartPoleNoVel-v1:1e5", "PendulumNoVel-v1:1e5"]
 # arm -> the seeds.py arguments that make it
 ARMS: dict[str, list[str]] = {
@@ -44,13 +42,14 @@ ARMS: dict[str, list[str]] = {
 
 
 def seeds_command(arm: str, tasks: list[str], seed: int, out: str, sb3_python: str | None) -> list[str]:
-    cmd = [sys.executable, os.path.join(HERE, "seeds.py"), "run", *ARMS[arm], "--task", *tasks, "--seeds", str(seed),
-           "--out", os.path.join(out, arm)]
+    cmd = module_command(sys.executable, "seeds", "run", *ARMS[arm], "--task", *tasks, "--seeds", str(seed),
+                         "--out", os.path.join(out, arm))
     return cmd + (["--sb3-python", sb3_python] if sb3_python and arm == "recurrent_ppo" else [])
 
 
 def cmd_run(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="recurrent.py run", description="train the missing seeds of every arm")
+    p = argparse.ArgumentParser(prog="python -m benchmarks.recurrent run",
+                                description="train the missing seeds of every arm")
     p.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS))
     p.add_argument("--task", nargs="+", default=TASKS, metavar="ENV:STEPS")
     p.add_argument("--seeds", nargs="+", default=["0-9"])
@@ -71,7 +70,7 @@ def cmd_run(argv: list[str]) -> int:
             print("$ " + " ".join(cmd), flush=True)
             if a.dry_run:
                 continue
-            code = subprocess.run(cmd).returncode
+            code = subprocess.run(cmd, env=child_env()).returncode
             if code in (2, 130, 143):  # a bad request or a stop: the next seeds would end the same way
                 return code
             failed += code != 0
@@ -92,9 +91,10 @@ def arm_scores(out: str, tasks: list[tuple[str, int]]) -> dict[str, dict[str, li
 def cmd_table(argv: list[str]) -> int:
     import numpy as np
 
-    from stats import estimates, fmt_ci
+    from benchmarks.stats import estimates, fmt_ci
 
-    p = argparse.ArgumentParser(prog="recurrent.py table", description="IQM, mean and steps/s per task and arm")
+    p = argparse.ArgumentParser(prog="python -m benchmarks.recurrent table",
+                                description="IQM, mean and steps/s per task and arm")
     p.add_argument("--out", default=DEFAULT_OUT)
     p.add_argument("--task", nargs="+", default=TASKS, metavar="ENV:STEPS")
     p.add_argument("--reps", type=int, default=50_000, help="bootstrap replications")
@@ -118,11 +118,7 @@ def cmd_table(argv: list[str]) -> int:
 
 
 def main(argv: list[str]) -> int:
-    commands = {"run": cmd_run, "table": cmd_table}
-    if not argv or argv[0] not in commands:
-        print(__doc__, file=sys.stderr)
-        return 2
-    return commands[argv[0]](argv[1:])
+    return run_subcommand(argv, {"run": cmd_run, "table": cmd_table}, __doc__)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """The two fixed points of stats.py's normalised scores: a random policy's return -> 0, a stated reference -> 1.
 
-  python benchmarks/reference_scores.py [--episodes 100] [--out benchmarks/results/reference_scores.json]
+  python -m benchmarks.reference_scores [--episodes 100] [--out benchmarks/results/reference_scores.json]
 
 The random score is measured here with the final evaluation's protocol (compare.py: fresh env,
 episode i reset with seed 10000 + i, undiscounted return, no normalisation), the action drawn
@@ -23,12 +23,10 @@ import json
 import os
 import sys
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
+from benchmarks.benchutil import RESULTS, episode_returns
+from keras_trpo_serving.files import atomic_write_text
 
-from benchutil import atomic_write, episode_returns  # noqa: E402
-
-DEFAULT_PATH = os.path.join(HERE, "results", "reference_scores.json")
+DEFAULT_PATH = os.path.join(RESULTS, "reference_scores.json")
 EVAL_SEED = 10_000  # compare.py's evaluation seeds (compare.EVAL_SEED, not imported to keep this free of it)
 REFERENCES = {
     "CartPole-v1": (500.0, "maximum return (reward 1 per step, truncated at 500 steps)"),
@@ -56,7 +54,7 @@ def load(path: str = DEFAULT_PATH) -> dict:
 
     Raises FileNotFoundError with the command that makes the file."""
     if not os.path.exists(path):
-        raise FileNotFoundError(f"{path} does not exist; make it with: python benchmarks/reference_scores.py")
+        raise FileNotFoundError(f"{path} does not exist; make it with: python -m benchmarks.reference_scores")
     with open(path) as f:
         return json.load(f)
 
@@ -79,7 +77,7 @@ def main(argv: list[str]) -> int:
                      "normalised": "(return - random) / (reference - random)",
                      "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")}
     os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
-    atomic_write(a.out, json.dumps(out, indent=1) + "\n")
+    atomic_write_text(a.out, json.dumps(out, indent=1) + "\n")
     print(a.out)
     return 0
 

@@ -1,6 +1,6 @@
 """A cheap learning-quality regression check: a few seeds on short tasks against a bound set from the ten-seed results.
 
-  python benchmarks/regression.py [--task CartPole-v1:1e5 Pendulum-v1:1e5] [--seeds 0-2] [--impl keras_trpo]
+  python -m benchmarks.regression [--task CartPole-v1:1e5 Pendulum-v1:1e5] [--seeds 0-2] [--impl keras_trpo]
                                   [--reference-dir benchmarks/results/seeds] [--quantile 0.01] [--tolerance 0.05]
                                   [--out DIR] [--set NAME=VALUE ...]
 
@@ -20,19 +20,15 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import os
 import sys
 import tempfile
 from typing import Sequence
 
 import numpy as np
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-
-from reference_scores import DEFAULT_PATH as REFERENCE_PATH  # noqa: E402
-from reference_scores import load as load_references  # noqa: E402
-from seedstore import learning_settings, load_records, parse_seeds, parse_task  # noqa: E402
+from benchmarks.reference_scores import DEFAULT_PATH as REFERENCE_PATH
+from benchmarks.reference_scores import load as load_references
+from benchmarks.seedstore import learning_settings, load_records, parse_seeds, parse_task
 
 DEFAULT_TASKS = ["CartPole-v1:100000", "Pendulum-v1:100000"]
 
@@ -57,7 +53,7 @@ def subset_bound(stored: Sequence[float], k: int, quantile: float) -> float:
 
 
 def main(argv: list[str]) -> int:
-    import seeds as runner
+    from benchmarks import seeds as runner
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)

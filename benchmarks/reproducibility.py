@@ -9,8 +9,8 @@ own SIMD dispatch (NPY_DISABLE_CPU_FEATURES), and the core count (taskset). If a
 the same fingerprint with and without a cap, that setting makes the run independent of it.
 "pinned" is keras_trpo.portable.PORTABLE_ENV, what `train --portable-numerics` sets.
 
-    python benchmarks/reproducibility.py --env Pendulum-v1 --timesteps 20480 --caps onednn xla openblas numpy avx2
-    python benchmarks/reproducibility.py --settings default pinned --caps one_core avx2_one_core --out results.jsonl
+    python -m benchmarks.reproducibility --env Pendulum-v1 --timesteps 20480 --caps onednn xla openblas numpy avx2
+    python -m benchmarks.reproducibility --settings default pinned --caps one_core avx2_one_core --out results.jsonl
 """
 from __future__ import annotations
 
@@ -22,8 +22,8 @@ import subprocess
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from keras_trpo.portable import PORTABLE_ENV  # noqa: E402
+from benchmarks.benchutil import ROOT
+from keras_trpo.portable import PORTABLE_ENV
 
 # An AVX2-only x86 CPU (Haswell .. Zen 3) as seen by each kernel picker; "avx2" caps them all.
 CAPS = {
@@ -79,7 +79,7 @@ def run(env_id: str, timesteps: int, name: str, caps: str = "") -> dict:
             f"print(json.dumps(child({env_id!r}, {timesteps}, {overrides!r})))")
     prefix = ["taskset", "-c", "0"] if caps.endswith("one_core") else []
     proc = subprocess.run(prefix + [sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+                          cwd=ROOT)
     if proc.returncode:
         raise RuntimeError(proc.stderr[-3000:])
     return json.loads(proc.stdout.strip().splitlines()[-1])

@@ -36,7 +36,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from benchmarks.benchutil import atomic_write
+from keras_trpo_serving.files import atomic_write_text
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(ROOT, "keras_trpo_serving", "tests", "fixtures")
@@ -175,9 +175,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     result["closed_loop"] = closed_loop(a.hopper_steps, a.rate_hz, env)
     result["load_after"] = [round(x, 2) for x in os.getloadavg()]
     os.makedirs(os.path.dirname(a.out), exist_ok=True)
-    atomic_write(a.out, json.dumps(result, indent=1) + "\n")
+    atomic_write_text(a.out, json.dumps(result, indent=1) + "\n")
     text = table(result)
-    atomic_write(os.path.splitext(a.out)[0] + ".md", text + "\n")
+    atomic_write_text(os.path.splitext(a.out)[0] + ".md", text + "\n")
     print(text)
     return 0
 

@@ -12,11 +12,11 @@ TIMING=${TIMING:-benchmarks/results/timing}
 TIMING_SEEDS=${TIMING_SEEDS:-0}
 # 1. 10 seeds per library per env, one run at a time, each stored as it finishes.
 # shellcheck disable=SC2086  # KERAS_TRPO_SET is a list of options
-$PY benchmarks/seeds.py run --seeds 0-9 --out "$SEEDS" ${KERAS_TRPO_SET:-}
+$PY -m benchmarks.seeds run --seeds 0-9 --out "$SEEDS" ${KERAS_TRPO_SET:-}
 # 2. the timing set: both libraries one after the other per seed, same machine, same settings.
 for task in CartPole-v1:100000 Pendulum-v1:100000 Hopper-v5:1000000 HalfCheetah-v5:1000000; do
   # shellcheck disable=SC2086
-  $PY benchmarks/compare.py "${task%%:*}" --timesteps "${task##*:}" --seeds $TIMING_SEEDS --out "$TIMING" ${KERAS_TRPO_SET:-}
+  $PY -m benchmarks.compare "${task%%:*}" --timesteps "${task##*:}" --seeds $TIMING_SEEDS --out "$TIMING" ${KERAS_TRPO_SET:-}
 done
 # 3. the README table (stdout) and figures (benchmarks/results/seeds_*.png).
-$PY benchmarks/stats.py all --seeds-dir "$SEEDS" --timing "$TIMING/summary.csv"
+$PY -m benchmarks.stats all --seeds-dir "$SEEDS" --timing "$TIMING/summary.csv"

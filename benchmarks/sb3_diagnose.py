@@ -1,6 +1,6 @@
 """sb3-contrib's side of diagnose.py: the same per-iteration columns, under the sb3 Python.
 
-  SB3_PYTHON benchmarks/sb3_diagnose.py ENV STEPS SEED [--out DIR]
+  SB3_PYTHON -m benchmarks.sb3_diagnose ENV STEPS SEED [--out DIR]
 
 The zoo's settings from sb3_runner.py; one JSON file ``OUT/sb3-contrib/ENV/seed_N.json``, written
 atomically, the same layout as diagnose.py's. Per iteration: ``mean_return`` (last 100 training
@@ -25,10 +25,11 @@ import torch
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecNormalize
 
-from sb3_runner import evaluate, make_model  # this directory is on sys.path when run as a script
+from benchmarks.benchutil import RESULTS
+from benchmarks.sb3_runner import evaluate, make_model
+from keras_trpo_serving.files import atomic_write_text
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-DEFAULT_OUT = os.path.join(HERE, "results", "diagnostics")
+DEFAULT_OUT = os.path.join(RESULTS, "diagnostics")
 
 
 class DiagnosticsCallback(BaseCallback):
@@ -110,10 +111,7 @@ def main(argv=None) -> int:
     mean, std = evaluate(model, a.env, venv)
     result = dict(env=a.env, seed=a.seed, mode="sb3-contrib", timesteps=int(model.num_timesteps), eval_mean=mean,
                   eval_std=std, wall_s=wall, rows=cb.rows)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path + ".tmp", "w") as f:
-        json.dump(result, f)
-    os.replace(path + ".tmp", path)
+    atomic_write_text(path, json.dumps(result))
     print(f"sb3-contrib {a.env} seed {a.seed}: eval {mean:.1f} +- {std:.1f}, last mean_return "
           f"{cb.rows[-1]['mean_return']:.1f}, {wall:.0f} s -> {path}")
     return 0

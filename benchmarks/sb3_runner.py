@@ -1,9 +1,10 @@
-"""The sb3-contrib side of compare.py and profile_iteration.py. Run it with a Python that has
-sb3-contrib (and no need for TensorFlow):
+"""The sb3-contrib side of compare.py and profile_iteration.py. Run it from the checkout's root with a
+Python that has sb3-contrib (torch, sb3-contrib, gymnasium[mujoco]; no TensorFlow, no keras_trpo install:
+it imports keras_trpo.pomdp and benchmarks.benchutil from the checkout, NumPy and gymnasium only):
 
-  python sb3_runner.py ENV STEPS SEED                    # train, evaluate; one "RESULT {json}" line
-  python sb3_runner.py --recurrent-ppo ENV STEPS SEED    # the same with RecurrentPPO (the NoVel tasks)
-  python sb3_runner.py --profile ENV ITERATIONS [WARMUP [SEED]]  # ms per phase; one "RESULT {json}" line
+  python -m benchmarks.sb3_runner ENV STEPS SEED                    # train, evaluate; one "RESULT {json}" line
+  python -m benchmarks.sb3_runner --recurrent-ppo ENV STEPS SEED    # the same with RecurrentPPO (the NoVel tasks)
+  python -m benchmarks.sb3_runner --profile ENV ITERATIONS [WARMUP [SEED]]  # ms per phase; one "RESULT {json}" line
 
 Settings: rl-baselines3-zoo's tuned TRPO hyperparameters (hyperparams/trpo.yml), as in the
 reference script shared/bench/sb3_trpo.py: VecNormalize (obs and reward) for MuJoCo, torch on
@@ -23,7 +24,6 @@ import statistics
 import sys
 import time
 
-import gymnasium as gym
 import numpy as np
 import torch
 from sb3_contrib import TRPO
@@ -31,10 +31,8 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import VecNormalize
 
-from benchutil import decile_progress, peak_rss_mb, process_cpu_s  # this directory is on sys.path when run as a script
-
-sys.path.insert(0, __import__("os").path.dirname(__import__("os").path.dirname(__import__("os").path.abspath(__file__))))
-import keras_trpo.pomdp  # noqa: E402,F401 - registers CartPoleNoVel-v1 and PendulumNoVel-v1 (no TensorFlow)
+import keras_trpo.pomdp  # noqa: F401 - registers CartPoleNoVel-v1 and PendulumNoVel-v1 (no TensorFlow)
+from benchmarks.benchutil import decile_progress, episode_returns, peak_rss_mb, process_cpu_s
 
 torch.set_num_threads(1)
 
@@ -85,21 +83,12 @@ def evaluate(model: TRPO, env_id: str, venv, episodes: int = 10, seed: int = 10_
     """Deterministic episodes on a fresh, unnormalised env; obs normalised with frozen training stats."""
     if isinstance(venv, VecNormalize):
         venv.training = False
-    env = gym.make(env_id)
-    returns = []
-    try:
-        for i in range(episodes):
-            obs, _ = env.reset(seed=seed + i)
-            total, done = 0.0, False
-            while not done:
-                x = venv.normalize_obs(obs) if isinstance(venv, VecNormalize) else obs
-                action, _ = model.predict(x, deterministic=True)
-                obs, reward, terminated, truncated, _ = env.step(action)
-                total += float(reward)
-                done = terminated or truncated
-            returns.append(total)
-    finally:
-        env.close()
+
+    def act(obs):
+        x = venv.normalize_obs(obs) if isinstance(venv, VecNormalize) else obs
+        return model.predict(x, deterministic=True)[0]
+
+    returns = episode_returns(env_id, act, episodes, seed)
     return float(np.mean(returns)), float(np.std(returns))
 
 
@@ -239,20 +228,18 @@ def train_recurrent_ppo(env_id: str, steps: int, seed: int) -> dict:
     cb = CurveCallback(start, steps, f"RecurrentPPO {env_id} seed {seed}")
     model.learn(steps, callback=cb)
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu0
-    env, returns = gym.make(env_id), []
-    try:
-        for i in range(10):
-            obs, _ = env.reset(seed=10_000 + i)
-            state, start_flag, total, done = None, np.ones((1,), bool), 0.0, False
-            while not done:
-                action, state = model.predict(obs, state=state, episode_start=start_flag, deterministic=True)
-                start_flag = np.zeros((1,), bool)
-                obs, reward, terminated, truncated, _ = env.step(action)
-                total += float(reward)
-                done = terminated or truncated
-            returns.append(total)
-    finally:
-        env.close()
+    memory = {}  # the LSTM state and whether the episode just started, carried between steps
+
+    def start() -> None:
+        memory.update(state=None, start=np.ones((1,), bool))
+
+    def act(obs):
+        action, memory["state"] = model.predict(obs, state=memory["state"], episode_start=memory["start"],
+                                                deterministic=True)
+        memory["start"] = np.zeros((1,), bool)
+        return action
+
+    returns = episode_returns(env_id, act, 10, 10_000, on_reset=start)
     n = int(model.num_timesteps)
     return dict(impl="sb3-contrib-RecurrentPPO", env=env_id, seed=seed, timesteps=n, eval_mean=float(np.mean(returns)),
                 eval_std=float(np.std(returns)), wall_s=wall, steps_per_s=n / wall, rollout_s=cb.rollout_s,

@@ -1,7 +1,7 @@
 """Rollout backends side by side: steps/s and where an iteration's time goes, and a cost model.
 
-  PYTHONPATH=. python benchmarks/scaling.py [--envs Hopper-v5 CartPole-v1] [--iterations 20] [--out DIR]
-  PYTHONPATH=. python benchmarks/scaling.py model [--out DIR]      # the cost model from stored results
+  PYTHONPATH=. python -m benchmarks.scaling [--envs Hopper-v5 CartPole-v1] [--iterations 20] [--out DIR]
+  PYTHONPATH=. python -m benchmarks.scaling model [--out DIR]      # the cost model from stored results
 
 For each env, each configuration runs in a fresh child process (so Ray and TensorFlow start
 clean) with the env's preset hyperparameters (2 envs), for ``--warmup`` iterations that are not
@@ -40,11 +40,8 @@ import subprocess
 import sys
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-sys.path.insert(0, HERE)
-
-from benchutil import atomic_write  # noqa: E402
+from benchmarks.benchutil import RESULTS, child_env, module_command
+from keras_trpo_serving.files import atomic_write_text
 
 CONFIGS = [("inline", 1, 1), ("process", 1, 1), ("process", 2, 1), ("ray", 1, 1), ("ray", 2, 1), ("ray", 2, 2)]
 SWEEP = [1, 2, 4, 8, 16]
@@ -68,7 +65,7 @@ def child(env: str, backend: str, workers: int, nodes: int, warmup: int, iterati
         for _ in range(nodes - 1):
             cluster.add_node(num_cpus=1)
         ray.init(address=cluster.address, include_dashboard=False, logging_level="WARNING",
-                 runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(p for p in sys.path if os.path.isdir(p))}})
+                 runtime_env={"env_vars": {"PYTHONPATH": child_env()["PYTHONPATH"]}})
     import keras
 
     import keras_trpo
@@ -107,9 +104,8 @@ def child(env: str, backend: str, workers: int, nodes: int, warmup: int, iterati
 
 
 def run_child(args: list[str]) -> dict | None:
-    cmd = [sys.executable, os.path.abspath(__file__), "--child", *args]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    cmd = module_command(sys.executable, "scaling", "--child", *args)
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env())
     for line in reversed(proc.stdout.splitlines()):
         if line.startswith("RESULT "):
             return json.loads(line[7:])
@@ -200,7 +196,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--no-sweep", action="store_true")
     p.add_argument("--force", action="store_true", help="run configurations that are already stored again")
-    p.add_argument("--out", default=os.path.join(HERE, "results"))
+    p.add_argument("--out", default=RESULTS)
     p.add_argument("--child", nargs=8, metavar="ARG", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.child:
@@ -228,7 +224,7 @@ def main(argv: list[str]) -> int:
             r.update(load_before=round(load, 2), measured=time.strftime("%Y-%m-%d %H:%M"))
             results[k] = r
             os.makedirs(a.out, exist_ok=True)
-            atomic_write(path, json.dumps(results, indent=1) + "\n")
+            atomic_write_text(path, json.dumps(results, indent=1) + "\n")
     print(report(results))
     return 0
 

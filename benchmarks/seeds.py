@@ -1,11 +1,11 @@
 """Many seeds per library per env, resumable: every finished training run is stored at once in its own file.
 
-  python benchmarks/seeds.py run [--impl keras_trpo sb3] [--task ENV:STEPS ...] [--seeds 0-9]
+  python -m benchmarks.seeds run [--impl keras_trpo sb3] [--task ENV:STEPS ...] [--seeds 0-9]
                                  [--out benchmarks/results/seeds] [--jobs 1] [--set NAME=VALUE ...]
                                  [--sb3-python PATH] [--replace] [--dry-run]
-  python benchmarks/seeds.py status [--out ...]   # what is stored, what is running
-  python benchmarks/seeds.py check [--out ...]    # keras_trpo's and sb3-contrib's hyperparameters, per env
-  python benchmarks/seeds.py identical DIR_A DIR_B  # same final evaluation and curve, seed by seed?
+  python -m benchmarks.seeds status [--out ...]   # what is stored, what is running
+  python -m benchmarks.seeds check [--out ...]    # keras_trpo's and sb3-contrib's hyperparameters, per env
+  python -m benchmarks.seeds identical DIR_A DIR_B  # same final evaluation and curve, seed by seed?
 
 Without --task, the README's four: CartPole-v1:1e5, Pendulum-v1:1e5, Hopper-v5:1e6, HalfCheetah-v5:1e6.
 Each training run is one child process, the same children as compare.py's (keras_trpo:
@@ -37,17 +37,13 @@ import sys
 import threading
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-sys.path.insert(0, HERE)
-
-from benchutil import machine_cpu_times  # noqa: E402
-from compare import (IMPLS, BadRequest, find_sb3_python, hyperparameter_differences, keras_trpo_command,  # noqa: E402
-                     machine, parse_set, run_child, sb3_command)
-from seedstore import (FORMAT, README_TASKS, Task, claim, load_records, locked_by, parse_seeds, parse_task,  # noqa: E402
+from benchmarks.benchutil import RESULTS, ROOT, machine_cpu_times, machine_summary, module_command, run_subcommand
+from benchmarks.compare import (IMPLS, BadRequest, find_sb3_python, hyperparameter_differences, keras_trpo_command,
+                     parse_set, run_child, sb3_command)
+from benchmarks.seedstore import (FORMAT, README_TASKS, Task, claim, load_records, locked_by, parse_seeds, parse_task,
                        plan, release, request, seed_path, status, write_record)
 
-DEFAULT_OUT = os.path.join(HERE, "results", "seeds")
+DEFAULT_OUT = os.path.join(RESULTS, "seeds")
 # compare.py's two, and sb3-contrib's RecurrentPPO with the zoo's ppo_lstm.yml settings (sb3_runner.py
 # --recurrent-ppo; the velocity-masked tasks, see benchmarks/recurrent.py).
 SEED_IMPLS = {**IMPLS, "recurrent_ppo": "sb3-contrib-RecurrentPPO"}
@@ -78,7 +74,8 @@ def make_record(task: Task, overrides: dict, result: dict, timing: dict, command
     """The stored file: the child's result (curve as columns) plus request, timing and provenance."""
     record = dict(format=FORMAT, impl=task.impl, env=task.env, seed=task.seed, request=request(task, overrides))
     record.update((k, v) for k, v in result.items() if k not in record and k != "curve")
-    record.update(timing=timing, machine=machine(), command=command, git=git, curve=curve_columns(result["curve"]))
+    record.update(timing=timing, machine=machine_summary(), command=command, git=git,
+                  curve=curve_columns(result["curve"]))
     return record
 
 
@@ -87,8 +84,7 @@ def run_one(task: Task, overrides: dict, sb3_python: str | None, jobs: int, runn
     if task.impl == "keras_trpo":
         cmd = keras_trpo_command(task.env, task.timesteps, task.seed, overrides)
     elif task.impl == SEED_IMPLS["recurrent_ppo"]:
-        cmd = [sb3_python, os.path.join(HERE, "sb3_runner.py"), "--recurrent-ppo", task.env, str(task.timesteps),
-               str(task.seed)]
+        cmd = module_command(sb3_python, "sb3_runner", "--recurrent-ppo", task.env, str(task.timesteps), str(task.seed))
     else:
         cmd = sb3_command(sb3_python, task.env, task.timesteps, task.seed)
     started = datetime.datetime.now(datetime.timezone.utc)
@@ -127,7 +123,8 @@ def cross_check(records: list[dict], env: str) -> str | None:
 
 # ---------------------------------------------------------------- commands
 def cmd_run(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="seeds.py run", description="train the missing seeds, storing each at once")
+    p = argparse.ArgumentParser(prog="python -m benchmarks.seeds run",
+                                description="train the missing seeds, storing each at once")
     p.add_argument("--impl", nargs="+", choices=list(SEED_IMPLS), default=list(IMPLS))
     p.add_argument("--task", nargs="+", default=None, metavar="ENV:STEPS",
                    help="e.g. Hopper-v5:1e6 (default: the README's four)")
@@ -176,7 +173,7 @@ def cmd_run(argv: list[str]) -> int:
             print(f"error: sb3-contrib runs asked for, but {why}. Set it up as in benchmarks/README.md and pass "
                   "--sb3-python or set SB3_PYTHON, or leave it out with --impl keras_trpo.", file=sys.stderr)
             return 2
-    command = "python benchmarks/seeds.py run " + shlex.join(argv)
+    command = "python -m benchmarks.seeds run " + shlex.join(argv)
     git = git_state()
     work: queue.Queue = queue.Queue()
     for t in todo:
@@ -300,14 +297,16 @@ def _ranges(seeds: list[int]) -> str:
 
 
 def cmd_status(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="seeds.py status", description="what is stored and what is running")
+    p = argparse.ArgumentParser(prog="python -m benchmarks.seeds status",
+                                description="what is stored and what is running")
     p.add_argument("--out", default=DEFAULT_OUT)
     print(status_table(p.parse_args(argv).out))
     return 0
 
 
 def cmd_check(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="seeds.py check", description="hyperparameter cross-check per env")
+    p = argparse.ArgumentParser(prog="python -m benchmarks.seeds check",
+                                description="hyperparameter cross-check per env")
     p.add_argument("--out", default=DEFAULT_OUT)
     records = load_records(p.parse_args(argv).out)
     differ = False
@@ -331,7 +330,7 @@ def differences(a: dict, b: dict) -> list[str]:
 
 
 def cmd_identical(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="seeds.py identical",
+    p = argparse.ArgumentParser(prog="python -m benchmarks.seeds identical",
                                 description="do two result directories hold the same results for the seeds both have? "
                                             "(e.g. keras_trpo with --set rollout_backend=process against inline)")
     p.add_argument("a")
@@ -353,11 +352,8 @@ def cmd_identical(argv: list[str]) -> int:
 
 
 def main(argv: list[str]) -> int:
-    commands = {"run": cmd_run, "status": cmd_status, "check": cmd_check, "identical": cmd_identical}
-    if not argv or argv[0] not in commands:
-        print(__doc__, file=sys.stderr)
-        return 2
-    return commands[argv[0]](argv[1:])
+    return run_subcommand(argv, {"run": cmd_run, "status": cmd_status, "check": cmd_check, "identical": cmd_identical},
+                          __doc__)
 
 
 if __name__ == "__main__":

@@ -20,10 +20,9 @@ import dataclasses
 import json
 import math
 import os
-import sys
 from typing import Any, Iterable
 
-from benchutil import atomic_write
+from keras_trpo_serving.files import atomic_write_text
 
 FORMAT = 1  # the record layout below; bump when it changes incompatibly
 # The four tasks of the README's results table: (env, requested timesteps), shortest first.
@@ -104,9 +103,6 @@ def learning_settings(overrides: dict | None) -> dict:
     what decides the learning now. A seed run with ``--set X=V`` before V became X's default ran with
     today's default (issue 17's candidate seeds became the reference this way; the seeds of the old
     defaults were moved to their own folder, since their empty overrides meant the defaults of then)."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    if root not in sys.path:  # run as benchmarks/SCRIPT.py, the checkout is not on the path
-        sys.path.insert(0, root)
     from keras_trpo.config import TRPOConfig  # no TensorFlow
 
     defaults = TRPOConfig().to_dict()
@@ -133,7 +129,7 @@ def _finite(x: Any) -> Any:
 def write_record(path: str, record: dict) -> None:
     """Write one seed's record atomically (directories created); NaN is stored as null."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    atomic_write(path, json.dumps(_finite(record), indent=1, allow_nan=False) + "\n")
+    atomic_write_text(path, json.dumps(_finite(record), indent=1, allow_nan=False) + "\n")
 
 
 def read_record(path: str) -> dict:

@@ -1,6 +1,6 @@
 """Throughput and latency of `python -m keras_trpo_serving http` under keep-alive load, measured with wrk.
 
-  python benchmarks/serving_http.py --model policy.onnx [--clients 1 8 64] [--seconds 10] [--rounds 2]
+  python -m benchmarks.serving_http --model policy.onnx [--clients 1 8 64] [--seconds 10] [--rounds 2]
       [--server new] [--server "new --batch-max 64 --batch-wait-us 200"] [--server old=DIR] [--out FILE.json]
 
 Each --server is a label, optionally `=DIR` (the tree whose `serving` package to run: e.g. the old
@@ -29,11 +29,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-
-from benchmarks.serving_latency import load_average, machine, observations  # noqa: E402
-from keras_trpo_serving import OnnxPolicy  # noqa: E402
+from benchmarks.benchutil import ROOT, load_average, machine_details, space_observations
+from keras_trpo_serving import OnnxPolicy
+from keras_trpo_serving.files import atomic_write_text
 
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}  # wrk's latency units -> ms
 
@@ -41,7 +39,7 @@ _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}  # wrk's latency units -> ms
 @dataclass
 class ServerSpec:
     label: str
-    tree: str  # directory holding the `serving` package to run
+    tree: str  # directory holding the `keras_trpo_serving` package to run
     flags: list[str]
 
 
@@ -109,10 +107,7 @@ def wrk_script(obs: np.ndarray, directory: str) -> str:
 
 
 def write_json(path: str, data: dict) -> None:
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=1)
-    os.replace(tmp, path)  # a reader never sees half a file
+    atomic_write_text(path, json.dumps(data, indent=1))
 
 
 def table(results: dict, clients: list[int]) -> str:
@@ -137,7 +132,7 @@ def main() -> None:
     args = p.parse_args()
     specs = [parse_server(s) for s in (args.server or ["new"])]
     policy = OnnxPolicy(args.model)
-    obs = observations(policy, 1, seed=0)[0]
+    obs = space_observations(policy, 1, seed=0)[0]
     results: dict = {s.label: {str(c): [] for c in args.clients} for s in specs}
     load_before = load_average()
     with tempfile.TemporaryDirectory() as tmp:
@@ -154,7 +149,7 @@ def main() -> None:
                         time.sleep(0.5)
                 finally:
                     stop_server(proc)
-    report = {"machine": machine(), "load_before": load_before, "load_after": load_average(),
+    report = {"machine": machine_details(), "load_before": load_before, "load_after": load_average(),
               "seconds": args.seconds, "rounds": args.rounds, "model": args.model, "results": results}
     if args.out:
         write_json(args.out, report)

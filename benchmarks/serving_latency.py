@@ -1,6 +1,6 @@
 """Control-loop latency of OnnxPolicy.act at batch 1, and the HTTP server under concurrent clients.
 
-  python benchmarks/serving_latency.py --model policy.onnx [--table] [--no-http]
+  python -m benchmarks.serving_latency --model policy.onnx [--table] [--no-http]
       [--calls 20000] [--calls-1khz 10000] [--calls-100hz 3000] [--requests 10000] [--clients 16]
 
 Latency: `act` on one observation at a time, timed alone (perf_counter_ns around the call),
@@ -22,118 +22,21 @@ stops after --requests or --max-seconds. Needs only numpy and onnxruntime (servi
 import argparse
 import http.client
 import json
-import os
-import platform
 import socket
 import subprocess
 import sys
 import threading
 import time
-from typing import Callable, Optional
+from typing import Callable
 
 import numpy as np
 import onnxruntime as ort
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-
-from keras_trpo_serving import OnnxPolicy  # noqa: E402
-from keras_trpo_serving.policy import low_latency_options  # noqa: E402
+from benchmarks.benchutil import ROOT, interleaved, load_average, machine_details, space_observations, timed_calls
+from keras_trpo_serving import OnnxPolicy
+from keras_trpo_serving.onnx_policy import low_latency_options
 
 DEFAULT, ORT_DEFAULTS, BARE = "OnnxPolicy default", "onnxruntime defaults", "bare InferenceSession.run"
-
-
-def machine() -> dict:
-    """What the numbers were measured on: CPU model, cores, load, library versions."""
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.lower().startswith(("model name", "hardware", "cpu model")):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return {"cpu": model, "arch": platform.machine(), "cores": os.cpu_count(),
-            "os": f"{platform.system()} {platform.release()}", "python": platform.python_version(),
-            "onnxruntime": ort.__version__, "numpy": np.__version__}
-
-
-def load_average() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
-
-
-def observations(policy: OnnxPolicy, n: int, seed: int = 0) -> np.ndarray:
-    """``[n, *obs_shape]`` inputs inside the observation space (unbounded dims from [-1, 1])."""
-    rng = np.random.default_rng(seed)
-    space = policy.observation_space
-    if space.type == "Discrete":
-        return rng.integers(0, space.n, size=n).astype(np.float32)
-    low = np.where(np.isfinite(space.low), space.low, -1.0)
-    high = np.where(np.isfinite(space.high), space.high, 1.0)
-    return rng.uniform(low, high, size=(n,) + space.shape).astype(np.float32)
-
-
-def timed_calls(fn: Callable[[np.ndarray], object], obs: np.ndarray, calls: int, hz: Optional[float] = None,
-                late: Optional[list] = None, spin: bool = False) -> list[int]:
-    """Nanoseconds of each of ``calls`` calls ``fn(obs[i % len(obs)])``: back-to-back, or one per
-    tick at ``hz`` (sleeping until the tick, or busy-waiting with ``spin``). ``late`` collects how
-    late each wake-up was (ns)."""
-    clock = time.perf_counter_ns
-    out = []
-    period = int(1e9 / hz) if hz else 0
-    tick = clock()
-    for i in range(calls):
-        o = obs[i % len(obs)]
-        if period:
-            tick += period
-            wait = tick - clock()
-            if spin:
-                while clock() < tick:
-                    pass
-            elif wait > 0:
-                time.sleep(wait / 1e9)
-            elif wait < -period:  # more than a tick behind: start afresh rather than burst
-                tick = clock()
-        t = clock()
-        fn(o)
-        out.append(clock() - t)
-        if period and late is not None:
-            late.append(t - tick)
-    return out
-
-
-def interleaved(fns: dict[str, Callable], obs: np.ndarray, calls: int, block: int, hz: Optional[float] = None,
-                spin: bool = False) -> dict:
-    """``calls`` timed calls per function, the functions taking turns in blocks of ``block``.
-
-    Also the process's CPU time per call over each function's blocks (all threads: onnxruntime's
-    pool threads spinning between calls show here, not in the call's own time)."""
-    times = {k: [] for k in fns}
-    late = {k: [] for k in fns}
-    cpu = {k: 0.0 for k in fns}
-    done = 0
-    while done < calls:
-        n = min(block, calls - done)
-        for name, fn in fns.items():
-            c = time.process_time()
-            times[name] += timed_calls(fn, obs, n, hz, late[name], spin)
-            cpu[name] += time.process_time() - c
-        done += n
-    return {k: {**summarize(v, late[k] if hz else None), "cpu_us_per_call": round(cpu[k] / len(v) * 1e6, 1)}
-            for k, v in times.items()}
-
-
-def summarize(ns: list[int], late: Optional[list[int]] = None) -> dict:
-    us = np.asarray(ns, np.float64) / 1000
-    out = {"calls": len(us), "p50_us": round(float(np.percentile(us, 50)), 2),
-           "p99_us": round(float(np.percentile(us, 99)), 2), "p99.9_us": round(float(np.percentile(us, 99.9)), 2),
-           "max_us": round(float(us.max()), 1), "mean_us": round(float(us.mean()), 2)}
-    if late:
-        lat = np.asarray(late, np.float64) / 1000
-        out["wake_late_p50_us"] = round(float(np.percentile(lat, 50)), 1)
-        out["wake_late_p99_us"] = round(float(np.percentile(lat, 99)), 1)
-    return out
 
 
 def policies(model: str) -> dict[str, OnnxPolicy]:
@@ -165,7 +68,7 @@ def first_calls(model: str, loads: int, obs: np.ndarray, options: Callable[[], o
 def latency(model: str, calls: int, calls_1khz: int, calls_100hz: int, first_call_loads: int = 20,
             spin_calls: int = 0) -> dict:
     pols = policies(model)
-    obs = observations(pols[DEFAULT], 1000)
+    obs = space_observations(pols[DEFAULT], 1000)
     def options() -> ort.SessionOptions:
         opts = low_latency_options(1)
         if pols[DEFAULT].format == "ort":
@@ -228,7 +131,7 @@ def http_load(model: str, requests: int, clients: int, max_seconds: float) -> di
                 if time.time() > deadline or server.poll() is not None:
                     raise RuntimeError(f"server did not start: {server.stderr.read().decode()[-2000:]}")
                 time.sleep(0.1)
-        obs = observations(policy, 1000, seed=1)
+        obs = space_observations(policy, 1000, seed=1)
         expected = policy.act(obs)
         lock = threading.Lock()
         state = {"next": 0, "errors": 0, "wrong": 0, "latencies": []}
@@ -297,7 +200,7 @@ def main() -> None:
     p.add_argument("--clients", type=int, default=16)
     p.add_argument("--max-seconds", type=float, default=120, help="stop the HTTP load after this long")
     a = p.parse_args()
-    result = {"model": a.model, "machine": machine(),
+    result = {"model": a.model, "machine": machine_details(),
               "latency": latency(a.model, a.calls, a.calls_1khz, a.calls_100hz, a.first_call_loads, a.spin_calls)}
     if not a.no_http:
         result["http"] = http_load(a.model, a.requests, a.clients, a.max_seconds)

@@ -1,6 +1,6 @@
 """Statistics over the per-seed results of seeds.py, with rliable: the README table and the figures.
 
-  python benchmarks/stats.py [table|plots|all] [--seeds-dir benchmarks/results/seeds]
+  python -m benchmarks.stats [table|plots|all] [--seeds-dir benchmarks/results/seeds]
                              [--timing benchmarks/results/summary.csv ...] [--figures benchmarks/results]
                              [--task ENV:STEPS ...] [--reps 50000]
 
@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import io
 import math
 import os
 import sys
@@ -37,21 +36,18 @@ from typing import Sequence
 
 import numpy as np
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-
-from benchutil import atomic_write  # noqa: E402
-from reference_scores import DEFAULT_PATH as REFERENCE_PATH  # noqa: E402
-from reference_scores import load as load_references  # noqa: E402
-from seedstore import README_TASKS, load_records, parse_task  # noqa: E402
+from benchmarks.benchutil import RESULTS, ROOT, save_figure
+from benchmarks.reference_scores import DEFAULT_PATH as REFERENCE_PATH
+from benchmarks.reference_scores import load as load_references
+from benchmarks.seedstore import README_TASKS, load_records, parse_task
 
 IMPL_ORDER = ("keras_trpo", "sb3-contrib")
 COLORS = {"keras_trpo": "tab:blue", "sb3-contrib": "tab:orange"}
-DEFAULT_SEEDS_DIR = os.path.join(HERE, "results", "seeds")
+DEFAULT_SEEDS_DIR = os.path.join(RESULTS, "seeds")
 # The timing set: run_all.sh's quiet side-by-side compare.py runs if they exist, else the 3-seed runs of 2026-11-25.
-DEFAULT_TIMING = [os.path.join(HERE, "results", "timing", "summary.csv")]
-LEGACY_TIMING = [os.path.join(HERE, "results", "summary.csv"),
-                 os.path.join(HERE, "results", "halfcheetah_seeds_3-5", "summary.csv")]
+DEFAULT_TIMING = [os.path.join(RESULTS, "timing", "summary.csv")]
+LEGACY_TIMING = [os.path.join(RESULTS, "summary.csv"),
+                 os.path.join(RESULTS, "halfcheetah_seeds_3-5", "summary.csv")]
 CURVE_POINTS = 100
 
 
@@ -65,7 +61,10 @@ def fixed_state() -> np.random.RandomState:
     return np.random.RandomState(0)
 
 
-def _rliable():
+FIGURE = {"dpi": 90, "bbox_inches": "tight"}  # savefig options of every figure here (and ablation_stats.py's)
+
+
+def require_rliable():
     """rliable's library, metrics and plot_utils, or a clear error saying what to install."""
     try:
         from rliable import library, metrics, plot_utils
@@ -205,7 +204,7 @@ def fmt_ci(point: float, lo: float, hi: float) -> str:
 # ---------------------------------------------------------------- the table
 def estimates(scores: dict[str, np.ndarray], reps: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """``{impl: (point [2], ci [2, 2])}``: IQM and mean with 95 % stratified-bootstrap intervals (rliable)."""
-    library, metrics, _ = _rliable()
+    library, metrics, _ = require_rliable()
     func = lambda x: np.array([metrics.aggregate_iqm(x), metrics.aggregate_mean(x)])  # noqa: E731
     point, ci = library.get_interval_estimates(scores, func, reps=reps, random_state=fixed_state())
     return {k: (point[k], ci[k]) for k in scores}
@@ -213,7 +212,7 @@ def estimates(scores: dict[str, np.ndarray], reps: int) -> dict[str, tuple[np.nd
 
 def improvement(k: np.ndarray, s: np.ndarray, reps: int) -> tuple[float, float, float]:
     """P(a keras_trpo run > an sb3-contrib run), averaged over tasks, with its 95 % interval (rliable)."""
-    library, metrics, _ = _rliable()
+    library, metrics, _ = require_rliable()
     point, ci = library.get_interval_estimates({"p": [k, s]}, metrics.probability_of_improvement, reps=reps,
                                                random_state=fixed_state())
     lo, hi = np.ravel(ci["p"])
@@ -333,7 +332,7 @@ def notes(records: list[dict], tasks, references: dict, pairs: dict, timing_path
            + ("; keras_trpo settings " + "; ".join(sorted(overrides.get("keras_trpo", []))) if overrides else "") + ".",
            "Speed ratio: keras_trpo steps/s ÷ sb3-contrib steps/s (training wall time, updates and compilation included) "
            "from the timing set, not the seed runs: pairs of runs of one seed made one after the other in one "
-           f"compare.py invocation (shown: pairs × steps per run), from {', '.join(os.path.relpath(p, os.path.dirname(HERE)) for p in timing_paths)}"
+           f"compare.py invocation (shown: pairs × steps per run), from {', '.join(os.path.relpath(p, ROOT) for p in timing_paths)}"
            + (f", measured {', '.join(timing_dates)} on {'; '.join(timing_machines)}." if timing_machines else "."),
            ]
     ratios = cpu_ratios(records, tasks)
@@ -343,25 +342,15 @@ def notes(records: list[dict], tasks, references: dict, pairs: dict, timing_path
                    "sb3-contrib ÷ keras_trpo, medians over seeds, each run's whole process tree: "
                    + ", ".join(f"{e} {r:.2f}×" for e, (r, _, _) in ratios.items()) + ".")
     out += ["", "```",
-            "python benchmarks/seeds.py run --impl sb3 --seeds 0-9 --jobs 2   # sb3-contrib's 40 runs (one thread each)",
-            "python benchmarks/seeds.py run --impl keras_trpo --seeds 0-9 --jobs 2 \\",
+            "python -m benchmarks.seeds run --impl sb3 --seeds 0-9 --jobs 2   # sb3-contrib's 40 runs (one thread each)",
+            "python -m benchmarks.seeds run --impl keras_trpo --seeds 0-9 --jobs 2 \\",
             "    --set obs_norm_init=first_rollout                            # keras_trpo's 40 runs (now the default)",
-            "python benchmarks/stats.py all --timing benchmarks/results/timing/summary.csv  # this table and the figures",
+            "python -m benchmarks.stats all --timing benchmarks/results/timing/summary.csv  # this table and the figures",
             "```"]
     return out
 
 
 # ---------------------------------------------------------------- figures
-def _save(fig, path: str) -> str:
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    plt.close(fig)
-    atomic_write(path, buf.getvalue())
-    return path
-
-
 def plots(records: list[dict], tasks: Sequence[tuple[str, int]], references: dict, figures: str, reps: int
           ) -> list[str]:
     """seeds_curves.png, seeds_profile.png and seeds_intervals.png in ``figures``; their paths."""
@@ -371,9 +360,9 @@ def plots(records: list[dict], tasks: Sequence[tuple[str, int]], references: dic
     import matplotlib.pyplot as plt
     import matplotlib.ticker
 
-    library, metrics, plot_utils = _rliable()
+    library, metrics, plot_utils = require_rliable()
     os.makedirs(figures, exist_ok=True)
-    paths = [_save(curves_figure(records, tasks, reps), os.path.join(figures, "seeds_curves.png"))]
+    paths = [save_figure(curves_figure(records, tasks, reps), os.path.join(figures, "seeds_curves.png"), **FIGURE)]
     scores = final_scores(records, tasks)
     impls = [i for i in IMPL_ORDER if i in scores]
     envs, mats, _ = normalised_matrices(scores, impls, tasks, references)
@@ -390,7 +379,7 @@ def plots(records: list[dict], tasks: Sequence[tuple[str, int]], references: dic
     ax.legend([plt.Line2D([], [], color=COLORS[i]) for i in impls],
               [f"{i} ({mats[i].shape[0]} seeds × {len(envs)} envs)" for i in impls], loc="lower left")
     ax.set_title(f"Performance profile over {', '.join(envs)} (95 % bands)")
-    paths.append(_save(fig, os.path.join(figures, "seeds_profile.png")))
+    paths.append(save_figure(fig, os.path.join(figures, "seeds_profile.png"), **FIGURE))
     est = estimates(mats, reps)
     point = {i: est[i][0] for i in impls}
     ci = {i: est[i][1] for i in impls}
@@ -402,7 +391,7 @@ def plots(records: list[dict], tasks: Sequence[tuple[str, int]], references: dic
     fig.set_size_inches(fig.get_size_inches()[0], 1.2 + 0.6 * len(impls))
     fig.suptitle(f"{', '.join(envs)}: aggregate with 95 % stratified-bootstrap intervals")
     fig.tight_layout()
-    paths.append(_save(fig, os.path.join(figures, "seeds_intervals.png")))
+    paths.append(save_figure(fig, os.path.join(figures, "seeds_intervals.png"), **FIGURE))
     return paths
 
 
@@ -410,7 +399,7 @@ def curves_figure(records: list[dict], tasks: Sequence[tuple[str, int]], reps: i
     """Per env: IQM over seeds of the training return against steps, 95 % stratified-bootstrap band."""
     import matplotlib.pyplot as plt
 
-    library, metrics, _ = _rliable()
+    library, metrics, _ = require_rliable()
     n = len(tasks)
     cols = 2 if n > 1 else 1
     fig, axes = plt.subplots(math.ceil(n / cols), cols, figsize=(6 * cols, 4 * math.ceil(n / cols)), squeeze=False)
@@ -448,7 +437,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--timing", nargs="+", default=None, metavar="SUMMARY_CSV",
                    help="compare.py summary.csv files for the speed ratio (default: results/timing/summary.csv "
                         "if it exists, else results/summary.csv and results/halfcheetah_seeds_3-5/summary.csv)")
-    p.add_argument("--figures", default=os.path.join(HERE, "results"))
+    p.add_argument("--figures", default=RESULTS)
     p.add_argument("--task", nargs="+", default=None, metavar="ENV:STEPS", help="default: the README's four")
     p.add_argument("--references", default=REFERENCE_PATH)
     p.add_argument("--reps", type=int, default=50_000, help="bootstrap replications (curves and profiles: ≤ 2000)")

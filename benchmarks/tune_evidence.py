@@ -1,13 +1,13 @@
 """The evidence for ``keras-trpo tune`` (issue 21): the tuned settings' ten seeds against the zoo preset's.
 
-  PYTHONPATH=. .venv/bin/python benchmarks/tune_evidence.py [--env Pendulum-v1] [--reps 50000]
+  PYTHONPATH=. .venv/bin/python -m benchmarks.tune_evidence [--env Pendulum-v1] [--reps 50000]
 
 Reads, all under the repository:
 
 * the study: ``benchmarks/results/tune/ENV/study.journal`` (trial counts, states, the tune's wall time)
   and its ``best.yaml``;
 * the tuned settings' ten seeds: ``benchmarks/results/tune/seeds/keras_trpo/ENV/seed_N.json``, made by
-  ``benchmarks/seeds.py run --impl keras_trpo --task ENV:1e5 --seeds 0-9 --out benchmarks/results/tune/seeds
+  ``python -m benchmarks.seeds run --impl keras_trpo --task ENV:1e5 --seeds 0-9 --out benchmarks/results/tune/seeds
   --set NAME=VALUE ...`` with best.yaml's settings (``--print-set`` prints those --set arguments);
 * the zoo preset's ten seeds: ``benchmarks/results/seeds/keras_trpo/ENV`` (the README's results).
 
@@ -25,16 +25,12 @@ import sys
 
 import numpy as np
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-sys.path.insert(0, HERE)
-sys.path.insert(0, ROOT)
+from benchmarks.benchutil import RESULTS
+from benchmarks.seedstore import load_records
+from benchmarks.stats import estimates, fmt_ci, improvement
 
-from seedstore import load_records  # noqa: E402
-from stats import estimates, fmt_ci, improvement  # noqa: E402
-
-TUNE_DIR = os.path.join(HERE, "results", "tune")
-PRESET_SEEDS = os.path.join(HERE, "results", "seeds")
+TUNE_DIR = os.path.join(RESULTS, "tune")
+PRESET_SEEDS = os.path.join(RESULTS, "seeds")
 TUNED_SEEDS = os.path.join(TUNE_DIR, "seeds")
 
 

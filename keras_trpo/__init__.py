@@ -6,7 +6,7 @@ TensorFlow's 3 s and 590 MB start-up.
 """
 from __future__ import annotations
 
-from keras_trpo.lazy import lazy_attributes
+from keras_trpo_serving.lazy import lazy_attributes
 
 __version__ = "0.1.0"
 
@@ -18,8 +18,8 @@ _LAZY = {
     "ConfigError": "keras_trpo.config",
     "load_config": "keras_trpo.config_file",
     "AgentFileError": "keras_trpo.serialization",
-    "InvalidObservationError": "keras_trpo.spaces",
-    "UnsupportedSpaceError": "keras_trpo.spaces",
+    "InvalidObservationError": "keras_trpo.space_errors",
+    "UnsupportedSpaceError": "keras_trpo.space_errors",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]

@@ -195,7 +195,7 @@ def train(args) -> tuple[dict, int]:
     from keras_trpo.callbacks import MetricsCSVLogger, PeriodicCheckpoint, StopWhen
     from keras_trpo.interrupt import GracefulStop
     from keras_trpo.plotting import plot_learning_curve
-    from keras_trpo.serialization import atomic_write_bytes
+    from keras_trpo_serving.files import atomic_write_bytes
 
     if out.is_dir():
         run_dir.remove_stale_temp_files(out)

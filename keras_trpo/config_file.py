@@ -18,11 +18,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping, Optional, Union
 
 from keras_trpo.config import ConfigError, TRPOConfig
+from keras_trpo_serving.files import atomic_write_text
 
 TOP_LEVEL_KEYS = ("env", "timesteps", "config")
 # Where an agent runs, not how it learns: a machine's business, never written to a file (cli.ROLLOUT_FLAGS too).
@@ -40,7 +40,8 @@ class ConfigFile:
     timesteps: Optional[int] = None
 
 
-def _yaml():
+def require_yaml():
+    """PyYAML's module, or a ``ConfigError`` that says how to install it (the ``tune`` extra)."""
     try:
         import yaml
     except ImportError:
@@ -65,7 +66,7 @@ def read_config_file(path: PathLike) -> ConfigFile:
     except OSError as e:
         raise ConfigError(f"cannot read hyperparameter file {path}: {e.strerror or e}") from None
     try:
-        data = _yaml().safe_load(text) if _is_yaml(path) else json.loads(text)
+        data = require_yaml().safe_load(text) if _is_yaml(path) else json.loads(text)
     except (ValueError, ConfigError) as e:
         if isinstance(e, ConfigError):
             raise
@@ -123,23 +124,6 @@ def load_config(path: PathLike, env: Optional[str] = None) -> TRPOConfig:
     return config_from_settings(f.settings, env or f.env)
 
 
-def _atomic_write_text(path: PathLike, text: str) -> None:
-    """Readers see the old file or the whole new one (a temporary file in the same folder, then a rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def config_settings(config: TRPOConfig) -> dict[str, Any]:
     """Every field of ``config`` that decides learning (``MACHINE_FIELDS`` left out), as plain data."""
     return {k: v for k, v in config.to_dict().items() if k not in MACHINE_FIELDS}
@@ -157,7 +141,7 @@ def write_config_file(path: PathLike, config: Union[TRPOConfig, Mapping[str, Any
     data["config"] = settings
     if _is_yaml(path):
         head = "".join(f"# {line}\n" if line else "#\n" for line in comment.splitlines())
-        text = head + _yaml().safe_dump(data, sort_keys=False, default_flow_style=None)
+        text = head + require_yaml().safe_dump(data, sort_keys=False, default_flow_style=None)
     else:
         text = json.dumps(data, indent=1) + "\n"
-    _atomic_write_text(path, text)
+    atomic_write_text(path, text)

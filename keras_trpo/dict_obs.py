@@ -23,7 +23,7 @@ import gymnasium as gym
 import numpy as np
 
 from keras_trpo.running_stats import RunningMeanStd
-from keras_trpo.spaces import InvalidObservationError, UnsupportedSpaceError
+from keras_trpo.space_errors import InvalidObservationError, UnsupportedSpaceError
 
 
 @dataclass(frozen=True)

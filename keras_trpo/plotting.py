@@ -4,7 +4,7 @@ from __future__ import annotations
 import io
 from typing import Mapping, Sequence
 
-from keras_trpo.serialization import atomic_write_bytes
+from keras_trpo_serving.files import atomic_write_bytes
 
 
 def plot_learning_curve(history: Mapping[str, Sequence[float]], path: str, title: str = "") -> None:

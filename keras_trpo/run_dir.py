@@ -68,7 +68,7 @@ def truncate_metrics(path: Path, iterations: int) -> int:
     Rewrites the file atomically and returns how many rows were kept. Raises ``RunDirError`` if
     rows the checkpoint needs are missing or out of order, rather than leave a CSV with gaps.
     """
-    from keras_trpo.serialization import atomic_write_bytes
+    from keras_trpo_serving.files import atomic_write_bytes
 
     if not path.exists():
         if iterations:

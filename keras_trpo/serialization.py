@@ -2,7 +2,7 @@
 plus ``keras_trpo/`` entries for the value model, optimizer state and agent state.
 
 No pickle: JSON, HDF5 weights (via Keras) and ``.npz`` loaded with allow_pickle=False.
-Writes go to a temporary file in the target directory, then ``os.replace``.
+Written atomically (keras_trpo_serving/files.py).
 """
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ from typing import Any
 import keras
 import numpy as np
 
+from keras_trpo_serving.files import atomic_write_bytes
+
 FORMAT = "keras_trpo.agent"
 FORMAT_VERSION = 1
 _PREFIX = "keras_trpo/"
@@ -24,26 +26,6 @@ _PREFIX = "keras_trpo/"
 
 class AgentFileError(ValueError):
     """A file that is missing, corrupt, or not a keras_trpo agent."""
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` so readers see the old file or the whole new one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a saved model should get the usual permissions
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _model_bytes(model: keras.Model) -> bytes:

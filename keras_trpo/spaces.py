@@ -7,13 +7,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-
-class UnsupportedSpaceError(ValueError):
-    """An observation or action space keras_trpo cannot handle (yet)."""
-
-
-class InvalidObservationError(ValueError):
-    """An observation with the wrong shape or dtype, or with NaN / inf."""
+from keras_trpo.dict_obs import check_dict_space
+from keras_trpo.space_errors import InvalidObservationError, UnsupportedSpaceError
 
 
 def check_observation_space(space: gym.Space) -> None:
@@ -24,8 +19,6 @@ def check_observation_space(space: gym.Space) -> None:
     if isinstance(space, gym.spaces.Discrete):
         return
     if isinstance(space, gym.spaces.Dict):
-        from keras_trpo.dict_obs import check_dict_space  # dict_obs imports this module's errors
-
         check_dict_space(space)
         return
     raise UnsupportedSpaceError(
@@ -39,8 +32,6 @@ def obs_shape(space: gym.Space) -> tuple[int, ...]:
     """Shape of one observation as the policy model takes it (Discrete -> ``()``); for a Dict, ``(width,)``
     of the packed form that rollouts store (``dict_obs``: the models take one input per key)."""
     if isinstance(space, gym.spaces.Dict):
-        from keras_trpo.dict_obs import check_dict_space
-
         return (check_dict_space(space).width,)
     return tuple(space.shape) if isinstance(space, gym.spaces.Box) else ()
 
@@ -53,8 +44,6 @@ def check_observations(obs: Any, space: gym.Space, where: str = "observation") -
     observation or a batch per key) and returns the packed batch (``dict_obs.DictLayout.check``).
     """
     if isinstance(space, gym.spaces.Dict):
-        from keras_trpo.dict_obs import check_dict_space
-
         return check_dict_space(space).check(obs, where)
     shape = obs_shape(space)
     arr = np.asarray(obs)

@@ -6,29 +6,23 @@ ai-edge-litert (no TensorFlow).
     policy = load_policy("hopper.tflite")          # the class chosen by the file's content
     action = policy.act(obs)
     action, state = policy.step(obs, state)        # a recurrent policy, stateless (state=None: zeros)
+
+The public names are imported on first use (PEP 562): a LiteRT- or C-only install imports this package
+without onnxruntime, and ``keras_trpo_serving.files`` (standard library only) without NumPy.
 """
-from keras_trpo_serving.errors import (InvalidNoise, InvalidObservation, InvalidState, ModelLoadError, NonFiniteObservation,
-                            ServingError)
-from keras_trpo_serving.litert_policy import LiteRtPolicy
-from keras_trpo_serving.load import load_policy
-from keras_trpo_serving.policy import ExportedPolicy
+from keras_trpo_serving.lazy import lazy_attributes
 
-# onnxruntime is imported on first use of these, so a LiteRT- or C-only install imports serving without it.
-_ONNX_NAMES = ("OnnxPolicy", "low_latency_options")
+_LAZY = {
+    "OnnxPolicy": "keras_trpo_serving.onnx_policy",
+    "low_latency_options": "keras_trpo_serving.onnx_policy",
+    "LiteRtPolicy": "keras_trpo_serving.litert_policy",
+    "load_policy": "keras_trpo_serving.load",
+    "ExportedPolicy": "keras_trpo_serving.policy",
+    **{name: "keras_trpo_serving.errors" for name in ("InvalidObservation", "InvalidNoise", "InvalidState",
+                                                     "NonFiniteObservation", "ModelLoadError", "ServingError")},
+}
 
+__all__ = ["OnnxPolicy", "InvalidObservation", "InvalidNoise", "InvalidState", "NonFiniteObservation", "ModelLoadError",
+           "ServingError", "low_latency_options", "LiteRtPolicy", "load_policy", "ExportedPolicy"]
 
-def __getattr__(name: str):
-    if name in _ONNX_NAMES:
-        from keras_trpo_serving import onnx_policy
-        value = globals()[name] = getattr(onnx_policy, name)  # bound here: later lookups skip this
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_ONNX_NAMES))
-
-
-__all__ = ["OnnxPolicy", "InvalidObservation", "InvalidNoise", "InvalidState", "NonFiniteObservation", "ModelLoadError", "ServingError",
-           "low_latency_options",
-           "LiteRtPolicy", "load_policy", "ExportedPolicy"]
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY, globals())

@@ -3,7 +3,7 @@ with the host's C compiler into a shared library and run through ctypes. No Tens
 onnxruntime: numpy and a C compiler.
 
 The same ``act`` / ``distribution_params`` / ``metadata`` as ``OnnxPolicy``
-(``serving.policy.ExportedPolicy``): the input checks, action dtypes and sampling for
+(``keras_trpo_serving.policy.ExportedPolicy``): the input checks, action dtypes and sampling for
 ``deterministic=False`` are shared; only the run differs. Deterministic actions are the C
 library's ``policy_act``; the distribution parameters its ``policy_params``; sampled ones its
 ``policy_sample_noise`` fed NumPy's noise (the same action as every format for that noise). It exists to run
@@ -31,8 +31,9 @@ from typing import Optional
 
 import numpy as np
 
-from keras_trpo_serving.errors import ModelLoadError
-from keras_trpo_serving.policy import DEFAULT_WARMUP, NOISE, SAMPLED_ACTION, ExportedPolicy, _check_count, _obs_text, _state_text
+from keras_trpo_serving.errors import ModelLoadError, check_count
+from keras_trpo_serving.files import atomic_target
+from keras_trpo_serving.policy import DEFAULT_WARMUP, NOISE, SAMPLED_ACTION, ExportedPolicy
 from keras_trpo_serving.spaces import parse_metadata
 from keras_trpo_serving.state import STATE_IN, STATE_OUT
 
@@ -72,15 +73,14 @@ def _build(directory: Path, name: str) -> Path:
     if shutil.which(cc[0]) is None:
         raise ModelLoadError(f"running the C policy in {str(directory)!r} needs a C compiler: {cc[0]!r} is not on "
                              "the PATH (apt-get install gcc, or set CC)")
-    with tempfile.TemporaryDirectory(dir=cache) as tmp:
+    # The sources copied first: the build sees one version of them even if the export is rewritten meanwhile.
+    with tempfile.TemporaryDirectory(dir=cache) as tmp, atomic_target(lib, ".so") as out:
         for f in files:
             shutil.copy(f, tmp)
-        out = Path(tmp) / lib.name
         done = subprocess.run(cc + flags + ["-o", str(out), str(Path(tmp) / f"{name}.c"), "-lm"],
                               capture_output=True, text=True)
         if done.returncode != 0:
             raise ModelLoadError(f"the C policy in {str(directory)!r} does not compile: {done.stderr.strip()[:500]}")
-        os.replace(out, lib)
     return lib
 
 
@@ -106,7 +106,7 @@ class CPolicy(ExportedPolicy):
         self.path = os.fspath(path)
         if isinstance(warmup, bool):
             warmup = DEFAULT_WARMUP if warmup else 0
-        _check_count("warmup", warmup, 0)
+        check_count("warmup", warmup, 0)
         if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", name):
             raise ModelLoadError(f"the C name must be a C identifier, got {name!r}")
         if is_c_export(self.path, name):
@@ -203,8 +203,3 @@ class CPolicy(ExportedPolicy):
         if self.is_recurrent:
             out[STATE_OUT] = s_out
         return [out[k] for k in names]
-
-    def __repr__(self) -> str:
-        return (f"CPolicy({self.path!r}, env={self.metadata.get('env_id') or '?'}, obs={_obs_text(self)}, "
-                f"action={self.action_space.type}{list(self.action_space.shape)}, distribution={self.distribution}"
-                f"{_state_text(self)})")

@@ -181,7 +181,8 @@ def _http(args: argparse.Namespace) -> int:
     from keras_trpo_serving.load import load_policy
 
     try:
-        from keras_trpo_serving.server import load_token, make_server, serve_workers
+        from keras_trpo_serving.auth import load_token
+        from keras_trpo_serving.server import make_server, serve_workers
     except ImportError as e:
         raise CliError(f"`python -m keras_trpo_serving http` needs the http extra ({e.name} is missing): "
                        "pip install 'keras-trpo-serving[http]' (or -r keras_trpo_serving/requirements-http.txt)") from None

@@ -1,8 +1,10 @@
-"""serving's exceptions: one base class, so callers can catch everything serving raises.
-Standard library only: the HTTP body parser (keras_trpo_serving/body.py) imports it."""
+"""serving's exceptions (one base class, so callers can catch everything serving raises) and the
+helpers that word its errors. Standard library only: the HTTP body parser (keras_trpo_serving/body.py)
+imports it."""
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+import numbers
+from typing import Any, Iterable, Sequence
 
 
 class ServingError(Exception):
@@ -50,3 +52,16 @@ def key_problems(got: Iterable, keys: Sequence[str]) -> str:
     extra = sorted(map(str, set(got) - set(keys)))
     parts = ([f"lacks the key(s) {missing}"] if missing else []) + ([f"has the unknown key(s) {extra[:5]}"] if extra else [])
     return " and ".join(parts)
+
+
+def first_line(e: BaseException) -> str:
+    """The first line of ``e``'s message (its type's name if it has none), at most 300 characters: what
+    an error of ours quotes from a runtime's, whose messages can run to pages."""
+    text = str(e).strip() or type(e).__name__
+    return text.splitlines()[0][:300]
+
+
+def check_count(name: str, value: Any, minimum: int) -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``value`` is an integer (not a bool) ``>= minimum``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:  # np.integer is Integral
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")

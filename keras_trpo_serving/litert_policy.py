@@ -14,8 +14,8 @@ from typing import Optional
 
 import numpy as np
 
-from keras_trpo_serving.errors import ModelLoadError
-from keras_trpo_serving.policy import DEFAULT_WARMUP, NOISE, ExportedPolicy, _check_count, _first_line, _obs_text, _state_text
+from keras_trpo_serving.errors import ModelLoadError, check_count, first_line
+from keras_trpo_serving.policy import DEFAULT_WARMUP, NOISE, ExportedPolicy
 from keras_trpo_serving.spaces import parse_metadata
 from keras_trpo_serving.state import STATE_IN
 
@@ -64,7 +64,7 @@ def read_metadata(data: bytes, path: str) -> dict[str, str]:
     except ModelLoadError:
         raise
     except Exception as e:  # noqa: BLE001 - a damaged flatbuffer fails in many ways: struct, index, unicode, JSON
-        raise ModelLoadError(f"{path!r}: cannot read its {METADATA_NAME} metadata ({_first_line(e)}); "
+        raise ModelLoadError(f"{path!r}: cannot read its {METADATA_NAME} metadata ({first_line(e)}); "
                              "the file is damaged or not a keras-trpo export") from None
     if not isinstance(props, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in props.items()):
         raise ModelLoadError(f"{path!r}: {METADATA_NAME} is not a JSON object of strings")
@@ -99,8 +99,8 @@ class LiteRtPolicy(ExportedPolicy):
         self.path = os.fspath(path)
         if isinstance(warmup, bool):  # as OnnxPolicy: True is the default count
             warmup = DEFAULT_WARMUP if warmup else 0
-        _check_count("threads", threads, 1)
-        _check_count("warmup", warmup, 0)
+        check_count("threads", threads, 1)
+        check_count("warmup", warmup, 0)
         interpreter, _ = _litert()
         if not os.path.exists(self.path):
             raise ModelLoadError(f"no model file at {self.path!r}")
@@ -114,7 +114,7 @@ class LiteRtPolicy(ExportedPolicy):
         try:
             self.interpreter = interpreter.Interpreter(model_content=data, num_threads=int(threads))
         except Exception as e:  # noqa: BLE001 - ValueError/RuntimeError carrying the C++ message
-            raise ModelLoadError(f"{self.path!r} is not a loadable TFLite model: {_first_line(e)}") from None
+            raise ModelLoadError(f"{self.path!r} is not a loadable TFLite model: {first_line(e)}") from None
         self.format = "tflite"
         self._setup(meta, seed)
         self._resolve_signature()
@@ -180,7 +180,5 @@ class LiteRtPolicy(ExportedPolicy):
             interp.invoke()
             return [interp.get_tensor(self._out_index[name]) for name in names]  # copies
 
-    def __repr__(self) -> str:
-        return (f"LiteRtPolicy({self.path!r}, env={self.metadata.get('env_id') or '?'}, obs={_obs_text(self)}, "
-                f"action={self.action_space.type}{list(self.action_space.shape)}, distribution={self.distribution}, "
-                f"quantization={self.metadata.get('quantization', 'none')}{_state_text(self)})")
+    def _repr_extra(self) -> str:
+        return f", quantization={self.metadata.get('quantization', 'none')}"

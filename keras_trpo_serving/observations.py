@@ -7,17 +7,12 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 
-from keras_trpo_serving.errors import InvalidObservation, NonFiniteObservation, key_problems
+from keras_trpo_serving.errors import InvalidObservation, NonFiniteObservation, first_line, key_problems
 from keras_trpo_serving.spaces import Space
 
 _F32 = np.dtype(np.float32)
 # Per observation input: (shape after the batch axis, the Discrete space or None, the name errors use).
 InputSpec = tuple[tuple[int, ...], Optional[Space], str]
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip() or type(e).__name__
-    return text.splitlines()[0][:300]
 
 
 def input_specs(spaces: Mapping[str, Space], dict_obs: bool) -> dict[str, InputSpec]:
@@ -45,7 +40,7 @@ class ObservationChecks:
             try:
                 x = np.asarray(obs)
             except (ValueError, TypeError) as e:  # ragged nested lists
-                raise InvalidObservation(f"{what} is not a rectangular array ({_first_line(e)}); "
+                raise InvalidObservation(f"{what} is not a rectangular array ({first_line(e)}); "
                                          f"expected shape {shape} or (batch, *{shape})") from None
         if x.dtype != _F32:
             if x.dtype.kind not in "fiub":  # strings, objects, complex: no safe cast to float32

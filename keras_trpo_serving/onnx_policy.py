@@ -1,6 +1,6 @@
 """``OnnxPolicy``: an exported keras-trpo policy run by onnxruntime, nothing else.
 
-The only serving module that imports onnxruntime at import time: ``serving.policy`` (the
+The only serving module that imports onnxruntime at import time: ``keras_trpo_serving.policy`` (the
 runtime-independent ``ExportedPolicy``), LiteRT and C policies load without it."""
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from typing import Optional, Sequence
 import numpy as np
 import onnxruntime as ort
 
-from keras_trpo_serving.errors import ModelLoadError
-from keras_trpo_serving.policy import DEFAULT_WARMUP, NOISE, ExportedPolicy, _check_count, _first_line, _obs_text, _state_text
+from keras_trpo_serving.errors import ModelLoadError, check_count, first_line
+from keras_trpo_serving.policy import DEFAULT_WARMUP, NOISE, ExportedPolicy
 from keras_trpo_serving.spaces import parse_metadata
 from keras_trpo_serving.state import STATE_IN
 
@@ -34,7 +34,7 @@ def low_latency_options(threads: int = 1, allow_spinning: bool = False) -> ort.S
     launches per call. Warnings are not logged (tf2onnx graphs trigger harmless "unused
     initializer" ones on every load).
     """
-    _check_count("threads", threads, 1)
+    check_count("threads", threads, 1)
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
@@ -89,7 +89,7 @@ class OnnxPolicy(ExportedPolicy):
         self.path = os.fspath(path)
         if isinstance(warmup, bool):
             warmup = DEFAULT_WARMUP if warmup else 0
-        _check_count("warmup", warmup, 0)
+        check_count("warmup", warmup, 0)
         if not os.path.exists(self.path):
             raise ModelLoadError(f"no model file at {self.path!r}")
         if not os.path.isfile(self.path):
@@ -108,7 +108,7 @@ class OnnxPolicy(ExportedPolicy):
                                                 providers=list(providers or ["CPUExecutionProvider"]))
         except Exception as e:  # noqa: BLE001 - onnxruntime raises several opaque kinds
             kind = "ORT-format" if self.format == "ort" else "ONNX"
-            raise ModelLoadError(f"{self.path!r} is not a loadable {kind} model: {_first_line(e)}") from None
+            raise ModelLoadError(f"{self.path!r} is not a loadable {kind} model: {first_line(e)}") from None
         meta = parse_metadata(self.session.get_modelmeta().custom_metadata_map, self.path)
         self._setup(meta, seed)
         self._check_graph(meta.param_names)
@@ -151,8 +151,3 @@ class OnnxPolicy(ExportedPolicy):
             raise ModelLoadError(f"{self.path!r}: input 'noise' is {noise.type} {noise.shape}, expected float "
                                  f"[batch, {self.noise_shape[0]}]")
         self._check_noise_input(noise is not None, outputs)
-
-    def __repr__(self) -> str:
-        return (f"OnnxPolicy({self.path!r}, env={self.metadata.get('env_id') or '?'}, obs={_obs_text(self)}, "
-                f"action={self.action_space.type}{list(self.action_space.shape)}, distribution={self.distribution}"
-                f"{_state_text(self)})")

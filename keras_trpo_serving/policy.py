@@ -2,10 +2,6 @@
 ``step``, ``reset``, sampling). NumPy only: the runtimes' classes are ``OnnxPolicy``
 (keras_trpo_serving/onnx_policy.py), ``LiteRtPolicy`` (keras_trpo_serving/litert_policy.py) and ``CPolicy``
 (keras_trpo_serving/c_policy.py).
-
-``OnnxPolicy``, ``low_latency_options`` and ``is_ort_format`` are still importable from here
-(they lived here once); they are loaded on first use, so importing this module (as LiteRT and C
-policies do) does not import onnxruntime.
 """
 from __future__ import annotations
 
@@ -14,41 +10,15 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from keras_trpo_serving.errors import InvalidNoise, InvalidState, ModelLoadError, key_problems  # noqa: F401 - key_problems re-exported
-from keras_trpo_serving.observations import _F32, ObservationChecks, _first_line, input_specs
+from keras_trpo_serving.errors import InvalidNoise, InvalidState, ModelLoadError, check_count, first_line
+from keras_trpo_serving.observations import ObservationChecks, input_specs
 from keras_trpo_serving.sampling import check_noise, draw_noise, parse_noise_metadata, rule_for
 from keras_trpo_serving.spaces import ExportMetadata, Space
 from keras_trpo_serving.state import STATE_IN, STATE_OUT, check_state, episode_starts
 
 NOISE, SAMPLED_ACTION = "noise", "sampled_action"  # a stochastic export's input and output
 DEFAULT_WARMUP = 3
-# Names that moved to keras_trpo_serving/onnx_policy.py, resolved on first access (PEP 562): importing
-# serving.policy must not import onnxruntime.
-_ONNX_NAMES = frozenset({"OnnxPolicy", "low_latency_options", "is_ort_format", "ORT_FORMAT_IDENTIFIER", "_ORT_DTYPES"})
-
-
-def __getattr__(name: str) -> Any:
-    if name in _ONNX_NAMES:
-        from keras_trpo_serving import onnx_policy
-        value = globals()[name] = getattr(onnx_policy, name)  # bound here: later lookups skip this
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def _check_count(name: str, value: Any, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-
-
-def _obs_text(policy: "ExportedPolicy") -> str:
-    """The observation shape for a repr: ``(4,)``, or ``{key: shape}`` for a Dict."""
-    if policy.obs_keys is None:
-        return str(policy.obs_shape)
-    return "{" + ", ".join(f"{k}: {s.policy_input_shape}" for k, s in policy._obs_spaces.items()) + "}"
-
-
-def _state_text(policy: "ExportedPolicy") -> str:
-    return f", recurrent={policy.recurrent}[{policy.state_size}]" if policy.is_recurrent else ""
+_F32 = np.dtype(np.float32)
 
 
 class ExportedPolicy(ObservationChecks):
@@ -102,6 +72,18 @@ class ExportedPolicy(ObservationChecks):
         self.noise_shape: tuple[int, ...] = (self.sampling_rule.noise_width,)  # per observation
         self.samples_in_graph = False  # the file has the "noise" input and "sampled_action" output
         self._noise_meta = meta.raw.get(NOISE)
+
+    def __repr__(self) -> str:
+        obs = (str(self.obs_shape) if self.obs_keys is None
+               else "{" + ", ".join(f"{k}: {s.policy_input_shape}" for k, s in self._obs_spaces.items()) + "}")
+        state = f", recurrent={self.recurrent}[{self.state_size}]" if self.is_recurrent else ""
+        return (f"{type(self).__name__}({self.path!r}, env={self.metadata.get('env_id') or '?'}, obs={obs}, "
+                f"action={self.action_space.type}{list(self.action_space.shape)}, distribution={self.distribution}"
+                f"{self._repr_extra()}{state})")
+
+    def _repr_extra(self) -> str:
+        """What a runtime adds to the repr after the distribution (``", quantization=int8"``)."""
+        return ""
 
     def _graph_inputs(self) -> dict[str, tuple[int, ...]]:
         """The inputs the graph must have besides ``noise``, with their shapes after the batch axis."""
@@ -180,7 +162,7 @@ class ExportedPolicy(ObservationChecks):
         except Exception as e:  # noqa: BLE001
             shapes = {k: v.shape[1:] for k, v in x.items()}
             raise ModelLoadError(f"{self.path!r} fails to run on one observation of shape "
-                                 f"{self.obs_shape if self.obs_keys is None else shapes}: {_first_line(e)}") from None
+                                 f"{self.obs_shape if self.obs_keys is None else shapes}: {first_line(e)}") from None
         space = self.action_space
         want = {"action": (1, *space.shape)}
         if self.samples_in_graph:
@@ -313,7 +295,7 @@ class ExportedPolicy(ObservationChecks):
 
     def initial_state(self, batch: int = 1) -> np.ndarray:
         """The state at an episode start: float32 zeros ``[batch, state_size]``."""
-        _check_count("batch", batch, 0)
+        check_count("batch", batch, 0)
         return np.zeros((batch, self.state_size), _F32)
 
     def reset(self) -> None:

@@ -1,4 +1,4 @@
-"""The HTTP server: the ASGI app of ``serving.app`` on uvicorn, with its settings in one dataclass.
+"""The HTTP server: the ASGI app of ``keras_trpo_serving.app`` on uvicorn, with its settings in one dataclass.
 
 Needs the http extra (``pip install 'keras-trpo-serving[http]'``: uvicorn, starlette,
 prometheus-client); the in-process runtime (``OnnxPolicy``) does not.
@@ -9,7 +9,7 @@ prometheus-client); the in-process runtime (``OnnxPolicy``) does not.
 Connections are uvicorn's: one asyncio loop, so a connection that sends slowly costs a little
 memory, not a thread. The limits are uvicorn's settings (``limit_concurrency``,
 ``timeout_keep_alive``, ``backlog``, ``h11_max_incomplete_event_size``,
-``timeout_graceful_shutdown``) plus a deadline for request heads (``serving.protocol``) and the
+``timeout_graceful_shutdown``) plus a deadline for request heads (``keras_trpo_serving.protocol``) and the
 body limits the app enforces (size, time).
 """
 from __future__ import annotations
@@ -25,12 +25,10 @@ from typing import Any, Optional
 import uvicorn
 
 from keras_trpo_serving.app import create_app
-from keras_trpo_serving.auth import (TOKEN_ENV, check_token, exposure_warning, load_token, log,  # noqa: F401 - re-exported
-                          token_digest)
-from keras_trpo_serving.body import BadRequest, parse_act_body  # noqa: F401 - re-exported
+from keras_trpo_serving.auth import exposure_warning, log, token_digest
 from keras_trpo_serving.metrics import MULTIPROC_ENV, Metrics
 from keras_trpo_serving.protocol import ServingConfig, protocol_class
-from keras_trpo_serving.settings import AppLimits, ServerSettings  # noqa: F401 - re-exported
+from keras_trpo_serving.settings import AppLimits, ServerSettings
 
 WORKER_ENV = "KERAS_TRPO_SERVING_WORKER"  # what --workers' processes load (JSON; a token digest, never the token)
 

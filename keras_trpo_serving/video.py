@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Optional
+
+from keras_trpo_serving.files import atomic_target
 
 VIDEO_SUFFIXES = (".mp4", ".gif")
 DEFAULT_FPS = 25.0  # GIF frame times are whole centiseconds and viewers slow anything faster than ~50 fps
@@ -141,24 +142,17 @@ def write_video(frames: list, path: str, fps: float) -> dict:
                          "(or the video extra: pip install 'keras-trpo[video]')") from None
     stack = np.stack([np.asarray(f, dtype=np.uint8) for f in frames])
     suffix = out.suffix.lower()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=suffix, dir=out.parent)
-    os.close(fd)
     try:
-        if suffix == ".gif":
-            # Pillow: frame duration in milliseconds, whole centiseconds in the file.
-            iio.imwrite(tmp, stack, extension=".gif", duration=10 * round(100 / fps), loop=0)
-        else:
-            _write_mp4(tmp, stack, fps)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out)
+        with atomic_target(out, suffix) as tmp:  # the encoders pick the format by the ending
+            if suffix == ".gif":
+                # Pillow: frame duration in milliseconds, whole centiseconds in the file.
+                iio.imwrite(str(tmp), stack, extension=".gif", duration=10 * round(100 / fps), loop=0)
+            else:
+                _write_mp4(str(tmp), stack, fps)
     except VideoError:
         raise
     except Exception as e:  # noqa: BLE001 - an encoder failure, with its cause
         raise VideoError(f"could not write {str(out)!r}: {type(e).__name__}: {e}") from e
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     h, w = stack.shape[1:3]
     return {"path": str(out), "frames": len(stack), "seconds": round(len(stack) / fps, 3), "fps": round(fps, 3),
             "bytes": out.stat().st_size, "size": [int(w), int(h)]}

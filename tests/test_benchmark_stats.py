@@ -9,14 +9,8 @@ import sys
 import numpy as np
 import pytest
 
-BENCH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks")
-sys.path.insert(0, BENCH)
-
-import compare  # noqa: E402
-import seeds  # noqa: E402
-import seedstore  # noqa: E402
-import stats  # noqa: E402
-from seedstore import Task  # noqa: E402
+from benchmarks import compare, seeds, seedstore, stats
+from benchmarks.seedstore import Task
 
 
 # ---------------------------------------------------------------- parsing
@@ -65,7 +59,7 @@ def _record(task: Task, eval_mean: float, overrides=None, curve=((1024, 1.0, flo
     result = dict(impl=task.impl, env=task.env, seed=task.seed, timesteps=task.timesteps + 352, eval_mean=eval_mean,
                   eval_std=1.0, wall_s=2.0, steps_per_s=50.0, cpu_s=1.9, process_cpu_s=3.0, curve=list(curve))
     return seeds.make_record(task, overrides or {}, result, {"started": "2026-11-25T00:00:00+00:00", "jobs": 1},
-                             "python benchmarks/seeds.py run", {"commit": "abc", "dirty": []})
+                             "python -m benchmarks.seeds run", {"commit": "abc", "dirty": []})
 
 
 def test_record_round_trip_stores_nan_as_null_and_leaves_no_temp_file(tmp_path):
@@ -155,7 +149,7 @@ def test_runner_stores_each_seed_and_a_rerun_skips_them(tmp_path, monkeypatch, c
     assert "other settings" in capsys.readouterr().err
     r = seedstore.read_record(seedstore.seed_path(str(tmp_path), "keras_trpo", "CartPole-v1", 2))
     assert r["request"] == {"timesteps": 1000, "overrides": {"value_epochs": 3}}
-    assert r["command"].startswith("python benchmarks/seeds.py run --task CartPole-v1:1000")
+    assert r["command"].startswith("python -m benchmarks.seeds run --task CartPole-v1:1000")
 
 
 def test_cross_check_uses_the_lowest_common_seed(tmp_path):
@@ -278,7 +272,7 @@ def test_table_from_stored_records(tmp_path):
 
 
 def test_regression_bound_is_a_quantile_of_subset_iqms():
-    import regression
+    from benchmarks import regression
 
     stored = [float(x) for x in range(1, 11)]
     # 3 of 10: the IQM of three values trims nothing (int(0.25 * 3) = 0), so it is their mean
@@ -304,7 +298,7 @@ def test_learning_settings_ignore_where_rollouts_ran():
     (495.0, 2, {"max_kl": 0.02})])  # stored with another learning setting: no reference, exit 2
 def test_regression_check_passes_and_fails(tmp_path, monkeypatch, trained, code, stored_overrides):
     """regression.py end to end with the training child replaced by a stub returning ``trained``."""
-    import regression
+    from benchmarks import regression
 
     ref_dir = tmp_path / "stored"
     for seed in range(10):
@@ -334,7 +328,7 @@ def _arm(tmp, name, impl, values, overrides=None):
 
 def test_ablation_table_sets_each_arm_against_baseline_and_sb3(tmp_path):
     pytest.importorskip("rliable")
-    import ablation_stats
+    from benchmarks import ablation_stats
 
     seeds_dir, abl = str(tmp_path / "seeds"), str(tmp_path / "abl")
     _arm(str(tmp_path), "seeds", "keras_trpo", [10.0, 20.0, 30.0, 40.0, 50.0, 60.0],
@@ -354,7 +348,7 @@ def test_ablation_table_sets_each_arm_against_baseline_and_sb3(tmp_path):
 
 
 def test_ablation_arm_with_mixed_settings_is_an_error(tmp_path):
-    import ablation_stats
+    from benchmarks import ablation_stats
 
     _arm(str(tmp_path), "a", "keras_trpo", [1.0], {"line_search_kl": "new_old"})
     task = Task("keras_trpo", "HalfCheetah-v5", 1000, 1)

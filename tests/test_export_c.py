@@ -192,7 +192,7 @@ def test_hopper_closed_loop_returns_equal_onnxpolicys(tmp_path):
     from keras_trpo_serving.c_policy import CPolicy
     from keras_trpo_serving.cli import run_episodes
     from keras_trpo_serving.edge.closed_loop import lockstep
-    from keras_trpo_serving.policy import OnnxPolicy
+    from keras_trpo_serving.onnx_policy import OnnxPolicy
     agent = keras_trpo.TRPO("Hopper-v5", seed=0, n_envs=1, n_steps=1024, value_epochs=1)
     agent.fit(2048, verbose=0)  # statistics and weights off their initial values; episodes of ~20-100 steps
     export.to_onnx(agent, tmp_path / "hopper.onnx")

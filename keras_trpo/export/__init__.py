@@ -15,7 +15,7 @@ the written file against it in keras_trpo/export/verify.py, the one harness ever
 """
 from __future__ import annotations
 
-from keras_trpo.lazy import lazy_attributes
+from keras_trpo_serving.lazy import lazy_attributes
 
 # Lazy (PEP 562): `python -m keras_trpo.export` imports this package before its __main__ can quieten
 # TensorFlow's start-up lines, so nothing here may import TensorFlow at import time.

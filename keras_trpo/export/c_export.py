@@ -27,7 +27,7 @@ from keras_trpo.export.report import ExportReport
 from keras_trpo.export.sampler_check import check_sampler
 from keras_trpo.export.verify import SAMPLER_DRAWS, SAMPLER_OBSERVATIONS, SAMPLER_SEED, verify_file
 from keras_trpo.plan.description import PolicyPlan
-from keras_trpo.serialization import atomic_write_bytes
+from keras_trpo_serving.files import atomic_write_bytes
 
 
 @dataclass

@@ -21,7 +21,7 @@ from keras_trpo.export.reference import agent_reference
 from keras_trpo.export.report import ExportReport
 from keras_trpo.export.targets import check_target
 from keras_trpo.export.verify import verify_file
-from keras_trpo.serialization import atomic_write_bytes
+from keras_trpo_serving.files import atomic_write_bytes
 
 # Opset 17: supported by tf2onnx 1.17 and every onnxruntime since 1.14, so files run on older devices too.
 DEFAULT_OPSET = 17

@@ -116,7 +116,7 @@ def quantize_onnx(source: str | os.PathLike, mode: str, target: Optional[str | o
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from keras_trpo.serialization import atomic_write_bytes
+    from keras_trpo_serving.files import atomic_write_bytes
 
     mode = canonical(mode)
     if mode is None:

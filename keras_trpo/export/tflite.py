@@ -34,7 +34,7 @@ from keras_trpo.export.report import ExportReport
 from keras_trpo.export.saved_model import SIGNATURE, write_saved_model
 from keras_trpo.export.targets import check_target
 from keras_trpo.export.verify import Verification, verify_file
-from keras_trpo.serialization import atomic_write_bytes
+from keras_trpo_serving.files import atomic_write_bytes
 
 # Name of the Model.metadata entry (name -> buffer) holding the export's metadata as UTF-8 JSON,
 # string keys to string values as in ONNX metadata_props. The TFLite schema keeps this table

@@ -13,7 +13,7 @@ Optuna is the ``tune`` extra (``pip install 'keras-trpo[tune]'``), imported only
 """
 from __future__ import annotations
 
-from keras_trpo.lazy import lazy_attributes
+from keras_trpo_serving.lazy import lazy_attributes
 
 _LAZY = {
     "tune": "keras_trpo.tune.driver",

@@ -71,9 +71,9 @@ def parse_space_args(items: list[str]) -> dict[str, Any]:
         if not path.is_file():
             raise ConfigError(f"--space takes KEY=SPEC or a YAML/JSON file, got {item!r} (no such file)")
         if path.suffix.lower() in (".yaml", ".yml"):
-            from keras_trpo.config_file import _yaml
+            from keras_trpo.config_file import require_yaml
 
-            data = _yaml().safe_load(path.read_text())
+            data = require_yaml().safe_load(path.read_text())
         else:
             data = json.loads(path.read_text())
         if not isinstance(data, dict):

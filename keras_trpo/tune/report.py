@@ -7,12 +7,11 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Optional
 
 from keras_trpo.tune.study import ERROR_ATTR, TuneSettings
+from keras_trpo_serving.files import atomic_target, atomic_write_text
 
 BEST_FILE, TRIALS_FILE = "best.yaml", "trials.csv"
 HISTORY_PLOT, IMPORTANCE_PLOT = "optimization_history.png", "param_importances.png"
@@ -83,7 +82,6 @@ def write_best(study, settings: TuneSettings, path: Path) -> Optional[Path]:
 
 def write_trials_csv(study, path: Path) -> Path:
     """Every trial: number, state, score, wall time, evaluations, error and parameters."""
-    from keras_trpo.config_file import _atomic_write_text
 
     trials = study.get_trials(deepcopy=False)
     params = sorted({k for t in trials for k in t.params})
@@ -94,7 +92,7 @@ def write_trials_csv(study, path: Path) -> Path:
         w.writerow([t.number, t.state.name, "" if t.value is None else t.value, t.user_attrs.get("wall_s", ""),
                     t.user_attrs.get("timesteps", ""), json.dumps(t.user_attrs.get("evaluations", [])),
                     t.user_attrs.get(ERROR_ATTR, "")] + [t.params.get(k, "") for k in params])
-    _atomic_write_text(path, buf.getvalue())
+    atomic_write_text(path, buf.getvalue())
     return path
 
 
@@ -102,13 +100,8 @@ def _save_figure(ax, path: Path) -> None:
     fig = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
     fig.set_size_inches(8, 5)
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_target(path, ".png") as tmp:
         fig.savefig(tmp, dpi=100)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
     import matplotlib.pyplot as plt
 
     plt.close(fig)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# serving/ on 64-bit ARM, checked on an x86_64 Linux machine under qemu user-mode emulation.
+# keras_trpo_serving/ on 64-bit ARM, checked on an x86_64 Linux machine under qemu user-mode emulation.
 #
 # Builds (once, cached in .cache/arm64/) a Debian arm64 root with its own Python, and a
 # site-packages of aarch64 wheels for keras_trpo_serving/requirements.txt + pytest + gymnasium. Then, chrooted
@@ -333,7 +333,7 @@ main() {
   LOGS=$CACHE/logs-$SUITE-${ORT:-newest}-$BOARD
   mkdir -p "$LOGS"
 
-  log "serving/ on arm64 under qemu user-mode emulation ($BOARD_NAME)"
+  log "keras_trpo_serving/ on arm64 under qemu user-mode emulation ($BOARD_NAME)"
   ensure_host_tools
   ensure_binfmt
   build_root

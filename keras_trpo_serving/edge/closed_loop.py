@@ -4,7 +4,7 @@ told apart from a difference in the policy.
 
     python -m keras_trpo_serving.edge.closed_loop --model cartpole.onnx --other cartpole_c --env CartPole-v1
 
-Returns come from ``serving.cli.run_episodes`` (what ``python -m keras_trpo_serving run`` prints: episode
+Returns come from ``keras_trpo_serving.cli.run_episodes`` (what ``python -m keras_trpo_serving run`` prints: episode
 ``i`` is reset with seed ``seed + i``, deterministic actions). Lockstep: ``--model`` drives the
 env; at every state the ``--other`` policy's action is computed too, and the worst difference
 (or the number of differing discrete actions) is reported. In a chaotic env (Hopper) float

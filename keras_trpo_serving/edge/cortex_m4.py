@@ -20,10 +20,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import shutil
-import struct
 import subprocess
 import sys
 import tempfile
@@ -44,7 +42,8 @@ class SetupError(RuntimeError):
     pass
 
 
-def _run(cmd: list[str], timeout: float = 600, **kw) -> subprocess.CompletedProcess:
+def run_tool(cmd: list[str], timeout: float = 600, **kw) -> subprocess.CompletedProcess:
+    """Run one tool of the cross toolchain or QEMU; its output, or ``SetupError`` saying what failed."""
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kw)
     except FileNotFoundError:
@@ -86,7 +85,7 @@ def build(cc: str, c_dir: Path, name: str, obs: np.ndarray, work: Path, count: b
     (work / "observations.h").write_text(observations_header(obs, obs_size))
     elf = work / ("count.elf" if count else "test.elf")
     sources = [HERE / "startup.c", HERE / "main.c", c_dir / "policy.c"]
-    _run([cc, *CPU_FLAGS, *CFLAGS, *(["-DCOUNT"] if count else []), f"-I{work}", f"-I{c_dir}",
+    run_tool([cc, *CPU_FLAGS, *CFLAGS, *(["-DCOUNT"] if count else []), f"-I{work}", f"-I{c_dir}",
           "-T", str(HERE / "link.ld"), "-o", str(elf), *map(str, sources), *LDFLAGS])
     return elf
 
@@ -94,8 +93,8 @@ def build(cc: str, c_dir: Path, name: str, obs: np.ndarray, work: Path, count: b
 def policy_size(cc: str, size_tool: str, c_dir: Path, work: Path) -> dict[str, int]:
     """text (code + const weights: flash), data and bss (static RAM) of policy.o alone."""
     obj = work / "policy.o"
-    _run([cc, *CPU_FLAGS, *CFLAGS, "-c", "-o", str(obj), str(c_dir / "policy.c")])
-    out = _run([size_tool, "-A", str(obj)]).stdout
+    run_tool([cc, *CPU_FLAGS, *CFLAGS, "-c", "-o", str(obj), str(c_dir / "policy.c")])
+    out = run_tool([size_tool, "-A", str(obj)]).stdout
     sizes = {"text": 0, "data": 0, "bss": 0}
     for line in out.splitlines():
         parts = line.split()
@@ -111,7 +110,7 @@ def policy_size(cc: str, size_tool: str, c_dir: Path, work: Path) -> dict[str, i
 
 
 def run_qemu(qemu: str, elf: Path, extra: list[str] = (), timeout: float = 600) -> str:
-    return _run([qemu, *QEMU, *extra, "-kernel", str(elf)], timeout=timeout).stdout
+    return run_tool([qemu, *QEMU, *extra, "-kernel", str(elf)], timeout=timeout).stdout
 
 
 def parse_output(text: str, action_dtype: np.dtype, action_size: int, params_size: int):
@@ -146,7 +145,7 @@ def count_instructions(qemu: str, elf: Path, nm: str, work: Path, timeout: float
     log = work / "exec.log"
     run_qemu(qemu, elf, ["-singlestep", "-d", "exec,nochain", "-D", str(log)], timeout)
     mark = None
-    for line in _run([nm, str(elf)]).stdout.splitlines():
+    for line in run_tool([nm, str(elf)]).stdout.splitlines():
         parts = line.split()
         if len(parts) == 3 and parts[2] == "mark":
             mark = int(parts[0], 16) & ~1
@@ -182,25 +181,34 @@ def onnx_reference(onnx_path: Path, obs: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def tool_version(tool: str) -> str:
-    return _run([tool, "--version"]).stdout.splitlines()[0]
+    return run_tool([tool, "--version"]).stdout.splitlines()[0]
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m keras_trpo_serving.edge.cortex_m4", description=__doc__.splitlines()[0])
+def add_common_arguments(p: argparse.ArgumentParser) -> None:
+    """The options this check and the recurrent one (cortex_m4_recurrent.py) share."""
     p.add_argument("--c", dest="c_dir", required=True, help="directory written by python -m keras_trpo.export AGENT --c DIR")
-    p.add_argument("--onnx", required=True, help="the same policy as ONNX: the x86 reference")
-    p.add_argument("--obs", required=True, help=".npy of observations visited in rollouts [N, *obs_shape]")
-    p.add_argument("--n", type=int, default=1000, help="observations to run (default 1000)")
     p.add_argument("--count", type=int, default=20, help="acts whose instructions are counted (default 20)")
     p.add_argument("--toolchain-prefix", default="arm-none-eabi-")
     p.add_argument("--qemu", default="qemu-system-arm")
     p.add_argument("--keep", metavar="DIR", help="keep the build here instead of a temporary directory")
-    a = p.parse_args(argv)
+
+
+def run_check(check, args: argparse.Namespace) -> int:
+    """``check(args)``'s exit code, or 2 with the message of a ``SetupError`` (a missing tool, a bad input)."""
     try:
-        return _main(a)
+        return check(args)
     except SetupError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m keras_trpo_serving.edge.cortex_m4", description=__doc__.splitlines()[0])
+    add_common_arguments(p)
+    p.add_argument("--onnx", required=True, help="the same policy as ONNX: the x86 reference")
+    p.add_argument("--obs", required=True, help=".npy of observations visited in rollouts [N, *obs_shape]")
+    p.add_argument("--n", type=int, default=1000, help="observations to run (default 1000)")
+    return run_check(_main, p.parse_args(argv))
 
 
 def _main(a) -> int:
@@ -218,7 +226,7 @@ def _main(a) -> int:
     work.mkdir(parents=True, exist_ok=True)
     try:
         elf = build(cc, c_dir, "policy", obs, work, count=False)
-        elf_sizes = _run([size_tool, str(elf)]).stdout.splitlines()[1].split()[:3]
+        elf_sizes = run_tool([size_tool, str(elf)]).stdout.splitlines()[1].split()[:3]
         sizes = policy_size(cc, size_tool, c_dir, work)
         out = run_qemu(a.qemu, elf)
         actions, params, samples, stack = parse_output(out, dtype, action_size, params_size)

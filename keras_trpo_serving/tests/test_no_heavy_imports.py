@@ -1,4 +1,4 @@
-"""serving/ must run where only numpy and onnxruntime are installed (or numpy and ai-edge-litert)."""
+"""keras_trpo_serving/ must run where only numpy and onnxruntime are installed (or numpy and ai-edge-litert)."""
 import ast
 import importlib.util
 import pathlib
@@ -10,7 +10,7 @@ import pytest
 
 SERVING = pathlib.Path(__file__).resolve().parents[1]
 ROOT = SERVING.parent
-# Never in serving/: the training stack. (What CI greps for.)
+# Never in keras_trpo_serving/: the training stack. (What CI greps for.)
 FORBIDDEN = {"tensorflow", "keras", "tf_keras", "tf2onnx", "tensorflow_probability", "keras_trpo"}
 # Not in the runtime either: other heavy or build-time packages. make_fixtures.py alone may use
 # onnx, since it runs once in another venv to write the committed fixtures.
@@ -41,7 +41,7 @@ def test_serving_sources_import_nothing_heavy():
         rel = path.relative_to(SERVING).as_posix()
         for name in _imports(path):
             if name in FORBIDDEN or (name in NOT_AT_RUNTIME and name not in ALLOWED.get(rel, ())):
-                offenders.append(f"serving/{rel}: {name}")
+                offenders.append(f"keras_trpo_serving/{rel}: {name}")
     assert offenders == []
 
 

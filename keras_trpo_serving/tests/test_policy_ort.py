@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from keras_trpo_serving import ModelLoadError, OnnxPolicy
-from keras_trpo_serving.policy import is_ort_format
+from keras_trpo_serving.onnx_policy import is_ort_format
 from keras_trpo_serving.tests.conftest import FIXTURES, ROOT, fixture_path, reference
 
 ORT_NAMES = ("ort_gaussian", "ort_discrete")

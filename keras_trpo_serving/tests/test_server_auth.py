@@ -10,7 +10,8 @@ import pytest
 
 from keras_trpo_serving import OnnxPolicy
 from keras_trpo_serving import auth as auth_module
-from keras_trpo_serving.server import TOKEN_ENV, check_token, exposure_warning, load_token, make_server
+from keras_trpo_serving.auth import TOKEN_ENV, check_token, exposure_warning, load_token
+from keras_trpo_serving.server import make_server
 from keras_trpo_serving.tests.conftest import ROOT, fixture_path
 from keras_trpo_serving.tests.test_server import running
 

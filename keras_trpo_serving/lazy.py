@@ -1,4 +1,5 @@
-"""Lazy package attributes (PEP 562): import a public name's module on first use, not at import."""
+"""Lazy package attributes (PEP 562): import a public name's module on first use, not at import. Standard
+library only: keras_trpo, keras_trpo.export, keras_trpo.tune and keras_trpo_serving use it for their public names."""
 from __future__ import annotations
 
 import importlib
