@@ -1,7 +1,6 @@
 """``TRPO``: the agent users build, ``compile``, ``fit``, ``evaluate``, ``predict`` and ``save``.
 
-The Keras-style front of an SB3-like split: the policy (``policies.policy``: networks and acting, feed-forward
-or recurrent), the rollouts (``rollouts.collector``) and the update (``optim.train_step``) do the work.
+The Keras-style front of an SB3-like split: ``policies.policy`` (networks, acting), ``rollouts`` and ``optim`` work.
 """
 from __future__ import annotations
 
@@ -14,7 +13,8 @@ import numpy as np
 
 from keras_trpo import __version__
 from keras_trpo.callbacks import fit_callbacks
-from keras_trpo.config import ConfigError, TRPOConfig, agent_config
+from keras_trpo.config import ConfigError, TRPOConfig
+from keras_trpo.config_file import agent_config
 from keras_trpo.envs import EnvSpec, env_id_of, spaces_of
 from keras_trpo.evaluation import evaluate_policy
 from keras_trpo.optim.learner import Learner, critic_optimizer

@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Optional
 
 import gymnasium as gym
@@ -216,24 +215,3 @@ def explain_config(env_id: Optional[str], action_space: Optional[gym.Space] = No
             where += f"; {zoo_name} x {d} action dimensions (per-dimension KL convention, see default_config)"
         rows.append((f.name, value, where))
     return rows
-
-
-def agent_config(config: Optional[TRPOConfig | str | os.PathLike], env: Any, env_id: Optional[str],
-                 action_space: gym.Space, overrides: dict[str, Any]) -> TRPOConfig:
-    """The config ``TRPO(env, config=config, **overrides)`` trains with.
-
-    ``config``: a ``TRPOConfig``, the path of a hyperparameter file, or None for ``default_config``.
-    An Env instance backs exactly one env and a VectorEnv brings its own count (as in SB3), unless
-    ``overrides`` sets ``n_envs``.
-    """
-    if isinstance(config, (str, os.PathLike)):
-        from keras_trpo.config_file import load_config  # YAML is an extra: only when a file is given
-
-        config = load_config(config, env_id)
-    config = config or default_config(env_id, action_space)
-    overrides = dict(overrides)
-    if isinstance(env, gym.vector.VectorEnv):
-        overrides.setdefault("n_envs", env.num_envs)
-    elif isinstance(env, gym.Env):
-        overrides.setdefault("n_envs", 1)
-    return config.replace(**overrides)

@@ -21,7 +21,9 @@ import os
 from pathlib import Path
 from typing import Any, Mapping, Optional, Union
 
-from keras_trpo.config import ConfigError, TRPOConfig
+import gymnasium as gym
+
+from keras_trpo.config import ConfigError, TRPOConfig, default_config
 from keras_trpo_serving.files import atomic_write_text
 
 TOP_LEVEL_KEYS = ("env", "timesteps", "config")
@@ -145,3 +147,22 @@ def write_config_file(path: PathLike, config: Union[TRPOConfig, Mapping[str, Any
     else:
         text = json.dumps(data, indent=1) + "\n"
     atomic_write_text(path, text)
+
+
+def agent_config(config: Optional[TRPOConfig | str | os.PathLike], env: Any, env_id: Optional[str],
+                 action_space: gym.Space, overrides: dict[str, Any]) -> TRPOConfig:
+    """The config ``TRPO(env, config=config, **overrides)`` trains with.
+
+    ``config``: a ``TRPOConfig``, the path of a hyperparameter file, or None for ``default_config``.
+    An Env instance backs exactly one env and a VectorEnv brings its own count (as in SB3), unless
+    ``overrides`` sets ``n_envs``.
+    """
+    if isinstance(config, (str, os.PathLike)):
+        config = load_config(config, env_id)
+    config = config or default_config(env_id, action_space)
+    overrides = dict(overrides)
+    if isinstance(env, gym.vector.VectorEnv):
+        overrides.setdefault("n_envs", env.num_envs)
+    elif isinstance(env, gym.Env):
+        overrides.setdefault("n_envs", 1)
+    return config.replace(**overrides)
