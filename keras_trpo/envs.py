@@ -7,6 +7,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode
 
+import keras_trpo.joint_limits  # noqa: F401 - registers JointLimits-v0 and JointLimitsMemory-v0 (masked actions)
 import keras_trpo.pomdp  # noqa: F401 - registers CartPoleNoVel-v1 and PendulumNoVel-v1 wherever envs are made
 
 EnvSpec = Union[str, gym.Env, gym.vector.VectorEnv, Callable[[], gym.Env]]

@@ -18,11 +18,11 @@ _LAZY = {
     "LiteRtPolicy": "keras_trpo_serving.litert_policy",
     "load_policy": "keras_trpo_serving.load",
     "ExportedPolicy": "keras_trpo_serving.policy",
-    **{name: "keras_trpo_serving.errors" for name in ("InvalidObservation", "InvalidNoise", "InvalidState",
+    **{name: "keras_trpo_serving.errors" for name in ("InvalidObservation", "InvalidNoise", "InvalidState", "InvalidActionMask",
                                                      "NonFiniteObservation", "ModelLoadError", "ServingError")},
 }
 
-__all__ = ["OnnxPolicy", "InvalidObservation", "InvalidNoise", "InvalidState", "NonFiniteObservation", "ModelLoadError",
+__all__ = ["OnnxPolicy", "InvalidObservation", "InvalidNoise", "InvalidState", "InvalidActionMask", "NonFiniteObservation", "ModelLoadError",
            "ServingError", "low_latency_options", "LiteRtPolicy", "load_policy", "ExportedPolicy"]
 
 __getattr__, __dir__ = lazy_attributes(__name__, _LAZY, globals())

@@ -43,6 +43,16 @@ class InvalidState(InvalidObservation):
     """
 
 
+class InvalidActionMask(InvalidObservation):
+    """An action mask of the wrong shape or dtype, with values other than 0 and 1, that leaves no valid
+    action (a categorical, a MultiDiscrete sub-space or a MultiBinary bit with nothing allowed), or a
+    mask given to a policy whose actions cannot be masked (Box) or that was exported without a mask.
+
+    A subclass of ``InvalidObservation``: callers (and the HTTP server's 422) treat a bad mask like
+    any other bad input.
+    """
+
+
 def key_problems(got: Iterable, keys: Sequence[str]) -> str:
     """What is wrong with a Dict observation's keys ``got`` against the policy's ``keys``:
     "lacks the key(s) [...]" and/or "has the unknown key(s) [...]" (at most five named);

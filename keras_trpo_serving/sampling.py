@@ -28,10 +28,17 @@ For the Gumbel transform that is one formula in two dtypes; for the Bernoulli on
 (``agent_logit_from_uniform``, ``contract_logit_from_uniform``). Both pick the same action but where
 a parameter lies within rounding of the threshold (float32 ties).
 
-Action masks (issue 29) belong here: the three discrete families take every action, sampled and
-deterministic, from ``scores(params)`` (the logits, padded for MultiDiscrete), so a mask that sets
-the invalid actions' scores (``-inf`` for a categorical; ``-inf``/``+inf`` to force a bit) changes
-``sample``, ``mode``, ``agent_action`` and ``contract_action`` at once.
+Action masks: the three discrete families take an optional ``mask``, bool ``[B, mask_width]`` (True =
+valid), in every action function. ``mask_width`` and the layout are sb3-contrib's: one entry per action
+for Discrete, the sub-spaces' masks concatenated for MultiDiscrete, two per bit (``[may be 0, may be
+1]``) for MultiBinary; Box actions cannot be masked. ``check_mask`` turns what a caller passes into
+that array or raises ``InvalidActionMask`` naming the problem (shape, values, a row, sub-space or bit
+with nothing valid). ``masked_logits`` is the masked distribution's parameters, the same in learning
+and acting: an invalid action's logit becomes ``MASKED_LOGIT`` (probability exactly 0 after a softmax,
+finite in log-probabilities, entropy and KL), a bit with one allowed value gets ``-+FORCED_LOGIT``.
+``sample`` and ``mode`` act on those logits, and a forced bit is set from the mask whatever the noise
+(the contract's float32 logistic noise is ``-inf`` at ``u = 0``, below any finite logit). An all-True
+mask changes nothing, bit for bit.
 """
 from __future__ import annotations
 
@@ -41,14 +48,17 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 
-from keras_trpo_serving.errors import InvalidNoise
+from keras_trpo_serving.errors import InvalidActionMask, InvalidNoise
 
 UNIFORM, NORMAL = "uniform", "normal"  # the contract noise's kinds (the ``noise`` metadata's "distribution")
 GUMBEL_EPS = 1e-20  # keeps both logs finite at u = 0 and as u -> 1 (float32 and float64 alike)
 PAD_LOGIT = -1e9  # MultiDiscrete's padding: probability exactly 0 after softmax, finite in KL / entropy
 AGENT_LOG_EPS = 1e-300  # the agent's log(u + eps) at u = 0 (float64 only: it is 0 in float32)
+MASKED_LOGIT = PAD_LOGIT  # an invalid action's logit: the same reasoning as the padding's
+FORCED_LOGIT = -PAD_LOGIT  # a MultiBinary bit that must be 1 (its negative: must be 0)
 
 Params = Mapping[str, np.ndarray]
+Mask = Optional[np.ndarray]  # bool [B, mask_width], True = valid; None = every action valid
 
 
 # ----------------------------------------------------------------------------- noise transforms
@@ -136,28 +146,85 @@ class SamplingRule:
         """Family noise in the contract's flat layout ``[B, noise_width]`` -> ``[B, *noise_shape]``."""
         return g
 
+    # --- action masks
+    mask_width: Optional[int] = None  # entries per observation; None: this family cannot be masked
+    mask_layout: str = ""  # how the entries map to actions, for error messages and metadata
+
+    def check_mask(self, mask: Any, rows: int) -> np.ndarray:
+        """``mask`` as bool ``[rows, mask_width]``, or ``InvalidActionMask`` naming the problem: a family
+        that cannot be masked, not numbers, the wrong shape (``[mask_width]`` for one observation,
+        ``[rows, mask_width]`` for a batch; a batch of one takes either), values other than 0/1
+        (False/True), or a row with nothing valid (``_check_valid``)."""
+        if self.mask_width is None:
+            raise InvalidActionMask(f"{self.distribution} actions cannot be masked (action masks are for Discrete, "
+                                    "MultiDiscrete and MultiBinary action spaces)")
+        width = self.mask_width
+        want = f"({width},) or (1, {width})" if rows == 1 else f"({rows}, {width})"
+        try:
+            x = np.asarray(mask)
+        except (ValueError, TypeError):
+            raise InvalidActionMask(f"action mask is not a rectangular array; expected shape {want}") from None
+        if x.dtype.kind not in "biuf":
+            raise InvalidActionMask(f"action mask has dtype {x.dtype}; expected 0/1 or booleans of shape {want}")
+        if not (x.shape == (rows, width) or (rows == 1 and x.shape == (width,))):
+            raise InvalidActionMask(f"action mask has shape {x.shape}; expected {want} ({self.mask_layout})")
+        x = x.reshape(rows, width)
+        if x.dtype != np.bool_:
+            bad = (x != 0) & (x != 1)  # NaN is != both
+            if bad.any():
+                r, c = np.argwhere(bad)[0]
+                raise InvalidActionMask(f"action mask entries must be 0 or 1; row {r}, entry {c} is {x[r, c].item()!r}")
+            x = x == 1
+        self._check_valid(x)
+        return x
+
+    def _check_valid(self, mask: np.ndarray) -> None:
+        """``InvalidActionMask`` if a row of bool ``[B, mask_width]`` leaves no valid action."""
+        empty = ~mask.any(axis=-1)
+        if empty.any():
+            raise InvalidActionMask(f"action mask row {int(np.flatnonzero(empty)[0])} has no valid action "
+                                    f"(all {self.mask_width} entries are 0)")
+
+    def masked_logits(self, logits: np.ndarray, mask: Mask) -> np.ndarray:
+        """The masked distribution's logits, ``logits``' shape and dtype: invalid actions get
+        ``MASKED_LOGIT``. ``mask`` None (or all True) returns ``logits`` unchanged."""
+        if mask is None:
+            return logits
+        return np.where(mask, logits, np.asarray(MASKED_LOGIT, logits.dtype))
+
+    def masked_params(self, params: Params, mask: Mask) -> Params:
+        """``params`` with the masked logits (``masked_logits``)."""
+        if mask is None:
+            return params
+        return {**params, "logits": self.masked_logits(params["logits"], mask)}
+
+    def all_valid(self, rows: int) -> np.ndarray:
+        """The mask that allows everything, bool ``[rows, mask_width]``."""
+        return np.ones((rows, self.mask_width), bool)
+
     # --- actions
-    def sample(self, params: Params, noise: np.ndarray) -> np.ndarray:
-        """Stored-form actions ``[B, ...]`` from ``params`` and family noise ``[B, *noise_shape]``,
-        with exact operations only (add, multiply, compare, argmax)."""
+    def sample(self, params: Params, noise: np.ndarray, mask: Mask = None) -> np.ndarray:
+        """Stored-form actions ``[B, ...]`` from ``params``, family noise ``[B, *noise_shape]`` and an
+        optional mask (bool ``[B, mask_width]``, as ``check_mask`` returns it), with exact operations
+        only (add, multiply, compare, argmax, select)."""
         raise NotImplementedError
 
-    def mode(self, params: Params) -> np.ndarray:
-        """The most probable stored-form actions ``[B, ...]``."""
+    def mode(self, params: Params, mask: Mask = None) -> np.ndarray:
+        """The most probable stored-form actions ``[B, ...]`` (among the valid ones)."""
         raise NotImplementedError
 
     def to_env(self, actions: np.ndarray) -> np.ndarray:
         """Stored-form actions ``[B, ...]`` -> what ``env.step`` takes, ``[B, *space.shape]``."""
         raise NotImplementedError
 
-    def agent_action(self, params: Params, noise: np.ndarray) -> np.ndarray:
+    def agent_action(self, params: Params, noise: np.ndarray, mask: Mask = None) -> np.ndarray:
         """The agent's env action for contract noise ``[B, noise_width]`` (its float64 rule)."""
-        return self.to_env(self.sample(params, self.agent_noise(noise)))
+        return self.to_env(self.sample(params, self.agent_noise(noise), mask))
 
-    def contract_action(self, params: Params, noise: np.ndarray) -> np.ndarray:
+    def contract_action(self, params: Params, noise: np.ndarray, mask: Mask = None) -> np.ndarray:
         """The contract's env action for float32 ``params`` and contract noise ``[B, noise_width]``:
         what a stochastic export returns as ``sampled_action`` (float32 arithmetic)."""
-        return self.to_env(self.sample(params, self.contract_noise(noise)))
+        return self.to_env(self.sample(params, self.contract_noise(noise), mask))
 
 
 class CategoricalRule(SamplingRule):
@@ -171,16 +238,18 @@ class CategoricalRule(SamplingRule):
         self.n, self.start = int(n), int(start)
         self.noise_width = self.n
         self.noise_shape = (self.n,)
+        self.mask_width = self.n
+        self.mask_layout = f"one entry per action, {self.n} in all, 1 = valid"
 
-    def scores(self, params: Params) -> np.ndarray:
+    def scores(self, params: Params, mask: Mask = None) -> np.ndarray:
         """``[B, n]``: what the action is the argmax of (plus Gumbel noise when sampled)."""
-        return params["logits"]
+        return self.masked_logits(params["logits"], mask)
 
-    def sample(self, params, noise):
-        return np.argmax(self.scores(params) + noise, axis=-1).astype(np.int32)
+    def sample(self, params, noise, mask=None):
+        return np.argmax(self.scores(params, mask) + noise, axis=-1).astype(np.int32)
 
-    def mode(self, params):
-        return np.argmax(self.scores(params), axis=-1).astype(np.int32)
+    def mode(self, params, mask=None):
+        return np.argmax(self.scores(params, mask), axis=-1).astype(np.int32)
 
     def to_env(self, actions):
         return actions.astype(np.int64) + self.start
@@ -210,6 +279,18 @@ class MultiCategoricalRule(SamplingRule):
         self.index = index  # flat column of each padded cell
         self.noise_width = total
         self.noise_shape = index.shape
+        self.mask_width = total
+        self.mask_layout = (f"the {len(self.nvec)} sub-spaces' masks concatenated, {total} entries for nvec "
+                            f"{self.nvec.tolist()}, 1 = valid")
+        self._offsets = np.concatenate([[0], np.cumsum(self.nvec)[:-1]]).astype(np.int64)
+
+    def _check_valid(self, mask):
+        per_space = np.add.reduceat(mask.astype(np.int64), self._offsets, axis=-1)  # [B, k] valid counts
+        if (per_space == 0).any():
+            r, i = np.argwhere(per_space == 0)[0]
+            a = int(self._offsets[i])
+            raise InvalidActionMask(f"action mask row {r}: sub-space {i} (entries {a}..{a + int(self.nvec[i]) - 1}) "
+                                    "has no valid action")
 
     def padded_logits(self, logits: np.ndarray) -> np.ndarray:
         """``[B, sum(nvec)] -> [B, k, max(nvec)]``, pad cells ``PAD_LOGIT`` in the logits' dtype."""
@@ -220,15 +301,16 @@ class MultiCategoricalRule(SamplingRule):
         pad = np.zeros(g.shape[:-1] + (1,), g.dtype)  # pad cells hold PAD_LOGIT: their noise is irrelevant
         return np.concatenate([g, pad], -1)[..., self.index]
 
-    def scores(self, params: Params) -> np.ndarray:
-        """``[B, k, max(nvec)]``: what each categorical's action is the argmax of."""
-        return self.padded_logits(params["logits"])
+    def scores(self, params: Params, mask: Mask = None) -> np.ndarray:
+        """``[B, k, max(nvec)]``: what each categorical's action is the argmax of (masked on the flat
+        layout, then padded)."""
+        return self.padded_logits(self.masked_logits(params["logits"], mask))
 
-    def sample(self, params, noise):
-        return np.argmax(self.scores(params) + noise, -1).astype(np.int32)
+    def sample(self, params, noise, mask=None):
+        return np.argmax(self.scores(params, mask) + noise, -1).astype(np.int32)
 
-    def mode(self, params):
-        return np.argmax(self.scores(params), -1).astype(np.int32)
+    def mode(self, params, mask=None):
+        return np.argmax(self.scores(params, mask), -1).astype(np.int32)
 
     def to_env(self, actions):
         return (actions.astype(np.int64) + self.start).reshape((-1,) + self.shape)
@@ -244,6 +326,34 @@ class BernoulliRule(SamplingRule):
         self.shape, self.dtype = tuple(int(s) for s in shape), np.dtype(dtype)
         self.noise_width = math.prod(self.shape)
         self.noise_shape = (self.noise_width,)
+        self.mask_width = 2 * self.noise_width
+        self.mask_layout = (f"two entries per bit, [may be 0, may be 1], {self.mask_width} in all for "
+                            f"{self.noise_width} bits, 1 = allowed")
+
+    def _check_valid(self, mask):
+        neither = ~mask.reshape(len(mask), -1, 2).any(-1)  # [B, n]
+        if neither.any():
+            r, i = np.argwhere(neither)[0]
+            raise InvalidActionMask(f"action mask row {r}: bit {i} (entries {2 * i} and {2 * i + 1}) allows neither 0 nor 1")
+
+    def forced(self, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """bool ``[B, n]`` pairs ``(must be 1, must be 0)`` of a mask ``[B, 2n]``."""
+        pairs = mask.reshape(len(mask), -1, 2)
+        return pairs[..., 1] & ~pairs[..., 0], pairs[..., 0] & ~pairs[..., 1]
+
+    def masked_logits(self, logits, mask):
+        """A bit that must be 1 gets ``FORCED_LOGIT``, one that must be 0 ``-FORCED_LOGIT``."""
+        if mask is None:
+            return logits
+        one, zero = self.forced(mask)
+        big = np.asarray(FORCED_LOGIT, logits.dtype)
+        return np.where(one, big, np.where(zero, -big, logits))
+
+    def _force(self, bits: np.ndarray, mask: Mask) -> np.ndarray:
+        if mask is None:
+            return bits
+        one, zero = self.forced(mask)
+        return np.where(one, 1, np.where(zero, 0, bits)).astype(np.int32)
 
     def _agent_transform(self, u):
         return agent_logit_from_uniform(u)
@@ -251,15 +361,15 @@ class BernoulliRule(SamplingRule):
     def _contract_transform(self, u):
         return contract_logit_from_uniform(u)
 
-    def scores(self, params: Params) -> np.ndarray:
+    def scores(self, params: Params, mask: Mask = None) -> np.ndarray:
         """``[B, n]``: each bit is 1 where its noise is below its score (when sampled) or 0 is."""
-        return params["logits"]
+        return self.masked_logits(params["logits"], mask)
 
-    def sample(self, params, noise):
-        return (noise < self.scores(params)).astype(np.int32)
+    def sample(self, params, noise, mask=None):
+        return self._force((noise < self.scores(params, mask)).astype(np.int32), mask)
 
-    def mode(self, params):
-        return (self.scores(params) > 0).astype(np.int32)
+    def mode(self, params, mask=None):
+        return self._force((self.scores(params, mask) > 0).astype(np.int32), mask)
 
     def to_env(self, actions):
         return actions.astype(self.dtype).reshape((-1,) + self.shape)
@@ -291,10 +401,14 @@ class GaussianRule(SamplingRule):
     def _contract_transform(self, z):
         return z
 
-    def sample(self, params, noise):
+    def sample(self, params, noise, mask=None):
+        if mask is not None:
+            self.check_mask(mask, len(noise))  # raises: Box actions cannot be masked
         return (params["mean"] + np.exp(params["log_std"]) * noise).astype(np.float32)
 
-    def mode(self, params):
+    def mode(self, params, mask=None):
+        if mask is not None:
+            self.check_mask(mask, len(params["mean"]))
         return np.asarray(params["mean"], np.float32)
 
     def to_env(self, actions):
@@ -369,3 +483,26 @@ def parse_noise_metadata(text: Optional[str]) -> Optional[tuple[str, int]]:
     if kind not in (UNIFORM, NORMAL) or not isinstance(shape, list) or len(shape) != 1 or int(shape[0]) < 1:
         raise ValueError(f"unknown noise {text[:200]}")
     return kind, int(shape[0])
+
+
+# ----------------------------------------------------------------------------- the mask input
+def mask_metadata(rule: SamplingRule) -> str:
+    """The export's ``action_mask`` metadata value, JSON: ``{"shape": [6], "dtype": "float32",
+    "valid": 1, "invalid": 0, "layout": "..."}`` (one observation's mask; the input is
+    ``[batch, *shape]``). ``ValueError`` for a family that cannot be masked."""
+    if rule.mask_width is None:
+        raise ValueError(f"{rule.distribution} actions cannot be masked")
+    return json.dumps({"shape": [int(rule.mask_width)], "dtype": "float32", "valid": 1, "invalid": 0,
+                       "layout": rule.mask_layout})
+
+
+def parse_mask_metadata(text: Optional[str]) -> Optional[int]:
+    """The width of an export's ``action_mask`` metadata (``mask_metadata``'s JSON), or None if the file
+    has no mask input; ``ValueError`` if it is malformed."""
+    if not text:
+        return None
+    d = json.loads(text)
+    shape = d.get("shape")
+    if not isinstance(shape, list) or len(shape) != 1 or int(shape[0]) < 1 or d.get("dtype") != "float32":
+        raise ValueError(f"unknown action_mask metadata {text[:200]}")
+    return int(shape[0])
