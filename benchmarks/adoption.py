@@ -1,6 +1,7 @@
 """The adoption rule for a new default: a candidate's ten seeds against the current defaults' ten, per env and overall.
 
   python -m benchmarks.adoption --baseline DIR --candidate DIR [--reference DIR] [--task ENV:STEPS ...] [--reps 50000]
+                                [--preset ENV]
 
 DIR holds seeds.py results (DIR/keras_trpo/ENV/seed_N.json). The rule (issue 17): a change becomes a
 default only if it raises the normalised IQM over the four envs and lowers no env's IQM beyond that
@@ -8,6 +9,13 @@ env's interval, i.e. no env's candidate IQM is below the lower end of the baseli
 Per env: the IQM of the final evaluations with 95 % stratified-bootstrap intervals (rliable, as
 stats.py) of baseline, candidate and, with --reference, sb3-contrib; P(candidate > baseline). Then the
 normalised aggregate and the verdict. Exit code 0 if the rule holds, 1 if not, 2 for missing data.
+
+--preset ENV judges a per-env preset (issue 28): the candidate is a setting for ENV alone, so on every
+other env it changes nothing and the candidate's scores there are the baseline's own (CANDIDATE need
+only hold ENV's seeds). The rule then asks that ENV's IQM rise, that the normalised aggregate not fall
+and that no env fall below the baseline's interval. "Not fall" rather than "rise": the aggregate IQM
+trims a quarter of the runs at each end, so one env's seeds can move without moving it (ENV's own
+IQM must rise, which is what a preset is for).
 """
 from __future__ import annotations
 
@@ -28,15 +36,22 @@ def scores_of(directory: str, impl: str, tasks) -> dict[str, dict[int, float]]:
     return final_scores(load_records(directory), tasks).get(impl, {})
 
 
-def verdict(per_env: dict[str, tuple], aggregate: tuple) -> tuple[bool, list[str]]:
+def verdict(per_env: dict[str, tuple], aggregate: tuple, preset: str | None = None) -> tuple[bool, list[str]]:
     """(rule holds, reasons). ``per_env``: env -> (baseline point, baseline lo, candidate point);
-    ``aggregate``: (baseline point, candidate point)."""
+    ``aggregate``: (baseline point, candidate point); ``preset``: the env of a per-env preset (its IQM
+    must rise; the aggregate must not fall), or None for a new default (the aggregate must rise)."""
     reasons = []
     for env, (b, lo, c) in per_env.items():
         if c < lo:
             reasons.append(f"{env}: candidate IQM {c:.4g} is below the baseline's interval (lower end {lo:.4g})")
-    if not aggregate[1] > aggregate[0]:
+    if preset is None and not aggregate[1] > aggregate[0]:
         reasons.append(f"normalised IQM does not rise ({aggregate[1]:.3f} against {aggregate[0]:.3f})")
+    if preset is not None:
+        if aggregate[1] < aggregate[0]:
+            reasons.append(f"normalised IQM falls ({aggregate[1]:.3f} against {aggregate[0]:.3f})")
+        b, _, c = per_env[preset]
+        if not c > b:
+            reasons.append(f"{preset}: the preset's IQM does not rise ({c:.4g} against {b:.4g})")
     return not reasons, reasons
 
 
@@ -47,10 +62,18 @@ def main(argv=None) -> int:
     p.add_argument("--reference", default=None, help="a seeds dir with sb3-contrib's runs")
     p.add_argument("--task", nargs="+", default=None, metavar="ENV:STEPS")
     p.add_argument("--reps", type=int, default=50_000)
+    p.add_argument("--preset", default=None, metavar="ENV",
+                   help="the candidate is a preset for ENV only: the other envs keep the baseline's scores")
     a = p.parse_args(argv)
     tasks = [parse_task(t) for t in a.task] if a.task else list(README_TASKS)
     scores = {"baseline": scores_of(a.baseline, "keras_trpo", tasks),
               "candidate": scores_of(a.candidate, "keras_trpo", tasks)}
+    if a.preset:
+        if a.preset not in [e for e, _ in tasks]:
+            print(f"error: --preset {a.preset} is not one of the tasks {[e for e, _ in tasks]}", file=sys.stderr)
+            return 2
+        scores["candidate"] = {env: (scores["candidate"].get(env, {}) if env == a.preset else scores["baseline"].get(env, {}))
+                               for env, _ in tasks}
     if a.reference:
         scores["sb3-contrib"] = scores_of(a.reference, "sb3-contrib", tasks)
     envs = [e for e, _ in tasks]
@@ -81,9 +104,9 @@ def main(argv=None) -> int:
     cells = {arm: fmt_ci(est[arm][0][0], *est[arm][1][:, 0]) for arm in arms}
     print(f"| **{len(agg_envs)} envs, normalised** | | {cells['baseline']} | {cells['candidate']} "
           f"| {cells.get('sb3-contrib', '–')} | {pi[0]:.2f} [{pi[1]:.2f}, {pi[2]:.2f}] | |")
-    holds, reasons = verdict(per_env, (est["baseline"][0][0], est["candidate"][0][0]))
+    holds, reasons = verdict(per_env, (est["baseline"][0][0], est["candidate"][0][0]), a.preset)
     print()
-    print("Rule: " + ("holds: adopt." if holds else "fails: " + "; ".join(reasons) + "."))
+    print(("Rule (per-env preset): " if a.preset else "Rule: ") + ("holds: adopt." if holds else "fails: " + "; ".join(reasons) + "."))
     return 0 if holds else 1
 
 

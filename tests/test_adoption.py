@@ -1,0 +1,23 @@
+"""The adoption rule's verdict (benchmarks/adoption.py): a new default against a per-env preset."""
+from benchmarks.adoption import verdict
+
+PER_ENV = {"A": (100.0, 90.0, 120.0), "B": (10.0, 8.0, 10.0)}  # env -> (baseline, baseline's lower end, candidate)
+
+
+def test_a_default_must_raise_the_aggregate():
+    assert verdict(PER_ENV, (0.80, 0.81)) == (True, [])
+    holds, reasons = verdict(PER_ENV, (0.80, 0.80))
+    assert not holds and "does not rise" in reasons[0]
+
+
+def test_no_env_may_fall_below_the_baselines_interval():
+    holds, reasons = verdict({**PER_ENV, "B": (10.0, 8.0, 7.5)}, (0.80, 0.90))
+    assert not holds and reasons == ["B: candidate IQM 7.5 is below the baseline's interval (lower end 8)"]
+
+
+def test_a_preset_must_raise_its_env_and_not_lower_the_aggregate():
+    assert verdict(PER_ENV, (0.80, 0.80), preset="A") == (True, [])  # the aggregate IQM may not move
+    holds, reasons = verdict(PER_ENV, (0.80, 0.80), preset="B")  # B's IQM ties
+    assert not holds and reasons == ["B: the preset's IQM does not rise (10 against 10)"]
+    holds, reasons = verdict(PER_ENV, (0.80, 0.79), preset="A")
+    assert not holds and "falls" in reasons[0]
