@@ -202,6 +202,17 @@ class SamplingRule:
         """The mask that allows everything, bool ``[rows, mask_width]``."""
         return np.ones((rows, self.mask_width), bool)
 
+    def mask_columns(self, env_actions: np.ndarray) -> np.ndarray:
+        """int64 ``[B, parts]``: the mask entry each part of each env action (``[B, *space.shape]``, as
+        ``to_env`` makes them) uses: its class, each sub-action, each bit's value."""
+        raise InvalidActionMask(f"{self.distribution} actions cannot be masked")
+
+    def allowed(self, env_actions: Any, mask: np.ndarray) -> np.ndarray:
+        """bool ``[B]``: whether the mask (bool ``[B, mask_width]``) allowed each env action; an action
+        with one forbidden sub-action or bit is forbidden. What every invalid-action count counts."""
+        mask = np.asarray(mask, bool)
+        return np.take_along_axis(mask, self.mask_columns(np.asarray(env_actions)), axis=1).all(axis=1)
+
     # --- actions
     def sample(self, params: Params, noise: np.ndarray, mask: Mask = None) -> np.ndarray:
         """Stored-form actions ``[B, ...]`` from ``params``, family noise ``[B, *noise_shape]`` and an
@@ -253,6 +264,9 @@ class CategoricalRule(SamplingRule):
 
     def to_env(self, actions):
         return actions.astype(np.int64) + self.start
+
+    def mask_columns(self, env_actions):
+        return env_actions.astype(np.int64).reshape(-1, 1) - self.start
 
 
 class MultiCategoricalRule(SamplingRule):
@@ -315,6 +329,9 @@ class MultiCategoricalRule(SamplingRule):
     def to_env(self, actions):
         return (actions.astype(np.int64) + self.start).reshape((-1,) + self.shape)
 
+    def mask_columns(self, env_actions):
+        return env_actions.astype(np.int64).reshape(-1, len(self.nvec)) - self.start.astype(np.int64) + self._offsets
+
 
 class BernoulliRule(SamplingRule):
     """MultiBinary(shape): one uniform per bit; the bit is ``noise < logit`` with logistic noise
@@ -373,6 +390,10 @@ class BernoulliRule(SamplingRule):
 
     def to_env(self, actions):
         return actions.astype(self.dtype).reshape((-1,) + self.shape)
+
+    def mask_columns(self, env_actions):
+        bits = env_actions.astype(np.int64).reshape(-1, self.noise_width)
+        return 2 * np.arange(self.noise_width) + bits
 
 
 class GaussianRule(SamplingRule):
