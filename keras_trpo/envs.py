@@ -140,9 +140,8 @@ class VectorEnvGroup:
     def reset(self, seeds: Sequence[int]) -> Any:
         obs, self._info = self.venv.reset(seed=[int(s) for s in seeds])
         if self._method is None:
-            try:
-                self.venv.call("action_masks")
-                self._method = True
+            try:  # ``call`` returns a non-callable attribute's value: None is "no method", as MaskSource has it
+                self._method = all(m is not None for m in self.venv.call("action_masks"))
             except AttributeError:
                 self._method = False
         return obs
