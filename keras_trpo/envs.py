@@ -140,10 +140,10 @@ class VectorEnvGroup:
     def reset(self, seeds: Sequence[int]) -> Any:
         obs, self._info = self.venv.reset(seed=[int(s) for s in seeds])
         if self._method is None:
-            try:  # ``call`` returns a non-callable attribute's value: None is "no method", as MaskSource has it
-                self._method = all(m is not None for m in self.venv.call("action_masks"))
-            except AttributeError:
-                self._method = False
+            # Asked with has_wrapper_attr first: an AsyncVectorEnv shuts down a worker whose call raises.
+            # ``call`` returns a non-callable attribute's value: None is "no method", as MaskSource has it.
+            self._method = (all(self.venv.call("has_wrapper_attr", "action_masks"))
+                            and all(m is not None for m in self.venv.call("action_masks")))
         return obs
 
     def action_masks(self) -> list[Optional[np.ndarray]]:
