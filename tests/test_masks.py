@@ -23,6 +23,16 @@ SMALL = dict(n_steps=32, value_epochs=1, jit_compile=False)
 OBS = gym.spaces.Box(-1, 1, (3,), np.float32)
 
 
+class BoxWithMasks(ToyEnv):
+    """Box actions and an ``action_masks()`` method (which a Box action space cannot use)."""
+
+    def __init__(self):
+        super().__init__(OBS, gym.spaces.Box(-1, 1, (2,), np.float32))
+
+    def action_masks(self):
+        return np.ones(4, bool)
+
+
 def _keys(obs):
     """``MaskedEnv``'s mask key of each stored observation ``[..., 3]``."""
     return np.rint(obs[..., 2].astype(np.float64) * 100).astype(np.int64)
@@ -85,6 +95,10 @@ def test_settings_and_spaces_that_cannot_be_masked_are_clear_errors():
     with pytest.raises(ConfigError, match=r"action_masks='on', but the action space Box.* cannot be masked"):
         keras_trpo.TRPO("Pendulum-v1", action_masks="on")
     assert not keras_trpo.TRPO("Pendulum-v1").masked and not keras_trpo.TRPO("CartPole-v1").masked
+    with pytest.raises(ConfigError, match=r"action space Box.* cannot be masked: masks are for Discrete, "):
+        keras_trpo.TRPO(BoxWithMasks, action_masks="on")
+    box = keras_trpo.TRPO(BoxWithMasks, **SMALL)  # auto: a Box action has nothing to mask, so the masks are ignored
+    assert not box.masked and "invalid_actions" not in box.fit(32, verbose=0).history
     agent = keras_trpo.TRPO(MaskedEnv, **SMALL)
     with pytest.raises(ConfigError, match=r"action_masks is decided when the agent is built \(this one is masked\)"):
         agent.compile(action_masks="off")

@@ -136,9 +136,11 @@ class RolloutWorker:
         self.rngs = env_streams(seed, envs, epoch, generation)
         obs = self.venv.reset([int(reset_seed) + e for e in envs])
         self.obs = self._obs(obs)
-        # The mask of the current observations, [m, W] bool, or None if the envs give none (then never asked again).
+        # The mask of the current observations, [m, W] bool, or None if the envs give none (then never asked
+        # again) or the actions cannot be masked (Box: an agent with action_masks="on" is refused when built).
         self.masked, self._env_steps = bool(masked), 0
-        self.mask = check_env_masks(self.sampler, self.group.action_masks(), self.first_env, "after reset")
+        self.mask = (check_env_masks(self.sampler, self.group.action_masks(), self.first_env, "after reset")
+                     if self.sampler.mask_width is not None else None)
         if self.masked and self.mask is None:
             raise InvalidActionMask(
                 f"this agent samples under action masks (agent.masked), but env {self.first_env} gives none after "
