@@ -211,12 +211,14 @@ def gives_action_masks(env: EnvSpec, env_kwargs: Optional[dict[str, Any]] = None
         probe.close()
 
 
-def resolve_action_masks(setting: str, action_space: gym.Space, env: EnvSpec,
+def resolve_action_masks(config: Any, action_space: gym.Space, env: EnvSpec,
                          env_kwargs: Optional[dict[str, Any]] = None) -> bool:
     """Whether an agent samples under action masks (``agent.masked``), from ``TRPOConfig.action_masks``:
     "off" never; "auto" when the action space can be masked and the env gives masks
     (``gives_action_masks``; a Box action space is not asked, as masks mean nothing to it); "on" always,
-    and a ``ConfigError`` saying why if the space cannot be masked (Box) or the env gives none."""
+    and a ``ConfigError`` saying why if the space cannot be masked (Box) or the env gives none.
+    ``config``: a ``TRPOConfig``."""
+    setting = config.action_masks
     if setting == "off":
         return False
     if sampling_rule(action_space).mask_width is None:

@@ -16,16 +16,20 @@ from keras_trpo_serving.errors import InvalidActionMask
 
 def evaluate_policy(policy: ActorCriticPolicy, episodes: int, seed: int, deterministic: bool,
                     env: Optional[EnvSpec], *, trained_on: Optional[EnvSpec], env_id: Optional[str],
-                    env_kwargs: dict[str, Any], masked: bool = False) -> tuple[list[float], Optional[int]]:
-    """``episode_returns`` on ``evaluation_env(env, trained_on, env_id, env_kwargs)``, closed after if made here."""
+                    env_kwargs: dict[str, Any], results: tuple[bool, bool] = (False, False)) -> tuple:
+    """``TRPO.evaluate``: ``episode_returns`` on ``evaluation_env(env, trained_on, env_id, env_kwargs)``
+    (closed after if made here) as ``(mean, std)``, followed by the list of returns if ``results[0]``
+    and the count of actions the env's masks forbade (None if it gives none) if ``results[1]``."""
     if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes <= 0:
         raise ValueError(f"episodes must be a positive integer, got {episodes!r}")
     eval_env, owned = evaluation_env(env, trained_on, env_id, env_kwargs)
     try:
-        return episode_returns(policy, eval_env, episodes, seed, deterministic, masked)
+        returns, invalid = episode_returns(policy, eval_env, episodes, seed, deterministic)
     finally:
         if owned:
             eval_env.close()
+    extra = ((returns,) if results[0] else ()) + ((invalid,) if results[1] else ())
+    return (float(np.mean(returns)), float(np.std(returns))) + extra
 
 
 def evaluation_env(env: Optional[EnvSpec], trained_on: Optional[EnvSpec], env_id: Optional[str],
@@ -50,15 +54,15 @@ def evaluation_env(env: Optional[EnvSpec], trained_on: Optional[EnvSpec], env_id
 
 
 def episode_returns(policy: ActorCriticPolicy, env: gym.Env, episodes: int, seed: int,
-                    deterministic: bool, masked: bool = False) -> tuple[list[float], Optional[int]]:
+                    deterministic: bool) -> tuple[list[float], Optional[int]]:
     """The return of each of ``episodes`` episodes, episode ``i`` reset with ``seed + i``, and the
     number of actions the env's mask forbade (None if the env gives no masks).
 
     Actions are drawn from one generator seeded ``seed``; a recurrent policy starts each episode
-    from the zero state; a ``masked`` policy acts under the env's masks (``MaskSource``), which it
-    must then give. Nothing of the policy changes (its observation statistics stay frozen).
+    from the zero state; a masked policy (``policy.masked``) acts under the env's masks
+    (``MaskSource``), which it must then give. Nothing of the policy changes (its observation statistics stay frozen).
     """
-    rng, rule = np.random.default_rng(seed), policy.family.rule
+    rng, rule, masked = np.random.default_rng(seed), policy.family.rule, policy.masked
     source = MaskSource(env) if rule.mask_width is not None else (lambda info: None)  # Box: nothing to mask
     returns, invalid, gives_masks = [], 0, None
     for i in range(episodes):

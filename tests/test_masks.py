@@ -100,7 +100,7 @@ def test_settings_and_spaces_that_cannot_be_masked_are_clear_errors():
     box = keras_trpo.TRPO(BoxWithMasks, **SMALL)  # auto: a Box action has nothing to mask, so the masks are ignored
     assert not box.masked and "invalid_actions" not in box.fit(32, verbose=0).history
     agent = keras_trpo.TRPO(MaskedEnv, **SMALL)
-    with pytest.raises(ConfigError, match=r"action_masks is decided when the agent is built \(this one is masked\)"):
+    with pytest.raises(ConfigError, match=r"action_masks is decided when the agent is built \(agent.masked\); pass it to TRPO"):
         agent.compile(action_masks="off")
     agent.compile(action_masks="auto", max_kl=0.02)  # unchanged: fine
 
