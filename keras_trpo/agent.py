@@ -15,7 +15,7 @@ from keras_trpo import __version__
 from keras_trpo.callbacks import fit_callbacks
 from keras_trpo.config import ConfigError, TRPOConfig
 from keras_trpo.config_file import agent_config
-from keras_trpo.envs import EnvSpec, env_id_of, spaces_of
+from keras_trpo.envs import EnvSpec, env_id_of, resolve_action_masks, spaces_of
 from keras_trpo.evaluation import evaluate_policy
 from keras_trpo.optim.learner import Learner, critic_optimizer
 from keras_trpo.optim.train_step import train_step
@@ -40,7 +40,7 @@ class TRPO:
         value network gets a fresh clone of it.
       config: a ``TRPOConfig``, or the path of a hyperparameter file (``keras-trpo tune``'s best.yaml,
         ``keras_trpo.load_config``); by default the tuned settings for ``env``'s family.
-      **hyperparameters: overrides applied on top of ``config`` (same names).
+      **hyperparameters: overrides applied on top of ``config`` (same names); ``action_masks`` is decided here.
     """
 
     def __init__(self, env: EnvSpec, *, seed: int = 0, torso: TorsoSpec = None,
@@ -53,7 +53,8 @@ class TRPO:
         self.observation_space, self.action_space = spaces_of(env)
         self.config = agent_config(config, env, self.env_id, self.action_space, hyperparameters)
         self._init_state()
-        self.policy = build_policy(self.observation_space, self.action_space, self.config, seed=self.seed, torso=torso)
+        self.policy = build_policy(self.observation_space, self.action_space, self.config, seed=self.seed, torso=torso,
+                                   masked=resolve_action_masks(self.config, self.action_space, env, self.env_kwargs))
         self.compile()
 
     def _init_state(self) -> None:
@@ -73,6 +74,8 @@ class TRPO:
     is_recurrent = property(lambda self: self.policy.recurrent, doc="True for a policy with an LSTM/GRU core.")
     state_size = property(lambda self: self.policy.state_size, doc="The recurrent state's length (0: feed-forward).")
     obs_keys = property(lambda self: self.policy.obs_keys, doc="A Dict space's keys in the models' order, else None.")
+    masked = property(lambda self: self.policy.masked, doc="Whether it acts and learns under the env's action masks.")
+    mask_width = property(lambda self: self.policy.mask_width, doc="Mask entries per observation (None: unmasked).")
 
     def compile(self, value_optimizer: Optional[keras.optimizers.Optimizer | str] = None, **hyperparameters: Any) -> "TRPO":
         """Set hyperparameters (``TRPOConfig`` names) and the value optimizer (Adam by default).
@@ -80,7 +83,7 @@ class TRPO:
         Architecture settings (hidden sizes, activation, normalisation) must be
         given to the constructor, since the networks already exist.
         """
-        check_not_architecture(hyperparameters)
+        check_not_architecture(hyperparameters, self.config)
         new = self.config.replace(**hyperparameters)
         self._rollouts.reconfigure(self.config, new)  # the workers restart on the next fit if they must change
         self.config = new
@@ -93,7 +96,7 @@ class TRPO:
         if not self._rollouts.running:
             self.config = self._rollouts.start(
                 self.env_spec, self.observation_space, self.action_space, self.config, seed=self.seed,
-                iterations=self.iterations, env_kwargs=self.env_kwargs, numpy_policy=self.actor.uses_numpy)
+                iterations=self.iterations, env_kwargs=self.env_kwargs, policy=self.policy)
 
     def _collect(self, n_steps: int) -> Rollout:
         """One rollout of ``n_steps`` per env from the workers, merged and reward-scaled."""
@@ -139,34 +142,31 @@ class TRPO:
         return self.history
 
     def predict(self, obs: Any, state: Optional[np.ndarray] = None, episode_start: Any = None,
-                deterministic: bool = True):
+                deterministic: bool = True, action_masks: Any = None):
         """Env-ready action(s) for one observation or a batch (Box actions clipped to bounds).
 
         A Dict agent takes a dict: ``{key: value}`` for one observation, ``{key: [B, ...]}`` for a batch.
 
-        A recurrent agent returns ``(action, state)``, as sb3-contrib's ``RecurrentPPO.predict``:
-        pass the returned state back with the next observation, and ``episode_start=True`` (per
-        env, for a batch) at the first step of an episode, where the state is zeroed;
-        ``state=None`` is the zero state. A feed-forward agent returns the action alone.
+        A recurrent agent returns ``(action, state)``, as sb3-contrib's ``RecurrentPPO.predict``: pass the returned
+        state back with the next observation, and ``episode_start=True`` (per env, for a batch) at the first step
+        of an episode, where the state is zeroed; ``state=None`` is the zero state. A feed-forward agent returns the
+        action alone. A masked agent takes MaskablePPO's ``action_masks``: ``[mask_width]`` or ``[B, mask_width]``.
         """
-        return self.policy.predict(obs, state, episode_start, deterministic)
+        return self.policy.predict(obs, state, episode_start, deterministic, action_masks)
 
-    def distribution(self, obs: Any, state: Optional[np.ndarray] = None, episode_start: Any = None):
+    def distribution(self, obs: Any, state: Optional[np.ndarray] = None, episode_start: Any = None, action_masks=None):
         """The policy's ``tfp.distributions.Distribution`` for a batch (or one) observation
-        (recurrent: from ``state``, zeros for None, as ``predict``)."""
-        return self.policy.distribution(obs, state, episode_start)
+        (recurrent: from ``state``, zeros for None, as ``predict``; masked by ``action_masks`` as there)."""
+        return self.policy.distribution(obs, state, episode_start, action_masks)
 
     def evaluate(self, episodes: int = 10, seed: int = 10_000, deterministic: bool = True,
-                 env: Optional[EnvSpec] = None, return_episode_returns: bool = False):
-        """Mean and std of the return of ``episodes`` episodes on a fresh env seeded ``seed + i``.
-
-        Observation statistics are frozen: evaluation never changes the agent. A recurrent
-        policy starts each episode from the zero state.
-        """
-        returns = evaluate_policy(self.policy, episodes, seed, deterministic, env, trained_on=self.env_spec,
-                                  env_id=self.env_id, env_kwargs=self.env_kwargs)
-        mean, std = float(np.mean(returns)), float(np.std(returns))
-        return (mean, std, returns) if return_episode_returns else (mean, std)
+                 env: Optional[EnvSpec] = None, return_episode_returns: bool = False, return_invalid_actions: bool = False):
+        """Mean and std of the return of ``episodes`` episodes on a fresh env seeded ``seed + i``, then as asked
+        the returns and the count of actions the env's masks forbade (None: no masks). Observation statistics stay
+        frozen; a recurrent policy starts each episode from the zero state, a masked one acts under the masks."""
+        return evaluate_policy(self.policy, episodes, seed, deterministic, env, trained_on=self.env_spec,
+                               env_id=self.env_id, env_kwargs=self.env_kwargs,
+                               results=(return_episode_returns, return_invalid_actions))
 
     def get_weights(self) -> list[np.ndarray]:
         return self.policy.get_weights()
@@ -209,7 +209,7 @@ class TRPO:
                  "seed": self.seed, "config": self.config.to_dict(),
                  "observation_space": space_to_json(self.observation_space),
                  "action_space": space_to_json(self.action_space), "num_timesteps": self.num_timesteps,
-                 "iterations": self.iterations, "obs_rms": self.obs_rms.state(),
+                 "iterations": self.iterations, "obs_rms": self.obs_rms.state(), "masked": self.masked,
                  "reward_rms": self._rollouts.reward_state(), "rng": self._rng.bit_generator.state,
                  # A resume continues the 100-episode window behind mean_return and predict()'s stream.
                  "episodes": self._episodes.state(), "predict_rng": self.policy.predict_rng.bit_generator.state}
@@ -228,8 +228,8 @@ class TRPO:
         agent.config = TRPOConfig.from_dict(s["config"])
         agent.observation_space, agent.action_space = map(space_from_json, (s["observation_space"], s["action_space"]))
         agent._init_state()
-        agent.policy = policy_from_models(agent.observation_space, agent.action_space, agent.config,
-                                          parts["policy"], parts["value"], seed=agent.seed)
+        agent.policy = policy_from_models(agent.observation_space, agent.action_space, agent.config, parts["policy"],
+                                          parts["value"], seed=agent.seed, masked=s.get("masked", False))
         agent.obs_rms.load_state(s["obs_rms"])
         agent._rollouts = RolloutCollector(reward_state=s.get("reward_rms"))
         agent.num_timesteps, agent.iterations = int(s["num_timesteps"]), int(s["iterations"])

@@ -27,17 +27,22 @@ from keras_trpo.rollouts.buffer import TrainingBatch, flatten_steps, sequence_ba
 from keras_trpo.rollouts.worker import PolicySource, Rollout
 from keras_trpo.running_stats import RunningMeanStd
 from keras_trpo.spaces import check_observation_space, check_observations, obs_shape
+from keras_trpo_serving.errors import InvalidActionMask
 
 # The settings that shape the networks: fixed once they are built.
 ARCHITECTURE_SETTINGS = frozenset({"hidden_sizes", "activation", "normalize_obs", "log_std_init", "ortho_init",
                                    "recurrent", "recurrent_units"})
 
 
-def check_not_architecture(settings: Any) -> None:
-    """Raise if any of ``settings`` (names) shapes the networks, which exist already."""
+def check_not_architecture(settings: Any, config: Optional[TRPOConfig] = None) -> None:
+    """Raise if any of ``settings`` (names) shapes the networks, which exist already, or changes
+    ``config``'s ``action_masks``, which was decided when the agent was built."""
     fixed = ARCHITECTURE_SETTINGS & set(settings)
     if fixed:
         raise ConfigError(f"{', '.join(sorted(fixed))} shape the networks; pass them to TRPO(...), not compile()")
+    if config is not None and settings.get("action_masks", config.action_masks) != config.action_masks:
+        raise ConfigError("action_masks is decided when the agent is built (agent.masked); pass it to TRPO(...), "
+                          "not compile()")
 
 
 # (V [T, E], V of the next state [T, E], the critic's state before each step [T, E, S] or None)
@@ -51,14 +56,15 @@ class ActorCriticPolicy(abc.ABC):
     ``policy_net`` / ``value_net`` are what the learner and the actor call: the same models, or
     for a Dict space the models behind an adapter that unpacks the rollout's packed observations.
     ``config``: the settings the networks were built with (a subclass reads its architecture);
-    ``seed``: the agent's.
+    ``seed``: the agent's. ``masked``: whether it acts and learns under the env's action masks
+    (``TRPO.masked``); an unmasked policy refuses masks in ``predict`` and ``distribution``.
     """
 
     recurrent = False
 
     def __init__(self, observation_space: gym.Space, family: Family, policy_model: keras.Model,
-                 value_model: keras.Model, config: TRPOConfig, seed: int):
-        self.observation_space, self.family = observation_space, family
+                 value_model: keras.Model, config: TRPOConfig, seed: int, masked: bool = False):
+        self.observation_space, self.family, self.masked = observation_space, family, bool(masked)
         self.predict_rng = np.random.default_rng(seed + 1)  # predict()'s stream (saved: a resume continues it)
         self.policy_model, self.value_model = policy_model, value_model
         self.layout = layout_of(observation_space)
@@ -136,27 +142,51 @@ class ActorCriticPolicy(abc.ABC):
 
     @abc.abstractmethod
     def act(self, obs: np.ndarray, state: np.ndarray, starts: np.ndarray, rng: np.random.Generator,
-            deterministic: bool = False) -> tuple[np.ndarray, np.ndarray]:
+            deterministic: bool = False, mask: Optional[np.ndarray] = None) -> tuple[np.ndarray, np.ndarray]:
         """Stored-form actions ``[B, ...]`` for ``obs [B, *obs_shape]`` and the state after the step
-        (``state [B, S]``, zeroed where ``starts [B]``; a feed-forward policy returns it unchanged)."""
+        (``state [B, S]``, zeroed where ``starts [B]``; a feed-forward policy returns it unchanged);
+        ``mask``: bool ``[B, W]`` (checked) to act among the valid actions only."""
 
-    def predict(self, obs: Any, state: Any = None, episode_start: Any = None, deterministic: bool = True):
+    @property
+    def mask_width(self) -> Optional[int]:
+        """A masked policy's mask entries per observation (the rule's layout), None if unmasked."""
+        return self.family.mask_width if self.masked else None
+
+    def check_mask(self, action_masks: Any, rows: int) -> Optional[np.ndarray]:
+        """What a user passes as ``action_masks`` for ``rows`` observations -> bool ``[rows, W]`` (the rule's
+        ``check_mask``: ``InvalidActionMask`` naming the problem), or None for None."""
+        if action_masks is None:
+            return None
+        if not self.masked:
+            raise InvalidActionMask("action_masks given to an agent trained without action masks (agent.masked is "
+                                    "False: its env gave none, or it was built with action_masks='off')")
+        return self.family.rule.check_mask(action_masks, rows)
+
+    def predict(self, obs: Any, state: Any = None, episode_start: Any = None, deterministic: bool = True,
+                action_masks: Any = None):
         """``TRPO.predict``: one observation or a batch, actions drawn from ``predict_rng``."""
         batch, single = check_observations(obs, self.observation_space)
-        return self.predict_batch(batch, single, state, episode_start, deterministic)
+        mask = self.check_mask(action_masks, len(batch))
+        return self.predict_batch(batch, single, state, episode_start, deterministic, mask)
 
     @abc.abstractmethod
-    def predict_batch(self, obs: np.ndarray, single: bool, state: Any, episode_start: Any, deterministic: bool):
-        """``predict`` for the checked batch ``obs [B, *obs_shape]`` (``single``: it was one observation)."""
+    def predict_batch(self, obs: np.ndarray, single: bool, state: Any, episode_start: Any, deterministic: bool,
+                      mask: Optional[np.ndarray] = None):
+        """``predict`` for the checked batch ``obs [B, *obs_shape]`` (``single``: it was one observation)
+        and the checked ``mask [B, W]`` or None."""
 
     @abc.abstractmethod
     def distribution_params(self, obs: np.ndarray, single: bool, state: Any, episode_start: Any) -> dict:
         """The distribution's parameters ``{name: [B, k]}`` for the checked batch ``obs``."""
 
-    def distribution(self, obs: Any, state: Any = None, episode_start: Any = None):
-        """``TRPO.distribution``: the ``tfp`` distribution for one observation or a batch."""
+    def distribution(self, obs: Any, state: Any = None, episode_start: Any = None, action_masks: Any = None):
+        """``TRPO.distribution``: the ``tfp`` distribution for one observation or a batch (the masked one
+        under ``action_masks``)."""
         batch, single = check_observations(obs, self.observation_space)
+        mask = self.check_mask(action_masks, len(batch))
         params = self.distribution_params(batch, single, state, episode_start)
+        if mask is not None:
+            params = self.family.masked_params(params, tf.constant(mask))
         if single:
             params = {k: v[0] for k, v in params.items()}
         return self.family.make(params)
@@ -178,8 +208,8 @@ class FeedForwardPolicy(ActorCriticPolicy):
     """An MLP (or any Keras torso) from the observation to the distribution's parameters; no state."""
 
     def __init__(self, observation_space: gym.Space, family: Family, policy_model: keras.Model,
-                 value_model: keras.Model, config: TRPOConfig, seed: int):
-        super().__init__(observation_space, family, policy_model, value_model, config, seed)
+                 value_model: keras.Model, config: TRPOConfig, seed: int, masked: bool = False):
+        super().__init__(observation_space, family, policy_model, value_model, config, seed, masked)
         self._values = tf.function(lambda obs: self.value_net(obs, training=False)[:, 0], reduce_retracing=True)
 
     @classmethod
@@ -192,12 +222,12 @@ class FeedForwardPolicy(ActorCriticPolicy):
         if state is not None or episode_start is not None:
             raise ValueError("state and episode_start are for recurrent agents; this policy is feed-forward")
 
-    def act(self, obs, state, starts, rng, deterministic=False):
-        return self.actor.act(obs, rng, deterministic), state
+    def act(self, obs, state, starts, rng, deterministic=False, mask=None):
+        return self.actor.act(obs, rng, deterministic, mask), state
 
-    def predict_batch(self, obs, single, state, episode_start, deterministic):
+    def predict_batch(self, obs, single, state, episode_start, deterministic, mask=None):
         self._no_state(state, episode_start)
-        actions = self.family.to_env(self.actor.act(obs, self.predict_rng, deterministic))
+        actions = self.family.to_env(self.actor.act(obs, self.predict_rng, deterministic, mask))
         return actions[0] if single else actions
 
     def distribution_params(self, obs, single, state, episode_start):
@@ -237,8 +267,8 @@ class RecurrentPolicy(ActorCriticPolicy):
     recurrent = True
 
     def __init__(self, observation_space: gym.Space, family: Family, policy_model: keras.Model,
-                 value_model: keras.Model, config: TRPOConfig, seed: int):
-        super().__init__(observation_space, family, policy_model, value_model, config, seed)
+                 value_model: keras.Model, config: TRPOConfig, seed: int, masked: bool = False):
+        super().__init__(observation_space, family, policy_model, value_model, config, seed, masked)
         self.cell, self.units = config.recurrent, config.recurrent_units
         self.critic_state: Optional[np.ndarray] = None
         # Not XLA: it is called with a new shape for the bootstrap steps (their number varies), and
@@ -268,12 +298,12 @@ class RecurrentPolicy(ActorCriticPolicy):
                              f"got shape {np.shape(episode_start)}")
         return state, starts
 
-    def act(self, obs, state, starts, rng, deterministic=False):
-        return self.actor.act_recurrent(obs, state, starts, rng, deterministic)
+    def act(self, obs, state, starts, rng, deterministic=False, mask=None):
+        return self.actor.act_recurrent(obs, state, starts, rng, deterministic, mask)
 
-    def predict_batch(self, obs, single, state, episode_start, deterministic):
+    def predict_batch(self, obs, single, state, episode_start, deterministic, mask=None):
         state, starts = self._state_and_starts(len(obs), state, episode_start, single)
-        stored, state = self.actor.act_recurrent(obs, state, starts, self.predict_rng, deterministic)
+        stored, state = self.actor.act_recurrent(obs, state, starts, self.predict_rng, deterministic, mask)
         actions = self.family.to_env(stored)
         return (actions[0], state[0]) if single else (actions, state)
 
@@ -335,7 +365,7 @@ def policy_class(config: TRPOConfig) -> type[ActorCriticPolicy]:
 
 
 def build_policy(observation_space: gym.Space, action_space: gym.Space, config: TRPOConfig, *, seed: int,
-                 torso: TorsoSpec = None) -> ActorCriticPolicy:
+                 torso: TorsoSpec = None, masked: bool = False) -> ActorCriticPolicy:
     """New networks for ``config`` (Keras's random seed set to ``seed`` first: the same seed, the same weights)."""
     check_observation_space(observation_space)
     family = family_for(action_space)
@@ -345,10 +375,12 @@ def build_policy(observation_space: gym.Space, action_space: gym.Space, config: 
     policy_model, value_model = cls.build_models(observation_space, family, config, torso, hidden=config.hidden_sizes,
                                                  activation=config.activation, seed=seed, normalize_obs=normalize,
                                                  ortho_init=config.ortho_init)
-    return cls(observation_space, family, policy_model, value_model, config, seed)
+    return cls(observation_space, family, policy_model, value_model, config, seed, masked)
 
 
 def policy_from_models(observation_space: gym.Space, action_space: gym.Space, config: TRPOConfig,
-                       policy_model: keras.Model, value_model: keras.Model, *, seed: int) -> ActorCriticPolicy:
+                       policy_model: keras.Model, value_model: keras.Model, *, seed: int,
+                       masked: bool = False) -> ActorCriticPolicy:
     """The policy around loaded models."""
-    return policy_class(config)(observation_space, family_for(action_space), policy_model, value_model, config, seed)
+    return policy_class(config)(observation_space, family_for(action_space), policy_model, value_model, config, seed,
+                                masked)

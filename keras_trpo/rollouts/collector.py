@@ -34,13 +34,15 @@ class RolloutCollector:
         return self.pool is not None
 
     def start(self, env: EnvSpec, observation_space: gym.Space, action_space: gym.Space, config: TRPOConfig, *,
-              seed: int, iterations: int, env_kwargs: dict[str, Any], numpy_policy: bool) -> TRPOConfig:
+              seed: int, iterations: int, env_kwargs: dict[str, Any], policy: Any) -> TRPOConfig:
         """Start the workers; returns the config they run with (a VectorEnv brings its own env count).
 
         ``iterations``: the run's iterations so far (a continued run resets its envs with a different
-        seed and draws new noise, so it does not replay the first episodes); ``numpy_policy``: whether
-        the policy has a NumPy copy, which the process and ray backends need.
+        seed and draws new noise, so it does not replay the first episodes); ``policy``: the agent's
+        ``ActorCriticPolicy`` (whether it has a NumPy copy, which the process and ray backends need, and
+        whether it samples under the envs' action masks).
         """
+        numpy_policy = policy.actor.uses_numpy
         cfg = config
         if env is None:
             raise ValueError("this agent has no environment: pass env= to keras_trpo.load() to continue training")
@@ -60,7 +62,7 @@ class RolloutCollector:
                         n_envs=cfg.n_envs, n_workers=cfg.rollout_workers, seed=seed,
                         reset_seed=seed + 7919 * iterations, epoch=iterations,
                         vectorization=cfg.vectorization, env_kwargs=env_kwargs, timeout=cfg.rollout_timeout,
-                        ray_address=cfg.ray_address)
+                        ray_address=cfg.ray_address, masked=policy.masked)
         self.pool = make_pool(spec, cfg.rollout_backend)
         if cfg.normalize_reward:
             self.reward_scaler = RewardScaler(cfg.n_envs, cfg.gamma, per_step=cfg.reward_scaling == "step")
