@@ -28,6 +28,9 @@ from keras_trpo.export.c_source import c_action
 litert = pytest.importorskip("ai_edge_litert.interpreter", reason="pip install ai-edge-litert (requirements.txt)")
 HAVE_CC = shutil.which(os.environ.get("CC", "cc").split()[0]) is not None
 needs_cc = pytest.mark.skipif(not HAVE_CC, reason="no C compiler")
+needs_cortex_m4 = pytest.mark.skipif(
+    not HAVE_CC or shutil.which("arm-none-eabi-gcc") is None or shutil.which("qemu-system-arm") is None,
+    reason="apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm")
 SMALL = dict(n_envs=1, value_epochs=1, jit_compile=False, hidden_sizes=(16,), action_masks="on")
 
 
@@ -196,8 +199,7 @@ def test_masked_actions_are_the_argmax_and_gumbel_max_over_the_valid_actions(tax
     assert np.array_equal(got["logits"] == -1e9, ~valid)  # the masked distribution's logits
 
 
-@pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None or shutil.which("qemu-system-arm") is None,
-                    reason="apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm")
+@needs_cortex_m4
 def test_the_masked_c_policy_on_an_emulated_cortex_m4_matches_onnxruntime(taxi, capsys):
     from keras_trpo_serving.edge import cortex_m4
 
@@ -288,3 +290,32 @@ def test_a_graph_that_ignores_the_mask_fails_the_export(taxi, tmp_path, monkeypa
     monkeypatch.setattr(graph, "masked_params", lambda desc, params, mask: params)
     with pytest.raises((ExportError, ExportVerificationError), match="mask"):
         export.to_onnx(agent, tmp_path / "p.onnx")
+
+
+@needs_cortex_m4
+def test_the_masked_recurrent_c_policy_on_an_emulated_cortex_m4_matches_onnxruntime(families, tmp_path, capsys):
+    """JointLimitsMemory-v0's LSTM stepped through env episodes under the env's masks on the board, against
+    the .onnx file stepped on this machine carrying its own state."""
+    from keras_trpo.export.observations import default_inputs
+    from keras_trpo_serving.edge import cortex_m4_recurrent
+
+    agent, tmp, _ = families["JointLimitsMemory-v0"]
+    episodes = default_inputs(export.describe(agent))  # 10 env episodes side by side, with the env's masks
+    lane = 0
+    obs, starts, masks = episodes.observations[:, lane], episodes.starts[:, lane], episodes.masks[:, lane]
+    s = ort.InferenceSession(str(tmp / "p.onnx"), providers=["CPUExecutionProvider"])
+    state, rows = np.zeros((1, agent.state_size), np.float32), []
+    for t in range(len(obs)):
+        state = state * (not starts[t])
+        out = dict(zip(["action", "logits", "state_out"], s.run(["action", "logits", "state_out"], {
+            "obs": obs[t:t + 1], "action_mask": masks[t:t + 1].astype(np.float32), "state_in": state,
+            "noise": np.full((1, 9), 0.5, np.float32)})))
+        rows.append(out)
+        state = out["state_out"]
+    ref = {k: np.concatenate([r[k] for r in rows]) for k in rows[0]}
+    np.savez(tmp_path / "steps.npz", obs=obs, episode_start=starts, action_mask=masks.astype(np.float32),
+             action=ref["action"], params=ref["logits"], state_out=ref["state_out"])
+    rc = cortex_m4_recurrent.main(["--c", str(tmp / "c"), "--episodes", str(tmp_path / "steps.npz"), "--count", "1"])
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert rc == 0 and summary["ok"] and summary["masked"] and summary["actions_differing"] == 0
+    assert summary["steps"] == len(obs) and summary["episodes"] >= 1

@@ -19,7 +19,9 @@ def build_parser() -> argparse.ArgumentParser:
         "[batch, *obs_shape]; outputs 'action' (deterministic, in the env's dtype) and the distribution "
         "parameters ('logits', or 'mean' and 'log_std'). A Dict-observation policy takes one input per key "
         "instead of 'obs'; a recurrent policy also takes 'state_in' and returns 'state_out' (zeros at an "
-        "episode start; every format, --c included: there NAME_act takes state_in and writes state_out). Every file is verified against "
+        "episode start; every format, --c included: there NAME_act takes state_in and writes state_out). An agent trained "
+        "with action masks also takes 'action_mask' float32 [batch, W] after the observations (1 valid, 0 invalid; "
+        "--action-mask). Every file is verified against "
         "the agent after it is written (a recurrent one over 10 episodes) unless --no-verify is given.",
     )
     p.add_argument("agent", help="path to an agent file written by agent.save() / `python -m keras_trpo train`")
