@@ -232,7 +232,7 @@ def families(tmp_path_factory):
 
 @pytest.mark.parametrize("env_id", ["JointLimits-v0", "MaskedBits-v0", "JointLimitsMemory-v0"])
 def test_every_masked_family_verified_with_the_envs_masks(families, env_id):
-    agent, tmp, reports = families[env_id]
+    agent, _, reports = families[env_id]
     width = {"JointLimits-v0": 9, "MaskedBits-v0": 6, "JointLimitsMemory-v0": 9}[env_id]
     assert agent.masked and agent.mask_width == width
     for fmt, r in reports.items():
