@@ -319,3 +319,14 @@ def test_the_masked_recurrent_c_policy_on_an_emulated_cortex_m4_matches_onnxrunt
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert rc == 0 and summary["ok"] and summary["masked"] and summary["actions_differing"] == 0
     assert summary["steps"] == len(obs) and summary["episodes"] >= 1
+
+
+def test_the_unmasked_file_verifies_on_the_masked_files_inputs(taxi):
+    """Inputs with masks given to a file without a mask input: the masks are left out (all valid)."""
+    from keras_trpo.export.observations import MaskedObservations
+
+    agent, tmp, _ = taxi
+    obs = np.arange(0, 500, 5, dtype=np.float32)
+    inputs = MaskedObservations(obs, _random_masks(np.random.default_rng(4), len(obs), [6]) > 0.5)
+    assert export.verify_onnx(agent, tmp / "plain" / "policy.onnx", inputs) <= 1e-5
+    assert export.verify_onnx(agent, tmp / "masked" / "policy.onnx", inputs) <= 1e-5

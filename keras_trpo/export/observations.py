@@ -307,8 +307,15 @@ def masked_inputs(desc: PolicyDescription, n_sampled: int = N_SAMPLED, seed: int
 
 def with_masks(desc: PolicyDescription, inputs: Inputs, seed: int = 0) -> Inputs:
     """``inputs`` with an action mask per row for a masked policy: random valid masks (``random_masks``)
-    for observations or episodes that have none; as they are otherwise (and for an unmasked policy)."""
-    if not desc.masked or isinstance(inputs, MaskedObservations):
+    for observations or episodes that have none; as they are otherwise. An unmasked policy's without
+    masks (its files take none: every action is valid)."""
+    if not desc.masked:
+        if isinstance(inputs, MaskedObservations):
+            return inputs.observations
+        if isinstance(inputs, Episodes) and inputs.masks is not None:
+            return Episodes(inputs.observations, inputs.starts)
+        return inputs
+    if isinstance(inputs, MaskedObservations):
         return inputs
     if isinstance(inputs, Episodes):
         if inputs.masks is not None:
