@@ -292,15 +292,16 @@ def masked_inputs(desc: PolicyDescription, n_sampled: int = N_SAMPLED, seed: int
     """A masked policy's verification inputs: whole episodes of its env under the env's own masks
     (``rollout_episodes``) and observations sampled from the space under random valid masks
     (``random_masks``). Recurrent: the episodes (sequences sampled from the space, under random masks,
-    without an env id). Feed-forward: ``n_sampled`` sampled observations, then every step of the episodes."""
+    without an env id). Feed-forward: every step of the episodes (step by step, the lanes side by side),
+    then ``n_sampled`` sampled observations."""
     if desc.is_recurrent:
         return with_masks(desc, verification_episodes(desc, seed), seed)
     sampled = sample_observations(desc, n_sampled, seed)
     parts = [MaskedObservations(sampled, random_masks(desc, n_sampled, seed))]
     if desc.env_id:
         ep = rollout_episodes(desc, seed=seed)
-        parts.append(MaskedObservations(ep.observations.reshape((-1,) + ep.observations.shape[2:]),
-                                        ep.masks.reshape(-1, desc.mask_width)))
+        parts.insert(0, MaskedObservations(ep.observations.reshape((-1,) + ep.observations.shape[2:]),
+                                           ep.masks.reshape(-1, desc.mask_width)))
     return MaskedObservations(np.concatenate([p.observations for p in parts]), np.concatenate([p.masks for p in parts]),
                               episodes=ep.count if desc.env_id else 0)
 
