@@ -16,6 +16,10 @@ step of every lane) compared, and an absolute 1e-5 alone would call both wrong. 
 is ~80 float32 ulps of that largest value: room for two runtimes that order and fuse the
 arithmetic differently, and orders of magnitude below what a wrong weight, a missed state or a
 wrong sampler changes (tests/test_export_tolerance.py).
+
+A masked file's ``logits`` hold the rule's constants where the mask decides (``MASKED_LOGIT``,
+``+-FORCED_LOGIT``: keras_trpo_serving/sampling.py): those entries must be equal, and are left out of
+the scale, which stays that of the network's own logits.
 """
 from __future__ import annotations
 
@@ -27,8 +31,17 @@ import numpy as np
 from keras_trpo.export.errors import ExportVerificationError
 from keras_trpo.export.inputs import ACTION
 from keras_trpo.export.noise import SAMPLED_ACTION
+from keras_trpo_serving.sampling import FORCED_LOGIT, MASKED_LOGIT
 
 INTEGER_OUTPUTS = (ACTION, SAMPLED_ACTION)  # integer for Discrete, MultiDiscrete and MultiBinary actions
+MASK_CONSTANTS = (MASKED_LOGIT, FORCED_LOGIT, -FORCED_LOGIT)  # the logits a mask sets
+
+
+def mask_constants(name: str, x: np.ndarray) -> np.ndarray:
+    """bool, ``x``'s shape: the entries of output ``name`` that a mask set (masked ``logits`` only)."""
+    if name != "logits":
+        return np.zeros(np.shape(x), bool)
+    return np.isin(np.asarray(x, np.float64), MASK_CONSTANTS)
 
 
 @dataclass(frozen=True)
@@ -67,9 +80,13 @@ def _rows(x: np.ndarray) -> np.ndarray:
 
 
 def output_scales(reference: Mapping[str, np.ndarray]) -> dict[str, float]:
-    """The largest magnitude of each float output: the ``scale`` of the rule (module doc)."""
-    return {k: float(np.max(np.abs(np.asarray(v, np.float64)))) if np.size(v) else 0.0
-            for k, v in reference.items() if np.issubdtype(np.asarray(v).dtype, np.floating)}
+    """The largest magnitude of each float output: the ``scale`` of the rule (module doc), the
+    entries a mask set left out."""
+    def scale(k, v):
+        v = np.abs(np.asarray(v, np.float64))
+        v = v[~mask_constants(k, v)] if k == "logits" else v
+        return float(np.max(v)) if v.size else 0.0
+    return {k: scale(k, v) for k, v in reference.items() if np.issubdtype(np.asarray(v).dtype, np.floating)}
 
 
 def _value(x: np.ndarray) -> str:
@@ -110,6 +127,9 @@ def compare_outputs(reference: Mapping[str, np.ndarray], outputs: Mapping[str, n
                             f"the agent's {_value(ref[i])}{logits}")
             continue
         diff = np.abs(a.astype(np.float64) - b.astype(np.float64))
+        fixed = mask_constants(name, b)
+        if fixed.any():  # set by the mask: equal, or beyond any tolerance
+            diff = np.where(fixed, np.where(a == b, 0.0, np.inf), diff)
         scale = scales[name]
         limit = tolerance.limit(scale)
         row_diff = np.max(diff, axis=1)

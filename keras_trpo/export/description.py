@@ -3,7 +3,8 @@
 Every format adapter (ONNX, ORT, LiteRT, TFLite Micro, SavedModel, C) and the verification take
 the ``PolicyDescription`` and never the agent: the graph's inputs by name and order, the Dict
 layout, the observation and action spaces, the noise of a stochastic file, the recurrent state,
-the facts the metadata records and the policy plan (the arrays the C export renders). The
+the facts the metadata records, the action mask input of a masked policy (``mask_width``) and the
+policy plan (the arrays the C export renders). The
 fields are NumPy, gymnasium and plain Python (``sample`` is the agent's TF-free sampling rule,
 keras_trpo_serving/sampling.py, fed the noise of a stochastic file), except two handles on the
 trained agent that only some modules use: ``model`` (the Keras policy model: ``graph.py``
@@ -12,6 +13,7 @@ the verification observes: ``observations.py``).
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional
@@ -22,10 +24,11 @@ import numpy as np
 from keras_trpo.dict_obs import DictLayout, layout_of
 from keras_trpo.export.c_model import c_policy
 from keras_trpo.export.errors import ExportError
-from keras_trpo.export.inputs import NOISE, OBS, STATE_IN, check_key_names
+from keras_trpo.export.inputs import ACTION_MASK, NOISE, OBS, STATE_IN, check_key_names
 from keras_trpo.export.noise import NoiseSpec, noise_spec
 from keras_trpo.plan.description import PolicyPlan
 from keras_trpo.spaces import obs_shape
+from keras_trpo_serving.sampling import SamplingRule
 
 AGENT_ATTRIBUTES = ("policy_model", "family", "observation_space", "action_space")
 Params = Mapping[str, np.ndarray]
@@ -53,11 +56,16 @@ class PolicyDescription:
     trained_timesteps: int
     described_at: str  # UTC, ISO 8601 to the second: the metadata's exported_at
     model: Any = field(repr=False)  # the Keras policy model
-    predict: Callable = field(repr=False)  # the agent's predict(obs[, state, episode_start])
-    # (params, noise) -> env action: the agent's sampling rule (keras_trpo_serving/sampling.py), TF-free
-    sample: Callable[[Params, np.ndarray], np.ndarray] = field(repr=False)
+    # The agent's predict(obs[, state, episode_start][, action_masks=]): action_masks only if it takes masks.
+    predict: Callable = field(repr=False)
+    # (params, noise[, mask]) -> env action: the agent's sampling rule (keras_trpo_serving/sampling.py), TF-free
+    sample: Callable[..., np.ndarray] = field(repr=False)
     plan: Optional[PolicyPlan] = field(default=None, repr=False)  # the policy as arrays; None if C cannot express it
     plan_error: Optional[str] = None  # why there is no plan
+    # The action_mask input's width W (the rule's mask_width), None when the files take no mask.
+    mask_width: Optional[int] = None
+    rule: Optional[SamplingRule] = field(default=None, repr=False)  # the action family's sampling rule
+    agent_masked: bool = False  # whether the agent itself acts with masks (its predict takes action_masks)
 
     @property
     def is_recurrent(self) -> bool:
@@ -73,13 +81,22 @@ class PolicyDescription:
         """One observation as rollouts store it: the space's shape, a Dict's packed ``(width,)``."""
         return obs_shape(self.observation_space)
 
+    @property
+    def masked(self) -> bool:
+        """Whether the files take ``action_mask`` (keras_trpo/export/inputs.py)."""
+        return self.mask_width is not None
+
     def input_names(self, stochastic: bool = False) -> list[str]:
-        """The graph's inputs in order: observations, ``noise`` (stochastic), ``state_in`` (recurrent)."""
-        return list(self.observation_names) + ([NOISE] if stochastic else []) + ([STATE_IN] if self.recurrent else [])
+        """The graph's inputs in order: observations, ``action_mask`` (masked), ``noise`` (stochastic),
+        ``state_in`` (recurrent)."""
+        return (list(self.observation_names) + ([ACTION_MASK] if self.masked else []) + ([NOISE] if stochastic else [])
+                + ([STATE_IN] if self.recurrent else []))
 
     def input_shapes(self, stochastic: bool = False) -> dict[str, tuple[int, ...]]:
         """Each input's shape without the batch axis, in ``input_names`` order."""
         shapes = dict(self.observation_shapes)
+        if self.masked:
+            shapes[ACTION_MASK] = (self.mask_width,)
         if stochastic:
             shapes[NOISE] = (self.noise.width,)
         if self.recurrent:
@@ -87,13 +104,18 @@ class PolicyDescription:
         return {n: tuple(shapes[n]) for n in self.input_names(stochastic)}
 
     def feeds(self, obs: np.ndarray, state: Optional[np.ndarray] = None,
-              noise: Optional[np.ndarray] = None) -> dict[str, np.ndarray]:
+              noise: Optional[np.ndarray] = None, mask: Optional[np.ndarray] = None) -> dict[str, np.ndarray]:
         """Packed observations ``[N, *obs_shape]`` (a Dict space's ``[N, width]``, as rollouts store
         them) -> the graph's inputs by name, float32 and contiguous: ``{"obs": [N, *obs_shape]}`` or
-        ``{key: [N, d] or [N]}``, plus ``noise [N, width]`` and ``state_in [N, S]`` when given."""
+        ``{key: [N, d] or [N]}``, plus ``noise [N, width]`` and ``state_in [N, S]`` when given, and
+        ``action_mask [N, W]`` (0/1) for a masked policy: ``mask``, or all ones (every action valid)
+        when None."""
         obs = np.asarray(obs, np.float32)
         split = {OBS: obs} if self.layout is None else self.layout.split(obs)
         out = {k: np.ascontiguousarray(v) for k, v in split.items()}
+        if self.masked:
+            out[ACTION_MASK] = (np.ones((len(obs), self.mask_width), np.float32) if mask is None
+                                else np.ascontiguousarray(mask, np.float32))
         if noise is not None:
             out[NOISE] = np.ascontiguousarray(noise, np.float32)
         if state is not None:
@@ -122,13 +144,18 @@ def read_plan(agent) -> tuple[Optional[PolicyPlan], Optional[str]]:
         return None, str(e)
 
 
-def describe(agent) -> PolicyDescription:
-    """Read everything an export needs from ``agent`` (a description is returned as it is).
+def describe(agent, action_mask: Optional[bool] = None) -> PolicyDescription:
+    """Read everything an export needs from ``agent`` (a description is returned as it is, its mask
+    input set by ``action_mask``).
 
-    ``ExportError`` if ``agent`` is not a keras_trpo agent or a Dict key cannot name a graph input.
+    ``action_mask``: whether the files take the ``action_mask`` input; None (default): if the agent
+    was trained with masks (``agent.masked``). False leaves it out (every action valid, the unmasked
+    file); True adds it to an agent trained without masks too (the rule masks its logits).
+    ``ExportError`` if ``agent`` is not a keras_trpo agent, a Dict key cannot name a graph input, or
+    a mask is asked for actions that cannot be masked (Box).
     """
     if isinstance(agent, PolicyDescription):
-        return agent
+        return with_mask_input(agent, action_mask)
     require_agent(agent)
     space = agent.observation_space
     layout = layout_of(space)
@@ -142,6 +169,7 @@ def describe(agent) -> PolicyDescription:
         shapes = {e.key: tuple(e.shape) for e in layout.entries}
         stats = {e.key: _stats(agent.obs_rms[e.key]) for e in layout.entries if e.kind != "discrete"}
     recurrent = bool(getattr(agent, "is_recurrent", False))
+    masked = bool(getattr(agent, "masked", False))  # agent.masked: issue 29's core (absent before it)
     plan, plan_error = read_plan(agent)
     return PolicyDescription(
         family=agent.family.name, param_names=tuple(agent.family.param_names), observation_space=space,
@@ -153,7 +181,27 @@ def describe(agent) -> PolicyDescription:
         trained_timesteps=int(agent.num_timesteps),
         described_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         model=agent.policy_model, predict=agent.predict, sample=agent.family.rule.agent_action,
-        plan=plan, plan_error=plan_error)
+        plan=plan, plan_error=plan_error, rule=agent.family.rule, agent_masked=masked,
+        mask_width=_mask_width(agent.family.rule, masked if action_mask is None else bool(action_mask)))
+
+
+def _mask_width(rule: SamplingRule, masked: bool) -> Optional[int]:
+    """The action_mask input's width, None without one; ``ExportError`` for actions that cannot be masked."""
+    if not masked:
+        return None
+    if rule.mask_width is None:
+        raise ExportError(f"{rule.distribution} actions cannot be masked: the action_mask input is for Discrete, "
+                          "MultiDiscrete and MultiBinary action spaces")
+    return int(rule.mask_width)
+
+
+def with_mask_input(desc: PolicyDescription, action_mask: Optional[bool]) -> PolicyDescription:
+    """``desc`` with the ``action_mask`` input added (True), left out (False), or as it is (None)."""
+    if action_mask is None or bool(action_mask) == desc.masked:
+        return desc
+    if desc.rule is None:
+        raise ExportError("this description has no sampling rule: describe the agent again to change its mask input")
+    return dataclasses.replace(desc, mask_width=_mask_width(desc.rule, bool(action_mask)))
 
 
 def _stats(rms) -> tuple[np.ndarray, np.ndarray]:

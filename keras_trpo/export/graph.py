@@ -10,6 +10,14 @@ CAST cannot write int64 either, so the TFLite export keeps int32 actions, ``inte
 while ONNX and the SavedModel cast them to int64), and MultiDiscrete's argmaxes over static slices of the logits (TFLM's FILL takes
 no shape computed at run time, which the padded-gather form needed). Both give the same actions
 as before, ties included (argmax takes the first maximum either way).
+
+A masked policy (``PolicyDescription.mask_width``) also takes ``action_mask [B, W]`` and computes
+keras_trpo_serving/sampling.py's masked logits in the graph (``masked_params``): an invalid action's logit
+becomes ``MASKED_LOGIT``, a MultiBinary bit with one allowed value ``+-FORCED_LOGIT`` (and its sampled
+value is set from the mask whatever the noise), MultiDiscrete masked on the flat layout. The
+``logits`` output is the masked distribution's; ``action`` and ``sampled_action`` are taken from it.
+With SELECT_V2 and GREATER only (TensorFlow Lite Micro has both), an all-ones mask selects the
+logits themselves: the outputs are the unmasked graph's bit for bit.
 """
 from __future__ import annotations
 
@@ -21,15 +29,15 @@ import tensorflow as tf
 
 from keras_trpo.export.description import PolicyDescription
 from keras_trpo.export.errors import ExportError
-from keras_trpo.export.inputs import ACTION, OBS, STATE_IN, STATE_OUT
+from keras_trpo.export.inputs import ACTION, ACTION_MASK, OBS, STATE_IN, STATE_OUT
 from keras_trpo.export.noise import NOISE, SAMPLED_ACTION
 from keras_trpo.layers import RecurrentCore
-from keras_trpo_serving.sampling import GUMBEL_EPS
+from keras_trpo_serving.sampling import FORCED_LOGIT, GUMBEL_EPS, MASKED_LOGIT
 
 
 def input_signature(desc: PolicyDescription, stochastic: bool = False) -> list[tf.TensorSpec]:
     """The graph's inputs in ``PolicyDescription.input_names`` order: observations (``obs``, or one
-    per Dict key), ``noise`` (stochastic), ``state_in`` (recurrent)."""
+    per Dict key), ``action_mask`` (masked), ``noise`` (stochastic), ``state_in`` (recurrent)."""
     return [tf.TensorSpec((None,) + shape, tf.float32, name=n) for n, shape in desc.input_shapes(stochastic).items()]
 
 
@@ -43,6 +51,8 @@ def serving_function(desc: PolicyDescription, integer_actions: tf.DType = tf.int
     ``stochastic`` the function also takes ``noise [B, width]`` and returns ``sampled_action``
     (keras_trpo/export/noise.py's contract). A recurrent policy also takes ``state_in [B, S]`` and returns
     ``state_out [B, S]``: one step of the model (T = 1, no episode start: the caller zeroes the state).
+    A masked policy also takes ``action_mask [B, W]`` (``masked_params``): ``logits`` is then the masked
+    distribution's, and both actions respect the mask.
     """
     family, model, space = desc.family, desc.model, desc.action_space
     if integer_actions not in (tf.int64, tf.int32):
@@ -102,17 +112,55 @@ def serving_function(desc: PolicyDescription, integer_actions: tf.DType = tf.int
     def serve(*tensors):
         inputs = dict(zip(names, tensors))
         params, state = params_of(inputs)
+        mask = inputs.get(ACTION_MASK)
+        if mask is not None:
+            params = masked_params(desc, params, mask)
         out = {ACTION: action_of(params)}
         for name in desc.param_names:
             out[name] = tf.identity(params[name], name=name)
         if stochastic:
-            out[SAMPLED_ACTION] = tf.identity(sample_of(params, inputs[NOISE]), name=SAMPLED_ACTION)
+            sampled = sample_of(params, inputs[NOISE])
+            if mask is not None and family == "bernoulli":
+                sampled = forced_bits(sampled, mask, tuple(space.shape))
+            out[SAMPLED_ACTION] = tf.identity(sampled, name=SAMPLED_ACTION)
         if recurrent:
             out[STATE_OUT] = tf.identity(state, name=STATE_OUT)
         return out
 
     sample_of = sampled_action_function(desc, as_integer) if stochastic else None
     return serve
+
+
+def _allowed(mask: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """A MultiBinary mask ``[B, 2n]`` -> bool ``(may be 0, may be 1)``, each ``[B, n]``."""
+    return mask[:, 0::2] > 0.5, mask[:, 1::2] > 0.5
+
+
+def masked_params(desc: PolicyDescription, params: dict, mask: tf.Tensor) -> dict:
+    """``params`` with keras_trpo_serving/sampling.py's masked logits (``SamplingRule.masked_logits``),
+    ``mask [B, W]`` float32, ``> 0.5`` valid: ``MASKED_LOGIT`` where invalid (the flat layout for
+    MultiDiscrete, before its per-categorical argmaxes); for MultiBinary ``FORCED_LOGIT`` on a bit that
+    may only be 1, ``-FORCED_LOGIT`` on one that may only be 0, the logit where both (or, for a mask the
+    rule refuses, neither) are allowed. Python floats, not eager tensors: a captured tensor would
+    become an ONNX input."""
+    logits = params["logits"]
+    if desc.family == "bernoulli":
+        may0, may1 = _allowed(mask)
+        masked = tf.where(may0, tf.where(may1, logits, -FORCED_LOGIT), tf.where(may1, FORCED_LOGIT, logits))
+    elif desc.family in ("categorical", "multi_categorical"):
+        masked = tf.where(mask > 0.5, logits, MASKED_LOGIT)
+    else:
+        raise ExportError(f"{desc.family} actions cannot be masked")
+    return {**params, "logits": masked}
+
+
+def forced_bits(bits: tf.Tensor, mask: tf.Tensor, shape: tuple[int, ...]) -> tf.Tensor:
+    """Sampled MultiBinary bits ``[B, *shape]`` with each forced bit set from ``mask [B, 2n]`` whatever
+    the noise (the rule's ``BernoulliRule.sample``: at ``u = 0`` the contract noise is ``-inf``, below
+    even ``-FORCED_LOGIT``)."""
+    may0, may1 = (tf.reshape(m, (-1,) + shape) for m in _allowed(mask))
+    one, zero = tf.constant(1, bits.dtype), tf.constant(0, bits.dtype)  # scalars: no FILL of a run-time shape
+    return tf.where(may0, tf.where(may1, bits, zero), tf.where(may1, one, bits))
 
 
 def one_step(model, inputs: dict) -> dict:

@@ -3,6 +3,9 @@
 - Observations: ``obs`` float32 ``[B, *obs_shape]`` for a Box or Discrete space; for a Dict space
   one input per key, named exactly the key, in sorted-key order: ``[B, d]`` for a Box entry,
   ``[B]`` (the index) for a Discrete entry, as the policy model's inputs take them.
+- ``action_mask`` float32 ``[B, W]`` for a masked policy (1 = valid, 0 = invalid; the graph takes
+  ``> 0.5`` as valid): keras_trpo_serving/sampling.py's layout and rule (``mask_width``,
+  ``masked_logits``), applied to the deterministic and the sampled action alike.
 - ``noise`` float32 ``[B, width]`` for a stochastic export (keras_trpo/export/noise.py).
 - ``state_in`` float32 ``[B, S]`` for a recurrent policy (``[h, c]`` for an LSTM, ``h`` for a
   GRU); the graph returns ``state_out`` ``[B, S]``, the state after the step. The state at an
@@ -24,10 +27,11 @@ from keras_trpo.export.noise import NOISE, SAMPLED_ACTION
 
 OBS = "obs"
 STATE_IN, STATE_OUT = "state_in", "state_out"
+ACTION_MASK = "action_mask"
 ACTION = "action"
 # Every input and output name of the graph: a Dict key named like one of them would collide with it
 # (tf2onnx then fails with "graph input 'action' not exist", which names no key).
-RESERVED = (OBS, NOISE, STATE_IN, STATE_OUT, ACTION, "logits", "mean", "log_std", SAMPLED_ACTION)
+RESERVED = (OBS, ACTION_MASK, NOISE, STATE_IN, STATE_OUT, ACTION, "logits", "mean", "log_std", SAMPLED_ACTION)
 KEY_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 STATE_RESET = "zeros at an episode start"  # the state_reset metadata value of a recurrent file
 BATCH = 4096  # rows per call when a file is run on many observations

@@ -12,7 +12,7 @@ import tensorflow as tf
 from keras_trpo.export.description import PolicyDescription, describe
 from keras_trpo.export.errors import ExportError, ExportVerificationError
 from keras_trpo.export.graph import input_signature, serving_function
-from keras_trpo.export.inputs import Feeds, Runner, run_in_batches
+from keras_trpo.export.inputs import ACTION_MASK, Feeds, Runner, run_in_batches
 from keras_trpo.export.metadata import policy_metadata
 from keras_trpo.export.noise import NOISE
 from keras_trpo.export.observations import Inputs, default_calibration, verification_observations
@@ -56,6 +56,11 @@ def has_noise_input(path: str | os.PathLike) -> bool:
     return NOISE in [i.name for i in ort_session(path).get_inputs()]
 
 
+def has_mask_input(path: str | os.PathLike) -> bool:
+    """Whether an ONNX or ORT-format file is a masked export (has the ``action_mask`` input)."""
+    return ACTION_MASK in [i.name for i in ort_session(path).get_inputs()]
+
+
 def write_onnx(desc: PolicyDescription, path: Path, opset: int, stochastic: bool) -> dict[str, str]:
     """Convert the serving function with tf2onnx and write it to ``path``, with the metadata
     (returned), after onnx's full checker pass. No verification."""
@@ -80,7 +85,8 @@ def write_onnx(desc: PolicyDescription, path: Path, opset: int, stochastic: bool
 
 def to_onnx(agent, path: str | os.PathLike, *, opset: int = DEFAULT_OPSET, verify: bool = True,
             verify_observations: Optional[np.ndarray] = None, quantize: Optional[str] = None,
-            calibration_observations: Optional[np.ndarray] = None, stochastic: bool = False) -> ExportReport:
+            calibration_observations: Optional[np.ndarray] = None, stochastic: bool = False,
+            action_mask: Optional[bool] = None) -> ExportReport:
     """Write the agent's policy as ONNX: input ``obs`` float32 ``[batch, *obs_shape]``.
 
     Outputs ``action`` (deterministic, env dtype) and the distribution parameters
@@ -108,8 +114,15 @@ def to_onnx(agent, path: str | os.PathLike, *, opset: int = DEFAULT_OPSET, verif
     ``sampled_action`` (keras_trpo/export/noise.py: uniforms for categorical heads, standard normals for a
     Gaussian); verification then also checks that with the same noise the file's sampled
     action equals the agent's, and tests the file's draws against the agent's distribution.
+
+    A masked agent (``agent.masked``; ``action_mask=True`` / ``False`` to add or leave out the input)
+    gets the input ``action_mask`` float32 ``[batch, W]`` after the observations (1 = valid, 0 =
+    invalid, keras_trpo_serving/sampling.py's layout; metadata ``action_mask``): ``logits`` are the masked
+    distribution's and ``action`` and ``sampled_action`` respect the mask; an all-ones mask gives the
+    unmasked file's outputs. Verified over 10 whole episodes of the env under its own masks and on
+    sampled observations under random valid masks (``report.invalid_actions``: 0).
     """
-    desc = describe(agent)
+    desc = describe(agent, action_mask)
     path = check_target(path, ".onnx")
     quantize = canonical(quantize)
     if quantize and stochastic:
@@ -119,7 +132,7 @@ def to_onnx(agent, path: str | os.PathLike, *, opset: int = DEFAULT_OPSET, verif
     meta = write_onnx(desc, path, opset, stochastic)
     report = ExportReport(str(path), path.stat().st_size, 0.0, opset=opset, metadata=meta, stochastic=stochastic)
     obs = reference = None
-    if quantize or (verify and not desc.is_recurrent):  # one reference for the file and its quantised copy
+    if quantize or (verify and not desc.is_recurrent and not desc.masked):  # one reference for the file and its quantised copy
         obs = np.asarray(verify_observations if verify_observations is not None
                          else verification_observations(desc), np.float32)
         reference = agent_reference(desc, obs)
@@ -143,7 +156,7 @@ def verify_onnx(agent, path: str | os.PathLike, observations: Optional[Inputs] =
     file's sampler is checked too; a recurrent file is stepped through episodes (``observations``:
     ``keras_trpo.export.observations.Episodes``).
     """
-    desc = describe(agent)
+    desc = describe(agent, has_mask_input(path))
     return verify_file(desc, onnx_runner(path), f"ONNX {path}", stochastic=has_noise_input(path),
                        inputs=observations).worst_difference
 

@@ -41,7 +41,10 @@ def canonical(mode: Optional[str]) -> Optional[str]:
 
 
 def refuse_stateful(desc: PolicyDescription, mode: Optional[str]) -> None:
-    """Quantised copies are calibrated and compared on one ``obs`` input without a state."""
+    """Quantised copies are calibrated and compared on one ``obs`` input without a state or a mask."""
+    if mode and desc.masked:
+        raise ExportError(f"quantize={mode!r} is for policies with one 'obs' input; this one takes an action_mask: "
+                          "export it without quantize (or the quantised copy with action_mask=False)")
     if mode and (desc.is_recurrent or desc.layout is not None):
         raise ExportError(f"quantize={mode!r} is for feed-forward policies with one 'obs' input; this agent is "
                           f"{'recurrent' if desc.is_recurrent else 'Dict-observation'}: export it without quantize")

@@ -4,7 +4,10 @@
 observations a file is verified on, or steps it through ``Episodes`` for a recurrent policy,
 carrying its own state; with noise it adds ``sampled_action``, the agent's own sampler fed that
 noise. The recurrent steps are checked against the policy model run on the whole sequences, so
-that the reference is the agent and not only the graph the files were converted from.
+that the reference is the agent and not only the graph the files were converted from. A masked
+policy's reference is run under each row's mask, and the graph's masked logits and actions are
+checked against keras_trpo_serving/sampling.py's rule applied in NumPy to its unmasked logits
+(``check_mask_rule``), so that the reference is the rule and not only the graph.
 """
 from __future__ import annotations
 
@@ -17,9 +20,9 @@ from keras_trpo.export.compare import Tolerance, compare_outputs
 from keras_trpo.export.description import PolicyDescription
 from keras_trpo.export.errors import ExportError
 from keras_trpo.export.graph import input_signature, serving_function
-from keras_trpo.export.inputs import STATE_IN, STATE_OUT, Runner, run_in_batches
+from keras_trpo.export.inputs import ACTION, STATE_IN, STATE_OUT, Runner, run_in_batches
 from keras_trpo.export.noise import SAMPLED_ACTION
-from keras_trpo.export.observations import Episodes, Inputs
+from keras_trpo.export.observations import Episodes, Inputs, MaskedObservations
 
 # The one-step graph against the sequence model it is cut from: both float32 with the same weights,
 # differing only in how TensorFlow fuses and orders the arithmetic (compare.py's rule).
@@ -40,24 +43,55 @@ def agent_reference(desc: PolicyDescription, inputs: Inputs, noise: Optional[np.
     and the distribution parameters (``logits [N, k]`` or ``mean``, ``log_std [N, d]``).
     ``Episodes`` (a recurrent policy, T steps of L lanes): the same per step, ``[T, L, ...]``, plus
     ``state_out`` and ``state_in`` (the state each step started from; not a file output).
-    With ``noise`` (``[N, width]``, or ``[T, L, width]``) also ``sampled_action``.
+    With ``noise`` (``[N, width]``, or ``[T, L, width]``) also ``sampled_action``. A masked policy:
+    under the masks of ``MaskedObservations`` or ``Episodes.masks`` (all valid where there are none).
     """
     if isinstance(inputs, Episodes):
         out = _episode_reference(desc, inputs)
     else:
-        out = run_in_batches(serving_runner(desc), desc.feeds(inputs))
-    return out if noise is None else with_sampled_action(desc, out, noise)
+        obs, masks = (inputs.observations, inputs.masks) if isinstance(inputs, MaskedObservations) else (inputs, None)
+        run = serving_runner(desc)
+        out = run_in_batches(run, desc.feeds(obs, mask=masks))
+        if masks is not None:
+            check_mask_rule(desc, run_in_batches(run, desc.feeds(obs)), out, masks, "observation")
+    return out if noise is None else with_sampled_action(desc, out, noise, masks_of(inputs))
 
 
-def with_sampled_action(desc: PolicyDescription, reference: dict[str, np.ndarray], noise: np.ndarray) -> dict[str, np.ndarray]:
+def masks_of(inputs: Inputs) -> Optional[np.ndarray]:
+    """The masks of verification inputs (``[N, W]`` or ``[T, L, W]`` bool), None if they have none."""
+    return inputs.masks if isinstance(inputs, (Episodes, MaskedObservations)) else None
+
+
+def with_sampled_action(desc: PolicyDescription, reference: dict[str, np.ndarray], noise: np.ndarray,
+                        masks: Optional[np.ndarray] = None) -> dict[str, np.ndarray]:
     """``reference`` plus ``sampled_action``: the agent's sampler fed ``noise`` for its parameters
-    (``[N, width]``, or ``[T, L, width]`` sampled step by step)."""
+    (``[N, width]``, or ``[T, L, width]`` sampled step by step), under ``masks`` (alike) if given."""
     params = {n: reference[n] for n in desc.param_names}
     if isinstance(noise, np.ndarray) and noise.ndim == 3:
-        sampled = np.stack([desc.sample({n: p[t] for n, p in params.items()}, noise[t]) for t in range(len(noise))])
+        sampled = np.stack([desc.sample({n: p[t] for n, p in params.items()}, noise[t],
+                                        *([] if masks is None else [masks[t]])) for t in range(len(noise))])
     else:
-        sampled = desc.sample(params, noise)
+        sampled = desc.sample(params, noise, *([] if masks is None else [masks]))
     return dict(reference, **{SAMPLED_ACTION: sampled})
+
+
+def check_mask_rule(desc: PolicyDescription, unmasked: dict[str, np.ndarray], masked: dict[str, np.ndarray],
+                    masks: np.ndarray, row: str) -> None:
+    """The serving graph under ``masks`` (bool ``[N, W]``) against keras_trpo_serving/sampling.py's rule in
+    NumPy on the graph's logits under an all-ones mask: the masked logits exactly
+    (``masked_logits``), the action exactly (``to_env(mode(...))``). ``ExportError`` naming the first
+    ``row`` that differs."""
+    rule, logits = desc.rule, unmasked["logits"]
+    expected = {"logits": rule.masked_logits(logits, masks),
+                ACTION: rule.to_env(rule.mode({"logits": logits}, masks)).reshape(masked[ACTION].shape)}
+    for name, want in expected.items():
+        got = masked[name]
+        bad = np.flatnonzero(np.any((got != want).reshape(len(got), -1), axis=1))
+        if bad.size:
+            i = int(bad[0])
+            raise ExportError(f"the serving graph's masked {name} (keras_trpo/export/graph.py) differ from the "
+                              f"sampling rule's (keras_trpo_serving/sampling.py) at {row} {i}: {got[i].tolist()}, the "
+                              f"rule's {want[i].tolist()} under mask {masks[i].astype(int).tolist()}")
 
 
 def _episode_reference(desc: PolicyDescription, episodes: Episodes) -> dict[str, np.ndarray]:
@@ -67,17 +101,23 @@ def _episode_reference(desc: PolicyDescription, episodes: Episodes) -> dict[str,
         raise ExportError("a feed-forward policy is verified on observations [N, *obs_shape], not on Episodes")
     run = serving_runner(desc)
     state = np.zeros((episodes.lanes, desc.state_size), np.float32)
-    steps, step_feeds = [], []
+    steps, step_feeds, raw = [], [], []
     for t in range(episodes.steps):
         state = np.where(episodes.starts[t][:, None], np.float32(0), state).astype(np.float32)
         feeds = desc.feeds(episodes.observations[t], state)
         out = run(feeds)
+        if episodes.masks is not None:  # the state does not depend on the mask: the unmasked step is the rule's input
+            unmasked = out
+            out = run(desc.feeds(episodes.observations[t], state, mask=episodes.masks[t]))
+            check_mask_rule(desc, unmasked, out, episodes.masks[t], f"step {t}, lane")
+            raw.append(unmasked)
         out[STATE_IN] = state
         steps.append(out)
         step_feeds.append(feeds)
         state = out[STATE_OUT]
     reference = {k: np.stack([s[k] for s in steps]) for k in steps[0]}
-    check_one_step_graph(desc, episodes, step_feeds, reference)
+    model_outputs = {k: np.stack([s[k] for s in raw]) for k in desc.param_names} if raw else reference
+    check_one_step_graph(desc, episodes, step_feeds, model_outputs)  # the model's parameters are the unmasked ones
     return reference
 
 

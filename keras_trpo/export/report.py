@@ -29,4 +29,7 @@ class ExportReport:
     sampler_tests: Optional[int] = None  # chi-square / Kolmogorov-Smirnov tests of the draws
     sampler_draws: Optional[int] = None  # per tested observation
     sampler_min_p_value: Optional[float] = None
+    # A masked file (action_mask input): the actions (deterministic and sampled) its verification found the
+    # mask forbade, always 0 for a verified file (verified_episodes then counts the env episodes under the env's masks).
+    invalid_actions: Optional[int] = None
     metadata: dict = field(default_factory=dict)

@@ -134,7 +134,8 @@ def check_sampler(family: str, params: dict[str, np.ndarray], draws: np.ndarray,
                 offset += n
         elif family == "bernoulli":
             for j in range(draws.shape[2]):
-                p1 = 1 / (1 + math.exp(-float(params["logits"][k, j])))
+                z = -float(params["logits"][k, j])  # a masked (forced) bit's logit is +-1e9: exp would overflow
+                p1 = 0.0 if z > 700 else 1 / (1 + math.exp(z))
                 ones = int(np.sum(draws[k, :, j] == 1))
                 bad = int(np.sum((draws[k, :, j] != 0) & (draws[k, :, j] != 1)))
                 p = 0.0 if bad else chi2_categorical_p(np.array([m - ones, ones]), np.array([1 - p1, p1]))

@@ -9,7 +9,11 @@ names the inputs), and ``verify_file`` drives the checks the policy needs:
 - a recurrent one stepped through ``Episodes``, the file's own ``state_out`` fed back as the next
   ``state_in`` and zeros at every episode start, each step compared with the agent's;
 - a stochastic file (``noise`` input) also with the same noise as the agent's sampler, then the
-  statistical test of its draws (keras_trpo/export/sampler_check.py).
+  statistical test of its draws (keras_trpo/export/sampler_check.py);
+- a masked file (``action_mask`` input) with a mask per row: over whole episodes of the env under
+  the env's own masks and on sampled observations under random valid masks
+  (``observations.masked_inputs``), its actions (deterministic and sampled) equal to the agent's
+  and none of them one the mask forbade (keras_trpo/export/mask_check.py).
 
 The agent's side comes from keras_trpo/export/reference.py, the observations from
 keras_trpo/export/observations.py.
@@ -24,11 +28,12 @@ import numpy as np
 
 from keras_trpo.export.compare import Difference, compare_outputs, output_scales
 from keras_trpo.export.description import PolicyDescription
-from keras_trpo.export.errors import ExportError
-from keras_trpo.export.inputs import STATE_IN, STATE_OUT, Feeds, Runner
+from keras_trpo.export.errors import ExportError, ExportVerificationError
+from keras_trpo.export.inputs import ACTION, STATE_IN, STATE_OUT, Feeds, Runner
+from keras_trpo.export.mask_check import invalid_rows
 from keras_trpo.export.noise import NOISE, SAMPLED_ACTION, draw_noise
-from keras_trpo.export.observations import Episodes, Inputs, default_inputs
-from keras_trpo.export.reference import agent_reference, with_sampled_action
+from keras_trpo.export.observations import Episodes, Inputs, MaskedObservations, default_inputs, with_masks
+from keras_trpo.export.reference import agent_reference, masks_of, with_sampled_action
 from keras_trpo.export.report import ExportReport
 from keras_trpo.export.sampler_check import SamplerCheck, check_sampler
 
@@ -48,6 +53,7 @@ class Verification:
     difference: Difference  # the largest float difference, absolute and as a fraction of its tolerance
     sampled_worst_difference: Optional[float] = None  # stochastic: the largest |sampled action - the agent's|
     sampler: Optional[SamplerCheck] = None  # stochastic: the test of the file's draws
+    invalid_actions: Optional[int] = None  # masked: actions (deterministic and sampled) the mask forbade
 
     @property
     def worst_difference(self) -> float:
@@ -59,6 +65,8 @@ class Verification:
 
     @property
     def episodes(self) -> Optional[int]:
+        if isinstance(self.inputs, MaskedObservations):
+            return self.inputs.episodes or None
         return self.inputs.count if isinstance(self.inputs, Episodes) else None
 
     def fill(self, report: ExportReport) -> None:
@@ -71,6 +79,8 @@ class Verification:
             report.sampled_worst_difference = self.sampled_worst_difference
             report.sampler_tests, report.sampler_draws = self.sampler.tests, self.sampler.draws
             report.sampler_min_p_value = self.sampler.min_p_value
+        if self.invalid_actions is not None:
+            report.invalid_actions = self.invalid_actions
 
 
 def verify_file(desc: PolicyDescription, run: Runner, what: str, *, stochastic: bool = False,
@@ -78,28 +88,34 @@ def verify_file(desc: PolicyDescription, run: Runner, what: str, *, stochastic: 
     """Run a written file (``run``, named ``what`` in errors) and compare it with the agent.
 
     ``inputs``: observations ``[N, *obs_shape]`` for a feed-forward policy, ``Episodes`` for a
-    recurrent one (default ``observations.default_inputs``). ``reference``: the agent's outputs for
-    them (``reference.agent_reference``), if already computed. ``stochastic``: the file takes
-    ``noise`` and returns ``sampled_action``. Raises ``ExportVerificationError`` naming the output,
-    the observation or episode and step, and the difference against its tolerance.
+    recurrent one (default ``observations.default_inputs``); a masked policy's may carry masks
+    (``MaskedObservations``, ``Episodes.masks``), else random valid ones are drawn
+    (``observations.with_masks``). ``reference``: the agent's outputs for them
+    (``reference.agent_reference``), if already computed. ``stochastic``: the file takes ``noise``
+    and returns ``sampled_action``. Raises ``ExportVerificationError`` naming the output, the
+    observation or episode and step, and the difference against its tolerance, or the first action a
+    mask forbade.
     """
     inputs = default_inputs(desc) if inputs is None else inputs
     if desc.is_recurrent != isinstance(inputs, Episodes):
         raise ExportError("a recurrent policy is verified on Episodes (keras_trpo.export.observations.Episodes), "
                           "a feed-forward one on observations [N, *obs_shape]")
-    if not isinstance(inputs, Episodes):
+    if not isinstance(inputs, (Episodes, MaskedObservations)):
         inputs = np.asarray(inputs, np.float32)
+    inputs = with_masks(desc, inputs)
     noise = verification_noise(desc, inputs) if stochastic else None
     if reference is None:
         reference = agent_reference(desc, inputs, noise)
     elif stochastic and SAMPLED_ACTION not in reference:
-        reference = with_sampled_action(desc, reference, noise)
+        reference = with_sampled_action(desc, reference, noise, masks_of(inputs))
     if isinstance(inputs, Episodes):
         outputs, difference = _step_through(desc, run, what, inputs, reference, noise)
     else:
-        outputs = run(desc.feeds(inputs, noise=noise))
+        outputs = run(feeds_of(desc, inputs, noise=noise))
         difference = compare_outputs(reference, outputs, what, discrete_actions=desc.discrete_actions)
     checked = Verification(inputs, reference, outputs, difference)
+    if desc.masked:
+        checked.invalid_actions = _check_valid(desc, what, inputs, outputs, reference)
     if stochastic:
         got, ref = (np.asarray(x[SAMPLED_ACTION], np.float64) for x in (outputs, reference))
         checked.sampled_worst_difference = float(np.max(np.abs(got - ref))) if ref.size else 0.0
@@ -117,13 +133,42 @@ def _step_through(desc: PolicyDescription, run: Runner, what: str, episodes: Epi
     steps, worst = [], Difference()
     for t in range(episodes.steps):
         state = np.where(episodes.starts[t][:, None], np.float32(0), state).astype(np.float32)
-        out = run(desc.feeds(episodes.observations[t], state, None if noise is None else noise[t]))
+        out = run(desc.feeds(episodes.observations[t], state, None if noise is None else noise[t],
+                             None if episodes.masks is None else episodes.masks[t]))
         worst.update(compare_outputs(
             {k: reference[k][t] for k in names}, out, what, discrete_actions=desc.discrete_actions, scales=scales,
             row_label=lambda lane, t=t: f"{episodes.label(t, lane)} (lane {lane}, the file carrying its own state)"))
         steps.append(out)
         state = np.asarray(out[STATE_OUT], np.float32)
     return {k: np.stack([s[k] for s in steps]) for k in steps[0]}, worst
+
+
+def feeds_of(desc: PolicyDescription, inputs, state: Optional[np.ndarray] = None,
+             noise: Optional[np.ndarray] = None) -> dict[str, np.ndarray]:
+    """The graph's inputs for observations ``[N, ...]`` or ``MaskedObservations`` (their masks)."""
+    if isinstance(inputs, MaskedObservations):
+        return desc.feeds(inputs.observations, state, noise, inputs.masks)
+    return desc.feeds(inputs, state, noise)
+
+
+def _check_valid(desc: PolicyDescription, what: str, inputs: Inputs, outputs: dict, reference: dict) -> int:
+    """The actions (deterministic and sampled) the masks forbade, of the file and of the agent: 0, or
+    ``ExportVerificationError`` naming the first."""
+    masks = inputs.masks.reshape(-1, desc.mask_width)
+    count = 0
+    for who, out in (("the agent", reference), (what, outputs)):
+        for name in (ACTION, SAMPLED_ACTION):
+            if name not in out:
+                continue
+            actions = np.asarray(out[name]).reshape(len(masks), -1)  # rows: observations, or steps x lanes
+            bad = np.flatnonzero(invalid_rows(desc.rule, actions, masks))
+            if bad.size:
+                i = int(bad[0])
+                raise ExportVerificationError(
+                    f"{what}: {bad.size} {name.replace('_', ' ')}s of {who} are ones the action mask forbade; the first "
+                    f"at row {i}: {actions[i].tolist()} under mask {masks[i].astype(int).tolist()}")
+            count += int(bad.size)
+    return count
 
 
 # ------------------------------------------------------------------ stochastic files: the noise and the draws
@@ -169,9 +214,10 @@ def _check_draws(desc: PolicyDescription, run: Runner, what: str, inputs: Inputs
     the first lanes (step 1 starts from a state the step before computed), from the agent's state there."""
     if not isinstance(inputs, Episodes):
         k = min(SAMPLER_OBSERVATIONS, len(inputs))
-        return check_distribution(desc, run, what, desc.feeds(inputs[:k]),
+        return check_distribution(desc, run, what, feeds_of(desc, inputs[:k]),
                                   {n: reference[n][:k] for n in desc.param_names})
     picks = [(t, lane) for t in range(min(2, inputs.steps)) for lane in range(min(2, inputs.lanes))]
     t_idx, l_idx = (np.array(i) for i in zip(*picks[:SAMPLER_OBSERVATIONS]))
-    feeds = desc.feeds(inputs.observations[t_idx, l_idx], reference[STATE_IN][t_idx, l_idx])
+    feeds = desc.feeds(inputs.observations[t_idx, l_idx], reference[STATE_IN][t_idx, l_idx],
+                       mask=None if inputs.masks is None else inputs.masks[t_idx, l_idx])
     return check_distribution(desc, run, what, feeds, {n: reference[n][t_idx, l_idx] for n in desc.param_names})
