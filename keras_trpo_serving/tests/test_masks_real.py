@@ -1,0 +1,78 @@
+"""Masked policies from the real exporter (make_masked_exports.py): Taxi-v4 (Discrete), JointLimits-v0
+(MultiDiscrete, an action_masks() method) and JointLimitsMemory-v0 with a GRU. Serving reproduces the
+agent's own actions under the env's masks, deterministic and sampled, an all-ones mask gives the
+unmasked export's outputs exactly, and `run` plays 10 Taxi-v4 episodes with 0 invalid actions."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from keras_trpo_serving import OnnxPolicy
+from keras_trpo_serving.tests.conftest import FIXTURES, ROOT
+
+NAMES = ("taxi", "joints", "joints_gru")
+
+
+def load(name):
+    path = os.path.join(FIXTURES, f"export_masked_{name}.onnx")
+    with np.load(os.path.join(FIXTURES, f"export_masked_{name}.npz")) as z:
+        return OnnxPolicy(path, seed=0), {k: z[k] for k in z.files}
+
+
+def valid(policy, actions, masks):
+    """Each env action against its mask row, per sub-action (Discrete: one; MultiDiscrete: k)."""
+    a = np.asarray(actions).reshape(len(masks), -1)
+    space = policy.action_space
+    nvec = [space.n] if space.type == "Discrete" else list(space.nvec)
+    start = np.broadcast_to(np.asarray(space.start), len(nvec))
+    offsets = np.concatenate([[0], np.cumsum(nvec)[:-1]])
+    return [all(masks[r, offsets[j] + a[r, j] - start[j]] for j in range(len(nvec))) for r in range(len(masks))]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_agents_actions_under_the_envs_masks(name):
+    policy, ref = load(name)
+    assert policy.mask_width == ref["mask"].shape[1]
+    assert all(valid(policy, ref["action"], ref["mask"]))  # the agent's own (and the reference is not vacuous)
+    if policy.is_recurrent:
+        state = None
+        for t in range(len(ref["obs"])):
+            action, state = policy.step(ref["obs"][t], state, bool(ref["episode_start"][t]), action_mask=ref["mask"][t])
+            np.testing.assert_array_equal(action, ref["action"][t], err_msg=f"step {t}")
+        return
+    np.testing.assert_array_equal(policy.act(ref["obs"], action_mask=ref["mask"]), ref["action"])
+    sampled = policy.act(ref["obs"], deterministic=False, noise=ref["noise"], action_mask=ref["mask"])
+    np.testing.assert_array_equal(sampled, ref["sampled_action"])
+    # Many more draws: never an invalid action.
+    obs, masks = np.repeat(ref["obs"], 20, 0), np.repeat(ref["mask"], 20, 0)
+    drawn = policy.act(obs, deterministic=False, rng=np.random.default_rng(0), action_mask=masks)
+    assert all(valid(policy, drawn, masks))
+
+
+def test_an_all_ones_mask_gives_the_unmasked_exports_outputs_exactly():
+    policy, ref = load("taxi")
+    unmasked = OnnxPolicy(os.path.join(FIXTURES, "export_masked_taxi_unmasked.onnx"))
+    assert unmasked.mask_width is None
+    obs = np.arange(500, dtype=np.float32)
+    ones = np.ones((500, 6), np.float32)
+    noise = np.random.default_rng(1).random((500, 6), dtype=np.float32)
+    for mask in (None, ones):
+        np.testing.assert_array_equal(policy.act(obs, action_mask=mask), unmasked.act(obs))
+        np.testing.assert_array_equal(policy.act(obs, deterministic=False, noise=noise, action_mask=mask),
+                                      unmasked.act(obs, deterministic=False, noise=noise))
+        np.testing.assert_array_equal(policy.distribution_params(obs, action_mask=mask)["logits"],
+                                      unmasked.distribution_params(obs)["logits"])
+
+
+def test_run_plays_ten_taxi_episodes_without_an_invalid_action():
+    pytest.importorskip("gymnasium")
+    out = subprocess.run([sys.executable, "-m", "keras_trpo_serving", "run", "--model",
+                          os.path.join(FIXTURES, "export_masked_taxi.onnx"), "--episodes", "10"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout)
+    assert summary["env"] == "Taxi-v4" and summary["masked"] is True
+    assert summary["invalid_actions"] == 0 and summary["invalid_per_episode"] == [0] * 10
