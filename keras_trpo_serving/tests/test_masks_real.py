@@ -1,4 +1,4 @@
-"""Masked policies from the real exporter (make_masked_exports.py): Taxi-v4 (Discrete), JointLimits-v0
+"""Masked policies from the real exporter (tests/make_masked_serving_fixtures.py): Taxi-v4 (Discrete), JointLimits-v0
 (MultiDiscrete, an action_masks() method) and JointLimitsMemory-v0 with a GRU. Serving reproduces the
 agent's own actions under the env's masks, deterministic and sampled, an all-ones mask gives the
 unmasked export's outputs exactly, and `run` plays 10 Taxi-v4 episodes with 0 invalid actions."""

@@ -1,6 +1,7 @@
-"""Masked policies from the real exporter for keras_trpo_serving/tests (issue 29). Needs the training venv:
+"""Masked policies from the real exporter for keras_trpo_serving/tests (issue 29), which cannot import
+TensorFlow or keras_trpo. Needs the training venv:
 
-    .venv/bin/python keras_trpo_serving/tests/make_masked_exports.py [DIR] [--formats onnx,tflite,c]
+    .venv/bin/python tests/make_masked_serving_fixtures.py [DIR] [--formats onnx,tflite,c] [--no-verify]
 
 Writes (default DIR: keras_trpo_serving/tests/fixtures) for each masked agent NAME:
   export_masked_NAME.onnx (stochastic: the noise input), .tflite and _c/ when those formats are asked for,
@@ -21,8 +22,8 @@ import os
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FIXTURES = os.path.join(ROOT, "keras_trpo_serving", "tests", "fixtures")
 sys.path.insert(0, ROOT)
 
 import gymnasium as gym  # noqa: E402
@@ -88,7 +89,7 @@ def episode_data(agent, env_id: str, seed: int = 7) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("out", nargs="?", default=os.path.join(HERE, "fixtures"))
+    p.add_argument("out", nargs="?", default=FIXTURES)
     p.add_argument("--formats", default="onnx", help="comma-separated: onnx, tflite, c")
     p.add_argument("--only", default=",".join(AGENTS), help=f"comma-separated, of {list(AGENTS)}")
     p.add_argument("--no-verify", action="store_true", help="skip the export's own verification")
