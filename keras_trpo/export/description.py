@@ -169,7 +169,7 @@ def describe(agent, action_mask: Optional[bool] = None) -> PolicyDescription:
         shapes = {e.key: tuple(e.shape) for e in layout.entries}
         stats = {e.key: _stats(agent.obs_rms[e.key]) for e in layout.entries if e.kind != "discrete"}
     recurrent = bool(getattr(agent, "is_recurrent", False))
-    masked = bool(getattr(agent, "masked", False))  # agent.masked: issue 29's core (absent before it)
+    masked = bool(getattr(agent, "masked", False))  # trained with action masks (issue 29)
     plan, plan_error = read_plan(agent)
     return PolicyDescription(
         family=agent.family.name, param_names=tuple(agent.family.param_names), observation_space=space,

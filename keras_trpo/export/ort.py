@@ -21,7 +21,7 @@ from typing import Optional
 from keras_trpo.export.description import describe
 from keras_trpo.export.errors import ExportError, ExportVerificationError
 from keras_trpo.export.observations import Inputs
-from keras_trpo.export.onnx_export import DEFAULT_OPSET, has_noise_input, onnx_runner, write_onnx
+from keras_trpo.export.onnx_export import DEFAULT_OPSET, has_mask_input, has_noise_input, onnx_runner, write_onnx
 from keras_trpo.export.report import ExportReport
 from keras_trpo.export.targets import check_target
 from keras_trpo.export.verify import verify_file
@@ -89,12 +89,13 @@ def _check_metadata(path: Path, expected: dict[str, str]) -> None:
 def verify_ort(agent, path: str | os.PathLike, observations: Optional[Inputs] = None) -> float:
     """Run a .ort file with onnxruntime and compare it with ``agent``, like ``verify_onnx``; returns
     the worst float difference or raises ``ExportVerificationError``."""
-    return verify_file(describe(agent), onnx_runner(path), f"ORT-format {path}", stochastic=has_noise_input(path),
-                       inputs=observations).worst_difference
+    return verify_file(describe(agent, has_mask_input(path)), onnx_runner(path), f"ORT-format {path}",
+                       stochastic=has_noise_input(path), inputs=observations).worst_difference
 
 
 def to_ort(agent, path: str | os.PathLike, *, opset: int = DEFAULT_OPSET, verify: bool = True,
-           verify_observations: Optional[Inputs] = None, stochastic: bool = False) -> OrtExportReport:
+           verify_observations: Optional[Inputs] = None, stochastic: bool = False,
+           action_mask: Optional[bool] = None) -> OrtExportReport:
     """Write the agent's policy as an ORT-format model plus ``<name>.required_operators.config``.
 
     The graph is the ONNX export's (input ``obs``, outputs ``action`` and the distribution
@@ -104,11 +105,12 @@ def to_ort(agent, path: str | os.PathLike, *, opset: int = DEFAULT_OPSET, verify
     replaces anything at ``path``: ``ExportVerificationError`` if they differ.
     ``stochastic=True``: the ``noise`` input and ``sampled_action`` output, checked as ``to_onnx`` does.
     Dict-observation and recurrent policies as ``to_onnx`` (one input per key; ``state_in`` /
-    ``state_out``, verified over episodes).
+    ``state_out``, verified over episodes). ``action_mask``: the ``action_mask`` input as ``to_onnx``
+    (default: a masked agent's files have it).
     """
     import onnxruntime as ort
 
-    desc = describe(agent)
+    desc = describe(agent, action_mask)
     path = check_target(path, ".ort", "ORT-format")
     config_target = operators_config_path(path)
     start = time.perf_counter()

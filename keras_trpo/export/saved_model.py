@@ -79,15 +79,17 @@ def saved_model_runner(path: str | os.PathLike) -> Runner:
 
 
 def to_saved_model(agent, path: str | os.PathLike, *, verify: bool = True,
-                   verify_observations: Optional[Inputs] = None) -> ExportReport:
+                   verify_observations: Optional[Inputs] = None, action_mask: Optional[bool] = None) -> ExportReport:
     """Write a SavedModel directory loadable with ``tf.saved_model.load`` without keras_trpo.
 
     ``serving_default``: ``obs`` -> ``action`` and distribution parameters; the same inputs and
     outputs as the ONNX file for Dict-observation and recurrent policies (one input per key;
     ``state_in`` / ``state_out``, verified over episodes).
     ``keras_trpo_metadata.json`` in the directory holds the same metadata as the ONNX file.
+    ``action_mask``: the ``action_mask`` input after the observations, as ``to_onnx`` (default: a
+    masked agent's files have it).
     """
-    desc = describe(agent)
+    desc = describe(agent, action_mask)
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise ExportError(f"{str(path)!r} exists and is a file; a SavedModel is a directory")

@@ -27,7 +27,8 @@ from keras_trpo.export.errors import ExportError, ExportVerificationError
 from keras_trpo.export.graph import serving_function
 from keras_trpo.export.inputs import Feeds, Runner, run_in_batches
 from keras_trpo.export.metadata import policy_metadata
-from keras_trpo.export.observations import Episodes, Inputs, default_calibration, verification_observations
+from keras_trpo.export.observations import (Episodes, Inputs, MaskedObservations, default_calibration,
+                                            verification_observations)
 from keras_trpo.export.quantize import DYNAMIC, STATIC, canonical, quantized_path, refuse_stateful
 from keras_trpo.export.reference import agent_reference
 from keras_trpo.export.report import ExportReport
@@ -42,6 +43,7 @@ from keras_trpo_serving.files import atomic_write_bytes
 # keras_trpo_serving/litert_policy.py reads the same name.
 METADATA_NAME = "KERAS_TRPO_METADATA"
 NOISE_METADATA = "noise"  # the metadata key a stochastic file has (keras_trpo/export/metadata.py)
+MASK_METADATA = "action_mask"  # ... and a masked one
 # static-int8 keeps these element-wise ops in float32: the observation normaliser
 # ((obs - mean) * rsqrt(var + eps), clipped) and the action clip. One int8 scale for all raw
 # observation dimensions (Hopper's range from ~0.05 to ~10) wipes out the small ones: measured
@@ -212,9 +214,12 @@ def _calibration(desc: PolicyDescription, given: Optional[np.ndarray]) -> np.nda
 
 
 def _probe(desc: PolicyDescription, checked_on: Inputs) -> dict[str, np.ndarray]:
-    """One row of every input but ``noise`` (``tflm`` makes that), from what verification ran on."""
+    """One row of every input but ``noise`` (``tflm`` makes that), from what verification ran on
+    (a masked policy's ``action_mask`` all ones)."""
     if isinstance(checked_on, Episodes):
         return desc.feeds(checked_on.observations[0][:1], np.zeros((1, desc.state_size), np.float32))
+    if isinstance(checked_on, MaskedObservations):
+        return desc.feeds(checked_on.observations[:1])
     return desc.feeds(np.asarray(checked_on)[:1])
 
 
@@ -255,7 +260,7 @@ def _micro(desc: PolicyDescription, path: Path, report: TfliteReport, checked: O
 
 def to_tflite(agent, path: str | os.PathLike, *, verify: bool = True, verify_observations: Optional[Inputs] = None,
               quantize: Optional[str] = None, calibration_observations: Optional[np.ndarray] = None,
-              micro: Optional[bool] = None, stochastic: bool = False) -> TfliteReport:
+              micro: Optional[bool] = None, stochastic: bool = False, action_mask: Optional[bool] = None) -> TfliteReport:
     """Write the agent's policy as a LiteRT flatbuffer for ai-edge-litert's interpreter.
 
     The same graph as the ONNX export under signature ``serving_default``: input ``obs``
@@ -285,8 +290,11 @@ def to_tflite(agent, path: str | os.PathLike, *, verify: bool = True, verify_obs
     Dict-observation and recurrent policies as ``to_onnx``: one input per key; ``state_in`` /
     ``state_out``, verified over 10 episodes of the env on LiteRT and TensorFlow Lite Micro
     (``verify_observations``: a ``keras_trpo.export.observations.Episodes``).
+
+    ``action_mask``: the ``action_mask`` input after the observations, as ``to_onnx`` (default: a
+    masked agent's files have it), on LiteRT and TensorFlow Lite Micro alike.
     """
-    desc = describe(agent)
+    desc = describe(agent, action_mask)
     path = check_target(path, ".tflite", "TFLite")
     quantize = canonical(quantize)
     if quantize and stochastic:
@@ -307,7 +315,7 @@ def to_tflite(agent, path: str | os.PathLike, *, verify: bool = True, verify_obs
     atomic_write_bytes(path, with_metadata(model, meta))
     report = TfliteReport(str(path), path.stat().st_size, 0.0, metadata=meta, stochastic=stochastic)
     obs = reference = None
-    if quantize or (verify and not desc.is_recurrent):  # one reference for the file and its quantised copy
+    if quantize or (verify and not desc.is_recurrent and not desc.masked):  # one reference for the file and its quantised copy
         obs = np.asarray(verify_observations if verify_observations is not None
                          else verification_observations(desc, n_sampled=VERIFY_SAMPLED), np.float32)
         reference = agent_reference(desc, obs)
@@ -355,11 +363,12 @@ def litert_runner(model: bytes, what: str) -> Runner:
 def verify_tflite(agent, path: str | os.PathLike, observations: Optional[Inputs] = None) -> float:
     """Run a ``.tflite`` file with ai-edge-litert and compare it with ``agent``, like ``verify_onnx``;
     returns the worst float difference or raises ``ExportVerificationError``."""
-    desc = describe(agent)
     path = Path(path)
     if not path.is_file():
         raise ExportError(f"no file at {str(path)!r}")
     what = f"TFLite {path}"
     data = path.read_bytes()
-    return verify_file(desc, litert_runner(data, what), what, stochastic=bool(read_metadata(data).get(NOISE_METADATA)),
+    meta = read_metadata(data)
+    desc = describe(agent, bool(meta.get(MASK_METADATA)))
+    return verify_file(desc, litert_runner(data, what), what, stochastic=bool(meta.get(NOISE_METADATA)),
                        inputs=observations).worst_difference
