@@ -10,16 +10,17 @@ import sys
 import numpy as np
 import pytest
 
-from keras_trpo_serving import OnnxPolicy
+from keras_trpo_serving import OnnxPolicy, load_policy
 from keras_trpo_serving.tests.conftest import FIXTURES, ROOT
 
 NAMES = ("taxi", "joints", "joints_gru")
+FORMATS = ("onnx", "tflite")  # the file's suffix: load_policy picks OnnxPolicy or LiteRtPolicy
 
 
-def load(name):
-    path = os.path.join(FIXTURES, f"export_masked_{name}.onnx")
+def load(name, fmt="onnx"):
+    path = os.path.join(FIXTURES, f"export_masked_{name}.{fmt}")
     with np.load(os.path.join(FIXTURES, f"export_masked_{name}.npz")) as z:
-        return OnnxPolicy(path, seed=0), {k: z[k] for k in z.files}
+        return load_policy(path, seed=0), {k: z[k] for k in z.files}
 
 
 def valid(policy, actions, masks):
@@ -32,9 +33,13 @@ def valid(policy, actions, masks):
     return [all(masks[r, offsets[j] + a[r, j] - start[j]] for j in range(len(nvec))) for r in range(len(masks))]
 
 
+@pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize("name", NAMES)
-def test_the_agents_actions_under_the_envs_masks(name):
-    policy, ref = load(name)
+def test_the_agents_actions_under_the_envs_masks(name, fmt):
+    if fmt == "tflite":
+        pytest.importorskip("ai_edge_litert")
+    policy, ref = load(name, fmt)
+    assert policy.format == fmt
     assert policy.mask_width == ref["mask"].shape[1]
     assert all(valid(policy, ref["action"], ref["mask"]))  # the agent's own (and the reference is not vacuous)
     if policy.is_recurrent:
@@ -54,6 +59,7 @@ def test_the_agents_actions_under_the_envs_masks(name):
 
 def test_an_all_ones_mask_gives_the_unmasked_exports_outputs_exactly():
     policy, ref = load("taxi")
+    assert isinstance(policy, OnnxPolicy)
     unmasked = OnnxPolicy(os.path.join(FIXTURES, "export_masked_taxi_unmasked.onnx"))
     assert unmasked.mask_width is None
     obs = np.arange(500, dtype=np.float32)

@@ -188,3 +188,22 @@ def test_the_openapi_action_mask_allows_exactly_the_masks_the_server_takes(name)
         assert validator.is_valid([bool(b) for b in bits]) == taken, bits
     assert not validator.is_valid([2] + [1] * (policy.mask_width - 1))
     assert not validator.is_valid([1] * (policy.mask_width + 1))
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "tflite"])
+def test_a_real_masked_export_over_http(fmt):
+    """The exporter's Taxi-v4 policy (tests/make_masked_serving_fixtures.py) on both runtimes: the
+    agent's own actions under the env's masks, sampled ones valid."""
+    if fmt == "tflite":
+        pytest.importorskip("ai_edge_litert")
+    from keras_trpo_serving.tests.test_masks_real import load
+
+    policy, ref = load("taxi", fmt)
+    with running(make_server(policy, "127.0.0.1", 0, max_body_bytes=1 << 20)) as srv:
+        status, out = act(srv, {"obs": ref["obs"].astype(int).tolist(), "action_mask": ref["mask"].astype(int).tolist()})
+        assert status == 200 and out["action"] == ref["action"].tolist()
+        status, out = act(srv, {"obs": int(ref["obs"][0]), "action_mask": ref["mask"][0].tolist(),
+                                "noise": ref["noise"][0].tolist()})
+        assert status == 200 and out["action"] == int(ref["sampled_action"][0])
+        assert act(srv, {"obs": 0, "action_mask": [0] * 6})[0] == 422
+        assert act(srv, {"obs": 0})[0] == 200
