@@ -83,6 +83,8 @@ PLANS = {
     "raw_box_linear_only": dict(inputs=[("obs", 3, None, False)], family="categorical", activations=()),
     "box_lstm_gaussian": dict(inputs=BOX, family="diag_gaussian", cell="lstm", activations=("tanh", "tanh")),
 }
+# Rendered with the action_mask argument too (KT_MASKED): every masked family, fed-forward and recurrent, Dict or not.
+MASKED = ("dict_lstm_multi_categorical", "one_hot_gru_bernoulli", "dict_categorical", "raw_box_linear_only")
 EXAMPLE = "dict_lstm_multi_categorical"  # keras_trpo/export/c/example/: the data the templates open with
 
 
@@ -101,12 +103,29 @@ def _cc(*args, cwd=None):
 needs_cc = pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler")
 
 
-def _library(lib: Path, name: str, plan: PolicyPlan) -> CLibrary:
+def _library(lib: Path, name: str, plan: PolicyPlan, masked: bool = False) -> CLibrary:
     action = c_source.c_action(plan.action)
-    return CLibrary(lib, name, action.family, plan.obs_size, action.size, plan.params_size, plan.state_size)
+    return CLibrary(lib, name, action.family, plan.obs_size, action.size, plan.params_size, plan.state_size,
+                    plan.action.mask_width if masked else 0)
 
 
-def _outputs(lib: CLibrary, plan: PolicyPlan) -> dict:
+def _masks(plan: PolicyPlan, rows: int, rng) -> np.ndarray:
+    """Random masks, float 0/1 ``[rows, W]``, with a valid entry in every categorical and bit; every fourth row all ones."""
+    rule = plan.action
+    masks = rng.random((rows, rule.mask_width)) < 0.5
+    if rule.distribution == "bernoulli":
+        pairs = masks.reshape(rows, -1, 2)
+        pairs[..., 0] |= ~pairs[..., 1]
+    else:
+        a = 0
+        for n in getattr(rule, "nvec", [rule.mask_width]):
+            masks[:, a] |= ~masks[:, a:a + n].any(1)
+            a += int(n)
+    masks[::4] = True
+    return rule.check_mask(masks, rows).astype(np.float32)
+
+
+def _outputs(lib: CLibrary, plan: PolicyPlan, masked: bool = False) -> dict:
     rng = np.random.default_rng(3)
     cols = [rng.integers(-1, i.one_hot + 1, (64, 1)) if i.one_hot else rng.normal(size=(64, i.size)) * 3
             for i in plan.inputs]
@@ -114,34 +133,41 @@ def _outputs(lib: CLibrary, plan: PolicyPlan) -> dict:
     noise = (rng.normal(size=(64, plan.noise_size)) if plan.action.distribution == "diag_gaussian"
              else rng.uniform(size=(64, plan.noise_size))).astype(np.float32)
     state = rng.normal(size=(64, plan.state_size)).astype(np.float32) if plan.state_size else None
+    mask = _masks(plan, 64, rng) if masked else None
     args = (state,) if plan.state_size else ()
-    out = {"params": lib.params(obs, *args), "act": lib.act(obs, *args), "noise": lib.sample_noise(obs, noise, *args),
-           "sample": lib.sample(obs[:3], 20, 7, state[:3] if state is not None else None)}
+    out = {"params": lib.params(obs, *args, mask=mask), "act": lib.act(obs, *args, mask=mask),
+           "noise": lib.sample_noise(obs, noise, *args, mask=mask),
+           "sample": lib.sample(obs[:3], 20, 7, state[:3] if state is not None else None,
+                                mask[:3] if mask is not None else None)}
     if plan.state_size:  # (output, state_out) pairs
         out.update({f"{k}_state": v[1] for k, v in out.items() if isinstance(v, tuple)})
         out = {k: v[0] if isinstance(v, tuple) else v for k, v in out.items()}
     return out
 
 
+CASES = sorted(PLANS) + [f"{k}+mask" for k in MASKED]
+
+
 @needs_cc
-@pytest.mark.parametrize("kind", sorted(PLANS))
-def test_the_template_compiles_on_its_own_and_equals_the_rendered_files(kind, tmp_path):
+@pytest.mark.parametrize("case", CASES)
+def test_the_template_compiles_on_its_own_and_equals_the_rendered_files(case, tmp_path):
     """The templates with this plan's data and conditions left to the compiler, and the three files
     the renderer writes (conditions resolved, under another name): both warning-free with strict
-    flags, and the same library bit for bit."""
+    flags, and the same library bit for bit (``+mask``: with the action_mask argument, under random masks)."""
+    kind, masked = case.removesuffix("+mask"), case.endswith("+mask")
     plan = plan_of(**PLANS[kind])
     data = tmp_path / "data"
     data.mkdir()
-    for file, text in c_source.template_data(plan, META).items():
+    for file, text in c_source.template_data(plan, META, masked).items():
         (data / file).write_text(text)
     _cc("-shared", "-fPIC", f"-I{data}", "-o", str(tmp_path / "libpolicy.so"), str(TEMPLATES / "policy.c"), "-lm")
     rendered = tmp_path / "rendered"
     rendered.mkdir()
-    for file, text in c_source.render(plan, "ctl", META).items():
+    for file, text in c_source.render(plan, "ctl", META, masked).items():
         (rendered / file).write_text(text)
     _cc("-shared", "-fPIC", "-o", str(tmp_path / "libctl.so"), str(rendered / "ctl.c"), "-lm")
-    template_out = _outputs(_library(tmp_path / "libpolicy.so", "policy", plan), plan)
-    rendered_out = _outputs(_library(tmp_path / "libctl.so", "ctl", plan), plan)
+    template_out = _outputs(_library(tmp_path / "libpolicy.so", "policy", plan, masked), plan, masked)
+    rendered_out = _outputs(_library(tmp_path / "libctl.so", "ctl", plan, masked), plan, masked)
     for key, value in template_out.items():
         assert np.array_equal(value, rendered_out[key]), key
     for file in ("ctl.h", "ctl.c"):  # only the chosen branches, under the export's name
@@ -150,6 +176,20 @@ def test_the_template_compiles_on_its_own_and_equals_the_rendered_files(kind, tm
         assert "ctl.h" in text
     header = (rendered / "ctl.h").read_text()
     assert ("STATE_SIZE" in header) == bool(plan.state_size) and ("ctl_obs_t" in header) == plan.dict_obs
+    assert ("CTL_MASK_SIZE" in header) == masked and ("action_mask" in (rendered / "ctl.c").read_text()) == masked
+    if masked:  # the masked actions are the rule's (keras_trpo_serving/sampling.py) on the unmasked logits
+        lib = _library(tmp_path / "libctl.so", "ctl", plan, True)
+        rng = np.random.default_rng(5)
+        obs = np.concatenate([rng.integers(0, i.one_hot, (64, 1)) if i.one_hot else rng.normal(size=(64, i.size))
+                              for i in plan.inputs], 1).astype(np.float32)
+        mask = _masks(plan, 64, rng)
+        state = (rng.normal(size=(64, plan.state_size)).astype(np.float32),) if plan.state_size else ()
+        first = (lambda x: x[0]) if plan.state_size else (lambda x: x)
+        logits = first(lib.params(obs, *state))
+        rule, valid = plan.action, mask > 0.5
+        assert np.array_equal(first(lib.params(obs, *state, mask=mask)), rule.masked_logits(logits, valid))
+        act = first(lib.act(obs, *state, mask=mask))
+        assert np.array_equal(act.reshape(64, -1), rule.to_env(rule.mode({"logits": logits}, valid)).reshape(64, -1))
 
 
 @needs_cc
@@ -165,11 +205,12 @@ def test_the_committed_example_compiles_and_is_current(tmp_path):
 def test_cppcheck_finds_nothing(tmp_path):
     """The template (with the example's data) and the files rendered for every plan above."""
     checks = [(TEMPLATES / "policy.c", TEMPLATES / "example")]
-    for kind, plan in PLANS.items():
-        (tmp_path / kind).mkdir()
-        for file, text in c_source.render(plan_of(**plan), "policy", META).items():
-            (tmp_path / kind / file).write_text(text)
-        checks.append((tmp_path / kind / "policy.c", tmp_path / kind))
+    for case in CASES:
+        kind = case.removesuffix("+mask")
+        (tmp_path / case).mkdir()
+        for file, text in c_source.render(plan_of(**PLANS[kind]), "policy", META, case.endswith("+mask")).items():
+            (tmp_path / case / file).write_text(text)
+        checks.append((tmp_path / case / "policy.c", tmp_path / case))
     for source, include in checks:
         done = subprocess.run(["cppcheck", "--std=c99", "--enable=warning,style,performance,portability",
                                "--error-exitcode=1", "--inline-suppr", "--quiet", f"-I{include}", str(source)],

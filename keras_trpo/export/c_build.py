@@ -78,6 +78,8 @@ class CLibrary:
     floats, keys in sorted order) -> ``[N, action_size]`` actions in the C action type,
     ``[N, params_size]`` float32 parameters. A recurrent library (``state_size`` > 0) also takes
     ``state [N, state_size]`` (each row's ``state_in``) and returns ``(out, state_out [N, state_size])``.
+    A masked library (``mask_size`` > 0) takes ``mask [N, mask_size]`` (0/1 floats or booleans; all ones
+    when None), passed right after each observation.
     """
 
     path: Path
@@ -87,16 +89,18 @@ class CLibrary:
     action_size: int
     params_size: int
     state_size: int = 0
+    mask_size: int = 0
 
     def __post_init__(self) -> None:
         self._lib = ctypes.CDLL(str(self.path))
         self._action_ctype, self.action_dtype = _CTYPES[ACTION_TYPES[self.family]]
         ptr = ctypes.c_void_p
-        state = [ptr, ptr] if self.state_size else []  # state_in after obs, state_out last
+        state = [ptr, ptr] if self.state_size else []  # state_in after obs (and mask), state_out last
+        mask = [ptr] if self.mask_size else []  # the action mask right after obs
         for fn, args in (("act", [ptr, ptr]), ("params", [ptr, ptr]), ("sample", [ptr, ptr, ptr]),
                          ("sample_noise", [ptr, ptr, ptr]), ("seed", [ptr, ctypes.c_uint64])):
             f = getattr(self._lib, f"{self.name}_{fn}")
-            f.argtypes, f.restype = (args if fn == "seed" else args + state), None
+            f.argtypes, f.restype = (args if fn == "seed" else args[:1] + mask + args[1:] + state), None
         getattr(self._lib, f"{self.name}_metadata").restype = ctypes.c_char_p
 
     def metadata(self) -> str:
@@ -114,35 +118,49 @@ class CLibrary:
             raise ValueError(f"{self.name} is recurrent: pass state [N, {self.state_size}] (zeros at episode starts)")
         return np.ascontiguousarray(np.asarray(state, np.float32).reshape(n, self.state_size))
 
+    def _masks(self, mask: Optional[np.ndarray], n: int) -> Optional[np.ndarray]:
+        if not self.mask_size:
+            if mask is not None:
+                raise ValueError(f"{self.name} is not masked: it takes no action mask")
+            return None
+        if mask is None:
+            return np.ones((n, self.mask_size), np.float32)
+        return np.ascontiguousarray(np.asarray(mask, np.float32).reshape(n, self.mask_size))
+
     def _per_row(self, function: str, obs: np.ndarray, size: int, dtype, state: Optional[np.ndarray],
-                 noise: Optional[np.ndarray] = None):
-        """``NAME_function(obs[, state_in][, noise], out[, state_out])`` on each row."""
+                 noise: Optional[np.ndarray] = None, mask: Optional[np.ndarray] = None):
+        """``NAME_function(obs[, mask][, state_in][, noise], out[, state_out])`` on each row."""
         x = self._rows(obs)
+        m = self._masks(mask, len(x))
         s_in = self._states(state, len(x))
         s_out = np.zeros_like(s_in)
         z = None if noise is None else np.ascontiguousarray(np.asarray(noise, np.float32).reshape(len(x), -1))
         out = np.zeros((len(x), size), dtype)
         f = getattr(self._lib, f"{self.name}_{function}")
         for i in range(len(x)):
-            args = [x[i].ctypes.data] + ([s_in[i].ctypes.data] if self.state_size else [])
+            args = [x[i].ctypes.data] + ([m[i].ctypes.data] if m is not None else [])
+            args += [s_in[i].ctypes.data] if self.state_size else []
             args += ([z[i].ctypes.data] if z is not None else []) + [out[i].ctypes.data]
             f(*args, *([s_out[i].ctypes.data] if self.state_size else []))
         return (out, s_out) if self.state_size else out
 
-    def act(self, obs: np.ndarray, state: Optional[np.ndarray] = None):
-        return self._per_row("act", obs, self.action_size, self.action_dtype, state)
+    def act(self, obs: np.ndarray, state: Optional[np.ndarray] = None, mask: Optional[np.ndarray] = None):
+        return self._per_row("act", obs, self.action_size, self.action_dtype, state, mask=mask)
 
-    def params(self, obs: np.ndarray, state: Optional[np.ndarray] = None):
-        return self._per_row("params", obs, self.params_size, np.float32, state)
+    def params(self, obs: np.ndarray, state: Optional[np.ndarray] = None, mask: Optional[np.ndarray] = None):
+        return self._per_row("params", obs, self.params_size, np.float32, state, mask=mask)
 
-    def sample_noise(self, obs: np.ndarray, noise: np.ndarray, state: Optional[np.ndarray] = None):
+    def sample_noise(self, obs: np.ndarray, noise: np.ndarray, state: Optional[np.ndarray] = None,
+                     mask: Optional[np.ndarray] = None):
         """``NAME_sample_noise`` on each row: ``obs [B, obs]``, ``noise [B, noise_size]`` -> ``[B, action_size]``."""
-        return self._per_row("sample_noise", obs, self.action_size, self.action_dtype, state, noise)
+        return self._per_row("sample_noise", obs, self.action_size, self.action_dtype, state, noise, mask)
 
-    def sample(self, obs: np.ndarray, draws: int, seed: int, state: Optional[np.ndarray] = None) -> np.ndarray:
-        """``draws`` actions for each observation (each from its row of ``state``, recurrent) from
-        one generator seeded with ``seed``: ``[N, draws, action_size]``."""
+    def sample(self, obs: np.ndarray, draws: int, seed: int, state: Optional[np.ndarray] = None,
+               mask: Optional[np.ndarray] = None) -> np.ndarray:
+        """``draws`` actions for each observation (each from its row of ``state``, recurrent; under its
+        row of ``mask``, masked) from one generator seeded with ``seed``: ``[N, draws, action_size]``."""
         x = self._rows(obs)
+        m = self._masks(mask, len(x))
         s_in = self._states(state, len(x))
         s_out = np.zeros(max(self.state_size, 1), np.float32)
         out = np.zeros((len(x), draws, self.action_size), self.action_dtype)
@@ -150,10 +168,10 @@ class CLibrary:
         getattr(self._lib, f"{self.name}_seed")(ctypes.addressof(rng), seed)
         f = getattr(self._lib, f"{self.name}_sample")
         for i in range(len(x)):
+            head = [x[i].ctypes.data] + ([m[i].ctypes.data] if m is not None else [])
             for k in range(draws):
                 if self.state_size:
-                    f(x[i].ctypes.data, s_in[i].ctypes.data, ctypes.addressof(rng), out[i, k].ctypes.data,
-                      s_out.ctypes.data)
+                    f(*head, s_in[i].ctypes.data, ctypes.addressof(rng), out[i, k].ctypes.data, s_out.ctypes.data)
                 else:
-                    f(x[i].ctypes.data, ctypes.addressof(rng), out[i, k].ctypes.data)
+                    f(*head, ctypes.addressof(rng), out[i, k].ctypes.data)
         return out

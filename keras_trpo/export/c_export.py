@@ -19,10 +19,10 @@ from keras_trpo.export.c_build import CLibrary, build_shared, compiler, compiler
 from keras_trpo.export.c_source import c_action, check_name, render
 from keras_trpo.export.description import PolicyDescription, describe
 from keras_trpo.export.errors import ExportError, ExportVerificationError
-from keras_trpo.export.inputs import NOISE, STATE_IN, STATE_OUT, Feeds, Runner
+from keras_trpo.export.inputs import ACTION_MASK, NOISE, STATE_IN, STATE_OUT, Feeds, Runner
 from keras_trpo.export.metadata import policy_metadata
 from keras_trpo.export.noise import SAMPLED_ACTION
-from keras_trpo.export.observations import Episodes, Inputs
+from keras_trpo.export.observations import Episodes, Inputs, MaskedObservations
 from keras_trpo.export.report import ExportReport
 from keras_trpo.export.sampler_check import check_sampler
 from keras_trpo.export.verify import SAMPLER_DRAWS, SAMPLER_OBSERVATIONS, SAMPLER_SEED, verify_file
@@ -47,15 +47,17 @@ def _weights_bytes(p: PolicyPlan) -> int:
     return 4 * (floats + 2 * len(c_action(p.action).nvec))
 
 
-def packed_feeds(desc: PolicyDescription, feeds: Feeds) -> tuple[np.ndarray, Optional[np.ndarray], Optional[np.ndarray]]:
+def packed_feeds(desc: PolicyDescription, feeds: Feeds) -> tuple[np.ndarray, Optional[np.ndarray], Optional[np.ndarray],
+                                                                  Optional[np.ndarray]]:
     """The inputs by name (keras_trpo/export/inputs.py) -> ``(packed obs [N, obs_size], state_in [N, S]
-    or None, noise [N, width] or None)``: a Dict's keys side by side in sorted-key order, the
-    layout of the C ``NAME_obs_t``."""
+    or None, noise [N, width] or None, action_mask [N, W] or None)``: a Dict's keys side by side in
+    sorted-key order, the layout of the C ``NAME_obs_t``."""
     n = len(feeds[desc.observation_names[0]])
     obs = np.concatenate([np.asarray(feeds[k], np.float32).reshape(n, -1) for k in desc.observation_names], axis=1)
-    state, noise = feeds.get(STATE_IN), feeds.get(NOISE)
+    state, noise, mask = feeds.get(STATE_IN), feeds.get(NOISE), feeds.get(ACTION_MASK)
     return (obs, None if state is None else np.asarray(state, np.float32),
-            None if noise is None else np.asarray(noise, np.float32))
+            None if noise is None else np.asarray(noise, np.float32),
+            None if mask is None else np.asarray(mask, np.float32))
 
 
 def c_runner(lib: CLibrary, desc: PolicyDescription) -> Runner:
@@ -65,16 +67,16 @@ def c_runner(lib: CLibrary, desc: PolicyDescription) -> Runner:
     shape = tuple(desc.action_space.shape)
 
     def run(feeds: Feeds) -> dict[str, np.ndarray]:
-        obs, state, noise = packed_feeds(desc, feeds)
+        obs, state, noise, mask = packed_feeds(desc, feeds)
         out = {}
         if lib.state_size:
-            params, _ = lib.params(obs, state)
-            action, out[STATE_OUT] = lib.act(obs, state)
+            params, _ = lib.params(obs, state, mask)
+            action, out[STATE_OUT] = lib.act(obs, state, mask)
         else:
-            params, action = lib.params(obs), lib.act(obs)
+            params, action = lib.params(obs, mask=mask), lib.act(obs, mask=mask)
         out["action"] = action.reshape((len(obs),) + shape)
         if noise is not None:
-            sampled = lib.sample_noise(obs, noise, state) if lib.state_size else lib.sample_noise(obs, noise)
+            sampled = lib.sample_noise(obs, noise, state, mask) if lib.state_size else lib.sample_noise(obs, noise, mask=mask)
             if lib.state_size:
                 sampled, state_after = sampled
                 if not np.array_equal(state_after, out[STATE_OUT]):  # sampling must advance the state alike
@@ -100,10 +102,10 @@ def _check_directory(directory: Path, name: str) -> None:
         raise ExportError(f"directory {str(directory.resolve().parent)!r} does not exist")
 
 
-def _library(path: Path, name: str, policy: PolicyPlan) -> CLibrary:
+def _library(path: Path, name: str, policy: PolicyPlan, masked: bool = False) -> CLibrary:
     action = c_action(policy.action)
     return CLibrary(path, name, action.family, policy.obs_size, action.size, policy.params_size,
-                    policy.state_size)
+                    policy.state_size, policy.action.mask_width if masked else 0)
 
 
 def _verify(desc: PolicyDescription, policy: PolicyPlan, build_dir: Path, name: str, report: CExportReport,
@@ -113,7 +115,7 @@ def _verify(desc: PolicyDescription, policy: PolicyPlan, build_dir: Path, name: 
     ``NAME_sample_noise`` too), then test ``NAME_sample``'s PRNG draws."""
     lib_path = build_dir / f"lib{name}.so"
     build_shared(build_dir / f"{name}.c", lib_path)
-    lib = _library(lib_path, name, policy)
+    lib = _library(lib_path, name, policy, desc.masked)
     got = json.loads(lib.metadata())
     if got != report.metadata:
         keys = sorted(k for k in set(got) | set(report.metadata) if got.get(k) != report.metadata.get(k))
@@ -123,16 +125,21 @@ def _verify(desc: PolicyDescription, policy: PolicyPlan, build_dir: Path, name: 
     checked.fill(report)
     # And NAME_sample with its own PRNG, at a few observations (recurrent: steps 0 and 1 of the first
     # lane, from the state the agent had there).
-    ref = checked.reference
-    if isinstance(checked.inputs, Episodes):
-        obs, state = checked.inputs.observations[:2, 0], ref[STATE_IN][:2, 0]
+    ref, inputs, mask = checked.reference, checked.inputs, None
+    if isinstance(inputs, Episodes):
+        obs, state = inputs.observations[:2, 0], ref[STATE_IN][:2, 0]
         params = {n: ref[n][:2, 0] for n in desc.param_names}
+        mask = None if inputs.masks is None else inputs.masks[:2, 0]
     else:
-        k = min(SAMPLER_OBSERVATIONS, len(checked.inputs))
-        obs, state = checked.inputs[:k], None
+        k = min(SAMPLER_OBSERVATIONS, len(inputs))
+        if isinstance(inputs, MaskedObservations):
+            obs, mask = inputs.observations[:k], inputs.masks[:k]
+        else:
+            obs = inputs[:k]
+        state = None
         params = {n: ref[n][:k] for n in desc.param_names}
     params = {n: v.reshape(len(obs), -1) for n, v in params.items()}
-    draws = lib.sample(obs, SAMPLER_DRAWS, SAMPLER_SEED, state)
+    draws = lib.sample(obs, SAMPLER_DRAWS, SAMPLER_SEED, state, mask)
     action = c_action(policy.action)
     result = check_sampler(action.family, params, draws, nvec=action.nvec, starts=action.starts, low=action.low,
                            high=action.high, what=f"{what} PRNG sampler")
@@ -140,7 +147,7 @@ def _verify(desc: PolicyDescription, policy: PolicyPlan, build_dir: Path, name: 
 
 
 def to_c(agent, directory: str | os.PathLike, *, name: str = "policy", verify: bool = True,
-         verify_observations: Optional[Inputs] = None) -> CExportReport:
+         verify_observations: Optional[Inputs] = None, action_mask: Optional[bool] = None) -> CExportReport:
     """Write the agent's policy as C99 into ``directory`` (created if missing): ``NAME.h``,
     ``NAME.c`` and ``NAME_weights.h``.
 
@@ -161,15 +168,20 @@ def to_c(agent, directory: str | os.PathLike, *, name: str = "policy", verify: b
     (``ExportVerificationError`` if a discrete action differs or a float output is beyond its tolerance,
     keras_trpo/export/compare.py), and the sampler's draws are tested against the
     agent's distribution; only then are the files moved into ``directory``.
+
+    A masked agent (``action_mask``: as ``to_onnx``) gets ``const float action_mask[NAME_MASK_SIZE]``
+    right after the observation in every function (1 valid, 0 invalid): the argmax, the sampler and
+    ``NAME_params`` use the masked logits, as the other formats do; verified like them over whole env
+    episodes under the env's masks. An unmasked export's files are unchanged by it.
     """
-    desc = describe(agent)
+    desc = describe(agent, action_mask)
     name = check_name(name)
     directory = Path(directory)
     _check_directory(directory, name)
     start = time.perf_counter()
     policy = desc.require_plan()
     meta = dict(policy_metadata(desc, stochastic=True), format="c")  # NAME_sample_noise: always there
-    files = render(policy, name, meta)
+    files = render(policy, name, meta, desc.masked)
     report = CExportReport(str(directory), sum(len(t.encode()) for t in files.values()), 0.0, metadata=meta,
                            stochastic=True, files=[str(directory / f) for f in files], weights_bytes=_weights_bytes(policy))
     if verify:
@@ -190,14 +202,14 @@ def verify_c(agent, directory: str | os.PathLike, *, name: str = "policy",
     """Build the C files in ``directory`` with the host compiler and compare them with ``agent``
     (and their sampler with its distribution). Returns the worst float difference; raises
     ``ExportVerificationError`` as ``to_c`` does."""
-    desc = describe(agent)
     name = check_name(name)
     directory = Path(directory)
     missing = [f for f in (f"{name}.h", f"{name}.c", f"{name}_weights.h") if not (directory / f).is_file()]
     if missing:
         raise ExportError(f"{str(directory)!r} lacks {', '.join(missing)}")
-    policy = desc.require_plan()
+    policy = describe(agent).require_plan()
     meta = json.loads(_metadata_of(directory, name, policy))
+    desc = describe(agent, "action_mask" in meta)  # the files say whether they take a mask
     report = CExportReport(str(directory), 0, 0.0, metadata=meta)
     with tempfile.TemporaryDirectory(prefix="keras_trpo_c_") as tmp:
         for f in (f"{name}.h", f"{name}.c", f"{name}_weights.h"):

@@ -68,8 +68,9 @@ def c_action(rule: SamplingRule) -> CAction:
     return CAction(family, rule.noise_width, none, none)
 
 
-def config_flags(p: PolicyPlan) -> dict[str, bool]:
-    """The templates' ``KT_...`` conditions for this plan: every one, true or false."""
+def config_flags(p: PolicyPlan, masked: bool = False) -> dict[str, bool]:
+    """The templates' ``KT_...`` conditions for this plan (``masked``: its functions take the action
+    mask): every one, true or false."""
     family, core = p.action.distribution, p.recurrent
     flags = {
         "KT_DICT_OBS": p.dict_obs,
@@ -80,6 +81,7 @@ def config_flags(p: PolicyPlan) -> dict[str, bool]:
         "KT_MULTI_CATEGORICAL": family == "multi_categorical",
         "KT_BERNOULLI": family == "bernoulli",
         "KT_GAUSSIAN": family == "diag_gaussian",
+        "KT_MASKED": masked,
     }
     used = {d.activation for d in p.layers + (p.head,)}
     for name in ACTIVATIONS:
@@ -142,8 +144,9 @@ def _normalizer_arrays(p: PolicyPlan, name: str, inp: ObsInput) -> tuple[str, st
     return f"{stem}_mean", f"{stem}_inv_std"
 
 
-def config_header(p: PolicyPlan, name: str, metadata: dict[str, str]) -> str:
-    """The public data of ``NAME.h``: sizes, metadata, the Dict observation struct, the action type."""
+def config_header(p: PolicyPlan, name: str, metadata: dict[str, str], masked: bool = False) -> str:
+    """The public data of ``NAME.h``: sizes, metadata, the Dict observation struct, the action type
+    (``masked``: and the action mask's size and layout)."""
     up = name.upper()
     lines = ["// Sizes", f"#define {up}_OBS_SIZE {p.obs_size}"]
     if p.dict_obs:
@@ -157,6 +160,8 @@ def config_header(p: PolicyPlan, name: str, metadata: dict[str, str]) -> str:
         layout = f"[h, c]: h then c, {r.units} floats each" if r.cell == "lstm" else f"h, {r.units} floats"
         lines.append(f"#define {up}_STATE_SIZE {p.state_size}  // the {r.cell.upper()}'s state {layout}")
     action = c_action(p.action)
+    if masked:
+        lines.append(f"#define {up}_MASK_SIZE {p.action.mask_width}  // the action_mask: {p.action.mask_layout}")
     lines += [f"#define {up}_ACTION_SIZE {action.size}",
               f"#define {up}_PARAMS_SIZE {p.params_size}",
               f"#define {up}_NOISE_SIZE {p.noise_size}",
@@ -260,24 +265,25 @@ def check_name(name: str) -> str:
     return name
 
 
-def render(p: PolicyPlan, name: str, metadata: dict[str, str]) -> dict[str, str]:
-    """File name -> text of the three files."""
-    flags = config_flags(p)
+def render(p: PolicyPlan, name: str, metadata: dict[str, str], masked: bool = False) -> dict[str, str]:
+    """File name -> text of the three files (``masked``: every function takes the action mask after the
+    observation; without it the files are what they were before masks existed, byte for byte)."""
+    flags = config_flags(p, masked)
     header = rename(resolve(template("policy.h"), flags), name)
     include = rename(CONFIG_INCLUDE, name)
     if header.count(include) != 1:
         raise ExportError("C template policy.h must include policy_config.h once, on a line of its own")
-    return {f"{name}.h": header.replace(include, config_header(p, name, metadata)),
+    return {f"{name}.h": header.replace(include, config_header(p, name, metadata, masked)),
             f"{name}.c": rename(resolve(template("policy.c"), flags), name),
             f"{name}_weights.h": weights_header(p, name, metadata)}
 
 
-def template_data(p: PolicyPlan, metadata: dict[str, str]) -> dict[str, str]:
+def template_data(p: PolicyPlan, metadata: dict[str, str], masked: bool = False) -> dict[str, str]:
     """``policy_config.h`` and ``policy_weights.h`` for compiling the templates themselves (with
     ``-I`` on their directory): this plan's data, and its ``KT_`` conditions as macros."""
-    flags = "".join(f"#define {k} {int(v)}\n" for k, v in config_flags(p).items())
+    flags = "".join(f"#define {k} {int(v)}\n" for k, v in config_flags(p, masked).items())
     return {"policy_config.h": f"// The templates' conditions for this policy, then its public data.\n{flags}\n"
-                               + config_header(p, TEMPLATE_NAME, metadata),
+                               + config_header(p, TEMPLATE_NAME, metadata, masked),
             "policy_weights.h": weights_header(p, TEMPLATE_NAME, metadata)}
 
 

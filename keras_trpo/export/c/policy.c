@@ -49,6 +49,13 @@ enum activation {
 #define STATE_OUT
 #endif
 
+#if KT_MASKED
+// A masked policy's functions take the action mask after the observation (keras_trpo_serving/sampling.py's
+// layout, POLICY_MASK_SIZE floats, > 0.5 = valid).
+#define MASK_PARAM , const float action_mask[POLICY_MASK_SIZE]
+#define MASK , action_mask
+
+#endif
 #if KT_DICT_OBS
 // The struct is the packed observation (POLICY_OBS_SIZE floats, keys in sorted order): no padding.
 typedef char policy_obs_t_is_packed[sizeof(policy_obs_t) == POLICY_OBS_SIZE * sizeof(float) ? 1 : -1];
@@ -306,10 +313,34 @@ static void forward(OBS_PARAM STATE_IN_PARAM, float params[POLICY_PARAMS_SIZE] S
 #endif
 }
 
+#if KT_MASKED
+// The masked distribution's parameters, in place (keras_trpo_serving/sampling.py's masked_logits, as every
+// format computes it): an invalid action's logit becomes -1e9 (MultiDiscrete on the flat layout, before
+// the per-categorical argmaxes); a bit that may only be 1 gets 1e9, one that may only be 0 -1e9.
+static void mask_params(const float action_mask[POLICY_MASK_SIZE], float params[POLICY_PARAMS_SIZE])
+{
+#if KT_BERNOULLI
+    for (int i = 0; i < POLICY_ACTION_SIZE; ++i) {
+        const int may0 = action_mask[2 * i] > 0.5f, may1 = action_mask[2 * i + 1] > 0.5f;
+        if (may0 != may1) params[i] = may1 ? 1e9f : -1e9f;
+    }
+#else
+    for (int i = 0; i < POLICY_MASK_SIZE; ++i)
+        if (!(action_mask[i] > 0.5f)) params[i] = -1e9f;
+#endif
+}
+
+void policy_params(OBS_PARAM MASK_PARAM STATE_IN_PARAM, float params[POLICY_PARAMS_SIZE] STATE_OUT_PARAM)
+{
+    forward(obs STATE_IN, params STATE_OUT);
+    mask_params(action_mask, params);
+}
+#else
 void policy_params(OBS_PARAM STATE_IN_PARAM, float params[POLICY_PARAMS_SIZE] STATE_OUT_PARAM)
 {
     forward(obs STATE_IN, params STATE_OUT);
 }
+#endif
 
 #if KT_RECURRENT
 void policy_reset_state(float state[POLICY_STATE_SIZE])
@@ -332,10 +363,19 @@ static int argmax(const float *x, int n)
 
 // Deterministic: per categorical the argmax of its logits plus its start; per Bernoulli 1 where the
 // logit is > 0; a Gaussian's mean clipped to the Box bounds.
+#if KT_MASKED
+// Masked: of the masked logits (mask_params), so the action is a valid one.
+void policy_act(OBS_PARAM MASK_PARAM STATE_IN_PARAM, policy_action_t action[POLICY_ACTION_SIZE] STATE_OUT_PARAM)
+{
+    float params[POLICY_PARAMS_SIZE];
+    forward(obs STATE_IN, params STATE_OUT);
+    mask_params(action_mask, params);
+#else
 void policy_act(OBS_PARAM STATE_IN_PARAM, policy_action_t action[POLICY_ACTION_SIZE] STATE_OUT_PARAM)
 {
     float params[POLICY_PARAMS_SIZE];
     forward(obs STATE_IN, params STATE_OUT);
+#endif
 #if KT_CATEGORICAL
     {
         int i, offset = 0;
@@ -416,11 +456,22 @@ static int gumbel_argmax(const float *logits, const float *u, int n)
 // The action drawn with the caller's noise (keras_trpo/export/noise.py's contract, the same on every
 // format): Gumbel-max over uniforms per categorical, log(u) - log(1 - u) < logit per Bernoulli,
 // mean + exp(log_std) z clipped to the bounds for a Gaussian.
+#if KT_MASKED
+// Masked: from the masked logits (mask_params); a bit with one allowed value is set to it whatever the
+// noise (u = 0 gives log(u) = -inf, below even -1e9).
+void policy_sample_noise(OBS_PARAM MASK_PARAM STATE_IN_PARAM, const float noise[POLICY_NOISE_SIZE],
+                         policy_action_t action[POLICY_ACTION_SIZE] STATE_OUT_PARAM)
+{
+    float params[POLICY_PARAMS_SIZE];
+    forward(obs STATE_IN, params STATE_OUT);
+    mask_params(action_mask, params);
+#else
 void policy_sample_noise(OBS_PARAM STATE_IN_PARAM, const float noise[POLICY_NOISE_SIZE],
                          policy_action_t action[POLICY_ACTION_SIZE] STATE_OUT_PARAM)
 {
     float params[POLICY_PARAMS_SIZE];
     forward(obs STATE_IN, params STATE_OUT);
+#endif
 #if KT_CATEGORICAL
     {
         int i, offset = 0;
@@ -434,6 +485,12 @@ void policy_sample_noise(OBS_PARAM STATE_IN_PARAM, const float noise[POLICY_NOIS
     for (int i = 0; i < POLICY_ACTION_SIZE; ++i)  // log(u) - log(1 - u) < logit  <=>  u < sigmoid(logit)
         action[i] = (int8_t)(logf(noise[i]) - logf(1.0f - noise[i]) < params[i]);
 #endif
+#if KT_BERNOULLI && KT_MASKED
+    for (int i = 0; i < POLICY_ACTION_SIZE; ++i) {
+        const int may0 = action_mask[2 * i] > 0.5f, may1 = action_mask[2 * i + 1] > 0.5f;
+        if (may0 != may1) action[i] = (int8_t)may1;
+    }
+#endif
 #if KT_GAUSSIAN
     for (int i = 0; i < POLICY_ACTION_SIZE; ++i) {
         float v = params[i] + expf(params[POLICY_ACTION_SIZE + i]) * noise[i];
@@ -445,7 +502,12 @@ void policy_sample_noise(OBS_PARAM STATE_IN_PARAM, const float noise[POLICY_NOIS
 }
 
 // A draw from the policy's distribution: the noise from the caller's PRNG, then policy_sample_noise.
+#if KT_MASKED
+void policy_sample(OBS_PARAM MASK_PARAM STATE_IN_PARAM, policy_rng_t *rng,
+                   policy_action_t action[POLICY_ACTION_SIZE] STATE_OUT_PARAM)
+#else
 void policy_sample(OBS_PARAM STATE_IN_PARAM, policy_rng_t *rng, policy_action_t action[POLICY_ACTION_SIZE] STATE_OUT_PARAM)
+#endif
 {
     float noise[POLICY_NOISE_SIZE];
 #if KT_GAUSSIAN
@@ -458,5 +520,9 @@ void policy_sample(OBS_PARAM STATE_IN_PARAM, policy_rng_t *rng, policy_action_t 
 #else
     for (int i = 0; i < POLICY_NOISE_SIZE; ++i) noise[i] = policy_uniform(rng);
 #endif
+#if KT_MASKED
+    policy_sample_noise(obs MASK STATE_IN, noise, action STATE_OUT);
+#else
     policy_sample_noise(obs STATE_IN, noise, action STATE_OUT);
+#endif
 }

@@ -13,6 +13,15 @@
 //   float obs[POLICY_OBS_SIZE];             the raw observation as the env returns it (normalised,
 //                                           or a Discrete index as a float one-hot encoded, inside)
 #endif
+#if KT_MASKED
+//   float action_mask[POLICY_MASK_SIZE];    which actions are valid now: 1 valid, 0 invalid (> 0.5 is
+//                                           valid; the layout: POLICY_MASK_SIZE below). Every function
+//                                           takes it right after the observation, and every action
+//                                           (deterministic or drawn) is a valid one; all ones gives the
+//                                           unmasked policy's actions. Rows with no valid action (a
+//                                           categorical or a bit with every entry 0) are the caller's to
+//                                           avoid: the policy does not check them.
+#endif
 #if KT_RECURRENT
 //   float state[POLICY_STATE_SIZE];         the recurrent state (see POLICY_STATE_SIZE)
 //   policy_reset_state(state);              zeros: at EVERY episode start (env reset), before its
@@ -86,7 +95,27 @@ extern "C" {
 typedef struct { uint32_t s[4]; } policy_rng_t;  // xoshiro128** state; seed it with policy_seed
 
 const char *policy_metadata(void);
-#if KT_RECURRENT && KT_DICT_OBS
+#if KT_MASKED && KT_RECURRENT && KT_DICT_OBS
+void policy_act(const policy_obs_t *obs, const float action_mask[POLICY_MASK_SIZE], const float state_in[POLICY_STATE_SIZE], policy_action_t action[POLICY_ACTION_SIZE], float state_out[POLICY_STATE_SIZE]);
+void policy_params(const policy_obs_t *obs, const float action_mask[POLICY_MASK_SIZE], const float state_in[POLICY_STATE_SIZE], float params[POLICY_PARAMS_SIZE], float state_out[POLICY_STATE_SIZE]);
+void policy_sample(const policy_obs_t *obs, const float action_mask[POLICY_MASK_SIZE], const float state_in[POLICY_STATE_SIZE], policy_rng_t *rng, policy_action_t action[POLICY_ACTION_SIZE], float state_out[POLICY_STATE_SIZE]);
+void policy_sample_noise(const policy_obs_t *obs, const float action_mask[POLICY_MASK_SIZE], const float state_in[POLICY_STATE_SIZE], const float noise[POLICY_NOISE_SIZE], policy_action_t action[POLICY_ACTION_SIZE], float state_out[POLICY_STATE_SIZE]);
+#elif KT_MASKED && KT_RECURRENT
+void policy_act(const float obs[POLICY_OBS_SIZE], const float action_mask[POLICY_MASK_SIZE], const float state_in[POLICY_STATE_SIZE], policy_action_t action[POLICY_ACTION_SIZE], float state_out[POLICY_STATE_SIZE]);
+void policy_params(const float obs[POLICY_OBS_SIZE], const float action_mask[POLICY_MASK_SIZE], const float state_in[POLICY_STATE_SIZE], float params[POLICY_PARAMS_SIZE], float state_out[POLICY_STATE_SIZE]);
+void policy_sample(const float obs[POLICY_OBS_SIZE], const float action_mask[POLICY_MASK_SIZE], const float state_in[POLICY_STATE_SIZE], policy_rng_t *rng, policy_action_t action[POLICY_ACTION_SIZE], float state_out[POLICY_STATE_SIZE]);
+void policy_sample_noise(const float obs[POLICY_OBS_SIZE], const float action_mask[POLICY_MASK_SIZE], const float state_in[POLICY_STATE_SIZE], const float noise[POLICY_NOISE_SIZE], policy_action_t action[POLICY_ACTION_SIZE], float state_out[POLICY_STATE_SIZE]);
+#elif KT_MASKED && KT_DICT_OBS
+void policy_act(const policy_obs_t *obs, const float action_mask[POLICY_MASK_SIZE], policy_action_t action[POLICY_ACTION_SIZE]);
+void policy_params(const policy_obs_t *obs, const float action_mask[POLICY_MASK_SIZE], float params[POLICY_PARAMS_SIZE]);
+void policy_sample(const policy_obs_t *obs, const float action_mask[POLICY_MASK_SIZE], policy_rng_t *rng, policy_action_t action[POLICY_ACTION_SIZE]);
+void policy_sample_noise(const policy_obs_t *obs, const float action_mask[POLICY_MASK_SIZE], const float noise[POLICY_NOISE_SIZE], policy_action_t action[POLICY_ACTION_SIZE]);
+#elif KT_MASKED
+void policy_act(const float obs[POLICY_OBS_SIZE], const float action_mask[POLICY_MASK_SIZE], policy_action_t action[POLICY_ACTION_SIZE]);
+void policy_params(const float obs[POLICY_OBS_SIZE], const float action_mask[POLICY_MASK_SIZE], float params[POLICY_PARAMS_SIZE]);
+void policy_sample(const float obs[POLICY_OBS_SIZE], const float action_mask[POLICY_MASK_SIZE], policy_rng_t *rng, policy_action_t action[POLICY_ACTION_SIZE]);
+void policy_sample_noise(const float obs[POLICY_OBS_SIZE], const float action_mask[POLICY_MASK_SIZE], const float noise[POLICY_NOISE_SIZE], policy_action_t action[POLICY_ACTION_SIZE]);
+#elif KT_RECURRENT && KT_DICT_OBS
 void policy_act(const policy_obs_t *obs, const float state_in[POLICY_STATE_SIZE], policy_action_t action[POLICY_ACTION_SIZE], float state_out[POLICY_STATE_SIZE]);
 void policy_params(const policy_obs_t *obs, const float state_in[POLICY_STATE_SIZE], float params[POLICY_PARAMS_SIZE], float state_out[POLICY_STATE_SIZE]);
 void policy_sample(const policy_obs_t *obs, const float state_in[POLICY_STATE_SIZE], policy_rng_t *rng, policy_action_t action[POLICY_ACTION_SIZE], float state_out[POLICY_STATE_SIZE]);

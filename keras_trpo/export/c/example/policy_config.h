@@ -7,6 +7,7 @@
 #define KT_MULTI_CATEGORICAL 1
 #define KT_BERNOULLI 0
 #define KT_GAUSSIAN 0
+#define KT_MASKED 0
 #define KT_USES_TANH 0
 #define KT_USES_RELU 1
 #define KT_USES_SIGMOID 0
