@@ -2,25 +2,34 @@
 (MultiDiscrete, an action_masks() method) and JointLimitsMemory-v0 with a GRU. Serving reproduces the
 agent's own actions under the env's masks, deterministic and sampled, an all-ones mask gives the
 unmasked export's outputs exactly, and `run` plays 10 Taxi-v4 episodes with 0 invalid actions."""
+import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 
-from keras_trpo_serving import OnnxPolicy, load_policy
+from keras_trpo_serving import InvalidActionMask, OnnxPolicy, load_policy
 from keras_trpo_serving.tests.conftest import FIXTURES, ROOT
 
 NAMES = ("taxi", "joints", "joints_gru")
-FORMATS = ("onnx", "tflite")  # the file's suffix: load_policy picks OnnxPolicy or LiteRtPolicy
+FORMATS = ("onnx", "tflite", "c")  # load_policy picks OnnxPolicy, LiteRtPolicy or CPolicy (built with cc)
 
 
 def load(name, fmt="onnx"):
-    path = os.path.join(FIXTURES, f"export_masked_{name}.{fmt}")
+    path = os.path.join(FIXTURES, f"export_masked_{name}_c" if fmt == "c" else f"export_masked_{name}.{fmt}")
     with np.load(os.path.join(FIXTURES, f"export_masked_{name}.npz")) as z:
         return load_policy(path, seed=0), {k: z[k] for k in z.files}
+
+
+def available(fmt):
+    """Whether this venv runs ``fmt``: LiteRT needs ai-edge-litert, C a compiler."""
+    if fmt == "tflite":
+        return importlib.util.find_spec("ai_edge_litert") is not None
+    return fmt != "c" or shutil.which(os.environ.get("CC", "").strip() or "cc") is not None
 
 
 def valid(policy, actions, masks):
@@ -33,11 +42,24 @@ def valid(policy, actions, masks):
     return [all(masks[r, offsets[j] + a[r, j] - start[j]] for j in range(len(nvec))) for r in range(len(masks))]
 
 
+def test_bad_masks_are_refused_on_every_runtime():
+    for fmt in FORMATS:
+        if not available(fmt):
+            continue
+        policy, ref = load("joints", fmt)
+        for mask, words in (([1] * 8, "shape (8,)"), ([1, 1, 1, 0, 0, 0, 1, 1, 1], "sub-space 1"),
+                            ([1, 1, 1, 1, 1, 1, 1, 1, np.nan], "nan")):
+            with pytest.raises(InvalidActionMask) as e:
+                policy.act(ref["obs"][0], action_mask=mask)
+            assert words in str(e.value).lower(), (fmt, str(e.value))
+        assert valid(policy, [policy.act(ref["obs"][0], action_mask=ref["mask"][0])], ref["mask"][:1]) == [True]
+
+
 @pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize("name", NAMES)
 def test_the_agents_actions_under_the_envs_masks(name, fmt):
-    if fmt == "tflite":
-        pytest.importorskip("ai_edge_litert")
+    if not available(fmt):
+        pytest.skip(f"this venv cannot run {fmt}")
     policy, ref = load(name, fmt)
     assert policy.format == fmt
     assert policy.mask_width == ref["mask"].shape[1]
@@ -73,11 +95,13 @@ def test_an_all_ones_mask_gives_the_unmasked_exports_outputs_exactly():
                                       unmasked.distribution_params(obs)["logits"])
 
 
-def test_run_plays_ten_taxi_episodes_without_an_invalid_action():
+@pytest.mark.parametrize("model", ["export_masked_taxi.onnx", "export_masked_taxi.tflite", "export_masked_taxi_c"])
+def test_run_plays_ten_taxi_episodes_without_an_invalid_action(model):
     pytest.importorskip("gymnasium")
-    out = subprocess.run([sys.executable, "-m", "keras_trpo_serving", "run", "--model",
-                          os.path.join(FIXTURES, "export_masked_taxi.onnx"), "--episodes", "10"],
-                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    if not available("tflite" if model.endswith(".tflite") else "c" if model.endswith("_c") else "onnx"):
+        pytest.skip(f"this venv cannot run {model}")
+    out = subprocess.run([sys.executable, "-m", "keras_trpo_serving", "run", "--model", os.path.join(FIXTURES, model),
+                          "--episodes", "10", "--stochastic"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     summary = json.loads(out.stdout)
     assert summary["env"] == "Taxi-v4" and summary["masked"] is True
