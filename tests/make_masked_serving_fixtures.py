@@ -1,10 +1,10 @@
 """Masked policies from the real exporter for keras_trpo_serving/tests (issue 29), which cannot import
 TensorFlow or keras_trpo. Needs the training venv:
 
-    .venv/bin/python tests/make_masked_serving_fixtures.py [DIR] [--formats onnx,tflite,c] [--no-verify]
+    .venv/bin/python tests/make_masked_serving_fixtures.py [DIR] [--formats onnx,ort,tflite,c] [--no-verify]
 
 Writes (default DIR: keras_trpo_serving/tests/fixtures) for each masked agent NAME:
-  export_masked_NAME.onnx (stochastic: the noise input), .tflite and _c/ when those formats are asked for,
+  export_masked_NAME.onnx (stochastic: the noise input), .ort, .tflite and _c/ (--formats),
                           and for taxi export_masked_taxi_unmasked.onnx, the same agent without the mask input,
   export_masked_NAME.npz  observations of the agent's own episodes with the env's masks there, contract
                           noise, and the agent's deterministic and sampled actions under those masks
@@ -90,7 +90,7 @@ def episode_data(agent, env_id: str, seed: int = 7) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("out", nargs="?", default=FIXTURES)
-    p.add_argument("--formats", default="onnx", help="comma-separated: onnx, tflite, c")
+    p.add_argument("--formats", default="onnx,ort,tflite,c", help="comma-separated: onnx, ort, tflite, c")
     p.add_argument("--only", default=",".join(AGENTS), help=f"comma-separated, of {list(AGENTS)}")
     p.add_argument("--no-verify", action="store_true", help="skip the export's own verification")
     args = p.parse_args()
@@ -106,6 +106,8 @@ def main() -> None:
             export.to_onnx(agent, base + ".onnx", stochastic=stochastic, verify=verify)
             if name == "taxi":  # the same agent without the mask input: what an all-ones mask must give
                 export.to_onnx(agent, base + "_unmasked.onnx", stochastic=True, verify=verify, action_mask=False)
+        if "ort" in formats:  # the operator config beside it is for building a runtime, not for the tests
+            os.remove(export.to_ort(agent, base + ".ort", stochastic=stochastic, verify=verify).operators_config_path)
         if "tflite" in formats:
             export.to_tflite(agent, base + ".tflite", stochastic=stochastic, micro=False, verify=verify)
             if os.path.exists(base + ".micro_op_resolver.h"):

@@ -16,7 +16,7 @@ from keras_trpo_serving import InvalidActionMask, OnnxPolicy, load_policy
 from keras_trpo_serving.tests.conftest import FIXTURES, ROOT
 
 NAMES = ("taxi", "joints", "joints_gru")
-FORMATS = ("onnx", "tflite", "c")  # load_policy picks OnnxPolicy, LiteRtPolicy or CPolicy (built with cc)
+FORMATS = ("onnx", "ort", "tflite", "c")  # load_policy picks OnnxPolicy (ONNX, ORT format), LiteRtPolicy or CPolicy (cc)
 
 
 def load(name, fmt="onnx"):
