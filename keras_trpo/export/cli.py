@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 
 from keras_trpo.export.onnx_export import DEFAULT_OPSET
@@ -18,7 +19,9 @@ def build_parser() -> argparse.ArgumentParser:
         "[batch, *obs_shape]; outputs 'action' (deterministic, in the env's dtype) and the distribution "
         "parameters ('logits', or 'mean' and 'log_std'). A Dict-observation policy takes one input per key "
         "instead of 'obs'; a recurrent policy also takes 'state_in' and returns 'state_out' (zeros at an "
-        "episode start; every format, --c included: there NAME_act takes state_in and writes state_out). Every file is verified against "
+        "episode start; every format, --c included: there NAME_act takes state_in and writes state_out). An agent trained "
+        "with action masks also takes 'action_mask' float32 [batch, W] after the observations (1 valid, 0 invalid; "
+        "--action-mask). Every file is verified against "
         "the agent after it is written (a recurrent one over 10 episodes) unless --no-verify is given.",
     )
     p.add_argument("agent", help="path to an agent file written by agent.save() / `python -m keras_trpo train`")
@@ -33,6 +36,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--c", metavar="DIR", dest="c_dir",
                    help="write the policy as C99 into DIR: NAME.h, NAME.c, NAME_weights.h (no allocation, libm "
                         "only; for microcontrollers and firmware), built with $CC or cc and verified")
+    p.add_argument("--all", metavar="DIR", dest="all_dir",
+                   help="write every format into DIR (created if missing), each verified: policy.onnx, policy.ort, "
+                        "policy.tflite, saved_model/, c/ (C99), and observations.npz: the observations the files "
+                        "were verified on ('obs', and 'action_mask' for a masked policy; a feed-forward policy's "
+                        "input for keras_trpo_serving/edge/check_cortex_m4.sh --obs)")
+    p.add_argument("--action-mask", choices=["auto", "on", "off"], default="auto",
+                   help="the input 'action_mask' float32 [batch, W] after the observations (1 valid, 0 invalid; "
+                        "--c: an action_mask argument after the observation): 'auto' (default) if the agent was "
+                        "trained with action masks, 'on' also for one trained without, 'off' leaves it out (every "
+                        "action valid)")
     p.add_argument("--c-name", default="policy", metavar="NAME",
                    help="prefix of the C files, functions, types and macros (default: policy)")
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET,
@@ -55,12 +68,39 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def save_observations(agent, action_mask, path: str) -> None:
+    """``path`` (.npz): what a file of ``agent`` is verified on (keras_trpo/export/observations.py's
+    ``default_inputs``) as ``obs`` (packed, ``[N, *obs_shape]``; ``[T, L, ...]`` with ``episode_start`` for
+    a recurrent policy) and, for a masked policy, ``action_mask`` (0/1 float32, one row per observation)."""
+    import numpy as np
+
+    from keras_trpo.export.description import describe
+    from keras_trpo.export.observations import Episodes, MaskedObservations, default_inputs
+
+    desc = describe(agent, action_mask)
+    inputs = default_inputs(desc)
+    if isinstance(inputs, Episodes):
+        arrays = {"obs": inputs.observations, "episode_start": inputs.starts}
+        if inputs.masks is not None:
+            arrays["action_mask"] = inputs.masks.astype(np.float32)
+    elif isinstance(inputs, MaskedObservations):
+        arrays = {"obs": inputs.observations, "action_mask": inputs.masks.astype(np.float32)}
+    else:
+        arrays = {"obs": np.asarray(inputs, np.float32)}
+    np.savez(path, **arrays)
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.all_dir:
+        if args.onnx or args.saved_model or args.ort or args.tflite or args.c_dir:
+            parser.error("--all writes every format: give it alone, or the formats one by one")
+        args.onnx, args.ort, args.tflite = (os.path.join(args.all_dir, f"policy.{x}") for x in ("onnx", "ort", "tflite"))
+        args.saved_model, args.c_dir = os.path.join(args.all_dir, "saved_model"), os.path.join(args.all_dir, "c")
     if not args.onnx and not args.saved_model and not args.ort and not args.tflite and not args.c_dir:
-        parser.error("nothing to do: give --onnx PATH.onnx, --ort PATH.ort, --tflite PATH.tflite, --c DIR "
-                     "and/or --saved-model DIR")
+        parser.error("nothing to do: give --onnx PATH.onnx, --ort PATH.ort, --tflite PATH.tflite, --c DIR, "
+                     "--saved-model DIR and/or --all DIR")
     if args.quantize and not (args.onnx or args.tflite):
         parser.error("--quantize needs --onnx PATH.onnx or --tflite PATH.tflite (the quantised copy is written "
                      "next to it)")
@@ -71,22 +111,27 @@ def main(argv=None) -> int:
     import keras_trpo
     from keras_trpo.export import ExportError, to_c, to_onnx, to_ort, to_saved_model, to_tflite
 
+    mask = {"auto": None, "on": True, "off": False}[args.action_mask]
     try:
         agent = keras_trpo.load(args.agent)
+        if args.all_dir:
+            os.makedirs(args.all_dir, exist_ok=True)
         reports = []
         if args.onnx:
             reports.append(to_onnx(agent, args.onnx, opset=args.opset, verify=not args.no_verify, quantize=args.quantize,
-                                   stochastic=args.stochastic))
+                                   stochastic=args.stochastic, action_mask=mask))
         if args.tflite:
             reports.append(to_tflite(agent, args.tflite, verify=not args.no_verify, quantize=args.quantize,
-                                     stochastic=args.stochastic))
+                                     stochastic=args.stochastic, action_mask=mask))
         if args.ort:
             reports.append(to_ort(agent, args.ort, opset=args.opset, verify=not args.no_verify,
-                                  stochastic=args.stochastic))
+                                  stochastic=args.stochastic, action_mask=mask))
         if args.saved_model:
-            reports.append(to_saved_model(agent, args.saved_model, verify=not args.no_verify))
+            reports.append(to_saved_model(agent, args.saved_model, verify=not args.no_verify, action_mask=mask))
         if args.c_dir:
-            reports.append(to_c(agent, args.c_dir, name=args.c_name, verify=not args.no_verify))
+            reports.append(to_c(agent, args.c_dir, name=args.c_name, verify=not args.no_verify, action_mask=mask))
+        if args.all_dir:
+            save_observations(agent, mask, os.path.join(args.all_dir, "observations.npz"))
     except (ExportError, keras_trpo.AgentFileError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -235,8 +235,9 @@ def env_mask(desc: PolicyDescription, source: MaskSource, info) -> np.ndarray:
 def _masked_predict(desc: PolicyDescription, batch, state, starts: np.ndarray, mask: np.ndarray):
     """The agent's actions for a batch under ``mask`` (passed if the agent acts with masks), and its state."""
     kwargs = {"action_masks": mask} if desc.agent_masked else {}
-    out = desc.predict(batch, state, starts, **kwargs)
-    return out if desc.is_recurrent else (out, None)
+    if desc.is_recurrent:
+        return desc.predict(batch, state, starts, **kwargs)
+    return desc.predict(batch, **kwargs), None  # a feed-forward agent takes no state
 
 
 def random_valid_action(desc: PolicyDescription, mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -10,6 +10,7 @@ names come from the file's ``serving_default`` signature.
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import os
 import re
 import sys
@@ -110,6 +111,7 @@ def _runs(path: Path, arena: int, probes: list[np.ndarray]) -> bool:
     pid = os.fork()
     if pid == 0:  # the child: TFLM only, then out without Python's or TensorFlow's clean-up
         ok = False
+        faulthandler.disable()  # a crash here is an answer (too small), not a traceback for the user
         try:
             ok = _runs_here(path, arena, probes)
         finally:

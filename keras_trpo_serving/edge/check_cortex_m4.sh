@@ -13,9 +13,12 @@
 #
 #   keras_trpo_serving/edge/check_cortex_m4.sh                                  # the CI CartPole policy (.ci/artifacts)
 #   keras_trpo_serving/edge/check_cortex_m4.sh --c hopper_c --onnx hopper.onnx --obs hopper_rollouts.npy
+#   keras_trpo_serving/edge/check_cortex_m4.sh --c taxi/c --onnx taxi/policy.onnx --obs taxi/rollouts.npz   # masked:
+#     obs and action_mask from python -m keras_trpo.export AGENT --all taxi
 #
 # Options: --artifacts DIR (.ci/artifacts: cartpole_c/, cartpole.onnx, cartpole_rollouts.npy; made
-# with tests/make_serving_fixtures.py in .venv when missing), --c DIR, --onnx FILE, --obs FILE.npy,
+# with tests/make_serving_fixtures.py in .venv when missing), --c DIR, --onnx FILE, --obs FILE.npy (or
+# FILE.npz with obs and action_mask, for a masked policy),
 # --n N (1000), --count N (acts whose instructions are counted, 20), --keep DIR (keep the build).
 #
 # Needs gcc-arm-none-eabi, libnewlib-arm-none-eabi and qemu-system-arm (installed with apt-get when
@@ -103,7 +106,7 @@ policy flash:     $(field policy_flash_bytes) bytes (policy.o: code + const weig
 stack per call:   act $(field stack_bytes_act) bytes, sample $(field stack_bytes_sample) bytes (high-water mark on the board, libm included)
 test program:     text/data/bss $(field "'/'.join(map(str, test_program_text_data_bss))") bytes (newlib printf and the observations included)
 instructions/act: median $(field "instructions_per_act['median']"), min $(field "instructions_per_act['min']"), max $(field "instructions_per_act['max']") over $(field "instructions_per_act['counted']") acts (executed instructions from QEMU's exec log; QEMU is not cycle-accurate)
-actions:          $(field observations) observations, $(field actions_differing) differ from onnxruntime on $(uname -m); worst |action - x86| = $(field max_abs_action_diff), worst parameter difference $(field max_params_diff) (limit 1e-05); $(field params_bit_identical) of $(field params_total) parameters bit-identical
+actions:          $(field observations) observations$(field "' under their action masks' if masked else ''"), $(field actions_differing) differ from onnxruntime on $(uname -m); worst |action - x86| = $(field max_abs_action_diff), worst parameter difference $(field max_params_diff) (limit 1e-05); $(field params_bit_identical) of $(field params_total) parameters bit-identical
 total time:       ${SECONDS}s
 SUMMARY
 if [ "$rc" = 0 ]; then echo "PASS"; else echo "FAIL"; fi

@@ -5,13 +5,21 @@
    32-bit hex (floats by their bit pattern, so nothing is lost in printing), then a few seeded
    samples ("S"), the stack high-water mark of act and sample, and "DONE".
    -DCOUNT: only act on each observation between two calls of mark(), for counting executed
-   instructions in QEMU's execution log, with an empty pair of marks first for the overhead. */
+   instructions in QEMU's execution log, with an empty pair of marks first for the overhead.
+   A masked policy (policy.h defines POLICY_MASK_SIZE): each call also takes masks[i] from masks.h. */
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "observations.h"
 #include "policy.h"
+
+#ifdef POLICY_MASK_SIZE
+#include "masks.h"
+#define MASK(i) masks[i],
+#else
+#define MASK(i)
+#endif
 
 #define STACK_PAINT 16384 /* bytes below the stack pointer painted for the stack test */
 
@@ -29,7 +37,7 @@ int main(void)
     mark();
     for (i = 0; i < N_OBS; ++i) {
         mark();
-        policy_act(observations[i], action);
+        policy_act(observations[i], MASK(i) action);
         mark();
     }
     printf("COUNTED %d\n", (int)action[0]);
@@ -63,9 +71,9 @@ __attribute__((noinline)) static unsigned long high_water(int which)
     for (p = base; p < sp - 16; ++p) *p = 0xA5A5A5A5u;
     policy_seed(&rng, 7u);
     if (which == 0) {
-        policy_act(observations[0], action);
+        policy_act(observations[0], MASK(0) action);
     } else {
-        policy_sample(observations[0], &rng, action);
+        policy_sample(observations[0], MASK(0) &rng, action);
     }
     for (p = base; p < sp - 16 && *p == 0xA5A5A5A5u; ++p) {
     }
@@ -79,8 +87,8 @@ int main(void)
     policy_rng_t rng;
     int i, k;
     for (i = 0; i < N_OBS; ++i) {
-        policy_act(observations[i], action);
-        policy_params(observations[i], params);
+        policy_act(observations[i], MASK(i) action);
+        policy_params(observations[i], MASK(i) params);
         printf("A %d", i);
         print_bits("", action, POLICY_ACTION_SIZE, (int)sizeof(policy_action_t));
         print_bits(" P", params, POLICY_PARAMS_SIZE, 4);
@@ -88,7 +96,7 @@ int main(void)
     }
     policy_seed(&rng, 42u);
     for (k = 0; k < 20; ++k) {
-        policy_sample(observations[k % N_OBS], &rng, action);
+        policy_sample(observations[k % N_OBS], MASK(k % N_OBS) &rng, action);
         printf("S %d", k);
         print_bits("", action, POLICY_ACTION_SIZE, (int)sizeof(policy_action_t));
         printf("\n");
