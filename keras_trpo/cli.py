@@ -245,8 +245,10 @@ def train(args) -> tuple[dict, int]:
     status = stop.exit_code
     if not stop.requested:  # a stop request wants the process to end now, not after evaluation
         try:
-            mean, std = agent.evaluate(episodes=args.eval_episodes, seed=10_000)
+            mean, std, invalid = agent.evaluate(episodes=args.eval_episodes, seed=10_000, return_invalid_actions=True)
             summary.update(eval_mean=round(mean, 2), eval_std=round(std, 2))
+            if invalid is not None:  # the env gives action masks: the actions they forbade (0 for a masked agent)
+                summary["eval_invalid_actions"] = invalid
         except KeyboardInterrupt:  # the agent is saved; say so in the summary rather than lose it
             summary["status"], status = "interrupted", 130
     summary["config"] = agent.config.to_dict()
@@ -286,8 +288,10 @@ def evaluate(args) -> dict:
     agent = keras_trpo.load(args.model)
     env_id = args.env or agent.env_id
     result = {"env": env_id, "episodes": args.episodes, "seed": args.seed}
+    invalid = None
     if video_path is None:
-        mean, std = agent.evaluate(episodes=args.episodes, seed=args.seed, env=args.env)
+        mean, std, invalid = agent.evaluate(episodes=args.episodes, seed=args.seed, env=args.env,
+                                            return_invalid_actions=True)
     else:
         from keras_trpo_serving.video import record_first_episode
 
@@ -297,6 +301,8 @@ def evaluate(args) -> dict:
             isolate=True, **agent.env_kwargs)
         result["video"] = video
     result.update(eval_mean=round(mean, 2), eval_std=round(std, 2))
+    if invalid is not None:  # the env gives action masks: the actions they forbade (0 for a masked agent)
+        result["invalid_actions"] = invalid
     return result
 
 

@@ -140,11 +140,10 @@ class VectorEnvGroup:
     def reset(self, seeds: Sequence[int]) -> Any:
         obs, self._info = self.venv.reset(seed=[int(s) for s in seeds])
         if self._method is None:
-            try:
-                self.venv.call("action_masks")
-                self._method = True
-            except AttributeError:
-                self._method = False
+            # Asked with has_wrapper_attr first: an AsyncVectorEnv shuts down a worker whose call raises.
+            # ``call`` returns a non-callable attribute's value: None is "no method", as MaskSource has it.
+            self._method = (all(self.venv.call("has_wrapper_attr", "action_masks"))
+                            and all(m is not None for m in self.venv.call("action_masks")))
         return obs
 
     def action_masks(self) -> list[Optional[np.ndarray]]:
@@ -216,8 +215,8 @@ def resolve_action_masks(setting: str, action_space: gym.Space, env: EnvSpec,
                          env_kwargs: Optional[dict[str, Any]] = None) -> bool:
     """Whether an agent samples under action masks (``agent.masked``), from ``TRPOConfig.action_masks``:
     "off" never; "auto" when the action space can be masked and the env gives masks
-    (``gives_action_masks``); "on" always, and a ``ConfigError`` saying why if the space cannot be
-    masked (Box) or the env gives none."""
+    (``gives_action_masks``; a Box action space is not asked, as masks mean nothing to it); "on" always,
+    and a ``ConfigError`` saying why if the space cannot be masked (Box) or the env gives none."""
     if setting == "off":
         return False
     if sampling_rule(action_space).mask_width is None:

@@ -58,7 +58,8 @@ def episode_returns(policy: ActorCriticPolicy, env: gym.Env, episodes: int, seed
     from the zero state; a ``masked`` policy acts under the env's masks (``MaskSource``), which it
     must then give. Nothing of the policy changes (its observation statistics stay frozen).
     """
-    rng, rule, source = np.random.default_rng(seed), policy.family.rule, MaskSource(env)
+    rng, rule = np.random.default_rng(seed), policy.family.rule
+    source = MaskSource(env) if rule.mask_width is not None else (lambda info: None)  # Box: nothing to mask
     returns, invalid, gives_masks = [], 0, None
     for i in range(episodes):
         obs, info = env.reset(seed=seed + i)

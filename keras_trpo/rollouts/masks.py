@@ -32,6 +32,10 @@ def check_env_masks(rule: SamplingRule, masks: Sequence[Any], first_env: int, wh
     if rule.mask_width is None:
         raise InvalidActionMask(f"the env gives action masks, but its {rule.distribution} actions cannot be "
                                 "masked (masks are for Discrete, MultiDiscrete and MultiBinary action spaces)")
+    try:  # every env's at once (one check per step, not one per env); on any problem, env by env to name it
+        return rule.check_mask(np.stack(masks), len(masks))
+    except (InvalidActionMask, ValueError, TypeError):
+        pass
     out = np.empty((len(masks), rule.mask_width), bool)
     for i, m in enumerate(masks):
         try:

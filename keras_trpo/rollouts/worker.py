@@ -6,11 +6,13 @@ worker process (``process``) or in a Ray actor (``ray``); see ``keras_trpo.rollo
 Results do not depend on how the ``n_envs`` environments are split across workers: environment
 ``e`` is always reset with seed ``reset_seed + e``, draws its action noise from its own generator
 (seeded by the run's seed and ``e``), and the NumPy policy computes each row exactly as it would
-alone (``keras_trpo.plan.numpy_policy``). An env's action mask for each observation comes with it
-(``rollouts.masks``): a masked agent samples under it and the fragment stores it with the action, so
-the update's pi_old and pi_theta see the support the action was drawn from. The training process puts the fragments side by side in environment
+alone (``keras_trpo.plan.numpy_policy``). The training process puts the fragments side by side in environment
 order (``merge_fragments``) and does everything that needs the whole batch: reward scaling,
 episode statistics, observation statistics.
+
+An env's action mask for each observation comes with it (``rollouts.masks``): a masked agent samples
+under it and the fragment stores it with the action, so the update's pi_old and pi_theta see the
+support the action was drawn from; whether masked or not, the actions a mask forbade are counted.
 """
 from __future__ import annotations
 
@@ -28,8 +30,8 @@ from keras_trpo.plan.numpy_policy import NumpyPolicy
 from keras_trpo.rollouts.masks import check_env_masks, count_invalid
 from keras_trpo.sequences import reset as reset_state
 from keras_trpo.sampling import sampling_rule
-from keras_trpo_serving.errors import InvalidActionMask
 from keras_trpo.spaces import InvalidObservationError, obs_shape
+from keras_trpo_serving.errors import InvalidActionMask
 
 # What a worker acts with: a NumPy plan (any backend) or, in the training process only, a
 # function from observations to distribution parameters (the Keras model, for CNN torsos).
@@ -136,9 +138,11 @@ class RolloutWorker:
         self.rngs = env_streams(seed, envs, epoch, generation)
         obs = self.venv.reset([int(reset_seed) + e for e in envs])
         self.obs = self._obs(obs)
-        # The mask of the current observations, [m, W] bool, or None if the envs give none (then never asked again).
+        # The mask of the current observations, [m, W] bool, or None if the envs give none (then never asked
+        # again) or the actions cannot be masked (Box: an agent with action_masks="on" is refused when built).
         self.masked, self._env_steps = bool(masked), 0
-        self.mask = check_env_masks(self.sampler, self.group.action_masks(), self.first_env, "after reset")
+        self.mask = (check_env_masks(self.sampler, self.group.action_masks(), self.first_env, "after reset")
+                     if self.sampler.mask_width is not None else None)
         if self.masked and self.mask is None:
             raise InvalidActionMask(
                 f"this agent samples under action masks (agent.masked), but env {self.first_env} gives none after "
