@@ -4,6 +4,7 @@ POST /v1/act       {"obs": [...], "deterministic": true} -> {"action": [...]}
                    {"obs": [...], "deterministic": false, "noise": [...] | "seed": 7}: a sampled action
                    recurrent policy: {"obs": ..., "state": [...], "episode_start": false} -> {"action": ..., "state": [...]}
                    Dict observations: "obs": {"key": [...], ...}, or a list of such objects for a batch
+                   masked policy: "action_mask": [0/1 or booleans] ([W], or [B][W] for a batch); none: all valid
 GET  /v1/metadata  spaces, env id, version, distribution
 GET  /healthz      {"status": "ok"}            (never needs the token)
 GET  /metrics      Prometheus text format
@@ -30,7 +31,8 @@ from starlette.routing import Route
 from keras_trpo_serving.auth import bearer_problem
 from keras_trpo_serving.batching import Batcher
 from keras_trpo_serving.body import BadRequest, check_no_booleans, dict_columns, parse_act_body
-from keras_trpo_serving.errors import InvalidNoise, InvalidObservation, InvalidState, NonFiniteObservation
+from keras_trpo_serving.errors import (InvalidActionMask, InvalidNoise, InvalidObservation, InvalidState,
+                                       NonFiniteObservation)
 from keras_trpo_serving.metrics import Metrics, MetricsMiddleware
 from keras_trpo_serving.openapi import openapi_document
 from keras_trpo_serving.settings import AppLimits
@@ -52,6 +54,22 @@ class JsonResponse(Response):
 
 def _error(status: int, message: str, headers: Optional[dict[str, str]] = None) -> JsonResponse:
     return JsonResponse({"error": message}, status_code=status, headers=headers)
+
+
+def checked_request_mask(policy: Any, mask: Any, single: bool, rows: int) -> Optional[np.ndarray]:
+    """A request's ``action_mask`` as ``policy.checked_mask`` gives it (None if absent), its nesting
+    matching the observation's: ``[W]`` for one observation, ``[B][W]`` for a batch (even of one), so
+    that what the server takes is what the OpenAPI document says. ``InvalidActionMask`` otherwise."""
+    if mask is None or policy.mask_width is None:
+        return policy.checked_mask(mask, rows)  # None, or the error naming a mask sent to an unmasked policy
+    nested = isinstance(mask, list) and any(isinstance(v, list) for v in mask)
+    if single and nested:
+        raise InvalidActionMask(f"one observation's action_mask is a list of {policy.mask_width} entries (0/1 or "
+                                "booleans), not a list of lists")
+    if not single and not nested:
+        raise InvalidActionMask(f"a batch of {rows} observations takes one action_mask row per observation: a list "
+                                f"of {rows} lists of {policy.mask_width} entries")
+    return policy.checked_mask(mask, rows)
 
 
 def _jsonable(x: Any) -> Any:
@@ -119,15 +137,20 @@ def create_app(policy: Any, limits: AppLimits, token_digest: Optional[bytes] = N
     """The ASGI app serving ``policy`` (an ``ExportedPolicy``)."""
     metrics = metrics or Metrics()
     batcher = None
-    recurrent, keys = policy.is_recurrent, policy.obs_keys
+    recurrent, keys, masked = policy.is_recurrent, policy.obs_keys, policy.mask_width is not None
     if limits.batch_max > 1:
-        # A recurrent request's rows carry their own states: {"obs": x, "state": s} -> (actions, states).
-        run = ((lambda feed: policy.step(feed["obs"], feed["state"])) if recurrent
-               else (lambda x: policy.act(x, deterministic=True)))
+        # A recurrent request's rows carry their own states: {"obs": x, "state": s} -> (actions, states);
+        # a masked policy's their own masks (all ones for a request without one): {"obs": x, "mask": m}.
+        if recurrent:
+            run = lambda feed: policy.step(feed["obs"], feed["state"], action_mask=feed.get("mask"))  # noqa: E731
+        elif masked:
+            run = lambda feed: policy.act(feed["obs"], deterministic=True, action_mask=feed["mask"])  # noqa: E731
+        else:
+            run = lambda x: policy.act(x, deterministic=True)  # noqa: E731
         batcher = Batcher(run, limits.batch_max, limits.batch_wait_us / 1e6, metrics.observe_batch)
     document = openapi_document(policy.metadata, policy.observation_space, policy.action_space,
                                 authenticated=token_digest is not None, noise_width=policy.noise_shape[0],
-                                state_size=policy.state_size)
+                                state_size=policy.state_size, mask_width=policy.mask_width)
     metadata_body = JsonResponse(policy.metadata).body  # rendered once
 
     async def act(request: Request) -> Response:
@@ -137,6 +160,11 @@ def create_app(policy: Any, limits: AppLimits, token_digest: Optional[bytes] = N
             if isinstance(obs, list) and not obs:  # an empty batch, whatever the observation's shape
                 if body.noise is not None:
                     raise InvalidNoise(_NOISE_FOR_ONE)
+                if body.action_mask is not None:
+                    if not masked:
+                        policy.checked_mask(body.action_mask, 0)  # raises, naming the policy's missing mask input
+                    if body.action_mask != []:
+                        raise InvalidActionMask("an empty batch takes no action_mask rows (send [] or none)")
                 if not recurrent:
                     return JsonResponse({"action": []})
                 if body.state not in (None, []) or body.episode_start not in (None, [], True, False):
@@ -147,6 +175,9 @@ def create_app(policy: Any, limits: AppLimits, token_digest: Optional[bytes] = N
             check_no_booleans(obs)
             x, single = policy.check(obs)  # strings, nulls, ragged lists, wrong shapes, NaN: InvalidObservation
             rows = len(x) if keys is None else len(x[keys[0]])
+            mask = checked_request_mask(policy, body.action_mask, single, rows)  # float32 [rows, W] or None
+            if mask is None and masked and batcher is not None:
+                mask = np.ones((rows, policy.mask_width), np.float32)  # batched with masked requests: all valid
             if body.noise is not None:
                 # One observation's noise only: JSON Schema cannot tie a batch's row counts together, so
                 # the documented contract (OpenAPI) stays one any schema-valid request can keep.
@@ -163,21 +194,23 @@ def create_app(policy: Any, limits: AppLimits, token_digest: Optional[bytes] = N
                 # [rows, S], zeros where episode_start says: one observation's state is [S], a batch's [B, S]
                 state_in = policy.checked_state(body.state, rows, single, body.episode_start)
                 if batcher is not None and deterministic:
-                    action, state = await batcher.submit({"obs": x, "state": state_in})
+                    rows_in = {"obs": x, "state": state_in, **({"mask": mask} if masked else {})}
+                    action, state = await batcher.submit(rows_in)
                 else:
-                    action, state = policy.step(x, state_in, deterministic=deterministic, rng=rng, noise=body.noise)
+                    action, state = policy.step(x, state_in, deterministic=deterministic, rng=rng, noise=body.noise,
+                                                action_mask=mask)
                     metrics.observe_batch(1, rows)
                 return JsonResponse({"action": _jsonable(policy.one(action) if single else action),
                                      "state": _jsonable(state[0] if single else state)})
             if not rows:
                 out = policy.act(x, deterministic=deterministic)
             elif batcher is not None and deterministic:  # sampled actions are not batched: same draws as unbatched
-                out = await batcher.submit(x)
+                out = await batcher.submit({"obs": x, "mask": mask} if masked else x)
             elif deterministic:
-                out = policy.act(x, deterministic=True)
+                out = policy.act(x, deterministic=True, action_mask=mask)
                 metrics.observe_batch(1, rows)
             else:
-                out = policy.act(x, deterministic=False, rng=rng, noise=body.noise)
+                out = policy.act(x, deterministic=False, rng=rng, noise=body.noise, action_mask=mask)
                 metrics.observe_batch(1, rows)
         except BadRequest as e:
             return _error(e.status, e.message, e.headers)

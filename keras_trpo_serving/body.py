@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, Optional
 
-from keras_trpo_serving.errors import InvalidObservation, key_problems
+from keras_trpo_serving.errors import InvalidActionMask, InvalidObservation, key_problems
 
 _INT64_DIGITS = 18  # longer JSON integers are parsed as floats (beyond float32 anyway; no 4300-digit error)
-BODY_KEYS = ("obs", "deterministic", "noise", "seed")
+BODY_KEYS = ("obs", "deterministic", "noise", "seed", "action_mask")
 STATE_KEYS = ("state", "episode_start")  # a recurrent policy's request only
 MAX_SEED = 2**53 - 1  # the largest integer every JSON client (JavaScript too) holds exactly
 
@@ -26,6 +26,7 @@ class ActRequest:
     seed: Optional[int] = None
     state: Any = None  # a recurrent policy's state (nested lists, checked by the policy); None: zeros
     episode_start: Any = None  # a bool, or a list of bools for a batch
+    action_mask: Any = None  # 0/1 or booleans (nested lists, checked by the policy); None: every action valid
 
 
 class BadRequest(Exception):
@@ -61,7 +62,8 @@ def parse_act_body(raw: bytes, recurrent: bool = False) -> ActRequest:
     """A POST /v1/act body -> ``ActRequest``, or ``BadRequest`` (400) naming the problem.
     ``recurrent``: the policy takes ``state`` and ``episode_start`` (a feed-forward one refuses them).
 
-    ``obs``, ``noise`` and ``state`` are still nested lists here; the policy checks their shapes and values."""
+    ``obs``, ``noise``, ``state`` and ``action_mask`` are still nested lists here; the policy checks their shapes
+    and values (an ``action_mask`` that is not a list is ``InvalidActionMask``, 422 like every bad mask)."""
     try:
         body = json.loads(raw, parse_constant=_reject_constant, parse_int=_parse_int,
                           object_pairs_hook=_unique_keys)
@@ -102,7 +104,11 @@ def parse_act_body(raw: bytes, recurrent: bool = False) -> ActRequest:
                                         or (isinstance(start, list) and all(isinstance(v, bool) for v in start))):
         raise BadRequest(HTTPStatus.BAD_REQUEST, '"episode_start" must be true, false or (for a batch) an array of '
                                                  f'them, got {json.dumps(start)[:50]}')
-    return ActRequest(body["obs"], deterministic, body.get("noise"), seed, body.get("state"), start)
+    if "action_mask" in body and not isinstance(body["action_mask"], list):  # 422, as every bad mask
+        raise InvalidActionMask('"action_mask" must be an array of 0/1 or booleans (one observation) or of such '
+                                f'arrays (a batch), got {json.dumps(body["action_mask"])[:50]}')
+    return ActRequest(body["obs"], deterministic, body.get("noise"), seed, body.get("state"), start,
+                      body.get("action_mask"))
 
 
 def dict_columns(obs: Any, keys: tuple[str, ...]) -> Any:

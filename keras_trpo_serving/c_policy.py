@@ -33,7 +33,7 @@ import numpy as np
 
 from keras_trpo_serving.errors import ModelLoadError, check_count
 from keras_trpo_serving.files import atomic_target
-from keras_trpo_serving.policy import DEFAULT_WARMUP, NOISE, SAMPLED_ACTION, ExportedPolicy
+from keras_trpo_serving.policy import ACTION_MASK, DEFAULT_WARMUP, NOISE, SAMPLED_ACTION, ExportedPolicy
 from keras_trpo_serving.spaces import parse_metadata
 from keras_trpo_serving.state import STATE_IN, STATE_OUT
 
@@ -135,12 +135,15 @@ class CPolicy(ExportedPolicy):
         meta = parse_metadata(props, self.path)
         self.format = "c"
         self._setup(meta, seed)
-        # A recurrent library's functions take state_in after obs and write state_out last.
+        # A masked library (its metadata describes the action_mask) takes the mask right after obs.
+        self._check_mask_input(-1 if meta.raw.get(ACTION_MASK) else None)
+        mask_args = [ctypes.c_void_p] if self.mask_width else []
+        # A recurrent library's functions take state_in after obs (and the mask) and write state_out last.
         state_args = [ctypes.c_void_p] * 2 if self.is_recurrent else []
         for fn in (self._act_fn, self._params_fn):
-            fn.argtypes = [ctypes.c_void_p] * 2 + state_args
+            fn.argtypes = [ctypes.c_void_p] * 2 + mask_args + state_args
         if self._sample_fn is not None:
-            self._sample_fn.argtypes = [ctypes.c_void_p] * 3 + state_args
+            self._sample_fn.argtypes = [ctypes.c_void_p] * 3 + mask_args + state_args
         # A Dict observation: the library's NAME_obs_t is the keys' floats side by side in sorted-key
         # order (its header checks there is no padding), so one packed row is passed per call.
         self._keys = sorted(self.obs_keys) if self.obs_keys else None
@@ -169,10 +172,15 @@ class CPolicy(ExportedPolicy):
     def _call(self, names: list[str], feed: dict[str, np.ndarray]) -> list[np.ndarray]:
         """``OnnxPolicy``'s ``session.run(names, feed)``, one C call per row. A recurrent library
         takes each row's ``state_in`` and writes its ``state_out`` (the same from every function:
-        the first one called gives it)."""
+        the first one called gives it); a masked one each row's ``action_mask`` after ``obs``."""
         x = self._packed(feed)
         n = len(x)
         out: dict[str, np.ndarray] = {}
+        if self.mask_width:
+            m_in = np.ascontiguousarray(feed[ACTION_MASK], np.float32).reshape(n, self.mask_width)
+            masked = lambda i: (x[i].ctypes.data, m_in[i].ctypes.data)  # noqa: E731
+        else:
+            masked = lambda i: (x[i].ctypes.data,)  # noqa: E731
         if self.is_recurrent:
             s_in = np.ascontiguousarray(feed[STATE_IN], np.float32).reshape(n, self.state_size)
             s_out = np.zeros((n, self.state_size), np.float32)
@@ -183,18 +191,18 @@ class CPolicy(ExportedPolicy):
         if "action" in names:
             a = np.zeros((n, self._action_width), self._c_action_dtype)
             for i in range(n):
-                self._act_fn(x[i].ctypes.data, *state(i), a[i].ctypes.data, *state_out(i))
+                self._act_fn(*masked(i), *state(i), a[i].ctypes.data, *state_out(i))
             out["action"] = a.reshape((n,) + tuple(self.action_space.shape))
         if SAMPLED_ACTION in names:
             z = np.ascontiguousarray(feed[NOISE], np.float32)
             a = np.zeros((n, self._action_width), self._c_action_dtype)
             for i in range(n):
-                self._sample_fn(x[i].ctypes.data, *state(i), z[i].ctypes.data, a[i].ctypes.data, *state_out(i))
+                self._sample_fn(*masked(i), *state(i), z[i].ctypes.data, a[i].ctypes.data, *state_out(i))
             out[SAMPLED_ACTION] = a.reshape((n,) + tuple(self.action_space.shape))
         if any(k in self._param_names for k in names):
             p = np.zeros((n, self._params_width), np.float32)
             for i in range(n):
-                self._params_fn(x[i].ctypes.data, *state(i), p[i].ctypes.data, *state_out(i))
+                self._params_fn(*masked(i), *state(i), p[i].ctypes.data, *state_out(i))
             if self.distribution == "diag_gaussian":
                 d = self._params_width // 2
                 out["mean"], out["log_std"] = p[:, :d], p[:, d:]

@@ -14,6 +14,7 @@ from keras_trpo_serving.errors import ServingError
 from keras_trpo_serving.settings import ServerSettings
 
 DEFAULT_EPISODE_SEED = 10_000  # episode i resets with seed 10000 + i: away from the seeds training uses
+MASK_MODES = ("auto", "on", "off")  # --action-masks: the names training's TRPOConfig.action_masks uses
 
 
 class CliError(Exception):
@@ -27,7 +28,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="{run,http,ros2}")
     r = sub.add_parser("run", help="play episodes in a gymnasium env and print the mean return as JSON",
                        description="Play episodes in a gymnasium env (pip install gymnasium) and print "
-                                   "{mean_return, std_return, episodes, env, returns} as JSON.")
+                                   "{mean_return, std_return, episodes, env, returns, invalid_actions} as JSON. "
+                                   "A model with an action_mask input is given the env's masks (its action_masks() "
+                                   "method, else info[\"action_mask\"]); invalid_actions counts the actions the "
+                                   "env's mask forbade (0 with masks), whenever the env gives masks.")
     r.add_argument("--model", required=True,
                    help="an .onnx or .ort file (onnxruntime) or a .tflite file (ai-edge-litert) written by "
                         "keras-trpo's export; the format is recognised by content")
@@ -37,6 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"episode i resets with seed SEED + i (default {DEFAULT_EPISODE_SEED}); also seeds "
                         "--stochastic sampling")
     r.add_argument("--stochastic", action="store_true", help="sample actions instead of taking the deterministic one")
+    r.add_argument("--action-masks", choices=MASK_MODES, default="auto",
+                   help="auto (default): give a model with an action_mask input the env's masks when the env has them; "
+                        "on: the same, and an error if the model or the env has none; off: give none (every action "
+                        "valid: the unmasked baseline). Invalid actions are counted in every mode")
     r.add_argument("--video", default=None, metavar="PATH.mp4|PATH.gif",
                    help="also write the first episode, rendered with render_mode='rgb_array', as an MP4 or GIF "
                         "(pip install imageio imageio-ffmpeg; headless MuJoCo uses MUJOCO_GL=egl)")
@@ -115,12 +123,61 @@ def _check_env_fits(policy: Any, env: Any) -> None:
         raise CliError("; ".join(problems))
 
 
+class _EnvMasks:
+    """The env's action mask before each step (``keras_trpo_serving.action_masks.MaskSource``), checked
+    by the sampling rule, what the policy is given of it, and the count of actions it forbade."""
+
+    def __init__(self, policy: Any, env: Any, mode: str):
+        from keras_trpo_serving.action_masks import MaskSource
+
+        if mode not in MASK_MODES:
+            raise CliError(f"--action-masks must be one of {list(MASK_MODES)}, got {mode!r}")
+        if mode == "on" and policy.mask_width is None:
+            raise CliError("--action-masks on: the model has no action_mask input (it was exported without masks)")
+        self.policy, self.mode, self.source = policy, mode, MaskSource(env)
+        self.maskable = policy.sampling_rule.mask_width is not None  # Box actions are never masked
+        self.feeds = mode != "off" and policy.mask_width is not None  # the policy is given the env's masks
+        self.invalid = 0
+
+    def current(self, info: Any, episode: int, t: int) -> Any:
+        """The env's mask for the next action, bool ``[1, W]`` (None if the env gives none); a CliError
+        naming the episode and step if it is malformed."""
+        from keras_trpo_serving.errors import InvalidActionMask
+
+        raw = self.source(info) if self.maskable else None
+        if raw is None:
+            if self.mode == "on":
+                raise CliError("--action-masks on: the env gives no action masks (no action_masks() method, no "
+                               'info["action_mask"])')
+            return None
+        try:
+            return self.policy.sampling_rule.check_mask(raw, 1)
+        except InvalidActionMask as e:
+            raise CliError(f"the env's action mask ({self.source.kind}) at episode {episode}, step {t}: {e}") from None
+
+    def given(self, mask: Any) -> Any:
+        """What the policy gets: the env's mask if the model takes one and masks are not off."""
+        return mask if self.feeds else None
+
+    def count(self, action: Any, mask: Any) -> None:
+        """Count ``action`` if ``mask`` (the env's, bool ``[1, W]``) forbade it."""
+        import numpy as np
+
+        from keras_trpo_serving.invalid_actions import forbidden
+
+        if mask is not None:
+            self.invalid += int(forbidden(self.policy.action_space, np.asarray(action)[None], mask)[0])
+
+
 def run_episodes(policy: Any, env_id: str, episodes: int, seed: int = DEFAULT_EPISODE_SEED,
-                 deterministic: bool = True, env: Any = None) -> dict:
+                 deterministic: bool = True, env: Any = None, action_masks: str = "auto") -> dict:
     """Play ``episodes`` episodes (episode i reset with ``seed + i``); returns the JSON summary.
 
     A recurrent policy's state is reset at each episode start; a Dict env's observations (dicts)
-    go to the policy as they are."""
+    go to the policy as they are. ``action_masks`` as ``--action-masks``: a model with an
+    ``action_mask`` input is given the env's masks (``MaskSource``: the ``action_masks()`` method
+    wins over ``info["action_mask"]``) unless it is "off"; ``invalid_actions`` in the summary counts
+    the actions the env's mask forbade (None if the env gives no masks)."""
     try:
         import gymnasium as gym  # optional: only this command needs it
     except ImportError:
@@ -130,24 +187,32 @@ def run_episodes(policy: Any, env_id: str, episodes: int, seed: int = DEFAULT_EP
         env = gym.make(env_id) if env is None else env  # given: a recording env (--video)
     except Exception as e:  # noqa: BLE001 - unknown id, missing extra (mujoco, box2d), ...
         raise CliError(f"cannot make env {env_id!r}: {type(e).__name__}: {e}") from None
-    returns = []
+    returns, invalid = [], []
     try:
         _check_env_fits(policy, env)
+        masks = _EnvMasks(policy, env, action_masks)
         for i in range(episodes):
-            obs, _ = env.reset(seed=seed + i)
+            obs, info = env.reset(seed=seed + i)
             policy.reset()  # a recurrent policy starts each episode from zeros (a no-op for feed-forward)
-            done, total = False, 0.0
+            done, total, t, before = False, 0.0, 0, masks.invalid
             while not done:
-                obs, reward, terminated, truncated, _ = env.step(policy.act(obs, deterministic=deterministic))
+                mask = masks.current(info, i, t)
+                action = policy.act(obs, deterministic=deterministic, action_mask=masks.given(mask))
+                masks.count(action, mask)
+                obs, reward, terminated, truncated, info = env.step(action)
                 total += float(reward)
-                done = terminated or truncated
+                done, t = terminated or truncated, t + 1
             returns.append(total)
+            invalid.append(masks.invalid - before)
     finally:
         env.close()
     mean = math.fsum(returns) / len(returns)
     std = math.sqrt(math.fsum((r - mean) ** 2 for r in returns) / len(returns))
+    seen = masks.source.kind  # where the env's masks came from; None: it gave none
     return {"env": env_id, "episodes": episodes, "mean_return": round(mean, 3), "std_return": round(std, 3),
-            "seed": seed, "deterministic": deterministic, "returns": [round(r, 3) for r in returns]}
+            "seed": seed, "deterministic": deterministic, "returns": [round(r, 3) for r in returns],
+            "action_masks": seen, "masked": seen is not None and masks.feeds,
+            "invalid_actions": masks.invalid if seen else None, "invalid_per_episode": invalid if seen else None}
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -160,14 +225,15 @@ def _run(args: argparse.Namespace) -> int:
     if not env_id:
         raise CliError("the model's metadata names no env; pass --env")
     if not args.video:
-        print(json.dumps(run_episodes(policy, env_id, args.episodes, args.seed, not args.stochastic)))
+        print(json.dumps(run_episodes(policy, env_id, args.episodes, args.seed, not args.stochastic,
+                                      action_masks=args.action_masks)))
         return 0
     from keras_trpo_serving.video import VideoError, record_first_episode
 
     try:
         result, video = record_first_episode(
             env_id, args.video, lambda env: run_episodes(policy, env_id, args.episodes, args.seed,
-                                                         not args.stochastic, env=env))
+                                                         not args.stochastic, env=env, action_masks=args.action_masks))
     except VideoError as e:
         raise CliError(str(e)) from None
     except ImportError as e:  # gymnasium, for the env

@@ -15,7 +15,7 @@ from typing import Optional
 import numpy as np
 
 from keras_trpo_serving.errors import ModelLoadError, check_count, first_line
-from keras_trpo_serving.policy import DEFAULT_WARMUP, NOISE, ExportedPolicy
+from keras_trpo_serving.policy import ACTION_MASK, DEFAULT_WARMUP, NOISE, ExportedPolicy
 from keras_trpo_serving.spaces import parse_metadata
 from keras_trpo_serving.state import STATE_IN
 
@@ -126,7 +126,8 @@ class LiteRtPolicy(ExportedPolicy):
 
     def _resolve_signature(self) -> None:
         """The signature must match the contract (float inputs ``obs`` of shape ``[batch, *obs_shape]``,
-        or one per Dict key, and ``state_in [batch, S]`` for a recurrent policy; ``action`` and the
+        or one per Dict key, ``state_in [batch, S]`` for a recurrent policy, ``noise`` and
+        ``action_mask [batch, W]`` if the file has them; ``action`` and the
         distribution's parameters among the outputs); keep the tensor indices ``_invoke`` uses."""
         signatures = self.interpreter.get_signature_list()
         if SIGNATURE not in signatures:
@@ -156,6 +157,15 @@ class LiteRtPolicy(ExportedPolicy):
                 raise ModelLoadError(f"{self.path!r}: input 'noise' is {np.dtype(noise['dtype'])}{dims}, expected "
                                      f"float32[-1, {self.noise_shape[0]}]")
         self._check_noise_input(noise is not None, set(outputs))
+        mask = inputs.get(ACTION_MASK)
+        width = None
+        if mask is not None:
+            dims = [int(d) for d in mask["shape_signature"]]
+            if np.dtype(mask["dtype"]) != np.float32 or len(dims) != 2 or dims[0] != -1:
+                raise ModelLoadError(f"{self.path!r}: input {ACTION_MASK!r} is {np.dtype(mask['dtype'])}{dims}, "
+                                     "expected float32[-1, mask width]")
+            width = dims[1]
+        self._check_mask_input(width)
         # _invoke drives the interpreter's main graph directly (a signature runner resizes and
         # re-allocates on every call: 2.4x the latency); the signature must be that graph.
         self._in_index = {name: d["index"] for name, d in inputs.items()}

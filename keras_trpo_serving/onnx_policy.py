@@ -11,7 +11,7 @@ import numpy as np
 import onnxruntime as ort
 
 from keras_trpo_serving.errors import ModelLoadError, check_count, first_line
-from keras_trpo_serving.policy import DEFAULT_WARMUP, NOISE, ExportedPolicy
+from keras_trpo_serving.policy import ACTION_MASK, DEFAULT_WARMUP, NOISE, ExportedPolicy
 from keras_trpo_serving.spaces import parse_metadata
 from keras_trpo_serving.state import STATE_IN
 
@@ -121,8 +121,8 @@ class OnnxPolicy(ExportedPolicy):
 
     def _check_graph(self, param_names: Sequence[str]) -> None:
         """The graph must match the contract: float inputs shaped like the metadata says (``obs``,
-        or one per Dict key; ``state_in`` for a recurrent policy), and ``action`` plus the
-        distribution's parameters among the outputs (any order)."""
+        or one per Dict key; ``state_in`` for a recurrent policy; ``noise`` and ``action_mask`` if
+        the file has them), and ``action`` plus the distribution's parameters among the outputs (any order)."""
         inputs = self.session.get_inputs()
         names = sorted(i.name for i in inputs)
         outputs = {o.name for o in self.session.get_outputs()}
@@ -151,3 +151,10 @@ class OnnxPolicy(ExportedPolicy):
             raise ModelLoadError(f"{self.path!r}: input 'noise' is {noise.type} {noise.shape}, expected float "
                                  f"[batch, {self.noise_shape[0]}]")
         self._check_noise_input(noise is not None, outputs)
+        mask = next((i for i in inputs if i.name == ACTION_MASK), None)
+        dims = list(mask.shape or []) if mask is not None else []
+        if mask is not None and (mask.type != "tensor(float)" or len(dims) != 2):
+            raise ModelLoadError(f"{self.path!r}: input {ACTION_MASK!r} is {mask.type} {mask.shape}, expected float "
+                                 "[batch, mask width]")
+        # A symbolic width (a string or None) is -1: any; _check_mask_input compares a fixed one.
+        self._check_mask_input(None if mask is None else (dims[1] if isinstance(dims[1], int) else -1))

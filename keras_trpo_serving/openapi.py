@@ -24,7 +24,9 @@ _ERROR_STATUSES = {
     "422": "an observation of the wrong shape or not numbers (or a Discrete index out of range; a Dict "
            "observation's missing or unknown key); noise of the wrong length or with a batch of observations, or, "
            "for uniforms, outside [0, 1), or beyond float32; a recurrent state of the wrong shape or beyond float32, "
-           "or state rows or episode_start entries that do not match the batch",
+           "or state rows or episode_start entries that do not match the batch; an action_mask sent to a policy "
+           "exported without one, or of the wrong shape or nesting, with values other than 0/1 (or booleans), or "
+           "leaving no valid action (in a row, a MultiDiscrete sub-space or a MultiBinary bit)",
     "500": "inference failed",
     "503": "over --max-concurrency",
 }
@@ -95,6 +97,51 @@ def state_schema(size: int) -> dict:
     return dict(_nested(number, (size,)), description=f"the recurrent state (state_size {size}, float32)")
 
 
+_MASK_ENTRY = {"enum": [0, 1, False, True]}
+_VALID = {"enum": [1, True]}
+_MAX_POSITIONAL = 4096  # beyond this many schema cells, the per-group "something valid" rule is only described
+
+
+def mask_groups(space: Space, width: int) -> list[list[int]]:
+    """The entries of a mask of which at least one must be valid (sampling.py's layouts): all of them
+    for Discrete, each sub-space's for MultiDiscrete, each bit's pair for MultiBinary."""
+    if space.type == "MultiDiscrete":
+        ends = [int(e) for e in space.nvec.reshape(-1).cumsum()]
+        return [list(range(a, b)) for a, b in zip([0] + ends[:-1], ends)]
+    if space.type == "MultiBinary":
+        return [[2 * i, 2 * i + 1] for i in range(width // 2)]
+    return [list(range(width))]
+
+
+def mask_schema(space: Space, width: int) -> dict:
+    """One observation's action mask: ``width`` entries 0/1 (or booleans), at least one valid in each
+    group (``mask_groups``), so that every request the schema allows is answered with 200."""
+    groups = mask_groups(space, width)
+    schema: dict[str, Any] = dict(_nested(_MASK_ENTRY, (width,)))
+    if len(groups) == 1:
+        schema["contains"] = _VALID
+    elif sum(sum(g) + len(g) for g in groups) <= _MAX_POSITIONAL:
+        # "entry p is valid" is prefixItems [{} x p, valid]; a group needs any of its entries valid.
+        schema["allOf"] = [{"anyOf": [{"prefixItems": [{}] * p + [_VALID]} for p in g]} for g in groups]
+    what = {"MultiDiscrete": "the sub-spaces' entries concatenated, at least one valid per sub-space",
+            "MultiBinary": "two entries per bit, [may be 0, may be 1], at least one of each pair"}.get(
+        space.type, "one entry per action, at least one valid")
+    schema["description"] = f"1 (or true) = valid, 0 (or false) = invalid; {what}"
+    return schema
+
+
+def _add_mask(act_request: dict, width: int) -> None:
+    """A masked policy's request takes ``action_mask``, documented for one observation (as ``noise``):
+    JSON Schema cannot tie a batch's mask rows to its observations. The server also takes ``[B][W]``
+    with a batch of B observations (422 if the rows do not match)."""
+    act_request["properties"]["action_mask"] = {
+        "$ref": "#/components/schemas/ActionMask",
+        "description": f"which actions are valid for this observation ({width} entries); absent: all valid. For a "
+                       "batch (not in this schema) the server takes one row per observation, [B][W]"}
+    one = {"properties": {"obs": {"$ref": "#/components/schemas/Observation"}}}
+    act_request.setdefault("allOf", []).append({"if": {"required": ["action_mask"]}, "then": one})
+
+
 def _shape_text(space: Space) -> str:
     return str(list(space.spaces)) if space.spaces is not None else str(list(space.shape))
 
@@ -134,7 +181,8 @@ def _errors(*statuses: str) -> dict:
 
 
 def openapi_document(metadata: dict, observation_space: Space, action_space: Space, *, authenticated: bool,
-                     version: Optional[str] = None, noise_width: Optional[int] = None, state_size: int = 0) -> dict:
+                     version: Optional[str] = None, noise_width: Optional[int] = None, state_size: int = 0,
+                     mask_width: Optional[int] = None) -> dict:
     """The document GET /openapi.json serves; ``metadata`` is the policy's (GET /v1/metadata)."""
     env = metadata.get("env_id") or "unknown env"
     obs, act = observation_schema(observation_space), action_schema(action_space)
@@ -170,6 +218,8 @@ def openapi_document(metadata: dict, observation_space: Space, action_space: Spa
     }
     if state_size:
         _add_state(act_request, act_response)
+    if mask_width:
+        _add_mask(act_request, mask_width)
     metadata_schema = {
         "type": "object", "required": ["observation_space", "action_space", "distribution"],
         "properties": {"observation_space": {"type": "object"}, "action_space": {"type": "object"},
@@ -186,6 +236,8 @@ def openapi_document(metadata: dict, observation_space: Space, action_space: Spa
                             f"{action_space.type}{list(action_space.shape)}"
                             + (f", recurrent ({metadata.get('recurrent')}, state_size {state_size}: send the state "
                                "back with the next observation)" if state_size else "")
+                            + (f", masked (action_mask of {mask_width} entries: the action is a valid one; "
+                               "without a mask every action is valid)" if mask_width else "")
                             + ". Errors are JSON {\"error\": \"...\"}."),
             "x-keras-trpo-metadata": metadata,
         },
@@ -220,6 +272,7 @@ def openapi_document(metadata: dict, observation_space: Space, action_space: Spa
             "Observation": obs, "Action": act,
             "Noise": noise_schema(str(metadata.get("distribution")), noise_width or 1),
             **({"State": state_schema(state_size)} if state_size else {}),
+            **({"ActionMask": mask_schema(action_space, mask_width)} if mask_width else {}),
             "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
         }},
     }

@@ -10,13 +10,14 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from keras_trpo_serving.errors import InvalidNoise, InvalidState, ModelLoadError, check_count, first_line
+from keras_trpo_serving.errors import InvalidActionMask, InvalidNoise, InvalidState, ModelLoadError, check_count, first_line
 from keras_trpo_serving.observations import ObservationChecks, input_specs
-from keras_trpo_serving.sampling import check_noise, draw_noise, parse_noise_metadata, rule_for
+from keras_trpo_serving.sampling import check_noise, draw_noise, parse_mask_metadata, parse_noise_metadata, rule_for
 from keras_trpo_serving.spaces import ExportMetadata, Space
 from keras_trpo_serving.state import STATE_IN, STATE_OUT, check_state, episode_starts
 
 NOISE, SAMPLED_ACTION = "noise", "sampled_action"  # a stochastic export's input and output
+ACTION_MASK = "action_mask"  # a masked export's input (float32 [B, mask_width], 1 = valid) and its metadata key
 DEFAULT_WARMUP = 3
 _F32 = np.dtype(np.float32)
 
@@ -29,13 +30,20 @@ class ExportedPolicy(ObservationChecks):
     A subclass loads its file, calls ``_setup`` with the parsed metadata, sets ``_run`` (the
     runtime call: ``_run(output_names, feed)`` -> list of arrays, like onnxruntime's
     ``session.run``; ``feed`` maps input names to arrays: ``{"obs": x}``, one entry per key for
-    a Dict observation, plus ``"noise"`` for a stochastic file and ``"state_in"`` for a
-    recurrent one), ``_cast_action`` and ``samples_in_graph`` (``_check_noise_input``), then
-    calls ``_probe`` and ``_warm_up``.
+    a Dict observation, plus ``"noise"`` for a stochastic file, ``"state_in"`` for a recurrent
+    one and ``"action_mask"`` for a masked one), ``_cast_action``, ``samples_in_graph``
+    (``_check_noise_input``) and ``mask_width`` (``_check_mask_input``), then calls ``_probe`` and
+    ``_warm_up``.
 
     A recurrent policy (``is_recurrent``) takes and returns a state of ``state_size`` floats per
     observation: ``step`` is stateless (the caller keeps the state, as sb3's ``predict``); ``act``
     keeps the policy's own state and ``reset`` zeros it.
+
+    A masked policy (``mask_width`` not None: the file has an ``action_mask`` input) takes an optional
+    ``action_mask`` in ``act``/``step``: 0/1 or booleans, ``[mask_width]`` for one observation or
+    ``[B, mask_width]`` for a batch, in sb3-contrib's layout (``sampling_rule.mask_layout``); both the
+    deterministic and the sampled action are then among the valid ones. Without a mask every action
+    is valid (the file gets all ones, which gives exactly the unmasked policy's outputs).
     """
 
     def _setup(self, meta: ExportMetadata, seed: Optional[int]) -> None:
@@ -72,11 +80,15 @@ class ExportedPolicy(ObservationChecks):
         self.noise_shape: tuple[int, ...] = (self.sampling_rule.noise_width,)  # per observation
         self.samples_in_graph = False  # the file has the "noise" input and "sampled_action" output
         self._noise_meta = meta.raw.get(NOISE)
+        self.mask_width: Optional[int] = None  # entries of the file's action_mask input per observation (None: none)
+        self._mask_meta = meta.raw.get(ACTION_MASK)
+        self._ones1: Optional[np.ndarray] = None  # the all-valid mask of one observation, made once
 
     def __repr__(self) -> str:
         obs = (str(self.obs_shape) if self.obs_keys is None
                else "{" + ", ".join(f"{k}: {s.policy_input_shape}" for k, s in self._obs_spaces.items()) + "}")
         state = f", recurrent={self.recurrent}[{self.state_size}]" if self.is_recurrent else ""
+        state += f", action_mask[{self.mask_width}]" if self.mask_width else ""
         return (f"{type(self).__name__}({self.path!r}, env={self.metadata.get('env_id') or '?'}, obs={obs}, "
                 f"action={self.action_space.type}{list(self.action_space.shape)}, distribution={self.distribution}"
                 f"{self._repr_extra()}{state})")
@@ -93,8 +105,9 @@ class ExportedPolicy(ObservationChecks):
         return shapes
 
     def _check_input_names(self, names: Sequence[str], outputs: set) -> None:
-        """The graph's inputs (and ``state_out``) must be the ones the metadata implies."""
-        have, want = set(names) - {NOISE}, set(self._graph_inputs())
+        """The graph's inputs (and ``state_out``) must be the ones the metadata implies (``noise`` and
+        ``action_mask`` are checked by ``_check_noise_input`` and ``_check_mask_input``)."""
+        have, want = set(names) - {NOISE, ACTION_MASK}, set(self._graph_inputs())
         if have != want:
             hint = ""
             if STATE_IN in have and not self.is_recurrent:
@@ -102,7 +115,7 @@ class ExportedPolicy(ObservationChecks):
             elif STATE_IN in want and STATE_IN not in have:
                 hint = f"; its metadata says recurrent={self.recurrent!r} but it has no 'state_in' input"
             raise ModelLoadError(f"{self.path!r} should have the inputs {sorted(want)} (a stochastic export also has "
-                                 f"'noise'), has {sorted(names)}{hint}: it was not exported by keras-trpo's export")
+                                 f"'noise', a masked one 'action_mask'), has {sorted(names)}{hint}: it was not exported by keras-trpo's export")
         if self._declared_inputs and set(self._declared_inputs) != set(names):
             raise ModelLoadError(f"{self.path!r}: metadata inputs={','.join(self._declared_inputs)!r} but the graph's "
                                  f"inputs are {sorted(names)}")
@@ -129,14 +142,59 @@ class ExportedPolicy(ObservationChecks):
             raise ModelLoadError(f"{self.path!r} has a 'noise' input but no 'sampled_action' output")
         self.samples_in_graph = True
 
+    def _check_mask_input(self, width: Optional[int]) -> None:
+        """A file with an ``action_mask`` input (``width`` entries per observation; ``-1`` if the graph
+        leaves it open, None if it has no such input) must say so in its metadata, with this action
+        space's width (``sampling_rule.mask_width``); a file whose metadata describes a mask must have
+        the input. Then ``mask_width`` is set and ``act``/``step`` take ``action_mask``."""
+        try:
+            meta = parse_mask_metadata(self._mask_meta)
+        except (ValueError, KeyError, TypeError) as e:
+            raise ModelLoadError(f"{self.path!r}: metadata {ACTION_MASK!r} is not a mask description ({e})") from None
+        if width is None:
+            if meta is not None:
+                raise ModelLoadError(f"{self.path!r}: its metadata describes an {ACTION_MASK!r} input of {meta} entries "
+                                     "but the graph has no such input")
+            return
+        if meta is None:
+            raise ModelLoadError(f"{self.path!r} has an {ACTION_MASK!r} input but no {ACTION_MASK!r} metadata: it was "
+                                 "not written by keras-trpo's export")
+        want = self.sampling_rule.mask_width
+        if want is None:
+            raise ModelLoadError(f"{self.path!r} has an {ACTION_MASK!r} input but {self.distribution} actions cannot be "
+                                 "masked")
+        if meta != want or width not in (-1, want):
+            raise ModelLoadError(f"{self.path!r}: its {ACTION_MASK!r} input has {width} entries and its metadata says "
+                                 f"{meta}; a {self.action_space.type} action space takes {want} "
+                                 f"({self.sampling_rule.mask_layout})")
+        self.mask_width = want
+        self._ones1 = np.ones((1, want), _F32)
+
+    def checked_mask(self, action_mask: Any, rows: int) -> Optional[np.ndarray]:
+        """``action_mask`` for ``rows`` observations as the graph takes it: float32 ``[rows, mask_width]``
+        of 0 and 1, or None (no mask: every action valid). ``InvalidActionMask`` naming the problem for
+        a mask given to a policy without a mask input, or one of the wrong shape, with values other
+        than 0/1 (NaN included), or with no valid action in a row, sub-space or bit
+        (``SamplingRule.check_mask``, the one check)."""
+        if action_mask is None:
+            return None
+        if self.mask_width is None:
+            raise InvalidActionMask(f"this policy was exported without an {ACTION_MASK!r} input: it takes no action "
+                                    "mask (export a masked agent, or send none)")
+        return self.sampling_rule.check_mask(action_mask, rows).astype(_F32)
+
     def _feed(self, inputs: dict[str, np.ndarray], noise: Optional[np.ndarray] = None,
-              state: Optional[np.ndarray] = None) -> dict[str, np.ndarray]:
+              state: Optional[np.ndarray] = None, mask: Optional[np.ndarray] = None) -> dict[str, np.ndarray]:
         """The graph's inputs: a stochastic file takes noise even for its deterministic outputs
-        (which do not depend on it: zeros); a recurrent one its state."""
-        if not self.samples_in_graph and not self.is_recurrent:
+        (which do not depend on it: zeros); a recurrent one its state; a masked one its mask (all
+        ones, every action valid, if None)."""
+        if not self.samples_in_graph and not self.is_recurrent and self.mask_width is None:
             return inputs
         feed = dict(inputs)
         rows = len(next(iter(inputs.values())))
+        if self.mask_width is not None:
+            feed[ACTION_MASK] = mask if mask is not None else (
+                self._ones1 if rows == 1 else np.ones((rows, self.mask_width), _F32))
         if self.samples_in_graph:
             feed[NOISE] = noise if noise is not None else np.zeros((rows, *self.noise_shape), _F32)
         if self.is_recurrent:
@@ -199,7 +257,7 @@ class ExportedPolicy(ObservationChecks):
 
     # ------------------------------------------------------------------ acting
     def act(self, obs: Any, deterministic: bool = True, rng: Optional[np.random.Generator] = None,
-            noise: Any = None, *, episode_start: Any = None) -> Any:
+            noise: Any = None, *, episode_start: Any = None, action_mask: Any = None) -> Any:
         """One observation -> one action; a batch ``[B, *obs_shape]`` -> ``[B, *action_shape]``.
 
         A Dict observation is a mapping of every key to its array (one observation: each
@@ -223,30 +281,42 @@ class ExportedPolicy(ObservationChecks):
         belongs to one control loop: threads sharing a policy should each keep their own state
         with ``step`` (as the HTTP server does). A feed-forward policy ignores ``episode_start``.
 
+        ``action_mask`` (a masked policy only, ``mask_width`` not None): which actions are valid, 0/1
+        or booleans, ``[mask_width]`` for one observation or ``[B, mask_width]`` for a batch, laid out
+        as ``sampling_rule.mask_layout`` says (sb3-contrib's: one entry per action for Discrete, the
+        sub-spaces' entries concatenated for MultiDiscrete, ``[may be 0, may be 1]`` per bit for
+        MultiBinary). The action, deterministic or sampled, is then a valid one. None (the default)
+        means every action is valid: a masked file fed no mask gives exactly its unmasked outputs.
+
         Raises:
           InvalidObservation: wrong shape, non-numeric dtype, out-of-range Discrete value, a
             Dict observation's missing or unknown key; ``NonFiniteObservation`` (a subclass) for
             NaN or inf; ``InvalidNoise`` (a subclass) for noise of the wrong shape or dtype, NaN,
             uniforms outside [0, 1), or noise or rng with ``deterministic=True``; ``InvalidState``
-            (a subclass) for a batch of another size than the recurrent state's without ``reset``.
+            (a subclass) for a batch of another size than the recurrent state's without ``reset``;
+            ``InvalidActionMask`` (a subclass) for a mask given to a policy without a mask input, or
+            of the wrong shape, with values other than 0/1, or with nothing valid in a row
+            (a MultiDiscrete sub-space, a MultiBinary bit).
           TypeError: ``rng`` is not a ``numpy.random.Generator``.
         """
         if self._plain:  # feed-forward with one "obs" input: the common control loop, as short as it was
             x, single = self._array(obs, "obs")
+            mask = None if action_mask is None else self.checked_mask(action_mask, len(x))
             if deterministic and noise is None and rng is None and len(x):  # _compute's first branch, inlined
-                action = self._run(self._action_names, self._feed({"obs": x}))[0]
+                action = self._run(self._action_names, self._feed({"obs": x}, mask=mask))[0]
                 if self._cast_action:
                     action = action.astype(self._action_dtype)
                 return self.one(action) if single else action
-            action, _ = self._compute({"obs": x}, len(x), deterministic, rng, noise, None)
+            action, _ = self._compute({"obs": x}, len(x), deterministic, rng, noise, None, mask)
             return self.one(action) if single else action
         feed, rows, single = self._inputs(obs)
+        mask = self.checked_mask(action_mask, rows)
         if not self.is_recurrent:
-            action, _ = self._compute(feed, rows, deterministic, rng, noise, None)
+            action, _ = self._compute(feed, rows, deterministic, rng, noise, None, mask)
             return self.one(action) if single else action
         held = self._state
         if not rows:  # an empty batch: no state to use, and the held one (and its batch size) stays
-            return self._compute(feed, rows, deterministic, rng, noise, None)[0]
+            return self._compute(feed, rows, deterministic, rng, noise, None, mask)[0]
         if held is not None and len(held) != rows:
             raise InvalidState(f"this recurrent policy's state is for a batch of {len(held)} observation(s), this call "
                                f"has {rows}: call reset() before changing the batch size")
@@ -255,32 +325,34 @@ class ExportedPolicy(ObservationChecks):
         if starts is not None:
             state = state.copy()  # the runtimes never write into their inputs; this is the one place that would
             state[starts] = 0.0
-        action, self._state = self._compute(feed, rows, deterministic, rng, noise, state)
+        action, self._state = self._compute(feed, rows, deterministic, rng, noise, state, mask)
         return self.one(action) if single else action
 
     __call__ = act
 
     def step(self, obs: Any, state: Any = None, episode_start: Any = None, deterministic: bool = True,
-             rng: Optional[np.random.Generator] = None, noise: Any = None) -> tuple[Any, Optional[np.ndarray]]:
+             rng: Optional[np.random.Generator] = None, noise: Any = None, *,
+             action_mask: Any = None) -> tuple[Any, Optional[np.ndarray]]:
         """``(action, new_state)`` for ``obs`` from ``state``: stateless, like sb3's
         ``predict(obs, state, episode_start)``; safe to call from several threads.
 
         ``state`` is float32 ``[S]`` or ``[1, S]`` for one observation (the new state comes back as
         ``[S]``), ``[B, S]`` for a batch; None means zeros (an episode start). ``episode_start`` (a
-        bool, or one per row) zeros those rows first. ``deterministic``, ``rng`` and ``noise`` as
-        in ``act``. A feed-forward policy returns ``(action, None)`` and refuses a state.
+        bool, or one per row) zeros those rows first. ``deterministic``, ``rng``, ``noise`` and
+        ``action_mask`` as in ``act``. A feed-forward policy returns ``(action, None)`` and refuses a state.
 
         Raises: as ``act``; ``InvalidState`` for a state of the wrong shape or dtype, NaN or inf, a
         state given to a feed-forward policy, or an ``episode_start`` that does not fit the batch.
         """
         feed, rows, single = self._inputs(obs)
+        mask = self.checked_mask(action_mask, rows)
         if not self.is_recurrent:
             if state is not None:
                 raise InvalidState("this policy is feed-forward: it takes no state (pass state=None)")
-            action, _ = self._compute(feed, rows, deterministic, rng, noise, None)
+            action, _ = self._compute(feed, rows, deterministic, rng, noise, None, mask)
             return (self.one(action) if single else action), None
         s = self.checked_state(state, rows, single, episode_start)
-        action, new = self._compute(feed, rows, deterministic, rng, noise, s)
+        action, new = self._compute(feed, rows, deterministic, rng, noise, s, mask)
         return (self.one(action), new[0]) if single else (action, new)
 
     def checked_state(self, state: Any, rows: int, single: bool, episode_start: Any = None) -> np.ndarray:
@@ -304,26 +376,30 @@ class ExportedPolicy(ObservationChecks):
         self._state = None
 
     def _compute(self, feed: dict[str, np.ndarray], rows: int, deterministic: bool,
-                 rng: Optional[np.random.Generator], noise: Any,
-                 state: Optional[np.ndarray]) -> tuple[np.ndarray, Optional[np.ndarray]]:
-        """The actions for checked inputs, and the new state (None for a feed-forward policy)."""
+                 rng: Optional[np.random.Generator], noise: Any, state: Optional[np.ndarray],
+                 mask: Optional[np.ndarray] = None) -> tuple[np.ndarray, Optional[np.ndarray]]:
+        """The actions for checked inputs (``mask``: ``checked_mask``'s, or None), and the new state
+        (None for a feed-forward policy)."""
         if deterministic:
             if noise is not None or rng is not None:
                 raise InvalidNoise("noise and rng are for sampled actions: pass deterministic=False")
             if rows == 0:  # not every exported graph accepts an empty batch
                 return self._empty()
-            outs = self._run(self._det_run, self._feed(feed, None, state))
+            outs = self._run(self._det_run, self._feed(feed, None, state, mask))
             action = outs[0].astype(self._action_dtype) if self._cast_action else outs[0]
         else:
             z = self._noise(rows, rng, noise)
             if rows == 0:
                 return self._empty()
             if self.samples_in_graph:
-                outs = self._run(self._sample_run, self._feed(feed, z, state))
+                outs = self._run(self._sample_run, self._feed(feed, z, state, mask))
                 action = outs[0] if outs[0].dtype == self._action_dtype else outs[0].astype(self._action_dtype)
             else:
-                outs = self._run(self._param_run, self._feed(feed, None, state))
-                action = self.sampling_rule.contract_action(dict(zip(self._param_names, outs)), z)
+                # The rule applies the mask to the parameters whether or not the graph already has:
+                # masking a masked logit again changes nothing.
+                outs = self._run(self._param_run, self._feed(feed, None, state, mask))
+                valid = None if mask is None else mask > 0.5
+                action = self.sampling_rule.contract_action(dict(zip(self._param_names, outs)), z, valid)
         return action, (outs[-1] if self.is_recurrent else None)
 
     def _empty(self) -> tuple[np.ndarray, Optional[np.ndarray]]:
@@ -344,16 +420,19 @@ class ExportedPolicy(ObservationChecks):
         with self._rng_lock:
             return draw_noise(self._rng, self.noise_kind, rows, self.noise_shape[0])
 
-    def distribution_params(self, obs: Any, state: Any = None) -> dict[str, np.ndarray]:
+    def distribution_params(self, obs: Any, state: Any = None, *, action_mask: Any = None) -> dict[str, np.ndarray]:
         """The exported distribution parameters for a batch (or one observation, with a batch axis
         of 1): ``{"logits": ...}`` or ``{"mean": ..., "log_std": ...}``; a recurrent policy's from
-        ``state`` (as in ``step``; None: zeros)."""
+        ``state`` (as in ``step``; None: zeros); with ``action_mask`` (as in ``act``) the masked
+        distribution's (``SamplingRule.masked_params``: invalid actions' logits ``MASKED_LOGIT``)."""
         feed, rows, single = self._inputs(obs)
+        mask = self.checked_mask(action_mask, rows)
         if not self.is_recurrent:
             if state is not None:
                 raise InvalidState("this policy is feed-forward: it takes no state (pass state=None)")
-            return dict(zip(self._param_names, self._run(self._param_names, self._feed(feed))))
-        s = check_state(state, rows, self.state_size, single)
-        outs = self._run(self._param_run, self._feed(feed, None, s))
-        return dict(zip(self._param_names, outs))
-
+            outs = self._run(self._param_names, self._feed(feed, mask=mask))
+        else:
+            s = check_state(state, rows, self.state_size, single)
+            outs = self._run(self._param_run, self._feed(feed, None, s, mask))
+        params = dict(zip(self._param_names, outs))
+        return params if mask is None else dict(self.sampling_rule.masked_params(params, mask > 0.5))

@@ -16,6 +16,11 @@ Every observation must then be answered, also when the node falls behind: run th
 ``observation_qos.reliability reliable`` and a queue (``observation_qos.depth``) deeper than its
 backlog, and the bridge with ``--qos reliable``.
 
+With ``--action-mask-topic`` the env's action mask (its ``action_masks()`` method, else
+``info["action_mask"]``) is published there before each observation, for a node with the same
+``action_mask_topic``. Whenever the env gives masks, the record counts ``invalid_actions``: the actions
+the env's mask forbade.
+
 Before each episode the node's recurrent state is zeroed (``--reset``): through its Trigger service
 (``service``, acknowledged) or its episode_start topic (``topic``; the bridge waits until the node's
 status counts the reset, so no observation overtakes it), or not at all (``none``).
@@ -89,6 +94,10 @@ class Bridge:
         topic = args.observation_topic
         self.publishers = ({"obs": node.create_publisher(Float32MultiArray, topic, obs_qos)} if self.keys is None else
                            {k: node.create_publisher(Float32MultiArray, f"{topic}/{k}", obs_qos) for k in self.keys})
+        from keras_trpo_serving.action_masks import MaskSource
+        self.masks = MaskSource(env)
+        self.mask_publisher = (node.create_publisher(Float32MultiArray, args.action_mask_topic, obs_qos)
+                               if args.action_mask_topic else None)
         self.actions: list[tuple[int, np.ndarray, int]] = []  # (index, numbers, perf_counter_ns at receipt)
         self.received = 0
         self.action_sub = node.create_subscription(Float32MultiArray, args.action_topic, self._on_action,
@@ -121,7 +130,8 @@ class Bridge:
 
     def wait_for_node(self) -> None:
         """Until the node subscribes to every observation topic and publishes actions (and status)."""
-        ok = self.spin_until(lambda: all(p.get_subscription_count() for p in self.publishers.values())
+        ends = [*self.publishers.values(), *([self.mask_publisher] if self.mask_publisher else [])]
+        ok = self.spin_until(lambda: all(p.get_subscription_count() for p in ends)
                              and self.node.count_publishers(self.action_sub.topic_name) > 0, DISCOVERY_TIMEOUT_S)
         if not ok:
             raise BridgeError(f"no policy node on {[p.topic_name for p in self.publishers.values()]} -> "
@@ -146,7 +156,10 @@ class Bridge:
                                    self.args.action_timeout * RETRIES):
                 raise BridgeError("the node's status did not count the episode_start")
 
-    def publish(self, obs: Any) -> None:
+    def publish(self, obs: Any, mask: Any = None) -> None:
+        """The observation, after its mask (if there is a mask topic and the env gave one)."""
+        if self.mask_publisher is not None and mask is not None:
+            self.mask_publisher.publish(float32_multiarray(np.asarray(mask, np.float32), "action_mask"))
         if self.keys is None:
             self.publishers["obs"].publish(float32_multiarray(obs, "observation"))
         else:
@@ -169,21 +182,23 @@ def run(bridge: Bridge, args: argparse.Namespace) -> dict:
     """Play the episodes; the record ``main`` prints."""
     env = bridge.env
     rec: dict[str, Any] = {"env": args.env or args.env_entry, "seed": args.seed, "returns": [], "lengths": [],
-                           "episode": [], "actions": [], "rtt_us": [], "missed_deadlines": 0, "overruns": 0, "republished": 0}
+                           "episode": [], "actions": [], "rtt_us": [], "missed_deadlines": 0, "overruns": 0, "republished": 0,
+                           "invalid_actions": None}
     obs_rec: Any = [] if bridge.keys is None else {k: [] for k in bridge.keys}
     period_ns = int(1e9 / args.rate_hz) if args.rate_hz else 0
     index = 0
     for episode in range(args.episodes):
         if args.total_steps and index >= args.total_steps:
             break
-        obs, _ = env.reset(seed=args.seed + episode)
+        obs, info = env.reset(seed=args.seed + episode)
         bridge.reset_node()
         done, total, steps, held = False, 0.0, 0, None
         tick = time.perf_counter_ns()
         while not done and (not args.max_steps or steps < args.max_steps) and not (
                 args.total_steps and index >= args.total_steps):
+            mask = bridge.masks(info)  # the env's mask for this step's action, or None
             sent = time.perf_counter_ns()
-            bridge.publish(obs)
+            bridge.publish(obs, mask)
             if period_ns:
                 got = bridge.action_for(index, max(0.0, (tick + period_ns - time.perf_counter_ns()) / 1e9))
                 if got is None:
@@ -198,7 +213,7 @@ def run(bridge: Bridge, args: argparse.Namespace) -> dict:
                         break
                     rec["republished"] += 1
                     sent = time.perf_counter_ns()
-                    bridge.publish(obs)
+                    bridge.publish(obs, mask)
             if got is None and held is None:
                 raise BridgeError(f"no action for observation {index} (episode {episode}, step {steps}) within "
                                   f"{args.action_timeout * RETRIES:g} s")
@@ -213,7 +228,12 @@ def run(bridge: Bridge, args: argparse.Namespace) -> dict:
                     obs_rec[k].append(np.asarray(obs[k], np.float32).tolist())
             rec["episode"].append(episode)
             rec["actions"].append(held.tolist())
-            obs, reward, terminated, truncated, _ = env.step(env_action(held, env.action_space))
+            action = env_action(held, env.action_space)
+            if mask is not None:
+                from keras_trpo_serving.invalid_actions import forbidden
+                bad = bool(forbidden(env.action_space, np.asarray(action)[None], np.asarray(mask, bool)[None])[0])
+                rec["invalid_actions"] = (rec["invalid_actions"] or 0) + bad
+            obs, reward, terminated, truncated, info = env.step(action)
             total += float(reward)
             steps += 1
             index += 1
@@ -253,6 +273,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--observation-topic", default="observation")
     p.add_argument("--action-topic", default="action")
     p.add_argument("--episode-start-topic", default="episode_start")
+    p.add_argument("--action-mask-topic", default="",
+                   help="publish the env's action mask there before each observation (default: none)")
     p.add_argument("--qos", choices=("best_effort", "reliable"), default="best_effort",
                    help="the observation publishers' reliability (default best_effort)")
     p.add_argument("--action-timeout", type=float, default=1.0,

@@ -14,6 +14,12 @@ first, it publishes ``safe_action`` instead (on every timer tick; without a time
 deadline) or nothing, says so once in the log and at once on the status topic, and says so again
 when fresh observations are back.
 
+Action masks: with ``action_mask_topic`` set, a masked policy's mask (std_msgs/msg/Float32MultiArray,
+``policy.mask_width`` entries of 1 valid / 0 invalid) is one more input, like a Dict policy's keys:
+the node acts once the observation(s) and the mask are new (or on the timer with the latest of
+each), never on one older than the deadline; a bad mask is dropped (``invalid_mask``). Without the
+topic a masked policy treats every action as valid.
+
 Recurrent state: kept in the node; zeroed by the ``reset_service`` (std_srvs/srv/Trigger) and by a
 true ``episode_start`` (std_msgs/msg/Bool), both before the next action.
 
@@ -45,16 +51,31 @@ from rclpy.node import Node
 from std_msgs.msg import Bool, String
 from std_srvs.srv import Trigger
 
-from keras_trpo_serving.errors import ServingError
+from keras_trpo_serving.errors import InvalidActionMask, ServingError
 from keras_trpo_serving.ros2 import qos
 from keras_trpo_serving.ros2.latency import LatencyWindow
 from keras_trpo_serving.ros2.messages import (ActionEncoder, BadMessage, ObservationDecoder, message_class,
                                               metadata_joint_names, stamp_ns)
-from keras_trpo_serving.ros2.parameters import JOINT_STATE, NodeSettings, SettingsError, declare_parameters
+from keras_trpo_serving.ros2.parameters import (FLOAT32_MULTIARRAY, JOINT_STATE, NodeSettings, SettingsError,
+                                                declare_parameters)
 from keras_trpo_serving.ros2.ratelimit import RateLimitedLog
 from keras_trpo_serving.ros2.safety import checked_safe_action, clip_action
 
 WAITING, OK, STALE = "waiting", "ok", "stale"
+MASK = "<action_mask>"  # the mask's key among the node's inputs (no observation key has angle brackets)
+
+
+class MaskDecoder:
+    """A Float32MultiArray -> the policy's checked mask (float32 ``[1, W]``), or ``BadMessage``."""
+
+    def __init__(self, policy: Any):
+        self.policy = policy
+
+    def decode(self, msg: Any) -> np.ndarray:
+        try:
+            return self.policy.checked_mask(np.asarray(msg.data, np.float32), 1)
+        except InvalidActionMask as e:
+            raise BadMessage("invalid_mask", str(e)) from None
 MIN_WATCHDOG_S = 0.002  # the staleness check without a control timer: every quarter deadline, at most 500 Hz
 
 
@@ -93,7 +114,13 @@ class PolicyNode(Node):
             self._decoders = self._make_decoders(joints)
         except ValueError as e:
             raise SettingsError(str(e)) from None
-        self._keys = tuple(self._decoders)
+        self._obs_keys = tuple(self._decoders)
+        if s.action_mask_topic:
+            if policy.mask_width is None:
+                raise SettingsError(f"parameter action_mask_topic is set but {policy} has no action_mask input (it was "
+                                    "exported without masks)")
+            self._decoders[MASK] = MaskDecoder(policy)
+        self._keys = tuple(self._decoders)  # the observation keys, then the mask's
         self._latest: dict[str, tuple[Any, int, int]] = {}  # key -> (value, monotonic ns, system ns at receipt)
         self._fresh: set[str] = set()  # keys with an observation newer than the last action
         self.state = WAITING
@@ -110,21 +137,27 @@ class PolicyNode(Node):
         obs_class = message_class(s.observation_type)
         self._topics: dict[str, str] = {}
         self.observation_publishers: dict[str, int] = {}  # resolved topic -> publishers matched (not just discovered)
+        self._types: dict[str, str] = {}  # resolved topic -> the message type it takes
         for key in self._keys:
-            topic = s.observation_topic if policy.obs_keys is None else f"{s.observation_topic}/{key}"
+            if key == MASK:
+                topic, msg_class, type_name = s.action_mask_topic, message_class(FLOAT32_MULTIARRAY), FLOAT32_MULTIARRAY
+            else:
+                topic = s.observation_topic if policy.obs_keys is None else f"{s.observation_topic}/{key}"
+                msg_class, type_name = obs_class, s.observation_type
             events = SubscriptionEventCallbacks(
                 incompatible_qos=functools.partial(self._on_incompatible_qos, topic),
                 matched=functools.partial(self._on_matched, topic))
-            self.create_subscription(obs_class, topic, functools.partial(self._on_observation, key), obs_qos,
+            self.create_subscription(msg_class, topic, functools.partial(self._on_observation, key), obs_qos,
                                      event_callbacks=events)
             self._topics[key] = self.resolve_topic_name(topic)
+            self._types[self._topics[key]] = type_name
         self.create_subscription(Bool, s.episode_start_topic, self._on_episode_start, qos.control_profile())
         self.create_service(Trigger, s.reset_service, self._on_reset)
         if s.rate_hz > 0:
             self.create_timer(1.0 / s.rate_hz, self._on_tick)
         else:
             self.create_timer(max(MIN_WATCHDOG_S, s.deadline_ms / 4e3), self._on_watchdog)
-        self._observation_type_name, self._wrong_types = s.observation_type, set()
+        self._wrong_types: set = set()
         self.create_timer(s.status_period_s, self._on_status_timer)
         self.log.info(f"{policy} on {sorted(self._topics.values())} -> {self._publisher.topic_name}; "
                       f"{'every observation' if s.rate_hz <= 0 else f'{s.rate_hz:g} Hz'}, deadline {s.deadline_ms:g} ms, "
@@ -185,13 +218,13 @@ class PolicyNode(Node):
         for topic in self._topics.values():
             for info in self.get_publishers_info_by_topic(topic):
                 gid = bytes(info.endpoint_gid)
-                if info.topic_type != self._observation_type_name and gid not in self._wrong_types:
+                if info.topic_type != self._types[topic] and gid not in self._wrong_types:
                     self._wrong_types.add(gid)
                     self.dropped["wrong_type"] = self.dropped.get("wrong_type", 0) + 1
                     who = f"{info.node_namespace.rstrip('/')}/{info.node_name}"
                     who = "a publisher" if "UNKNOWN" in who else f"node {who}"  # a node not yet (fully) discovered
                     self.warnings.warn("wrong_type", f"{who} publishes {info.topic_type} on {topic}, which takes "
-                                                     f"{self._observation_type_name}: nothing is received from it")
+                                                     f"{self._types[topic]}: nothing is received from it")
 
     def _on_matched(self, topic: str, info: Any) -> None:
         name = self.resolve_topic_name(topic)
@@ -238,12 +271,13 @@ class PolicyNode(Node):
 
     def _act(self) -> None:
         latest = self._latest
-        obs = latest["obs"][0] if self.policy.obs_keys is None else {k: latest[k][0] for k in self._keys}
+        obs = latest["obs"][0] if self.policy.obs_keys is None else {k: latest[k][0] for k in self._obs_keys}
+        mask = latest[MASK][0] if MASK in latest else None
         newest = max(received for _, _, received in latest.values())
         self._fresh.clear()
         t0 = time.perf_counter_ns()
         try:
-            action = self.policy.act(obs, deterministic=self._deterministic)
+            action = self.policy.act(obs, deterministic=self._deterministic, action_mask=mask)
         except ServingError as e:  # InvalidObservation: a Discrete value out of range, ...
             self._drop("invalid", f"dropped an observation the policy refuses: {e}")
             return

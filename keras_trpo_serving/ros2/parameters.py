@@ -58,6 +58,10 @@ PARAMETERS: tuple[Param, ...] = (
           "position, velocity or effort"),
     Param("episode_start_topic", "episode_start",
           "std_msgs/msg/Bool topic; true zeros a recurrent policy's state before its next action"),
+    Param("action_mask_topic", "", "a masked policy (one exported with an action_mask input) only: the "
+                                   "std_msgs/msg/Float32MultiArray topic of the action mask (1 valid, 0 invalid, the "
+                                   "export's layout), then an input like the observations: each action waits for a "
+                                   "new mask, and a stale one is not acted on; empty: no mask, every action valid"),
     Param("reset_service", "~/reset", "std_srvs/srv/Trigger service that zeros a recurrent policy's state"),
     Param("status_topic", "~/status", "std_msgs/msg/String topic carrying the node's status as JSON"),
     Param("rate_hz", 0.0, "0: act on every observation message; > 0: act on a timer at this rate with the "
@@ -141,6 +145,7 @@ class NodeSettings:
     observation_joint_fields: tuple[str, ...] = ("position", "velocity")
     action_joint_field: str = "position"
     episode_start_topic: str = "episode_start"
+    action_mask_topic: str = ""
     reset_service: str = "~/reset"
     status_topic: str = "~/status"
     rate_hz: float = 0.0
@@ -178,6 +183,7 @@ class NodeSettings:
             raise SettingsError(f"parameter(s) {empty} must not be empty")
         return cls(
             model=_text("model", v["model"]), **topics,
+            action_mask_topic=_text("action_mask_topic", v["action_mask_topic"]),
             observation_type=_text("observation_type", v["observation_type"], MESSAGE_TYPE_NAMES),
             action_type=_text("action_type", v["action_type"], MESSAGE_TYPE_NAMES),
             joint_names=_strings("joint_names", v["joint_names"]),

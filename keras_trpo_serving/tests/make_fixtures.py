@@ -3,6 +3,7 @@
     python -m venv /tmp/onnxgen && /tmp/onnxgen/bin/pip install onnx numpy
     /tmp/onnxgen/bin/python keras_trpo_serving/tests/make_fixtures.py
     /tmp/onnxgen/bin/python keras_trpo_serving/tests/make_fixtures.py --stateful   # stateful_*.onnx only
+    .venv/bin/python keras_trpo_serving/tests/make_fixtures.py --masked            # masked_*.onnx only (from the repo root)
 
 Writes keras_trpo_serving/tests/fixtures/linear_*.onnx (committed) and linear_weights.json with their weights,
 which the tests use to compute the expected outputs in NumPy. Each policy is one linear
@@ -11,6 +12,9 @@ the bounds, ...), with the export's metadata_props. Also a few broken files (no 
 wrong input name, missing output, metadata that disagrees with the graph) for the error
 tests. ``--stateful`` writes stateful_*.onnx and stateful_weights.json instead: policies with
 the recurrent (``state_in``/``state_out``) and Dict-observation (one input per key) contract.
+``--masked`` writes masked_*.onnx and masked_weights.json: policies with the ``action_mask`` input
+(issue 29; float32 ``[batch, W]``, 1 = valid, sampling.py's layouts and masked logits) for Taxi-v4's
+spaces, a MultiDiscrete, a MultiBinary and a recurrent policy, and broken ones.
 serving's own venv has no ``onnx``: this script is run once, elsewhere.
 
 (The fixtures without the ``linear_`` prefix come from the real exporter, see
@@ -21,6 +25,8 @@ from __future__ import annotations
 import json
 import os
 
+import sys
+
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
@@ -30,6 +36,7 @@ OUT = os.path.join(HERE, "fixtures")
 OPSET = 17
 IR_VERSION = 8  # opset 17 needs IR >= 8; older onnxruntime releases refuse newer IR versions
 F32, I64, I8 = TensorProto.FLOAT, TensorProto.INT64, TensorProto.INT8
+sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))  # the masked files' metadata comes from sampling.py
 
 
 def box(shape, low, high, dtype="float32") -> dict:
@@ -301,7 +308,167 @@ def main() -> None:
     print(f"wrote {path}")
 
 
-if __name__ == "__main__":
-    import sys
+# ----------------------------------------------------------------------------- masked policies (issue 29)
+def _mask_input(width: int) -> onnx.ValueInfoProto:
+    return helper.make_tensor_value_info("action_mask", F32, ["batch", width])
 
-    stateful_main() if sys.argv[1:] == ["--stateful"] else main()
+
+def _masked_logits_nodes(src: str, out: str) -> list:
+    """``out = where(action_mask > 0.5, src, MASKED_LOGIT)``: sampling.py's ``masked_logits`` (categoricals)."""
+    return [helper.make_node("Greater", ["action_mask", "half"], ["valid"]),
+            helper.make_node("Where", ["valid", src, "masked_logit"], [out])]
+
+
+def _mask_consts() -> dict:
+    from keras_trpo_serving.sampling import FORCED_LOGIT, MASKED_LOGIT
+    return {"half": np.array(0.5, np.float32), "masked_logit": np.array(MASKED_LOGIT, np.float32),
+            "forced_logit": np.array(FORCED_LOGIT, np.float32), "neg_forced_logit": np.array(-FORCED_LOGIT, np.float32)}
+
+
+def _gumbel_nodes(scores: str, out: str) -> list:
+    """``out = argmax(scores - log(-log(noise + eps) + eps))``: the contract's Gumbel-max."""
+    return [helper.make_node("Add", ["noise", "eps"], ["u1"]), helper.make_node("Log", ["u1"], ["l1"]),
+            helper.make_node("Neg", ["l1"], ["nl1"]), helper.make_node("Add", ["nl1", "eps"], ["u2"]),
+            helper.make_node("Log", ["u2"], ["gumbel_neg"]), helper.make_node("Sub", [scores, "gumbel_neg"], ["perturbed"]),
+            helper.make_node("ArgMax", ["perturbed"], [out], axis=1, keepdims=0)]
+
+
+def _mask_meta(rule) -> str:
+    from keras_trpo_serving.sampling import mask_metadata
+    return mask_metadata(rule)
+
+
+def _noise_meta(width: int) -> str:
+    from keras_trpo_serving.sampling import noise_metadata
+    return noise_metadata("uniform", width)
+
+
+def masked_taxi(rng):
+    """Taxi-v4's spaces, Discrete(500) -> Discrete(6): logits = table[obs] (one row per state), masked;
+    ``action`` its argmax, ``sampled_action`` Gumbel-max with the ``noise`` input. The raw logits are
+    the ``logits`` output (serving masks them itself when it samples in NumPy)."""
+    from keras_trpo_serving.sampling import CategoricalRule
+    table = rng.normal(size=(500, 6)).astype(np.float32)
+    nodes = [helper.make_node("Cast", ["obs"], ["index"], to=I64),
+             helper.make_node("Gather", ["table", "index"], ["logits"], axis=0),
+             *_masked_logits_nodes("logits", "masked"),
+             helper.make_node("ArgMax", ["masked"], ["action"], axis=1, keepdims=0),
+             *_gumbel_nodes("masked", "sampled_action")]
+    inits = {"table": table, "eps": np.array(1e-20, np.float32), **_mask_consts()}
+    inputs = [helper.make_tensor_value_info("obs", F32, ["batch"]), _mask_input(6),
+              helper.make_tensor_value_info("noise", F32, ["batch", 6])]
+    outs = [helper.make_tensor_value_info("action", I64, ["batch"]),
+            helper.make_tensor_value_info("logits", F32, ["batch", 6]),
+            helper.make_tensor_value_info("sampled_action", I64, ["batch"])]
+    props = metadata({"type": "Discrete", "n": 500}, {"type": "Discrete", "n": 6}, "categorical", env_id="Taxi-v4",
+                     noise=_noise_meta(6), action_mask=_mask_meta(CategoricalRule(6)),
+                     inputs="obs,action_mask,noise", outputs="action,logits,sampled_action")
+    return nodes, inputs, outs, inits, props, {"table": table}
+
+
+def masked_multidiscrete(rng):
+    """Box(3) -> MultiDiscrete([3, 2], start=[1, -1]) with a mask of 3 + 2 entries; no noise input
+    (serving samples in NumPy from the logits and the mask)."""
+    from keras_trpo_serving.sampling import MultiCategoricalRule
+    nodes, w = linear(3, 5, rng)
+    nodes += [helper.make_node("Identity", ["z"], ["logits"]), *_masked_logits_nodes("z", "zm"),
+              helper.make_node("Slice", ["zm", "s0", "e0", "ax"], ["z0"]),
+              helper.make_node("Slice", ["zm", "s1", "e1", "ax"], ["z1"]),
+              helper.make_node("ArgMax", ["z0"], ["a0"], axis=1, keepdims=1),
+              helper.make_node("ArgMax", ["z1"], ["a1"], axis=1, keepdims=1),
+              helper.make_node("Concat", ["a0", "a1"], ["acat"], axis=1),
+              helper.make_node("Add", ["acat", "start"], ["action"])]
+    i64 = lambda *v: np.array(v, np.int64)  # noqa: E731
+    inits = {**w, "s0": i64(0), "e0": i64(3), "s1": i64(3), "e1": i64(5), "ax": i64(1), "start": i64(1, -1),
+             **_mask_consts()}
+    outs = [helper.make_tensor_value_info("action", I64, ["batch", 2]),
+            helper.make_tensor_value_info("logits", F32, ["batch", 5])]
+    rule = MultiCategoricalRule(np.array([3, 2]), np.array([1, -1]), (2,))
+    props = metadata(box([3], -1, 1), {"type": "MultiDiscrete", "nvec": [3, 2], "start": [1, -1]},
+                     "multi_categorical", action_mask=_mask_meta(rule))
+    return nodes, [obs_input([3]), _mask_input(5)], outs, inits, props, w
+
+
+def masked_multibinary(rng):
+    """Box(2, 3) -> MultiBinary(4), a mask of two entries per bit ([may be 0, may be 1]): a bit that
+    must be 1 gets FORCED_LOGIT, one that must be 0 -FORCED_LOGIT; ``sampled_action`` is
+    ``logistic(noise) < masked logit``, then the forced bits set whatever the noise (sampling.py)."""
+    from keras_trpo_serving.sampling import BernoulliRule
+    nodes, w = linear(6, 4, rng, flatten=True)
+    nodes += [helper.make_node("Identity", ["z"], ["logits"]),
+              helper.make_node("Greater", ["action_mask", "half"], ["valid"]),
+              helper.make_node("Slice", ["valid", "i0", "iw", "ax", "two"], ["may0"]),
+              helper.make_node("Slice", ["valid", "i1", "iw", "ax", "two"], ["may1"]),
+              helper.make_node("Not", ["may0"], ["not0"]), helper.make_node("Not", ["may1"], ["not1"]),
+              helper.make_node("And", ["may1", "not0"], ["one"]), helper.make_node("And", ["may0", "not1"], ["zero"]),
+              helper.make_node("Where", ["zero", "neg_forced_logit", "z"], ["z_zero"]),
+              helper.make_node("Where", ["one", "forced_logit", "z_zero"], ["zm"]),
+              helper.make_node("Greater", ["zm", "zero_f"], ["pos"]),
+              helper.make_node("Cast", ["pos"], ["action"], to=I8),
+              helper.make_node("Log", ["noise"], ["lu"]), helper.make_node("Sub", ["one_f", "noise"], ["omu"]),
+              helper.make_node("Log", ["omu"], ["lomu"]), helper.make_node("Sub", ["lu", "lomu"], ["logistic"]),
+              helper.make_node("Less", ["logistic", "zm"], ["drawn"]),
+              helper.make_node("Or", ["drawn", "one"], ["drawn1"]), helper.make_node("Not", ["zero"], ["notzero"]),
+              helper.make_node("And", ["drawn1", "notzero"], ["bits"]),
+              helper.make_node("Cast", ["bits"], ["sampled_action"], to=I8)]
+    i64 = lambda *v: np.array(v, np.int64)  # noqa: E731
+    inits = {**w, "zero_f": np.array(0.0, np.float32), "one_f": np.array(1.0, np.float32),
+             "i0": i64(0), "i1": i64(1), "iw": i64(8), "ax": i64(1), "two": i64(2), **_mask_consts()}
+    inputs = [obs_input([2, 3]), _mask_input(8), helper.make_tensor_value_info("noise", F32, ["batch", 4])]
+    outs = [helper.make_tensor_value_info("action", I8, ["batch", 4]),
+            helper.make_tensor_value_info("logits", F32, ["batch", 4]),
+            helper.make_tensor_value_info("sampled_action", I8, ["batch", 4])]
+    props = metadata(box([2, 3], -5, 5), {"type": "MultiBinary", "n": 4}, "bernoulli",
+                     noise=_noise_meta(4), action_mask=_mask_meta(BernoulliRule((4,))))
+    return nodes, inputs, outs, inits, props, w
+
+
+def masked_recurrent(rng, s: int = 4):
+    """``recurrent`` (Box(3) + state -> Discrete(3)) with a mask of 3 entries: inputs obs, action_mask,
+    state_in, in the contract's order."""
+    from keras_trpo_serving.sampling import CategoricalRule
+    nodes, inputs, outs, w, props, _ = recurrent(rng, s)
+    nodes = nodes[:-1] + [*_masked_logits_nodes("logits", "masked"),
+                          helper.make_node("ArgMax", ["masked"], ["action"], axis=1, keepdims=0)]
+    inputs = [inputs[0], _mask_input(3), inputs[1]]
+    props = stateful_meta(box([3], -5, 5), {"type": "Discrete", "n": 3}, "categorical",
+                          ["obs", "action_mask", "state_in"], ["action", "logits", "state_out"], s,
+                          action_mask=_mask_meta(CategoricalRule(3)))
+    return nodes, inputs, outs, {**w, **_mask_consts()}, props, w
+
+
+def masked_broken(rng) -> dict:
+    """A mask input without its metadata, metadata of another width, metadata without the input."""
+    nodes, inputs, outs, inits, props, _ = masked_multidiscrete(rng)
+    from keras_trpo_serving.sampling import CategoricalRule
+    plain = discrete(np.random.default_rng(1))
+    return {"masked_broken_no_metadata": (nodes, inputs, outs, inits, {k: v for k, v in props.items() if k != "action_mask"}),
+            "masked_broken_width": (nodes, inputs, outs, inits, {**props, "action_mask": _mask_meta(CategoricalRule(4))}),
+            "masked_broken_no_input": plain[:4] + ({**plain[4], "action_mask": _mask_meta(CategoricalRule(2))},)}
+
+
+def masked_main() -> None:
+    """masked_*.onnx and masked_weights.json."""
+    weights: dict[str, np.ndarray] = {}
+    specs = {"masked_taxi": masked_taxi(np.random.default_rng(21)),
+             "masked_multidiscrete": masked_multidiscrete(np.random.default_rng(22)),
+             "masked_multibinary": masked_multibinary(np.random.default_rng(23)),
+             "masked_recurrent": masked_recurrent(np.random.default_rng(24))}
+    for name, (nodes, inputs, outputs, inits, props, w) in specs.items():
+        path = os.path.join(OUT, f"{name}.onnx")
+        onnx.save(model(name, nodes, inputs, outputs, inits, props), path)
+        weights.update({f"{name}.{k}": v for k, v in w.items()})
+        print(f"wrote {path} ({os.path.getsize(path)} bytes)")
+    for name, (nodes, inputs, outputs, inits, props) in masked_broken(np.random.default_rng(22)).items():
+        path = os.path.join(OUT, f"{name}.onnx")
+        onnx.save(model(name, nodes, inputs, outputs, inits, props), path)
+        print(f"wrote {path}")
+    path = os.path.join(OUT, "masked_weights.json")
+    with open(path, "w") as f:
+        json.dump({k: {"dtype": str(v.dtype), "value": v.tolist()} for k, v in sorted(weights.items())}, f, indent=0)
+        f.write("\n")
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    {"--stateful": stateful_main, "--masked": masked_main}.get(sys.argv[1] if sys.argv[1:] else "", main)()

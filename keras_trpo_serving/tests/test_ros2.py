@@ -293,6 +293,30 @@ def test_recurrent_dict_policy_through_per_key_topics(ros):
     np.testing.assert_allclose(record["returns"], ref["returns"], rtol=1e-4)
 
 
+def test_taxi_with_the_envs_action_masks_on_a_mask_topic_takes_no_invalid_action(ros):
+    """A masked export (tests/make_masked_serving_fixtures.py) with action_mask_topic: the bridge publishes
+    Taxi-v4's info["action_mask"] before each observation, the node acts under it, and every action
+    is the policy's for that observation and mask, none of them invalid."""
+    model = fixture("export_masked_taxi.onnx")
+    ros.node(model, "--action-mask-topic", "action_mask")
+    record = ros.bridge_result(ros.bridge("--env", "Taxi-v4", "--episodes", "3", "--reset", "none",
+                                          "--action-mask-topic", "action_mask"), 300)
+    assert record["invalid_actions"] == 0 and sum(record["lengths"]) == len(record["actions"]) > 100
+    policy = OnnxPolicy(model)
+    env = make_env("Taxi-v4", None, {}, ())
+    want = []
+    for i in range(3):  # the same episodes in-process, with the env's masks
+        obs, info = env.reset(seed=10_000 + i)
+        done = False
+        while not done:
+            want.append(policy.act(obs, action_mask=info["action_mask"]))
+            obs, _, terminated, truncated, info = env.step(want[-1])
+            done = terminated or truncated
+    np.testing.assert_array_equal(np.asarray(record["actions"])[:, 0], want)
+    status = ros.probe.status(lambda s: s["actions"] >= len(want))
+    assert status["dropped"] == {}
+
+
 # ---------------------------------------------------------------------------------------- safety
 def test_killed_bridge_the_node_stops_acting_within_the_deadline_and_says_so(ros):
     deadline_ms = 150
@@ -550,6 +574,7 @@ def test_reset_service_and_parameters_as_ros_tools_see_them(ros):
     (("--model", fixture("linear_discrete.onnx"), "--safe-action", "5"), "outside the Discrete action space"),
     (("--model", fixture("linear_discrete.onnx"), "--deadline-ms", "0"), "parameter deadline_ms must be > 0"),
     (("--model", fixture("linear_discrete.onnx"), "--observation-type", "Twist"), "parameter observation_type"),
+    (("--model", fixture("linear_discrete.onnx"), "--action-mask-topic", "mask"), "has no action_mask input"),
 ])
 def test_bad_settings_fail_at_start_with_a_clear_error(flags, message):
     out = subprocess.run([sys.executable, "-m", "keras_trpo_serving", "ros2", *flags], cwd=ROOT, capture_output=True,

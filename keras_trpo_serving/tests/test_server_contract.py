@@ -40,7 +40,11 @@ def test_openapi_document_has_the_policys_shapes(name, obs_schema, action_schema
 @pytest.mark.skipif(not SCHEMATHESIS, reason="schemathesis is not installed (pip install schemathesis)")
 @pytest.mark.parametrize("name, token", [("gaussian", None), ("multidiscrete", "s3cret"), ("discrete_obs", None),
                                          ("stochastic_discrete", None), ("stateful_recurrent_dict", None),
-                                         ("stateful_recurrent", "s3cret"), ("recurrent_pointgoal", None)])
+                                         ("stateful_recurrent", "s3cret"), ("recurrent_pointgoal", None),
+                                         # action masks (issue 29): per sub-space / per bit "something valid" in the schema
+                                         ("masked_taxi", None), ("masked_multidiscrete", None),
+                                         ("masked_multibinary", "s3cret"), ("masked_recurrent", None),
+                                         ("export_masked_joints_gru", None)])
 def test_schemathesis_finds_no_5xx_and_no_schema_violation(name, token, tmp_path):
     with running(make_server(OnnxPolicy(fixture_path(name)), "127.0.0.1", 0, token=token,
                              max_body_bytes=1 << 16)) as srv:
