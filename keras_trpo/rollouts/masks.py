@@ -13,7 +13,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from keras_trpo_serving.errors import InvalidActionMask
-from keras_trpo_serving.sampling import BernoulliRule, CategoricalRule, MultiCategoricalRule, SamplingRule
+from keras_trpo_serving.sampling import SamplingRule
 
 
 def check_env_masks(rule: SamplingRule, masks: Sequence[Any], first_env: int, when: str) -> Optional[np.ndarray]:
@@ -55,18 +55,9 @@ def _one_row(message: str) -> str:
 
 def allowed(rule: SamplingRule, actions: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """bool ``[B]``: whether each stored-form action (``[B]`` class indices, ``[B, k]`` MultiDiscrete
-    indices or ``[B, n]`` bits) is one the mask ``[B, mask_width]`` allows; an action with one forbidden
-    sub-action or bit is forbidden."""
-    rows = np.arange(len(mask))[:, None]
-    if isinstance(rule, CategoricalRule):
-        return mask[rows[:, 0], np.asarray(actions).reshape(-1)]
-    if isinstance(rule, MultiCategoricalRule):
-        offsets = np.concatenate([[0], np.cumsum(rule.nvec)[:-1]]).astype(np.int64)
-        return mask[rows, offsets + np.asarray(actions, np.int64).reshape(len(mask), -1)].all(axis=1)
-    if isinstance(rule, BernoulliRule):
-        bits = np.asarray(actions, np.int64).reshape(len(mask), -1)
-        return mask[rows, 2 * np.arange(bits.shape[1]) + bits].all(axis=1)
-    raise InvalidActionMask(f"{rule.distribution} actions cannot be masked")
+    indices or ``[B, n]`` bits) is one the mask ``[B, mask_width]`` allows: the rule's ``allowed`` on
+    the env actions they stand for."""
+    return rule.allowed(rule.to_env(np.asarray(actions)), mask)
 
 
 def count_invalid(rule: SamplingRule, actions: np.ndarray, mask: Optional[np.ndarray]) -> np.ndarray:
