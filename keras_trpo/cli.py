@@ -83,6 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
                    help="override a TRPOConfig hyperparameter, e.g. --set max_kl=0.02 --set n_envs=4 "
                         "(`keras-trpo presets ENV` shows the env's preset and where each value comes from)")
+    t.add_argument("--presets", choices=["keras-trpo", "zoo"], default="keras-trpo",
+                   help="the env's default hyperparameters: keras-trpo (default: rl-baselines3-zoo's TRPO entry with "
+                        "keras-trpo's own preset for the env on top, where one was adopted) or zoo (the zoo's entry "
+                        "alone: sb3-contrib's hyperparameters); `keras-trpo presets ENV` shows both")
     t.add_argument("--action-masks", choices=["auto", "on", "off"], default=None,
                    help="invalid-action masking (Discrete, MultiDiscrete, MultiBinary actions): auto (default) masks "
                         "when the env gives masks (an action_masks() method, or info['action_mask']), on requires "
@@ -120,6 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("presets", help="list the rl-baselines3-zoo presets, or show one env's and where each value "
                                         "comes from")
     pr.add_argument("env", nargs="?", default=None, help="env id (default: the table of every zoo env)")
+    pr.add_argument("--presets", choices=["keras-trpo", "zoo"], default="keras-trpo",
+                    help="with ENV: the zoo's entry with keras-trpo's own preset on top (default), or the zoo's alone")
     pr.add_argument("--markdown", action="store_true",
                     help="print the table as Markdown, settings that differ from sb3-contrib's defaults only "
                          "(the README's)")
@@ -181,7 +187,12 @@ def _start_agent(args, out: Path):
     if getattr(args, "config_file", None) is not None:
         from keras_trpo.config_file import config_from_settings
 
-        config = config_from_settings(args.config_file.settings, args.env)
+        config = config_from_settings(args.config_file.settings, args.env, presets=args.presets)
+    elif args.presets != "keras-trpo":
+        from keras_trpo.config import default_config
+        from keras_trpo.envs import spaces_of
+
+        config = default_config(args.env, spaces_of(args.env)[1], presets=args.presets)
     if masks is not None:
         overrides["action_masks"] = masks
     return keras_trpo.TRPO(args.env, seed=0 if args.seed is None else args.seed, config=config, **overrides,
@@ -308,7 +319,7 @@ def evaluate(args) -> dict:
 
 # ----------------------------------------------------------------------------------- presets
 def presets(args) -> str:
-    from keras_trpo.presets import ZOO_TRPO, preset
+    from keras_trpo.presets import KERAS_TRPO_PRESETS, ZOO_TRPO, own_preset, preset
 
     if args.env:
         from keras_trpo.config import explain_config
@@ -321,7 +332,12 @@ def presets(args) -> str:
         except Exception:  # noqa: BLE001 - not registered here (PyBullet), missing extra: show the zoo's numbers
             action_space = None
         lines = [f"{args.env}: {p.source}", f"recommended --timesteps {p.n_timesteps}"]
-        lines += [f"  {name} = {value!r}  ({where})" for name, value, where in explain_config(args.env, action_space)]
+        own = own_preset(args.env, args.presets)
+        if own is not None:
+            lines.insert(1, f"keras-trpo preset on top: {', '.join(own.settings)} (study {own.study} trial {own.trial}; "
+                            f"ten seeds in {own.seeds}; {own.summary}); `--presets zoo` leaves it out")
+        lines += [f"  {name} = {value!r}  ({where})"
+                  for name, value, where in explain_config(args.env, action_space, args.presets)]
         lines += [f"  not used: {key} = {why}" for key, why in p.dropped.items()]
         if action_space is None:
             lines.append("  (the env could not be made here, so Box actions' per-dimension scaling is not applied)")
@@ -335,12 +351,18 @@ def presets(args) -> str:
         settings = ", ".join(f"{k}={v}" for k, v in shown.items())
         dropped = ", ".join(p.dropped) or "–"
         rows.append((env_id, p.status or "–", f"{p.n_timesteps:,}", settings, dropped))
+    own = [(env_id, ", ".join(f"{k}={v}" for k, v in o.settings.items()), f"{o.study} trial {o.trial}; {o.summary}")
+           for env_id, o in KERAS_TRPO_PRESETS.items()]
     if args.markdown:
         head = ("| zoo env | zoo status | budget | settings that differ from sb3-contrib's defaults (keras_trpo names) "
                 "| not used |\n|---|---|--:|---|---|")
-        return head + "\n" + "\n".join("| " + " | ".join(r) + " |" for r in rows)
-    return "\n".join(f"{r[0]:<38} {r[1]:<12} {r[2]:>11}  {r[3]}" + (f"  [not used: {r[4]}]" if r[4] != "–" else "")
-                     for r in rows)
+        own_head = "| env | keras-trpo preset (on top of the zoo's entry) | found by, adopted by |\n|---|---|---|"
+        return (head + "\n" + "\n".join("| " + " | ".join(r) + " |" for r in rows) + "\n\n" + own_head + "\n"
+                + "\n".join("| " + " | ".join(r) + " |" for r in own))
+    return ("\n".join(f"{r[0]:<38} {r[1]:<12} {r[2]:>11}  {r[3]}" + (f"  [not used: {r[4]}]" if r[4] != "–" else "")
+                      for r in rows)
+            + "\n\nkeras-trpo's own presets, on top of the zoo's entry (`--presets zoo` leaves them out):\n"
+            + "\n".join(f"{r[0]:<38} {r[1]}\n{'':<38} ({r[2]})" for r in own))
 
 
 # ----------------------------------------------------------------------------------- entry point

@@ -8,7 +8,8 @@ from typing import Any, Optional
 
 import gymnasium as gym
 
-from keras_trpo.presets import KERAS_TRPO_SOURCE, SB3_DEFAULTS_SOURCE, SB3_FIELDS, env_family, preset  # noqa: F401 - env_family is public here too
+from keras_trpo.presets import (KERAS_TRPO_SOURCE, SB3_DEFAULTS_SOURCE, SB3_FIELDS, env_family,  # noqa: F401 - env_family is public here too
+                                own_preset, preset)
 
 
 class ConfigError(ValueError):
@@ -181,8 +182,11 @@ def _scaled_for_box(action_space: Optional[gym.Space]) -> int:
     return 1
 
 
-def default_config(env_id: Optional[str], action_space: Optional[gym.Space] = None) -> TRPOConfig:
-    """The preset for ``env_id``: rl-baselines3-zoo's TRPO entry for it, else its family's default.
+def default_config(env_id: Optional[str], action_space: Optional[gym.Space] = None,
+                   presets: str = "keras-trpo") -> TRPOConfig:
+    """The preset for ``env_id``: rl-baselines3-zoo's TRPO entry for it, else its family's default,
+    with keras-trpo's own preset for the env on top (``keras_trpo.presets.KERAS_TRPO_PRESETS``: found
+    by ``keras-trpo tune``, adopted by ten seeds) unless ``presets="zoo"``.
 
     Where each value comes from (``explain_config`` lists it field by field):
 
@@ -202,22 +206,27 @@ def default_config(env_id: Optional[str], action_space: Optional[gym.Space] = No
     ``cg_damping = cg_damping * d``. Without ``action_space`` the zoo's numbers are returned
     as they are.
     """
-    cfg = TRPOConfig(**preset(env_id).settings)
+    own = own_preset(env_id, presets)
+    cfg = TRPOConfig(**{**preset(env_id).settings, **(own.settings if own is not None else {})})
     d = _scaled_for_box(action_space)
     if d != 1:
         cfg = dataclasses.replace(cfg, max_kl=round(cfg.max_kl * d, 12), cg_damping=round(cfg.cg_damping * d, 12))
     return cfg.validate()
 
 
-def explain_config(env_id: Optional[str], action_space: Optional[gym.Space] = None) -> list[tuple[str, Any, str]]:
-    """``(field, value, where it comes from)`` for every field of ``default_config(env_id, action_space)``."""
-    p = preset(env_id)
-    cfg = default_config(env_id, action_space)
+def explain_config(env_id: Optional[str], action_space: Optional[gym.Space] = None,
+                   presets: str = "keras-trpo") -> list[tuple[str, Any, str]]:
+    """``(field, value, where it comes from)`` for every field of ``default_config(env_id, action_space,
+    presets)``: a keras-trpo preset (with its study and adoption), the zoo's entry, or a library default."""
+    p, own = preset(env_id), own_preset(env_id, presets)
+    cfg = default_config(env_id, action_space, presets)
     d = _scaled_for_box(action_space)
     rows = []
     for f in dataclasses.fields(TRPOConfig):
         value = getattr(cfg, f.name)
         where = p.origin.get(f.name, SB3_DEFAULTS_SOURCE if f.name in SB3_FIELDS else KERAS_TRPO_SOURCE)
+        if own is not None and f.name in own.settings:
+            where = own.origin(f.name)
         if f.name in ("max_kl", "cg_damping") and d != 1:
             zoo_name = "target_kl" if f.name == "max_kl" else "cg_damping"
             where += f"; {zoo_name} x {d} action dimensions (per-dimension KL convention, see default_config)"

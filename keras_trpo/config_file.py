@@ -101,8 +101,9 @@ def read_config_file(path: PathLike) -> ConfigFile:
     return ConfigFile(str(path), dict(settings), env, timesteps)
 
 
-def config_from_settings(settings: Mapping[str, Any], env_id: Optional[str], action_space=None) -> TRPOConfig:
-    """The env's preset (``default_config``) with ``settings`` on top, checked."""
+def config_from_settings(settings: Mapping[str, Any], env_id: Optional[str], action_space=None,
+                         presets: str = "keras-trpo") -> TRPOConfig:
+    """The env's preset (``default_config``; ``presets``: "keras-trpo" or "zoo") with ``settings`` on top, checked."""
     from keras_trpo.config import default_config
 
     if env_id is not None and action_space is None:
@@ -112,7 +113,7 @@ def config_from_settings(settings: Mapping[str, Any], env_id: Optional[str], act
     d = dict(settings)
     if "hidden_sizes" in d:
         d["hidden_sizes"] = tuple(d["hidden_sizes"])
-    return default_config(env_id, action_space).replace(**d)
+    return default_config(env_id, action_space, presets).replace(**d)
 
 
 def load_config(path: PathLike, env: Optional[str] = None) -> TRPOConfig:

@@ -125,6 +125,50 @@ RECURRENT_DROPPED = {
 }
 
 
+# --------------------------------------------------------------------------- keras-trpo's own presets
+# Settings for one env found by `keras-trpo tune` on training seeds 100+ (disjoint from the benchmark's 0-9)
+# and adopted only by the ten-seed rule on seeds 0-9 (`python -m benchmarks.adoption --preset ENV`: the env's
+# IQM rises, no env falls below its interval). They replace the zoo's values field by field, in the zoo's
+# convention (max_kl and cg_damping per action dimension for Box actions, scaled by default_config; the
+# study's max_kl_per_dim). `presets="zoo"` (CLI `--presets zoo`) leaves them out: sb3-contrib's
+# hyperparameters, as the benchmark's zoo rows use.
+PRESET_SOURCES = ("keras-trpo", "zoo")
+
+
+@dataclass(frozen=True)
+class OwnPreset:
+    """One env's keras-trpo preset and the evidence behind it (paths relative to the repository)."""
+
+    settings: Mapping[str, Any]
+    study: str  # the Optuna journal of the study that found it
+    trial: int  # the study's trial whose settings these are
+    seeds: str  # the ten-seed runs on seeds 0-9
+    adoption: str  # benchmarks.adoption's output for them
+    summary: str  # the evidence in one line
+
+    def origin(self, name: str) -> str:
+        return f"keras-trpo preset: {self.study} trial {self.trial}, adopted by ten seeds ({self.adoption})"
+
+
+KERAS_TRPO_PRESETS: dict[str, OwnPreset] = {
+    "HalfCheetah-v5": OwnPreset(
+        settings=dict(n_steps=1024, gamma=0.995, gae_lambda=0.9, max_kl=0.005, cg_iters=5,  # max_kl: x 6 = 0.03
+                      value_learning_rate=0.008334878099899523, value_epochs=5, value_batch_size=512,
+                      hidden_sizes=(64, 64), activation="relu", fisher_subsample=4, fisher_product="hvp"),
+        study="benchmarks/results/tune/ahead/HalfCheetah-v5.study.journal", trial=5,
+        seeds="benchmarks/results/ahead/halfcheetah_trial5",
+        adoption="benchmarks/results/ahead/adoption_HalfCheetah-v5_trial5.md",
+        summary="final-evaluation IQM 3,408 [2,399, 4,211] against the zoo settings' 2,767 and sb3-contrib's 3,135"),
+}
+
+
+def own_preset(env_id: Optional[str], presets: str = "keras-trpo") -> Optional[OwnPreset]:
+    """keras-trpo's own preset for ``env_id``, or None (none adopted, or ``presets="zoo"``)."""
+    if presets not in PRESET_SOURCES:
+        raise ValueError(f"presets must be one of {PRESET_SOURCES}, got {presets!r}")
+    return KERAS_TRPO_PRESETS.get(env_id) if presets == "keras-trpo" and env_id else None
+
+
 # --------------------------------------------------------------------------- translation
 # zoo / sb3-contrib name -> TRPOConfig name, for keys that carry over one to one.
 RENAMED = {

@@ -100,10 +100,14 @@ def test_progress_in_a_log_is_plain_lines(tmp_path):
 def test_presets_lists_every_zoo_env():
     proc = _run("presets", "--markdown")
     assert proc.returncode == 0
-    rows = [line for line in proc.stdout.splitlines() if line.startswith("| ") and "zoo env" not in line]
+    zoo_table, own_table = proc.stdout.split("\n\n")
+    rows = [line for line in zoo_table.splitlines() if line.startswith("| ") and "zoo env" not in line]
     assert [r.split("|")[1].strip() for r in rows] == list(ZOO_TRPO)
+    assert "| HalfCheetah-v5 | n_steps=1024" in own_table and "trial 5" in own_table
     one = _run("presets", "HalfCheetah-v5")
-    assert "max_kl = 0.24" in one.stdout and "target_kl x 6 action dimensions" in one.stdout
+    assert "max_kl = 0.03  (keras-trpo preset" in one.stdout and "`--presets zoo` leaves it out" in one.stdout
+    zoo = _run("presets", "HalfCheetah-v5", "--presets", "zoo")
+    assert "max_kl = 0.24" in zoo.stdout and "target_kl x 6 action dimensions" in zoo.stdout
 
 
 def test_evaluate_writes_a_gif_of_the_first_episode(trained, tmp_path):

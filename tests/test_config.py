@@ -5,6 +5,7 @@ keras_trpo's names and in the zoo's per-dimension KL convention (before the Box 
 Fields not listed are sb3-contrib's TRPO defaults, which are TRPOConfig's own.
 """
 import dataclasses
+import pathlib
 
 import gymnasium as gym
 import numpy as np
@@ -80,7 +81,7 @@ def test_each_zoo_env_gets_exactly_the_zoos_values(env_id):
                                           ("LunarLander-v2", "LunarLander-v3"), ("Walker2d-v5", "Walker2d-v4")])
 def test_other_versions_of_a_zoo_env_use_its_entry(alias, entry):
     assert preset(alias).zoo_env == entry
-    assert default_config(alias) == default_config(entry)
+    assert default_config(alias, presets="zoo") == default_config(entry)  # keras-trpo's own presets aside
     assert "another version" in preset(alias).source
 
 
@@ -103,9 +104,9 @@ def test_unlisted_envs_fall_back_to_their_family():
                                                               ("FrozenLake-v1", 4, 0.01, 0.1)])
 def test_gaussian_policies_scale_kl_and_damping_by_action_dimension(env_id, dims, target_kl, damping):
     # sb3-contrib averages a diagonal Gaussian's KL over action dimensions: same trust region = target * d.
-    cfg = default_config(env_id, gym.spaces.Box(-1, 1, (dims,)))
+    cfg = default_config(env_id, gym.spaces.Box(-1, 1, (dims,)), presets="zoo")
     assert cfg.max_kl == pytest.approx(target_kl * dims) and cfg.cg_damping == pytest.approx(damping * dims)
-    assert default_config(env_id).max_kl == target_kl  # without an action space: the zoo's numbers
+    assert default_config(env_id, presets="zoo").max_kl == target_kl  # without an action space: the zoo's numbers
 
 
 def test_discrete_actions_are_not_scaled():
@@ -148,3 +149,22 @@ def test_the_zoos_ortho_init_false_is_used_and_named():
     assert {n: (v, w) for n, v, w in explain_config("CartPole-v1")}["ortho_init"] == (True, "sb3-contrib TRPO default")
     with pytest.raises(ConfigError, match="ortho_init"):
         TRPOConfig().replace(ortho_init="no")
+
+
+def test_keras_trpo_presets_go_on_top_of_the_zoo_entry_and_name_their_evidence():
+    from keras_trpo.presets import KERAS_TRPO_PRESETS, own_preset
+
+    space = gym.spaces.Box(-1, 1, (6,))
+    own = KERAS_TRPO_PRESETS["HalfCheetah-v5"]
+    zoo, ours = default_config("HalfCheetah-v5", space, presets="zoo"), default_config("HalfCheetah-v5", space)
+    assert ours == dataclasses.replace(zoo, **{**own.settings, "max_kl": own.settings["max_kl"] * 6})
+    assert ours.max_kl == pytest.approx(0.03) and zoo.max_kl == pytest.approx(0.24)  # per dimension, as the zoo's
+    assert default_config("HalfCheetah-v5").max_kl == own.settings["max_kl"]  # no action space: unscaled, like the zoo's
+    rows = {name: where for name, _, where in explain_config("HalfCheetah-v5", space)}
+    assert own.study in rows["fisher_subsample"] and own.adoption in rows["fisher_subsample"]
+    assert rows["n_envs"].startswith("zoo HalfCheetah-v4")  # what the preset does not set stays the zoo's
+    for path in (own.study, own.seeds, own.adoption):  # the evidence is stored with the code
+        assert (pathlib.Path(__file__).resolve().parents[1] / path).exists(), path
+    assert own_preset("HalfCheetah-v4") is None and own_preset("HalfCheetah-v5", "zoo") is None
+    with pytest.raises(ValueError, match="presets must be one of"):
+        default_config("HalfCheetah-v5", space, presets="mine")
