@@ -166,12 +166,13 @@ def test_evaluate_acts_under_the_env_s_masks_and_counts_forbidden_actions():
 # ----------------------------------------------------------------------------- backends, recurrent, Dict
 CASES = {
     "discrete-method": (functools.partial(MaskedEnv, kind="discrete"), dict(n_envs=4)),
-    # Dict observations, masks in info, forced bits
+    # Dict observations, masks in info, forced bits; the Gauss-Newton product on the masked logits
     "multibinary-info-dict": (functools.partial(InfoMaskedEnv, kind="multibinary", dict_obs=True),
-                              dict(n_envs=4, normalize_obs=True)),
-    # the recurrent masked task: masks stored per step and cut into sequences with the actions
+                              dict(n_envs=4, normalize_obs=True, fisher_product="gauss_newton")),
+    # the recurrent masked task: masks stored per step and cut into sequences with the actions; the
+    # sub-sampled Fisher takes every other sequence with its masks
     "jointlimitsmemory-lstm": ("JointLimitsMemory-v0", dict(n_envs=4, recurrent="lstm", recurrent_units=8,
-                                                            recurrent_sequence_length=16)),
+                                                            recurrent_sequence_length=16, fisher_subsample=2)),
 }
 
 

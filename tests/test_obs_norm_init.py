@@ -20,9 +20,9 @@ def _record_first_update(agent):
     layer = next(l for l in agent.policy_model.layers if isinstance(l, ObservationNormalizer))
     original = agent.learner.policy_update
 
-    def policy_update(obs, actions, adv):
+    def policy_update(obs, actions, adv, masks=None):  # masks: a masked agent's (train_step passes None otherwise)
         seen.append((layer.mean.numpy().copy(), layer.var.numpy().copy(), obs.copy()))
-        return original(obs, actions, adv)
+        return original(obs, actions, adv, masks)
 
     agent.learner.policy_update = policy_update
     return seen
