@@ -1,0 +1,88 @@
+"""The action-mask benchmark's counting (benchmarks/maskcount.py) and table (benchmarks/masks.py)."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import keras_trpo.joint_limits  # noqa: F401 - registers JointLimits-v0
+from benchmarks import masks
+from benchmarks.maskcount import CountInvalid, forbidden, masked_episodes
+from benchmarks.seedstore import FORMAT, seed_path, write_record
+
+
+def test_forbidden_counts_entries_in_sb3_contribs_layouts():
+    assert forbidden(gym.spaces.Discrete(3), 1, np.array([1, 0, 1])) == 1
+    assert forbidden(gym.spaces.Discrete(3), np.array([2]), np.array([1, 0, 1])) == 0
+    assert forbidden(gym.spaces.Discrete(3, start=5), 6, np.array([1, 0, 1])) == 1  # action 6 is entry 1
+    md = gym.spaces.MultiDiscrete([2, 3])
+    mask = np.array([1, 0, 0, 1, 0])  # sub-space 0: only 0; sub-space 1: only 1
+    assert forbidden(md, [0, 1], mask) == 0
+    assert forbidden(md, [1, 1], mask) == 1
+    assert forbidden(md, [1, 2], mask) == 2
+    mb = gym.spaces.MultiBinary(2)
+    mask = np.array([1, 0, 0, 1])  # bit 0 must be 0, bit 1 must be 1
+    assert forbidden(mb, [0, 1], mask) == 0
+    assert forbidden(mb, [1, 0], mask) == 2
+    assert forbidden(md, [1, 2], None) == 0
+
+
+def test_forbidden_rejects_a_mask_of_the_wrong_size_and_box_actions():
+    with pytest.raises(ValueError, match="5 entries, got 4"):
+        forbidden(gym.spaces.MultiDiscrete([2, 3]), [0, 0], np.ones(4))
+    with pytest.raises(ValueError, match="not Box"):
+        forbidden(gym.spaces.Box(-1, 1, (2,)), [0.0, 0.0], np.ones(2))
+
+
+def test_count_invalid_matches_the_envs_own_count_of_refused_commands():
+    env = CountInvalid(gym.make("JointLimits-v0"))
+    rng = np.random.default_rng(0)
+    env.reset(seed=3)
+    refused = 0
+    for _ in range(300):
+        _, _, terminated, truncated, info = env.step(rng.integers(0, 3, 3))
+        refused += info["invalid_actions"]  # the env's count, computed from its own state
+        if terminated or truncated:
+            env.reset()
+    assert env.steps == 300 and env.invalid == refused > 0
+
+
+def test_masked_episodes_hands_the_mask_over_and_counts_against_it():
+    def obeys(obs, mask):  # the first valid command of each joint
+        return mask.reshape(3, 3).argmax(axis=1)
+
+    def ignores(obs, mask):  # always "move down": refused wherever a joint is at its lower limit
+        return np.zeros(3, np.int64)
+
+    _, none = masked_episodes("JointLimits-v0", obeys, 3, 10_000)
+    _, some = masked_episodes("JointLimits-v0", ignores, 3, 10_000)
+    assert none == 0 and some > 0
+
+
+def _record(out, arm, impl, env, seed, eval_mean, ev, tr, sps=100.0):
+    r = {"format": FORMAT, "impl": impl, "env": env, "seed": seed, "request": {"timesteps": 1000, "overrides": {}},
+         "eval_mean": eval_mean, "steps_per_s": sps, "invalid_actions_eval": ev, "invalid_actions_train": tr}
+    write_record(seed_path(f"{out}/{arm}", impl, env, seed), r)
+
+
+def test_table_rows_per_task_and_arm_with_invalid_counts(tmp_path, capsys):
+    for s in range(4):
+        _record(tmp_path, "masked", "keras_trpo", "Taxi-v4", s, 7.0 + s, 0, 0)
+        _record(tmp_path, "unmasked", "keras_trpo", "Taxi-v4", s, 1.0, s, 10 * s)
+    _record(tmp_path, "maskable_ppo", "sb3-contrib-MaskablePPO", "Taxi-v4", 0, 5.0, 0, None)
+    assert masks.cmd_table(["--out", str(tmp_path), "--reps", "200"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| Taxi")]
+    assert len(rows) == 3
+    masked, unmasked, ppo = (row.split(" | ") for row in rows)
+    assert masked[1:3] == ["keras_trpo, masks", "4"] and masked[3].startswith("8.5 ")  # IQM of 7, 8, 9, 10
+    assert masked[5:] == ["0", "0 |"]
+    assert unmasked[5:] == ["6", "15 |"]  # 0+1+2+3 in evaluation; mean of 0, 10, 20, 30 in training
+    assert ppo[6] == "? |"  # a record without the training count says so
+
+
+def test_run_builds_one_seeds_command_per_arm(capsys):
+    assert masks.cmd_run(["--arms", "unmasked", "maskable_ppo", "--seeds", "0-9", "--sb3-python", "/sb3/python",
+                          "--dry-run"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "--set action_masks=off --task Taxi-v4:1e5 JointLimits-v0:1e5 --seeds 0-9" in lines[0]
+    assert lines[0].endswith("--jobs 1") and "--sb3-python" not in lines[0]
+    assert "--impl maskable_ppo" in lines[1] and lines[1].endswith("--sb3-python /sb3/python")
