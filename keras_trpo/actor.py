@@ -79,12 +79,18 @@ class Actor:
         return self._params.state_size if isinstance(self._params, NumpyPolicy) else 0
 
     def act_recurrent(self, obs: np.ndarray, state: np.ndarray, starts: np.ndarray, rng: np.random.Generator,
-                      deterministic: bool = False) -> tuple[np.ndarray, np.ndarray]:
+                      deterministic: bool = False, mask: Optional[np.ndarray] = None) -> tuple[np.ndarray, np.ndarray]:
         """Stored-form actions ``[B, ...]`` and the state after the step (``NumpyPolicy.step``)."""
         params, state = self._params.step(obs, state, starts)
-        return (self.family.mode(params) if deterministic else self.family.sample(params, rng)), state
+        return self._choose(params, rng, deterministic, mask), state
 
-    def act(self, obs: np.ndarray, rng: np.random.Generator, deterministic: bool = False) -> np.ndarray:
-        """Stored-form actions ``[B, ...]`` (unclipped Gaussian samples, class indices)."""
-        params = self._params(obs)
-        return self.family.mode(params) if deterministic else self.family.sample(params, rng)
+    def act(self, obs: np.ndarray, rng: np.random.Generator, deterministic: bool = False,
+            mask: Optional[np.ndarray] = None) -> np.ndarray:
+        """Stored-form actions ``[B, ...]`` (unclipped Gaussian samples, class indices); ``mask``: bool
+        ``[B, W]`` (checked) to act among the valid actions only."""
+        return self._choose(self._params(obs), rng, deterministic, mask)
+
+    def _choose(self, params: dict, rng: np.random.Generator, deterministic: bool, mask: Optional[np.ndarray]):
+        if mask is None:
+            return self.family.mode(params) if deterministic else self.family.sample(params, rng)
+        return self.family.mode(params, mask) if deterministic else self.family.sample(params, rng, mask)

@@ -15,7 +15,7 @@ from keras_trpo import __version__
 from keras_trpo.callbacks import fit_callbacks
 from keras_trpo.config import ConfigError, TRPOConfig
 from keras_trpo.config_file import agent_config
-from keras_trpo.envs import EnvSpec, env_id_of, spaces_of
+from keras_trpo.envs import EnvSpec, env_id_of, resolve_action_masks, spaces_of
 from keras_trpo.evaluation import evaluate_policy
 from keras_trpo.optim.learner import Learner, critic_optimizer
 from keras_trpo.optim.train_step import train_step
@@ -26,6 +26,7 @@ from keras_trpo.rollouts.episodes import EpisodeWindow
 from keras_trpo.rollouts.worker import Rollout
 from keras_trpo.serialization import AgentFileError, read_agent_file, write_agent_file
 from keras_trpo.spaces import space_from_json, space_to_json
+from keras_trpo_serving.errors import InvalidActionMask
 
 
 class TRPO:
@@ -41,6 +42,12 @@ class TRPO:
       config: a ``TRPOConfig``, or the path of a hyperparameter file (``keras-trpo tune``'s best.yaml,
         ``keras_trpo.load_config``); by default the tuned settings for ``env``'s family.
       **hyperparameters: overrides applied on top of ``config`` (same names).
+
+    Action masks (Discrete, MultiDiscrete, MultiBinary actions): with ``action_masks="auto"`` (the
+    default) an env that gives masks, through an ``action_masks()`` method (sb3-contrib's convention;
+    it wins) or ``info["action_mask"]`` (gymnasium's), makes a masked agent (``masked``): it samples
+    only valid actions and learns on the masked distribution. ``"on"`` requires masks, ``"off"``
+    ignores them. Decided here, once, and saved with the agent.
     """
 
     def __init__(self, env: EnvSpec, *, seed: int = 0, torso: TorsoSpec = None,
@@ -52,6 +59,7 @@ class TRPO:
         self.env_kwargs, self.seed, self._torso_spec = dict(env_kwargs or {}), int(seed), torso
         self.observation_space, self.action_space = spaces_of(env)
         self.config = agent_config(config, env, self.env_id, self.action_space, hyperparameters)
+        self.masked = resolve_action_masks(self.config.action_masks, self.action_space, env, self.env_kwargs)
         self._init_state()
         self.policy = build_policy(self.observation_space, self.action_space, self.config, seed=self.seed, torso=torso)
         self.compile()
@@ -74,6 +82,12 @@ class TRPO:
     state_size = property(lambda self: self.policy.state_size, doc="The recurrent state's length (0: feed-forward).")
     obs_keys = property(lambda self: self.policy.obs_keys, doc="A Dict space's keys in the models' order, else None.")
 
+    @property
+    def mask_width(self) -> Optional[int]:
+        """A masked agent's mask entries per observation (sb3-contrib's layout: one per action for Discrete,
+        the sub-spaces' concatenated for MultiDiscrete, two per bit for MultiBinary); None if unmasked."""
+        return self.family.mask_width if self.masked else None
+
     def compile(self, value_optimizer: Optional[keras.optimizers.Optimizer | str] = None, **hyperparameters: Any) -> "TRPO":
         """Set hyperparameters (``TRPOConfig`` names) and the value optimizer (Adam by default).
 
@@ -81,6 +95,9 @@ class TRPO:
         given to the constructor, since the networks already exist.
         """
         check_not_architecture(hyperparameters)
+        if hyperparameters.get("action_masks", self.config.action_masks) != self.config.action_masks:
+            raise ConfigError(f"action_masks is decided when the agent is built (this one is "
+                              f"{'masked' if self.masked else 'unmasked'}); pass it to TRPO(...), not compile()")
         new = self.config.replace(**hyperparameters)
         self._rollouts.reconfigure(self.config, new)  # the workers restart on the next fit if they must change
         self.config = new
@@ -93,7 +110,8 @@ class TRPO:
         if not self._rollouts.running:
             self.config = self._rollouts.start(
                 self.env_spec, self.observation_space, self.action_space, self.config, seed=self.seed,
-                iterations=self.iterations, env_kwargs=self.env_kwargs, numpy_policy=self.actor.uses_numpy)
+                iterations=self.iterations, env_kwargs=self.env_kwargs, numpy_policy=self.actor.uses_numpy,
+                masked=self.masked)
 
     def _collect(self, n_steps: int) -> Rollout:
         """One rollout of ``n_steps`` per env from the workers, merged and reward-scaled."""
@@ -139,7 +157,7 @@ class TRPO:
         return self.history
 
     def predict(self, obs: Any, state: Optional[np.ndarray] = None, episode_start: Any = None,
-                deterministic: bool = True):
+                deterministic: bool = True, action_masks: Any = None):
         """Env-ready action(s) for one observation or a batch (Box actions clipped to bounds).
 
         A Dict agent takes a dict: ``{key: value}`` for one observation, ``{key: [B, ...]}`` for a batch.
@@ -148,25 +166,45 @@ class TRPO:
         pass the returned state back with the next observation, and ``episode_start=True`` (per
         env, for a batch) at the first step of an episode, where the state is zeroed;
         ``state=None`` is the zero state. A feed-forward agent returns the action alone.
-        """
-        return self.policy.predict(obs, state, episode_start, deterministic)
 
-    def distribution(self, obs: Any, state: Optional[np.ndarray] = None, episode_start: Any = None):
+        ``action_masks`` (a masked agent only, as MaskablePPO's ``predict``): ``[mask_width]`` booleans or
+        0/1 for one observation, ``[B, mask_width]`` for a batch, True = valid; the action is chosen among
+        the valid ones. None: every action is valid.
+        """
+        self._check_masks_allowed(action_masks)
+        return self.policy.predict(obs, state, episode_start, deterministic, action_masks)
+
+    def distribution(self, obs: Any, state: Optional[np.ndarray] = None, episode_start: Any = None,
+                     action_masks: Any = None):
         """The policy's ``tfp.distributions.Distribution`` for a batch (or one) observation
-        (recurrent: from ``state``, zeros for None, as ``predict``)."""
-        return self.policy.distribution(obs, state, episode_start)
+        (recurrent: from ``state``, zeros for None, as ``predict``); under ``action_masks`` (as
+        ``predict``'s) the masked distribution, invalid actions with probability 0."""
+        self._check_masks_allowed(action_masks)
+        return self.policy.distribution(obs, state, episode_start, action_masks)
+
+    def _check_masks_allowed(self, action_masks: Any) -> None:
+        if action_masks is not None and not self.masked:
+            raise InvalidActionMask("action_masks given to an agent trained without action masks (agent.masked is "
+                                    "False: its env gave none, or it was built with action_masks='off')")
 
     def evaluate(self, episodes: int = 10, seed: int = 10_000, deterministic: bool = True,
-                 env: Optional[EnvSpec] = None, return_episode_returns: bool = False):
+                 env: Optional[EnvSpec] = None, return_episode_returns: bool = False,
+                 return_invalid_actions: bool = False):
         """Mean and std of the return of ``episodes`` episodes on a fresh env seeded ``seed + i``.
 
         Observation statistics are frozen: evaluation never changes the agent. A recurrent
-        policy starts each episode from the zero state.
+        policy starts each episode from the zero state. A masked agent acts under the env's masks.
+        ``return_episode_returns`` adds the list of returns, ``return_invalid_actions`` the number of
+        actions the env's mask forbade (counted whenever the env gives masks, None if it gives none).
         """
-        returns = evaluate_policy(self.policy, episodes, seed, deterministic, env, trained_on=self.env_spec,
-                                  env_id=self.env_id, env_kwargs=self.env_kwargs)
-        mean, std = float(np.mean(returns)), float(np.std(returns))
-        return (mean, std, returns) if return_episode_returns else (mean, std)
+        returns, invalid = evaluate_policy(self.policy, episodes, seed, deterministic, env, trained_on=self.env_spec,
+                                           env_id=self.env_id, env_kwargs=self.env_kwargs, masked=self.masked)
+        result = (float(np.mean(returns)), float(np.std(returns)))
+        if return_episode_returns:
+            result += (returns,)
+        if return_invalid_actions:
+            result += (invalid,)
+        return result
 
     def get_weights(self) -> list[np.ndarray]:
         return self.policy.get_weights()
@@ -212,7 +250,8 @@ class TRPO:
                  "iterations": self.iterations, "obs_rms": self.obs_rms.state(),
                  "reward_rms": self._rollouts.reward_state(), "rng": self._rng.bit_generator.state,
                  # A resume continues the 100-episode window behind mean_return and predict()'s stream.
-                 "episodes": self._episodes.state(), "predict_rng": self.policy.predict_rng.bit_generator.state}
+                 "episodes": self._episodes.state(), "predict_rng": self.policy.predict_rng.bit_generator.state,
+                 "masked": self.masked}
         opt = self.optimizer
         write_agent_file(filepath, self.policy_model, self.value_model, state, keras.optimizers.serialize(opt),
                          [np.asarray(v) for v in opt.variables])
@@ -227,6 +266,7 @@ class TRPO:
         agent.env_kwargs, agent.seed, agent._torso_spec = dict(s.get("env_kwargs") or {}), int(s["seed"]), None
         agent.config = TRPOConfig.from_dict(s["config"])
         agent.observation_space, agent.action_space = map(space_from_json, (s["observation_space"], s["action_space"]))
+        agent.masked = bool(s.get("masked", False))  # files from before action masks: unmasked
         agent._init_state()
         agent.policy = policy_from_models(agent.observation_space, agent.action_space, agent.config,
                                           parts["policy"], parts["value"], seed=agent.seed)

@@ -83,6 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
                    help="override a TRPOConfig hyperparameter, e.g. --set max_kl=0.02 --set n_envs=4 "
                         "(`keras-trpo presets ENV` shows the env's preset and where each value comes from)")
+    t.add_argument("--action-masks", choices=["auto", "on", "off"], default=None,
+                   help="invalid-action masking (Discrete, MultiDiscrete, MultiBinary actions): auto (default) masks "
+                        "when the env gives masks (an action_masks() method, or info['action_mask']), on requires "
+                        "them, off ignores them (the unmasked baseline)")
     t.add_argument("--vectorization", choices=["sync", "async"], default=None, help="vector env type")
     t.add_argument("--rollout-backend", choices=["inline", "process", "ray"], default=None,
                    help="where the environments run: in this process, in local worker processes, or on Ray actors "
@@ -140,6 +144,7 @@ def _start_agent(args, out: Path):
     from keras_trpo import run_dir
 
     overrides = _overrides(args.set)
+    masks = getattr(args, "action_masks", None)
     where = {name: getattr(args, name) for name in ROLLOUT_FLAGS if getattr(args, name) is not None}
     ckpt = out / run_dir.AGENT
     if args.resume and ckpt.exists():
@@ -150,6 +155,9 @@ def _start_agent(args, out: Path):
             raise CliError("--set cannot be combined with --resume: the run's hyperparameters come from its "
                            "checkpoint (optimizer state included); start a new run to change them")
         agent = keras_trpo.load(str(ckpt))
+        if masks is not None and masks != agent.config.action_masks:
+            raise CliError(f"--action-masks {masks} cannot change a resumed run's (its checkpoint has "
+                           f"{agent.config.action_masks!r}); start a new run to change it")
         run_dir.check_same_run("env", args.env, agent.env_id)
         run_dir.check_same_run("seed", args.seed, agent.seed)
         if where:  # where the envs run may change between machines; how the agent learns may not
@@ -174,6 +182,8 @@ def _start_agent(args, out: Path):
         from keras_trpo.config_file import config_from_settings
 
         config = config_from_settings(args.config_file.settings, args.env)
+    if masks is not None:
+        overrides["action_masks"] = masks
     return keras_trpo.TRPO(args.env, seed=0 if args.seed is None else args.seed, config=config, **overrides,
                            **where), False
 

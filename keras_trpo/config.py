@@ -21,6 +21,7 @@ REWARD_SCALINGS = ("rollout", "step")
 OBS_NORM_INITS = ("identity", "first_rollout")
 ROLLOUT_BACKENDS = ("inline", "process", "ray")
 RECURRENT_CELLS = ("lstm", "gru")
+ACTION_MASKS = ("auto", "on", "off")
 
 
 @dataclass
@@ -89,6 +90,10 @@ class TRPOConfig:
     # 128 because the cell's loop is sequential: on 4 envs x 1024 steps (LSTM 64) the policy step took
     # 4.0 s as whole fragments, 0.7 s in sequences of 128, 0.5 s of 64 (sequences.py has the numbers).
     recurrent_sequence_length: int = 128
+    # Invalid-action masking (Discrete, MultiDiscrete, MultiBinary actions): "auto" masks when the env gives
+    # masks (an action_masks() method, or info["action_mask"]), "on" requires them (an error if the env
+    # gives none), "off" ignores them (the unmasked baseline). Decided once, when the agent is built.
+    action_masks: str = "auto"
 
     def validate(self) -> "TRPOConfig":
         def positive(name, integer=False):
@@ -142,6 +147,9 @@ class TRPOConfig:
         if self.recurrent is not None and self.fisher_product == "gauss_newton":
             raise ConfigError("fisher_product='gauss_newton' does not work with a recurrent policy (TensorFlow's "
                               "forward-mode JVP cannot go through the cell's while loop); use fisher_product='hvp'")
+        if self.action_masks not in ACTION_MASKS:
+            raise ConfigError(f"action_masks must be one of {ACTION_MASKS} ('auto': use the env's masks when it gives "
+                              f"them, 'on': require them, 'off': ignore them), got {self.action_masks!r}")
         if not self.hidden_sizes or any(int(h) <= 0 for h in self.hidden_sizes):
             raise ConfigError(f"hidden_sizes must be positive layer widths, got {self.hidden_sizes!r}")
         self.hidden_sizes = tuple(int(h) for h in self.hidden_sizes)

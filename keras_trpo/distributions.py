@@ -4,19 +4,24 @@ Each family knows the policy-head outputs it needs (``param_names``), builds a
 ``tfp.distributions.Distribution`` from them, and samples / takes the mode in NumPy with the
 sampling rule (keras_trpo_serving/sampling.py), so the rollout never calls TensorFlow per step.
 tests/test_sampling_rule.py checks that each tfp distribution is the one the rule samples.
+
+Action masks: ``masked_params`` is the rule's ``masked_params`` in TensorFlow (the same ``MASKED_LOGIT``
+and ``FORCED_LOGIT``), so learning sees the distribution acting sampled from; tests/test_masks_math.py
+checks the two against each other and against closed forms.
 """
 from __future__ import annotations
 
 import math
-from typing import Mapping
+from typing import Mapping, Optional
 
 import gymnasium as gym
 import numpy as np
 import tensorflow as tf
 
 from keras_trpo.sampling import distribution_for
-from keras_trpo_serving.sampling import (PAD_LOGIT, BernoulliRule, CategoricalRule, GaussianRule, MultiCategoricalRule,
-                                         rule_for)
+from keras_trpo_serving.errors import InvalidActionMask
+from keras_trpo_serving.sampling import (FORCED_LOGIT, MASKED_LOGIT, PAD_LOGIT, BernoulliRule, CategoricalRule,
+                                         GaussianRule, MultiCategoricalRule, rule_for)
 
 
 def _tfd():
@@ -42,14 +47,33 @@ class Family:
     def make(self, params: Mapping[str, tf.Tensor]):
         raise NotImplementedError
 
-    # --- acting (NumPy: keras_trpo_serving.sampling's rule) ---
-    def sample(self, params: Mapping[str, np.ndarray], rng: np.random.Generator) -> np.ndarray:
-        """Stored-form actions for a batch ``[B, ...]``, noise drawn from ``rng``."""
-        batch = len(params[self.param_names[0]])  # the first parameter is batched (log_std may be [d])
-        return self.rule.sample(params, self.rule.draw(rng, batch))
+    @property
+    def mask_width(self) -> Optional[int]:
+        """Mask entries per observation (the rule's layout), None for a family that cannot be masked."""
+        return self.rule.mask_width
 
-    def mode(self, params: Mapping[str, np.ndarray]) -> np.ndarray:
-        return self.rule.mode(params)
+    def masked_params(self, params: Mapping[str, tf.Tensor], mask: Optional[tf.Tensor]) -> dict[str, tf.Tensor]:
+        """The masked distribution's parameters in TensorFlow: ``params`` (``[..., k]`` logits) with the
+        rule's ``masked_logits`` applied under ``mask`` (bool ``[..., mask_width]``, True = valid); None
+        returns ``params`` as they are. Invalid entries are constants, so no gradient reaches them."""
+        if mask is None:
+            return dict(params)
+        return {**params, "logits": self.masked_logits(params["logits"], mask)}
+
+    def masked_logits(self, logits: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
+        """``CategoricalRule.masked_logits`` (and MultiDiscrete's: the flat layout) in TensorFlow."""
+        return tf.where(mask, logits, tf.constant(MASKED_LOGIT, logits.dtype))
+
+    # --- acting (NumPy: keras_trpo_serving.sampling's rule) ---
+    def sample(self, params: Mapping[str, np.ndarray], rng: np.random.Generator,
+               mask: Optional[np.ndarray] = None) -> np.ndarray:
+        """Stored-form actions for a batch ``[B, ...]``, noise drawn from ``rng``; ``mask``: bool
+        ``[B, mask_width]`` (checked: ``rule.check_mask``) or None."""
+        batch = len(params[self.param_names[0]])  # the first parameter is batched (log_std may be [d])
+        return self.rule.sample(params, self.rule.draw(rng, batch), mask)
+
+    def mode(self, params: Mapping[str, np.ndarray], mask: Optional[np.ndarray] = None) -> np.ndarray:
+        return self.rule.mode(params, mask)
 
     def to_env(self, actions: np.ndarray) -> np.ndarray:
         """Batch of stored actions ``[B, ...]`` -> what ``env.step`` expects."""
@@ -102,6 +126,15 @@ class Bernoulli(Family):
     def make(self, params):
         return _tfd().Independent(_tfd().Bernoulli(logits=params["logits"], dtype=tf.int32), 1)
 
+    def masked_logits(self, logits, mask):
+        """``BernoulliRule.masked_logits`` in TensorFlow: a bit that must be 1 gets ``FORCED_LOGIT``, one
+        that must be 0 ``-FORCED_LOGIT`` (``mask [..., 2n]``: ``[may be 0, may be 1]`` per bit)."""
+        pairs = tf.reshape(mask, tf.concat([tf.shape(mask)[:-1], [-1, 2]], 0))
+        one = tf.logical_and(pairs[..., 1], tf.logical_not(pairs[..., 0]))
+        zero = tf.logical_and(pairs[..., 0], tf.logical_not(pairs[..., 1]))
+        big = tf.constant(FORCED_LOGIT, logits.dtype)
+        return tf.where(one, big, tf.where(zero, -big, logits))
+
 
 class DiagGaussian(Family):
     """Diagonal Gaussian with a state-independent learned log-std.
@@ -117,6 +150,12 @@ class DiagGaussian(Family):
 
     def make(self, params):
         return _tfd().MultivariateNormalDiag(loc=params["mean"], scale_diag=tf.exp(params["log_std"]))
+
+    def masked_params(self, params, mask):
+        if mask is None:
+            return dict(params)
+        raise InvalidActionMask("diag_gaussian actions cannot be masked (action masks are for Discrete, "
+                                "MultiDiscrete and MultiBinary action spaces)")
 
 
 FAMILIES: dict[str, type[Family]] = {f.name: f for f in (Categorical, MultiCategorical, Bernoulli, DiagGaussian)}

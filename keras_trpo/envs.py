@@ -9,6 +9,9 @@ from gymnasium.vector import AutoresetMode
 
 import keras_trpo.joint_limits  # noqa: F401 - registers JointLimits-v0 and JointLimitsMemory-v0 (masked actions)
 import keras_trpo.pomdp  # noqa: F401 - registers CartPoleNoVel-v1 and PendulumNoVel-v1 wherever envs are made
+from keras_trpo.config import ConfigError
+from keras_trpo.sampling import sampling_rule
+from keras_trpo_serving.action_masks import INFO_KEY, MaskSource, has_masks
 
 EnvSpec = Union[str, gym.Env, gym.vector.VectorEnv, Callable[[], gym.Env]]
 VECTORIZATION = ("sync", "async")
@@ -82,13 +85,22 @@ class EnvList:
     What ``SyncVectorEnv(autoreset_mode=SAME_STEP)`` does, step for step and seed for seed,
     without merging every step's info dicts into arrays (on Hopper that merge cost as much as a
     third of the env step, and the rollout uses none of it).
+
+    ``action_masks()``: each env's mask for its current observation (after an autoreset, the new
+    episode's), from its ``MaskSource`` (the ``action_masks()`` method wins over ``info["action_mask"]``).
     """
 
     def __init__(self, envs: list[gym.Env]):
         self.envs, self.num_envs = envs, len(envs)
+        self._sources = [MaskSource(env) for env in envs]
+        self._infos: list[Any] = [None] * self.num_envs  # the info of each env's current observation
 
     def reset(self, seeds: Sequence[int]) -> list[Any]:
-        return [env.reset(seed=int(s))[0] for env, s in zip(self.envs, seeds)]
+        obs = []
+        for i, (env, s) in enumerate(zip(self.envs, seeds)):
+            o, self._infos[i] = env.reset(seed=int(s))
+            obs.append(o)
+        return obs
 
     def step(self, actions: np.ndarray) -> GroupStep:
         n = self.num_envs
@@ -96,12 +108,16 @@ class EnvList:
         terminated, truncated = np.empty(n, bool), np.empty(n, bool)
         final: dict[int, Any] = {}
         for i, env in enumerate(self.envs):
-            o, rewards[i], terminated[i], truncated[i], _ = env.step(actions[i])
+            o, rewards[i], terminated[i], truncated[i], info = env.step(actions[i])
             if terminated[i] or truncated[i]:
                 final[i] = o
-                o, _ = env.reset()
-            obs[i] = o
+                o, info = env.reset()
+            obs[i], self._infos[i] = o, info
         return obs, rewards, terminated, truncated, final
+
+    def action_masks(self) -> list[Optional[np.ndarray]]:
+        """Each env's mask as it gives it (unchecked), None for an env that gives none."""
+        return [source(info) for source, info in zip(self._sources, self._infos)]
 
     def close(self) -> None:
         for env in self.envs:
@@ -109,16 +125,41 @@ class EnvList:
 
 
 class VectorEnvGroup:
-    """A gymnasium ``VectorEnv`` (same-step autoreset) behind ``EnvList``'s interface."""
+    """A gymnasium ``VectorEnv`` (same-step autoreset) behind ``EnvList``'s interface.
+
+    Masks: the sub-envs' ``action_masks()`` through ``call`` (found through wrappers, as ``MaskSource``
+    finds it), else the vector info's ``"action_mask"`` rows (after a same-step autoreset the sub-env's
+    reset info, so the new episode's mask).
+    """
 
     def __init__(self, venv: gym.vector.VectorEnv):
         self.venv, self.num_envs = venv, venv.num_envs
+        self._info: Any = {}
+        self._method: Optional[bool] = None  # whether the sub-envs have action_masks(): asked after the first reset
 
     def reset(self, seeds: Sequence[int]) -> Any:
-        return self.venv.reset(seed=[int(s) for s in seeds])[0]
+        obs, self._info = self.venv.reset(seed=[int(s) for s in seeds])
+        if self._method is None:
+            try:
+                self.venv.call("action_masks")
+                self._method = True
+            except AttributeError:
+                self._method = False
+        return obs
+
+    def action_masks(self) -> list[Optional[np.ndarray]]:
+        """Each sub-env's mask as it gives it (unchecked), None for one that gives none."""
+        if self._method:
+            return [np.asarray(m) for m in self.venv.call("action_masks")]
+        info = self._info if isinstance(self._info, dict) else {}
+        if INFO_KEY not in info:
+            return [None] * self.num_envs
+        rows, present = np.asarray(info[INFO_KEY]), info.get("_" + INFO_KEY)
+        return [rows[i] if present is None or present[i] else None for i in range(self.num_envs)]
 
     def step(self, actions: np.ndarray) -> GroupStep:
         obs, rewards, terminated, truncated, info = self.venv.step(actions)
+        self._info = info
         ended = np.logical_or(terminated, truncated)
         final = {int(i): info["final_obs"][i] for i in np.flatnonzero(ended)}
         return obs, np.asarray(rewards, np.float64), np.asarray(terminated, bool), np.asarray(truncated, bool), final
@@ -151,3 +192,43 @@ def spaces_of(env: EnvSpec) -> tuple[gym.Space, gym.Space]:
         return probe.observation_space, probe.action_space
     finally:
         probe.close()
+
+
+def gives_action_masks(env: EnvSpec, env_kwargs: Optional[dict[str, Any]] = None) -> bool:
+    """Whether ``env`` gives action masks (``MaskSource``'s two conventions), asked of one env: an
+    ``action_masks`` method, or ``info["action_mask"]`` after a ``reset``. An id or a factory is made
+    once to ask, then closed; an Env or VectorEnv given by the user is asked as it is (a VectorEnv is
+    reset, as its rollout will reset it again with the run's seeds)."""
+    if isinstance(env, gym.vector.VectorEnv):
+        group = VectorEnvGroup(env)
+        group.reset(list(range(env.num_envs)))
+        return any(m is not None for m in group.action_masks())
+    if isinstance(env, gym.Env):
+        return has_masks(env) or has_masks(env, env.reset()[1])
+    probe = gym.make(env, **dict(env_kwargs or {})) if isinstance(env, str) else env()
+    try:
+        return has_masks(probe) or has_masks(probe, probe.reset()[1])
+    finally:
+        probe.close()
+
+
+def resolve_action_masks(setting: str, action_space: gym.Space, env: EnvSpec,
+                         env_kwargs: Optional[dict[str, Any]] = None) -> bool:
+    """Whether an agent samples under action masks (``agent.masked``), from ``TRPOConfig.action_masks``:
+    "off" never; "auto" when the action space can be masked and the env gives masks
+    (``gives_action_masks``); "on" always, and a ``ConfigError`` saying why if the space cannot be
+    masked (Box) or the env gives none."""
+    if setting == "off":
+        return False
+    if sampling_rule(action_space).mask_width is None:
+        if setting == "on":
+            raise ConfigError(f"action_masks='on', but the action space {action_space} cannot be masked: masks are for "
+                              "Discrete, MultiDiscrete and MultiBinary actions")
+        return False
+    gives = gives_action_masks(env, env_kwargs)
+    if setting == "on" and not gives:
+        name = env if isinstance(env, str) else type(env).__name__
+        raise ConfigError(f"action_masks='on', but {name} gives no action masks: it needs an action_masks() method "
+                          "(sb3-contrib's convention, found through wrappers) or info['action_mask'] from reset and "
+                          "step (gymnasium's); use action_masks='auto' or 'off' to train without")
+    return gives

@@ -8,18 +8,21 @@ import numpy as np
 
 from keras_trpo.envs import EnvSpec
 from keras_trpo.policies.policy import ActorCriticPolicy
+from keras_trpo.rollouts.masks import check_env_masks, count_invalid
 from keras_trpo.spaces import check_observations
+from keras_trpo_serving.action_masks import MaskSource
+from keras_trpo_serving.errors import InvalidActionMask
 
 
 def evaluate_policy(policy: ActorCriticPolicy, episodes: int, seed: int, deterministic: bool,
                     env: Optional[EnvSpec], *, trained_on: Optional[EnvSpec], env_id: Optional[str],
-                    env_kwargs: dict[str, Any]) -> list[float]:
+                    env_kwargs: dict[str, Any], masked: bool = False) -> tuple[list[float], Optional[int]]:
     """``episode_returns`` on ``evaluation_env(env, trained_on, env_id, env_kwargs)``, closed after if made here."""
     if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes <= 0:
         raise ValueError(f"episodes must be a positive integer, got {episodes!r}")
     eval_env, owned = evaluation_env(env, trained_on, env_id, env_kwargs)
     try:
-        return episode_returns(policy, eval_env, episodes, seed, deterministic)
+        return episode_returns(policy, eval_env, episodes, seed, deterministic, masked)
     finally:
         if owned:
             eval_env.close()
@@ -47,24 +50,37 @@ def evaluation_env(env: Optional[EnvSpec], trained_on: Optional[EnvSpec], env_id
 
 
 def episode_returns(policy: ActorCriticPolicy, env: gym.Env, episodes: int, seed: int,
-                    deterministic: bool) -> list[float]:
-    """The return of each of ``episodes`` episodes, episode ``i`` reset with ``seed + i``.
+                    deterministic: bool, masked: bool = False) -> tuple[list[float], Optional[int]]:
+    """The return of each of ``episodes`` episodes, episode ``i`` reset with ``seed + i``, and the
+    number of actions the env's mask forbade (None if the env gives no masks).
 
     Actions are drawn from one generator seeded ``seed``; a recurrent policy starts each episode
-    from the zero state. Nothing of the policy changes (its observation statistics stay frozen).
+    from the zero state; a ``masked`` policy acts under the env's masks (``MaskSource``), which it
+    must then give. Nothing of the policy changes (its observation statistics stay frozen).
     """
-    rng = np.random.default_rng(seed)
-    returns = []
+    rng, rule, source = np.random.default_rng(seed), policy.family.rule, MaskSource(env)
+    returns, invalid, gives_masks = [], 0, None
     for i in range(episodes):
-        obs, _ = env.reset(seed=seed + i)
-        done, total = False, 0.0
+        obs, info = env.reset(seed=seed + i)
+        done, total, steps = False, 0.0, 0
         state, start = policy.initial_state(1), np.ones(1, bool)
         while not done:
             batch, _ = check_observations(obs, policy.observation_space, "observation from the env")
-            stored, state = policy.act(batch, state, start, rng, deterministic)
+            when = f"in evaluation episode {i} " + (f"after step {steps}" if steps else "after reset")
+            mask = check_env_masks(rule, [source(info)], 0, when)
+            if gives_masks is None:
+                gives_masks = mask is not None
+                if masked and not gives_masks:
+                    raise InvalidActionMask("this agent acts under action masks (agent.masked), but the evaluation "
+                                            "env gives none: it needs an action_masks() method or info['action_mask']")
+            elif gives_masks != (mask is not None):
+                raise InvalidActionMask(f"the env gave no action mask {when}, though it gave one before")
+            stored, state = policy.act(batch, state, start, rng, deterministic, mask if masked else None)
+            invalid += int(count_invalid(rule, stored, mask).sum())
             start = np.zeros(1, bool)
-            obs, reward, terminated, truncated, _ = env.step(policy.family.to_env(stored)[0])
+            obs, reward, terminated, truncated, info = env.step(policy.family.to_env(stored)[0])
+            steps += 1
             total += float(reward)
             done = terminated or truncated
         returns.append(total)
-    return returns
+    return returns, (invalid if gives_masks else None)

@@ -34,6 +34,12 @@ class Learner:
     step (B = N L, sequence-major), so the surrogate, the KL, the Fisher-vector product and the
     line search are the same code for both: every evaluation re-runs the recurrent network over
     the whole sequences with the parameters being tried.
+
+    A masked agent's update also takes the mask each action was drawn under (``masks [B, W]`` bool, in
+    the actions' order); ``_params`` applies it (``Family.masked_params``), so the function from the
+    parameters to the distribution is the masked one everywhere: log-probabilities, entropy, the
+    surrogate, the KL, the line search and both Fisher-vector products (its Jacobian is zero on the
+    invalid entries, which are constants).
     """
 
     def __init__(self, policy_model: keras.Model, value_model: keras.Model, family: Family,
@@ -55,14 +61,17 @@ class Learner:
         self._value_update = tf.function(self._value_update_impl, jit_compile=jit, reduce_retracing=True)
 
     # ---- public, NumPy in and out ----
-    def policy_update(self, obs, actions: np.ndarray, advantages: np.ndarray) -> dict[str, float]:
-        """``obs``: the policy input (an array, or the recurrent ``(obs, starts, state)``); ``actions``
-        and ``advantages`` one row per step, in the order ``_params`` gives them."""
-        out = self._policy_update(
-            _tensors(obs if isinstance(obs, tuple) else (obs,)),
-            tf.convert_to_tensor(actions, self.family.tf_action_dtype),
-            tf.convert_to_tensor(advantages, tf.float32),
-        )
+    def policy_update(self, obs, actions: np.ndarray, advantages: np.ndarray,
+                      masks: Optional[np.ndarray] = None) -> dict[str, float]:
+        """``obs``: the policy input (an array, or the recurrent ``(obs, starts, state)``); ``actions``,
+        ``advantages`` and a masked agent's ``masks [B, W]`` one row per step, in the order ``_params``
+        gives them."""
+        args = (_tensors(obs if isinstance(obs, tuple) else (obs,)),
+                tf.convert_to_tensor(actions, self.family.tf_action_dtype),
+                tf.convert_to_tensor(advantages, tf.float32))
+        if masks is not None:  # an unmasked agent's graph is the one it always was
+            args += (tf.convert_to_tensor(masks, tf.bool),)
+        out = self._policy_update(*args)
         return {k: float(v.numpy()) for k, v in out.items()}
 
     def value_update(self, obs, returns: np.ndarray, batches: np.ndarray) -> float:
@@ -86,21 +95,25 @@ class Learner:
         for var, value in zip(self.policy_vars, unflatten(flat, self.policy_vars)):
             var.assign(value)
 
-    def _params(self, inputs: tuple) -> dict[str, tf.Tensor]:
-        """Distribution parameters ``{name: [B, k]}``, one row per step, for the policy input ``inputs``."""
+    def _params(self, inputs: tuple, masks: Optional[tf.Tensor] = None) -> dict[str, tf.Tensor]:
+        """Distribution parameters ``{name: [B, k]}``, one row per step, for the policy input ``inputs``;
+        with ``masks [B, W]`` the masked distribution's."""
         if not self.recurrent:
-            return self.policy_model(inputs[0], training=False)
-        obs, starts, state = inputs
-        out = self.policy_model({"obs": obs, "starts": starts, "state": state}, training=False)
-        return {k: tf.reshape(v, [-1, v.shape[-1]]) for k, v in out.items() if k != "state"}
+            params = self.policy_model(inputs[0], training=False)
+        else:
+            obs, starts, state = inputs
+            out = self.policy_model({"obs": obs, "starts": starts, "state": state}, training=False)
+            params = {k: tf.reshape(v, [-1, v.shape[-1]]) for k, v in out.items() if k != "state"}
+        return params if masks is None else self.family.masked_params(params, masks)
 
-    def fisher_product(self, obs, old_params: dict[str, tf.Tensor]):
+    def fisher_product(self, obs, old_params: dict[str, tf.Tensor], masks: Optional[tf.Tensor] = None):
         """``v [n] -> (F + cg_damping I) v``, ``F`` the Hessian of the mean KL(old || current) over ``obs``.
 
         ``obs``: the policy input tuple (``_params``); ``old_params``: the old policy's outputs on
         it, ``{name: [B, k]}``. At the old parameters ``F`` is the Fisher information of the policy
         on those states (for a recurrent policy, of the whole sequences: the Jacobian runs back
-        through the cell to each sequence's start).
+        through the cell to each sequence's start). ``masks``: a masked agent's, as ``_params`` takes them
+        (``old_params`` are then the masked ones).
         """
         cfg, family, variables = self.config, self.family, self.policy_vars
         old = family.make(old_params)
@@ -109,20 +122,20 @@ class Learner:
             return tf.reduce_mean(old.kl_divergence(family.make(outputs)))
 
         def outputs():
-            return self._params(obs)
+            return self._params(obs, masks)
 
         if cfg.fisher_product == "gauss_newton":
             return lambda v: gauss_newton_vector_product(outputs, mean_kl_of, variables, v, cfg.cg_damping)
         return lambda v: fisher_vector_product(lambda: mean_kl_of(outputs()), variables, v, cfg.cg_damping)
 
-    def _policy_update_impl(self, obs, actions, advantages):
+    def _policy_update_impl(self, obs, actions, advantages, masks=None):
         cfg, family, variables = self.config, self.family, self.policy_vars
-        old_params = {k: tf.stop_gradient(v) for k, v in self._params(obs).items()}
+        old_params = {k: tf.stop_gradient(v) for k, v in self._params(obs, masks).items()}
         old_dist = family.make(old_params)
         old_log_prob = tf.stop_gradient(old_dist.log_prob(actions))
 
         def dist():
-            return family.make(self._params(obs))
+            return family.make(self._params(obs, masks))
 
         def surrogate(d):
             return tf.reduce_mean(tf.exp(d.log_prob(actions) - old_log_prob) * advantages)
@@ -142,14 +155,19 @@ class Learner:
         # A recurrent policy's samples are its sequences (a step needs the steps before it): every k-th one.
         k = cfg.fisher_subsample
         if k == 1:
-            fvp = self.fisher_product(obs, old_params)
+            fvp = self.fisher_product(obs, old_params, masks)
         elif self.recurrent:
             length = tf.shape(obs[0])[1]
-            sub = {name: tf.reshape(tf.reshape(p, [-1, length, p.shape[-1]])[::k], [-1, p.shape[-1]])
-                   for name, p in old_params.items()}
-            fvp = self.fisher_product(tuple(x[::k] for x in obs), sub)
+
+            def every_kth_sequence(p):
+                return tf.reshape(tf.reshape(p, [-1, length, p.shape[-1]])[::k], [-1, p.shape[-1]])
+
+            sub = {name: every_kth_sequence(p) for name, p in old_params.items()}
+            fvp = self.fisher_product(tuple(x[::k] for x in obs), sub,
+                                      None if masks is None else every_kth_sequence(masks))
         else:
-            fvp = self.fisher_product((obs[0][::k],), {name: p[::k] for name, p in old_params.items()})
+            fvp = self.fisher_product((obs[0][::k],), {name: p[::k] for name, p in old_params.items()},
+                                      None if masks is None else masks[::k])
         direction, cg_iterations = conjugate_gradient(fvp, g, cfg.cg_iters, cfg.cg_residual_tol)
         shs = tf.tensordot(direction, fvp(direction), 1)
         beta = tf.sqrt(2.0 * cfg.max_kl / tf.maximum(shs, 1e-12))

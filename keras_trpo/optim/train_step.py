@@ -32,7 +32,7 @@ def train_step(policy: ActorCriticPolicy, learner: Learner, rollout: Rollout, co
     if cfg.normalize_advantage:
         adv = normalize_advantages(adv)
     batch = policy.training_batch(r, adv, returns, critic_states, cfg.recurrent_sequence_length)
-    logs = learner.policy_update(batch.policy_inputs, batch.actions, batch.advantages)
+    logs = learner.policy_update(batch.policy_inputs, batch.actions, batch.advantages, batch.masks)
     if logs["step_accepted"] == 0.0:
         tf.get_logger().warning(
             f"keras_trpo: iteration {iteration}: line search found no step with KL <= {cfg.max_kl} "
@@ -41,6 +41,8 @@ def train_step(policy: ActorCriticPolicy, learner: Learner, rollout: Rollout, co
     minibatches = batch.value_minibatches(cfg.value_batch_size, cfg.value_epochs, rng)
     logs["value_loss"] = learner.value_update(batch.value_inputs, batch.returns, minibatches)
     logs["explained_variance"] = explained_variance(values, returns)
+    if r.invalid_actions is not None:  # the envs give masks: actions taken that they forbade (0 when masked)
+        logs["invalid_actions"] = float(r.invalid_actions)
     if policy.normalizes_obs and not adapted:  # statistics lag one rollout so that pi_old is the policy that acted
         policy.update_obs_statistics(flat_obs)
     policy.sync()

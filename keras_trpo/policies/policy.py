@@ -136,27 +136,41 @@ class ActorCriticPolicy(abc.ABC):
 
     @abc.abstractmethod
     def act(self, obs: np.ndarray, state: np.ndarray, starts: np.ndarray, rng: np.random.Generator,
-            deterministic: bool = False) -> tuple[np.ndarray, np.ndarray]:
+            deterministic: bool = False, mask: Optional[np.ndarray] = None) -> tuple[np.ndarray, np.ndarray]:
         """Stored-form actions ``[B, ...]`` for ``obs [B, *obs_shape]`` and the state after the step
-        (``state [B, S]``, zeroed where ``starts [B]``; a feed-forward policy returns it unchanged)."""
+        (``state [B, S]``, zeroed where ``starts [B]``; a feed-forward policy returns it unchanged);
+        ``mask``: bool ``[B, W]`` (checked) to act among the valid actions only."""
 
-    def predict(self, obs: Any, state: Any = None, episode_start: Any = None, deterministic: bool = True):
+    def check_mask(self, action_masks: Any, rows: int) -> Optional[np.ndarray]:
+        """What a user passes as ``action_masks`` for ``rows`` observations -> bool ``[rows, W]`` (the rule's
+        ``check_mask``: ``InvalidActionMask`` naming the problem), or None for None."""
+        return None if action_masks is None else self.family.rule.check_mask(action_masks, rows)
+
+    def predict(self, obs: Any, state: Any = None, episode_start: Any = None, deterministic: bool = True,
+                action_masks: Any = None):
         """``TRPO.predict``: one observation or a batch, actions drawn from ``predict_rng``."""
         batch, single = check_observations(obs, self.observation_space)
-        return self.predict_batch(batch, single, state, episode_start, deterministic)
+        mask = self.check_mask(action_masks, len(batch))
+        return self.predict_batch(batch, single, state, episode_start, deterministic, mask)
 
     @abc.abstractmethod
-    def predict_batch(self, obs: np.ndarray, single: bool, state: Any, episode_start: Any, deterministic: bool):
-        """``predict`` for the checked batch ``obs [B, *obs_shape]`` (``single``: it was one observation)."""
+    def predict_batch(self, obs: np.ndarray, single: bool, state: Any, episode_start: Any, deterministic: bool,
+                      mask: Optional[np.ndarray] = None):
+        """``predict`` for the checked batch ``obs [B, *obs_shape]`` (``single``: it was one observation)
+        and the checked ``mask [B, W]`` or None."""
 
     @abc.abstractmethod
     def distribution_params(self, obs: np.ndarray, single: bool, state: Any, episode_start: Any) -> dict:
         """The distribution's parameters ``{name: [B, k]}`` for the checked batch ``obs``."""
 
-    def distribution(self, obs: Any, state: Any = None, episode_start: Any = None):
-        """``TRPO.distribution``: the ``tfp`` distribution for one observation or a batch."""
+    def distribution(self, obs: Any, state: Any = None, episode_start: Any = None, action_masks: Any = None):
+        """``TRPO.distribution``: the ``tfp`` distribution for one observation or a batch (the masked one
+        under ``action_masks``)."""
         batch, single = check_observations(obs, self.observation_space)
+        mask = self.check_mask(action_masks, len(batch))
         params = self.distribution_params(batch, single, state, episode_start)
+        if mask is not None:
+            params = self.family.masked_params(params, tf.constant(mask))
         if single:
             params = {k: v[0] for k, v in params.items()}
         return self.family.make(params)
@@ -192,12 +206,12 @@ class FeedForwardPolicy(ActorCriticPolicy):
         if state is not None or episode_start is not None:
             raise ValueError("state and episode_start are for recurrent agents; this policy is feed-forward")
 
-    def act(self, obs, state, starts, rng, deterministic=False):
-        return self.actor.act(obs, rng, deterministic), state
+    def act(self, obs, state, starts, rng, deterministic=False, mask=None):
+        return self.actor.act(obs, rng, deterministic, mask), state
 
-    def predict_batch(self, obs, single, state, episode_start, deterministic):
+    def predict_batch(self, obs, single, state, episode_start, deterministic, mask=None):
         self._no_state(state, episode_start)
-        actions = self.family.to_env(self.actor.act(obs, self.predict_rng, deterministic))
+        actions = self.family.to_env(self.actor.act(obs, self.predict_rng, deterministic, mask))
         return actions[0] if single else actions
 
     def distribution_params(self, obs, single, state, episode_start):
@@ -268,12 +282,12 @@ class RecurrentPolicy(ActorCriticPolicy):
                              f"got shape {np.shape(episode_start)}")
         return state, starts
 
-    def act(self, obs, state, starts, rng, deterministic=False):
-        return self.actor.act_recurrent(obs, state, starts, rng, deterministic)
+    def act(self, obs, state, starts, rng, deterministic=False, mask=None):
+        return self.actor.act_recurrent(obs, state, starts, rng, deterministic, mask)
 
-    def predict_batch(self, obs, single, state, episode_start, deterministic):
+    def predict_batch(self, obs, single, state, episode_start, deterministic, mask=None):
         state, starts = self._state_and_starts(len(obs), state, episode_start, single)
-        stored, state = self.actor.act_recurrent(obs, state, starts, self.predict_rng, deterministic)
+        stored, state = self.actor.act_recurrent(obs, state, starts, self.predict_rng, deterministic, mask)
         actions = self.family.to_env(stored)
         return (actions[0], state[0]) if single else (actions, state)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 
@@ -107,7 +108,8 @@ class TrainingBatch:
     ``advantages [B]``: one row per step in the order the policy's outputs give them (sequence-major
     for sequences). ``value_inputs``: the critic's input, as ``policy_inputs`` (from the critic's own
     states). ``returns``: the critic's targets, ``[B]`` or ``[N, L]``; ``length``: the steps in one of
-    its rows (1, or ``L``).
+    its rows (1, or ``L``). ``masks``: a masked agent's ``[B, W]`` bool, the mask each action was drawn
+    under, in the actions' order; None otherwise.
     """
 
     policy_inputs: np.ndarray | tuple
@@ -116,6 +118,7 @@ class TrainingBatch:
     value_inputs: np.ndarray | tuple
     returns: np.ndarray
     length: int = 1
+    masks: Optional[np.ndarray] = None
 
     def value_minibatches(self, batch_size: int, epochs: int, rng: np.random.Generator) -> np.ndarray:
         """``minibatch_indices`` over the rows of ``returns``: about ``batch_size`` steps per minibatch,
@@ -127,8 +130,9 @@ def step_batch(rollout: Rollout, advantages: np.ndarray, returns: np.ndarray) ->
     """A feed-forward policy's batch: every step on its own. ``advantages [T E]`` (step-major),
     ``returns [T, E]``."""
     obs = flatten_steps(rollout.obs)
+    masks = None if rollout.masks is None else flatten_steps(rollout.masks)
     return TrainingBatch(policy_inputs=obs, actions=flatten_steps(rollout.actions), advantages=advantages,
-                         value_inputs=obs, returns=returns.reshape(-1))
+                         value_inputs=obs, returns=returns.reshape(-1), masks=masks)
 
 
 def sequence_batch(rollout: Rollout, advantages: np.ndarray, returns: np.ndarray, critic_states: np.ndarray,
@@ -144,4 +148,5 @@ def sequence_batch(rollout: Rollout, advantages: np.ndarray, returns: np.ndarray
         actions=flatten_steps(to_chunks(rollout.actions, L)),
         advantages=to_chunks(advantages.reshape(T, E), L).reshape(-1),
         value_inputs=(obs, starts, chunk_initial_states(critic_states, L)),
-        returns=to_chunks(returns, L), length=L)
+        returns=to_chunks(returns, L), length=L,
+        masks=None if rollout.masks is None else flatten_steps(to_chunks(rollout.masks, L)))

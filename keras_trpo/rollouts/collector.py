@@ -34,12 +34,14 @@ class RolloutCollector:
         return self.pool is not None
 
     def start(self, env: EnvSpec, observation_space: gym.Space, action_space: gym.Space, config: TRPOConfig, *,
-              seed: int, iterations: int, env_kwargs: dict[str, Any], numpy_policy: bool) -> TRPOConfig:
+              seed: int, iterations: int, env_kwargs: dict[str, Any], numpy_policy: bool,
+              masked: bool = False) -> TRPOConfig:
         """Start the workers; returns the config they run with (a VectorEnv brings its own env count).
 
         ``iterations``: the run's iterations so far (a continued run resets its envs with a different
         seed and draws new noise, so it does not replay the first episodes); ``numpy_policy``: whether
-        the policy has a NumPy copy, which the process and ray backends need.
+        the policy has a NumPy copy, which the process and ray backends need; ``masked``: sample under the
+        envs' action masks.
         """
         cfg = config
         if env is None:
@@ -60,7 +62,7 @@ class RolloutCollector:
                         n_envs=cfg.n_envs, n_workers=cfg.rollout_workers, seed=seed,
                         reset_seed=seed + 7919 * iterations, epoch=iterations,
                         vectorization=cfg.vectorization, env_kwargs=env_kwargs, timeout=cfg.rollout_timeout,
-                        ray_address=cfg.ray_address)
+                        ray_address=cfg.ray_address, masked=masked)
         self.pool = make_pool(spec, cfg.rollout_backend)
         if cfg.normalize_reward:
             self.reward_scaler = RewardScaler(cfg.n_envs, cfg.gamma, per_step=cfg.reward_scaling == "step")

@@ -6,7 +6,9 @@ worker process (``process``) or in a Ray actor (``ray``); see ``keras_trpo.rollo
 Results do not depend on how the ``n_envs`` environments are split across workers: environment
 ``e`` is always reset with seed ``reset_seed + e``, draws its action noise from its own generator
 (seeded by the run's seed and ``e``), and the NumPy policy computes each row exactly as it would
-alone (``keras_trpo.plan.numpy_policy``). The training process puts the fragments side by side in environment
+alone (``keras_trpo.plan.numpy_policy``). An env's action mask for each observation comes with it
+(``rollouts.masks``): a masked agent samples under it and the fragment stores it with the action, so
+the update's pi_old and pi_theta see the support the action was drawn from. The training process puts the fragments side by side in environment
 order (``merge_fragments``) and does everything that needs the whole batch: reward scaling,
 episode statistics, observation statistics.
 """
@@ -23,8 +25,10 @@ from keras_trpo.dict_obs import pack_dict_observations
 from keras_trpo.envs import EnvSpec, make_env_group
 from keras_trpo.plan.description import PolicyPlan
 from keras_trpo.plan.numpy_policy import NumpyPolicy
+from keras_trpo.rollouts.masks import check_env_masks, count_invalid
 from keras_trpo.sequences import reset as reset_state
 from keras_trpo.sampling import sampling_rule
+from keras_trpo_serving.errors import InvalidActionMask
 from keras_trpo.spaces import InvalidObservationError, obs_shape
 
 # What a worker acts with: a NumPy plan (any backend) or, in the training process only, a
@@ -52,6 +56,10 @@ class Fragment:
     # starts), [T, m, S] float32, and whether the step began an episode, [T, m] bool.
     states: Optional[np.ndarray] = None
     starts: Optional[np.ndarray] = None
+    # Masked agents only: the mask each step's action was drawn under, [T, m, W] bool (True = valid).
+    masks: Optional[np.ndarray] = None
+    # Envs that give masks: per env, the actions this fragment took that its mask forbade, [m] int64.
+    invalid_actions: Optional[np.ndarray] = None
 
     @property
     def n_envs(self) -> int:
@@ -76,6 +84,8 @@ class Rollout:
     fresh_envs: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # envs restarted this rollout
     states: Optional[np.ndarray] = None  # [T, E, S] recurrent policies: the policy state each step started from
     starts: Optional[np.ndarray] = None  # [T, E] bool recurrent policies: the step began an episode
+    masks: Optional[np.ndarray] = None  # [T, E, W] bool masked agents: the mask each action was drawn under
+    invalid_actions: Optional[int] = None  # envs that give masks: actions taken that the mask forbade
 
     @property
     def n_steps(self) -> int:
@@ -108,21 +118,32 @@ class RolloutWorker:
       observation_space, action_space: the run's single-env spaces.
       seed: the run's seed; ``epoch``, ``generation``: see ``env_streams``.
       reset_seed: environment ``e`` is reset with ``reset_seed + e``.
+      masked: sample under the envs' action masks (the agent's ``masked``); the envs must give them.
+        Whether masked or not, an env that gives masks has them checked and its forbidden actions counted.
     """
 
     def __init__(self, env: EnvSpec, *, first_env: int, n_envs: int, observation_space: gym.Space,
                  action_space: gym.Space, seed: int, reset_seed: int, epoch: int = 0, generation: int = 0,
-                 vectorization: str = "sync", env_kwargs: Optional[dict[str, Any]] = None):
+                 vectorization: str = "sync", env_kwargs: Optional[dict[str, Any]] = None, masked: bool = False):
         self.first_env, self.n_envs = int(first_env), int(n_envs)
         self.obs_shape = obs_shape(observation_space)
         self.sampler = sampling_rule(action_space)
-        self.venv = pack_dict_observations(make_env_group(env, self.n_envs, vectorization, env_kwargs), observation_space)
+        self.group = make_env_group(env, self.n_envs, vectorization, env_kwargs)  # where the masks come from
+        self.venv = pack_dict_observations(self.group, observation_space)
         if self.venv.num_envs != self.n_envs:
             raise ValueError(f"the vector env has {self.venv.num_envs} envs, the worker expected {self.n_envs}")
         envs = range(self.first_env, self.first_env + self.n_envs)
         self.rngs = env_streams(seed, envs, epoch, generation)
         obs = self.venv.reset([int(reset_seed) + e for e in envs])
         self.obs = self._obs(obs)
+        # The mask of the current observations, [m, W] bool, or None if the envs give none (then never asked again).
+        self.masked, self._env_steps = bool(masked), 0
+        self.mask = check_env_masks(self.sampler, self.group.action_masks(), self.first_env, "after reset")
+        if self.masked and self.mask is None:
+            raise InvalidActionMask(
+                f"this agent samples under action masks (agent.masked), but env {self.first_env} gives none after "
+                "reset: it needs an action_masks() method or info['action_mask'] (or build the agent with "
+                "action_masks='off')")
         self._ep_return = np.zeros(self.n_envs)
         self._ep_length = np.zeros(self.n_envs, np.int64)
         self._fresh = True
@@ -150,6 +171,9 @@ class RolloutWorker:
         rew_buf = np.empty((n_steps, m), np.float32)
         term_buf = np.empty((n_steps, m), bool)
         end_buf = np.empty((n_steps, m), bool)
+        gives_masks = self.mask is not None
+        masks_buf = np.empty((n_steps, m, self.sampler.mask_width), bool) if self.masked else None
+        invalid = np.zeros(m, np.int64) if gives_masks else None
         actions = []
         trunc_idx, trunc_obs, episodes = [], [], []
         obs = self.obs
@@ -160,8 +184,21 @@ class RolloutWorker:
                 params, self.state = params_of.step(obs, self.state, self.starts)
             else:
                 params = params_of(obs)
-            action = sampler.sample(params, noise[t])
+            if gives_masks:
+                mask = self.mask
+                action = sampler.sample(params, noise[t], mask if self.masked else None)
+                invalid += count_invalid(sampler, action, mask)
+                if self.masked:
+                    masks_buf[t] = mask
+            else:
+                action = sampler.sample(params, noise[t])
             next_obs, reward, terminated, truncated, final_obs = venv.step(sampler.to_env(action))
+            self._env_steps += 1
+            if gives_masks:  # the next observation's (after an autoreset, the new episode's)
+                self.mask = check_env_masks(sampler, self.group.action_masks(), e0, f"after step {self._env_steps}")
+                if self.mask is None:
+                    raise InvalidActionMask(f"env {e0} gave no action mask after step {self._env_steps} (it gave "
+                                            "one before)")
             obs_buf[t] = obs
             actions.append(action)
             ended = np.logical_or(terminated, truncated)
@@ -190,6 +227,7 @@ class RolloutWorker:
             truncated_obs=final, last_obs=obs.copy(), episodes=np.asarray(episodes, np.float64).reshape(-1, 4),
             fresh=fresh, step_s=time.perf_counter() - start,
             states=states_buf if recurrent else None, starts=starts_buf if recurrent else None,
+            masks=masks_buf, invalid_actions=invalid,
         )
 
     def close(self) -> None:
@@ -215,6 +253,8 @@ def merge_fragments(fragments: Sequence[Fragment], n_envs: int) -> Rollout:
     episodes = episodes[np.lexsort((episodes[:, 1], episodes[:, 0]))] if len(episodes) else episodes
     fresh = [np.arange(f.first_env, f.first_env + f.n_envs) for f in fragments if f.fresh]
     recurrent = fragments[0].states is not None
+    masked = fragments[0].masks is not None
+    counted = [f.invalid_actions for f in fragments if f.invalid_actions is not None]
     return Rollout(
         obs=cat("obs"), actions=cat("actions"), rewards=rewards, raw_rewards=rewards, terminated=cat("terminated"),
         episode_end=cat("episode_end"), truncated_index=trunc_index[order], truncated_obs=trunc_obs[order],
@@ -222,6 +262,8 @@ def merge_fragments(fragments: Sequence[Fragment], n_envs: int) -> Rollout:
         episode_lengths=episodes[:, 3].astype(np.int64).tolist(),
         fresh_envs=np.concatenate(fresh) if fresh else np.zeros(0, np.int64),
         states=cat("states") if recurrent else None, starts=cat("starts") if recurrent else None,
+        masks=cat("masks") if masked else None,
+        invalid_actions=int(sum(int(c.sum()) for c in counted)) if counted else None,
     )
 
 

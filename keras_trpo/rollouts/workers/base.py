@@ -46,6 +46,7 @@ class PoolSpec:
     timeout: float = 600.0
     ray_address: Optional[str] = None
     max_restarts: int = 3  # replacements of one worker within one iteration before giving up
+    masked: bool = False  # sample under the envs' action masks (the agent's ``masked``)
 
     def slices(self) -> list[tuple[int, int]]:
         return split_envs(self.n_envs, self.n_workers)
@@ -55,7 +56,8 @@ class PoolSpec:
         first, count = self.slices()[k]
         return dict(env=self.env, first_env=first, n_envs=count, observation_space=self.observation_space,
                     action_space=self.action_space, seed=self.seed, reset_seed=self.reset_seed, epoch=self.epoch,
-                    generation=generation, vectorization=self.vectorization, env_kwargs=self.env_kwargs)
+                    generation=generation, vectorization=self.vectorization, env_kwargs=self.env_kwargs,
+                    masked=self.masked)
 
     def describe(self, k: int) -> str:
         first, count = self.slices()[k]
