@@ -91,7 +91,7 @@ def keras_trpo_child(env_id: str, steps: int, seed: int, overrides: dict | None 
     history = agent.fit(steps, callbacks=[Curve()], verbose=0)
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu0
     mean, std = agent.evaluate(episodes=EVAL_EPISODES, seed=EVAL_SEED)
-    masks = mask_evaluation(agent, env_id, history.history, mean)
+    masks = mask_evaluation(agent, env_id, history.history)
     agent.close()
     h, n = history.history, int(agent.num_timesteps)
     space = agent.action_space
@@ -106,13 +106,14 @@ def keras_trpo_child(env_id: str, steps: int, seed: int, overrides: dict | None 
     return out
 
 
-def mask_evaluation(agent, env_id: str, history: dict, library_mean: float) -> dict:
+def mask_evaluation(agent, env_id: str, history: dict) -> dict:
     """For an env that gives action masks (benchmarks/masks.py's tasks; {} for any other env): the final
     evaluation again through ``maskcount.masked_episodes``, the protocol every arm of that benchmark
     shares (the same episodes as ``agent.evaluate``, the env's mask handed to a masked agent's
     ``predict``, invalid actions counted against it whether the agent saw it or not), its returns
-    replacing ``eval_mean``/``eval_std`` (``agent.evaluate``'s kept as ``library_eval_mean``), and the
-    invalid actions of training: the ``invalid_actions`` metric summed over iterations."""
+    replacing ``eval_mean``/``eval_std`` (``agent.evaluate``'s own mean and invalid count kept as
+    ``library_eval_mean`` / ``library_invalid_actions_eval``, a cross-check), and the invalid actions of
+    training: the ``invalid_actions`` metric summed over iterations."""
     import gymnasium as gym
 
     import keras_trpo.joint_limits  # noqa: F401 - registers JointLimits-v0 / JointLimitsMemory-v0
@@ -141,11 +142,13 @@ def mask_evaluation(agent, env_id: str, history: dict, library_mean: float) -> d
             return action
         return agent.predict(obs, deterministic=True, **extra)
 
+    library_mean, _, library_invalid = agent.evaluate(episodes=EVAL_EPISODES, seed=EVAL_SEED,
+                                                      return_invalid_actions=True)
     returns, invalid = masked_episodes(env_id, act, EVAL_EPISODES, EVAL_SEED, on_reset=on_reset)
     train = history.get("invalid_actions")
     return dict(eval_mean=float(statistics.mean(returns)), eval_std=float(statistics.pstdev(returns)),
                 eval_returns=[float(r) for r in returns], library_eval_mean=float(library_mean), masked=masked,
-                invalid_actions_eval=int(invalid),
+                invalid_actions_eval=int(invalid), library_invalid_actions_eval=library_invalid,
                 invalid_actions_train=None if train is None else int(round(sum(float(x) for x in train))))
 
 

@@ -1,12 +1,13 @@
 """Invalid actions, counted the same way for every arm of the action-mask benchmark (issue 29).
 
-An *invalid action* is an action entry the env's mask forbade at that step: for Discrete the action
-itself, for MultiDiscrete each sub-action (so a JointLimits-v0 step can hold up to three, the same count
-as the env's ``info["invalid_actions"]``, its refused commands), for MultiBinary each bit. The mask is
-the one the env gave with the observation the action answers (``keras_trpo_serving.action_masks``:
-the ``action_masks()`` method wins over ``info["action_mask"]``), whether or not the learner saw it.
+An *invalid action* is an action the env's mask forbade at that step: for MultiDiscrete and MultiBinary
+an action with at least one forbidden sub-action or bit (so a JointLimits-v0 step counts once however
+many of its three commands the env refuses), as keras_trpo counts it in training (the ``invalid_actions``
+metric, ``keras_trpo.rollouts.masks.count_invalid``). The mask is the one the env gave with the
+observation the action answers (``keras_trpo_serving.action_masks``: the ``action_masks()`` method wins
+over ``info["action_mask"]``), whether or not the learner saw it.
 
-- ``forbidden(space, action, mask)``: the count for one step (pure).
+- ``forbidden(space, action, mask)``: whether the mask forbids one step's action (pure).
 - ``CountInvalid``: a gymnasium wrapper counting over training, and keeping ``last_mask`` (the mask
   of the current state from the last ``reset``/``step``) for an ``ActionMasker`` to read.
 - ``masked_episodes``: the final evaluation's deterministic episodes (``benchutil.episode_returns``'s
@@ -24,15 +25,15 @@ import numpy as np
 from keras_trpo_serving.action_masks import MaskSource
 
 
-def forbidden(space: gym.Space, action: Any, mask: Optional[np.ndarray]) -> int:
-    """How many entries of ``action`` the ``mask`` forbids (0 when ``mask`` is None).
+def forbidden(space: gym.Space, action: Any, mask: Optional[np.ndarray]) -> bool:
+    """Whether ``mask`` forbids ``action``: any of its sub-actions or bits (False when ``mask`` is None).
 
     ``mask``: sb3-contrib's layout, ``[n]`` for Discrete(n), ``[sum(nvec)]`` for MultiDiscrete (the
     sub-spaces' masks concatenated), ``[2 * n]`` for MultiBinary(n) (``[may be 0, may be 1]`` per bit);
     nonzero = valid. Raises ValueError for another space or a mask of the wrong size.
     """
     if mask is None:
-        return 0
+        return False
     m = np.asarray(mask).reshape(-1) != 0
     if isinstance(space, gym.spaces.Discrete):
         index = [int(np.asarray(action).reshape(-1)[0]) - int(space.start)]
@@ -49,7 +50,7 @@ def forbidden(space: gym.Space, action: Any, mask: Optional[np.ndarray]) -> int:
              gym.spaces.MultiBinary: lambda s: 2 * int(np.prod(s.shape))}[type(space)](space)
     if m.size != width:
         raise ValueError(f"a mask for {space} has {width} entries, got {m.size}")
-    return int(sum(not m[i] for i in index))
+    return not all(m[i] for i in index)
 
 
 class CountInvalid(gym.Wrapper):

@@ -20,8 +20,9 @@ once and a rerun resumes; one arm's seeds run one at a time):
 Tasks: Taxi-v4 (Discrete(6), masks in ``info["action_mask"]``) and JointLimits-v0 (MultiDiscrete([3, 3, 3]),
 ``action_masks()``; keras_trpo.joint_limits). Every arm is evaluated the same way
 (benchmarks/maskcount.py): 10 deterministic episodes on env seeds 10000-10009, the env's mask handed to
-a masked learner, and invalid actions (entries the env's mask forbade) counted in training and in that
-evaluation whether the learner saw the mask or not.
+a masked learner, and invalid actions (actions the env's mask forbade; a MultiDiscrete action with any
+forbidden sub-action counts once) counted in training and in that evaluation, whether the learner saw
+the mask or not.
 
 ``table`` prints, per task and arm, the IQM of the final evaluations with its 95 % stratified-bootstrap
 interval (rliable, stats.py's), the median steps/s, and the invalid actions taken: in the evaluation
@@ -137,8 +138,8 @@ def cmd_table(argv: list[str]) -> int:
     print()
     print("IQM of the final evaluation (10 deterministic episodes on env seeds 10000-10009, the env's masks "
           "handed to a masked learner) over training seeds, 95 % stratified-bootstrap interval (rliable, "
-          f"{a.reps:,} replications). Invalid actions: action entries the env's mask forbade (a JointLimits "
-          "step holds up to three), counted whether or not the learner saw the mask; evaluation: all seeds' "
+          f"{a.reps:,} replications). Invalid actions: actions the env's mask forbade (a JointLimits action "
+          "with any refused command counts once), counted whether or not the learner saw the mask; evaluation: all seeds' "
           "episodes together; training: mean per seed. steps/s: environment steps over training wall time "
           "(updates included), median over seeds, under the machine's other load.")
     return 0
