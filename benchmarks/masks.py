@@ -6,7 +6,8 @@
   python -m benchmarks.masks table [--out ...] [--reps 50000]
 
 Arms (each a ``seeds.py run`` into OUT/ARM/IMPL/ENV/seed_N.json, so every finished seed is stored at
-once and a rerun resumes; one arm's seeds run one at a time):
+once and a rerun resumes; the arms asked for are interleaved seed by seed, one run at a time, so a run
+stopped half way has the same seeds of every arm):
 
 - masked: keras_trpo, ``--set action_masks=on`` (the env must give masks), the env's preset otherwise
   (``keras-trpo presets``; Taxi-v4 and JointLimits-v0 have none: sb3-contrib's TRPO defaults);
@@ -52,9 +53,9 @@ ARMS: dict[str, tuple[list[str], str]] = {
 }
 
 
-def seeds_command(arm: str, tasks: list[str], seeds: list[str], out: str, sb3_python: str | None) -> list[str]:
-    """The ``seeds.py run`` command of one arm (all its seeds, one child at a time)."""
-    cmd = module_command(sys.executable, "seeds", "run", *ARMS[arm][0], "--task", *tasks, "--seeds", *seeds,
+def seeds_command(arm: str, tasks: list[str], seed: int, out: str, sb3_python: str | None) -> list[str]:
+    """The ``seeds.py run`` command of one arm and seed (its tasks one after the other)."""
+    cmd = module_command(sys.executable, "seeds", "run", *ARMS[arm][0], "--task", *tasks, "--seeds", str(seed),
                          "--out", os.path.join(out, arm), "--jobs", "1")
     return cmd + (["--sb3-python", sb3_python] if sb3_python and arm == "maskable_ppo" else [])
 
@@ -71,19 +72,20 @@ def cmd_run(argv: list[str]) -> int:
     try:
         for t in a.task:
             parse_task(t)
-        parse_seeds(a.seeds)
+        seeds = parse_seeds(a.seeds)
     except ValueError as e:
         p.error(str(e))
     failed = 0
-    for arm in a.arms:
-        cmd = seeds_command(arm, a.task, a.seeds, a.out, a.sb3_python)
-        print("$ " + " ".join(cmd), flush=True)
-        if a.dry_run:
-            continue
-        code = subprocess.run(cmd, env=child_env(), check=False).returncode
-        if code in (2, 130, 143):  # a bad request or a stop: the next arms would end the same way
-            return code
-        failed += code != 0
+    for seed in seeds:
+        for arm in a.arms:
+            cmd = seeds_command(arm, a.task, seed, a.out, a.sb3_python)
+            print("$ " + " ".join(cmd), flush=True)
+            if a.dry_run:
+                continue
+            code = subprocess.run(cmd, env=child_env(), check=False).returncode
+            if code in (2, 130, 143):  # a bad request or a stop: the next seeds would end the same way
+                return code
+            failed += code != 0
     return 1 if failed else 0
 
 

@@ -78,10 +78,13 @@ def test_table_rows_per_task_and_arm_with_invalid_counts(tmp_path, capsys):
     assert ppo[6] == "? |"  # a record without the training count says so
 
 
-def test_run_builds_one_seeds_command_per_arm(capsys):
-    assert masks.cmd_run(["--arms", "unmasked", "maskable_ppo", "--seeds", "0-9", "--sb3-python", "/sb3/python",
+def test_run_interleaves_the_arms_seed_by_seed(capsys):
+    assert masks.cmd_run(["--arms", "unmasked", "maskable_ppo", "--seeds", "3-4", "--sb3-python", "/sb3/python",
                           "--dry-run"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert "--set action_masks=off --task Taxi-v4:1e5 JointLimits-v0:1e5 --seeds 0-9" in lines[0]
+    assert len(lines) == 4
+    assert "--set action_masks=off --task Taxi-v4:1e5 JointLimits-v0:1e5 --seeds 3 " in lines[0]
     assert lines[0].endswith("--jobs 1") and "--sb3-python" not in lines[0]
-    assert "--impl maskable_ppo" in lines[1] and lines[1].endswith("--sb3-python /sb3/python")
+    assert "--impl maskable_ppo" in lines[1] and "--seeds 3 " in lines[1]
+    assert lines[1].endswith("--sb3-python /sb3/python")
+    assert "--seeds 4 " in lines[2] and "--seeds 4 " in lines[3]
