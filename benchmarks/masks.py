@@ -26,8 +26,9 @@ forbidden sub-action counts once) counted in training and in that evaluation, wh
 the mask or not.
 
 ``table`` prints, per task and arm, the IQM of the final evaluations with its 95 % stratified-bootstrap
-interval (rliable, stats.py's), the median steps/s, and the invalid actions taken: in the evaluation
-(all seeds' episodes together) and in training (mean per seed).
+interval (rliable, stats.py's), the median steps/s (wall clock, and per CPU second of the training
+process), and the invalid actions taken: in the evaluation (all seeds' episodes together) and in
+training (mean per seed).
 """
 from __future__ import annotations
 
@@ -122,9 +123,9 @@ def cmd_table(argv: list[str]) -> int:
     p.add_argument("--reps", type=int, default=50_000, help="bootstrap replications")
     a = p.parse_args(argv)
     found = arm_records(a.out)
-    print("| task | arm | seeds | IQM [95% CI] | steps/s (median) | invalid actions, evaluation | "
-          "invalid actions, training (per seed) |")
-    print("|---|---|--:|--:|--:|--:|--:|")
+    print("| task | arm | seeds | IQM [95% CI] | steps/s (median) | steps per CPU second (median) | "
+          "invalid actions, evaluation | invalid actions, training (per seed) |")
+    print("|---|---|--:|--:|--:|--:|--:|--:|")
     order = {env: i for i, env in enumerate(["Taxi-v4", "JointLimits-v0", "JointLimitsMemory-v0"])}
     for (env, steps), arms in sorted(found.items(), key=lambda kv: (order.get(kv[0][0], 99), kv[0])):
         for arm in ARMS:
@@ -134,16 +135,19 @@ def cmd_table(argv: list[str]) -> int:
             scores = np.array([[r["eval_mean"]] for r in records], float)
             point, ci = estimates({arm: scores}, a.reps)[arm]
             speed = statistics.median(r["steps_per_s"] for r in records)
+            per_cpu = statistics.median(r["timesteps"] / r["cpu_s"] for r in records) if all(
+                r.get("cpu_s") and r.get("timesteps") for r in records) else None
             ev, tr = invalid_cells(records)
             print(f"| {env} ({steps:,}) | {ARMS[arm][1]} | {len(records)} | {fmt_ci(point[0], *ci[:, 0])} | "
-                  f"{speed:,.0f} | {ev} | {tr} |")
+                  f"{speed:,.0f} | {'?' if per_cpu is None else f'{per_cpu:,.0f}'} | {ev} | {tr} |")
     print()
     print("IQM of the final evaluation (10 deterministic episodes on env seeds 10000-10009, the env's masks "
           "handed to a masked learner) over training seeds, 95 % stratified-bootstrap interval (rliable, "
           f"{a.reps:,} replications). Invalid actions: actions the env's mask forbade (a JointLimits action "
           "with any refused command counts once), counted whether or not the learner saw the mask; evaluation: all seeds' "
           "episodes together; training: mean per seed. steps/s: environment steps over training wall time "
-          "(updates included), median over seeds, under the machine's other load.")
+          "(updates included), median over seeds, under the machine's other load; steps per CPU second: the same "
+          "steps over the training process's CPU time (all its threads), which that load disturbs less.")
     return 0
 
 

@@ -59,7 +59,8 @@ def test_masked_episodes_hands_the_mask_over_and_counts_against_it():
 
 def _record(out, arm, impl, env, seed, eval_mean, ev, tr, sps=100.0):
     r = {"format": FORMAT, "impl": impl, "env": env, "seed": seed, "request": {"timesteps": 1000, "overrides": {}},
-         "eval_mean": eval_mean, "steps_per_s": sps, "invalid_actions_eval": ev, "invalid_actions_train": tr}
+         "eval_mean": eval_mean, "steps_per_s": sps, "timesteps": 1000, "cpu_s": 4.0 + seed,
+         "invalid_actions_eval": ev, "invalid_actions_train": tr}
     write_record(seed_path(f"{out}/{arm}", impl, env, seed), r)
 
 
@@ -73,9 +74,9 @@ def test_table_rows_per_task_and_arm_with_invalid_counts(tmp_path, capsys):
     assert len(rows) == 3
     masked, unmasked, ppo = (row.split(" | ") for row in rows)
     assert masked[1:3] == ["keras_trpo, masks", "4"] and masked[3].startswith("8.5 ")  # IQM of 7, 8, 9, 10
-    assert masked[5:] == ["0", "0 |"]
-    assert unmasked[5:] == ["6", "15 |"]  # 0+1+2+3 in evaluation; mean of 0, 10, 20, 30 in training
-    assert ppo[6] == "? |"  # a record without the training count says so
+    assert masked[4:] == ["100", "183", "0", "0 |"]  # median of 1000 steps / 4, 5, 6, 7 CPU s: (200 + 166.7) / 2
+    assert unmasked[6:] == ["6", "15 |"]  # 0+1+2+3 in evaluation; mean of 0, 10, 20, 30 in training
+    assert ppo[7] == "? |"  # a record without the training count says so
 
 
 def test_run_interleaves_the_arms_seed_by_seed(capsys):
