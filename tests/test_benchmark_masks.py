@@ -57,26 +57,36 @@ def test_masked_episodes_hands_the_mask_over_and_counts_against_it():
     assert none == 0 and some > 0
 
 
-def _record(out, arm, impl, env, seed, eval_mean, ev, tr, sps=100.0):
+def _record(out, arm, impl, env, seed, eval_mean, ev, tr, curve=(-50.0, -50.0, -50.0)):
     r = {"format": FORMAT, "impl": impl, "env": env, "seed": seed, "request": {"timesteps": 1000, "overrides": {}},
-         "eval_mean": eval_mean, "steps_per_s": sps, "timesteps": 1000, "cpu_s": 4.0 + seed,
-         "invalid_actions_eval": ev, "invalid_actions_train": tr}
+         "eval_mean": eval_mean, "steps_per_s": 100.0, "timesteps": 1000, "cpu_s": 4.0 + seed,
+         "invalid_actions_eval": ev, "invalid_actions_train": tr,
+         "curve": {"timesteps": [300, 500, 1000], "return": list(curve)}}
     write_record(seed_path(f"{out}/{arm}", impl, env, seed), r)
 
 
 def test_table_rows_per_task_and_arm_with_invalid_counts(tmp_path, capsys):
     for s in range(4):
-        _record(tmp_path, "masked", "keras_trpo", "Taxi-v4", s, 7.0 + s, 0, 0)
-        _record(tmp_path, "unmasked", "keras_trpo", "Taxi-v4", s, 1.0, s, 10 * s)
+        _record(tmp_path, "masked", "keras_trpo", "Taxi-v4", s, 7.0 + s, 0, 0, curve=(0.0, 5.0, 7.0))
+        # Taxi's threshold is a training return of 0: two of the four unmasked seeds reach it, at step 500
+        _record(tmp_path, "unmasked", "keras_trpo", "Taxi-v4", s, 1.0, s, 10 * s,
+                curve=(-9.0, 1.0 if s < 2 else -1.0, -1.0))
     _record(tmp_path, "maskable_ppo", "sb3-contrib-MaskablePPO", "Taxi-v4", 0, 5.0, 0, None)
     assert masks.cmd_table(["--out", str(tmp_path), "--reps", "200"]) == 0
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| Taxi")]
     assert len(rows) == 3
     masked, unmasked, ppo = (row.split(" | ") for row in rows)
     assert masked[1:3] == ["keras_trpo, masks", "4"] and masked[3].startswith("8.5 ")  # IQM of 7, 8, 9, 10
-    assert masked[4:] == ["100", "183", "0", "0 |"]  # median of 1000 steps / 4, 5, 6, 7 CPU s: (200 + 166.7) / 2
-    assert unmasked[6:] == ["6", "15 |"]  # 0+1+2+3 in evaluation; mean of 0, 10, 20, 30 in training
-    assert ppo[7] == "? |"  # a record without the training count says so
+    assert masked[5:] == ["100", "183", "0", "0 |"]  # median of 1000 steps / 4, 5, 6, 7 CPU s: (200 + 166.7) / 2
+    assert unmasked[7:] == ["6", "15 |"]  # 0+1+2+3 in evaluation; mean of 0, 10, 20, 30 in training
+    assert ppo[8] == "? |"  # a record without the training count says so
+    assert masked[4] == "300" and unmasked[4] == "500 (2 of 4 seeds)" and ppo[4] == "not reached"
+
+
+def test_first_reaching_reads_the_training_curve():
+    r = {"curve": {"timesteps": [100, 200, 300], "return": [-5.0, None, 1.0]}}
+    assert masks.first_reaching(r, 0.0) == 300 and masks.first_reaching(r, -5.0) == 100
+    assert masks.first_reaching(r, 2.0) is None
 
 
 def test_run_interleaves_the_arms_seed_by_seed(capsys):
