@@ -48,6 +48,7 @@ TASKS = [f"Taxi-v4:{BUDGET}", f"JointLimits-v0:{BUDGET}"]
 # stochastic policy): Taxi-v4 0 (deliveries outweigh the steps; random play scores about -770), JointLimits
 # 0.8 (within 0.07 of the optimal policy's 0.87; random valid commands score -1.6).
 THRESHOLDS = {"Taxi-v4": 0.0, "JointLimits-v0": 0.8, "JointLimitsMemory-v0": 0.8}
+RECURRENT_SETTINGS = ["--set", "normalize_obs=true", "--set", "max_kl=0.05"]
 # arm -> (the seeds.py arguments that make it, the table's label)
 ARMS: dict[str, tuple[list[str], str]] = {
     "masked": (["--impl", "keras_trpo", "--set", "action_masks=on"], "keras_trpo, masks"),
@@ -55,6 +56,12 @@ ARMS: dict[str, tuple[list[str], str]] = {
     "maskable_ppo": (["--impl", "maskable_ppo"], "MaskablePPO"),
     "recurrent_masked": (["--impl", "keras_trpo", "--set", "action_masks=on", "--set", "recurrent=lstm"],
                          "keras_trpo LSTM, masks"),
+    # keras_trpo's recurrent presets' own two settings (keras_trpo/presets.py _RECURRENT_TRPO: normalised
+    # observations, max_kl 0.05), with and without the cell, for the memory task
+    "recurrent_masked_preset": (["--impl", "keras_trpo", "--set", "action_masks=on", "--set", "recurrent=lstm",
+                                 *RECURRENT_SETTINGS], "keras_trpo LSTM, masks, recurrent settings"),
+    "masked_preset": (["--impl", "keras_trpo", "--set", "action_masks=on", *RECURRENT_SETTINGS],
+                      "keras_trpo, masks, recurrent settings"),
 }
 
 
