@@ -2,7 +2,8 @@
 
   python -m benchmarks.masks run [--arms masked unmasked maskable_ppo] [--task Taxi-v4:1e5 JointLimits-v0:1e5]
                                  [--seeds 0-9] [--out benchmarks/results/masks] [--sb3-python PATH] [--dry-run]
-  python -m benchmarks.masks run --arms recurrent_masked masked --task JointLimitsMemory-v0:1e5 --seeds 0-4
+  python -m benchmarks.masks run --arms recurrent_masked --task JointLimits-v0:1e5 --seeds 0-2
+  python -m benchmarks.masks run --arms recurrent_masked_preset masked_preset --task JointLimitsMemory-v0:2e5 --seeds 0
   python -m benchmarks.masks table [--out ...] [--reps 50000]
 
 Arms (each a ``seeds.py run`` into OUT/ARM/IMPL/ENV/seed_N.json, so every finished seed is stored at
@@ -14,9 +15,11 @@ stopped half way has the same seeds of every arm):
 - unmasked: the same with ``--set action_masks=off``, the baseline that learns to avoid what the env refuses;
 - maskable_ppo: sb3-contrib's MaskablePPO with its documented defaults (``sb3_runner.py --maskable-ppo``;
   rl-baselines3-zoo has no entry for it on these envs);
-- recurrent_masked: keras_trpo with masks and an LSTM (``--set recurrent=lstm``), for the partially
-  observable JointLimitsMemory-v0 (the target is shown on the first step only), beside ``masked``
-  (feed-forward, which cannot remember the target).
+- recurrent_masked: keras_trpo with masks and an LSTM (``--set recurrent=lstm``): on JointLimits-v0, and
+  on the partially observable JointLimitsMemory-v0 (the target is shown on the first step only) beside
+  ``masked`` (feed-forward, which cannot remember the target);
+- recurrent_masked_preset, masked_preset: the same with and without the cell, plus the two settings of
+  keras_trpo's recurrent presets (normalised observations, max_kl 0.05), on JointLimitsMemory-v0.
 
 Tasks: Taxi-v4 (Discrete(6), masks in ``info["action_mask"]``) and JointLimits-v0 (MultiDiscrete([3, 3, 3]),
 ``action_masks()``; keras_trpo.joint_limits). Every arm is evaluated the same way
@@ -25,7 +28,8 @@ a masked learner, and invalid actions (actions the env's mask forbade; a MultiDi
 forbidden sub-action counts once) counted in training and in that evaluation, whether the learner saw
 the mask or not.
 
-``table`` prints, per task and arm, the IQM of the final evaluations with its 95 % stratified-bootstrap
+``table`` prints two tables (the ten-seed comparison of the three arms on TASKS, then every other arm
+and task), per task and arm the IQM of the final evaluations with its 95 % stratified-bootstrap
 interval (rliable, stats.py's), the median steps/s (wall clock, and per CPU second of the training
 process), and the invalid actions taken: in the evaluation (all seeds' episodes together) and in
 training (mean per seed).
@@ -143,6 +147,25 @@ def reach_cell(records: list[dict], threshold: float | None) -> str:
     return median if len(steps) == len(records) else f"{median} ({len(steps)} of {len(records)} seeds)"
 
 
+ENV_ORDER = {"Taxi-v4": 0, "JointLimits-v0": 1, "JointLimitsMemory-v0": 2}
+MAIN_ARMS = ("masked", "unmasked", "maskable_ppo")  # the ten-seed comparison of TASKS
+
+
+def row_cells(env: str, steps: int, arm: str, records: list[dict], reps: int, estimates, fmt_ci, np
+              ) -> tuple[tuple[str, int, str], str]:
+    """((env, steps, arm), the table row) for one arm's records of one task."""
+    scores = np.array([[r["eval_mean"]] for r in records], float)
+    point, ci = estimates({arm: scores}, reps)[arm]
+    speed = statistics.median(r["steps_per_s"] for r in records)
+    per_cpu = statistics.median(r["timesteps"] / r["cpu_s"] for r in records) if all(
+        r.get("cpu_s") and r.get("timesteps") for r in records) else None
+    ev, tr = invalid_cells(records)
+    row = (f"| {env} ({steps:,}) | {ARMS[arm][1]} | {len(records)} | {fmt_ci(point[0], *ci[:, 0])} | "
+           f"{reach_cell(records, THRESHOLDS.get(env))} | {speed:,.0f} | "
+           f"{'?' if per_cpu is None else f'{per_cpu:,.0f}'} | {ev} | {tr} |")
+    return (env, steps, arm), row
+
+
 def cmd_table(argv: list[str]) -> int:
     import numpy as np
 
@@ -154,23 +177,25 @@ def cmd_table(argv: list[str]) -> int:
     p.add_argument("--reps", type=int, default=50_000, help="bootstrap replications")
     a = p.parse_args(argv)
     found = arm_records(a.out)
-    print("| task | arm | seeds | IQM [95% CI] | steps to reach (median) | steps/s (median) | "
-          "steps per CPU second (median) | invalid actions, evaluation | invalid actions, training (per seed) |")
-    print("|---|---|--:|--:|--:|--:|--:|--:|--:|")
-    order = {env: i for i, env in enumerate(["Taxi-v4", "JointLimits-v0", "JointLimitsMemory-v0"])}
-    for (env, steps), arms in sorted(found.items(), key=lambda kv: (order.get(kv[0][0], 99), kv[0])):
-        for arm in ARMS:
-            records = sorted(arms.get(arm, []), key=lambda r: r["seed"])
-            if not records:
-                continue
-            scores = np.array([[r["eval_mean"]] for r in records], float)
-            point, ci = estimates({arm: scores}, a.reps)[arm]
-            speed = statistics.median(r["steps_per_s"] for r in records)
-            per_cpu = statistics.median(r["timesteps"] / r["cpu_s"] for r in records) if all(
-                r.get("cpu_s") and r.get("timesteps") for r in records) else None
-            ev, tr = invalid_cells(records)
-            print(f"| {env} ({steps:,}) | {ARMS[arm][1]} | {len(records)} | {fmt_ci(point[0], *ci[:, 0])} | "
-                  f"{reach_cell(records, THRESHOLDS.get(env))} | {speed:,.0f} | {'?' if per_cpu is None else f'{per_cpu:,.0f}'} | {ev} | {tr} |")
+    main = {parse_task(t) for t in TASKS}
+    rows = [row_cells(env, steps, arm, sorted(arms[arm], key=lambda r: r["seed"]), a.reps, estimates, fmt_ci, np)
+            for (env, steps), arms in sorted(found.items(), key=lambda kv: (ENV_ORDER.get(kv[0][0], 99), kv[0]))
+            for arm in ARMS if arms.get(arm)]
+    head = ("| task | arm | seeds | IQM [95% CI] | steps to reach (median) | steps/s (median) | "
+            "steps per CPU second (median) | invalid actions, evaluation | invalid actions, training (per seed) |\n"
+            "|---|---|--:|--:|--:|--:|--:|--:|--:|")
+    # the ten-seed comparison first (the README's table), then the recurrent and partially observable runs
+    first = [r for (env, steps, arm), r in rows if (env, steps) in main and arm in MAIN_ARMS]
+    rest = [r for (env, steps, arm), r in rows if not ((env, steps) in main and arm in MAIN_ARMS)]
+    print(head)
+    print("\n".join(first))
+    if rest:
+        print()
+        print("Recurrent policies and the partially observable JointLimitsMemory-v0 (target shown on the first "
+              "step only), with masks:")
+        print()
+        print(head)
+        print("\n".join(rest))
     reach = ", ".join(f"{v:g} on {k}" for k, v in THRESHOLDS.items())
     print()
     print("IQM of the final evaluation (10 deterministic episodes on env seeds 10000-10009, the env's masks "

@@ -57,8 +57,8 @@ def test_masked_episodes_hands_the_mask_over_and_counts_against_it():
     assert none == 0 and some > 0
 
 
-def _record(out, arm, impl, env, seed, eval_mean, ev, tr, curve=(-50.0, -50.0, -50.0)):
-    r = {"format": FORMAT, "impl": impl, "env": env, "seed": seed, "request": {"timesteps": 1000, "overrides": {}},
+def _record(out, arm, impl, env, seed, eval_mean, ev, tr, curve=(-50.0, -50.0, -50.0), requested=1000):
+    r = {"format": FORMAT, "impl": impl, "env": env, "seed": seed, "request": {"timesteps": requested, "overrides": {}},
          "eval_mean": eval_mean, "steps_per_s": 100.0, "timesteps": 1000, "cpu_s": 4.0 + seed,
          "invalid_actions_eval": ev, "invalid_actions_train": tr,
          "curve": {"timesteps": [300, 500, 1000], "return": list(curve)}}
@@ -81,6 +81,17 @@ def test_table_rows_per_task_and_arm_with_invalid_counts(tmp_path, capsys):
     assert unmasked[7:] == ["6", "15 |"]  # 0+1+2+3 in evaluation; mean of 0, 10, 20, 30 in training
     assert ppo[8] == "? |"  # a record without the training count says so
     assert masked[4] == "300" and unmasked[4] == "500 (2 of 4 seeds)" and ppo[4] == "not reached"
+
+
+def test_other_arms_and_tasks_go_to_a_second_table(tmp_path, capsys):
+    _record(tmp_path, "masked", "keras_trpo", "Taxi-v4", 0, 8.0, 0, 0, requested=100_000)  # one of masks.TASKS
+    write_record(seed_path(f"{tmp_path}/recurrent_masked", "keras_trpo", "JointLimitsMemory-v0", 0),
+                 {"format": FORMAT, "impl": "keras_trpo", "env": "JointLimitsMemory-v0", "seed": 0, "eval_mean": -3.0,
+                  "request": {"timesteps": 100_000, "overrides": {}}, "steps_per_s": 1.0})
+    assert masks.cmd_table(["--out", str(tmp_path), "--reps", "200"]) == 0
+    tables = capsys.readouterr().out.split("\n\n")
+    assert "| Taxi-v4 (100,000) | keras_trpo, masks |" in tables[0] and "JointLimitsMemory" not in tables[0]
+    assert "| JointLimitsMemory-v0 (100,000) | keras_trpo LSTM, masks | 1 | -3.00" in tables[2]
 
 
 def test_first_reaching_reads_the_training_curve():
