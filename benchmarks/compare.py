@@ -91,16 +91,65 @@ def keras_trpo_child(env_id: str, steps: int, seed: int, overrides: dict | None 
     history = agent.fit(steps, callbacks=[Curve()], verbose=0)
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu0
     mean, std = agent.evaluate(episodes=EVAL_EPISODES, seed=EVAL_SEED)
+    masks = mask_evaluation(agent, env_id, history.history)
     agent.close()
     h, n = history.history, int(agent.num_timesteps)
     space = agent.action_space
-    return dict(impl="keras_trpo", env=env_id, seed=seed, timesteps=n, eval_mean=mean, eval_std=std, wall_s=wall,
-                steps_per_s=n / wall, rollout_s=float(sum(h["rollout_s"])), update_s=float(sum(h["update_s"])),
-                cpu_s=cpu, process_cpu_s=process_cpu_s(), peak_mem_mb=peak_rss_mb(), curve=curve,
-                config=agent.config.to_dict(), overrides=overrides,
-                action_dim=int(math.prod(space.shape)) if isinstance(space, gym.spaces.Box) else None,
-                versions={"keras_trpo": keras_trpo.__version__, "tensorflow": tf.__version__,
-                          "keras": keras.__version__})
+    out = dict(impl="keras_trpo", env=env_id, seed=seed, timesteps=n, eval_mean=mean, eval_std=std, wall_s=wall,
+               steps_per_s=n / wall, rollout_s=float(sum(h["rollout_s"])), update_s=float(sum(h["update_s"])),
+               cpu_s=cpu, process_cpu_s=process_cpu_s(), peak_mem_mb=peak_rss_mb(), curve=curve,
+               config=agent.config.to_dict(), overrides=overrides,
+               action_dim=int(math.prod(space.shape)) if isinstance(space, gym.spaces.Box) else None,
+               versions={"keras_trpo": keras_trpo.__version__, "tensorflow": tf.__version__,
+                         "keras": keras.__version__})
+    out.update(masks)
+    return out
+
+
+def mask_evaluation(agent, env_id: str, history: dict) -> dict:
+    """For an env that gives action masks (benchmarks/masks.py's tasks; {} for any other env): the final
+    evaluation again through ``maskcount.masked_episodes``, the protocol every arm of that benchmark
+    shares (the same episodes as ``agent.evaluate``, the env's mask handed to a masked agent's
+    ``predict``, invalid actions counted against it whether the agent saw it or not), its returns
+    replacing ``eval_mean``/``eval_std`` (``agent.evaluate``'s own mean and invalid count kept as
+    ``library_eval_mean`` / ``library_invalid_actions_eval``, a cross-check), and the invalid actions of
+    training: the ``invalid_actions`` metric summed over iterations."""
+    import gymnasium as gym
+
+    import keras_trpo.joint_limits  # noqa: F401 - registers JointLimits-v0 / JointLimitsMemory-v0
+    from benchmarks.maskcount import masked_episodes
+    from keras_trpo_serving.action_masks import has_masks
+
+    probe = gym.make(env_id)
+    try:
+        _, info = probe.reset(seed=EVAL_SEED)
+        if not has_masks(probe, info):
+            return {}
+    finally:
+        probe.close()
+    masked = bool(getattr(agent, "masked", False))
+    memory: dict = {}
+
+    def on_reset() -> None:
+        memory.update(state=None, start=True)
+
+    def act(obs, mask):
+        extra = {"action_masks": mask} if masked else {}
+        if agent.is_recurrent:
+            action, memory["state"] = agent.predict(obs, state=memory["state"], episode_start=memory["start"],
+                                                    deterministic=True, **extra)
+            memory["start"] = False
+            return action
+        return agent.predict(obs, deterministic=True, **extra)
+
+    library_mean, _, library_invalid = agent.evaluate(episodes=EVAL_EPISODES, seed=EVAL_SEED,
+                                                      return_invalid_actions=True)
+    returns, invalid = masked_episodes(env_id, act, EVAL_EPISODES, EVAL_SEED, on_reset=on_reset)
+    train = history.get("invalid_actions")
+    return dict(eval_mean=float(statistics.mean(returns)), eval_std=float(statistics.pstdev(returns)),
+                eval_returns=[float(r) for r in returns], library_eval_mean=float(library_mean), masked=masked,
+                invalid_actions_eval=int(invalid), library_invalid_actions_eval=library_invalid,
+                invalid_actions_train=None if train is None else int(round(sum(float(x) for x in train))))
 
 
 # ---------------------------------------------------------------- running children

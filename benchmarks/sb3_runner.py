@@ -4,6 +4,7 @@ it imports keras_trpo.pomdp and benchmarks.benchutil from the checkout, NumPy an
 
   python -m benchmarks.sb3_runner ENV STEPS SEED                    # train, evaluate; one "RESULT {json}" line
   python -m benchmarks.sb3_runner --recurrent-ppo ENV STEPS SEED    # the same with RecurrentPPO (the NoVel tasks)
+  python -m benchmarks.sb3_runner --maskable-ppo ENV STEPS SEED     # MaskablePPO on a masked task (issue 29)
   python -m benchmarks.sb3_runner --profile ENV ITERATIONS [WARMUP [SEED]]  # ms per phase; one "RESULT {json}" line
 
 Settings: rl-baselines3-zoo's tuned TRPO hyperparameters (hyperparams/trpo.yml), as in the
@@ -16,6 +17,14 @@ hyperparams/ppo_lstm.yml entry for the env as written (linear schedules, gSDE on
 on the velocity-masked tasks keras_trpo registers (keras_trpo.pomdp: numpy and gymnasium only, no
 TensorFlow, so this Python needs no keras_trpo dependencies); evaluation carries the LSTM state
 and resets it at each episode start.
+
+--maskable-ppo: sb3-contrib's MaskablePPO (MlpPolicy) with its documented defaults (n_envs=1,
+n_steps=2048, batch_size=64, n_epochs=10, learning_rate=3e-4, ...): rl-baselines3-zoo has no
+MaskablePPO entry for these envs (nor for any gymnasium env), so there is nothing tuned to use. Masks
+come from the env: its ``action_masks()`` method (JointLimits-v0, keras_trpo.joint_limits) or, when it
+has only ``info["action_mask"]`` (Taxi-v4), an ``ActionMasker`` fed the mask of the last info. Invalid
+actions (benchmarks/maskcount.py) are counted in training and in the evaluation, whose deterministic
+episodes get the env's masks.
 """
 from __future__ import annotations
 
@@ -24,6 +33,7 @@ import statistics
 import sys
 import time
 
+import gymnasium as gym
 import numpy as np
 import torch
 from sb3_contrib import TRPO
@@ -31,8 +41,13 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import VecNormalize
 
+import keras_trpo.joint_limits  # noqa: F401 - registers JointLimits-v0 and JointLimitsMemory-v0 (no TensorFlow)
 import keras_trpo.pomdp  # noqa: F401 - registers CartPoleNoVel-v1 and PendulumNoVel-v1 (no TensorFlow)
 from benchmarks.benchutil import decile_progress, episode_returns, peak_rss_mb, process_cpu_s
+from benchmarks.maskcount import CountInvalid, masked_episodes
+from keras_trpo_serving.action_masks import INFO as MASK_INFO
+from keras_trpo_serving.action_masks import METHOD as MASK_METHOD
+from keras_trpo_serving.action_masks import mask_method
 
 torch.set_num_threads(1)
 
@@ -248,13 +263,54 @@ def train_recurrent_ppo(env_id: str, steps: int, seed: int) -> dict:
                 versions={"sb3_contrib": _version("sb3_contrib"), "torch": torch.__version__})
 
 
+def masked_env(env: gym.Env) -> gym.Env:
+    """``env`` counting invalid actions (``CountInvalid``), with an ``ActionMasker`` fed from the last
+    info when the env has no ``action_masks()`` method of its own (gymnasium's ``info["action_mask"]``)."""
+    from sb3_contrib.common.wrappers import ActionMasker
+
+    counted = CountInvalid(env)
+    if mask_method(env) is not None:
+        return counted
+    return ActionMasker(counted, lambda e: np.asarray(e.get_wrapper_attr("last_mask")) != 0)
+
+
+def train_maskable_ppo(env_id: str, steps: int, seed: int) -> dict:
+    from sb3_contrib import MaskablePPO
+
+    venv = make_vec_env(env_id, n_envs=1, seed=seed, wrapper_class=masked_env)
+    model = MaskablePPO("MlpPolicy", venv, seed=seed, verbose=0, device="cpu")
+    used = dict(n_envs=venv.num_envs, n_steps=model.n_steps, batch_size=model.batch_size, n_epochs=model.n_epochs,
+                gamma=model.gamma, gae_lambda=model.gae_lambda, ent_coef=model.ent_coef, vf_coef=model.vf_coef,
+                max_grad_norm=model.max_grad_norm, learning_rate=model.learning_rate,
+                clip_range=model.clip_range(1.0), normalize_advantage=model.normalize_advantage,
+                net_arch=model.policy.net_arch if isinstance(model.policy.net_arch, list) else dict(model.policy.net_arch),
+                activation_fn=model.policy.activation_fn.__name__.lower(),
+                masks=MASK_METHOD if mask_method(venv.envs[0].unwrapped) is not None else MASK_INFO)
+    cpu0, start = time.process_time(), time.perf_counter()
+    cb = CurveCallback(start, steps, f"MaskablePPO {env_id} seed {seed}")
+    model.learn(steps, callback=cb)
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu0
+    counters = [e.get_wrapper_attr("invalid") for e in venv.envs]
+    returns, eval_invalid = masked_episodes(
+        env_id, lambda obs, mask: model.predict(obs, deterministic=True, action_masks=mask)[0], 10, 10_000)
+    n = int(model.num_timesteps)
+    return dict(impl="sb3-contrib-MaskablePPO", env=env_id, seed=seed, timesteps=n,
+                eval_mean=float(np.mean(returns)), eval_std=float(np.std(returns)), wall_s=wall, steps_per_s=n / wall,
+                rollout_s=cb.rollout_s, update_s=wall - cb.rollout_s, cpu_s=cpu, process_cpu_s=process_cpu_s(),
+                peak_mem_mb=peak_rss_mb(), curve=cb.curve, hyperparameters=used,
+                invalid_actions_train=int(sum(counters)), invalid_actions_eval=int(eval_invalid),
+                eval_returns=[float(r) for r in returns],
+                versions={"sb3_contrib": _version("sb3_contrib"), "torch": torch.__version__})
+
+
 def main(argv: list[str]) -> int:
-    if argv and argv[0] == "--recurrent-ppo":
-        if len(argv) != 4:
-            print(__doc__, file=sys.stderr)
-            return 2
-        print("RESULT " + json.dumps(train_recurrent_ppo(argv[1], int(float(argv[2])), int(argv[3]))), flush=True)
-        return 0
+    for flag, fn in (("--recurrent-ppo", train_recurrent_ppo), ("--maskable-ppo", train_maskable_ppo)):
+        if argv and argv[0] == flag:
+            if len(argv) != 4:
+                print(__doc__, file=sys.stderr)
+                return 2
+            print("RESULT " + json.dumps(fn(argv[1], int(float(argv[2])), int(argv[3]))), flush=True)
+            return 0
     if argv and argv[0] == "--profile":
         if len(argv) not in (3, 4, 5):
             print(__doc__, file=sys.stderr)

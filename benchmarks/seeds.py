@@ -44,9 +44,11 @@ from benchmarks.seedstore import (FORMAT, README_TASKS, Task, claim, load_record
                        plan, release, request, seed_path, status, write_record)
 
 DEFAULT_OUT = os.path.join(RESULTS, "seeds")
-# compare.py's two, and sb3-contrib's RecurrentPPO with the zoo's ppo_lstm.yml settings (sb3_runner.py
-# --recurrent-ppo; the velocity-masked tasks, see benchmarks/recurrent.py).
-SEED_IMPLS = {**IMPLS, "recurrent_ppo": "sb3-contrib-RecurrentPPO"}
+# compare.py's two, sb3-contrib's RecurrentPPO with the zoo's ppo_lstm.yml settings (sb3_runner.py
+# --recurrent-ppo; the velocity-masked tasks, see benchmarks/recurrent.py) and its MaskablePPO with its
+# documented defaults (sb3_runner.py --maskable-ppo; the action-mask tasks, see benchmarks/masks.py).
+SEED_IMPLS = {**IMPLS, "recurrent_ppo": "sb3-contrib-RecurrentPPO", "maskable_ppo": "sb3-contrib-MaskablePPO"}
+SB3_FLAGS = {SEED_IMPLS["recurrent_ppo"]: ["--recurrent-ppo"], SEED_IMPLS["maskable_ppo"]: ["--maskable-ppo"]}
 STORED = {v: k for k, v in SEED_IMPLS.items()}  # stored name -> --impl name
 
 
@@ -83,8 +85,9 @@ def run_one(task: Task, overrides: dict, sb3_python: str | None, jobs: int, runn
     """Train one seed in a child; (result, timing) or None if it failed. Raises BadRequest."""
     if task.impl == "keras_trpo":
         cmd = keras_trpo_command(task.env, task.timesteps, task.seed, overrides)
-    elif task.impl == SEED_IMPLS["recurrent_ppo"]:
-        cmd = module_command(sb3_python, "sb3_runner", "--recurrent-ppo", task.env, str(task.timesteps), str(task.seed))
+    elif task.impl in SB3_FLAGS:
+        cmd = module_command(sb3_python, "sb3_runner", *SB3_FLAGS[task.impl], task.env, str(task.timesteps),
+                             str(task.seed))
     else:
         cmd = sb3_command(sb3_python, task.env, task.timesteps, task.seed)
     started = datetime.datetime.now(datetime.timezone.utc)
