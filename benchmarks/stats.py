@@ -395,8 +395,10 @@ def plots(records: list[dict], tasks: Sequence[tuple[str, int]], references: dic
     return paths
 
 
-def curves_figure(records: list[dict], tasks: Sequence[tuple[str, int]], reps: int):
-    """Per env: IQM over seeds of the training return against steps, 95 % stratified-bootstrap band."""
+def curves_figure(records: list[dict], tasks: Sequence[tuple[str, int]], reps: int,
+                  impls: Sequence[str] = IMPL_ORDER, colors: dict[str, str] = COLORS):
+    """Per env: IQM over seeds of the training return against steps, 95 % stratified-bootstrap band, one
+    curve per implementation in ``impls`` (the records' ``impl``)."""
     import matplotlib.pyplot as plt
 
     library, metrics, _ = require_rliable()
@@ -404,15 +406,15 @@ def curves_figure(records: list[dict], tasks: Sequence[tuple[str, int]], reps: i
     cols = 2 if n > 1 else 1
     fig, axes = plt.subplots(math.ceil(n / cols), cols, figsize=(6 * cols, 4 * math.ceil(n / cols)), squeeze=False)
     for ax, (env, steps) in zip(axes.flat, tasks):
-        for impl in IMPL_ORDER:
+        for impl in impls:
             rs = [r for r in records if (r["impl"], r["env"], r["request"]["timesteps"]) == (impl, env, steps)]
             if not rs:
                 continue
             grid, ys = curve_matrix([(r["curve"]["timesteps"], r["curve"]["return"]) for r in rs])
             point, ci = library.get_interval_estimates({impl: ys[:, None, :]}, iqm_columns, reps=min(reps, 2000),
                                                        random_state=fixed_state())
-            ax.plot(grid, point[impl], color=COLORS[impl], label=f"{impl} ({len(rs)} seeds)")
-            ax.fill_between(grid, ci[impl][0], ci[impl][1], color=COLORS[impl], alpha=0.2, linewidth=0)
+            ax.plot(grid, point[impl], color=colors[impl], label=f"{impl} ({len(rs)} seeds)")
+            ax.fill_between(grid, ci[impl][0], ci[impl][1], color=colors[impl], alpha=0.2, linewidth=0)
         ax.set_title(f"{env}")
         ax.set_xlabel("environment steps")
         ax.set_ylabel("training return (last 100 episodes)")

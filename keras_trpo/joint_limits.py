@@ -15,7 +15,9 @@ step costs ``INVALID_PENALTY`` (what a safety controller's refusal costs a polic
   recurrent one can), a partially observable masked task.
 
 Reward ``-0.05`` per step, ``-INVALID_PENALTY`` more per refused command, ``+1`` on reaching the target
-(the episode terminates); episodes are truncated after 60 steps. NumPy and gymnasium only (no
+(the episode terminates); episodes are truncated after 60 steps. ``gym.make(..., shaping=True)`` adds
+``SHAPING`` times the step's decrease of the L1 distance to the target, a potential-based term (the
+best policy is unchanged) that tells a policy at every step whether it moved the right way. NumPy and gymnasium only (no
 TensorFlow), registered on import like ``keras_trpo.pomdp``, so sb3-contrib's side of the benchmarks
 can make the same envs.
 """
@@ -29,15 +31,17 @@ import numpy as np
 N_JOINTS, N_POSITIONS = 3, 9
 INVALID_PENALTY = 0.5
 STEP_COST, GOAL_REWARD, MAX_STEPS = 0.05, 1.0, 60
+SHAPING = 0.1
 
 
 class JointLimitsEnv(gym.Env):
-    """See the module docstring. ``memory=True`` hides the target after the first observation."""
+    """See the module docstring. ``memory=True`` hides the target after the first observation;
+    ``shaping=True`` adds the potential-based distance term."""
 
     metadata = {"render_modes": []}
 
-    def __init__(self, memory: bool = False):
-        self.memory = bool(memory)
+    def __init__(self, memory: bool = False, shaping: bool = False):
+        self.memory, self.shaping = bool(memory), bool(shaping)
         width = 2 * N_JOINTS + (1 if self.memory else 0)
         self.observation_space = gym.spaces.Box(0.0, 1.0, (width,), np.float32)
         self.action_space = gym.spaces.MultiDiscrete([3] * N_JOINTS)
@@ -73,11 +77,14 @@ class JointLimitsEnv(gym.Env):
         if not self.action_space.contains(action):
             raise ValueError(f"action {action.tolist()} is not in {self.action_space}")
         valid = self.action_masks().reshape(N_JOINTS, 3)[np.arange(N_JOINTS), action]
+        before = int(np.abs(self.target - self.pos).sum())
         self.pos = np.where(valid, self.pos + action - 1, self.pos)
         self.t += 1
         refused = int(N_JOINTS - valid.sum())
         reached = bool(np.array_equal(self.pos, self.target))
         reward = -STEP_COST - INVALID_PENALTY * refused + (GOAL_REWARD if reached else 0.0)
+        if self.shaping:
+            reward += SHAPING * (before - int(np.abs(self.target - self.pos).sum()))
         info = {"action_mask": self.action_masks(), "invalid_actions": refused}
         return self._obs(), float(reward), reached, self.t >= MAX_STEPS and not reached, info
 
