@@ -119,9 +119,9 @@ def test_agent_bootstraps_from_the_final_observation_on_truncation_only():
     captured = {}
     update = agent.learner.policy_update
 
-    def spy(obs, actions, advantages):
+    def spy(obs, actions, advantages, *masks):  # masks: None for an unmasked agent
         captured["adv"] = np.array(advantages)
-        return update(obs, actions, advantages)
+        return update(obs, actions, advantages, *masks)
 
     agent.learner.policy_update = spy
     V = lambda o: agent.policy.values(np.asarray(o, np.float32).reshape(-1, 3)).astype(np.float64)  # noqa: E731
