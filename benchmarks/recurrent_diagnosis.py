@@ -1,7 +1,7 @@
 """Per-iteration diagnostics of the recurrent learner on a masked task (issue 28, must-have 2).
 
   python -m benchmarks.recurrent_diagnosis run ENV STEPS SEED [--arm NAME] [--set NAME=VALUE ...] [--out DIR]
-                                           [--eval-every 10] [--eval-episodes 5]
+                                           [--eval-every 10] [--eval-episodes 5] [--kl-schedule linear --kl-final F]
   python -m benchmarks.recurrent_diagnosis table [--out DIR] [--arm NAME ...]
   python -m benchmarks.recurrent_diagnosis plot [--out DIR] [--arm NAME] [--figure PATH]
 
@@ -28,6 +28,10 @@ mean_return, mean_length):
 - sequences: ``seq_len`` (the update's L), ``ep_len_rollout`` (mean length of the episodes finished in
   this rollout), ``mid_episode_seq`` (fraction of training sequences starting mid-episode, i.e. from a
   carried, non-zero state), ``starts_in_seq`` (episode starts inside sequences, per sequence);
+- ``max_kl_now``: the trust region this iteration used (``--kl-schedule linear``: ``max_kl`` falling
+  linearly with the timesteps done, from ``max_kl`` at the start to ``F * max_kl`` at ``STEPS``, as the zoo's
+  ``lin_`` schedules anneal RecurrentPPO's learning rate and clip range to zero; the learner reads it from a
+  variable, so it is the same graph every iteration -- a test harness, not a keras_trpo setting);
 - ``det_return``: every ``--eval-every`` iterations, the mean return of ``--eval-episodes``
   deterministic episodes (env seeds 20000+, statistics frozen; no effect on training).
 """
@@ -66,10 +70,21 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(-1, keepdims=True)
 
 
+class ScheduledConfig:
+    """The learner's config with ``max_kl`` a ``tf.Variable`` (read in the graph, so changing it needs no retrace)."""
+
+    def __init__(self, config, variable):
+        self._config, self.max_kl = config, variable
+
+    def __getattr__(self, name):
+        return getattr(self._config, name)
+
+
 class RecurrentDiagnosedTRPO(keras_trpo.TRPO):
     """``TRPO`` that records what the recurrent update sees; the training is unchanged."""
 
     eval_every, eval_episodes = 10, 5
+    kl_schedule, kl_final, total_steps, kl_var = "constant", 1.0, 1, None
 
     def _init_state(self) -> None:
         super()._init_state()
@@ -104,8 +119,13 @@ class RecurrentDiagnosedTRPO(keras_trpo.TRPO):
         b = np.asarray(layer.bias)
         d["forget_bias"] = float(np.mean(b[units:2 * units])) if layer.cell == "lstm" else float("nan")
         self._rollout = r
+        if self.kl_var is not None:
+            progress = min(self.num_timesteps / self.total_steps, 1.0)  # timesteps done before this update
+            self.kl_var.assign(self.config.max_kl * (1.0 - (1.0 - self.kl_final) * progress))
+            d["max_kl_now"] = float(self.kl_var.numpy())
         logs = super()._learn(r)
         logs.update(self.diag)
+        logs["det_return"] = float("nan")
         if self.eval_every and self.iterations % self.eval_every == 0:
             logs["det_return"] = float(self.evaluate(self.eval_episodes, seed=20_000 + self.iterations)[0])
         return logs
@@ -165,9 +185,15 @@ def _instrument(agent: RecurrentDiagnosedTRPO) -> None:
     train_step_module.compute_gae = compute_gae
 
 
-def run(env_id: str, steps: int, seed: int, overrides: dict, eval_every: int, eval_episodes: int) -> dict:
+def run(env_id: str, steps: int, seed: int, overrides: dict, eval_every: int, eval_episodes: int,
+        kl_schedule: str = "constant", kl_final: float = 1.0) -> dict:
     agent = RecurrentDiagnosedTRPO(env_id, seed=seed, **overrides)
     agent.eval_every, agent.eval_episodes = eval_every, eval_episodes
+    if kl_schedule == "linear":
+        import tensorflow as tf
+        agent.kl_schedule, agent.kl_final, agent.total_steps = kl_schedule, kl_final, steps
+        agent.kl_var = tf.Variable(agent.config.max_kl, trainable=False, dtype=tf.float32)
+        agent.learner.config = ScheduledConfig(agent.config, agent.kl_var)
     _instrument(agent)
     start = time.perf_counter()
     history = agent.fit(steps, verbose=0)
@@ -176,8 +202,9 @@ def run(env_id: str, steps: int, seed: int, overrides: dict, eval_every: int, ev
     agent.close()
     n = len(history.epoch)
     rows = [dict(iteration=i, **{k: float(v[i]) for k, v in history.history.items() if len(v) == n}) for i in range(n)]
-    det = history.history.get("det_return")
-    return dict(env=env_id, seed=seed, overrides=overrides, timesteps=agent.num_timesteps,
+    det = [x for x in history.history.get("det_return", []) if x == x]
+    return dict(env=env_id, seed=seed, overrides=overrides, kl_schedule=kl_schedule, kl_final=kl_final,
+                timesteps=agent.num_timesteps,
                 config=agent.config.to_dict(), eval_mean=mean, eval_std=std, wall_s=wall, rows=rows,
                 det_return=det)
 
@@ -192,12 +219,15 @@ def cmd_run(argv: list[str]) -> int:
     p.add_argument("--out", default=DEFAULT_OUT)
     p.add_argument("--eval-every", type=int, default=10)
     p.add_argument("--eval-episodes", type=int, default=5)
+    p.add_argument("--kl-schedule", choices=["constant", "linear"], default="constant")
+    p.add_argument("--kl-final", type=float, default=0.0, help="linear: max_kl at the end, as a fraction of max_kl")
     a = p.parse_args(argv)
     path = os.path.join(a.out, a.arm, a.env, f"seed_{a.seed}.json")
     if os.path.exists(path):
         print(f"stored: {path}")
         return 0
-    result = run(a.env, int(a.steps), a.seed, parse_set(a.set), a.eval_every, a.eval_episodes)
+    result = run(a.env, int(a.steps), a.seed, parse_set(a.set), a.eval_every, a.eval_episodes, a.kl_schedule,
+                 a.kl_final if a.kl_schedule == "linear" else 1.0)
     atomic_write_text(path, json.dumps(result))
     print(f"{a.arm} {a.env} seed {a.seed}: eval {result['eval_mean']:.1f} +- {result['eval_std']:.1f}, "
           f"{result['wall_s']:.0f} s -> {path}", flush=True)
@@ -218,6 +248,17 @@ def load(out: str, arms: list[str] | None = None) -> dict:
 COLUMNS = ["kl", "line_search_steps", "step_accepted", "entropy", "p_max", "argmax_flip", "explained_variance",
            "ev_after", "adv_std", "ret_std", "h_abs", "c_abs", "c_max", "act_learn_kl", "zero_state_kl",
            "ep_len_rollout", "mid_episode_seq"]
+
+
+def series(run: dict, key: str) -> tuple[np.ndarray, np.ndarray]:
+    """(timesteps, values) of a column; ``det_return`` of the first runs is only in the run's own list
+    (one value every 10 iterations from iteration 0)."""
+    rows = run["rows"]
+    ts = np.array([r["timesteps"] for r in rows], float)
+    if key == "det_return" and not any("det_return" in r for r in rows):
+        det = run.get("det_return") or []
+        return ts[::10][:len(det)], np.array(det, float)
+    return ts, np.array([r.get(key, np.nan) for r in rows], float)
 
 
 def phase_means(run: dict, key: str, edges=(0, 0.25, 0.5, 0.75, 1.0)) -> list[float]:
@@ -272,11 +313,11 @@ def cmd_plot(argv: list[str]) -> int:
     fig, axes = plt.subplots(3, 3, figsize=(14, 10))
     for ax, (key, title) in zip(axes.flat, PLOT):
         for run in sorted(runs, key=lambda r: r["seed"]):
-            rows = run["rows"]
-            ts = np.array([r["timesteps"] for r in rows])
-            ys = np.array([r.get(key, np.nan) for r in rows], float)
+            ts, ys = series(run, key)
             ok = np.isfinite(ys)
-            if key not in ("mean_return", "det_return") and ok.sum() > 10:
+            if key == "det_return":
+                ts, ys, ok = ts[ok], ys[ok], ok[ok]
+            elif key != "mean_return" and ok.sum() > 10:
                 k = 10  # trailing mean over 10 iterations
                 c = np.convolve(np.where(ok, ys, 0), np.ones(k), "full")[:len(ys)]
                 m = np.convolve(ok.astype(float), np.ones(k), "full")[:len(ys)]
