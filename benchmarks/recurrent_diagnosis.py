@@ -4,6 +4,7 @@
                                            [--eval-every 10] [--eval-episodes 5] [--kl-schedule linear --kl-final F]
   python -m benchmarks.recurrent_diagnosis table [--out DIR] [--arm NAME ...]
   python -m benchmarks.recurrent_diagnosis plot [--out DIR] [--arm NAME] [--figure PATH]
+  python -m benchmarks.recurrent_diagnosis compare [--out DIR] [--stored benchmarks/results/recurrent] [--env ENV]
 
 ``run``: one training run of keras_trpo (the env's preset, plus ``--set`` overrides) written to
 ``OUT/ARM/ENV/seed_N.json`` (a row per iteration, the final evaluation as seeds.py's: 10 deterministic
@@ -339,8 +340,45 @@ def cmd_plot(argv: list[str]) -> int:
     return 0
 
 
+def cmd_compare(argv: list[str]) -> int:
+    """The arms run here beside the stored benchmark arms (benchmarks/recurrent.py's): per seed, and the
+    IQM and mean of the final evaluations with 95 % stratified-bootstrap intervals (stats.py's rliable)."""
+    from benchmarks.recurrent import arm_scores
+    from benchmarks.stats import estimates, fmt_ci
+
+    p = argparse.ArgumentParser(prog="python -m benchmarks.recurrent_diagnosis compare")
+    p.add_argument("--out", default=DEFAULT_OUT)
+    p.add_argument("--stored", default=os.path.join(RESULTS, "recurrent"))
+    p.add_argument("--env", default="CartPoleNoVel-v1")
+    p.add_argument("--steps", type=int, default=100_000)
+    p.add_argument("--reps", type=int, default=50_000)
+    a = p.parse_args(argv)
+    arms: dict[str, dict[int, float]] = {}
+    for arm, records in arm_scores(a.stored, [(a.env, a.steps)]).items():
+        arms[f"stored {arm}"] = {r["seed"]: r["eval_mean"] for r in records[a.env]}
+    for (arm, env), runs in sorted(load(a.out).items()):
+        if env == a.env:
+            arms[arm] = {r["seed"]: r["eval_mean"] for r in runs if r["timesteps"] >= a.steps}
+    seeds = sorted({s for v in arms.values() for s in v})
+    print(f"{a.env} at {a.steps:,} steps: final evaluation (10 deterministic episodes, env seeds 10000-10009)\n")
+    print("| arm | n | IQM [95% CI] | mean [95% CI] | min | " + " | ".join(f"s{s}" for s in seeds) + " |")
+    print("|---|--:|--:|--:|--:|" + "--:|" * len(seeds))
+    for arm, by_seed in arms.items():
+        if not by_seed:
+            continue
+        scores = np.array([[v] for _, v in sorted(by_seed.items())], float)
+        if len(scores) >= 2:
+            point, ci = estimates({arm: scores}, a.reps)[arm]
+            iqm, mean = fmt_ci(point[0], *ci[:, 0]), fmt_ci(point[1], *ci[:, 1])
+        else:
+            iqm = mean = f"{scores[0, 0]:.0f}"
+        cells = " | ".join(f"{by_seed[s]:.0f}" if s in by_seed else "" for s in seeds)
+        print(f"| {arm} | {len(by_seed)} | {iqm} | {mean} | {scores.min():.0f} | {cells} |")
+    return 0
+
+
 def main(argv: list[str]) -> int:
-    cmds = {"run": cmd_run, "table": cmd_table, "plot": cmd_plot}
+    cmds = {"run": cmd_run, "table": cmd_table, "plot": cmd_plot, "compare": cmd_compare}
     if not argv or argv[0] not in cmds:
         print(__doc__)
         return 2
