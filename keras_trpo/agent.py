@@ -123,6 +123,8 @@ class TRPO:
         cb.on_train_begin()
         while self.num_timesteps < target and not self.stop_training:
             cb.on_epoch_begin(self.iterations)
+            if self.config.max_kl_schedule == "linear":
+                self.learner.max_kl.assign(self.config.max_kl * (1 - (self.num_timesteps - start_timesteps) / total_timesteps))
             t0 = time.perf_counter()
             rollout = self._collect(self.config.n_steps)
             t1 = time.perf_counter()

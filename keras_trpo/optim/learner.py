@@ -43,6 +43,7 @@ class Learner:
         self.policy_vars = list(policy_model.trainable_variables)
         self.value_vars = list(value_model.trainable_variables)
         self.value_optimizer = value_optimizer
+        self.max_kl = tf.Variable(float(config.max_kl), trainable=False, dtype=tf.float32)  # the agent's schedule sets it
         if not value_optimizer.built:
             value_optimizer.build(self.value_vars)
         jit = bool(config.jit_compile)
@@ -117,6 +118,7 @@ class Learner:
 
     def _policy_update_impl(self, obs, actions, advantages):
         cfg, family, variables = self.config, self.family, self.policy_vars
+        max_kl = cfg.max_kl if cfg.max_kl_schedule == "constant" else self.max_kl
         old_params = {k: tf.stop_gradient(v) for k, v in self._params(obs).items()}
         old_dist = family.make(old_params)
         old_log_prob = tf.stop_gradient(old_dist.log_prob(actions))
@@ -152,7 +154,7 @@ class Learner:
             fvp = self.fisher_product((obs[0][::k],), {name: p[::k] for name, p in old_params.items()})
         direction, cg_iterations = conjugate_gradient(fvp, g, cfg.cg_iters, cfg.cg_residual_tol)
         shs = tf.tensordot(direction, fvp(direction), 1)
-        beta = tf.sqrt(2.0 * cfg.max_kl / tf.maximum(shs, 1e-12))
+        beta = tf.sqrt(2.0 * max_kl / tf.maximum(shs, 1e-12))
         full_step = beta * direction
         theta_old = tf.identity(flatten([tf.convert_to_tensor(v) for v in variables]))
 
@@ -161,7 +163,7 @@ class Learner:
             d = dist()
             return surrogate(d), line_search_kl(d)
 
-        result = backtracking_line_search(evaluate, full_step, surrogate_before, cfg.max_kl,
+        result = backtracking_line_search(evaluate, full_step, surrogate_before, max_kl,
                                           cfg.line_search_steps, cfg.line_search_shrink)
         self._assign(theta_old + result.step)
         return {
