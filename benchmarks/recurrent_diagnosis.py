@@ -302,18 +302,24 @@ def cmd_plot(argv: list[str]) -> int:
 
     p = argparse.ArgumentParser(prog="python -m benchmarks.recurrent_diagnosis plot")
     p.add_argument("--out", default=DEFAULT_OUT)
-    p.add_argument("--arm", default="preset")
+    p.add_argument("--arm", nargs="+", default=["preset"], help="one arm: colour by outcome; several: colour by arm")
+    p.add_argument("--seeds", nargs="*", type=int, default=None)
     p.add_argument("--env", default="CartPoleNoVel-v1")
     p.add_argument("--threshold", type=float, default=300.0, help="final evaluation that counts as success")
     p.add_argument("--figure", default=None)
     a = p.parse_args(argv)
-    runs = load(a.out, [a.arm]).get((a.arm, a.env), [])
+    found = load(a.out, a.arm)
+    runs = [(arm, r) for arm in a.arm for r in sorted(found.get((arm, a.env), []), key=lambda r: r["seed"])
+            if a.seeds is None or r["seed"] in a.seeds]
     if not runs:
         print("no runs")
         return 1
+    palette = ["tab:red", "tab:blue", "tab:green", "tab:purple", "tab:orange"]
+    styles = ["-", "--", ":", "-."]
+    seeds = sorted({r["seed"] for _, r in runs})
     fig, axes = plt.subplots(3, 3, figsize=(14, 10))
     for ax, (key, title) in zip(axes.flat, PLOT):
-        for run in sorted(runs, key=lambda r: r["seed"]):
+        for arm, run in runs:
             ts, ys = series(run, key)
             ok = np.isfinite(ys)
             if key == "det_return":
@@ -323,19 +329,23 @@ def cmd_plot(argv: list[str]) -> int:
                 c = np.convolve(np.where(ok, ys, 0), np.ones(k), "full")[:len(ys)]
                 m = np.convolve(ok.astype(float), np.ones(k), "full")[:len(ys)]
                 ys, ok = c / np.maximum(m, 1), m > 0
-            good = run["eval_mean"] >= a.threshold
-            ax.plot(ts[ok], ys[ok], color="tab:blue" if good else "tab:red", alpha=0.7, lw=1,
-                    label=f"seed {run['seed']} ({run['eval_mean']:.0f})")
+            if len(a.arm) == 1:
+                color, ls = ("tab:blue" if run["eval_mean"] >= a.threshold else "tab:red"), "-"
+            else:
+                color, ls = palette[a.arm.index(arm) % len(palette)], styles[seeds.index(run["seed"]) % len(styles)]
+            ax.plot(ts[ok], ys[ok], color=color, ls=ls, alpha=0.75, lw=1,
+                    label=f"{arm} seed {run['seed']} (eval {run['eval_mean']:.0f})")
         ax.set_title(title, fontsize=9)
         ax.grid(alpha=0.3)
         if key == "kl":
-            ax.axhline(runs[0]["config"]["max_kl"], color="k", ls=":", lw=1)
+            ax.axhline(runs[0][1]["config"]["max_kl"], color="k", ls=":", lw=1)
     axes.flat[0].legend(fontsize=6)
-    fig.suptitle(f"{a.env}, arm {a.arm}: blue = final eval >= {a.threshold:.0f}, red = below "
-                 "(10-iteration trailing means except the returns)", fontsize=10)
+    what = (f"blue = final eval >= {a.threshold:.0f}, red = below" if len(a.arm) == 1
+            else "colour = arm, line style = seed")
+    fig.suptitle(f"{a.env}, {', '.join(a.arm)}: {what} (10-iteration trailing means except the returns)", fontsize=10)
     fig.tight_layout()
-    path = a.figure or os.path.join(a.out, f"{a.arm}_{a.env}.png")
-    fig.savefig(path, dpi=90)
+    path = a.figure or os.path.join(a.out, f"{'_'.join(a.arm)}_{a.env}.png")
+    fig.savefig(path, dpi=80)
     print(path)
     return 0
 
