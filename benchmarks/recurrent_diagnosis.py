@@ -362,10 +362,15 @@ def cmd_compare(argv: list[str]) -> int:
     p.add_argument("--env", default="CartPoleNoVel-v1")
     p.add_argument("--steps", type=int, default=100_000)
     p.add_argument("--reps", type=int, default=50_000)
+    p.add_argument("--extra", nargs="*", default=[os.path.join(RESULTS, "ahead", "recurrent_klin_nreward")],
+                   help="more benchmarks/recurrent.py-layout folders (OUT/ARM/IMPL/ENV/seed_N.json), e.g. candidates")
     a = p.parse_args(argv)
     arms: dict[str, dict[int, float]] = {}
     for arm, records in arm_scores(a.stored, [(a.env, a.steps)]).items():
         arms[f"stored {arm}"] = {r["seed"]: r["eval_mean"] for r in records[a.env]}
+    for folder in a.extra:
+        for arm, records in arm_scores(folder, [(a.env, a.steps)]).items():
+            arms[f"{os.path.basename(folder.rstrip(os.sep))} {arm}"] = {r["seed"]: r["eval_mean"] for r in records[a.env]}
     for (arm, env), runs in sorted(load(a.out).items()):
         if env == a.env:
             arms[arm] = {r["seed"]: r["eval_mean"] for r in runs if r["timesteps"] >= a.steps}
