@@ -362,7 +362,8 @@ def cmd_compare(argv: list[str]) -> int:
     p.add_argument("--env", default="CartPoleNoVel-v1")
     p.add_argument("--steps", type=int, default=100_000)
     p.add_argument("--reps", type=int, default=50_000)
-    p.add_argument("--extra", nargs="*", default=[os.path.join(RESULTS, "ahead", d) for d in ("recurrent_klin_nreward", "recurrent_klin")],
+    p.add_argument("--extra", nargs="*",
+                   default=[os.path.join(RESULTS, "ahead", d) for d in ("recurrent_klin_nreward", "recurrent_klin")],
                    help="more benchmarks/recurrent.py-layout folders (OUT/ARM/IMPL/ENV/seed_N.json), e.g. candidates")
     a = p.parse_args(argv)
     arms: dict[str, dict[int, float]] = {}
