@@ -126,10 +126,10 @@ class TRPO:
         cb.on_train_begin()
         while self.num_timesteps < target and not self.stop_training:
             cb.on_epoch_begin(self.iterations)
+            self.learner.schedule_max_kl((self.num_timesteps - start_timesteps) / total_timesteps)
             t0 = time.perf_counter()
             rollout = self._collect(self.config.n_steps)
-            t1 = time.perf_counter()
-            logs = self._learn(rollout)
+            t1, logs = time.perf_counter(), self._learn(rollout)
             t2 = time.perf_counter()
             self.num_timesteps += rollout.n_steps
             self._episodes.add(rollout)

@@ -17,6 +17,7 @@ class ConfigError(ValueError):
 
 
 FISHER_PRODUCTS = ("hvp", "gauss_newton")
+MAX_KL_SCHEDULES = ("constant", "linear")
 LINE_SEARCH_KLS = ("old_new", "new_old")
 REWARD_SCALINGS = ("rollout", "step")
 OBS_NORM_INITS = ("identity", "first_rollout")
@@ -38,6 +39,9 @@ class TRPOConfig:
     gamma: float = 0.99
     gae_lambda: float = 0.95
     max_kl: float = 0.01  # trust-region radius delta
+    # "linear": the radius falls with each fit's progress, from max_kl to 0 at its last step (the zoo's lin_
+    # schedules; what settles CartPoleNoVel's final policy, issue 28); "constant": max_kl throughout.
+    max_kl_schedule: str = "constant"
     cg_iters: int = 15
     cg_damping: float = 0.1
     cg_residual_tol: float = 1e-10
@@ -119,7 +123,7 @@ class TRPOConfig:
             raise ConfigError(f"vectorization must be 'sync' or 'async', got {self.vectorization!r}")
         positive("value_adam_epsilon")
         for name, allowed in (("line_search_kl", LINE_SEARCH_KLS), ("reward_scaling", REWARD_SCALINGS),
-                              ("obs_norm_init", OBS_NORM_INITS)):
+                              ("obs_norm_init", OBS_NORM_INITS), ("max_kl_schedule", MAX_KL_SCHEDULES)):
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         if self.fisher_product not in FISHER_PRODUCTS:

@@ -168,3 +168,18 @@ def test_keras_trpo_presets_go_on_top_of_the_zoo_entry_and_name_their_evidence()
     assert own_preset("HalfCheetah-v4") is None and own_preset("HalfCheetah-v5", "zoo") is None
     with pytest.raises(ValueError, match="presets must be one of"):
         default_config("HalfCheetah-v5", space, presets="mine")
+
+
+def test_a_linear_trust_region_falls_with_the_fits_progress():
+    import keras_trpo
+
+    agent = keras_trpo.TRPO("CartPole-v1", seed=0, n_envs=1, n_steps=32, max_kl=0.04, max_kl_schedule="linear")
+    agent.learner.schedule_max_kl(0.25)
+    assert float(agent.learner.max_kl.numpy()) == pytest.approx(0.03)
+    agent.fit(64, verbose=0)  # two iterations: the second one's radius is max_kl * (1 - 32 / 64)
+    assert float(agent.learner.max_kl.numpy()) == pytest.approx(0.02)
+    constant = keras_trpo.TRPO("CartPole-v1", seed=0, n_envs=1, n_steps=32, max_kl=0.04)
+    constant.learner.schedule_max_kl(0.5)
+    assert float(constant.learner.max_kl.numpy()) == pytest.approx(0.04)  # "constant" never moves it
+    with pytest.raises(ConfigError, match="max_kl_schedule"):
+        TRPOConfig(max_kl_schedule="cosine").validate()

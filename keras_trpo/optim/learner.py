@@ -49,6 +49,7 @@ class Learner:
         self.policy_vars = list(policy_model.trainable_variables)
         self.value_vars = list(value_model.trainable_variables)
         self.value_optimizer = value_optimizer
+        self.max_kl = tf.Variable(float(config.max_kl), trainable=False, dtype=tf.float32)  # the agent's schedule sets it
         if not value_optimizer.built:
             value_optimizer.build(self.value_vars)
         jit = bool(config.jit_compile)
@@ -128,8 +129,15 @@ class Learner:
             return lambda v: gauss_newton_vector_product(outputs, mean_kl_of, variables, v, cfg.cg_damping)
         return lambda v: fisher_vector_product(lambda: mean_kl_of(outputs()), variables, v, cfg.cg_damping)
 
+    def schedule_max_kl(self, progress: float) -> None:
+        """The trust region of the next update: ``max_kl`` throughout, or with ``max_kl_schedule="linear"``
+        ``max_kl * (1 - progress)``, ``progress`` in [0, 1) the share of the current ``fit`` done."""
+        if self.config.max_kl_schedule == "linear":
+            self.max_kl.assign(self.config.max_kl * (1.0 - float(progress)))
+
     def _policy_update_impl(self, obs, actions, advantages, masks=None):
         cfg, family, variables = self.config, self.family, self.policy_vars
+        max_kl = cfg.max_kl if cfg.max_kl_schedule == "constant" else self.max_kl
         old_params = {k: tf.stop_gradient(v) for k, v in self._params(obs, masks).items()}
         old_dist = family.make(old_params)
         old_log_prob = tf.stop_gradient(old_dist.log_prob(actions))
@@ -170,7 +178,7 @@ class Learner:
                                       None if masks is None else masks[::k])
         direction, cg_iterations = conjugate_gradient(fvp, g, cfg.cg_iters, cfg.cg_residual_tol)
         shs = tf.tensordot(direction, fvp(direction), 1)
-        beta = tf.sqrt(2.0 * cfg.max_kl / tf.maximum(shs, 1e-12))
+        beta = tf.sqrt(2.0 * max_kl / tf.maximum(shs, 1e-12))
         full_step = beta * direction
         theta_old = tf.identity(flatten([tf.convert_to_tensor(v) for v in variables]))
 
@@ -179,7 +187,7 @@ class Learner:
             d = dist()
             return surrogate(d), line_search_kl(d)
 
-        result = backtracking_line_search(evaluate, full_step, surrogate_before, cfg.max_kl,
+        result = backtracking_line_search(evaluate, full_step, surrogate_before, max_kl,
                                           cfg.line_search_steps, cfg.line_search_shrink)
         self._assign(theta_old + result.step)
         return {
