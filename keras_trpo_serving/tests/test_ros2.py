@@ -380,8 +380,10 @@ def test_timer_mode_acts_at_its_rate_on_the_latest_observation_until_the_deadlin
     expected = OnnxPolicy(model).act(obs)
     for m in fed:
         np.testing.assert_array_equal(floats(m), expected)
-    # The timer kept acting on the latest observation, never on one older than the deadline.
-    assert 0 < status["last_policy_action_ns"] - status["last_observation_ns"] <= deadline_ms * 1e6
+    # The timer kept acting on the latest observation, never on one older than the deadline. The age is
+    # checked when the timer fires; the action's stamp is taken after the policy call and the publish, so
+    # the last action may be stamped up to one timer period after the deadline (seen: 101.4 ms at 100 ms).
+    assert 0 < status["last_policy_action_ns"] - status["last_observation_ns"] <= deadline_ms * 1e6 + 1e9 / rate
     # (and seen so by the probe, allowing 200 ms for delivery on a busy machine)
     assert not [t for _, t in actions if t > status["last_observation_ns"] + (deadline_ms + 200) * 1e6]
     assert status["mode"] == "50 Hz" and status["safe_actions"] == 0
