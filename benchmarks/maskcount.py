@@ -23,34 +23,20 @@ import gymnasium as gym
 import numpy as np
 
 from keras_trpo_serving.action_masks import MaskSource
+from keras_trpo_serving.invalid_actions import forbidden as forbidden_rows
 
 
 def forbidden(space: gym.Space, action: Any, mask: Optional[np.ndarray]) -> bool:
     """Whether ``mask`` forbids ``action``: any of its sub-actions or bits (False when ``mask`` is None).
 
-    ``mask``: sb3-contrib's layout, ``[n]`` for Discrete(n), ``[sum(nvec)]`` for MultiDiscrete (the
-    sub-spaces' masks concatenated), ``[2 * n]`` for MultiBinary(n) (``[may be 0, may be 1]`` per bit);
-    nonzero = valid. Raises ValueError for another space or a mask of the wrong size.
+    ``mask``: sb3-contrib's layout, nonzero = valid; the rule is the sampling rule's
+    (``keras_trpo_serving.invalid_actions.forbidden``, NumPy only). Raises ValueError for another space
+    or a mask of the wrong size.
     """
     if mask is None:
         return False
-    m = np.asarray(mask).reshape(-1) != 0
-    if isinstance(space, gym.spaces.Discrete):
-        index = [int(np.asarray(action).reshape(-1)[0]) - int(space.start)]
-    elif isinstance(space, gym.spaces.MultiDiscrete):
-        nvec, start = space.nvec.reshape(-1), np.asarray(space.start).reshape(-1)
-        offsets = np.concatenate([[0], np.cumsum(nvec)[:-1]])
-        index = list(offsets + np.asarray(action, np.int64).reshape(-1) - start)
-    elif isinstance(space, gym.spaces.MultiBinary):
-        bits = np.asarray(action, np.int64).reshape(-1)
-        index = list(2 * np.arange(bits.size) + bits)
-    else:
-        raise ValueError(f"invalid actions are counted for Discrete, MultiDiscrete and MultiBinary, not {space}")
-    width = {gym.spaces.Discrete: lambda s: s.n, gym.spaces.MultiDiscrete: lambda s: int(s.nvec.sum()),
-             gym.spaces.MultiBinary: lambda s: 2 * int(np.prod(s.shape))}[type(space)](space)
-    if m.size != width:
-        raise ValueError(f"a mask for {space} has {width} entries, got {m.size}")
-    return not all(m[i] for i in index)
+    rows = np.asarray(mask).reshape(1, -1) != 0
+    return bool(forbidden_rows(space, np.asarray(action)[None], rows)[0])
 
 
 class CountInvalid(gym.Wrapper):

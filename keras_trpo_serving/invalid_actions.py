@@ -24,4 +24,7 @@ def forbidden(space: Any, actions: Any, mask: np.ndarray) -> np.ndarray:
     kind = getattr(space, "type", None) or type(space).__name__
     if kind not in _FAMILIES:
         raise ValueError(f"{kind} actions cannot be masked")
-    return ~rule_for(_FAMILIES[kind], space).allowed(np.asarray(actions), np.asarray(mask, bool))
+    rule, mask = rule_for(_FAMILIES[kind], space), np.asarray(mask, bool)
+    if mask.ndim != 2 or mask.shape[1] != rule.mask_width:
+        raise ValueError(f"a mask for {kind} actions has {rule.mask_width} entries per row, got shape {mask.shape}")
+    return ~rule.allowed(np.asarray(actions), mask)
