@@ -270,3 +270,33 @@ def test_a_worker_process_knows_keras_trpos_own_env_ids():
                          cwd=Path(__file__).resolve().parents[1], env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().endswith("Discrete(2)")
+
+
+def test_a_sigterm_while_a_crash_is_recorded_marks_the_trial_interrupted(monkeypatch):
+    """The kill can land while a crashed trial's error is being written (a CI run saw trial 3 left
+    FAIL with neither its error nor ``interrupted``): the trial must still be marked interrupted."""
+    from keras_trpo.tune.study import TuneSettings, counted
+    from keras_trpo.tune.space import space_to_dict
+    from keras_trpo.tune.trial import Objective
+
+    study = optuna.create_study(direction="maximize")
+    trial = study.ask()
+    objective = Objective(TuneSettings(env="CartPole-v1", timesteps_per_trial=64, space=space_to_dict(build_space())))
+
+    def crash(_trial):
+        raise RuntimeError("probe env: simulated crash")
+
+    monkeypatch.setattr(objective, "_run", crash)
+    real = trial.set_user_attr
+
+    def set_user_attr(key, value):  # SIGTERM (as KeyboardInterrupt) arrives during the error's write
+        if key == "error" and str(value).startswith("RuntimeError"):
+            raise KeyboardInterrupt
+        real(key, value)
+
+    monkeypatch.setattr(trial, "set_user_attr", set_user_attr)
+    with pytest.raises(KeyboardInterrupt):
+        objective(trial)
+    study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    t = study.trials[trial.number]
+    assert t.user_attrs["interrupted"] and t.user_attrs["error"].startswith("interrupted") and not counted(t)

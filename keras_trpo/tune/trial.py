@@ -101,13 +101,18 @@ class Objective:
             trial.set_user_attr(ERROR_ATTR, f"not run: the study already has {self.target} trials")
             raise SurplusTrial(f"the study already has {self.target} trials")
         try:
-            return self._run(trial)
-        except optuna.TrialPruned:
-            raise
-        except Exception as e:
-            trial.set_user_attr(ERROR_ATTR, f"{type(e).__name__}: {e}"[:2000])
+            try:
+                return self._run(trial)
+            except optuna.TrialPruned:
+                raise
+            except Exception as e:
+                trial.set_user_attr(ERROR_ATTR, f"{type(e).__name__}: {e}"[:2000])
+                raise
+        except Exception:
             raise
         except BaseException:  # KeyboardInterrupt, SystemExit from SIGTERM: not the settings' fault
+            # Outside the inner handlers: a SIGTERM that lands while a crash's error is being written
+            # (a CI run saw it) still marks the trial interrupted rather than leaving it failed unexplained.
             trial.set_user_attr(INTERRUPTED_ATTR, True)
             trial.set_user_attr(ERROR_ATTR, "interrupted (Ctrl-C or SIGTERM)")
             raise
