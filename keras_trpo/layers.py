@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import ops
 
 
@@ -50,9 +51,14 @@ class OneHot(keras.layers.Layer):
         self.sequence = bool(sequence)
 
     def call(self, x):
-        if self.sequence:
-            return ops.one_hot(ops.cast(x, "int32"), self.n, dtype=self.compute_dtype)
-        return ops.one_hot(ops.cast(ops.reshape(x, (-1,)), "int32"), self.n, dtype=self.compute_dtype)
+        if not self.sequence:
+            x = ops.reshape(x, (-1,))
+        # relu(1 - |i - k|) for k = 0..n-1 rather than ops.one_hot: the same 0/1 values (the index truncated
+        # as before, out of range all zeros), in SUB, ABS and RELU, which TensorFlow Lite Micro has kernels
+        # for (it has no ONE_HOT), so a policy on Discrete observations runs there too.
+        index = ops.cast(ops.cast(x, "int32"), self.compute_dtype)
+        k = ops.convert_to_tensor(np.arange(self.n), dtype=self.compute_dtype)
+        return ops.relu(1.0 - ops.abs(ops.expand_dims(index, -1) - k))
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], input_shape[1], self.n) if self.sequence else (input_shape[0], self.n)

@@ -138,6 +138,10 @@ def test_taxi_every_format_verified_over_env_episodes_with_no_invalid_action(tax
         assert r["worst_difference_of_tolerance"] <= 1, name
         if name != "saved_model":
             assert r["stochastic"] and r["sampled_worst_difference"] == 0.0, name
+    # TensorFlow Lite Micro runs the Discrete(500) observation's one-hot (no ONE_HOT op) and the mask
+    micro = reports["policy.tflite"]
+    assert "micro_skipped" not in micro and micro["micro_worst_difference"] <= 1e-5  # None is left out
+    assert micro["micro_sampled_worst_difference"] == 0.0 and "ONE_HOT" not in micro["micro_operators"]
     meta = _onnx_meta(tmp / "masked" / "policy.onnx")
     assert meta["inputs"] == "obs,action_mask,noise"
     assert json.loads(meta["action_mask"])["shape"] == [6] and json.loads(meta["action_mask"])["dtype"] == "float32"

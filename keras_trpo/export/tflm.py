@@ -25,7 +25,8 @@ from keras_trpo.export.errors import ExportError, ExportVerificationError
 INSTALL = "pip install tflite-micro"
 RESOLVER_SUFFIX = ".micro_op_resolver.h"
 MAX_ARENA = 16 << 20
-# Operators the graph can contain that TFLM has no kernel for, and what uses them.
+# Operators TFLM has no kernel for, and what used them: today's graph has none (keras_trpo.layers.OneHot
+# is SUB/ABS/RELU), but a file converted by another tool or an older keras_trpo may carry ONE_HOT.
 UNSUPPORTED = {"ONE_HOT": "the one-hot encoding of Discrete observations"}
 # MicroMutableOpResolver's Add* methods whose names are not the op name in CamelCase.
 _ADD_METHOD = {"BATCH_MATMUL": "AddBatchMatMul", "L2_NORMALIZATION": "AddL2Normalization",
