@@ -55,7 +55,7 @@ class Actor:
         if self.plan is None and any(isinstance(layer, RecurrentCore) for layer in inner.layers):
             raise ValueError(f"the recurrent policy has a layer the NumPy actor cannot run: {why}")
         if self.plan is None:
-            fn = tf.function(lambda obs: policy_model(obs, training=False), reduce_retracing=True)
+            fn = tf.function(lambda obs: policy_model(obs, training=False), reduce_retracing=True, autograph=False)
             self._params = lambda obs: {k: v.numpy() for k, v in fn(tf.convert_to_tensor(obs, tf.float32)).items()}
         else:
             self._params = NumpyPolicy(self.plan)

@@ -57,9 +57,12 @@ class Learner:
         # Fisher-vector product's nested tapes into code ~150x slower (15 s against 0.1 s per update on
         # CartPoleNoVel, 8 envs x 32 steps, LSTM 64), and unrolling the loop for XLA instead took 130 s to
         # compile for 32 steps. The critic's first-order update keeps XLA (0.09 s against 0.13 s).
+        # autograph=False: the loops are explicit tf.while_loops, and AutoGraph's conversion of every function
+        # these call (Keras, TFP, the optimizer) was most of an agent's first-iteration tracing time.
         self._policy_update = tf.function(self._policy_update_impl, jit_compile=jit and not self.recurrent,
-                                          reduce_retracing=True)
-        self._value_update = tf.function(self._value_update_impl, jit_compile=jit, reduce_retracing=True)
+                                          reduce_retracing=True, autograph=False)
+        self._value_update = tf.function(self._value_update_impl, jit_compile=jit, reduce_retracing=True,
+                                         autograph=False)
 
     # ---- public, NumPy in and out ----
     def policy_update(self, obs, actions: np.ndarray, advantages: np.ndarray,
@@ -207,15 +210,17 @@ class Learner:
 
     def _value_update_impl(self, obs, returns, batches):
         n = tf.shape(batches)[0]
-        total = tf.constant(0.0)
-        for i in tf.range(n):
+
+        def minibatch(i, total):
             idx = batches[i]
             x, y = tuple(tf.gather(part, idx) for part in obs), tf.gather(returns, idx)
             with tf.GradientTape() as tape:
                 loss = tf.reduce_mean(tf.square(self._value_of(x) - y))
             grads = tape.gradient(loss, self.value_vars)
             self.value_optimizer.apply_gradients(zip(grads, self.value_vars))
-            total += loss
+            return i + 1, total + loss
+
+        _, total = tf.while_loop(lambda i, total: i < n, minibatch, (tf.constant(0), tf.constant(0.0)))
         return total / tf.cast(n, tf.float32)
 
 

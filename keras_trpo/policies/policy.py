@@ -210,7 +210,8 @@ class FeedForwardPolicy(ActorCriticPolicy):
     def __init__(self, observation_space: gym.Space, family: Family, policy_model: keras.Model,
                  value_model: keras.Model, config: TRPOConfig, seed: int, masked: bool = False):
         super().__init__(observation_space, family, policy_model, value_model, config, seed, masked)
-        self._values = tf.function(lambda obs: self.value_net(obs, training=False)[:, 0], reduce_retracing=True)
+        self._values = tf.function(lambda obs: self.value_net(obs, training=False)[:, 0], reduce_retracing=True,
+                                   autograph=False)  # no control flow of its own: nothing to convert
 
     @classmethod
     def build_models(cls, observation_space, family, config, torso, **common):
@@ -273,7 +274,7 @@ class RecurrentPolicy(ActorCriticPolicy):
         self.critic_state: Optional[np.ndarray] = None
         # Not XLA: it is called with a new shape for the bootstrap steps (their number varies), and
         # XLA would compile each one; without gradients the graph loop is cheap enough.
-        self._sequence_values = tf.function(self._sequence_values_impl, reduce_retracing=True)
+        self._sequence_values = tf.function(self._sequence_values_impl, reduce_retracing=True, autograph=False)
 
     @classmethod
     def build_models(cls, observation_space, family, config, torso, **common):
