@@ -19,7 +19,10 @@ NOISE = re.compile(r"cuda|cuInit|oneDNN|absl", re.IGNORECASE)
 
 def _env():
     env = dict(os.environ)
-    env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # as on a user's machine: nothing set
+    # as on a user's machine: nothing set (.ci/run pins TensorFlow's thread pools, which would make the
+    # core count irrelevant without --portable-numerics)
+    for name in ("TF_CPP_MIN_LOG_LEVEL", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
+        env.pop(name, None)
     return env
 
 
