@@ -13,6 +13,10 @@ step costs ``INVALID_PENALTY`` (what a safety controller's refusal costs a polic
 - ``JointLimitsMemory-v0``: the target is shown in the first observation of an episode only, zeros
   after it, with a seventh entry that is 1 on that first step: a policy must remember the target (a
   recurrent one can), a partially observable masked task.
+- ``JointLimitsFlicker-v0``: the target is shown on the first step and then on each step with
+  probability ``FLICKER`` (the seventh entry says when), zeros otherwise: a flickering observation
+  (Hausknecht and Stone's flickering Atari). A feed-forward policy can only move when it sees the target;
+  one that remembers the last target it saw can move on every step.
 
 Reward ``-0.05`` per step, ``-INVALID_PENALTY`` more per refused command, ``+1`` on reaching the target
 (the episode terminates); episodes are truncated after 60 steps. ``gym.make(..., shaping=True)`` adds
@@ -32,16 +36,20 @@ N_JOINTS, N_POSITIONS = 3, 9
 INVALID_PENALTY = 0.5
 STEP_COST, GOAL_REWARD, MAX_STEPS = 0.05, 1.0, 60
 SHAPING = 0.1
+FLICKER = 0.2
 
 
 class JointLimitsEnv(gym.Env):
-    """See the module docstring. ``memory=True`` hides the target after the first observation;
-    ``shaping=True`` adds the potential-based distance term."""
+    """See the module docstring. ``memory=True`` hides the target after the first observation, except
+    on steps drawn with probability ``flicker``; ``shaping=True`` adds the potential-based distance term."""
 
     metadata = {"render_modes": []}
 
-    def __init__(self, memory: bool = False, shaping: bool = False):
-        self.memory, self.shaping = bool(memory), bool(shaping)
+    def __init__(self, memory: bool = False, shaping: bool = False, flicker: float = 0.0):
+        if not 0.0 <= float(flicker) <= 1.0:
+            raise ValueError(f"flicker must be a probability in [0, 1], got {flicker!r}")
+        self.memory, self.shaping, self.flicker = bool(memory), bool(shaping), float(flicker)
+        self.shown = True
         width = 2 * N_JOINTS + (1 if self.memory else 0)
         self.observation_space = gym.spaces.Box(0.0, 1.0, (width,), np.float32)
         self.action_space = gym.spaces.MultiDiscrete([3] * N_JOINTS)
@@ -54,8 +62,8 @@ class JointLimitsEnv(gym.Env):
 
     def _obs(self) -> np.ndarray:
         scale = N_POSITIONS - 1
-        target = self.target / scale if (self.t == 0 or not self.memory) else np.zeros(N_JOINTS)
-        parts = [self.pos / scale, target] + ([[1.0 if self.t == 0 else 0.0]] if self.memory else [])
+        target = self.target / scale if (self.shown or not self.memory) else np.zeros(N_JOINTS)
+        parts = [self.pos / scale, target] + ([[1.0 if self.shown else 0.0]] if self.memory else [])
         return np.concatenate(parts).astype(np.float32)
 
     def reset(self, *, seed: Optional[int] = None, options: Optional[dict[str, Any]] = None):
@@ -69,7 +77,7 @@ class JointLimitsEnv(gym.Env):
         self.target = rng.integers(self.lo, self.hi + 1)
         while np.array_equal(self.pos, self.target):
             self.target = rng.integers(self.lo, self.hi + 1)
-        self.t = 0
+        self.t, self.shown = 0, True
         return self._obs(), {"action_mask": self.action_masks()}
 
     def step(self, action):
@@ -80,6 +88,8 @@ class JointLimitsEnv(gym.Env):
         before = int(np.abs(self.target - self.pos).sum())
         self.pos = np.where(valid, self.pos + action - 1, self.pos)
         self.t += 1
+        # drawn only when flickering, so JointLimitsMemory-v0's episodes are the same as before
+        self.shown = bool(self.flicker > 0 and self.np_random.random() < self.flicker)
         refused = int(N_JOINTS - valid.sum())
         reached = bool(np.array_equal(self.pos, self.target))
         reward = -STEP_COST - INVALID_PENALTY * refused + (GOAL_REWARD if reached else 0.0)
@@ -89,7 +99,8 @@ class JointLimitsEnv(gym.Env):
         return self._obs(), float(reward), reached, self.t >= MAX_STEPS and not reached, info
 
 
-ENVS = {"JointLimits-v0": dict(memory=False), "JointLimitsMemory-v0": dict(memory=True)}
+ENVS = {"JointLimits-v0": dict(memory=False), "JointLimitsMemory-v0": dict(memory=True),
+        "JointLimitsFlicker-v0": dict(memory=True, flicker=FLICKER)}
 
 
 def register_envs() -> None:
