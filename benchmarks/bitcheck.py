@@ -34,6 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
+from keras_trpo_serving.files import atomic_target, atomic_write_bytes
+
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT / "benchmarks" / "results" / "bitcheck"
 WALL_CLOCK = {"rollout_s", "update_s", "steps_per_s"}
@@ -53,16 +55,9 @@ FAMILIES = ("discrete", "box", "multidiscrete", "multibinary")
 N_OBS = 2000
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
+    with atomic_target(path, suffix=".npz") as tmp:  # .npz: np.savez would add it to any other name
+        np.savez(tmp, **arrays)
 
 
 def _python(code: str, *args: str) -> None:
@@ -277,7 +272,7 @@ def record_or_check(mode: str, only: list[str] | None, reference: Path) -> int:
                 history, arrays, config = cli_run(name, work / name, ref["config"] if ref else None)
             if mode == "record":
                 _save_npz(reference / f"{name}.npz", arrays)
-                _atomic_write(stored, json.dumps({"history": history, "config": config,
+                atomic_write_bytes(stored, json.dumps({"history": history, "config": config,
                                                   "digest": _digest(arrays)}, indent=1).encode())
                 print(f"{name}: recorded ({len(arrays)} arrays, digest {_digest(arrays)})", flush=True)
                 continue

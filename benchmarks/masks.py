@@ -4,6 +4,7 @@
                                  [--seeds 0-9] [--out benchmarks/results/masks] [--sb3-python PATH] [--dry-run]
   python -m benchmarks.masks run --arms recurrent_masked --task JointLimits-v0:1e5 --seeds 0-2
   python -m benchmarks.masks run --arms recurrent_masked_preset masked_preset --task JointLimitsMemory-v0:2e5 --seeds 0
+  python -m benchmarks.masks run --arms recurrent_masked masked --task JointLimitsFlicker-v0:2e5 --seeds 0-2
   python -m benchmarks.masks table [--out ...] [--reps 50000]
 
 Arms (each a ``seeds.py run`` into OUT/ARM/IMPL/ENV/seed_N.json, so every finished seed is stored at
@@ -20,6 +21,10 @@ stopped half way has the same seeds of every arm):
   ``masked`` (feed-forward, which cannot remember the target);
 - recurrent_masked_preset, masked_preset: the same with and without the cell, plus the two settings of
   keras_trpo's recurrent presets (normalised observations, max_kl 0.05), on JointLimitsMemory-v0.
+
+Partially observable: JointLimitsMemory-v0 (the target on the first step only) and JointLimitsFlicker-v0
+(on the first step and then on a fifth of the steps: a feed-forward policy can move only when it sees
+the target, a recurrent one on every step), the ``recurrent_masked`` arm beside ``masked``.
 
 Tasks: Taxi-v4 (Discrete(6), masks in ``info["action_mask"]``) and JointLimits-v0 (MultiDiscrete([3, 3, 3]),
 ``action_masks()``; keras_trpo.joint_limits). Every arm is evaluated the same way
@@ -51,7 +56,7 @@ TASKS = [f"Taxi-v4:{BUDGET}", f"JointLimits-v0:{BUDGET}"]
 # The training return each task's "steps to reach" column asks for (mean of the last 100 training episodes,
 # stochastic policy): Taxi-v4 0 (deliveries outweigh the steps; random play scores about -770), JointLimits
 # 0.8 (within 0.07 of the optimal policy's 0.87; random valid commands score -1.6).
-THRESHOLDS = {"Taxi-v4": 0.0, "JointLimits-v0": 0.8, "JointLimitsMemory-v0": 0.8}
+THRESHOLDS = {"Taxi-v4": 0.0, "JointLimits-v0": 0.8, "JointLimitsMemory-v0": 0.8, "JointLimitsFlicker-v0": 0.8}
 RECURRENT_SETTINGS = ["--set", "normalize_obs=true", "--set", "max_kl=0.05"]
 # arm -> (the seeds.py arguments that make it, the table's label)
 ARMS: dict[str, tuple[list[str], str]] = {
@@ -147,7 +152,7 @@ def reach_cell(records: list[dict], threshold: float | None) -> str:
     return median if len(steps) == len(records) else f"{median} ({len(steps)} of {len(records)} seeds)"
 
 
-ENV_ORDER = {"Taxi-v4": 0, "JointLimits-v0": 1, "JointLimitsMemory-v0": 2}
+ENV_ORDER = {"Taxi-v4": 0, "JointLimits-v0": 1, "JointLimitsFlicker-v0": 2, "JointLimitsMemory-v0": 3}
 MAIN_ARMS = ("masked", "unmasked", "maskable_ppo")  # the ten-seed comparison of TASKS
 
 
@@ -191,8 +196,9 @@ def cmd_table(argv: list[str]) -> int:
     print("\n".join(first))
     if rest:
         print()
-        print("Recurrent policies and the partially observable JointLimitsMemory-v0 (target shown on the first "
-              "step only), with masks:")
+        print("Recurrent policies and the partially observable tasks, with masks: JointLimitsFlicker-v0 (the "
+              "target shown on the first step and then on a fifth of the steps) and JointLimitsMemory-v0 (on the "
+              "first step only):")
         print()
         print(head)
         print("\n".join(rest))

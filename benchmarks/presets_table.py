@@ -27,6 +27,7 @@ from benchmarks.reference_scores import load as load_references
 from benchmarks.seedstore import README_TASKS, load_records
 from benchmarks.stats import estimates, final_scores, fmt_ci, improvement, normalised_matrices
 from keras_trpo.presets import KERAS_TRPO_PRESETS
+from keras_trpo_serving.files import atomic_target
 
 ZOO, OURS, SB3 = "keras_trpo, zoo settings", "keras_trpo, keras-trpo presets", "sb3-contrib, zoo settings"
 ARMS = (ZOO, OURS, SB3)
@@ -87,9 +88,8 @@ def figure(arms: dict[str, list[dict]], path: str, reps: int) -> None:
     relabelled = [dict(r, impl=arm) for arm, recs in arms.items() for r in recs]
     fig = stats.curves_figure(relabelled, list(README_TASKS), reps, impls=ARMS,
                               colors={ZOO: "tab:blue", OURS: "tab:green", SB3: "tab:orange"})
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=110)
-    os.replace(tmp, path)
+    with atomic_target(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=110)
 
 
 def main(argv=None) -> int:
