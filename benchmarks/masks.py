@@ -55,8 +55,9 @@ BUDGET = "1e5"  # environment steps per run, every arm alike (chosen on Maskable
 TASKS = [f"Taxi-v4:{BUDGET}", f"JointLimits-v0:{BUDGET}"]
 # The training return each task's "steps to reach" column asks for (mean of the last 100 training episodes,
 # stochastic policy): Taxi-v4 0 (deliveries outweigh the steps; random play scores about -770), JointLimits
-# 0.8 (within 0.07 of the optimal policy's 0.87; random valid commands score -1.6).
-THRESHOLDS = {"Taxi-v4": 0.0, "JointLimits-v0": 0.8, "JointLimitsMemory-v0": 0.8, "JointLimitsFlicker-v0": 0.8}
+# 0.8 (within 0.07 of the optimal policy's 0.87; random valid commands score -1.6); JointLimitsFlicker 0
+# (reaching the target outweighs the steps: the stochastic policies of a 500k run end near 0.3-0.4).
+THRESHOLDS = {"Taxi-v4": 0.0, "JointLimits-v0": 0.8, "JointLimitsMemory-v0": 0.8, "JointLimitsFlicker-v0": 0.0}
 RECURRENT_SETTINGS = ["--set", "normalize_obs=true", "--set", "max_kl=0.05"]
 # arm -> (the seeds.py arguments that make it, the table's label)
 ARMS: dict[str, tuple[list[str], str]] = {
