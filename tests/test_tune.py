@@ -300,3 +300,33 @@ def test_a_sigterm_while_a_crash_is_recorded_marks_the_trial_interrupted(monkeyp
     study.tell(trial, state=optuna.trial.TrialState.FAIL)
     t = study.trials[trial.number]
     assert t.user_attrs["interrupted"] and t.user_attrs["error"].startswith("interrupted") and not counted(t)
+
+
+def test_a_kill_between_asking_for_a_trial_and_tagging_it_is_held_until_the_tag_is_written():
+    """A worker holds SIGTERM from before Optuna asks for a trial until the trial carries its tag (a CI
+    run saw a trial left RUNNING with no tag, which no resume can tell is orphaned); the kill then lands
+    in the objective, which marks the trial interrupted."""
+    from keras_trpo.tune.study import TuneSettings, counted
+    from keras_trpo.tune.space import space_to_dict
+    from keras_trpo.tune.trial import Objective
+    from keras_trpo.tune.worker import _Stop
+
+    study = optuna.create_study(direction="maximize")
+    objective = Objective(TuneSettings(env="CartPole-v1", timesteps_per_trial=64, space=space_to_dict(build_space())),
+                          on_start=_Stop.deliver)
+    objective._run = lambda trial: pytest.fail("the trial ran although a kill had arrived")
+    previous = signal.signal(signal.SIGTERM, _Stop.handler)
+    try:
+        _Stop.hold()
+        trial = study.ask()
+        os.kill(os.getpid(), signal.SIGTERM)  # arrives before the tag: held, not raised here
+        time.sleep(0.05)
+        assert _Stop.pending
+        with pytest.raises(KeyboardInterrupt):
+            objective(trial)  # tags the trial, then the held kill lands
+    finally:
+        _Stop.holding = _Stop.pending = False
+        signal.signal(signal.SIGTERM, previous)
+    study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    t = study.trials[trial.number]
+    assert t.user_attrs["worker"]["pid"] == os.getpid() and t.user_attrs["interrupted"] and not counted(t)

@@ -68,12 +68,14 @@ class Objective:
     resumed tune runs another in its place).
     """
 
-    def __init__(self, settings: TuneSettings, verbose: int = 0, target: Optional[int] = None):
+    def __init__(self, settings: TuneSettings, verbose: int = 0, target: Optional[int] = None,
+                 on_start: Optional[Callable[[], None]] = None):
         import gymnasium as gym
 
         import keras_trpo.envs  # noqa: F401 - registers keras_trpo's env ids (CartPoleNoVel-v1, ...) in this worker too
 
         self.settings, self.verbose, self.target = settings, verbose, target
+        self.on_start = on_start  # a worker's: lets a kill that arrived since the trial was asked land (worker.py)
         self.space = space_from_dict(settings.space)
         probe = gym.make(settings.env)
         try:
@@ -95,12 +97,14 @@ class Objective:
         import optuna
 
         trial.set_user_attr(WORKER_ATTR, worker_tag())
-        if self.target is not None and _counted_before(trial) >= self.target:
-            # another worker started a trial at the same moment and the study is full: this one is not run
-            trial.set_user_attr(INTERRUPTED_ATTR, True)
-            trial.set_user_attr(ERROR_ATTR, f"not run: the study already has {self.target} trials")
-            raise SurplusTrial(f"the study already has {self.target} trials")
         try:
+            if self.on_start is not None:
+                self.on_start()
+            if self.target is not None and _counted_before(trial) >= self.target:
+                # another worker started a trial at the same moment and the study is full: this one is not run
+                trial.set_user_attr(INTERRUPTED_ATTR, True)
+                trial.set_user_attr(ERROR_ATTR, f"not run: the study already has {self.target} trials")
+                raise SurplusTrial(f"the study already has {self.target} trials")
             try:
                 return self._run(trial)
             except optuna.TrialPruned:

@@ -29,14 +29,39 @@ def _die_with_parent(parent_pid: Optional[int]) -> None:
         raise KeyboardInterrupt
 
 
-def _sigterm_as_interrupt(signum, frame):
-    raise KeyboardInterrupt
+class _Stop:
+    """SIGTERM (and Ctrl-C) as KeyboardInterrupt, held back while ``holding``: from before Optuna asks
+    for a trial until the trial carries this worker's tag, so a kill in between cannot leave a RUNNING
+    trial no one can tell is orphaned (a CI run saw one). A Python-level flag rather than a signal
+    mask: the handler always runs in the main thread, whichever thread (TensorFlow's) took the signal."""
+
+    holding = pending = False
+
+    @classmethod
+    def handler(cls, signum, frame):
+        if cls.holding:
+            cls.pending = True
+            return
+        raise KeyboardInterrupt
+
+    @classmethod
+    def hold(cls) -> None:
+        cls.holding = True
+
+    @classmethod
+    def deliver(cls) -> None:
+        """Stop holding; a stop that arrived meanwhile is raised here."""
+        cls.holding = False
+        if cls.pending:
+            cls.pending = False
+            raise KeyboardInterrupt
 
 
 def run_worker(location: str, study_name: str, trials: int, worker: int = 0, deadline: Optional[float] = None,
                parent_pid: Optional[int] = None, verbose: int = 0) -> int:
     """Run trials until the study has ``trials`` or ``deadline`` (a ``time.time()``) passes; exit status."""
-    signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    signal.signal(signal.SIGTERM, _Stop.handler)
+    signal.signal(signal.SIGINT, _Stop.handler)
     try:
         _die_with_parent(parent_pid)
         from keras_trpo.quiet import quiet_tensorflow_import
@@ -53,9 +78,13 @@ def run_worker(location: str, study_name: str, trials: int, worker: int = 0, dea
         optuna.logging.set_verbosity(optuna.logging.WARNING if verbose < 2 else optuna.logging.INFO)
         study, settings = load_study(location, study_name)
         study, _ = load_study(location, study_name, settings, stream=1_000_003 * (worker + 1) + len(study.trials))
-        objective = Objective(settings, verbose=0, target=trials)
+        objective = Objective(settings, verbose=0, target=trials, on_start=_Stop.deliver)
         while (deadline is None or time.time() < deadline) and trials_counted(study) < trials:
-            study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=True)
+            _Stop.hold()
+            try:
+                study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=True)
+            finally:
+                _Stop.deliver()
         return 0
     except KeyboardInterrupt:
         return 130
