@@ -154,12 +154,6 @@ def _start_agent(args, out: Path):
     where = {name: getattr(args, name) for name in ROLLOUT_FLAGS if getattr(args, name) is not None}
     ckpt = out / run_dir.AGENT
     if args.resume and ckpt.exists():
-        if getattr(args, "config", None):
-            raise CliError("--config cannot be combined with --resume of a checkpoint: the run keeps its own "
-                           "hyperparameters")
-        if overrides:
-            raise CliError("--set cannot be combined with --resume: the run's hyperparameters come from its "
-                           "checkpoint (optimizer state included); start a new run to change them")
         agent = keras_trpo.load(str(ckpt))
         if masks is not None and masks != agent.config.action_masks:
             raise CliError(f"--action-masks {masks} cannot change a resumed run's (its checkpoint has "
@@ -170,15 +164,9 @@ def _start_agent(args, out: Path):
             agent.config = agent.config.replace(**where)
         run_dir.truncate_metrics(out / run_dir.METRICS, agent.iterations)
         return agent, True
-    if not args.env:
-        raise CliError(f"--env is needed: {out} has no checkpoint to resume" if args.resume else "--env is needed")
     existing = run_dir.existing_run_files(out)
-    if existing and not (args.resume or args.overwrite):
-        if not run_dir.is_finished(out):  # killed or stopped: starting over would throw its progress away
-            raise CliError(f"{out} holds an unfinished run ({', '.join(existing)}); pass --resume to continue it "
-                           "or --overwrite to start afresh")
-        if args.verbose:
-            print(f"note: replacing the finished run in {out}", file=sys.stderr)
+    if existing and not (args.resume or args.overwrite) and args.verbose:
+        print(f"note: replacing the finished run in {out}", file=sys.stderr)
     if args.resume and args.verbose:
         print(f"no checkpoint in {out}: starting afresh", file=sys.stderr)
     for name in existing:  # a fresh run never mixes with an old one's files
@@ -199,6 +187,28 @@ def _start_agent(args, out: Path):
                            **where), False
 
 
+def _check_run_request(args, out: Path) -> None:
+    """What ``train`` can refuse from its arguments and the run folder alone, before TensorFlow is imported
+    (a second or more): settings with ``--resume`` of a checkpoint, a missing ``--env``, an unfinished run."""
+    from keras_trpo import run_dir
+
+    if args.resume and (out / run_dir.AGENT).exists():
+        if getattr(args, "config", None):
+            raise CliError("--config cannot be combined with --resume of a checkpoint: the run keeps its own "
+                           "hyperparameters")
+        if args.set:
+            raise CliError("--set cannot be combined with --resume: the run's hyperparameters come from its "
+                           "checkpoint (optimizer state included); start a new run to change them")
+        return
+    if not args.env:
+        raise CliError(f"--env is needed: {out} has no checkpoint to resume" if args.resume else "--env is needed")
+    existing = run_dir.existing_run_files(out)
+    if existing and not (args.resume or args.overwrite) and not run_dir.is_finished(out):
+        # killed or stopped: starting over would throw its progress away
+        raise CliError(f"{out} holds an unfinished run ({', '.join(existing)}); pass --resume to continue it "
+                       "or --overwrite to start afresh")
+
+
 def train(args) -> tuple[dict, int]:
     """Train (or resume) a run; returns its summary and the exit status (0, or 128 + signal)."""
     from keras_trpo import run_dir
@@ -208,6 +218,7 @@ def train(args) -> tuple[dict, int]:
     out = _run_dir(args)
     if args.checkpoint_every < 0:
         raise CliError("--checkpoint-every must be >= 0")
+    _check_run_request(args, out)
     if args.portable_numerics:
         from keras_trpo.portable import use_portable_numerics
 
