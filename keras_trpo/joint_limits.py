@@ -48,6 +48,8 @@ class JointLimitsEnv(gym.Env):
     def __init__(self, memory: bool = False, shaping: bool = False, flicker: float = 0.0):
         if not 0.0 <= float(flicker) <= 1.0:
             raise ValueError(f"flicker must be a probability in [0, 1], got {flicker!r}")
+        if flicker and not memory:  # the target is always shown without memory=True: flicker would do nothing
+            raise ValueError("flicker needs memory=True (without it the target is shown on every step)")
         self.memory, self.shaping, self.flicker = bool(memory), bool(shaping), float(flicker)
         self.shown = True
         width = 2 * N_JOINTS + (1 if self.memory else 0)

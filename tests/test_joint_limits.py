@@ -58,6 +58,8 @@ def test_same_seed_same_episode_and_the_masks_follow_the_limits():
     assert (m[pos == N_POSITIONS - 1][:, 2] == 0).all()  # nor above the last
 
 
-def test_a_flicker_that_is_not_a_probability_is_refused():
+def test_a_flicker_that_is_not_a_probability_or_without_memory_is_refused():
     with pytest.raises(ValueError, match="flicker must be a probability"):
         JointLimitsEnv(memory=True, flicker=1.5)
+    with pytest.raises(ValueError, match="flicker needs memory=True"):
+        JointLimitsEnv(flicker=0.2)
