@@ -42,6 +42,10 @@ class TRPOConfig:
     # "linear": the radius falls with each fit's progress, from max_kl to 0 at its last step (the zoo's lin_
     # schedules; what settles CartPoleNoVel's final policy, issue 28); "constant": max_kl throughout.
     max_kl_schedule: str = "constant"
+    # An entropy bonus in the surrogate, E[ratio A] + entropy_coef E[H(pi)] (OpenAI baselines' TRPO entcoeff;
+    # sb3-contrib's TRPO has none): against a policy that turns deterministic before it has learned (issue
+    # 28's CartPoleNoVel plateau). 0 leaves the update's graph exactly as it was.
+    entropy_coef: float = 0.0
     cg_iters: int = 15
     cg_damping: float = 0.1
     cg_residual_tol: float = 1e-10
@@ -115,6 +119,9 @@ class TRPOConfig:
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
                 raise ConfigError(f"{name} must be in [0, 1], got {v!r}")
+        if (isinstance(self.entropy_coef, bool) or not isinstance(self.entropy_coef, (int, float))
+                or not 0.0 <= self.entropy_coef < math.inf):
+            raise ConfigError(f"entropy_coef must be a number >= 0 (0: no entropy bonus), got {self.entropy_coef!r}")
         if not 0.0 < self.line_search_shrink < 1.0:
             raise ConfigError(f"line_search_shrink must be in (0, 1), got {self.line_search_shrink!r}")
         if self.cg_damping < 0 or self.cg_residual_tol < 0:

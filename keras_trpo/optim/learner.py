@@ -149,7 +149,10 @@ class Learner:
             return family.make(self._params(obs, masks))
 
         def surrogate(d):
-            return tf.reduce_mean(tf.exp(d.log_prob(actions) - old_log_prob) * advantages)
+            gain = tf.reduce_mean(tf.exp(d.log_prob(actions) - old_log_prob) * advantages)
+            if cfg.entropy_coef:  # decided when tracing: without a bonus the graph is the one it always was
+                gain += cfg.entropy_coef * tf.reduce_mean(d.entropy())
+            return gain
 
         def mean_kl(d):
             return tf.reduce_mean(old_dist.kl_divergence(d))
