@@ -1,7 +1,7 @@
 """The adoption rule for a new default: a candidate's ten seeds against the current defaults' ten, per env and overall.
 
-  python -m benchmarks.adoption --baseline DIR --candidate DIR [--reference DIR] [--task ENV:STEPS ...] [--reps 50000]
-                                [--preset ENV]
+  python -m benchmarks.adoption --baseline DIR --candidate DIR [--reference DIR [--reference-impl NAME]]
+                                [--task ENV:STEPS ...] [--reps 50000] [--preset ENV]
 
 DIR holds seeds.py results (DIR/keras_trpo/ENV/seed_N.json). The rule (issue 17): a change becomes a
 default only if it raises the normalised IQM over the four envs and lowers no env's IQM beyond that
@@ -60,6 +60,8 @@ def main(argv=None) -> int:
     p.add_argument("--baseline", required=True)
     p.add_argument("--candidate", required=True)
     p.add_argument("--reference", default=None, help="a seeds dir with sb3-contrib's runs")
+    p.add_argument("--reference-impl", default="sb3-contrib",
+                   help="the implementation in --reference shown beside the arms (e.g. sb3-contrib-RecurrentPPO)")
     p.add_argument("--task", nargs="+", default=None, metavar="ENV:STEPS")
     p.add_argument("--reps", type=int, default=50_000)
     p.add_argument("--preset", default=None, metavar="ENV",
@@ -75,13 +77,17 @@ def main(argv=None) -> int:
         scores["candidate"] = {env: (scores["candidate"].get(env, {}) if env == a.preset else scores["baseline"].get(env, {}))
                                for env, _ in tasks}
     if a.reference:
-        scores["sb3-contrib"] = scores_of(a.reference, "sb3-contrib", tasks)
+        scores["sb3-contrib"] = scores_of(a.reference, a.reference_impl, tasks)
+        if not any(scores["sb3-contrib"].values()):
+            print(f"error: no {a.reference_impl} runs of {', '.join(e for e, _ in tasks)} in {a.reference} "
+                  "(--reference-impl names the implementation)", file=sys.stderr)
+            return 2
     envs = [e for e, _ in tasks]
     missing = [f"{arm} {e}" for arm in ("baseline", "candidate") for e in envs if len(scores[arm].get(e, {})) < 2]
     if missing:
         print(f"error: fewer than 2 seeds for {', '.join(missing)}", file=sys.stderr)
         return 2
-    print("| env | seeds | baseline IQM [95% CI] | candidate IQM [95% CI] | sb3-contrib IQM [95% CI] "
+    print(f"| env | seeds | baseline IQM [95% CI] | candidate IQM [95% CI] | {a.reference_impl} IQM [95% CI] "
           "| P(candidate > baseline) | candidate below the baseline's interval? |")
     print("|---|---|--:|--:|--:|--:|---|")
     per_env = {}

@@ -1,6 +1,8 @@
 """The two fixed points of stats.py's normalised scores: a random policy's return -> 0, a stated reference -> 1.
 
-  python -m benchmarks.reference_scores [--episodes 100] [--out benchmarks/results/reference_scores.json]
+  python -m benchmarks.reference_scores [--episodes 100] [--out benchmarks/results/reference_scores.json] [--env ENV ...]
+
+``--env`` measures only those envs and keeps the file's other entries.
 
 The random score is measured here with the final evaluation's protocol (compare.py: fresh env,
 episode i reset with seed 10000 + i, undiscounted return, no normalisation), the action drawn
@@ -14,6 +16,8 @@ The references (1.0), and why:
 - Hopper-v5 and HalfCheetah-v5: 3234.3 and 12135.0, D4RL's expert scores (Fu et al. 2020,
   REF_MAX_SCORE, the return of an SAC expert on Hopper/HalfCheetah-v2, whose rewards v5 keeps).
   MuJoCo returns have no upper bound, and this is the scale most papers on these tasks use.
+- CartPoleNoVel-v1 and PendulumNoVel-v1 (the recurrent benchmark's masked tasks): the same bounds as
+  CartPole-v1 and Pendulum-v1, whose dynamics and rewards they keep (only the velocities are hidden).
 """
 from __future__ import annotations
 
@@ -33,6 +37,8 @@ REFERENCES = {
     "Pendulum-v1": (0.0, "maximum return (every reward is <= 0); a swing-up policy scores about -140 to -150"),
     "Hopper-v5": (3234.3, "D4RL expert score for Hopper (Fu et al. 2020, REF_MAX_SCORE; SAC expert)"),
     "HalfCheetah-v5": (12135.0, "D4RL expert score for HalfCheetah (Fu et al. 2020, REF_MAX_SCORE; SAC expert)"),
+    "CartPoleNoVel-v1": (500.0, "maximum return (CartPole-v1 without the velocities: reward 1 per step, 500 steps)"),
+    "PendulumNoVel-v1": (0.0, "maximum return (Pendulum-v1 without the angular velocity: every reward is <= 0)"),
 }
 
 
@@ -41,6 +47,7 @@ def random_score(env_id: str, episodes: int, seed: int = EVAL_SEED) -> tuple[flo
     import gymnasium as gym
     import numpy as np
 
+    import keras_trpo.pomdp  # noqa: F401 - registers CartPoleNoVel-v1 and PendulumNoVel-v1
     probe = gym.make(env_id)
     space = probe.action_space  # the evaluation env's action space, sampled from its own stream
     probe.close()
@@ -63,11 +70,14 @@ def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--episodes", type=int, default=100)
     p.add_argument("--out", default=DEFAULT_PATH)
+    p.add_argument("--env", nargs="+", choices=sorted(REFERENCES), default=None,
+                   help="measure only these envs and keep the file's other entries")
     a = p.parse_args(argv)
     if a.episodes < 1:
         p.error("--episodes must be at least 1")
-    out = {}
-    for env_id, (reference, why) in REFERENCES.items():
+    out = {k: v for k, v in load(a.out).items() if k != "_about"} if a.env and os.path.exists(a.out) else {}
+    for env_id in a.env or REFERENCES:
+        reference, why = REFERENCES[env_id]
         mean, std = random_score(env_id, a.episodes)
         out[env_id] = {"random": round(mean, 3), "random_std": round(std, 3), "random_episodes": a.episodes,
                        "reference": reference, "reference_is": why}
