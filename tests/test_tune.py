@@ -47,6 +47,23 @@ def test_space_specs_and_changes():
     assert set(build_space()) == set(ZOO_TRPO_SPACE)
 
 
+def test_a_recurrent_policys_space_has_the_cell_size_and_the_sequence_length():
+    from keras_trpo.tune.driver import study_settings
+    from keras_trpo.tune.space import RECURRENT_SPACE
+
+    def space(env, fixed=None):
+        return set(study_settings(env, 1000, fixed or {}, {}, 5, 10, 10, 0).space)
+
+    assert space("CartPoleNoVel-v1") == set(ZOO_TRPO_SPACE) | set(RECURRENT_SPACE)  # its preset is an LSTM
+    assert space("CartPole-v1") == set(ZOO_TRPO_SPACE)
+    assert space("CartPole-v1", {"recurrent": "gru"}) == set(ZOO_TRPO_SPACE) | set(RECURRENT_SPACE)
+    assert "recurrent_units" not in space("CartPoleNoVel-v1", {"recurrent_units": 32})  # fixed, not searched
+    # Every sequence length the space offers is valid with every n_steps it offers.
+    for n_steps in ZOO_TRPO_SPACE["n_steps"].choices:
+        for length in RECURRENT_SPACE["recurrent_sequence_length"].choices:
+            TRPOConfig(recurrent="lstm", n_steps=n_steps, recurrent_sequence_length=length).validate()
+
+
 def test_per_dimension_kl_and_the_zoos_batch_cap():
     params = {"max_kl_per_dim": 0.01, "hidden_sizes": "[256, 256]", "n_steps": 16, "value_batch_size": 64}
     settings = settings_from_params(params, action_dim=6)

@@ -43,15 +43,18 @@ def default_study_name(env: str) -> str:
     return f"trpo-{env}"
 
 
-def _settings(env: str, timesteps_per_trial: Optional[int], fixed: Mapping[str, Any], space: Mapping[str, Any],
-              evaluations: int, eval_episodes: int, startup_trials: int, seed: int) -> TuneSettings:
+def study_settings(env: str, timesteps_per_trial: Optional[int], fixed: Mapping[str, Any], space: Mapping[str, Any],
+                   evaluations: int, eval_episodes: int, startup_trials: int, seed: int) -> TuneSettings:
+    """What every worker of the study needs: the env, the trials' budget, the fixed settings (checked) and the
+    search space (the zoo's, with the recurrent dimensions when the trials' policy is recurrent, then ``space``)."""
     from keras_trpo.config import TRPOConfig
     from keras_trpo.presets import preset
 
     TRPOConfig().replace(**{k: tuple(v) if k == "hidden_sizes" else v for k, v in fixed.items()})  # names, values
     if timesteps_per_trial is None:
         timesteps_per_trial = preset(env).n_timesteps  # the zoo's budget for the env, as its -optimize uses
-    dims = build_space(space, fixed=list(fixed))
+    recurrent = fixed["recurrent"] if "recurrent" in fixed else preset(env).settings.get("recurrent")
+    dims = build_space(space, fixed=list(fixed), recurrent=bool(recurrent))
     return TuneSettings(env=env, timesteps_per_trial=int(timesteps_per_trial), space=space_to_dict(dims),
                         fixed=dict(fixed), evaluations=evaluations, eval_episodes=eval_episodes,
                         startup_trials=startup_trials, seed=seed).validate()
@@ -144,7 +147,7 @@ def tune(env: Optional[str] = None, *, trials: int, out: str, timesteps_per_tria
     location = storage_location(storage, out_dir)
     settings = None
     if env is not None:
-        settings = _settings(env, timesteps_per_trial, dict(fixed or {}), dict(space or {}), evaluations,
+        settings = study_settings(env, timesteps_per_trial, dict(fixed or {}), dict(space or {}), evaluations,
                              eval_episodes, startup_trials, seed)
     elif fixed or space or timesteps_per_trial:
         raise TuneError("--set, --space and --timesteps-per-trial define a new study: give --env too")

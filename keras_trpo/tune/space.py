@@ -90,6 +90,14 @@ ZOO_TRPO_SPACE: dict[str, Dimension] = {
     "activation": categorical("tanh", "relu"),
 }
 
+# Added to the space when the trials' policy is recurrent (the env's preset, or --set recurrent=lstm|gru): the
+# cell's size, as the zoo's RecurrentPPO sampler searches lstm_hidden_size, and the update's sequence length
+# (keras_trpo's own; 0 is whole fragments). Powers of two divide every n_steps above that they are shorter than.
+RECURRENT_SPACE: dict[str, Dimension] = {
+    "recurrent_units": categorical(16, 32, 64, 128, 256),
+    "recurrent_sequence_length": categorical(16, 32, 64, 128, 0),
+}
+
 
 def field_of(name: str) -> str:
     """The TRPOConfig field a dimension sets."""
@@ -136,9 +144,12 @@ def parse_spec(name: str, spec: Any) -> Optional[Dimension]:
 
 
 def build_space(changes: Mapping[str, Any] = (), fixed: Sequence[str] = (),
-                base: Optional[Mapping[str, Dimension]] = None) -> dict[str, Dimension]:
-    """``base`` (the zoo's space) with ``changes`` (KEY -> spec) applied and ``fixed`` fields left out."""
+                base: Optional[Mapping[str, Dimension]] = None, recurrent: bool = False) -> dict[str, Dimension]:
+    """``base`` (the zoo's space, with ``RECURRENT_SPACE`` for a ``recurrent`` policy) with ``changes``
+    (KEY -> spec) applied and ``fixed`` fields left out."""
     space = dict(ZOO_TRPO_SPACE if base is None else base)
+    if recurrent:
+        space.update(RECURRENT_SPACE)
     for name, spec in dict(changes).items():
         dim = parse_spec(name, spec)
         for other in [k for k in space if k != name and field_of(k) == field_of(name)]:
