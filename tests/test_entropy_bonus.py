@@ -12,8 +12,8 @@ import tensorflow as tf
 
 import keras_trpo
 from keras_trpo.config import ConfigError
-from keras_trpo.optim.fisher import flat_gradient, flatten
-from tests.test_fisher import explicit_fisher
+from keras_trpo.optim.fisher import flat_gradient
+from tests.trpo_steps import closed_form_step, learner_step, rollout_batch
 
 N_STEPS = 64
 COEF = 0.05
@@ -25,19 +25,10 @@ def _agent(env_id: str, coef: float) -> keras_trpo.TRPO:
                            jit_compile=False)
 
 
-def _batch(agent):
-    r = agent._collect(N_STEPS)
-    obs = tf.constant(r.obs.reshape(N_STEPS, -1))
-    actions = tf.constant(r.actions.reshape((N_STEPS,) + r.actions.shape[2:]), agent.family.tf_action_dtype)
-    adv = tf.constant(np.random.default_rng(1).normal(size=N_STEPS).astype(np.float32))
-    return obs, actions, adv
-
-
 def _entropy_gradient(model, obs) -> np.ndarray:
     """d mean H / d theta, [n], without the distribution objects."""
     variables = model.trainable_variables
-    out = model(obs)
-    if "logits" in out:
+    if "logits" in model(obs[:1]):
         with tf.GradientTape() as tape:
             logits = tf.cast(model(obs)["logits"], tf.float64)
             log_p = logits - tf.reduce_logsumexp(logits, axis=-1, keepdims=True)
@@ -47,32 +38,15 @@ def _entropy_gradient(model, obs) -> np.ndarray:
     return np.concatenate([np.full(v.shape, 1.0 if "log_std" in v.path else 0.0).ravel() for v in variables])
 
 
-def _closed_form_step(agent, obs, actions, adv, coef):
-    model, family, cfg = agent.policy_model, agent.family, agent.config
-    variables = model.trainable_variables
-    old = family.make({n: tf.stop_gradient(v) for n, v in model(obs).items()})
-    old_lp = tf.stop_gradient(old.log_prob(actions))
-    with tf.GradientTape() as tape:
-        surrogate = tf.reduce_mean(tf.exp(family.make(model(obs)).log_prob(actions) - old_lp) * adv)
-    g = flat_gradient(tape, surrogate, variables).numpy().astype(np.float64) + coef * _entropy_gradient(model, obs)
-    name = "categorical" if "logits" in model(obs[:1]) else "diag_gaussian"
-    F = explicit_fisher(model, name, family, obs) + cfg.cg_damping * np.eye(g.size)
-    s = np.linalg.solve(F, g)
-    return s * np.sqrt(2 * cfg.max_kl / (s @ F @ s))
-
-
 @pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
 def test_the_step_follows_the_surrogate_plus_the_entropy_bonus(env_id):
     agent = _agent(env_id, COEF)
-    obs, actions, adv = _batch(agent)
-    expected = _closed_form_step(agent, obs, actions, adv, COEF)
-    without = _closed_form_step(agent, obs, actions, adv, 0.0)
-    theta_old = flatten(agent.policy_model.trainable_variables).numpy()
-    logs = agent.learner.policy_update(obs.numpy(), actions.numpy(), adv.numpy())
-    step = flatten(agent.policy_model.trainable_variables).numpy() - theta_old
+    obs, actions, adv = rollout_batch(agent, N_STEPS, seed=1)
+    expected = closed_form_step(agent, obs, actions, adv, obs, COEF * _entropy_gradient(agent.policy_model, obs))
+    without = closed_form_step(agent, obs, actions, adv, obs)
+    step, logs, shrink = learner_step(agent, obs, actions, adv)
     agent.close()
     assert logs["step_accepted"] == 1.0
-    shrink = agent.config.line_search_shrink ** (logs["line_search_steps"] - 1)
     expected, without = expected * shrink, without * shrink
     np.testing.assert_allclose(step, expected, rtol=2e-2, atol=2e-3 * np.abs(expected).max())
     # Not vacuous: without the bonus the step is measurably another one.
@@ -85,7 +59,7 @@ def test_with_no_advantage_the_bonus_alone_raises_the_entropy(env_id):
     rng = np.random.default_rng(2)
     for v in agent.policy_model.trainable_variables:  # off the initial near-uniform policy (maximal entropy)
         v.assign(v + rng.normal(scale=0.5, size=v.shape).astype(np.float32))
-    obs, actions, _ = _batch(agent)
+    obs, actions, _ = rollout_batch(agent, N_STEPS, seed=1)
     before = float(tf.reduce_mean(agent.family.make(agent.policy_model(obs)).entropy()))
     logs = agent.learner.policy_update(obs.numpy(), actions.numpy(), np.zeros(N_STEPS, np.float32))
     after = float(tf.reduce_mean(agent.family.make(agent.policy_model(obs)).entropy()))
