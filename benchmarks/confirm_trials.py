@@ -111,7 +111,7 @@ def table(out: str, task: str | None) -> int:
     from benchmarks.regression import iqm
 
     rows = []
-    for name in sorted(os.listdir(out)):
+    for name in sorted(n for n in os.listdir(out) if os.path.isdir(os.path.join(out, n))):  # one folder per trial
         records = load_records(os.path.join(out, name))
         tasks = [parse_task(task)] if task else sorted({(r["env"], r["request"]["timesteps"]) for r in records})
         for env, scores in final_scores(records, tasks).get("keras_trpo", {}).items():
