@@ -54,10 +54,26 @@ class BadRequest(RuntimeError):
     """A child exited with BAD_REQUEST: its settings are wrong, so every other seed would fail the same way."""
 
 
+def zoo_config(env_id: str):
+    """The benchmark's keras_trpo settings for ``env_id``: rl-baselines3-zoo's (sb3-contrib's hyperparameters),
+    never keras-trpo's own preset, so that every stored "zoo settings" seed reruns as it was made (a preset's
+    arm passes its settings with ``--set``, as ``benchmarks/results/ahead/halfcheetah_trial5`` was made)."""
+    import gymnasium as gym
+
+    import keras_trpo.envs  # noqa: F401 - registers keras_trpo's own env ids
+    from keras_trpo.config import default_config
+
+    probe = gym.make(env_id)
+    try:
+        return default_config(env_id, probe.action_space, presets="zoo")
+    finally:
+        probe.close()
+
+
 def keras_trpo_child(env_id: str, steps: int, seed: int, overrides: dict | None = None) -> dict:
     """Train, evaluate, and report; runs in its own process (``compare.py --child keras_trpo``).
 
-    ``overrides`` are TRPOConfig fields set on top of keras_trpo's per-env defaults (``--set``).
+    ``overrides`` are TRPOConfig fields set on top of the zoo's settings for the env (``zoo_config``; ``--set``).
     ``cpu_s`` is the CPU time of training (all threads of this process, ``time.process_time``);
     ``process_cpu_s`` the child's whole life, its reaped subprocesses (rollout workers) included.
     """
@@ -83,7 +99,7 @@ def keras_trpo_child(env_id: str, steps: int, seed: int, overrides: dict | None 
 
     overrides = dict(overrides or {})
     try:
-        agent = keras_trpo.TRPO(env_id, seed=seed, **overrides)
+        agent = keras_trpo.TRPO(env_id, seed=seed, config=zoo_config(env_id), **overrides)
     except (keras_trpo.ConfigError, TypeError) as e:
         print(f"error: keras_trpo rejects the settings {overrides}: {e}", file=sys.stderr, flush=True)
         sys.exit(BAD_REQUEST)

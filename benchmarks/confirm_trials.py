@@ -38,11 +38,9 @@ def open_study(storage: str, study: str | None):
 
 
 def trial_settings(storage: str, study: str | None, number: int) -> dict[str, Any]:
-    """The TRPOConfig settings trial ``number`` trained with that differ from its env's preset (``--set`` form)."""
-    import gymnasium as gym
-
-    import keras_trpo.envs  # noqa: F401 - registers keras_trpo's own env ids
-    from keras_trpo.config import default_config
+    """The TRPOConfig settings trial ``number`` trained with that differ from the benchmark children's base
+    (the zoo's settings, ``compare.zoo_config``), in ``--set`` form."""
+    from benchmarks.compare import zoo_config
     from keras_trpo.config_file import config_settings
 
     loaded, settings = open_study(storage, study)
@@ -51,9 +49,7 @@ def trial_settings(storage: str, study: str | None, number: int) -> dict[str, An
     config = loaded.trials[number].user_attrs.get("config")
     if config is None:
         raise SystemExit(f"error: trial {number} of {loaded.study_name} has no recorded config (it never started)")
-    probe = gym.make(settings.env)
-    base = config_settings(default_config(settings.env, probe.action_space))
-    probe.close()
+    base = config_settings(zoo_config(settings.env))
     return {name: value for name, value in config.items() if _plain(base.get(name)) != _plain(value)}
 
 

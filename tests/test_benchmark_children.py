@@ -19,3 +19,18 @@ def test_a_keras_trpo_child_prints_no_tensorflow_start_up_lines(tmp_path):
     noise = [line for line in proc.stderr.splitlines() if is_start_up_noise(line)]
     assert noise == [], proc.stderr
     assert "[keras_trpo CartPole-v1 seed 0] 64/64 steps" in proc.stderr  # its own progress still shows
+
+
+def test_the_benchmark_trains_the_zoos_settings_not_keras_trpos_presets():
+    """A stored "zoo settings" seed must rerun as it was made: HalfCheetah-v5's own preset (adopted after its
+    zoo seeds were stored) stays out of the benchmark children."""
+    import gymnasium as gym
+
+    from keras_trpo.config import default_config
+    from keras_trpo.presets import own_preset
+
+    space = gym.make("HalfCheetah-v5").action_space
+    assert compare.zoo_config("HalfCheetah-v5") == default_config("HalfCheetah-v5", space, presets="zoo")
+    assert compare.zoo_config("HalfCheetah-v5") != default_config("HalfCheetah-v5", space)
+    assert own_preset("HalfCheetah-v5") is not None
+    assert compare.zoo_config("CartPole-v1") == default_config("CartPole-v1", gym.make("CartPole-v1").action_space)
