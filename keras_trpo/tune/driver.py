@@ -148,7 +148,7 @@ def tune(env: Optional[str] = None, *, trials: int, out: str, timesteps_per_tria
     settings = None
     if env is not None:
         settings = study_settings(env, timesteps_per_trial, dict(fixed or {}), dict(space or {}), evaluations,
-                             eval_episodes, startup_trials, seed)
+                                  eval_episodes, startup_trials, seed)
     elif fixed or space or timesteps_per_trial:
         raise TuneError("--set, --space and --timesteps-per-trial define a new study: give --env too")
     name = study or (default_study_name(env) if env else _only_study(location))
