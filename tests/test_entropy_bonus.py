@@ -13,7 +13,7 @@ import tensorflow as tf
 import keras_trpo
 from keras_trpo.config import ConfigError
 from keras_trpo.optim.fisher import flat_gradient
-from tests.trpo_steps import closed_form_step, learner_step, rollout_batch
+from tests.trpo_steps import assert_learner_takes, closed_form_step, rollout_batch
 
 N_STEPS = 64
 COEF = 0.05
@@ -44,13 +44,10 @@ def test_the_step_follows_the_surrogate_plus_the_entropy_bonus(env_id):
     obs, actions, adv = rollout_batch(agent, N_STEPS, seed=1)
     expected = closed_form_step(agent, obs, actions, adv, obs, COEF * _entropy_gradient(agent.policy_model, obs))
     without = closed_form_step(agent, obs, actions, adv, obs)
-    step, logs, shrink = learner_step(agent, obs, actions, adv)
-    agent.close()
-    assert logs["step_accepted"] == 1.0
-    expected, without = expected * shrink, without * shrink
-    np.testing.assert_allclose(step, expected, rtol=2e-2, atol=2e-3 * np.abs(expected).max())
-    # Not vacuous: without the bonus the step is measurably another one.
-    assert np.linalg.norm(step - expected) * 5 < np.linalg.norm(without - expected)
+    try:  # not vacuous: without the bonus the step is measurably another one
+        assert_learner_takes(agent, obs, actions, adv, expected, without)
+    finally:
+        agent.close()
 
 
 @pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])

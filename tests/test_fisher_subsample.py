@@ -5,12 +5,11 @@ Fisher (Jacobians and the distribution's closed-form Fisher, ``test_fisher.expli
 ``obs[::k]`` and ``g`` the surrogate's gradient on the whole batch, and scales it to the trust-region
 edge; the learner's step (CG on Fisher-vector products, then the line search) must be that step.
 """
-import numpy as np
 import pytest
 
 import keras_trpo
 from keras_trpo.config import ConfigError
-from tests.trpo_steps import closed_form_step, learner_step, rollout_batch
+from tests.trpo_steps import assert_learner_takes, closed_form_step, rollout_batch
 
 N_STEPS = 96
 
@@ -28,13 +27,10 @@ def test_the_step_uses_the_fisher_of_every_kth_sample(env_id):
     obs, actions, adv = rollout_batch(agent, N_STEPS, seed=0)
     expected = closed_form_step(agent, obs, actions, adv, obs[::k])
     whole_batch = closed_form_step(agent, obs, actions, adv, obs)
-    step, logs, shrink = learner_step(agent, obs, actions, adv)
-    agent.close()
-    assert logs["step_accepted"] == 1.0
-    expected, whole_batch = expected * shrink, whole_batch * shrink
-    np.testing.assert_allclose(step, expected, rtol=2e-2, atol=2e-3 * np.abs(expected).max())
-    # Not vacuous: the whole batch's Fisher gives a step that is measurably another one.
-    assert np.linalg.norm(step - expected) * 5 < np.linalg.norm(whole_batch - expected)
+    try:  # not vacuous: the whole batch's Fisher gives a step that is measurably another one
+        assert_learner_takes(agent, obs, actions, adv, expected, whole_batch)
+    finally:
+        agent.close()
 
 
 def test_fisher_subsample_is_validated():

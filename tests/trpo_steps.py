@@ -50,3 +50,13 @@ def learner_step(agent, obs, actions, adv) -> tuple[np.ndarray, dict, float]:
     logs = agent.learner.policy_update(obs.numpy(), actions.numpy(), adv.numpy())
     step = flatten(agent.policy_model.trainable_variables).numpy() - theta_old
     return step, logs, agent.config.line_search_shrink ** (logs["line_search_steps"] - 1)
+
+
+def assert_learner_takes(agent, obs, actions, adv, expected: np.ndarray, other: np.ndarray) -> None:
+    """The learner's step on the batch is ``expected`` (a full closed-form step, scaled by the line search's
+    shrink), and measurably not ``other`` (the closed form without what is under test), so the check can fail."""
+    step, logs, shrink = learner_step(agent, obs, actions, adv)
+    assert logs["step_accepted"] == 1.0
+    expected, other = expected * shrink, other * shrink
+    np.testing.assert_allclose(step, expected, rtol=2e-2, atol=2e-3 * np.abs(expected).max())
+    assert np.linalg.norm(step - expected) * 5 < np.linalg.norm(other - expected)
