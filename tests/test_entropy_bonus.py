@@ -72,3 +72,14 @@ def test_with_no_advantage_the_bonus_alone_raises_the_entropy(env_id):
 def test_entropy_coef_is_validated(bad):
     with pytest.raises(ConfigError, match="entropy_coef"):
         keras_trpo.TRPOConfig().replace(entropy_coef=bad)
+
+
+@pytest.mark.parametrize("env_id, settings", [("Taxi-v4", {"action_masks": "on"}),  # the masked distribution's entropy
+                                              ("CartPoleNoVel-v1", {})])  # over a recurrent policy's sequences
+def test_the_bonus_trains_masked_and_recurrent_policies(env_id, settings):
+    agent = keras_trpo.TRPO(env_id, seed=0, n_envs=2, n_steps=64, entropy_coef=0.05, **settings)
+    history = agent.fit(256, verbose=0).history
+    agent.close()
+    assert np.all(np.isfinite(history["entropy"])) and np.all(np.isfinite(history["kl"]))
+    assert history["step_accepted"] == [1.0, 1.0]
+    assert history.get("invalid_actions", [0.0])[-1] == 0.0
