@@ -82,8 +82,12 @@ FACTORIES = {"PointGoal-Dict": functools.partial(PointGoalEnv, discrete_goal=Tru
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("env_id", list(CASES))
 def test_history_and_weights_are_identical_on_every_backend_and_split(env_id, request):
-    runs = {(b, w): train(FACTORIES.get(env_id, env_id), b, w, request, **CASES[env_id])
-            for b, w in [("inline", 1), ("inline", 2), ("process", 3), ("ray", 2)]}
+    # The recurrent cases skip the in-process split (the split and merge code is the one the process and Ray
+    # workers run; the recurrent cases are the suite's slowest, ~45 s each, and CI runs at its time limit).
+    splits = [("inline", 1), ("process", 3), ("ray", 2)]
+    if "recurrent" not in CASES[env_id]:
+        splits.insert(1, ("inline", 2))
+    runs = {(b, w): train(FACTORIES.get(env_id, env_id), b, w, request, **CASES[env_id]) for b, w in splits}
     ref_history, ref_weights, ref_steps = runs[("inline", 1)]
     assert ref_steps == 3 * 4 * 128 and len(ref_history["kl"]) == 3
     assert np.isfinite(ref_history["mean_return"][-1])  # episodes did finish, so episode statistics are compared
