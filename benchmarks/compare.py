@@ -169,6 +169,19 @@ def mask_evaluation(agent, env_id: str, history: dict) -> dict:
 
 
 # ---------------------------------------------------------------- running children
+def set_arguments(env_id: str, settings: dict) -> list[str]:
+    """The ``NAME=VALUE`` items (``--set``, read back by ``parse_set``) of the ``settings`` that differ from
+    the children's base for ``env_id`` (``zoo_config``): with them a child trains exactly ``settings``."""
+    from keras_trpo.config_file import config_settings
+
+    def plain(value):
+        return list(value) if isinstance(value, tuple) else value
+
+    base = config_settings(zoo_config(env_id))
+    return [f"{name}={value if isinstance(value, str) else json.dumps(plain(value), separators=(',', ':'))}"
+            for name, value in settings.items() if plain(base.get(name)) != plain(value)]
+
+
 def parse_set(items: list[str]) -> dict:
     """``["rollout_workers=2", "rollout_backend=process"]`` -> ``{"rollout_workers": 2, "rollout_backend": "process"}``.
 

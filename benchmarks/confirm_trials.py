@@ -19,8 +19,6 @@ import argparse
 import os
 import subprocess
 import sys
-from typing import Any
-
 from benchmarks.seedstore import load_records, parse_task
 from benchmarks.stats import final_scores
 
@@ -37,35 +35,16 @@ def open_study(storage: str, study: str | None):
     return load_study(storage, study)
 
 
-def trial_settings(storage: str, study: str | None, number: int) -> dict[str, Any]:
-    """The TRPOConfig settings trial ``number`` trained with that differ from the benchmark children's base
-    (the zoo's settings, ``compare.zoo_config``), in ``--set`` form."""
-    from benchmarks.compare import zoo_config
-    from keras_trpo.config_file import config_settings
+def trial_set_arguments(loaded, settings, number: int) -> list[str]:
+    """``--set NAME=VALUE`` arguments with which a benchmark child trains trial ``number``'s recorded config."""
+    from benchmarks.compare import set_arguments
 
-    loaded, settings = open_study(storage, study)
     if not 0 <= number < len(loaded.trials):
         raise SystemExit(f"error: {loaded.study_name} has trials 0-{len(loaded.trials) - 1}, not {number}")
     config = loaded.trials[number].user_attrs.get("config")
     if config is None:
         raise SystemExit(f"error: trial {number} of {loaded.study_name} has no recorded config (it never started)")
-    base = config_settings(zoo_config(settings.env))
-    return {name: value for name, value in config.items() if _plain(base.get(name)) != _plain(value)}
-
-
-def _plain(value: Any) -> Any:
-    return list(value) if isinstance(value, tuple) else value
-
-
-def set_args(settings: dict[str, Any]) -> list[str]:
-    out = []
-    for name, value in settings.items():
-        if isinstance(value, (list, tuple)):
-            value = "[" + ",".join(str(v) for v in value) + "]"
-        elif isinstance(value, bool):
-            value = str(value).lower()
-        out += ["--set", f"{name}={value}"]
-    return out
+    return [arg for item in set_arguments(settings.env, config) for arg in ("--set", item)]
 
 
 def main(argv: list[str]) -> int:
@@ -87,7 +66,7 @@ def main(argv: list[str]) -> int:
     t.add_argument("--task", default=None, metavar="ENV:STEPS")
     a = p.parse_args(argv)
     if a.command == "set":
-        print(" ".join(set_args(trial_settings(a.storage, a.study, a.trial))))
+        print(" ".join(trial_set_arguments(*open_study(a.storage, a.study), a.trial)))
         return 0
     if a.command == "run":
         loaded, settings = open_study(a.storage, a.study)
@@ -95,7 +74,7 @@ def main(argv: list[str]) -> int:
         for number in a.trials:
             cmd = [sys.executable, "-m", "benchmarks.seeds", "run", "--impl", "keras_trpo", "--task", task,
                    "--seeds", *a.seeds, "--jobs", str(a.jobs), "--out", os.path.join(a.out, f"trial_{number}"),
-                   *set_args(trial_settings(a.storage, a.study, number))]
+                   *trial_set_arguments(loaded, settings, number)]
             print(" ".join(cmd), flush=True)
             if subprocess.run(cmd).returncode != 0:
                 return 1

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import sys
 
@@ -40,18 +39,12 @@ def scores(seeds_dir: str, env: str, steps: int) -> dict[int, float]:
 
 
 def best_set_arguments(env: str) -> list[str]:
-    """best.yaml's settings as seeds.py --set arguments: every field that differs from the env's preset,
-    which is what seeds.py's children start from (n_envs=1 and n_steps=2048 too, for Pendulum)."""
-    import gymnasium as gym
-
-    from keras_trpo.config import default_config
+    """best.yaml's settings as seeds.py --set arguments: every field that differs from what seeds.py's
+    children start from (the zoo's settings; n_envs=1 and n_steps=2048 too, for Pendulum)."""
+    from benchmarks.compare import set_arguments
     from keras_trpo.config_file import read_config_file
 
-    settings = read_config_file(os.path.join(TUNE_DIR, env, "best.yaml")).settings
-    probe = gym.make(env)
-    defaults = default_config(env, probe.action_space).to_dict()
-    probe.close()
-    return [f"{k}={json.dumps(v, separators=(',', ':'))}" for k, v in settings.items() if defaults.get(k) != v]
+    return set_arguments(env, read_config_file(os.path.join(TUNE_DIR, env, "best.yaml")).settings)
 
 
 def study_summary(env: str) -> str:
