@@ -347,3 +347,67 @@ def test_a_kill_between_asking_for_a_trial_and_tagging_it_is_held_until_the_tag_
     study.tell(trial, state=optuna.trial.TrialState.FAIL)
     t = study.trials[trial.number]
     assert t.user_attrs["worker"]["pid"] == os.getpid() and t.user_attrs["interrupted"] and not counted(t)
+
+
+# ------------------------------------------------------------------ several seeds per trial
+def _probe_settings(seeds_per_trial, startup_trials=1):
+    from keras_trpo.tune.space import space_to_dict
+    from keras_trpo.tune.study import TuneSettings
+
+    space = build_space({"n_steps": "[64]", "hidden_sizes": "[[8]]", "value_epochs": "[1]", "cg_iters": "[5]"},
+                        fixed=["n_envs"])
+    return TuneSettings(env=PROBE, timesteps_per_trial=64, space=space_to_dict(space), fixed={"n_envs": 1},
+                        evaluations=1, eval_episodes=1, startup_trials=startup_trials, seed=10,
+                        seeds_per_trial=seeds_per_trial).validate()
+
+
+def test_a_trial_of_several_seeds_scores_their_mean_and_is_pruned_only_between_seeds_from_half_on():
+    """The probe scores 20 after an even training seed and 5 after an odd one: a trial of K seeds trains
+    seeds SEED + kK .. SEED + kK + K - 1 and reports the running mean of their final evaluations per seed."""
+    from keras_trpo.tune.study import make_pruner
+    from keras_trpo.tune.trial import Objective
+
+    settings = _probe_settings(2)
+    assert settings.trial_seeds(0) == [10, 11] and settings.trial_seeds(3) == [16, 17]
+    study = optuna.create_study(direction="maximize", pruner=make_pruner(settings))
+    trial = study.ask()
+    value = Objective(settings)(trial)
+    study.tell(trial, value)
+    t = study.trials[0]
+    assert value == 12.5 and t.user_attrs["seeds"] == [10, 11] and t.user_attrs["scores"] == [20.0, 5.0]
+    assert t.intermediate_values == {1: 20.0, 2: 12.5} and [len(h) for h in t.user_attrs["evaluations"]] == [1, 1]
+    assert t.user_attrs["timesteps"] == 128
+
+    # three seeds: the pruner may stop a trial after two (half, rounded up), never after the first
+    settings = _probe_settings(3)
+    assert settings.warmup_steps == 2 and _probe_settings(4).warmup_steps == 2 and _probe_settings(1).warmup_steps == 0
+    study = optuna.create_study(direction="maximize", pruner=make_pruner(settings))
+    study.add_trial(optuna.trial.create_trial(value=14.0, intermediate_values={1: 14.0, 2: 14.0, 3: 14.0}))
+    trial = study.ask()  # number 1: seeds 13, 14, 15 score 5 (below 14, but one seed), 20 (mean 12.5: pruned)
+    with pytest.raises(optuna.TrialPruned, match="after 2 of 3 seeds"):
+        Objective(settings)(trial)
+    study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+    t = study.trials[1]
+    assert t.user_attrs["seeds"] == [13, 14, 15] and t.user_attrs["scores"] == [5.0, 20.0]
+    assert t.intermediate_values == {1: 5.0, 2: 12.5}
+
+
+def test_seeds_per_trial_is_validated_and_a_study_made_before_it_resumes(tmp_path):
+    from keras_trpo.tune.study import SETTINGS_ATTR, TuneError, create_or_resume, storage_location
+
+    with pytest.raises(TuneError, match="seeds-per-trial must be a positive integer, got 0"):
+        _probe_settings(0)
+    proc = _cli("tune", "--env", PROBE, "--trials", 1, "--out", tmp_path, "--seeds-per-trial", "-1")
+    assert proc.returncode == 2 and "seeds-per-trial must be a positive integer, got -1" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    # a study stored before the field existed has no seeds_per_trial: it is one seed per trial, and resumes
+    location = storage_location(None, tmp_path)
+    settings = _probe_settings(1)
+    study, _, resumed = create_or_resume(location, "old", settings)
+    old = settings.get_config()
+    del old["seeds_per_trial"]
+    study.set_user_attr(SETTINGS_ATTR, old)
+    study, stored, resumed = create_or_resume(location, "old", settings)
+    assert resumed and stored.seeds_per_trial == 1
+    with pytest.raises(TuneError, match="seeds_per_trial differ"):
+        create_or_resume(location, "old", _probe_settings(2))

@@ -47,7 +47,13 @@ def add_tune_parser(sub, timesteps_type: Callable[[str], int]) -> argparse.Argum
     u.add_argument("--eval-episodes", type=int, default=10, help="deterministic episodes per evaluation (default 10)")
     u.add_argument("--startup-trials", type=int, default=10,
                    help="random trials before TPE, and complete trials before pruning (the zoo's 10)")
-    u.add_argument("--seed", type=int, default=0, help="trial k trains with seed SEED + k; also seeds the sampler")
+    u.add_argument("--seed", type=int, default=0,
+                   help="trial k trains with seed SEED + k (SEED + kK .. SEED + kK + K - 1 with --seeds-per-trial K); "
+                        "also seeds the sampler")
+    u.add_argument("--seeds-per-trial", type=int, default=1, metavar="K",
+                   help="train each trial's settings on K seeds in turn and score the mean of their final "
+                        "evaluations (default 1, as the zoo's); for tasks where one seed's last iterate cannot rank "
+                        "settings. The pruner then compares the running mean after each seed, from half the seeds on")
     u.add_argument("--show", action="store_true",
                    help="only report the study (table, best.yaml, plots), e.g. while it runs elsewhere")
     u.add_argument("--top", type=int, default=10, help="rows of the table (default 10)")
@@ -100,7 +106,7 @@ def run_tune(args, fixed: dict) -> int:
                       timeout=args.timeout, jobs=args.jobs, storage=args.storage, study=args.study, fixed=fixed,
                       space=parse_space_args(args.space), evaluations=args.evaluations,
                       eval_episodes=args.eval_episodes, startup_trials=args.startup_trials, seed=args.seed,
-                      top=args.top, verbose=args.verbose)
+                      seeds_per_trial=args.seeds_per_trial, top=args.top, verbose=args.verbose)
     print(result.table)
     if args.verbose:
         for note in result.notes:

@@ -44,7 +44,8 @@ def default_study_name(env: str) -> str:
 
 
 def study_settings(env: str, timesteps_per_trial: Optional[int], fixed: Mapping[str, Any], space: Mapping[str, Any],
-                   evaluations: int, eval_episodes: int, startup_trials: int, seed: int) -> TuneSettings:
+                   evaluations: int, eval_episodes: int, startup_trials: int, seed: int,
+                   seeds_per_trial: int = 1) -> TuneSettings:
     """What every worker of the study needs: the env, the trials' budget, the fixed settings (checked) and the
     search space (the zoo's, with the recurrent dimensions when the trials' policy is recurrent, then ``space``)."""
     from keras_trpo.config import TRPOConfig
@@ -57,7 +58,7 @@ def study_settings(env: str, timesteps_per_trial: Optional[int], fixed: Mapping[
     dims = build_space(space, fixed=list(fixed), recurrent=bool(recurrent))
     return TuneSettings(env=env, timesteps_per_trial=int(timesteps_per_trial), space=space_to_dict(dims),
                         fixed=dict(fixed), evaluations=evaluations, eval_episodes=eval_episodes,
-                        startup_trials=startup_trials, seed=seed).validate()
+                        startup_trials=startup_trials, seed=seed, seeds_per_trial=seeds_per_trial).validate()
 
 
 def _threads_per_worker(jobs: int) -> int:
@@ -122,7 +123,7 @@ def _watch(study, procs: list[subprocess.Popen], progress: Progress, reported: s
 def tune(env: Optional[str] = None, *, trials: int, out: str, timesteps_per_trial: Optional[int] = None,
          timeout: Optional[float] = None, jobs: int = 1, storage: Optional[str] = None, study: Optional[str] = None,
          fixed: Optional[Mapping[str, Any]] = None, space: Optional[Mapping[str, Any]] = None, evaluations: int = 5,
-         eval_episodes: int = 10, startup_trials: int = 10, seed: int = 0, top: int = 10,
+         eval_episodes: int = 10, startup_trials: int = 10, seed: int = 0, seeds_per_trial: int = 1, top: int = 10,
          verbose: int = 1) -> TuneResult:
     """Search TRPO's hyperparameters for ``env`` with Optuna (TPE sampler, median pruner), as the zoo's
     ``train.py -optimize`` does, until the study has ``trials`` trials (complete, pruned or failed; a
@@ -132,7 +133,8 @@ def tune(env: Optional[str] = None, *, trials: int, out: str, timesteps_per_tria
     unless ``storage`` names another (an RDB URL or a journal file); running ``tune`` again with the
     same ``study`` name resumes it (``env`` may then be left out: the study has its settings).
     ``fixed`` are TRPOConfig settings not searched (``--set``), ``space`` changes to the zoo's search
-    space (``keras_trpo.tune.space``). Writes ``out/best.yaml``, ``trials.csv``, the plots and
+    space (``keras_trpo.tune.space``). ``seeds_per_trial`` > 1 trains each trial's settings on that many
+    seeds and scores the mean of their final evaluations (``TuneSettings``). Writes ``out/best.yaml``, ``trials.csv``, the plots and
     ``tune.log``, and returns a ``TuneResult``.
     """
     require_optuna()
@@ -148,7 +150,7 @@ def tune(env: Optional[str] = None, *, trials: int, out: str, timesteps_per_tria
     settings = None
     if env is not None:
         settings = study_settings(env, timesteps_per_trial, dict(fixed or {}), dict(space or {}), evaluations,
-                                  eval_episodes, startup_trials, seed)
+                                  eval_episodes, startup_trials, seed, seeds_per_trial)
     elif fixed or space or timesteps_per_trial:
         raise TuneError("--set, --space and --timesteps-per-trial define a new study: give --env too")
     name = study or (default_study_name(env) if env else _only_study(location))
@@ -159,8 +161,9 @@ def tune(env: Optional[str] = None, *, trials: int, out: str, timesteps_per_tria
         progress.message(f"resuming study {name} in {location}: {len(the_study.trials)} trials so far"
                          + (f" (trials {', '.join(map(str, orphaned))} were interrupted)" if orphaned else ""))
     else:
+        per = f" x {settings.seeds_per_trial} seeds" if settings.seeds_per_trial > 1 else ""
         progress.message(f"study {name} in {location}: {settings.env}, {trials} trials of "
-                         f"{settings.timesteps_per_trial} steps, {jobs} at a time")
+                         f"{settings.timesteps_per_trial} steps{per}, {jobs} at a time")
     deadline = time.time() + timeout if timeout else None
     reported: set[int] = set()
     while True:  # rounds: a trial counted as running by a worker that was dying (a kill just before) may not finish

@@ -42,7 +42,8 @@ def table(study, settings: TuneSettings, top: int = 10) -> str:
             f"{counts.complete} complete, {counts.pruned} pruned, {counts.failed} failed"
             + (f", {counts.interrupted} interrupted" if counts.interrupted else "") + f", {counts.running} running\n"
             f"score: mean return of {settings.eval_episodes} deterministic episodes (env seeds "
-            f"{settings.eval_seed}-{settings.eval_seed + settings.eval_episodes - 1}) after training")
+            f"{settings.eval_seed}-{settings.eval_seed + settings.eval_episodes - 1}) after training"
+            + (f", averaged over {settings.seeds_per_trial} training seeds" if settings.seeds_per_trial > 1 else ""))
     if not rows:
         return head + "\nno complete trial yet"
     names = list(settings.space)

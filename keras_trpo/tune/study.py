@@ -51,7 +51,9 @@ class TuneSettings:
     ``timesteps_per_trial`` steps of training, evaluated ``evaluations`` times (evenly spaced, the
     last at the end) with ``eval_episodes`` deterministic episodes on env seeds ``eval_seed``,
     ``eval_seed + 1``, ...; a trial's score is the last evaluation's mean. Trial ``k`` trains with seed
-    ``seed + k``. ``fixed`` are ``--set`` settings, ``space`` the searched dimensions
+    ``seed + k``; with ``seeds_per_trial`` K > 1 it trains K agents in turn, on seeds ``seed + k K`` ..
+    ``seed + k K + K - 1``, and scores the mean of their last evaluations (for tasks whose final iterate
+    varies so much between seeds that one cannot rank settings). ``fixed`` are ``--set`` settings, ``space`` the searched dimensions
     (``space.space_to_dict``). ``startup_trials``: random trials before TPE, and completed trials
     before the median pruner prunes (the zoo's ``n_startup_trials`` for both).
     """
@@ -65,9 +67,10 @@ class TuneSettings:
     eval_seed: int = 20_000
     startup_trials: int = 10
     seed: int = 0
+    seeds_per_trial: int = 1
 
     def validate(self) -> "TuneSettings":
-        for name in ("timesteps_per_trial", "evaluations", "eval_episodes"):
+        for name in ("timesteps_per_trial", "evaluations", "eval_episodes", "seeds_per_trial"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
                 raise TuneError(f"{name.replace('_', '-')} must be a positive integer, got {v!r}")
@@ -77,9 +80,17 @@ class TuneSettings:
             raise TuneError("the search space is empty: every dimension is off or fixed with --set")
         return self
 
+    def trial_seeds(self, number: int) -> list[int]:
+        """The training seeds of trial ``number``: disjoint between trials, ``seed + number`` for one per trial."""
+        k = self.seeds_per_trial
+        return [self.seed + number * k + j for j in range(k)]
+
     @property
-    def warmup_evaluations(self) -> int:
-        """Evaluations a trial always gets before the pruner may stop it: the zoo's n_evaluations // 3."""
+    def warmup_steps(self) -> int:
+        """Reports a trial always makes before the pruner may stop it. One seed per trial: the zoo's
+        n_evaluations // 3 evaluations. Several: half the seeds (a trial reports its running mean per seed)."""
+        if self.seeds_per_trial > 1:
+            return (self.seeds_per_trial + 1) // 2
         return self.evaluations // 3
 
     def get_config(self) -> dict[str, Any]:
@@ -131,11 +142,11 @@ def make_sampler(settings: TuneSettings, stream: int):
 
 
 def make_pruner(settings: TuneSettings):
-    """The zoo's pruner: median of the completed trials at the same evaluation, after ``startup_trials``
-    completed trials and ``evaluations // 3`` evaluations of the trial."""
+    """The zoo's pruner: median of the completed trials at the same report, after ``startup_trials``
+    completed trials and ``TuneSettings.warmup_steps`` reports of the trial."""
     optuna = require_optuna()
     return optuna.pruners.MedianPruner(n_startup_trials=settings.startup_trials,
-                                       n_warmup_steps=settings.warmup_evaluations)
+                                       n_warmup_steps=settings.warmup_steps)
 
 
 def load_study(location: str, name: str, settings: Optional[TuneSettings] = None, stream: int = 0):
@@ -173,7 +184,7 @@ def create_or_resume(location: str, name: str, settings: Optional[TuneSettings])
             raise TuneError(f"study {name!r} in {location} was not made by keras-trpo tune")
         stored_settings = TuneSettings.from_config(stored)
         if settings is not None:
-            diff = [k for k, v in settings.get_config().items() if stored.get(k) != v]
+            diff = [k for k, v in settings.get_config().items() if stored_settings.get_config().get(k) != v]
             if diff:
                 raise TuneError(f"study {name!r} was made with other settings ({', '.join(diff)} differ); a resumed "
                                 "study keeps its own: give only --study (and --trials), or a new --study name")

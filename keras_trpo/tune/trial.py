@@ -20,8 +20,9 @@ class TrialEvaluation(keras.callbacks.Callback):
     Evaluations fall at the first iteration end past ``k * total / evaluations`` steps (k = 1 ..
     evaluations), the last one at the end of training. Each is ``evaluate()`` on the fixed episode
     seeds, reported as ``trial.report(mean, step=k)``; when the trial's pruner says so, training
-    stops (``model.stop_training``) and ``pruned`` is set. ``evaluate`` is the agent's
-    deterministic evaluation unless another function of the agent is given.
+    stops (``model.stop_training``) and ``pruned`` is set. With ``trial=None`` the evaluations are
+    only recorded (a trial of several seeds reports per seed, ``Objective``). ``evaluate`` is the
+    agent's deterministic evaluation unless another function of the agent is given.
     """
 
     def __init__(self, trial, total_timesteps: int, evaluations: int, episodes: int, seed: int,
@@ -45,11 +46,12 @@ class TrialEvaluation(keras.callbacks.Callback):
             return
         value = float(self._evaluate(self.model))
         self.history.append((int(self.model.num_timesteps), value))
-        self.trial.report(value, step=self._next)
+        if self.trial is not None:
+            self.trial.report(value, step=self._next)
         self._next += 1
         if not math.isfinite(value):
             raise FloatingPointError(f"evaluation {len(self.history)} returned {value}")
-        if self.trial.should_prune():
+        if self.trial is not None and self.trial.should_prune():
             self.pruned = True
             self.model.stop_training = True
 
@@ -59,7 +61,8 @@ class TrialEvaluation(keras.callbacks.Callback):
 
 
 class Objective:
-    """``objective(trial) -> score`` for ``study.optimize``: one TRPO run on the study's settings.
+    """``objective(trial) -> score`` for ``study.optimize``: one TRPO run on the study's settings (or
+    ``seeds_per_trial`` runs, one per training seed, scored by the mean of their scores).
 
     The score is the mean return of the last evaluation (``TuneSettings``: deterministic episodes on
     env seeds ``eval_seed ..``), never the training return. A trial that raises (an env error, a
@@ -122,33 +125,86 @@ class Objective:
             raise
 
     def _run(self, trial) -> float:
-        import optuna
-
-        import keras_trpo
         from keras_trpo.config_file import config_settings
 
-        s = self.settings
         config = self.config_for(trial)
         trial.set_user_attr("config", config_settings(config))
+        seeds = self.settings.trial_seeds(trial.number)
+        trial.set_user_attr("seeds", seeds)
+        if len(seeds) == 1:
+            return self._one_seed(trial, config, seeds[0])
+        return self._several_seeds(trial, config, seeds)
+
+    def _train(self, config, seed: int, evaluation: TrialEvaluation) -> dict[str, Any]:
+        """Train one agent on ``seed`` with ``evaluation`` as its callback; what the trial records of it."""
+        import keras_trpo
+
+        s = self.settings
         start = time.perf_counter()
-        agent = keras_trpo.TRPO(s.env, seed=s.seed + trial.number, config=config)
-        evaluation = TrialEvaluation(trial, s.timesteps_per_trial, s.evaluations, s.eval_episodes, s.eval_seed)
+        agent = keras_trpo.TRPO(s.env, seed=seed, config=config)
         try:
             agent.fit(s.timesteps_per_trial, callbacks=[evaluation], verbose=self.verbose)
         finally:
             agent.close()
-            trial.set_user_attr("evaluations", evaluation.history)
-            trial.set_user_attr("timesteps", int(agent.num_timesteps))
-            trial.set_user_attr("wall_s", round(time.perf_counter() - start, 2))
+            record = {"timesteps": int(agent.num_timesteps), "wall_s": round(time.perf_counter() - start, 2)}
             del agent
-            keras.backend.clear_session()  # the next trial builds new models: free this one's graphs
+            keras.backend.clear_session()  # the next agent builds new models: free this one's graphs
+        return record
+
+    def _evaluation(self, trial) -> TrialEvaluation:
+        s = self.settings
+        return TrialEvaluation(trial, s.timesteps_per_trial, s.evaluations, s.eval_episodes, s.eval_seed)
+
+    def _one_seed(self, trial, config, seed: int) -> float:
+        """The zoo's trial: one training seed, each evaluation reported to the pruner; the last one scores."""
+        import optuna
+
+        evaluation = self._evaluation(trial)
+        try:
+            record = self._train(config, seed, evaluation)
+        finally:
+            trial.set_user_attr("evaluations", evaluation.history)
+        trial.set_user_attr("timesteps", record["timesteps"])
+        trial.set_user_attr("wall_s", record["wall_s"])
         if evaluation.pruned:
             raise optuna.TrialPruned(f"pruned after evaluation {len(evaluation.history)} "
                                      f"(mean return {evaluation.last_value:.4g})")
-        value = evaluation.last_value
-        if value is None or not math.isfinite(value):
-            raise FloatingPointError(f"the final evaluation returned {value}")
-        return value
+        return _final(evaluation)
+
+    def _several_seeds(self, trial, config, seeds: list[int]) -> float:
+        """``seeds_per_trial`` training seeds one after another; the score is the mean of their final
+        evaluations. After seed j the running mean is reported as step j + 1, so the median pruner compares
+        like with like (the same number of seeds) and stops a trial only between seeds."""
+        import optuna
+
+        scores: list[float] = []
+        histories: list[list] = []
+        timesteps = wall = 0.0
+        for j, seed in enumerate(seeds):
+            evaluation = self._evaluation(None)
+            try:
+                record = self._train(config, seed, evaluation)
+            finally:
+                histories.append(evaluation.history)
+                trial.set_user_attr("evaluations", histories)
+            timesteps += record["timesteps"]
+            wall += record["wall_s"]
+            scores.append(_final(evaluation))
+            trial.set_user_attr("scores", scores)
+            trial.set_user_attr("timesteps", int(timesteps))
+            trial.set_user_attr("wall_s", round(wall, 2))
+            mean = sum(scores) / len(scores)
+            trial.report(mean, step=j + 1)
+            if j + 1 < len(seeds) and trial.should_prune():
+                raise optuna.TrialPruned(f"pruned after {j + 1} of {len(seeds)} seeds (mean return {mean:.4g})")
+        return sum(scores) / len(scores)
+
+
+def _final(evaluation: TrialEvaluation) -> float:
+    value = evaluation.last_value
+    if value is None or not math.isfinite(value):
+        raise FloatingPointError(f"the final evaluation returned {value}")
+    return value
 
 
 class SurplusTrial(Exception):
