@@ -2,8 +2,6 @@
 sequences, the Fisher-vector product against the explicit Fisher, save / load / resume, errors,
 the velocity-masked tasks, and a memory task that only a recurrent policy can solve."""
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import gymnasium as gym
@@ -26,7 +24,6 @@ from keras_trpo.rollouts.worker import RolloutWorker
 from tests.recurrent_envs import EpisodeCounterEnv, RepeatBitEnv
 from tests.test_fisher import explicit_fisher_of
 
-ROOT = Path(__file__).resolve().parents[1]
 FAST = dict(value_epochs=2, recurrent_units=8, hidden_sizes=(16,))
 
 
@@ -320,24 +317,6 @@ def test_only_a_recurrent_policy_learns_to_repeat_a_bit_seen_three_steps_earlier
         scores[recurrent], _ = agent.evaluate(episodes=40, env=RepeatBitEnv())
     assert scores["gru"] >= 0.95, scores
     assert scores[None] <= 0.7, scores  # a feed-forward policy cannot do better than chance
-
-
-def test_cli_trains_and_resumes_a_recurrent_agent(tmp_path):
-    out = tmp_path / "run"
-    common = ["--set", "n_envs=2", "--set", "n_steps=32", "--set", "value_epochs=2", "--set", "recurrent_units=8",
-              "--verbose", "0", "--eval-episodes", "1"]
-    cmd = [sys.executable, "-m", "keras_trpo", "train", "--out", str(out)]
-    first = subprocess.run(cmd + ["--env", "CartPoleNoVel-v1", "--timesteps", "64", "--set", "recurrent=gru", *common],
-                           cwd=ROOT, capture_output=True, text=True)
-    assert first.returncode == 0, first.stderr[-3000:]
-    assert keras_trpo.load(str(out / "agent.keras")).config.recurrent == "gru"
-    (out / "summary.json").unlink()  # an unfinished run: --resume continues it
-    resumed = subprocess.run(cmd + ["--resume", "--timesteps", "128", "--verbose", "0", "--eval-episodes", "1"],
-                             cwd=ROOT, capture_output=True, text=True)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    summary = json.loads((out / "summary.json").read_text())
-    assert summary["timesteps"] == 128 and summary["status"] == "finished"
-    assert keras_trpo.load(str(out / "agent.keras")).num_timesteps == 128
 
 
 def test_discrete_observations_are_one_hot_per_step_in_a_recurrent_policy():

@@ -78,9 +78,11 @@ def test_sigkill_at_any_moment_then_resume_continues_to_the_same_total(tmp_path)
 def test_ctrl_c_finishes_the_iteration_saves_and_exits_130(tmp_path):
     out = tmp_path / "run"
     # Env workers in subprocesses (async vectorization), and SIGINT to the whole process group, as a
-    # terminal's Ctrl-C sends it: the workers must neither die nor answer it themselves.
-    proc = subprocess.Popen(_cli("--env", "CartPole-v1", "--timesteps", 10**7, "--out", out, "--checkpoint-every", 0,
-                                 "--verbose", 0, "--vectorization", "async", *SMALL),
+    # terminal's Ctrl-C sends it: the workers must neither die nor answer it themselves. A recurrent policy,
+    # so that the CLI's train and --resume are also checked to keep the cell (given once, with --set).
+    proc = subprocess.Popen(_cli("--env", "CartPoleNoVel-v1", "--timesteps", 10**7, "--out", out,
+                                 "--checkpoint-every", 0, "--verbose", 0, "--vectorization", "async", *SMALL,
+                                 "--set", "recurrent=gru", "--set", "recurrent_units=8"),
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     _wait_for_rows(proc, out / "metrics.csv", 5)
     os.killpg(proc.pid, signal.SIGINT)
@@ -98,6 +100,9 @@ def test_ctrl_c_finishes_the_iteration_saves_and_exits_130(tmp_path):
                                "--eval-episodes", 1), cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
     _check_metrics(out, n + 2, 128)
+    resumed = keras_trpo.load(str(out / "agent.keras"))
+    assert resumed.config.recurrent == "gru" and resumed.config.recurrent_units == 8
+    assert resumed.num_timesteps == 128 * (n + 2) and json.loads((out / "summary.json").read_text())["status"] == "finished"
 
 
 def test_resume_refuses_what_would_silently_change_the_run(tmp_path):
