@@ -2,7 +2,6 @@
 sequences, the Fisher-vector product against the explicit Fisher, save / load / resume, errors,
 the velocity-masked tasks, and a memory task that only a recurrent policy can solve."""
 import json
-from pathlib import Path
 
 import gymnasium as gym
 import keras
