@@ -361,7 +361,7 @@ def _probe_settings(seeds_per_trial, startup_trials=1):
                         seeds_per_trial=seeds_per_trial).validate()
 
 
-def test_a_trial_of_several_seeds_scores_their_mean_and_is_pruned_only_between_seeds_from_half_on():
+def test_a_trial_of_several_seeds_scores_their_mean_and_is_pruned_only_between_seeds_from_half_on(tmp_path):
     """The probe scores 20 after an even training seed and 5 after an odd one: a trial of K seeds trains
     seeds SEED + kK .. SEED + kK + K - 1 and reports the running mean of their final evaluations per seed."""
     from keras_trpo.tune.study import make_pruner
@@ -377,6 +377,13 @@ def test_a_trial_of_several_seeds_scores_their_mean_and_is_pruned_only_between_s
     assert value == 12.5 and t.user_attrs["seeds"] == [10, 11] and t.user_attrs["scores"] == [20.0, 5.0]
     assert t.intermediate_values == {1: 20.0, 2: 12.5} and [len(h) for h in t.user_attrs["evaluations"]] == [1, 1]
     assert t.user_attrs["timesteps"] == 128
+    from keras_trpo.tune import report
+
+    table = report.table(study, settings)
+    assert "averaged over 2 training seeds" in table and " 20/5 " in table
+    import csv
+    row = next(csv.DictReader(report.write_trials_csv(study, tmp_path / "trials.csv").open()))
+    assert json.loads(row["seeds"]) == [10, 11] and json.loads(row["scores"]) == [20.0, 5.0]
 
     # three seeds: the pruner may stop a trial after two (half, rounded up), never after the first
     settings = _probe_settings(3)

@@ -47,8 +47,11 @@ def table(study, settings: TuneSettings, top: int = 10) -> str:
     if not rows:
         return head + "\nno complete trial yet"
     names = list(settings.space)
-    header = ["rank", "trial", "score", "wall_s"] + names
-    body = [[str(i + 1), str(t.number), f"{t.value:.2f}", f"{t.user_attrs.get('wall_s', float('nan')):.0f}"]
+    several = settings.seeds_per_trial > 1
+    header = ["rank", "trial", "score"] + (["per seed"] if several else []) + ["wall_s"] + names
+    body = [[str(i + 1), str(t.number), f"{t.value:.2f}"]
+            + (["/".join(f"{v:.0f}" for v in t.user_attrs.get("scores", []))] if several else [])
+            + [f"{t.user_attrs.get('wall_s', float('nan')):.0f}"]
             + [_value(t.params.get(n, "")) for n in names] for i, t in enumerate(rows)]
     widths = [max(len(r[i]) for r in [header] + body) for i in range(len(header))]
     lines = ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in [header] + body]
@@ -72,7 +75,9 @@ def write_best(study, settings: TuneSettings, path: Path) -> Optional[Path]:
     best = rows[0]
     comment = (f"keras-trpo tune: study {study.study_name}, best of {len(study.trials)} trials: trial {best.number}, "
                f"score {best.value:.4g}\n(mean return of {settings.eval_episodes} deterministic episodes after "
-               f"{settings.timesteps_per_trial} steps)\n"
+               f"{settings.timesteps_per_trial} steps"
+               + (f", averaged over training seeds {best.user_attrs.get('seeds')}: {best.user_attrs.get('scores')}"
+                  if settings.seeds_per_trial > 1 else "") + ")\n"
                f"searched: {', '.join(f'{k}={_value(v)}' for k, v in best.params.items())}\n"
                f"use: keras-trpo train --config {path.name}   or   "
                f"TRPO(env, config=keras_trpo.load_config({path.name!r}))")
@@ -82,16 +87,18 @@ def write_best(study, settings: TuneSettings, path: Path) -> Optional[Path]:
 
 
 def write_trials_csv(study, path: Path) -> Path:
-    """Every trial: number, state, score, wall time, evaluations, error and parameters."""
+    """Every trial: number, state, score, wall time, evaluations, training seeds and their scores (a trial
+    of several seeds), error and parameters."""
 
     trials = study.get_trials(deepcopy=False)
     params = sorted({k for t in trials for k in t.params})
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["number", "state", "value", "wall_s", "timesteps", "evaluations", "error"] + params)
+    w.writerow(["number", "state", "value", "wall_s", "timesteps", "evaluations", "seeds", "scores", "error"] + params)
     for t in trials:
         w.writerow([t.number, t.state.name, "" if t.value is None else t.value, t.user_attrs.get("wall_s", ""),
                     t.user_attrs.get("timesteps", ""), json.dumps(t.user_attrs.get("evaluations", [])),
+                    json.dumps(t.user_attrs.get("seeds", [])), json.dumps(t.user_attrs.get("scores", [])),
                     t.user_attrs.get(ERROR_ATTR, "")] + [t.params.get(k, "") for k in params])
     atomic_write_text(path, buf.getvalue())
     return path
