@@ -13,6 +13,10 @@ and masked as rl-baselines3-zoo does):
 - feedforward: the same preset with ``--set recurrent=null`` (the 64x64 MLP alone);
 - recurrent_ppo: sb3-contrib's RecurrentPPO with the zoo's ppo_lstm.yml entry (sb3_runner.py --recurrent-ppo).
 
+``table`` adds a row "keras-trpo preset" for a task with keras-trpo's own preset
+(``keras_trpo.presets.KERAS_TRPO_PRESETS``), read from the preset's ten-seed runs (``OwnPreset.seeds``,
+the adoption rule's candidate), not made by ``run``.
+
 Every training run is a ``seeds.py run`` child stored at once in OUT/ARM/IMPL/ENV/seed_N.json, so a
 killed run resumes where it stopped and seeds can be spread over days; the arms are interleaved seed
 by seed (seed 0 of every arm and task, then seed 1, ...), one run at a time, so wall-clock steps/s are
@@ -28,7 +32,7 @@ import statistics
 import subprocess
 import sys
 
-from benchmarks.benchutil import RESULTS, child_env, module_command, run_subcommand
+from benchmarks.benchutil import RESULTS, ROOT, child_env, module_command, run_subcommand
 from benchmarks.seedstore import load_records, parse_seeds, parse_task
 
 DEFAULT_OUT = os.path.join(RESULTS, "recurrent")
@@ -39,6 +43,7 @@ ARMS: dict[str, list[str]] = {
     "feedforward": ["--impl", "keras_trpo", "--set", "recurrent=null"],
     "recurrent_ppo": ["--impl", "recurrent_ppo"],
 }
+PRESET_ARM = "keras-trpo preset"  # a table row only: the runs are the preset's own (OwnPreset.seeds)
 
 
 def seeds_command(arm: str, tasks: list[str], seed: int, out: str, sb3_python: str | None) -> list[str]:
@@ -85,6 +90,12 @@ def arm_scores(out: str, tasks: list[tuple[str, int]]) -> dict[str, dict[str, li
         for r in load_records(os.path.join(out, arm)) if os.path.isdir(os.path.join(out, arm)) else []:
             if (r["env"], r["request"]["timesteps"]) in wanted and r.get("eval_mean") is not None:
                 found.setdefault(arm, {}).setdefault(r["env"], []).append(r)
+    from keras_trpo.presets import KERAS_TRPO_PRESETS
+
+    for env, own in KERAS_TRPO_PRESETS.items():
+        for r in load_records(os.path.join(ROOT, own.seeds)):
+            if (r["env"], r["request"]["timesteps"]) in wanted and r["env"] == env and r.get("eval_mean") is not None:
+                found.setdefault(PRESET_ARM, {}).setdefault(env, []).append(r)
     return found
 
 
@@ -104,8 +115,10 @@ def cmd_table(argv: list[str]) -> int:
     print("| task | arm | seeds | IQM [95% CI] | mean [95% CI] | steps/s (median) |")
     print("|---|---|--:|--:|--:|--:|")
     for env, steps in tasks:
-        for arm in ARMS:
+        for arm in ["recurrent", PRESET_ARM, *[a for a in ARMS if a != "recurrent"]]:
             records = sorted(found.get(arm, {}).get(env, []), key=lambda r: r["seed"])
+            if not records and arm == PRESET_ARM:
+                continue  # the env has no preset of its own: the recurrent row is its preset
             if not records:
                 print(f"| {env} ({steps:,}) | {arm} | 0 | – | – | – |")
                 continue

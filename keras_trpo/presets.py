@@ -159,6 +159,15 @@ KERAS_TRPO_PRESETS: dict[str, OwnPreset] = {
         seeds="benchmarks/results/ahead/halfcheetah_trial5",
         adoption="benchmarks/results/ahead/adoption_HalfCheetah-v5_trial5.md",
         summary="final-evaluation IQM 3,408 [2,399, 4,211] against the zoo settings' 2,767 and sb3-contrib's 3,135"),
+    # A study of three training seeds per trial (seeds 300+); trial 2 was enqueued from the diagnosis
+    # (benchmarks/results/ahead/cartpolenovel/README.md) and its other settings are the recurrent preset's.
+    # recurrent_sequence_length 0 (whole 32-step fragments) trains as the preset's 128 does with n_steps 32.
+    "CartPoleNoVel-v1": OwnPreset(
+        settings=dict(max_kl_schedule="linear", entropy_coef=0.01, normalize_reward=True, recurrent_sequence_length=0),
+        study="benchmarks/results/tune/ahead/CartPoleNoVel-v1.seeds3.study.journal", trial=2,
+        seeds="benchmarks/results/ahead/cpnv_seeds3_trial2",
+        adoption="benchmarks/results/ahead/adoption_CartPoleNoVel-v1_seeds3_trial2.md",
+        summary="final-evaluation IQM 409 [281, 494] against the recurrent preset's 283 and RecurrentPPO's 378"),
 }
 
 

@@ -183,3 +183,27 @@ def test_a_linear_trust_region_falls_with_the_fits_progress():
     assert float(constant.learner.max_kl.numpy()) == pytest.approx(0.04)  # "constant" never moves it
     with pytest.raises(ConfigError, match="max_kl_schedule"):
         TRPOConfig(max_kl_schedule="cosine").validate()
+
+
+@pytest.mark.parametrize("env_id", sorted(__import__("keras_trpo.presets", fromlist=["x"]).KERAS_TRPO_PRESETS))
+def test_a_keras_trpo_preset_trains_exactly_what_its_ten_seeds_trained(env_id):
+    """The preset is its evidence: default_config gives the config stored with the adoption's seed runs
+    (fields added since those runs are absent from the records and must be at their defaults)."""
+    import json
+
+    from keras_trpo.presets import KERAS_TRPO_PRESETS
+
+    own = KERAS_TRPO_PRESETS[env_id]
+    root = pathlib.Path(__file__).resolve().parents[1]
+    for path in (own.study, own.seeds, own.adoption):
+        assert (root / path).exists(), path
+    assert "Rule (per-env preset): holds: adopt." in (root / own.adoption).read_text()
+    records = sorted((root / own.seeds / "keras_trpo" / env_id).glob("seed_*.json"))
+    assert len(records) == 10
+    defaults = dataclasses.asdict(TRPOConfig())
+    for record in map(json.loads, (p.read_text() for p in records)):
+        d = record["action_dim"]
+        space = gym.spaces.Box(-1, 1, (d,)) if d else gym.spaces.Discrete(2)
+        ours = dataclasses.asdict(default_config(env_id, space))
+        stored = {k: record["config"].get(k, defaults[k]) for k in ours}
+        assert {k: list(v) if isinstance(v, tuple) else v for k, v in ours.items()} == stored
