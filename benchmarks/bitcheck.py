@@ -84,6 +84,20 @@ def _weights_of(agent_file: Path) -> dict[str, np.ndarray]:
         return {k: z[k] for k in z.files}
 
 
+def pinned(recorded: dict) -> dict:
+    """The recorded configuration with every TRPOConfig field added since the record at its default: the
+    record ran before the field existed, i.e. with the behaviour its default keeps. Without this, a preset
+    that later sets such a field (CartPoleNoVel-v1's entropy_coef) would fill it in and count as a change."""
+    import dataclasses
+
+    from keras_trpo.config import TRPOConfig
+
+    defaults = {f.name: getattr(TRPOConfig(), f.name) for f in dataclasses.fields(TRPOConfig)
+                if f.name not in MACHINE_FIELDS}
+    return {**{k: list(v) if isinstance(v, tuple) else v for k, v in defaults.items() if k not in recorded},
+            **recorded}
+
+
 def cli_run(name: str, out: Path, config: dict | None) -> tuple[dict, dict, dict]:
     """Train one command-line run into ``out``; (history, weights, resolved config)."""
     env_id, steps, seed, settings = CLI_RUNS[name]
@@ -267,9 +281,9 @@ def record_or_check(mode: str, only: list[str] | None, reference: Path) -> int:
                 arrays = export_outputs(kind, agent_file, work / name)
                 history, config = {}, {}
             elif name == POINTGOAL:
-                history, arrays, config = pointgoal_run(work / name, ref["config"] if ref else None)
+                history, arrays, config = pointgoal_run(work / name, pinned(ref["config"]) if ref else None)
             else:
-                history, arrays, config = cli_run(name, work / name, ref["config"] if ref else None)
+                history, arrays, config = cli_run(name, work / name, pinned(ref["config"]) if ref else None)
             if mode == "record":
                 _save_npz(reference / f"{name}.npz", arrays)
                 atomic_write_bytes(stored, json.dumps({"history": history, "config": config,
