@@ -34,12 +34,13 @@ from pathlib import Path
 
 import numpy as np
 
+from keras_trpo.config import TRPOConfig
+from keras_trpo.config_file import MACHINE_FIELDS, config_settings
 from keras_trpo_serving.files import atomic_target, atomic_write_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT / "benchmarks" / "results" / "bitcheck"
 WALL_CLOCK = {"rollout_s", "update_s", "steps_per_s"}
-MACHINE_FIELDS = ("vectorization", "rollout_backend", "rollout_workers", "ray_address", "rollout_timeout")
 
 # name -> (env, timesteps, seed, settings given on the command line)
 CLI_RUNS = {
@@ -88,14 +89,7 @@ def pinned(recorded: dict) -> dict:
     """The recorded configuration with every TRPOConfig field added since the record at its default: the
     record ran before the field existed, i.e. with the behaviour its default keeps. Without this, a preset
     that later sets such a field (CartPoleNoVel-v1's entropy_coef) would fill it in and count as a change."""
-    import dataclasses
-
-    from keras_trpo.config import TRPOConfig
-
-    defaults = {f.name: getattr(TRPOConfig(), f.name) for f in dataclasses.fields(TRPOConfig)
-                if f.name not in MACHINE_FIELDS}
-    return {**{k: list(v) if isinstance(v, tuple) else v for k, v in defaults.items() if k not in recorded},
-            **recorded}
+    return {**config_settings(TRPOConfig()), **recorded}
 
 
 def cli_run(name: str, out: Path, config: dict | None) -> tuple[dict, dict, dict]:

@@ -5,8 +5,9 @@ import dataclasses
 import json
 from pathlib import Path
 
-from benchmarks.bitcheck import MACHINE_FIELDS, pinned
+from benchmarks.bitcheck import pinned
 from keras_trpo.config import TRPOConfig, default_config
+from keras_trpo.config_file import MACHINE_FIELDS
 
 ROOT = Path(__file__).resolve().parents[1]
 

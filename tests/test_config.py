@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from keras_trpo.config import ConfigError, TRPOConfig, default_config, env_family, explain_config
-from keras_trpo.presets import ZOO_COMMIT, ZOO_TRPO, preset, translate
+from keras_trpo.presets import KERAS_TRPO_PRESETS, ZOO_COMMIT, ZOO_TRPO, preset, translate
 
 SB3_TRPO_DEFAULTS = dict(n_envs=1, n_steps=2048, value_batch_size=128, gamma=0.99, cg_iters=15, cg_damping=0.1,
                          line_search_shrink=0.8, line_search_steps=10, value_epochs=10, gae_lambda=0.95,
@@ -152,7 +152,7 @@ def test_the_zoos_ortho_init_false_is_used_and_named():
 
 
 def test_keras_trpo_presets_go_on_top_of_the_zoo_entry_and_name_their_evidence():
-    from keras_trpo.presets import KERAS_TRPO_PRESETS, own_preset
+    from keras_trpo.presets import own_preset
 
     space = gym.spaces.Box(-1, 1, (6,))
     own = KERAS_TRPO_PRESETS["HalfCheetah-v5"]
@@ -163,8 +163,6 @@ def test_keras_trpo_presets_go_on_top_of_the_zoo_entry_and_name_their_evidence()
     rows = {name: where for name, _, where in explain_config("HalfCheetah-v5", space)}
     assert own.study in rows["fisher_subsample"] and own.adoption in rows["fisher_subsample"]
     assert rows["n_envs"].startswith("zoo HalfCheetah-v4")  # what the preset does not set stays the zoo's
-    for path in (own.study, own.seeds, own.adoption):  # the evidence is stored with the code
-        assert (pathlib.Path(__file__).resolve().parents[1] / path).exists(), path
     assert own_preset("HalfCheetah-v4") is None and own_preset("HalfCheetah-v5", "zoo") is None
     with pytest.raises(ValueError, match="presets must be one of"):
         default_config("HalfCheetah-v5", space, presets="mine")
@@ -185,13 +183,12 @@ def test_a_linear_trust_region_falls_with_the_fits_progress():
         TRPOConfig(max_kl_schedule="cosine").validate()
 
 
-@pytest.mark.parametrize("env_id", sorted(__import__("keras_trpo.presets", fromlist=["x"]).KERAS_TRPO_PRESETS))
+@pytest.mark.parametrize("env_id", sorted(KERAS_TRPO_PRESETS))
 def test_a_keras_trpo_preset_trains_exactly_what_its_ten_seeds_trained(env_id):
-    """The preset is its evidence: default_config gives the config stored with the adoption's seed runs
-    (fields added since those runs are absent from the records and must be at their defaults)."""
+    """The preset is its evidence, stored with the code: default_config gives the config stored with the
+    adoption's seed runs (fields added since those runs are absent from the records and must be at their
+    defaults)."""
     import json
-
-    from keras_trpo.presets import KERAS_TRPO_PRESETS
 
     own = KERAS_TRPO_PRESETS[env_id]
     root = pathlib.Path(__file__).resolve().parents[1]

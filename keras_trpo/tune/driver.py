@@ -134,8 +134,8 @@ def tune(env: Optional[str] = None, *, trials: int, out: str, timesteps_per_tria
     same ``study`` name resumes it (``env`` may then be left out: the study has its settings).
     ``fixed`` are TRPOConfig settings not searched (``--set``), ``space`` changes to the zoo's search
     space (``keras_trpo.tune.space``). ``seeds_per_trial`` > 1 trains each trial's settings on that many
-    seeds and scores the mean of their final evaluations (``TuneSettings``). Writes ``out/best.yaml``, ``trials.csv``, the plots and
-    ``tune.log``, and returns a ``TuneResult``.
+    seeds and scores the mean of their final evaluations (``TuneSettings``). Writes ``out/best.yaml``,
+    ``trials.csv``, the plots and ``tune.log``, and returns a ``TuneResult``.
     """
     require_optuna()
     if isinstance(trials, bool) or not isinstance(trials, int) or trials <= 0:

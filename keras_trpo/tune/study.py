@@ -53,8 +53,8 @@ class TuneSettings:
     ``eval_seed + 1``, ...; a trial's score is the last evaluation's mean. Trial ``k`` trains with seed
     ``seed + k``; with ``seeds_per_trial`` K > 1 it trains K agents in turn, on seeds ``seed + k K`` ..
     ``seed + k K + K - 1``, and scores the mean of their last evaluations (for tasks whose final iterate
-    varies so much between seeds that one cannot rank settings). ``fixed`` are ``--set`` settings, ``space`` the searched dimensions
-    (``space.space_to_dict``). ``startup_trials``: random trials before TPE, and completed trials
+    varies so much between seeds that one cannot rank settings). ``fixed`` are ``--set`` settings,
+    ``space`` the searched dimensions (``space.space_to_dict``). ``startup_trials``: random trials before TPE, and completed trials
     before the median pruner prunes (the zoo's ``n_startup_trials`` for both).
     """
 
@@ -184,7 +184,8 @@ def create_or_resume(location: str, name: str, settings: Optional[TuneSettings])
             raise TuneError(f"study {name!r} in {location} was not made by keras-trpo tune")
         stored_settings = TuneSettings.from_config(stored)
         if settings is not None:
-            diff = [k for k, v in settings.get_config().items() if stored_settings.get_config().get(k) != v]
+            stored_config = stored_settings.get_config()
+            diff = [k for k, v in settings.get_config().items() if stored_config.get(k) != v]
             if diff:
                 raise TuneError(f"study {name!r} was made with other settings ({', '.join(diff)} differ); a resumed "
                                 "study keeps its own: give only --study (and --trials), or a new --study name")
