@@ -12,7 +12,7 @@ Milliseconds per iteration, median over --iterations iterations that follow --wa
 
 keras_trpo (in this process, agent.fit with timing wrappers, nothing else changed):
   rollout        history["rollout_s"]: RolloutCollector.collect, env steps and the NumPy actor
-  values + GAE   history["update_s"] minus the two updates: policy.values on the rollout, GAE,
+  values + GAE   history["update_s"] minus the two updates: policy.rollout_values (the critic over the rollout), GAE,
                  advantage normalisation, minibatch indices, observation statistics, actor sync
   policy update  learner.policy_update: surrogate gradient, CG, line search (one tf.function)
   value update   learner.value_update: the critic's epochs of minibatch Adam (one tf.function)
@@ -47,7 +47,7 @@ def keras_trpo_profile(env_id: str, iterations: int, warmup: int, seed: int = 0,
 
     agent = keras_trpo.TRPO(env_id, seed=seed, **(overrides or {}))
     learner = agent.learner
-    spent: dict[str, list[float]] = {"values": [], "policy_update": [], "value_update": []}
+    spent: dict[str, list[float]] = {"rollout_values": [], "policy_update": [], "value_update": []}
 
     def wrap(owner, name):
         original = getattr(owner, name)
@@ -61,7 +61,7 @@ def keras_trpo_profile(env_id: str, iterations: int, warmup: int, seed: int = 0,
         setattr(owner, name, timed)
 
     for name in spent:
-        wrap(agent.policy if name == "values" else learner, name)
+        wrap(agent.policy if name == "rollout_values" else learner, name)
     per_iteration = agent.config.n_steps * agent.config.n_envs
     h = agent.fit(per_iteration * (warmup + iterations), verbose=0).history
     agent.close()
@@ -70,9 +70,8 @@ def keras_trpo_profile(env_id: str, iterations: int, warmup: int, seed: int = 0,
         raise RuntimeError(f"expected one call of each learner method per iteration: {n} iterations, "
                            f"{ {k: len(v) for k, v in spent.items()} }")
     rows = {"rollout": h["rollout_s"], "policy_update": spent["policy_update"], "value_update": spent["value_update"],
-            "values_gae": [u - v - p - c for u, v, p, c in zip(h["update_s"], spent["values"], spent["policy_update"],
-                                                               spent["value_update"])],
-            "values": spent["values"], "learn": h["update_s"],
+            "values_gae": [u - p - c for u, p, c in zip(h["update_s"], spent["policy_update"], spent["value_update"])],
+            "values": spent["rollout_values"], "learn": h["update_s"],
             "total_update": [p + c for p, c in zip(spent["policy_update"], spent["value_update"])],
             "iteration": [r + u for r, u in zip(h["rollout_s"], h["update_s"])]}
     ms = {f"{k}_ms": 1000 * statistics.median(v[warmup:]) for k, v in rows.items()}

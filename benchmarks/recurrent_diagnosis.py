@@ -149,7 +149,7 @@ def _instrument(agent: RecurrentDiagnosedTRPO) -> None:
             out[k] = np.swapaxes(v, 0, 1)
         return out
 
-    def policy_update(obs, actions, advantages):
+    def policy_update(obs, actions, advantages, masks=None):
         d, r = agent.diag, agent._rollout
         T, E = r.rewards.shape
         L = obs[0].shape[1]
@@ -162,7 +162,7 @@ def _instrument(agent: RecurrentDiagnosedTRPO) -> None:
         d["zero_state_kl"] = float(np.mean(kl_of(o, oz)))
         if "logits" in o:
             d["p_max"] = float(np.mean(_softmax(o["logits"]).max(-1)))
-        logs = orig_policy_update(obs, actions, advantages)
+        logs = orig_policy_update(obs, actions, advantages, masks)
         new = flat(to_steps(agent._np(learner._params(tuple(np.asarray(x, np.float32) for x in obs))), T, E, L))
         d["kl_check"] = float(np.mean(kl_of(o, new)))
         if "logits" in o:
