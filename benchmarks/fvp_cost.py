@@ -8,8 +8,9 @@ times, on the real default Hopper policy (64x64 tanh, obs normalisation, Gaussia
 - a forward pass,
 - a forward and backward pass (the gradient of a scalar of the outputs),
 - ``keras_trpo.optim.fisher.fisher_vector_product`` (nested tapes: forward, first-order gradient of
-  the mean KL, gradient of ``grad . v``),
-- the same product with the first-order gradient built once and reused, each product being one
+  the mean KL, gradient of ``grad . v``, all rebuilt for each product),
+- ``keras_trpo.optim.fisher.fisher_operator``, what the learner uses for ``fisher_product="hvp"``: the
+  forward pass and the first-order gradient built once and reused, each product being one
   vector-Jacobian product of it (a persistent outer tape, as sb3-contrib does with
   ``create_graph=True``),
 - ``keras_trpo.optim.fisher.gauss_newton_vector_product`` (a JVP through the network in forward mode,
@@ -32,7 +33,7 @@ import numpy as np
 import tensorflow as tf
 
 import keras_trpo
-from keras_trpo.optim.fisher import fisher_vector_product, flat_gradient, flatten, gauss_newton_vector_product
+from keras_trpo.optim.fisher import fisher_operator, fisher_vector_product, flat_gradient, gauss_newton_vector_product
 
 CHAIN = 25
 
@@ -78,17 +79,9 @@ def candidates(model, family, variables, obs) -> dict[str, Callable[[tf.Tensor],
 
     def reused(v):
         old = old_dist()
-        with tf.GradientTape(persistent=True) as outer:
-            with tf.GradientTape() as inner:
-                kl = tf.reduce_mean(old.kl_divergence(family.make(model(obs, training=False))))
-            grad_kl = flat_gradient(inner, kl, variables)
-
-        def product(x):
-            hv = outer.gradient(grad_kl, variables, output_gradients=x,
-                                unconnected_gradients=tf.UnconnectedGradients.ZERO)
-            return 0.01 * (flatten(hv) + 0.1 * x)
-
-        return chain(product)(v)
+        product = fisher_operator(lambda: tf.reduce_mean(old.kl_divergence(family.make(model(obs, training=False)))),
+                                  variables, 0.1)
+        return chain(lambda x: 0.01 * product(x))(v)
 
     def gauss_newton(v):
         old = old_dist()
@@ -100,7 +93,7 @@ def candidates(model, family, variables, obs) -> dict[str, Callable[[tf.Tensor],
                                                                   variables, x, 0.1))(v)
 
     return {"forward": chain(forward), "forward + backward": chain(forward_backward),
-            "FVP, nested tapes (hvp)": nested, "FVP, first-order gradient reused": reused,
+            "FVP, rebuilt for each product": nested, "FVP, fisher_operator (hvp)": reused,
             "FVP, Gauss-Newton (JVP + VJP)": gauss_newton}
 
 

@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 from keras_trpo.distributions import family_for
-from keras_trpo.optim.fisher import fisher_vector_product, flat_gradient, flatten, gauss_newton_vector_product, unflatten
+from keras_trpo.optim.fisher import fisher_operator, fisher_vector_product, flat_gradient, flatten, gauss_newton_vector_product, unflatten
 from keras_trpo.policies.networks import build_policy_model
 
 OBS_DIM = 3
@@ -125,6 +125,32 @@ def test_fvp_inside_tf_function_matches_eager():
         return fisher_vector_product(kl, model.trainable_variables, vec, 0.05)
 
     np.testing.assert_allclose(tf.function(fvp)(v).numpy(), fvp(v).numpy(), rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_one_operator_serves_every_product_of_a_graph_loop(jit):
+    """``fisher_operator`` runs the forward pass and the KL's gradient once; the products CG takes from it
+    inside a ``tf.while_loop`` (each from the previous one, as CG's are) equal the explicit Fisher's."""
+    name = "diag_gaussian"
+    model, family = tiny_policy(name)
+    obs = tf.constant(np.random.default_rng(3).uniform(-1, 1, size=(12, OBS_DIM)), tf.float32)
+    old = family.make({k: tf.stop_gradient(v) for k, v in model(obs).items()})
+    F = explicit_fisher(model, name, family, obs) + 0.1 * np.eye(sum(int(np.prod(v.shape)) for v in model.trainable_variables))
+    v0 = np.random.default_rng(4).normal(size=F.shape[0])
+
+    @tf.function(jit_compile=jit, autograph=False)
+    def chain(v):
+        product = fisher_operator(lambda: tf.reduce_mean(old.kl_divergence(family.make(model(obs)))),
+                                  model.trainable_variables, 0.1)
+        _, out = tf.while_loop(lambda i, x: i < 3, lambda i, x: (i + 1, product(x) / tf.norm(x)),
+                               (tf.constant(0), v))
+        return out
+
+    expected = v0
+    for _ in range(3):
+        expected = F @ expected / np.linalg.norm(expected)
+    got = chain(tf.constant(v0, tf.float32)).numpy()
+    np.testing.assert_allclose(got, expected, rtol=2e-3, atol=2e-4 * np.abs(expected).max())
 
 
 def kl_space_params(name, batch, rng):

