@@ -11,7 +11,8 @@ import pytest
 import tensorflow as tf
 
 from keras_trpo.distributions import family_for
-from keras_trpo.optim.fisher import fisher_operator, fisher_vector_product, flat_gradient, flatten, gauss_newton_vector_product, unflatten
+from keras_trpo.optim.fisher import (fisher_operator, fisher_vector_product, flat_gradient, flatten,
+                                    gauss_newton_vector_product, unflatten)
 from keras_trpo.policies.networks import build_policy_model
 
 OBS_DIM = 3
@@ -135,8 +136,9 @@ def test_one_operator_serves_every_product_of_a_graph_loop(jit):
     model, family = tiny_policy(name)
     obs = tf.constant(np.random.default_rng(3).uniform(-1, 1, size=(12, OBS_DIM)), tf.float32)
     old = family.make({k: tf.stop_gradient(v) for k, v in model(obs).items()})
-    F = explicit_fisher(model, name, family, obs) + 0.1 * np.eye(sum(int(np.prod(v.shape)) for v in model.trainable_variables))
-    v0 = np.random.default_rng(4).normal(size=F.shape[0])
+    n = sum(int(np.prod(v.shape)) for v in model.trainable_variables)
+    F = explicit_fisher(model, name, family, obs) + 0.1 * np.eye(n)
+    v0 = np.random.default_rng(4).normal(size=n)
 
     @tf.function(jit_compile=jit, autograph=False)
     def chain(v):

@@ -292,7 +292,8 @@ def test_no_vel_envs_zero_the_velocities_as_the_zoo_does(masked, inner, hidden):
 
 
 def test_no_vel_presets_are_recurrent_and_follow_the_zoo_s_recurrent_ppo_rollouts():
-    cp = default_config("CartPoleNoVel-v1", gym.spaces.Discrete(2))
+    # the zoo-based recurrent preset (keras-trpo's own CartPoleNoVel preset changes gamma on top: test_config.py)
+    cp = default_config("CartPoleNoVel-v1", gym.spaces.Discrete(2), presets="zoo")
     assert (cp.recurrent, cp.n_envs, cp.n_steps, cp.gamma, cp.gae_lambda) == ("lstm", 8, 32, 0.98, 0.8)
     pd = default_config("PendulumNoVel-v1", gym.spaces.Box(-2, 2, (1,)))
     assert (pd.recurrent, pd.n_envs, pd.n_steps, pd.gamma, pd.gae_lambda) == ("lstm", 4, 1024, 0.9, 0.95)
