@@ -28,8 +28,9 @@ from benchmarks.compare import parse_set
 X_LIMIT, THETA_LIMIT = 2.4, 12 * 2 * 3.141592653589793 / 360  # gymnasium's CartPoleEnv thresholds
 
 
-def episode_ends(agent, env_id: str, episodes: int, first_seed: int = 10_000) -> list[dict]:
-    """Deterministic episodes of ``agent`` on ``env_id``: length, last ``x`` and ``theta``, and the reason."""
+def episode_ends(agent, env_id: str, episodes: int, first_seed: int = 10_000, recurrent: bool = True) -> list[dict]:
+    """Deterministic episodes of ``agent`` on ``env_id``: length, last ``x`` and ``theta``, and the reason.
+    A ``recurrent`` agent is given its state and the episode starts; a feed-forward one takes neither."""
     import gymnasium as gym
     import numpy as np
 
@@ -41,7 +42,10 @@ def episode_ends(agent, env_id: str, episodes: int, first_seed: int = 10_000) ->
         obs, _ = env.reset(seed=first_seed + k)
         state, start, length = None, True, 0
         while True:
-            action, state = agent.predict(obs, state=state, episode_start=np.array([start]), deterministic=True)
+            if recurrent:
+                action, state = agent.predict(obs, state=state, episode_start=np.array([start]), deterministic=True)
+            else:
+                action = agent.predict(obs, deterministic=True)
             start = False
             obs, _, terminated, truncated, _ = env.step(action)
             length += 1
@@ -79,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         agent = keras_trpo.TRPO(a.env, seed=a.seed, **overrides)
         agent.fit(a.timesteps, verbose=0)
         agent.save(str(path))
-    rows = episode_ends(agent, a.env, a.episodes)
+    rows = episode_ends(agent, a.env, a.episodes, recurrent=bool(agent.config.recurrent))
     agent.close()
     result = dict(env=a.env, seed=a.seed, timesteps=a.timesteps, overrides=overrides,
                   mean_length=sum(r["length"] for r in rows) / len(rows), episodes=rows)
