@@ -7,7 +7,8 @@ with SEED, as ``benchmarks.seeds`` does, saves the agent to ``DIR/seed_SEED.kera
 there), then runs the final evaluation's deterministic episodes (env seeds 10000+, as seeds.py's) and records
 for each how it ended: its length and the cart position ``x`` and pole angle ``theta`` of the last state,
 read from the unmasked simulator state (``env.unwrapped.state``). CartPole ends an episode when
-``|x| > 2.4`` or ``|theta| > 12 degrees`` (0.2095 rad), or at 500 steps. The result goes to
+``|x| > 2.4`` or ``|theta| > 12 degrees`` (0.2095 rad; read from the env, ``x_threshold`` and
+``theta_threshold_radians``), or at 500 steps. The result goes to
 ``DIR/seed_SEED.json`` and one line per seed is printed.
 
 Issue 28: the CartPoleNoVel-v1 seeds that end near 170 or 120 do so with the cart at the bound and the pole
@@ -24,9 +25,6 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from benchmarks.compare import parse_set
-
-X_LIMIT, THETA_LIMIT = 2.4, 12 * 2 * 3.141592653589793 / 360  # gymnasium's CartPoleEnv thresholds
-
 
 def episode_ends(agent, env_id: str, episodes: int, first_seed: int = 10_000, recurrent: bool = True) -> list[dict]:
     """Deterministic episodes of ``agent`` on ``env_id``: length, last ``x`` and ``theta``, and the reason.
@@ -50,9 +48,10 @@ def episode_ends(agent, env_id: str, episodes: int, first_seed: int = 10_000, re
             obs, _, terminated, truncated, _ = env.step(action)
             length += 1
             if terminated or truncated:
-                x, _, theta, _ = (float(v) for v in env.unwrapped.state)
-                reason = ("time limit" if not terminated else "cart out of bounds" if abs(x) > X_LIMIT
-                          else "pole down" if abs(theta) > THETA_LIMIT else "other")
+                cartpole = env.unwrapped  # gymnasium's CartPoleEnv: its state and its own limits
+                x, _, theta, _ = (float(v) for v in cartpole.state)
+                reason = ("time limit" if not terminated else "cart out of bounds" if abs(x) > cartpole.x_threshold
+                          else "pole down" if abs(theta) > cartpole.theta_threshold_radians else "other")
                 rows.append(dict(episode=k, length=length, x=x, theta=theta, reason=reason))
                 break
     env.close()

@@ -1,7 +1,12 @@
 """benchmarks.episode_ends: the reason an episode ended is read from the simulator's own state."""
 import numpy as np
 
-from benchmarks.episode_ends import THETA_LIMIT, X_LIMIT, episode_ends
+import gymnasium as gym
+
+from benchmarks.episode_ends import episode_ends
+
+CARTPOLE = gym.make("CartPole-v1").unwrapped
+X_LIMIT, THETA_LIMIT = CARTPOLE.x_threshold, CARTPOLE.theta_threshold_radians
 
 
 class Constant:

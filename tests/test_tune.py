@@ -194,11 +194,12 @@ def test_a_tiny_study_end_to_end_two_processes_pruned_failed_killed_resumed(tmp_
     running_at_kill = [n for n, t in before.items() if not t.state.is_finished()]
     for n in running_at_kill:  # the workers died with the tune; their trials are interrupted, not lost or counted
         attrs = after[n].user_attrs
-        # A rare CI failure (2026-12-07) left such a trial FAIL without "interrupted"; say everything if it recurs.
-        logs = "".join(f"--- {p.name}\n" + p.read_text(errors="replace")[-3000:]
-                       for p in sorted((out / "logs").glob("*.log")))
+        # A rare CI failure (2026-12-07) left such a trial FAIL without "interrupted"; say everything if it recurs
+        # (the message, worker logs included, is built only when the assertion fails).
         assert after[n].state == S.FAIL and attrs.get("interrupted"), (
-            f"trial {n}: {after[n].state.name}, error {attrs.get('error')!r}, attrs {sorted(attrs)}\n{logs}")
+            f"trial {n}: {after[n].state.name}, error {attrs.get('error')!r}, attrs {sorted(attrs)}\n"
+            + "".join(f"--- {p.name}\n" + p.read_text(errors="replace")[-3000:]
+                      for p in sorted((out / "logs").glob("*.log"))))
     counted = [t for t in after.values() if t.state in (S.COMPLETE, S.PRUNED)
                or (t.state == S.FAIL and not t.user_attrs.get("interrupted"))]
     assert len(counted) == 8
