@@ -57,8 +57,8 @@ class Learner:
         # A recurrent policy's step runs as a plain graph: XLA compiles the cell's while loop under the
         # Fisher-vector product's nested tapes into much slower code (15 s against 0.1 s per update on
         # CartPoleNoVel, 8 envs x 32 steps, LSTM 64; re-measured 2026-12-07: 3.7 s against 0.23 s), and
-        # unrolling the loop for XLA instead took 130 s to
-        # compile for 32 steps. The critic's first-order update keeps XLA (0.09 s against 0.13 s).
+        # unrolling the loop for XLA instead took 130 s to compile for 32 steps. The critic's first-order
+        # update keeps XLA (0.09 s against 0.13 s).
         # autograph=False: the loops are explicit tf.while_loops, and AutoGraph's conversion of every function
         # these call (Keras, TFP, the optimizer) was most of an agent's first-iteration tracing time.
         self.policy_jit = jit and not self.recurrent
