@@ -31,6 +31,6 @@ echo "== examples"
 mapfile -t pages < <(find docs -name '*.md' -not -path 'docs/benchmarks/generated/*' | sort)
 files=(README.md keras_trpo/export/README.md keras_trpo_serving/README.md benchmarks/README.md "${pages[@]}")
 PYTHONPATH="$REPO/docs:$REPO${PYTHONPATH:+:$PYTHONPATH}" "$PY" -m pytest --markdown-docs -p examples_plugin \
-  -p no:cacheprovider -q --timeout 600 -W ignore::DeprecationWarning "${files[@]}" 2>&1 |
+  -p no:cacheprovider -q --timeout 600 --durations=10 --durations-min=3 -W ignore::DeprecationWarning "${files[@]}" 2>&1 |
   grep --line-buffered -v -E '^[IWE][0-9]{4} |^WARNING: All log messages before absl'  # TensorFlow's start-up lines
 echo "docs: built and examples run in $((SECONDS - start)) s"
