@@ -17,7 +17,7 @@ _LAZY = {
     "default_config": "keras_trpo.config",
     "ConfigError": "keras_trpo.config",
     "load_config": "keras_trpo.config_file",
-    "AgentFileError": "keras_trpo.serialization",
+    "AgentFileError": "keras_trpo.agent_file",
     "InvalidObservationError": "keras_trpo.space_errors",
     "UnsupportedSpaceError": "keras_trpo.space_errors",
 }

@@ -153,13 +153,8 @@ def _start_agent(args, out: Path):
     masks = getattr(args, "action_masks", None)
     where = {name: getattr(args, name) for name in ROLLOUT_FLAGS if getattr(args, name) is not None}
     ckpt = out / run_dir.AGENT
-    if args.resume and ckpt.exists():
+    if args.resume and ckpt.exists():  # _check_run_request has compared the request with the checkpoint
         agent = keras_trpo.load(str(ckpt))
-        if masks is not None and masks != agent.config.action_masks:
-            raise CliError(f"--action-masks {masks} cannot change a resumed run's (its checkpoint has "
-                           f"{agent.config.action_masks!r}); start a new run to change it")
-        run_dir.check_same_run("env", args.env, agent.env_id)
-        run_dir.check_same_run("seed", args.seed, agent.seed)
         if where:  # where the envs run may change between machines; how the agent learns may not
             agent.config = agent.config.replace(**where)
         run_dir.truncate_metrics(out / run_dir.METRICS, agent.iterations)
@@ -189,8 +184,10 @@ def _start_agent(args, out: Path):
 
 def _check_run_request(args, out: Path) -> None:
     """What ``train`` can refuse from its arguments and the run folder alone, before TensorFlow is imported
-    (a second or more): settings with ``--resume`` of a checkpoint, a missing ``--env``, an unfinished run."""
+    (a second or more): with ``--resume`` of a checkpoint, settings, another env, seed or action-mask mode
+    (read from the checkpoint's state); a missing ``--env``; an unfinished run."""
     from keras_trpo import run_dir
+    from keras_trpo.agent_file import read_agent_state
 
     if args.resume and (out / run_dir.AGENT).exists():
         if getattr(args, "config", None):
@@ -199,6 +196,15 @@ def _check_run_request(args, out: Path) -> None:
         if args.set:
             raise CliError("--set cannot be combined with --resume: the run's hyperparameters come from its "
                            "checkpoint (optimizer state included); start a new run to change them")
+        from keras_trpo.config import TRPOConfig
+
+        state = read_agent_state(out / run_dir.AGENT)
+        masks, saved_masks = getattr(args, "action_masks", None), TRPOConfig.from_dict(state["config"]).action_masks
+        if masks is not None and masks != saved_masks:
+            raise CliError(f"--action-masks {masks} cannot change a resumed run's (its checkpoint has "
+                           f"{saved_masks!r}); start a new run to change it")
+        run_dir.check_same_run("env", args.env, state.get("env_id"))
+        run_dir.check_same_run("seed", args.seed, int(state["seed"]))
         return
     if not args.env:
         raise CliError(f"--env is needed: {out} has no checkpoint to resume" if args.resume else "--env is needed")
@@ -300,13 +306,15 @@ def evaluate(args) -> dict:
 
         video_path = check_video_path(args.video)
         headless_rendering_defaults()  # before MuJoCo is imported
+    from keras_trpo.agent_file import read_agent_state
     from keras_trpo.quiet import quiet_tensorflow_import
-
-    quiet_tensorflow_import(args.verbose)
-    import keras_trpo
 
     if args.episodes <= 0:
         raise CliError("--episodes must be positive")
+    read_agent_state(args.model)  # a missing or foreign file is named before TensorFlow's import
+    quiet_tensorflow_import(args.verbose)
+    import keras_trpo
+
     agent = keras_trpo.load(args.model)
     env_id = args.env or agent.env_id
     result = {"env": env_id, "episodes": args.episodes, "seed": args.seed}
@@ -380,11 +388,7 @@ def presets(args) -> str:
 def _forward(command: str, argv: Sequence[str]) -> int:
     import importlib
 
-    module_name = FORWARDED[command][0]
-    if command == "export":  # `import export` imports TensorFlow, even for --help
-        from keras_trpo.quiet import quiet_tensorflow_import
-
-        quiet_tensorflow_import(0)
+    module_name = FORWARDED[command][0]  # export's main imports TensorFlow, quietly, once its input is checked
     try:
         module = importlib.import_module(module_name)
     except ImportError as e:
@@ -432,7 +436,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 def _library_errors() -> tuple:
     errors = []
-    for module, name in (("keras_trpo.config", "ConfigError"), ("keras_trpo.serialization", "AgentFileError"),
+    for module, name in (("keras_trpo.config", "ConfigError"), ("keras_trpo.agent_file", "AgentFileError"),
                          ("keras_trpo.spaces", "UnsupportedSpaceError"), ("keras_trpo_serving.video", "VideoError"),
                          ("keras_trpo.tune.study", "TuneError"),
                          ("gymnasium.error", "Error")):  # an unknown env id, a missing extra (box2d, mujoco)

@@ -17,15 +17,9 @@ from typing import Any
 import keras
 import numpy as np
 
+from keras_trpo.agent_file import (FORMAT, FORMAT_VERSION, PREFIX, UNREADABLE, AgentFileError, check_agent_path,
+                                   read_state, unreadable)
 from keras_trpo_serving.files import atomic_write_bytes
-
-FORMAT = "keras_trpo.agent"
-FORMAT_VERSION = 1
-_PREFIX = "keras_trpo/"
-
-
-class AgentFileError(ValueError):
-    """A file that is missing, corrupt, or not a keras_trpo agent."""
 
 
 def _model_bytes(model: keras.Model) -> bytes:
@@ -65,45 +59,32 @@ def write_agent_file(path, policy: keras.Model, value: keras.Model, state: dict[
             for info in pol.infolist():
                 out.writestr(info.filename, pol.read(info))
         meta = {"format": FORMAT, "format_version": FORMAT_VERSION}
-        out.writestr(_PREFIX + "format.json", json.dumps(meta))
-        out.writestr(_PREFIX + "state.json", json.dumps(state, indent=1))
-        out.writestr(_PREFIX + "value.keras", _model_bytes(value))
-        out.writestr(_PREFIX + "value_optimizer.json", json.dumps(optimizer_config))
-        out.writestr(_PREFIX + "value_optimizer.npz", _npz_bytes(optimizer_variables))
+        out.writestr(PREFIX + "format.json", json.dumps(meta))
+        out.writestr(PREFIX + "state.json", json.dumps(state, indent=1))
+        out.writestr(PREFIX + "value.keras", _model_bytes(value))
+        out.writestr(PREFIX + "value_optimizer.json", json.dumps(optimizer_config))
+        out.writestr(PREFIX + "value_optimizer.npz", _npz_bytes(optimizer_variables))
     atomic_write_bytes(path, buf.getvalue())
 
 
 def read_agent_file(path) -> dict[str, Any]:
     """Returns policy, value (Keras models), state, optimizer_config, optimizer_variables."""
-    path = Path(path)
-    if not path.exists():
-        raise AgentFileError(f"no agent file at {str(path)!r}")
-    if path.is_dir():
-        raise AgentFileError(f"{str(path)!r} is a directory, not a keras_trpo agent file (.keras)")
+    path = check_agent_path(path)
     try:
         with zipfile.ZipFile(path) as z:
-            names = set(z.namelist())
-            if _PREFIX + "format.json" not in names:
-                raise AgentFileError(
-                    f"{str(path)!r} is a zip but not a keras_trpo agent file (no {_PREFIX}format.json); "
-                    "was it saved with agent.save()?"
-                )
-            meta = json.loads(z.read(_PREFIX + "format.json"))
-            if meta.get("format") != FORMAT or int(meta.get("format_version", 0)) > FORMAT_VERSION:
-                raise AgentFileError(f"{str(path)!r} has unsupported format {meta!r}")
-            state = json.loads(z.read(_PREFIX + "state.json"))
-            value_bytes = z.read(_PREFIX + "value.keras")
-            opt_config = json.loads(z.read(_PREFIX + "value_optimizer.json"))
-            opt_vars = _npz_arrays(z.read(_PREFIX + "value_optimizer.npz"))
+            state = read_state(z, path)
+            value_bytes = z.read(PREFIX + "value.keras")
+            opt_config = json.loads(z.read(PREFIX + "value_optimizer.json"))
+            opt_vars = _npz_arrays(z.read(PREFIX + "value_optimizer.npz"))
             policy_buf = io.BytesIO()
             with zipfile.ZipFile(policy_buf, "w") as pol:
                 for info in z.infolist():
-                    if not info.filename.startswith(_PREFIX):
+                    if not info.filename.startswith(PREFIX):
                         pol.writestr(info.filename, z.read(info))
     except AgentFileError:
         raise
-    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, OSError, ValueError, EOFError) as e:
-        raise AgentFileError(f"{str(path)!r} is not a readable keras_trpo agent file (corrupt or truncated): {e}") from e
+    except UNREADABLE as e:
+        raise unreadable(path, e) from e
     return {
         "policy": _load_model_bytes(policy_buf.getvalue(), "policy model"),
         "value": _load_model_bytes(value_bytes, "value model"),

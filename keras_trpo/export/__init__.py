@@ -22,7 +22,7 @@ from keras_trpo_serving.lazy import lazy_attributes
 _LAZY = {
     "ExportError": "keras_trpo.export.errors", "ExportVerificationError": "keras_trpo.export.errors",
     "PolicyDescription": "keras_trpo.export.description", "describe": "keras_trpo.export.description",
-    "DEFAULT_OPSET": "keras_trpo.export.onnx_export", "ExportReport": "keras_trpo.export.report", "to_onnx": "keras_trpo.export.onnx_export",
+    "DEFAULT_OPSET": "keras_trpo.export.opsets", "ExportReport": "keras_trpo.export.report", "to_onnx": "keras_trpo.export.onnx_export",
     "verify_onnx": "keras_trpo.export.onnx_export",
     "OrtExportReport": "keras_trpo.export.ort", "to_ort": "keras_trpo.export.ort", "verify_ort": "keras_trpo.export.ort",
     "QUANTIZATIONS": "keras_trpo.export.quantize", "quantize_onnx": "keras_trpo.export.quantize",

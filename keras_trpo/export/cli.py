@@ -7,7 +7,9 @@ import json
 import os
 import sys
 
-from keras_trpo.export.onnx_export import DEFAULT_OPSET
+from keras_trpo.agent_file import AgentFileError, read_agent_state
+from keras_trpo.export.errors import ExportError
+from keras_trpo.export.opsets import DEFAULT_OPSET, check_opset
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -108,8 +110,18 @@ def main(argv=None) -> int:
         parser.error("--stochastic and --quantize cannot be combined: export the quantised copy without --stochastic")
     if args.stochastic and not (args.onnx or args.ort or args.tflite):
         parser.error("--stochastic needs --onnx, --ort or --tflite (the C export always has NAME_sample_noise)")
+    try:  # what can be refused without TensorFlow (its import takes seconds)
+        if args.onnx or args.ort:
+            check_opset(args.opset)
+        read_agent_state(args.agent)
+    except (ExportError, AgentFileError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    from keras_trpo.quiet import quiet_tensorflow_import
+
+    quiet_tensorflow_import(0)  # before anything imports TensorFlow: keep its C++ start-up lines off stderr
     import keras_trpo
-    from keras_trpo.export import ExportError, to_c, to_onnx, to_ort, to_saved_model, to_tflite
+    from keras_trpo.export import to_c, to_onnx, to_ort, to_saved_model, to_tflite
 
     mask = {"auto": None, "on": True, "off": False}[args.action_mask]
     try:
@@ -132,7 +144,7 @@ def main(argv=None) -> int:
             reports.append(to_c(agent, args.c_dir, name=args.c_name, verify=not args.no_verify, action_mask=mask))
         if args.all_dir:
             save_observations(agent, mask, os.path.join(args.all_dir, "observations.npz"))
-    except (ExportError, keras_trpo.AgentFileError) as e:
+    except (ExportError, AgentFileError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     for r in reports:

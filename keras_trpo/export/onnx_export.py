@@ -16,15 +16,13 @@ from keras_trpo.export.inputs import ACTION_MASK, Feeds, Runner, run_in_batches
 from keras_trpo.export.metadata import policy_metadata
 from keras_trpo.export.noise import NOISE
 from keras_trpo.export.observations import Inputs, default_calibration, verification_observations
+from keras_trpo.export.opsets import DEFAULT_OPSET, check_opset
 from keras_trpo.export.quantize import STATIC, canonical, quantize_onnx, refuse_stateful
 from keras_trpo.export.reference import agent_reference
 from keras_trpo.export.report import ExportReport
 from keras_trpo.export.targets import check_target
 from keras_trpo.export.verify import verify_file
 from keras_trpo_serving.files import atomic_write_bytes
-
-# Opset 17: supported by tf2onnx 1.17 and every onnxruntime since 1.14, so files run on older devices too.
-DEFAULT_OPSET = 17
 
 
 def ort_session(path: str | os.PathLike):
@@ -67,8 +65,7 @@ def write_onnx(desc: PolicyDescription, path: Path, opset: int, stochastic: bool
     import onnx
     import tf2onnx
 
-    if not isinstance(opset, int) or not 13 <= opset <= 18:
-        raise ExportError(f"opset must be an integer from 13 to 18 (tf2onnx 1.17's range), got {opset!r}")
+    check_opset(opset)
     signature = input_signature(desc, stochastic)
     fn = tf.function(serving_function(desc, stochastic=stochastic), input_signature=signature)
     try:

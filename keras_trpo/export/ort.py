@@ -21,7 +21,8 @@ from typing import Optional
 from keras_trpo.export.description import describe
 from keras_trpo.export.errors import ExportError, ExportVerificationError
 from keras_trpo.export.observations import Inputs
-from keras_trpo.export.onnx_export import DEFAULT_OPSET, has_mask_input, has_noise_input, onnx_runner, write_onnx
+from keras_trpo.export.onnx_export import has_mask_input, has_noise_input, onnx_runner, write_onnx
+from keras_trpo.export.opsets import DEFAULT_OPSET
 from keras_trpo.export.report import ExportReport
 from keras_trpo.export.targets import check_target
 from keras_trpo.export.verify import verify_file
