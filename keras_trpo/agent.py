@@ -24,8 +24,7 @@ from keras_trpo.policies.policy import build_policy, check_not_architecture, pol
 from keras_trpo.rollouts.collector import RolloutCollector
 from keras_trpo.rollouts.episodes import EpisodeWindow
 from keras_trpo.rollouts.worker import Rollout
-from keras_trpo.agent_file import AgentFileError
-from keras_trpo.serialization import read_agent_file, write_agent_file
+from keras_trpo.serialization import AgentFileError, read_agent_file, write_agent_file
 from keras_trpo.spaces import space_from_json, space_to_json
 
 

@@ -55,7 +55,7 @@ TABLES = (
     _adoption("adoption_gauss_newton", "seeds", "gauss_newton"),
     _adoption("adoption_gn_sub2", "seeds", "gn_sub2"),
     Table("recurrent", ("benchmarks.recurrent", "table"),
-          (f"{RESULTS}/recurrent/**/*.json", f"{RESULTS}/ahead/cpnv_gamma_trial1/**/*.json")),  # the preset's seeds
+          (f"{RESULTS}/recurrent/**/*.json", f"{RESULTS}/ahead/cpnv_g995_trial7/**/*.json")),  # the preset's seeds
     Table("masks", ("benchmarks.masks", "table"), (f"{RESULTS}/masks/**/seed_*.json",)),
     Table("ablations", ("benchmarks.ablation_stats",),
           (f"{RESULTS}/ablations/**/*.json", f"{RESULTS}/seeds/**/*.json")),
