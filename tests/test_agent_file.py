@@ -56,9 +56,10 @@ def test_commands_refuse_bad_input_before_importing_tensorflow(tmp_path):
         ("keras_trpo.cli", ["evaluate", str(tmp_path / "junk.keras")], "not a readable keras_trpo agent"),
         ("keras_trpo.cli", ["train", "--resume", "--out", str(run.parent), "--timesteps", "64", "--seed", "3"],
          "--seed 3 differs from the run's seed 0"),
-        ("keras_trpo.cli", ["train", "--resume", "--out", str(run.parent), "--timesteps", "64", "--env", "Acrobot-v1"],
-         "--env Acrobot-v1 differs from the run's env CartPole-v1"),
-        ("keras_trpo.cli", ["train", "--resume", "--out", str(run.parent), "--timesteps", "64", "--action-masks", "off"],
+        ("keras_trpo.cli", ["train", "--resume", "--out", str(run.parent), "--timesteps", "64",
+                            "--env", "Acrobot-v1"], "--env Acrobot-v1 differs from the run's env CartPole-v1"),
+        ("keras_trpo.cli", ["train", "--resume", "--out", str(run.parent), "--timesteps", "64",
+                            "--action-masks", "off"],
          "--action-masks off cannot change a resumed run's (its checkpoint has 'auto')"),
     ]
     code = ("import contextlib, importlib, io, json, sys\n"

@@ -165,8 +165,8 @@ def test_a_tiny_study_end_to_end_two_processes_pruned_failed_killed_resumed(tmp_
     journal = out / "study.journal"
     args = ["tune", "--env", PROBE, "--trials", 8, "--jobs", 2, "--timesteps-per-trial", 128, "--out", out,
             "--set", "n_envs=1", "--set", "jit_compile=false", "--space", "n_steps=[64]",
-            "--space", "hidden_sizes=[[8]]", "--space", "value_epochs=[1]", "--space", "cg_iters=[5]", "--evaluations", 2, "--eval-episodes", 2,
-            "--startup-trials", 1]
+            "--space", "hidden_sizes=[[8]]", "--space", "value_epochs=[1]", "--space", "cg_iters=[5]",
+            "--evaluations", 2, "--eval-episodes", 2, "--startup-trials", 1]
     cmd = [sys.executable, "-m", "keras_trpo", *map(str, args)]
     first = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:  # kill the tune (SIGKILL: no chance to clean up) once two trials have finished
@@ -257,8 +257,8 @@ def test_progress_is_a_live_line_in_a_terminal_and_plain_lines_in_a_log(tmp_path
 def test_an_rdb_storage_url_is_used_as_given(tmp_path):
     url = f"sqlite:///{tmp_path / 'studies.db'}"
     args = ["tune", "--env", PROBE, "--trials", 2, "--jobs", 1, "--timesteps-per-trial", 128, "--out", tmp_path / "o",
-            "--storage", url, "--study", "rdb", "--set", "n_envs=1", "--set", "jit_compile=false", "--space", "n_steps=[64]",
-            "--space", "hidden_sizes=[[8]]", "--evaluations", 1, "--eval-episodes", 1, "--verbose", 0]
+            "--storage", url, "--study", "rdb", "--set", "n_envs=1", "--set", "jit_compile=false",
+            "--space", "n_steps=[64]", "--space", "hidden_sizes=[[8]]", "--evaluations", 1, "--eval-episodes", 1, "--verbose", 0]
     proc = _cli(*args)
     assert proc.returncode == 0, proc.stderr
     study = optuna.load_study(study_name="rdb", storage=url)
@@ -362,9 +362,9 @@ def _probe_settings(seeds_per_trial, startup_trials=1):
 
     space = build_space({"n_steps": "[64]", "hidden_sizes": "[[8]]", "value_epochs": "[1]", "cg_iters": "[5]"},
                         fixed=["n_envs"])
-    return TuneSettings(env=PROBE, timesteps_per_trial=64, space=space_to_dict(space), fixed={"n_envs": 1, "jit_compile": False},
-                        evaluations=1, eval_episodes=1, startup_trials=startup_trials, seed=10,
-                        seeds_per_trial=seeds_per_trial).validate()
+    return TuneSettings(env=PROBE, timesteps_per_trial=64, space=space_to_dict(space),
+                        fixed={"n_envs": 1, "jit_compile": False}, evaluations=1, eval_episodes=1,
+                        startup_trials=startup_trials, seed=10, seeds_per_trial=seeds_per_trial).validate()
 
 
 def test_a_trial_of_several_seeds_scores_their_mean_and_is_pruned_only_between_seeds_from_half_on(tmp_path):

@@ -60,12 +60,12 @@ def train(env, backend, workers, request, iterations=3, **hp):
 
 # ----------------------------------------------------------------------------- same results everywhere
 # Without XLA: what is compared is the workers' rollouts and their merge, not the update's kernels (XLA
-# compiles cost ~2.5 s per agent, 13 agents here); bitcheck and test_agent cover the XLA update.
+# compiles cost ~2.5 s per agent, 14 agents here); bitcheck and test_agent cover the XLA update.
 CASES = {
     "CartPole-v1": dict(n_envs=4, n_steps=128, jit_compile=False),
     # Dict observations (Box and Discrete keys, each normalised on its own), Gaussian actions, observation
     # normalisation and reward scaling, 20-step episodes truncated inside each rollout: packed through every
-    # backend. (A Pendulum-v1 case added nothing to this one and CartPole's registered id.)
+    # backend. (A Pendulum-v1 case added nothing beyond this one and CartPole-v1's registered id.)
     "PointGoal-Dict": dict(n_envs=4, n_steps=128, normalize_obs=True, normalize_reward=True, jit_compile=False),
     # A recurrent policy: each worker carries its envs' states across fragments and resets them at episode
     # starts; truncations at step 200 exercise the recurrent critic's bootstrap; sequences of 32 steps.
