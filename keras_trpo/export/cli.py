@@ -110,21 +110,17 @@ def main(argv=None) -> int:
         parser.error("--stochastic and --quantize cannot be combined: export the quantised copy without --stochastic")
     if args.stochastic and not (args.onnx or args.ort or args.tflite):
         parser.error("--stochastic needs --onnx, --ort or --tflite (the C export always has NAME_sample_noise)")
-    try:  # what can be refused without TensorFlow (its import takes seconds)
-        if args.onnx or args.ort:
-            check_opset(args.opset)
-        read_agent_state(args.agent)
-    except (ExportError, AgentFileError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    from keras_trpo.quiet import quiet_tensorflow_import
-
-    quiet_tensorflow_import(0)  # before anything imports TensorFlow: keep its C++ start-up lines off stderr
-    import keras_trpo
-    from keras_trpo.export import to_c, to_onnx, to_ort, to_saved_model, to_tflite
-
     mask = {"auto": None, "on": True, "off": False}[args.action_mask]
     try:
+        if args.onnx or args.ort:  # what can be refused without TensorFlow (its import takes seconds) first
+            check_opset(args.opset)
+        read_agent_state(args.agent)
+        from keras_trpo.quiet import quiet_tensorflow_import
+
+        quiet_tensorflow_import(0)  # before anything imports TensorFlow: keep its C++ start-up lines off stderr
+        import keras_trpo
+        from keras_trpo.export import to_c, to_onnx, to_ort, to_saved_model, to_tflite
+
         agent = keras_trpo.load(args.agent)
         if args.all_dir:
             os.makedirs(args.all_dir, exist_ok=True)
