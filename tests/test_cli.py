@@ -59,13 +59,18 @@ print("HEAVY", heavy, file=sys.stderr)
     assert "--resume" in proc.stdout and "--checkpoint-every" in proc.stdout and "--video" in proc.stdout
 
 
-def test_train_prints_our_output_only(trained):
-    _, proc = trained
+def test_train_writes_the_four_files_and_prints_our_output_only(trained):
+    out, proc = trained
     noisy = [line for line in proc.stderr.splitlines() if NOISE.search(line)]
     assert noisy == [], noisy
     assert proc.stderr == ""  # nothing else either, on a CPU machine at --verbose 0
-    summary = json.loads(proc.stdout)
-    assert summary["timesteps"] >= 2048 and summary["status"] == "finished"
+    assert sorted(p.name for p in out.iterdir()) == ["agent.keras", "learning_curve.png", "metrics.csv", "summary.json"]
+    printed, summary = json.loads(proc.stdout), json.loads((out / "summary.json").read_text())
+    assert {"env", "timesteps", "seed", "wall_s", "steps_per_s", "eval_mean", "eval_std"} <= set(summary)
+    assert summary["timesteps"] == 2048 and summary["env"] == "CartPole-v1"
+    assert printed["timesteps"] == 2048 and printed["status"] == "finished"
+    header = (out / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert "mean_return" in header and not any(h.startswith("val_") for h in header)
 
 
 def test_verbose_2_shows_tensorflows_start_up_lines(trained):
@@ -165,10 +170,13 @@ def test_bad_input_is_named_without_a_trace(tmp_path):
             (["train", "--env", "NoSuchEnv-v0", "--timesteps", 100, "--out", tmp_path / "x"], "NoSuchEnv"),
             (["train", "--env", "CartPole-v1", "--timesteps", -5], "positive number of steps"),
             (["train", "--env", "CartPole-v1", "--timesteps", 100, "--set", "nope"], "KEY=VALUE"),
+            (["train", "--env", "CartPole-v1", "--timesteps", 100, "--set", "max_kl=-1", "--out", tmp_path / "y"],
+             "max_kl must be a positive number"),
             (["evaluate", tmp_path / "missing.keras"], "no agent file")):
         proc = _run(*args)
         assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert not (tmp_path / "x").exists()  # a failed start leaves no empty run directory behind
+    assert not (tmp_path / "y").exists()
 
 
 def test_export_and_serve_through_keras_trpo(trained, tmp_path):
@@ -182,55 +190,56 @@ def test_export_and_serve_through_keras_trpo(trained, tmp_path):
     assert json.loads(served.stdout)["episodes"] == 2
 
 
-def test_same_seed_in_two_processes_gives_bit_identical_runs(tmp_path):
-    """The reproducibility the README promises: same seed, same machine, same files, any process."""
+TIMING = {"rollout_s", "update_s", "steps_per_s"}
+
+
+@pytest.fixture(scope="module")
+def pendulum_run(tmp_path_factory):
+    """``pendulum_run(name, *extra, one_core=False)``: a Pendulum-v1 run of two iterations through the command
+    line, once per name for the module -> (metrics rows without timing, eval_mean, weights). The zoo's preset:
+    batches of 2 x 1024 steps, large enough for two threads to split sums; those show in the weights after
+    the first update and in the metrics rows from the second iteration on."""
     import csv
 
     import keras_trpo
 
-    timing = {"rollout_s", "update_s", "steps_per_s"}
-    runs = []
-    for name in ("a", "b"):
-        proc = _run("train", "--env", "Pendulum-v1", "--timesteps", 2048, "--out", tmp_path / name, "--verbose", 0,
-                    "--eval-episodes", 2, "--seed", 3, "--set", "n_envs=2", "--set", "n_steps=256")
-        assert proc.returncode == 0, proc.stderr[-2000:]
-        with open(tmp_path / name / "metrics.csv", newline="") as f:
-            rows = [{k: v for k, v in r.items() if k not in timing} for r in csv.DictReader(f)]
-        summary = json.loads(proc.stdout)
-        runs.append((rows, summary["eval_mean"], keras_trpo.load(str(tmp_path / name / "agent.keras")).get_weights()))
-    (rows_a, eval_a, w_a), (rows_b, eval_b, w_b) = runs
-    assert len(rows_a) == 4 and rows_a == rows_b and eval_a == eval_b  # every logged number, as text
-    for a, b in zip(w_a, w_b):
-        np.testing.assert_array_equal(a, b)
+    folder, runs = tmp_path_factory.mktemp("pendulum"), {}
+
+    def run(name, *extra, one_core=False):
+        if name not in runs:
+            cmd = [sys.executable, "-m", "keras_trpo", "train", "--env", "Pendulum-v1", "--timesteps", "4096",
+                   "--seed", "3", "--out", str(folder / name), "--verbose", "0", "--eval-episodes", "2", *extra]
+            proc = subprocess.run((["taskset", "-c", "0"] if one_core else []) + cmd, cwd=ROOT,
+                                  capture_output=True, text=True, env=_env())
+            assert proc.returncode == 0, proc.stderr[-2000:]
+            with open(folder / name / "metrics.csv", newline="") as f:
+                rows = [{k: v for k, v in r.items() if k not in TIMING} for r in csv.DictReader(f)]
+            weights = keras_trpo.load(str(folder / name / "agent.keras")).get_weights()
+            runs[name] = rows, json.loads(proc.stdout)["eval_mean"], weights
+        return runs[name]
+
+    return run
 
 
-def test_portable_numerics_make_the_core_count_irrelevant(tmp_path):
+def _same(a, b) -> bool:
+    """Every logged number (as text), the evaluation and every weight bit."""
+    return a[0] == b[0] and a[1] == b[1] and all(np.array_equal(x, y) for x, y in zip(a[2], b[2]))
+
+
+def test_same_seed_in_two_processes_gives_bit_identical_runs(pendulum_run):
+    """The reproducibility the README promises: same seed, same machine, same files, any process."""
+    a, b = pendulum_run("two"), pendulum_run("two_again")
+    assert len(a[0]) == 2 and _same(a, b)
+
+
+def test_portable_numerics_make_the_core_count_irrelevant(pendulum_run):
     """Two cores against one (taskset): different sums without --portable-numerics, the same with it.
     (Its other half, oneDNN pinned to AVX2, is measured by benchmarks/reproducibility.py.)"""
-    import csv
     import shutil
-
-    import keras_trpo
 
     if shutil.which("taskset") is None or len(os.sched_getaffinity(0)) < 2:
         pytest.skip("needs taskset and two cores")
-    timing = {"rollout_s", "update_s", "steps_per_s"}
-
-    def run(name, *extra, one_core=False):
-        """The metrics rows and the weights after one iteration (the update's sums show in the weights at once,
-        in the metrics from the second iteration on)."""
-        # the zoo's Pendulum preset: batches of 2 x 1024 steps, large enough for two threads to split sums
-        cmd = [sys.executable, "-m", "keras_trpo", "train", "--env", "Pendulum-v1", "--timesteps", "2048",
-               "--out", str(tmp_path / name), "--verbose", "0", "--eval-episodes", "1", *extra]
-        proc = subprocess.run((["taskset", "-c", "0"] if one_core else []) + cmd, cwd=ROOT, capture_output=True,
-                              text=True, env=_env())
-        assert proc.returncode == 0, proc.stderr[-2000:]
-        with open(tmp_path / name / "metrics.csv", newline="") as f:
-            rows = [{k: v for k, v in r.items() if k not in timing} for r in csv.DictReader(f)]
-        return rows, keras_trpo.load(str(tmp_path / name / "agent.keras")).get_weights()
-
-    def same(a, b):
-        return a[0] == b[0] and all(np.array_equal(x, y) for x, y in zip(a[1], b[1]))
-
-    assert not same(run("two"), run("one", one_core=True))
-    assert same(run("two_p", "--portable-numerics"), run("one_p", "--portable-numerics", one_core=True))
+    two, one = pendulum_run("two"), pendulum_run("one", one_core=True)
+    assert two[0] != one[0] and not _same(two, one)  # the rows differ too, not only the weights' last bits
+    assert _same(pendulum_run("two_p", "--portable-numerics"),
+                 pendulum_run("one_p", "--portable-numerics", one_core=True))
