@@ -144,17 +144,16 @@ def _run_dir(args) -> Path:
     return Path(f"runs/{args.env}-s{0 if args.seed is None else args.seed}")
 
 
-def _start_agent(args, out: Path):
-    """The agent to train, a fresh one or the run's checkpoint; and whether it was resumed."""
+def _start_agent(args, out: Path, config):
+    """The agent to train, a fresh one with ``config`` (``_fresh_config``'s) or the run's checkpoint; and whether
+    it was resumed."""
     import keras_trpo
     from keras_trpo import run_dir
 
-    overrides = _overrides(args.set)
-    masks = getattr(args, "action_masks", None)
-    where = {name: getattr(args, name) for name in ROLLOUT_FLAGS if getattr(args, name) is not None}
     ckpt = out / run_dir.AGENT
     if args.resume and ckpt.exists():  # _check_run_request has compared the request with the checkpoint
         agent = keras_trpo.load(str(ckpt))
+        where = {name: getattr(args, name) for name in ROLLOUT_FLAGS if getattr(args, name) is not None}
         if where:  # where the envs run may change between machines; how the agent learns may not
             agent.config = agent.config.replace(**where)
         run_dir.truncate_metrics(out / run_dir.METRICS, agent.iterations)
@@ -166,6 +165,20 @@ def _start_agent(args, out: Path):
         print(f"no checkpoint in {out}: starting afresh", file=sys.stderr)
     for name in existing:  # a fresh run never mixes with an old one's files
         (out / name).unlink()
+    return keras_trpo.TRPO(args.env, seed=0 if args.seed is None else args.seed, config=config), False
+
+
+def _fresh_config(args):
+    """The TRPOConfig a fresh run of ``args`` trains with (``TRPO`` takes it as given), built without
+    TensorFlow so that an unknown env or a bad ``--set`` is refused at once: the env's preset (or ``--presets
+    zoo``'s, or the ``--config`` file's settings), then ``--set``, the rollout flags and ``--action-masks``."""
+    from keras_trpo.config_file import agent_config
+    from keras_trpo.envs import spaces_of
+
+    try:
+        action_space = spaces_of(args.env)[1]
+    except Exception as e:  # noqa: BLE001 - gymnasium's own errors (unregistered id, missing extra), named
+        raise CliError(f"cannot make the env {args.env!r}: {type(e).__name__}: {e}") from None
     config = None
     if getattr(args, "config_file", None) is not None:
         from keras_trpo.config_file import config_from_settings
@@ -173,19 +186,20 @@ def _start_agent(args, out: Path):
         config = config_from_settings(args.config_file.settings, args.env, presets=args.presets)
     elif args.presets != "keras-trpo":
         from keras_trpo.config import default_config
-        from keras_trpo.envs import spaces_of
 
-        config = default_config(args.env, spaces_of(args.env)[1], presets=args.presets)
-    if masks is not None:
-        overrides["action_masks"] = masks
-    return keras_trpo.TRPO(args.env, seed=0 if args.seed is None else args.seed, config=config, **overrides,
-                           **where), False
+        config = default_config(args.env, action_space, presets=args.presets)
+    overrides = {**_overrides(args.set),
+                 **{name: getattr(args, name) for name in ROLLOUT_FLAGS if getattr(args, name) is not None}}
+    if getattr(args, "action_masks", None) is not None:
+        overrides["action_masks"] = args.action_masks
+    return agent_config(config, args.env, args.env, action_space, overrides)
 
 
-def _check_run_request(args, out: Path) -> None:
+def _check_run_request(args, out: Path):
     """What ``train`` can refuse from its arguments and the run folder alone, before TensorFlow is imported
     (a second or more): with ``--resume`` of a checkpoint, settings, another env, seed or action-mask mode
-    (read from the checkpoint's state); a missing ``--env``; an unfinished run."""
+    (read from the checkpoint's state); a missing ``--env``, an unfinished run, an env that cannot be made or
+    settings the config refuses. Returns a fresh run's config (None when the checkpoint is resumed)."""
     from keras_trpo import run_dir
     from keras_trpo.agent_file import read_agent_state
 
@@ -205,7 +219,7 @@ def _check_run_request(args, out: Path) -> None:
                            f"{saved_masks!r}); start a new run to change it")
         run_dir.check_same_run("env", args.env, state.get("env_id"))
         run_dir.check_same_run("seed", args.seed, int(state["seed"]))
-        return
+        return None
     if not args.env:
         raise CliError(f"--env is needed: {out} has no checkpoint to resume" if args.resume else "--env is needed")
     existing = run_dir.existing_run_files(out)
@@ -213,6 +227,7 @@ def _check_run_request(args, out: Path) -> None:
         # killed or stopped: starting over would throw its progress away
         raise CliError(f"{out} holds an unfinished run ({', '.join(existing)}); pass --resume to continue it "
                        "or --overwrite to start afresh")
+    return _fresh_config(args)
 
 
 def train(args) -> tuple[dict, int]:
@@ -224,7 +239,7 @@ def train(args) -> tuple[dict, int]:
     out = _run_dir(args)
     if args.checkpoint_every < 0:
         raise CliError("--checkpoint-every must be >= 0")
-    _check_run_request(args, out)
+    config = _check_run_request(args, out)
     if args.portable_numerics:
         from keras_trpo.portable import use_portable_numerics
 
@@ -237,7 +252,7 @@ def train(args) -> tuple[dict, int]:
 
     if out.is_dir():
         run_dir.remove_stale_temp_files(out)
-    agent, resumed = _start_agent(args, out)
+    agent, resumed = _start_agent(args, out, config)
     out.mkdir(parents=True, exist_ok=True)
     start_timesteps, start_iterations = agent.num_timesteps, agent.iterations
     if resumed and args.verbose:

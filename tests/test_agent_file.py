@@ -61,6 +61,18 @@ def test_commands_refuse_bad_input_before_importing_tensorflow(tmp_path):
         ("keras_trpo.cli", ["train", "--resume", "--out", str(run.parent), "--timesteps", "64",
                             "--action-masks", "off"],
          "--action-masks off cannot change a resumed run's (its checkpoint has 'auto')"),
+        # a fresh run's config is built before the import: the env's preset, then --set and the flags
+        ("keras_trpo.cli", ["train", "--env", "NoSuchEnv-v0", "--timesteps", "64", "--out", "a"],
+         "cannot make the env 'NoSuchEnv-v0': NameNotFound"),
+        ("keras_trpo.cli", ["train", "--env", "CartPole-v1", "--timesteps", "64", "--out", "b", "--set", "max_kl=-1"],
+         "max_kl must be a positive number, got -1"),
+        ("keras_trpo.cli", ["train", "--env", "CartPole-v1", "--timesteps", "64", "--out", "c", "--set", "maxkl=1"],
+         "unknown hyperparameter(s): maxkl"),
+        ("keras_trpo.cli", ["train", "--env", "Pendulum-v1", "--timesteps", "64", "--out", "d",
+                            "--rollout-workers", "3"], "rollout_workers (3) cannot exceed n_envs (2)"),
+        ("keras_trpo.cli", ["train", "--env", "CartPole-v1", "--timesteps", "64", "--out", "e",
+                            "--set", "recurrent=lstm", "--set", "recurrent_sequence_length=100"],
+         "recurrent_sequence_length (100) must divide n_steps (512)"),
     ]
     code = ("import contextlib, importlib, io, json, sys\n"
             "out = []\n"
@@ -77,3 +89,4 @@ def test_commands_refuse_bad_input_before_importing_tensorflow(tmp_path):
     for (module, argv, message), (rc, stderr) in zip(cases, got["results"]):
         assert rc == 2 and message in stderr and "Traceback" not in stderr, (module, argv, rc, stderr)
     assert not got["tensorflow"]
+    assert not any((tmp_path / name).exists() for name in "abcde")  # a refused run leaves no folder behind
