@@ -413,6 +413,10 @@ def test_seeds_per_trial_is_validated_and_a_study_made_before_it_resumes(tmp_pat
     proc = _cli("tune", "--env", PROBE, "--trials", 1, "--out", tmp_path, "--seeds-per-trial", "-1")
     assert proc.returncode == 2 and "seeds-per-trial must be a positive integer, got -1" in proc.stderr
     assert "Traceback" not in proc.stderr
+    # an env that cannot be made is named at once (it was a worker's crash in its log, and exit status 0)
+    proc = _cli("tune", "--env", "NoSuchEnv-v0", "--trials", 1, "--out", tmp_path / "none")
+    assert proc.returncode == 2 and "cannot make the env 'NoSuchEnv-v0': NameNotFound" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "none").exists()
     # a study stored before the field existed has no seeds_per_trial: it is one seed per trial, and resumes
     location = storage_location(None, tmp_path)
     settings = _probe_settings(1)

@@ -49,8 +49,13 @@ def study_settings(env: str, timesteps_per_trial: Optional[int], fixed: Mapping[
     """What every worker of the study needs: the env, the trials' budget, the fixed settings (checked) and the
     search space (the zoo's, with the recurrent dimensions when the trials' policy is recurrent, then ``space``)."""
     from keras_trpo.config import TRPOConfig
+    from keras_trpo.envs import spaces_of
     from keras_trpo.presets import preset
 
+    try:  # here, not in every worker's log after a TensorFlow import each
+        spaces_of(env)
+    except Exception as e:  # noqa: BLE001 - gymnasium's own errors (unregistered id, missing extra), named
+        raise TuneError(f"cannot make the env {env!r}: {type(e).__name__}: {e}") from None
     TRPOConfig().replace(**{k: tuple(v) if k == "hidden_sizes" else v for k, v in fixed.items()})  # names, values
     if timesteps_per_trial is None:
         timesteps_per_trial = preset(env).n_timesteps  # the zoo's budget for the env, as its -optimize uses
@@ -145,7 +150,6 @@ def tune(env: Optional[str] = None, *, trials: int, out: str, timesteps_per_tria
     if timeout is not None and not timeout > 0:
         raise TuneError(f"timeout must be a positive number of seconds, got {timeout!r}")
     out_dir = Path(out)
-    out_dir.mkdir(parents=True, exist_ok=True)
     location = storage_location(storage, out_dir)
     settings = None
     if env is not None:
@@ -153,6 +157,7 @@ def tune(env: Optional[str] = None, *, trials: int, out: str, timesteps_per_tria
                                   eval_episodes, startup_trials, seed, seeds_per_trial)
     elif fixed or space or timesteps_per_trial:
         raise TuneError("--set, --space and --timesteps-per-trial define a new study: give --env too")
+    out_dir.mkdir(parents=True, exist_ok=True)  # a refused request leaves no folder behind
     name = study or (default_study_name(env) if env else _only_study(location))
     the_study, settings, resumed = create_or_resume(location, name, settings)
     orphaned = fail_orphaned_trials(the_study)
