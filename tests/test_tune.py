@@ -265,6 +265,23 @@ def test_an_rdb_storage_url_is_used_as_given(tmp_path):
     assert [t.value for t in study.trials] == [20.0, 5.0] and not (tmp_path / "o" / "study.journal").exists()
 
 
+def test_a_worker_that_dies_makes_the_tune_exit_1(tmp_path, monkeypatch, capsys):
+    """A worker's crash or kill ends the round; the study is kept, but the exit status says it failed."""
+    from keras_trpo.cli import main
+    from keras_trpo.tune import driver
+
+    def dying_workers(location, name, trials, jobs, deadline, out, verbose):
+        (out / "logs").mkdir(parents=True, exist_ok=True)
+        return [subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"]) for _ in range(jobs)]
+
+    monkeypatch.setattr(driver, "_start_workers", dying_workers)
+    rc = main(["tune", "--env", PROBE, "--trials", "2", "--jobs", "2", "--timesteps-per-trial", "128",
+               "--out", str(tmp_path / "o"), "--set", "n_envs=1"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "error: worker(s) 0, 1 exited abnormally" in err and str(tmp_path / "o" / "logs") in err
+    assert (tmp_path / "o" / "study.journal").exists()  # kept: the same command resumes it
+
+
 def test_a_trial_started_when_the_study_is_full_is_not_run():
     from keras_trpo.tune.study import TuneSettings, counted
     from keras_trpo.tune.space import space_to_dict

@@ -115,4 +115,8 @@ def run_tune(args, fixed: dict) -> int:
             print(f"best settings: {result.best_config}  (keras-trpo train --config {result.best_config})",
                   file=sys.stderr)
         print(f"dashboard: optuna-dashboard {result.storage}", file=sys.stderr)
+    if result.failed_workers:  # the study is kept and resumes, but a script must not read this as success
+        print(f"error: worker(s) {', '.join(map(str, result.failed_workers))} exited abnormally: see their logs in "
+              f"{Path(args.out) / 'logs'}", file=sys.stderr)
+        return 1
     return 0

@@ -37,6 +37,7 @@ class TuneResult:
     table: str
     files: list
     notes: list
+    failed_workers: tuple = ()  # worker processes that exited abnormally (a crash, a kill): the CLI's exit status 1
 
 
 def default_study_name(env: str) -> str:
@@ -171,6 +172,7 @@ def tune(env: Optional[str] = None, *, trials: int, out: str, timesteps_per_tria
                          f"{settings.timesteps_per_trial} steps{per}, {jobs} at a time")
     deadline = time.time() + timeout if timeout else None
     reported: set[int] = set()
+    failed_workers: list[int] = []
     while True:  # rounds: a trial counted as running by a worker that was dying (a kill just before) may not finish
         before = len(the_study.trials)
         procs = _start_workers(location, name, trials, jobs, deadline, out_dir, verbose)
@@ -184,12 +186,14 @@ def tune(env: Optional[str] = None, *, trials: int, out: str, timesteps_per_tria
         bad = [k for k, p in enumerate(procs) if p.returncode not in (0, 130)]
         if bad:
             progress.message(f"worker(s) {', '.join(map(str, bad))} exited abnormally: see {out_dir / 'logs'}")
+            failed_workers.extend(bad)
         fail_orphaned_trials(the_study)
         if (stopped or bad or (deadline is not None and time.time() >= deadline)
                 or trials_counted(the_study) >= trials or len(the_study.trials) == before):
             break
     progress.close()
-    return show(study=name, out=str(out_dir), storage=storage, top=top, _loaded=(the_study, settings, location))
+    result = show(study=name, out=str(out_dir), storage=storage, top=top, _loaded=(the_study, settings, location))
+    return dataclasses.replace(result, failed_workers=tuple(failed_workers))
 
 
 def _only_study(location: str) -> str:
