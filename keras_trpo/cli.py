@@ -239,11 +239,11 @@ def train(args) -> tuple[dict, int]:
     out = _run_dir(args)
     if args.checkpoint_every < 0:
         raise CliError("--checkpoint-every must be >= 0")
-    config = _check_run_request(args, out)
-    if args.portable_numerics:
+    if args.portable_numerics:  # first: making the env to check the request may import TensorFlow (a user's env)
         from keras_trpo.portable import use_portable_numerics
 
         use_portable_numerics()
+    config = _check_run_request(args, out)
     quiet_tensorflow_import(args.verbose)
     from keras_trpo.callbacks import MetricsCSVLogger, PeriodicCheckpoint, StopWhen
     from keras_trpo.interrupt import GracefulStop
