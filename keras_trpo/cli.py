@@ -173,12 +173,9 @@ def _fresh_config(args):
     TensorFlow so that an unknown env or a bad ``--set`` is refused at once: the env's preset (or ``--presets
     zoo``'s, or the ``--config`` file's settings), then ``--set``, the rollout flags and ``--action-masks``."""
     from keras_trpo.config_file import agent_config
-    from keras_trpo.envs import spaces_of
+    from keras_trpo.envs import probe_spaces
 
-    try:
-        action_space = spaces_of(args.env)[1]
-    except Exception as e:  # noqa: BLE001 - gymnasium's own errors (unregistered id, missing extra), named
-        raise CliError(f"cannot make the env {args.env!r}: {type(e).__name__}: {e}") from None
+    action_space = probe_spaces(args.env)[1]
     config = None
     if getattr(args, "config_file", None) is not None:
         from keras_trpo.config_file import config_from_settings
@@ -453,7 +450,7 @@ def _library_errors() -> tuple:
     errors = []
     for module, name in (("keras_trpo.config", "ConfigError"), ("keras_trpo.agent_file", "AgentFileError"),
                          ("keras_trpo.spaces", "UnsupportedSpaceError"), ("keras_trpo_serving.video", "VideoError"),
-                         ("keras_trpo.tune.study", "TuneError"),
+                         ("keras_trpo.tune.study", "TuneError"), ("keras_trpo.envs", "EnvMakeError"),
                          ("gymnasium.error", "Error")):  # an unknown env id, a missing extra (box2d, mujoco)
         mod = sys.modules.get(module)
         if mod is not None:

@@ -193,6 +193,19 @@ def spaces_of(env: EnvSpec) -> tuple[gym.Space, gym.Space]:
         probe.close()
 
 
+class EnvMakeError(ValueError):
+    """An env that cannot be made (an unregistered id, a missing extra), with gymnasium's own error."""
+
+
+def probe_spaces(env: EnvSpec) -> tuple[gym.Space, gym.Space]:
+    """``spaces_of``, for a request checked before anything else starts (the commands, ``tune``): whatever
+    making the env raises becomes an ``EnvMakeError`` that names the env."""
+    try:
+        return spaces_of(env)
+    except Exception as e:  # noqa: BLE001 - gymnasium's errors, a missing extra's ImportError, a factory's own
+        raise EnvMakeError(f"cannot make the env {env!r}: {type(e).__name__}: {e}") from None
+
+
 def gives_action_masks(env: EnvSpec, env_kwargs: Optional[dict[str, Any]] = None) -> bool:
     """Whether ``env`` gives action masks (``MaskSource``'s two conventions), asked of one env: an
     ``action_masks`` method, or ``info["action_mask"]`` after a ``reset``. An id or a factory is made

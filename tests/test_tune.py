@@ -258,7 +258,8 @@ def test_an_rdb_storage_url_is_used_as_given(tmp_path):
     url = f"sqlite:///{tmp_path / 'studies.db'}"
     args = ["tune", "--env", PROBE, "--trials", 2, "--jobs", 1, "--timesteps-per-trial", 128, "--out", tmp_path / "o",
             "--storage", url, "--study", "rdb", "--set", "n_envs=1", "--set", "jit_compile=false",
-            "--space", "n_steps=[64]", "--space", "hidden_sizes=[[8]]", "--evaluations", 1, "--eval-episodes", 1, "--verbose", 0]
+            "--space", "n_steps=[64]", "--space", "hidden_sizes=[[8]]", "--evaluations", 1, "--eval-episodes", 1,
+            "--verbose", 0]
     proc = _cli(*args)
     assert proc.returncode == 0, proc.stderr
     study = optuna.load_study(study_name="rdb", storage=url)

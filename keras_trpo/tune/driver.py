@@ -50,13 +50,10 @@ def study_settings(env: str, timesteps_per_trial: Optional[int], fixed: Mapping[
     """What every worker of the study needs: the env, the trials' budget, the fixed settings (checked) and the
     search space (the zoo's, with the recurrent dimensions when the trials' policy is recurrent, then ``space``)."""
     from keras_trpo.config import TRPOConfig
-    from keras_trpo.envs import spaces_of
+    from keras_trpo.envs import probe_spaces
     from keras_trpo.presets import preset
 
-    try:  # here, not in every worker's log after a TensorFlow import each
-        spaces_of(env)
-    except Exception as e:  # noqa: BLE001 - gymnasium's own errors (unregistered id, missing extra), named
-        raise TuneError(f"cannot make the env {env!r}: {type(e).__name__}: {e}") from None
+    probe_spaces(env)  # here, not in every worker's log after a TensorFlow import each
     TRPOConfig().replace(**{k: tuple(v) if k == "hidden_sizes" else v for k, v in fixed.items()})  # names, values
     if timesteps_per_trial is None:
         timesteps_per_trial = preset(env).n_timesteps  # the zoo's budget for the env, as its -optimize uses
