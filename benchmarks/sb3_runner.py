@@ -60,6 +60,9 @@ ZOO = {
     "Pendulum-v1": dict(n_envs=2, n_steps=1024, gamma=0.9, n_critic_updates=15),
     "Hopper-v5": dict(_MUJOCO),
     "HalfCheetah-v5": dict(_MUJOCO, target_kl=0.04),
+    # The two envs of issue 28's widened adoption rule: the zoo's Ant-v4 and Swimmer-v4 entries.
+    "Ant-v5": dict(_MUJOCO),
+    "Swimmer-v5": dict(_MUJOCO, gamma=0.9999),
 }
 
 
