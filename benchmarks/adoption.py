@@ -1,7 +1,8 @@
 """The adoption rule for a new default: a candidate's ten seeds against the current defaults' ten, per env and overall.
 
-  python -m benchmarks.adoption --baseline DIR --candidate DIR [--reference DIR [--reference-impl NAME]]
-                                [--task ENV:STEPS ...] [--reps 50000] [--preset ENV]
+  python -m benchmarks.adoption --baseline DIR [DIR ...] --candidate DIR [DIR ...]
+                                [--reference DIR [DIR ...] [--reference-impl NAME]]
+                                [--task ENV:STEPS ... | --widened] [--reps 50000] [--preset ENV]
 
 DIR holds seeds.py results (DIR/keras_trpo/ENV/seed_N.json). The rule (issue 17): a change becomes a
 default only if it raises the normalised IQM over the four envs and lowers no env's IQM beyond that
@@ -16,24 +17,44 @@ only hold ENV's seeds). The rule then asks that ENV's IQM rise, that the normali
 and that no env fall below the baseline's interval. "Not fall" rather than "rise": the aggregate IQM
 trims a quarter of the runs at each end, so one env's seeds can move without moving it (ENV's own
 IQM must rise, which is what a preset is for).
+
+--widened judges a change of a default on the README's four and on Ant-v5 and Swimmer-v5 (issue 28:
+what generalises counts most; those two keep the zoo's settings and no study looked at them). Their
+seeds live in their own folder, so each of --baseline, --candidate and --reference takes several
+folders; a seed stored in two of them with different results is refused.
 """
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 
 import numpy as np
 
 from benchmarks.reference_scores import DEFAULT_PATH as REFERENCE_PATH
 from benchmarks.reference_scores import load as load_references
-from benchmarks.seedstore import README_TASKS, load_records, parse_task
+from benchmarks.seedstore import README_TASKS, WIDE_TASKS, load_records, parse_task
 from benchmarks.stats import estimates, final_scores, fmt_ci, improvement, normalised_matrices
 
 ARMS = ("baseline", "candidate", "sb3-contrib")
 
 
-def scores_of(directory: str, impl: str, tasks) -> dict[str, dict[int, float]]:
-    return final_scores(load_records(directory), tasks).get(impl, {})
+class ConflictingSeeds(ValueError):
+    """One (impl, env, seed) stored in two folders of an arm with different final evaluations."""
+
+
+def scores_of(directories: Sequence[str], impl: str, tasks) -> dict[str, dict[int, float]]:
+    """``{env: {seed: final evaluation}}`` of ``impl`` over every folder in ``directories``.
+
+    Raises ConflictingSeeds if two folders hold the same seed with different results."""
+    merged: dict[str, dict[int, float]] = {}
+    for directory in directories:
+        for env, by_seed in final_scores(load_records(directory), tasks).get(impl, {}).items():
+            for seed, score in by_seed.items():
+                if merged.setdefault(env, {}).setdefault(seed, score) != score:
+                    raise ConflictingSeeds(f"{impl} {env} seed {seed} is stored twice with different results "
+                                           f"({merged[env][seed]} and {score}, the second in {directory})")
+    return merged
 
 
 def verdict(per_env: dict[str, tuple], aggregate: tuple, preset: str | None = None) -> tuple[bool, list[str]]:
@@ -57,19 +78,28 @@ def verdict(per_env: dict[str, tuple], aggregate: tuple, preset: str | None = No
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--baseline", required=True)
-    p.add_argument("--candidate", required=True)
-    p.add_argument("--reference", default=None, help="a seeds dir with sb3-contrib's runs")
+    p.add_argument("--baseline", required=True, nargs="+", metavar="DIR")
+    p.add_argument("--candidate", required=True, nargs="+", metavar="DIR")
+    p.add_argument("--reference", default=None, nargs="+", metavar="DIR", help="seeds dirs with sb3-contrib's runs")
     p.add_argument("--reference-impl", default="sb3-contrib",
                    help="the implementation in --reference shown beside the arms (e.g. sb3-contrib-RecurrentPPO)")
-    p.add_argument("--task", nargs="+", default=None, metavar="ENV:STEPS")
+    tasks_arg = p.add_mutually_exclusive_group()
+    tasks_arg.add_argument("--task", nargs="+", default=None, metavar="ENV:STEPS")
+    tasks_arg.add_argument("--widened", action="store_true",
+                           help="the README's four tasks and " + ", ".join(f"{e}:{n:.0e}" for e, n in WIDE_TASKS))
     p.add_argument("--reps", type=int, default=50_000)
     p.add_argument("--preset", default=None, metavar="ENV",
                    help="the candidate is a preset for ENV only: the other envs keep the baseline's scores")
     a = p.parse_args(argv)
-    tasks = [parse_task(t) for t in a.task] if a.task else list(README_TASKS)
-    scores = {"baseline": scores_of(a.baseline, "keras_trpo", tasks),
-              "candidate": scores_of(a.candidate, "keras_trpo", tasks)}
+    tasks = [parse_task(t) for t in a.task] if a.task else list(README_TASKS) + (WIDE_TASKS if a.widened else [])
+    try:
+        scores = {"baseline": scores_of(a.baseline, "keras_trpo", tasks),
+                  "candidate": scores_of(a.candidate, "keras_trpo", tasks)}
+        if a.reference:
+            scores["sb3-contrib"] = scores_of(a.reference, a.reference_impl, tasks)
+    except ConflictingSeeds as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     if a.preset:
         if a.preset not in [e for e, _ in tasks]:
             print(f"error: --preset {a.preset} is not one of the tasks {[e for e, _ in tasks]}", file=sys.stderr)
@@ -77,9 +107,9 @@ def main(argv=None) -> int:
         scores["candidate"] = {env: (scores["candidate"].get(env, {}) if env == a.preset else scores["baseline"].get(env, {}))
                                for env, _ in tasks}
     if a.reference:
-        scores["sb3-contrib"] = scores_of(a.reference, a.reference_impl, tasks)
         if not any(scores["sb3-contrib"].values()):
-            print(f"error: no {a.reference_impl} runs of {', '.join(e for e, _ in tasks)} in {a.reference} "
+            print(f"error: no {a.reference_impl} runs of {', '.join(e for e, _ in tasks)} in "
+                  f"{' '.join(a.reference)} "
                   "(--reference-impl names the implementation)", file=sys.stderr)
             return 2
     envs = [e for e, _ in tasks]

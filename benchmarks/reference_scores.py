@@ -16,6 +16,9 @@ The references (1.0), and why:
 - Hopper-v5 and HalfCheetah-v5: 3234.3 and 12135.0, D4RL's expert scores (Fu et al. 2020,
   REF_MAX_SCORE, the return of an SAC expert on Hopper/HalfCheetah-v2, whose rewards v5 keeps).
   MuJoCo returns have no upper bound, and this is the scale most papers on these tasks use.
+- Ant-v5 (issue 28's widened rule): 3879.7, D4RL's expert score for Ant, on the same scale as Hopper and
+  HalfCheetah. Swimmer-v5: D4RL has no Swimmer, so 360, the return gymnasium's registry calls solved
+  (``gym.spec("Swimmer-v5").reward_threshold``).
 - CartPoleNoVel-v1 and PendulumNoVel-v1 (the recurrent benchmark's masked tasks): the same bounds as
   CartPole-v1 and Pendulum-v1, whose dynamics and rewards they keep (only the velocities are hidden).
 """
@@ -39,6 +42,8 @@ REFERENCES = {
     "HalfCheetah-v5": (12135.0, "D4RL expert score for HalfCheetah (Fu et al. 2020, REF_MAX_SCORE; SAC expert)"),
     "CartPoleNoVel-v1": (500.0, "maximum return (CartPole-v1 without the velocities: reward 1 per step, 500 steps)"),
     "PendulumNoVel-v1": (0.0, "maximum return (Pendulum-v1 without the angular velocity: every reward is <= 0)"),
+    "Ant-v5": (3879.7, "D4RL expert score for Ant (Fu et al. 2020, REF_MAX_SCORE; SAC expert)"),
+    "Swimmer-v5": (360.0, "gymnasium's reward_threshold for Swimmer-v5 (D4RL has no Swimmer)"),
 }
 
 

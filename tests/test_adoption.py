@@ -43,3 +43,43 @@ def test_the_recurrent_tasks_are_judged_against_recurrent_ppo(capsys):
     assert code == 1 and "CartPoleNoVel-v1: the preset's IQM does not rise" in out
     assert main(args) == 2  # sb3-contrib (TRPO) has no runs there: said, not a trace
     assert "no sb3-contrib runs of CartPoleNoVel-v1, PendulumNoVel-v1" in capsys.readouterr().err
+
+
+def _store(folder, impl: str, scores: dict[str, list[float]]) -> None:
+    """Seed records as seeds.py writes them: ``scores`` maps env -> final evaluation per seed 0, 1, ..."""
+    from benchmarks.seedstore import FORMAT, README_TASKS, WIDE_TASKS, seed_path, write_record
+
+    steps = dict(README_TASKS + WIDE_TASKS)
+    for env, returns in scores.items():
+        for seed, score in enumerate(returns):
+            write_record(seed_path(str(folder), impl, env, seed),
+                         {"format": FORMAT, "impl": impl, "env": env, "seed": seed, "eval_mean": score,
+                          "request": {"timesteps": steps[env], "overrides": {}}})
+
+
+def test_the_widened_rule_reads_ant_and_swimmer_from_their_own_folders(tmp_path, capsys):
+    """A change of a default is judged on six envs; Ant-v5 and Swimmer-v5 are stored apart from the four."""
+    from benchmarks.adoption import main
+
+    four = {"CartPole-v1": [500.0] * 4, "Pendulum-v1": [-150.0, -145.0, -140.0, -160.0],
+            "Hopper-v5": [3000.0, 2500.0, 3200.0, 2800.0], "HalfCheetah-v5": [3000.0, 1500.0, 4000.0, 2000.0]}
+    wide = {"Ant-v5": [1500.0, 1800.0, 1200.0, 2000.0], "Swimmer-v5": [100.0, 120.0, 90.0, 110.0]}
+    _store(tmp_path / "seeds", "keras_trpo", four)
+    _store(tmp_path / "wide", "keras_trpo", wide)
+    # the candidate: the same on the four, Swimmer far below the baseline's interval
+    _store(tmp_path / "cand", "keras_trpo", {**four, **wide, "Swimmer-v5": [40.0, 30.0, 35.0, 45.0]})
+    args = ["--baseline", str(tmp_path / "seeds"), str(tmp_path / "wide"), "--candidate", str(tmp_path / "cand"),
+            "--reps", "300"]
+    assert main(args + ["--widened"]) == 1
+    out = capsys.readouterr().out
+    assert "| Ant-v5 | 4 / 4 |" in out and "| **6 envs, normalised** |" in out
+    assert "Swimmer-v5: candidate IQM 37.5 is below the baseline's interval" in out
+    assert main(args) == 1  # without --widened the four alone: ties, so the aggregate does not rise
+    out = capsys.readouterr().out
+    assert "Swimmer-v5" not in out and "| **4 envs, normalised** |" in out and "does not rise" in out
+    # a seed stored twice with different results is refused, not silently replaced
+    _store(tmp_path / "other", "keras_trpo", {"Ant-v5": [1500.0, 999.0]})
+    assert main(["--baseline", str(tmp_path / "seeds"), str(tmp_path / "wide"), str(tmp_path / "other"),
+                 "--candidate", str(tmp_path / "cand"), "--widened", "--reps", "300"]) == 2
+    err = capsys.readouterr().err
+    assert "keras_trpo Ant-v5 seed 1 is stored twice with different results (1800.0 and 999.0" in err
