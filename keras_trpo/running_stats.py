@@ -31,6 +31,52 @@ class RunningMeanStd:
         self.count = float(state["count"])
 
 
+def discounted_returns(rewards: np.ndarray, episode_end: np.ndarray, gamma: float,
+                       carry: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The running discounted return at every step, restarted after each episode end.
+
+    Args:
+      rewards: ``[T, E]``; episode_end: ``[T, E]`` bool; carry: ``[E]``, each env's return before step 0.
+
+    Returns:
+      ``(returns [T, E] float64, carry [E])`` with ``returns[t] = gamma * returns[t-1] + rewards[t]``
+      (``carry`` before step 0, 0 after an episode end), and the carry for the next rollout.
+    """
+    rewards = np.asarray(rewards, np.float64)
+    out = np.empty_like(rewards)
+    carry_out = np.empty(rewards.shape[1], np.float64)
+    # Python floats along each env: the same IEEE double operations as a NumPy step over [E], without a NumPy
+    # call per step (~15 ms per 2,048-step rollout before)
+    for e in range(rewards.shape[1]):
+        ret, column, ends = float(carry[e]), rewards[:, e].tolist(), np.asarray(episode_end)[:, e].tolist()
+        values = []
+        for r, end in zip(column, ends):
+            ret = ret * gamma + r
+            values.append(ret)
+            if end:
+                ret = 0.0
+        out[:, e], carry_out[e] = values, ret
+    return out, carry_out
+
+
+def running_moments(batches: np.ndarray, mean: float, var: float, count: float
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean, variance and count of everything seen after each row of ``batches`` is taken in, as
+    ``RunningMeanStd.update`` called row by row would give them (up to rounding), in one pass.
+
+    Args:
+      batches: ``[T, B]``, taken in a row at a time after a prior of ``count`` samples with ``mean``, ``var``.
+
+    Returns:
+      ``(means [T], variances [T], counts [T])``: the statistics after rows ``0..t``.
+    """
+    y = np.asarray(batches, np.float64) - mean  # about the prior's mean: the sums stay small, cancellation mild
+    counts = count + batches.shape[1] * np.arange(1, batches.shape[0] + 1, dtype=np.float64)
+    shift = np.cumsum(y.sum(axis=1)) / counts
+    variances = np.maximum((count * var + np.cumsum((y * y).sum(axis=1))) / counts - shift * shift, 0.0)
+    return mean + shift, variances, counts
+
+
 class RewardScaler:
     """Divides rewards by the running std of the discounted return (as SB3's VecNormalize).
 
@@ -39,8 +85,8 @@ class RewardScaler:
     rewards of one batch share one scale (and no NumPy call happens per env step).
     With ``per_step=True`` it does what VecNormalize does at every env step: take in
     that step's ``[E]`` discounted returns, then scale that step's rewards by the std
-    so far (one statistics update per step: slower, and early rewards of a run get
-    noisier scales).
+    so far (early rewards of a run get noisier scales). The statistics after every step
+    come from one pass of cumulative sums (``running_moments``), not one update per step.
     """
 
     def __init__(self, n_envs: int, gamma: float, clip: float = 10.0, epsilon: float = 1e-8, per_step: bool = False):
@@ -51,18 +97,13 @@ class RewardScaler:
     def __call__(self, rewards: np.ndarray, episode_end: np.ndarray) -> np.ndarray:
         """``rewards``, ``episode_end``: ``[T, E]`` -> scaled rewards ``[T, E]`` float32."""
         rewards = np.asarray(rewards, np.float64)
-        discounted = np.empty_like(rewards)
-        scale = np.empty_like(rewards)
-        ret = self.returns
-        for t in range(rewards.shape[0]):
-            ret = ret * self.gamma + rewards[t]
-            discounted[t] = ret
-            if self.per_step:
-                self.stats.update(ret)
-                scale[t] = np.sqrt(self.stats.var + self.epsilon)
-            ret = np.where(episode_end[t], 0.0, ret)
-        self.returns = ret
-        if not self.per_step:
+        discounted, self.returns = discounted_returns(rewards, episode_end, self.gamma, self.returns)
+        if self.per_step:
+            stats = self.stats
+            means, variances, counts = running_moments(discounted, float(stats.mean), float(stats.var), stats.count)
+            stats.mean, stats.var, stats.count = np.asarray(means[-1]), np.asarray(variances[-1]), float(counts[-1])
+            scale = np.sqrt(variances + self.epsilon)[:, None]
+        else:
             self.stats.update(discounted.reshape(-1))
-            scale[:] = np.sqrt(self.stats.var + self.epsilon)
+            scale = np.sqrt(self.stats.var + self.epsilon)
         return np.clip(rewards / scale, -self.clip, self.clip).astype(np.float32)

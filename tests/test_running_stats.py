@@ -69,3 +69,41 @@ def test_returns_carry_over_between_rollouts(rollout, per_step):
     if per_step:  # step by step, the statistics do not depend on how the steps were split into rollouts
         np.testing.assert_allclose(halves.stats.var, whole.stats.var)
         np.testing.assert_allclose(halves.stats.mean, whole.stats.mean)
+
+
+@settings(max_examples=40, deadline=None)
+@given(rows=st.integers(1, 60), width=st.integers(1, 9), prior=st.floats(1e-4, 1e4), seed=st.integers(0, 1000))
+def test_running_moments_equal_row_by_row_updates(rows, width, prior, seed):
+    """The per-step statistics of one pass of cumulative sums against RunningMeanStd.update on every row."""
+    from keras_trpo.running_stats import running_moments
+
+    rng = np.random.default_rng(seed)
+    batches = rng.normal(rng.normal(0, 50), rng.uniform(0.01, 20), size=(rows, width))
+    rms = RunningMeanStd(())
+    rms.update(rng.normal(5.0, 3.0, size=7))
+    rms.count = prior  # any prior weight
+    means, variances, counts = running_moments(batches, float(rms.mean), float(rms.var), rms.count)
+    for t in range(rows):
+        rms.update(batches[t])
+        np.testing.assert_allclose(means[t], rms.mean, rtol=1e-10, atol=1e-10)
+        np.testing.assert_allclose(variances[t], rms.var, rtol=1e-8, atol=1e-10)
+        assert counts[t] == pytest.approx(rms.count, rel=1e-12)
+
+
+@settings(max_examples=30, deadline=None)
+@given(steps=st.integers(1, 80), envs=st.integers(1, 6), gamma=st.floats(0.0, 1.0), seed=st.integers(0, 1000))
+def test_discounted_returns_are_the_step_by_step_recurrence_bit_for_bit(steps, envs, gamma, seed):
+    """The default rollout scaling must not move a bit when the recurrence leaves NumPy (histories stay)."""
+    from keras_trpo.running_stats import discounted_returns as fast
+
+    rng = np.random.default_rng(seed)
+    rewards = rng.normal(0, 3, size=(steps, envs)).astype(np.float32)
+    episode_end = rng.random((steps, envs)) < 0.2
+    carry = rng.normal(0, 10, size=envs)
+    out, new_carry = fast(rewards, episode_end, gamma, carry)
+    ret = carry.copy()
+    for t in range(steps):  # the NumPy step it replaces
+        ret = ret * gamma + rewards[t].astype(np.float64)
+        assert np.array_equal(out[t], ret)
+        ret = np.where(episode_end[t], 0.0, ret)
+    assert np.array_equal(new_carry, ret)
