@@ -10,7 +10,10 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
+
+if TYPE_CHECKING:  # annotations only: importing keras_trpo.config here would slow `--help`
+    from keras_trpo.config import TRPOConfig
 
 PROG = "keras-trpo"
 FORWARDED = {  # subcommands that are other tools' command lines, passed their arguments untouched
@@ -144,7 +147,7 @@ def _run_dir(args) -> Path:
     return Path(f"runs/{args.env}-s{0 if args.seed is None else args.seed}")
 
 
-def _start_agent(args, out: Path, config):
+def _start_agent(args: argparse.Namespace, out: Path, config: Optional[TRPOConfig]):
     """The agent to train, a fresh one with ``config`` (``_fresh_config``'s) or the run's checkpoint; and whether
     it was resumed."""
     import keras_trpo
@@ -168,7 +171,7 @@ def _start_agent(args, out: Path, config):
     return keras_trpo.TRPO(args.env, seed=0 if args.seed is None else args.seed, config=config), False
 
 
-def _fresh_config(args):
+def _fresh_config(args: argparse.Namespace) -> TRPOConfig:
     """The TRPOConfig a fresh run of ``args`` trains with (``TRPO`` takes it as given), built without
     TensorFlow so that an unknown env or a bad ``--set`` is refused at once: the env's preset (or ``--presets
     zoo``'s, or the ``--config`` file's settings), then ``--set``, the rollout flags and ``--action-masks``."""
@@ -192,7 +195,7 @@ def _fresh_config(args):
     return agent_config(config, args.env, args.env, action_space, overrides)
 
 
-def _check_run_request(args, out: Path):
+def _check_run_request(args: argparse.Namespace, out: Path) -> Optional[TRPOConfig]:
     """What ``train`` can refuse from its arguments and the run folder alone, before TensorFlow is imported
     (a second or more): with ``--resume`` of a checkpoint, settings, another env, seed or action-mask mode
     (read from the checkpoint's state); a missing ``--env``, an unfinished run, an env that cannot be made or
