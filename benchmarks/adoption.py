@@ -86,7 +86,7 @@ def main(argv=None) -> int:
     tasks_arg = p.add_mutually_exclusive_group()
     tasks_arg.add_argument("--task", nargs="+", default=None, metavar="ENV:STEPS")
     tasks_arg.add_argument("--widened", action="store_true",
-                           help="the README's four tasks and " + ", ".join(f"{e}:{n:.0e}" for e, n in WIDE_TASKS))
+                           help="the README's four tasks and " + ", ".join(f"{e} ({n:,} steps)" for e, n in WIDE_TASKS))
     p.add_argument("--reps", type=int, default=50_000)
     p.add_argument("--preset", default=None, metavar="ENV",
                    help="the candidate is a preset for ENV only: the other envs keep the baseline's scores")
