@@ -37,6 +37,7 @@ from benchmarks.seedstore import README_TASKS, WIDE_TASKS, load_records, parse_t
 from benchmarks.stats import estimates, final_scores, fmt_ci, improvement, normalised_matrices
 
 ARMS = ("baseline", "candidate", "sb3-contrib")
+RULE_SEEDS = 10  # the rule is judged on seeds 0-9 of each arm; fewer is a run still going on
 
 
 class ConflictingSeeds(ValueError):
@@ -142,7 +143,15 @@ def main(argv=None) -> int:
           f"| {cells.get('sb3-contrib', '–')} | {pi[0]:.2f} [{pi[1]:.2f}, {pi[2]:.2f}] | |")
     holds, reasons = verdict(per_env, (est["baseline"][0][0], est["candidate"][0][0]), a.preset)
     print()
-    print(("Rule (per-env preset): " if a.preset else "Rule: ") + ("holds: adopt." if holds else "fails: " + "; ".join(reasons) + "."))
+    rule = "Rule (per-env preset): " if a.preset else "Rule: "
+    short = [f"{arm} {env} {len(scores[arm][env])}" for arm in ("baseline", "candidate") for env in envs
+             if len(scores[arm][env]) < RULE_SEEDS]
+    if short:  # a run still going on: say where it stands, never "adopt"
+        so_far = "would hold" if holds else "would fail: " + "; ".join(reasons)
+        print(f"{rule}not judged yet: it is on {RULE_SEEDS} seeds per env, and {', '.join(short)} have fewer; "
+              f"on the seeds so far it {so_far}.")
+        return 1
+    print(rule + ("holds: adopt." if holds else "fails: " + "; ".join(reasons) + "."))
     return 0 if holds else 1
 
 
