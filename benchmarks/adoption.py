@@ -144,7 +144,7 @@ def main(argv=None) -> int:
     holds, reasons = verdict(per_env, (est["baseline"][0][0], est["candidate"][0][0]), a.preset)
     print()
     rule = "Rule (per-env preset): " if a.preset else "Rule: "
-    short = [f"{arm} {env} {len(scores[arm][env])}" for arm in ("baseline", "candidate") for env in envs
+    short = [f"{arm} {env} ({len(scores[arm][env])})" for arm in ("baseline", "candidate") for env in envs
              if len(scores[arm][env]) < RULE_SEEDS]
     if short:  # a run still going on: say where it stands, never "adopt"
         so_far = "would hold" if holds else "would fail: " + "; ".join(reasons)

@@ -74,7 +74,7 @@ def test_the_widened_rule_reads_ant_and_swimmer_from_their_own_folders(tmp_path,
     out = capsys.readouterr().out
     assert "| Ant-v5 | 4 / 4 |" in out and "| **6 envs, normalised** |" in out
     # four seeds are a run still going on: where it stands, and no verdict
-    assert "Rule: not judged yet: it is on 10 seeds per env, and baseline CartPole-v1 4," in out
+    assert "Rule: not judged yet: it is on 10 seeds per env, and baseline CartPole-v1 (4)," in out
     assert "would fail: Swimmer-v5: candidate IQM 37.5 is below the baseline's interval" in out
     assert main(args) == 1  # without --widened the four alone: ties, so the aggregate does not rise
     out = capsys.readouterr().out
