@@ -112,7 +112,7 @@ def quantize_onnx(source: str | os.PathLike, mode: str, target: Optional[str | o
     ``mode``: ``"dynamic-int8"`` (weights int8, activations quantised per call from their
     actual range) or ``"static-int8"`` (activations quantised with fixed ranges measured on
     ``calibration_observations``, float32 ``[n, *obs_shape]``, QDQ format, per-channel
-    weights). The default target is ``quantized_path(source, mode)``. The metadata of
+    7-bit weights, so that the int8 kernels of CPUs without VNNI do not saturate). The default target is ``quantized_path(source, mode)``. The metadata of
     ``source`` is kept, plus ``quantization`` (and ``calibration_observations``).
     """
     import onnx
@@ -140,8 +140,12 @@ def quantize_onnx(source: str | os.PathLike, mode: str, target: Optional[str | o
             if mode == DYNAMIC:
                 quantize_dynamic(str(pre), str(out), op_types_to_quantize=WEIGHT_OPS, weight_type=QuantType.QInt8)
             else:
+                # reduce_range: 7-bit weights. On x86 CPUs without VNNI (AVX2 only, e.g. an AMD EPYC VM)
+                # onnxruntime's int8 products saturate their 16-bit intermediate sums with 8-bit
+                # weights: a calibrated Box policy's worst action error was 0.126 there against
+                # 0.015 when the same QDQ file runs unfused; 7-bit weights gave 0.013 on both paths.
                 quantize_static(str(pre), str(out), _reader(calibration_observations), quant_format=QuantFormat.QDQ,
-                                op_types_to_quantize=WEIGHT_OPS, per_channel=True,
+                                op_types_to_quantize=WEIGHT_OPS, per_channel=True, reduce_range=True,
                                 activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
         except Exception as e:  # noqa: BLE001 - onnxruntime.quantization raises many kinds
             raise ExportError(f"onnxruntime could not quantise {source} ({mode}): {e}") from e
