@@ -2,8 +2,9 @@
 # Packaging check (.ci/run calls it last): build both wheels from this checkout, install each into a
 # fresh venv outside it, and run the commands and an import from there.
 #   keras-trpo          fresh venv; its dependencies are taken from .venv through a .pth file (installing
-#                       TensorFlow again would add minutes), after `pip install --dry-run --ignore-installed`
+#                       TensorFlow again would add minutes), after `pip install --dry-run` into the empty venv
 #                       has shown that the wheel's declared dependencies resolve on their own.
+# Installs go through .ci/install.sh (uv when it can, pip otherwise), as in .ci/run.
 #   keras-trpo-serving  fresh venv with its real dependencies from the index (numpy, onnxruntime, and the
 #                       video extra's gymnasium/imageio/pygame), where TensorFlow must not be importable.
 set -euo pipefail
@@ -11,16 +12,18 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 WORK=$(mktemp -d /tmp/keras-trpo-wheels.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
 PY=${PYTHON:-python3}
+source "$ROOT/.ci/install.sh"
+[ -n "$CI_UV" ] || ci_uv_setup "$ROOT/.venv/bin/pip"  # .ci/run has done it already
 
 "$ROOT/.venv/bin/pip" wheel -q --no-deps -w "$WORK/dist" "$ROOT" "$ROOT/keras_trpo_serving"
 WHEEL=$(ls "$WORK"/dist/keras_trpo-*.whl)
 SERVING_WHEEL=$(ls "$WORK"/dist/keras_trpo_serving-*.whl)
 
-"$PY" -m venv "$WORK/venv"
-"$WORK/venv/bin/pip" install -q --dry-run --ignore-installed "$WHEEL[video]" >/dev/null
+make_venv "$WORK/venv"
+venv_install "$WORK/venv" --dry-run "$WHEEL[video]" >/dev/null
 SITE=$("$WORK/venv/bin/python" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
 "$ROOT/.venv/bin/python" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])" > "$SITE/_ci_deps_from_dotvenv.pth"
-"$WORK/venv/bin/pip" install -q --no-deps "$WHEEL"
+venv_install "$WORK/venv" --no-deps "$WHEEL"
 cd "$WORK"  # nothing of the checkout on the path from here on
 "$WORK/venv/bin/python" - "$WORK/venv" <<'PY'
 import sys, keras_trpo, keras_trpo_serving
@@ -31,8 +34,8 @@ PY
 "$WORK/venv/bin/keras-trpo" export "$WORK/run/agent.keras" --onnx "$WORK/policy.onnx" >/dev/null
 "$WORK/venv/bin/python" -m keras_trpo evaluate "$WORK/run/agent.keras" --episodes 2 >/dev/null
 
-"$PY" -m venv "$WORK/serving-venv"
-"$WORK/serving-venv/bin/pip" install -q "$SERVING_WHEEL[video]"
+make_venv "$WORK/serving-venv"
+venv_install "$WORK/serving-venv" "$SERVING_WHEEL[video]"
 if "$WORK/serving-venv/bin/python" -c "import tensorflow" 2>/dev/null; then
   echo "error: keras-trpo-serving pulled in TensorFlow" >&2
   exit 1
