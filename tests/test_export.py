@@ -35,7 +35,20 @@ class _ToyEnv(gym.Env):
         return self.np_random.normal(size=5).astype(np.float32), 1.0, False, self._t >= 20, {}
 
 
+_AGENTS: dict[tuple[str, bool], keras_trpo.TRPO] = {}
+
+
 def _trained(action_space, normalize=True):
+    """One small agent per (action space, normalize) in a test process: the tests that take it (here,
+    test_export_ort.py, test_export_quantize.py) only export it and predict with it, and training the same
+    agent again for each of them cost 2-5 s apiece (18 trainings, 4 different)."""
+    key = (repr(action_space), normalize)
+    if key not in _AGENTS:
+        _AGENTS[key] = _train(action_space, normalize)
+    return _AGENTS[key]
+
+
+def _train(action_space, normalize):
     agent = keras_trpo.TRPO(lambda: _ToyEnv(action_space), seed=3, n_envs=1, n_steps=64, normalize_obs=normalize,
                             value_epochs=1, jit_compile=False)
     agent.fit(128, verbose=0)  # moves weights and normaliser statistics off their initial values
