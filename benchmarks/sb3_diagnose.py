@@ -1,6 +1,6 @@
 """sb3-contrib's side of diagnose.py: the same per-iteration columns, under the sb3 Python.
 
-  SB3_PYTHON -m benchmarks.sb3_diagnose ENV STEPS SEED [--out DIR]
+  SB3_PYTHON -m benchmarks.sb3_diagnose ENV STEPS SEED [--out DIR] [--obs-stats step|rollout]
 
 The zoo's settings from sb3_runner.py; one JSON file ``OUT/sb3-contrib/ENV/seed_N.json``, written
 atomically, the same layout as diagnose.py's. Per iteration: ``mean_return`` (last 100 training
@@ -11,6 +11,11 @@ statistics) and ``norm_kl``: how far VecNormalize's per-step updates during one 
 policy, KL(pi with the statistics at the rollout's start || pi with those at its end), same
 parameters, over the rollout's observations (recovered from the stored normalised ones with the
 end statistics: an approximation, since each was normalised with the statistics of its own step).
+
+``--obs-stats rollout`` moves VecNormalize's observation statistics as keras_trpo's normaliser does: frozen
+while a rollout is collected, then updated with all of its observations at once (so they lag one rollout;
+one batch update equals the per-step ones, Chan et al.'s parallel formula). Stored under
+``OUT/sb3-contrib-obs-rollout/``. The reward statistics stay per step, as VecNormalize has them.
 """
 from __future__ import annotations
 
@@ -23,6 +28,7 @@ import time
 import numpy as np
 import torch
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.running_mean_std import RunningMeanStd
 from stable_baselines3.common.vec_env import VecNormalize
 
 from benchmarks.benchutil import RESULTS
@@ -30,6 +36,24 @@ from benchmarks.sb3_runner import evaluate, make_model
 from keras_trpo_serving.files import atomic_write_text
 
 DEFAULT_OUT = os.path.join(RESULTS, "diagnostics")
+
+
+class DeferredStats(RunningMeanStd):
+    """VecNormalize's ``obs_rms`` whose ``update`` only collects; ``flush`` applies what was collected
+    in one update. A RunningMeanStd itself, as VecNormalize checks."""
+
+    def __init__(self, rms: RunningMeanStd):
+        super().__init__(shape=rms.mean.shape)
+        self.mean, self.var, self.count = rms.mean.copy(), rms.var.copy(), rms.count
+        self.pending: list[np.ndarray] = []
+
+    def update(self, x: np.ndarray) -> None:
+        self.pending.append(np.array(x, dtype=np.float64))
+
+    def flush(self) -> None:
+        if self.pending:
+            super().update(np.concatenate(self.pending))
+            self.pending = []
 
 
 class DiagnosticsCallback(BaseCallback):
@@ -61,6 +85,9 @@ class DiagnosticsCallback(BaseCallback):
         self._start_stats = self._stats()
 
     def _on_rollout_end(self) -> None:
+        deferred = isinstance(getattr(self.venv, "obs_rms", None), DeferredStats)
+        if deferred:  # the rollout's observations were all normalised with the statistics it started with
+            self.venv.obs_rms.flush()
         buf, model = self.model.rollout_buffer, self.model
         ep = model.ep_info_buffer
         row = dict(iteration=len(self.rows), timesteps=float(self.num_timesteps),
@@ -71,7 +98,8 @@ class DiagnosticsCallback(BaseCallback):
             row.update(obs_mean_abs=float(np.mean(np.abs(end[0]))), obs_std_mean=float(np.mean(np.sqrt(end[1]))))
             eps, clip = self.venv.epsilon, self.venv.clip_obs
             z = buf.observations.reshape(-1, buf.observations.shape[-1]).astype(np.float64)
-            raw = z * np.sqrt(end[1] + eps) + end[0]
+            basis = self._start_stats if deferred else end
+            raw = z * np.sqrt(basis[1] + eps) + basis[0]
             row["norm_kl"] = self._kl(np.clip((raw - self._start_stats[0]) / np.sqrt(self._start_stats[1] + eps), -clip, clip),
                                       np.clip((raw - end[0]) / np.sqrt(end[1] + eps), -clip, clip))
         self._pending = row
@@ -97,22 +125,29 @@ def main(argv=None) -> int:
     p.add_argument("steps", type=float)
     p.add_argument("seed", type=int)
     p.add_argument("--out", default=DEFAULT_OUT)
+    p.add_argument("--obs-stats", choices=["step", "rollout"], default="step",
+                   help="when VecNormalize's observation statistics move: every step (sb3's) or once per rollout")
     a = p.parse_args(argv)
-    path = os.path.join(a.out, "sb3-contrib", a.env, f"seed_{a.seed}.json")
+    mode = "sb3-contrib" if a.obs_stats == "step" else "sb3-contrib-obs-rollout"
+    path = os.path.join(a.out, mode, a.env, f"seed_{a.seed}.json")
     if os.path.exists(path):
         print(f"stored: {path}")
         return 0
     torch.set_num_threads(1)
     model, venv, _ = make_model(a.env, a.seed)
+    if a.obs_stats == "rollout":
+        if not isinstance(venv, VecNormalize):
+            p.error(f"--obs-stats rollout: the zoo's settings for {a.env} do not normalise observations")
+        venv.obs_rms = DeferredStats(venv.obs_rms)
     cb = DiagnosticsCallback(venv)
     start = time.perf_counter()
     model.learn(int(a.steps), callback=cb)
     wall = time.perf_counter() - start
     mean, std = evaluate(model, a.env, venv)
-    result = dict(env=a.env, seed=a.seed, mode="sb3-contrib", timesteps=int(model.num_timesteps), eval_mean=mean,
+    result = dict(env=a.env, seed=a.seed, mode=mode, timesteps=int(model.num_timesteps), eval_mean=mean,
                   eval_std=std, wall_s=wall, rows=cb.rows)
     atomic_write_text(path, json.dumps(result))
-    print(f"sb3-contrib {a.env} seed {a.seed}: eval {mean:.1f} +- {std:.1f}, last mean_return "
+    print(f"{mode} {a.env} seed {a.seed}: eval {mean:.1f} +- {std:.1f}, last mean_return "
           f"{cb.rows[-1]['mean_return']:.1f}, {wall:.0f} s -> {path}")
     return 0
 
