@@ -4,9 +4,9 @@
 #   keras-trpo          fresh venv; its dependencies are taken from .venv through a .pth file (installing
 #                       TensorFlow again would add minutes), after `pip install --dry-run` into the empty venv
 #                       has shown that the wheel's declared dependencies resolve on their own.
-# Installs go through .ci/install.sh (uv when it can, pip otherwise), as in .ci/run.
 #   keras-trpo-serving  fresh venv with its real dependencies from the index (numpy, onnxruntime, and the
 #                       video extra's gymnasium/imageio/pygame), where TensorFlow must not be importable.
+# Installs go through .ci/install.sh (uv when it can, pip otherwise), as in .ci/run.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 WORK=$(mktemp -d /tmp/keras-trpo-wheels.XXXXXX)

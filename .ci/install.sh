@@ -1,7 +1,8 @@
 # Sourced by .ci/run and .ci/check_wheels.sh: how CI installs packages into a virtual environment.
 #
-# uv installs them several times faster than pip: the main venv (TensorFlow, ~3 GB unpacked) took 49 s, bytecode
-# compiled as pip does, against pip's 179 s in a clean-clone run on a 2-core AMD EPYC VM. uv comes from the index
+# uv installs them faster than pip: the main venv (TensorFlow, ~3 GB unpacked), bytecode compiled as pip does, took
+# 95 s in a clean clone with an empty uv cache (49 s with a warm one) against pip's 179 s, on a 2-core AMD EPYC VM
+# (the serving venv installing beside it both times). uv comes from the index
 # itself, with pip, into .venv. It does not read pip's configuration, so pip's index, extra indexes, wheel folders
 # and constraints are handed to it; anything uv cannot install falls back to pip with a line that says so.
 #
