@@ -2,9 +2,9 @@
 #
 # uv installs them faster than pip: the main venv (TensorFlow, ~3 GB unpacked), bytecode compiled as pip does, took
 # 95 s in a clean clone with an empty uv cache (49 s with a warm one) against pip's 179 s, on a 2-core AMD EPYC VM
-# (the serving venv installing beside it both times). uv comes from the index
-# itself, with pip, into .venv. It does not read pip's configuration, so pip's index, extra indexes, wheel folders
-# and constraints are handed to it; anything uv cannot install falls back to pip with a line that says so.
+# (the serving venv installing beside it both times). uv comes from the index itself, with pip, into .venv. It does
+# not read pip's configuration, so pip's index, extra indexes, wheel folders and constraints are handed to it;
+# anything uv cannot install falls back to pip with a line that says so.
 #
 #   ci_uv_setup PIP       # PIP: a venv's pip; installs uv beside it, sets CI_UV (empty: pip only)
 #   make_venv DIR               # a venv with pip in it (uv venv --seed, or python -m venv); PY: the Python
