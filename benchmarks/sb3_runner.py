@@ -43,6 +43,7 @@ from stable_baselines3.common.vec_env import VecNormalize
 
 import keras_trpo.joint_limits  # noqa: F401 - registers JointLimits-v0 and JointLimitsMemory-v0 (no TensorFlow)
 import keras_trpo.pomdp  # noqa: F401 - registers CartPoleNoVel-v1 and PendulumNoVel-v1 (no TensorFlow)
+from keras_trpo.presets import ZOO_TRPO, zoo_entry_for  # no TensorFlow either
 from benchmarks.benchutil import decile_progress, episode_returns, peak_rss_mb, process_cpu_s
 from benchmarks.maskcount import CountInvalid, masked_episodes
 from keras_trpo_serving.action_masks import INFO as MASK_INFO
@@ -51,19 +52,15 @@ from keras_trpo_serving.action_masks import mask_method
 
 torch.set_num_threads(1)
 
-_MUJOCO = dict(normalize=True, n_envs=2, batch_size=128, n_steps=1024, gamma=0.99, gae_lambda=0.95,
-               sub_sampling_factor=1, cg_max_steps=25, cg_damping=0.1, n_critic_updates=20, learning_rate=1e-3)
-ZOO = {
-    "CartPole-v1": dict(n_envs=2, n_steps=512, batch_size=512, cg_damping=1e-3, gae_lambda=0.98, gamma=0.99,
-                        learning_rate=1e-3, n_critic_updates=20),
-    # The zoo also turns on gSDE for Pendulum; the reference (and keras_trpo) use a plain Gaussian.
-    "Pendulum-v1": dict(n_envs=2, n_steps=1024, gamma=0.9, n_critic_updates=15),
-    "Hopper-v5": dict(_MUJOCO),
-    "HalfCheetah-v5": dict(_MUJOCO, target_kl=0.04),
-    # The two envs of issue 28's widened adoption rule: the zoo's Ant-v4 and Swimmer-v4 entries.
-    "Ant-v5": dict(_MUJOCO),
-    "Swimmer-v5": dict(_MUJOCO, gamma=0.9999),
-}
+# The envs this runner sets up as rl-baselines3-zoo does, each with its zoo entry's hyperparameters (the zoo's
+# Ant-v4, Swimmer-v4, ... entries for v5), read from keras_trpo.presets.ZOO_TRPO, the zoo's trpo.yml as data that
+# keras_trpo's presets translate too: one source for both sides. Left out: the entry's bookkeeping, and gSDE
+# for Pendulum (the reference runs, and keras_trpo, use a plain Gaussian). Ant-v5 and Swimmer-v5 are the two
+# envs of issue 28's widened adoption rule.
+ZOO_ENVS = ("CartPole-v1", "Pendulum-v1", "Hopper-v5", "HalfCheetah-v5", "Ant-v5", "Swimmer-v5")
+_NOT_HYPERPARAMETERS = ("status", "n_timesteps", "policy", "use_sde", "sde_sample_freq")
+ZOO = {env: {k: v for k, v in ZOO_TRPO[zoo_entry_for(env)].items() if k not in _NOT_HYPERPARAMETERS}
+       for env in ZOO_ENVS}
 
 
 def make_model(env_id: str, seed: int, **override) -> tuple[TRPO, object, bool]:
