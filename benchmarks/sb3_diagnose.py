@@ -1,6 +1,7 @@
 """sb3-contrib's side of diagnose.py: the same per-iteration columns, under the sb3 Python.
 
   SB3_PYTHON -m benchmarks.sb3_diagnose ENV STEPS SEED [--out DIR] [--obs-stats step|rollout]
+                                        [--reward-stats step|rollout]
 
 The zoo's settings from sb3_runner.py; one JSON file ``OUT/sb3-contrib/ENV/seed_N.json``, written
 atomically, the same layout as diagnose.py's. Per iteration: ``mean_return`` (last 100 training
@@ -15,7 +16,8 @@ end statistics: an approximation, since each was normalised with the statistics 
 ``--obs-stats rollout`` moves VecNormalize's observation statistics as keras_trpo's normaliser does: frozen
 while a rollout is collected, then updated with all of its observations at once (so they lag one rollout;
 one batch update equals the per-step ones, Chan et al.'s parallel formula). Stored under
-``OUT/sb3-contrib-obs-rollout/``. The reward statistics stay per step, as VecNormalize has them.
+``OUT/sb3-contrib-obs-rollout/``. ``--reward-stats rollout`` does the same to the statistics of the discounted
+returns that scale the rewards (``-reward-rollout`` in the folder's name).
 """
 from __future__ import annotations
 
@@ -88,6 +90,8 @@ class DiagnosticsCallback(BaseCallback):
         deferred = isinstance(getattr(self.venv, "obs_rms", None), DeferredStats)
         if deferred:  # the rollout's observations were all normalised with the statistics it started with
             self.venv.obs_rms.flush()
+        if isinstance(getattr(self.venv, "ret_rms", None), DeferredStats):
+            self.venv.ret_rms.flush()
         buf, model = self.model.rollout_buffer, self.model
         ep = model.ep_info_buffer
         row = dict(iteration=len(self.rows), timesteps=float(self.num_timesteps),
@@ -127,8 +131,11 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=DEFAULT_OUT)
     p.add_argument("--obs-stats", choices=["step", "rollout"], default="step",
                    help="when VecNormalize's observation statistics move: every step (sb3's) or once per rollout")
+    p.add_argument("--reward-stats", choices=["step", "rollout"], default="step",
+                   help="when VecNormalize's return statistics (which scale the rewards) move")
     a = p.parse_args(argv)
-    mode = "sb3-contrib" if a.obs_stats == "step" else "sb3-contrib-obs-rollout"
+    mode = "sb3-contrib" + ("-obs-rollout" if a.obs_stats == "rollout" else "") + \
+        ("-reward-rollout" if a.reward_stats == "rollout" else "")
     path = os.path.join(a.out, mode, a.env, f"seed_{a.seed}.json")
     if os.path.exists(path):
         print(f"stored: {path}")
@@ -139,6 +146,10 @@ def main(argv=None) -> int:
         if not isinstance(venv, VecNormalize):
             p.error(f"--obs-stats rollout: the zoo's settings for {a.env} do not normalise observations")
         venv.obs_rms = DeferredStats(venv.obs_rms)
+    if a.reward_stats == "rollout":
+        if not isinstance(venv, VecNormalize):
+            p.error(f"--reward-stats rollout: the zoo's settings for {a.env} do not normalise rewards")
+        venv.ret_rms = DeferredStats(venv.ret_rms)
     cb = DiagnosticsCallback(venv)
     start = time.perf_counter()
     model.learn(int(a.steps), callback=cb)
