@@ -41,8 +41,8 @@ DEFAULT_OUT = os.path.join(RESULTS, "diagnostics")
 
 
 class DeferredStats(RunningMeanStd):
-    """VecNormalize's ``obs_rms`` whose ``update`` only collects; ``flush`` applies what was collected
-    in one update. A RunningMeanStd itself, as VecNormalize checks."""
+    """One of VecNormalize's statistics (``obs_rms``, ``ret_rms``) whose ``update`` only collects;
+    ``flush`` applies what was collected in one update. A RunningMeanStd itself, as VecNormalize checks."""
 
     def __init__(self, rms: RunningMeanStd):
         super().__init__(shape=rms.mean.shape)
@@ -56,6 +56,10 @@ class DeferredStats(RunningMeanStd):
         if self.pending:
             super().update(np.concatenate(self.pending))
             self.pending = []
+
+
+# The options that defer one of VecNormalize's statistics to the rollout's end, and which statistics.
+DEFERRABLE = {"obs_stats": "obs_rms", "reward_stats": "ret_rms"}
 
 
 class DiagnosticsCallback(BaseCallback):
@@ -87,11 +91,12 @@ class DiagnosticsCallback(BaseCallback):
         self._start_stats = self._stats()
 
     def _on_rollout_end(self) -> None:
+        # A deferred obs_rms: the rollout's observations were all normalised with the statistics it started with.
         deferred = isinstance(getattr(self.venv, "obs_rms", None), DeferredStats)
-        if deferred:  # the rollout's observations were all normalised with the statistics it started with
-            self.venv.obs_rms.flush()
-        if isinstance(getattr(self.venv, "ret_rms", None), DeferredStats):
-            self.venv.ret_rms.flush()
+        for name in DEFERRABLE.values():
+            stats = getattr(self.venv, name, None)
+            if isinstance(stats, DeferredStats):
+                stats.flush()
         buf, model = self.model.rollout_buffer, self.model
         ep = model.ep_info_buffer
         row = dict(iteration=len(self.rows), timesteps=float(self.num_timesteps),
@@ -142,14 +147,11 @@ def main(argv=None) -> int:
         return 0
     torch.set_num_threads(1)
     model, venv, _ = make_model(a.env, a.seed)
-    if a.obs_stats == "rollout":
-        if not isinstance(venv, VecNormalize):
-            p.error(f"--obs-stats rollout: the zoo's settings for {a.env} do not normalise observations")
-        venv.obs_rms = DeferredStats(venv.obs_rms)
-    if a.reward_stats == "rollout":
-        if not isinstance(venv, VecNormalize):
-            p.error(f"--reward-stats rollout: the zoo's settings for {a.env} do not normalise rewards")
-        venv.ret_rms = DeferredStats(venv.ret_rms)
+    for option, name in DEFERRABLE.items():
+        if getattr(a, option) == "rollout":
+            if not isinstance(venv, VecNormalize):
+                p.error(f"--{option.replace('_', '-')} rollout: the zoo's settings for {a.env} do not normalise")
+            setattr(venv, name, DeferredStats(getattr(venv, name)))
     cb = DiagnosticsCallback(venv)
     start = time.perf_counter()
     model.learn(int(a.steps), callback=cb)
