@@ -74,29 +74,34 @@ def test_only_weight_layers_are_quantised(box_agent, tmp_path):
     assert any(init.data_type == onnx.TensorProto.INT8 for init in model.graph.initializer)
 
 
-def test_static_quantisation_uses_its_calibration(box_agent, tmp_path):
-    src = tmp_path / "p.onnx"
+@pytest.fixture(scope="module")
+def calibrated(box_agent, tmp_path_factory):
+    """The box agent's ONNX file, 1,000 observations, the agent's actions on them and the static-int8
+    copy calibrated on them: what the two tests below share."""
+    d = tmp_path_factory.mktemp("calibrated")
+    src = d / "p.onnx"
     export.to_onnx(box_agent, src, verify=False)
     obs = sample_observations(export.describe(box_agent), 1000, seed=2)
-    expected = box_agent.predict(obs, deterministic=True)
-    fitting = quantize_onnx(src, "static-int8", tmp_path / "fit.onnx", calibration_observations=obs)
+    fitting = quantize_onnx(src, "static-int8", d / "fit.onnx", calibration_observations=obs)
+    return src, obs, box_agent.predict(obs, deterministic=True), fitting.path
+
+
+def test_static_quantisation_uses_its_calibration(calibrated, tmp_path):
+    src, obs, expected, fitting = calibrated
     # Ranges from observations 1,000x too large: every real activation falls in a few int8 steps.
     wide = quantize_onnx(src, "static-int8", tmp_path / "wide.onnx", calibration_observations=obs * 1000)
-    err = {q.path: np.max(np.abs(_actions(q.path, obs) - expected)) for q in (fitting, wide)}
-    assert err[fitting.path] < err[wide.path] / 3
+    err = {path: np.max(np.abs(_actions(path, obs) - expected)) for path in (fitting, wide.path)}
+    assert err[fitting] < err[wide.path] / 3
 
 
-def test_static_int8_gives_the_same_actions_with_onnxruntimes_int8_kernels_as_without(box_agent, tmp_path):
+def test_static_int8_gives_the_same_actions_with_onnxruntimes_int8_kernels_as_without(calibrated):
     """onnxruntime fuses each QDQ pair into an int8 kernel; on x86 CPUs without VNNI those products
     saturate with full 8-bit weights (worst action error 0.126 instead of 0.015 on an AMD EPYC). Run
     unfused, the same file computes in float what the QDQ nodes describe: the two must agree on any CPU."""
-    src = tmp_path / "p.onnx"
-    export.to_onnx(box_agent, src, verify=False)
-    obs = sample_observations(export.describe(box_agent), 1000, seed=2)
-    static = quantize_onnx(src, "static-int8", calibration_observations=obs)
-    fused = _actions(static.path, obs)
-    unfused = _actions(static.path, obs, ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
-    int8_error = np.max(np.abs(fused - box_agent.predict(obs, deterministic=True)))
+    _, obs, expected, fitting = calibrated
+    fused = _actions(fitting, obs)
+    unfused = _actions(fitting, obs, ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
+    int8_error = np.max(np.abs(fused - expected))
     assert np.max(np.abs(fused - unfused)) < int8_error / 10, (fused, unfused)
     assert 0 < int8_error < 0.05
 
