@@ -1,0 +1,291 @@
+"""Does keras_trpo's learner take sb3-contrib's step from sb3-contrib's own data? (issue 28, Swimmer gap)
+
+Two halves, two Pythons (sb3-contrib's venv has no TensorFlow, keras_trpo's has no torch):
+
+  SB3_PYTHON -m benchmarks.sb3_update_parity dump ENV SEED --at 1 30 100 [--out DIR]
+  python     -m benchmarks.sb3_update_parity check DIR/ENV_seedN_iterK.npz [...]
+
+``dump`` trains sb3-contrib's TRPO with the zoo's settings (``sb3_runner.make_model``) and, at each training
+iteration named by ``--at``, stores what its ``train()`` saw and did, one ``.npz`` per iteration (NumPy arrays
+only, no pickle): the rollout buffer as ``train()`` reads it (VecNormalize's observations, actions, GAE
+advantages before normalisation, returns, the acting log-probabilities), every policy parameter before and after
+``train()``, the critic's Adam state before it, the permutations its buffer drew (the first orders the policy's
+full batch, then one per critic epoch, cut into minibatches), the gradient and direction its conjugate-gradient
+solver returned, and what it logged.
+
+``check`` builds keras_trpo's agent for the same env with the same settings (the zoo's, observations and rewards
+already normalised by VecNormalize, so no normaliser of its own; SB3's Adam epsilon for the critic), copies
+sb3-contrib's weights and Adam state into it, and runs keras_trpo's ``Learner`` on the same batch: the policy
+step on the same normalised advantages, the critic's 20 epochs on the same minibatches. It prints, per file,
+how far the two agree: the forward pass, the surrogate's gradient, the step (cosine and length ratio of
+theta_new - theta_old), the KL reached, and the critic's parameters after its fit. Equal steps mean the Swimmer
+gap is not in the update; a different step says where to look.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import sys
+
+import numpy as np
+
+DEFAULT_OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "ahead", "swimmer", "parity")
+
+# sb3-contrib MlpPolicy names -> keras_trpo layer names (feed-forward, two hidden layers, Box actions)
+POLICY_LAYERS = {"mlp_extractor.policy_net.0": "policy_torso_dense_0", "mlp_extractor.policy_net.2": "policy_torso_dense_1",
+                 "action_net": "policy_mean"}
+VALUE_LAYERS = {"mlp_extractor.value_net.0": "value_torso_dense_0", "mlp_extractor.value_net.2": "value_torso_dense_1",
+                "value_net": "value_head"}
+
+
+# ----------------------------------------------------------------------------------------------- dump (sb3)
+def dump(env_id: str, seed: int, at: list[int], out: str) -> list[str]:
+    import torch
+    import sb3_contrib.trpo.trpo as trpo_module
+    from benchmarks.sb3_runner import make_model
+    from keras_trpo_serving.files import atomic_write_bytes
+
+    torch.set_num_threads(1)
+    model, venv, _ = make_model(env_id, seed)
+    original_train, original_cg = model.train, trpo_module.conjugate_gradient_solver
+    written: list[str] = []
+
+    def params() -> dict[str, np.ndarray]:
+        return {k: v.detach().cpu().numpy().copy() for k, v in model.policy.state_dict().items()}  # float32, as trained
+
+    def train() -> None:
+        iteration = model._n_updates + 1
+        if iteration not in at:
+            return original_train()
+        before, perms, cg = params(), [], {}
+        adam = {}
+        for name, p in model.policy.named_parameters():
+            state = model.policy.optimizer.state.get(p)
+            if "value" in name and state:
+                adam[f"adam_m/{name}"] = state["exp_avg"].numpy().copy()
+                adam[f"adam_v/{name}"] = state["exp_avg_sq"].numpy().copy()
+                adam["adam_step"] = np.asarray(float(state["step"]))
+        permutation = np.random.permutation
+
+        def recording_permutation(n):
+            p = permutation(n)
+            perms.append(np.asarray(p, np.int16 if n <= np.iinfo(np.int16).max else np.int32))  # random: int64 would not compress
+            return p
+
+        def recording_cg(fn, b, *a, **kw):
+            x = original_cg(fn, b, *a, **kw)
+            cg["gradient"], cg["direction"] = b.detach().numpy().copy(), x.detach().numpy().copy()
+            cg["direction_fvp"] = fn(x.detach(), retain_graph=True).detach().numpy()
+            return x
+
+        np.random.permutation, trpo_module.conjugate_gradient_solver = recording_permutation, recording_cg
+        try:
+            original_train()
+        finally:
+            np.random.permutation, trpo_module.conjugate_gradient_solver = permutation, original_cg
+        after, buf = params(), model.rollout_buffer  # train() has flattened the buffer to [n_envs * n_steps, ...]
+        logged = {k: float(v) for k, v in model.logger.name_to_value.items() if k.startswith("train/")}
+        arrays = dict(obs=buf.observations.reshape(len(buf.observations), -1), actions=buf.actions.reshape(len(buf.actions), -1),
+                      advantages=buf.advantages.reshape(-1), returns=buf.returns.reshape(-1), old_log_prob=buf.log_probs.reshape(-1),
+                      values=buf.values.reshape(-1), **{f"perm_{i}": p for i, p in enumerate(perms)},
+                      **{f"before/{k}": v for k, v in before.items()}, **{f"after/{k}": v for k, v in after.items()},
+                      **adam, **cg, meta=np.asarray(json.dumps(dict(env=env_id, seed=seed, iteration=iteration,
+                                                                     timesteps=int(model.num_timesteps), logged=logged,
+                                                                     target_kl=model.target_kl, cg_damping=model.cg_damping))))
+        path = os.path.join(out, f"{env_id}_seed{seed}_iter{iteration}.npz")
+        data = io.BytesIO()
+        np.savez_compressed(data, **arrays)
+        atomic_write_bytes(path, data.getvalue())
+        written.append(path)
+        print(f"iteration {iteration} ({model.num_timesteps} steps): {path}; sb3-contrib logged "
+              f"kl {logged.get('train/kl_divergence_loss'):.5f}, line search success "
+              f"{logged.get('train/is_line_search_success'):.0f}, std {logged.get('train/std'):.4f}", flush=True)
+
+    model.train = train
+    iterations = max(at)
+    model.learn(iterations * model.n_steps * model.n_envs)
+    return written
+
+
+# ----------------------------------------------------------------------------------------------- check (keras_trpo)
+def _load(path: str) -> tuple[dict[str, np.ndarray], dict]:
+    with np.load(path, allow_pickle=False) as z:  # sb3-contrib's float32 arrays, compared in float64
+        arrays = {k: z[k].astype(np.float64) if z[k].dtype.kind == "f" else z[k] for k in z.files}
+    return arrays, json.loads(str(arrays.pop("meta")))
+
+
+def _set_dense(model, layer_name: str, weight: np.ndarray, bias: np.ndarray) -> None:
+    """A torch ``nn.Linear`` (weight ``[out, in]``) into a Keras ``Dense`` (kernel ``[in, out]``)."""
+    layer = _layer(model, layer_name)
+    layer.set_weights([weight.T.astype(np.float32), bias.astype(np.float32)])
+
+
+def _layer(model, name: str):
+    """The layer called ``name`` anywhere in ``model`` (the torsos are Sequential models inside it)."""
+    for layer in model.layers:
+        if layer.name == name:
+            return layer
+        if hasattr(layer, "layers"):
+            try:
+                return _layer(layer, name)
+            except KeyError:
+                pass
+    raise KeyError(f"no layer {name!r} in {model.name}")
+
+
+def _policy_flat(model, order: list) -> np.ndarray:
+    return np.concatenate([np.ravel(v) for v in _policy_arrays(model, order)])
+
+
+def _policy_arrays(model, order: list) -> list[np.ndarray]:
+    """keras_trpo's policy parameters in sb3-contrib's order and layout (torch ``[out, in]`` weights)."""
+    out = []
+    for name in order:
+        if name == "log_std":
+            out.append(np.asarray(_layer(model, "policy_log_std").get_weights()[0], np.float64))
+            continue
+        layer_name, kind = name.rsplit(".", 1)
+        kernel, bias = _layer(model, POLICY_LAYERS[layer_name]).get_weights()
+        out.append(np.asarray(kernel.T if kind == "weight" else bias, np.float64))
+    return out
+
+
+def check(path: str) -> dict:
+    import keras
+    import tensorflow as tf
+
+    from keras_trpo import TRPO
+
+    a, meta = _load(path)
+    logged = meta["logged"]
+    agent = TRPO(meta["env"], seed=0, normalize_obs=False, normalize_reward=False, value_adam_epsilon=1e-5)
+    cfg, policy_model, value_model = agent.config, agent.policy_model, agent.value_model
+    d = a["actions"].shape[1]
+    for name, layers, model in (("policy", POLICY_LAYERS, policy_model), ("value", VALUE_LAYERS, value_model)):
+        for torch_name, keras_name in layers.items():
+            _set_dense(model, keras_name, a[f"before/{torch_name}.weight"], a[f"before/{torch_name}.bias"])
+    _layer(policy_model, "policy_log_std").set_weights([a["before/log_std"].astype(np.float32)])
+    order = ["log_std"] + [f"{t}.{k}" for t in POLICY_LAYERS for k in ("weight", "bias")]
+
+    obs = a["obs"].astype(np.float32)
+    out = policy_model(obs)
+    # the acting log-probabilities sb3-contrib stored, recomputed by keras_trpo's distribution
+    dist = agent.family.make({k: out[k] for k in ("mean", "log_std")})
+    logp = dist.log_prob(tf.constant(a["actions"], tf.float32)).numpy()
+    values = value_model(obs).numpy()[:, 0]
+
+    # sb3-contrib's train() order: the first permutation orders the policy's batch
+    perm = a["perm_0"]
+    adv = a["advantages"][perm]
+    adv_norm = (adv - adv.mean()) / (adv.std(ddof=1) + 1e-8)  # torch's std is the unbiased one
+    x, act = obs[perm], a["actions"][perm].astype(np.float32)
+
+    # the surrogate's gradient, as the learner forms it (sb3-contrib's is stored as "gradient")
+    theta_vars = policy_model.trainable_variables
+    with tf.GradientTape() as tape:
+        o = policy_model(x)
+        new = agent.family.make({k: o[k] for k in ("mean", "log_std")})
+        surrogate = tf.reduce_mean(tf.exp(new.log_prob(act) - tf.stop_gradient(new.log_prob(act))) * adv_norm)
+    grads = {v.path: g.numpy() for v, g in zip(theta_vars, tape.gradient(surrogate, theta_vars))}
+    g_keras = []
+    for name in order:
+        if name == "log_std":
+            g_keras.append(grads[_layer(policy_model, "policy_log_std").weights[0].path].ravel())
+            continue
+        layer_name, kind = name.rsplit(".", 1)
+        layer = _layer(policy_model, POLICY_LAYERS[layer_name])
+        kernel, bias = layer.weights
+        g_keras.append((grads[kernel.path].T if kind == "weight" else grads[bias.path]).ravel())
+    g_keras = np.concatenate(g_keras)
+
+    theta0 = _policy_flat(policy_model, order)
+    logs = agent.learner.policy_update(x, act, adv_norm.astype(np.float32))
+    step_keras = _policy_flat(policy_model, order) - theta0
+    step_sb3 = np.concatenate([np.ravel(a[f"after/{n}"] - a[f"before/{n}"]) for n in order])
+
+    # the critic: sb3-contrib's Adam state, then its minibatches (every later permutation, cut in batch_size rows)
+    opt = agent.learner.value_optimizer
+    step = float(a.get("adam_step", 0.0))
+    opt.iterations.assign(int(step))
+    for torch_name, keras_name in VALUE_LAYERS.items():
+        kernel, bias = _layer(value_model, keras_name).weights
+        for var, kind, transpose in ((kernel, "weight", True), (bias, "bias", False)):
+            for slot, prefix in (("momentum", "adam_m"), ("velocity", "adam_v")):
+                key = f"{prefix}/{torch_name}.{kind}"
+                if key in a:
+                    value = a[key].T if transpose else a[key]
+                    _optimizer_slot(opt, var, slot).assign(value.astype(np.float32))
+    n = len(a["returns"])
+    batches = np.concatenate([a[f"perm_{i}"][:n].reshape(-1, cfg.value_batch_size)
+                              for i in range(1, 1 + cfg.value_epochs)]).astype(np.int32)
+    agent.learner.value_update(obs, a["returns"].astype(np.float32), batches)
+    critic_keras = np.concatenate([np.ravel(w.T if w.ndim == 2 else w) for k in VALUE_LAYERS.values()
+                                   for w in _layer(value_model, k).get_weights()])
+    critic_sb3 = np.concatenate([np.ravel(a[f"after/{t}.{k}"]) for t in VALUE_LAYERS for k in ("weight", "bias")])
+    critic_before = np.concatenate([np.ravel(a[f"before/{t}.{k}"]) for t in VALUE_LAYERS for k in ("weight", "bias")])
+
+    def cos(u, v):
+        return float(u @ v / (np.linalg.norm(u) * np.linalg.norm(v) + 1e-300))
+
+    result = dict(
+        file=os.path.basename(path), iteration=meta["iteration"], timesteps=meta["timesteps"],
+        config=dict(max_kl=cfg.max_kl, cg_damping=cfg.cg_damping, cg_iters=cfg.cg_iters, value_epochs=cfg.value_epochs,
+                    value_batch_size=cfg.value_batch_size, line_search_steps=cfg.line_search_steps,
+                    line_search_shrink=cfg.line_search_shrink, line_search_kl=cfg.line_search_kl),
+        sb3_target_kl_times_d=meta["target_kl"] * d, sb3_cg_damping_times_d=meta["cg_damping"] * d,
+        logp_max_abs_diff=float(np.max(np.abs(logp - a["old_log_prob"]))),
+        value_max_abs_diff=float(np.max(np.abs(values - a["values"]))),
+        gradient_cos=cos(g_keras, a["gradient"]), gradient_norm_ratio=float(np.linalg.norm(g_keras) / np.linalg.norm(a["gradient"])),
+        step_cos=cos(step_keras, step_sb3),
+        step_norm_ratio=float(np.linalg.norm(step_keras) / max(np.linalg.norm(step_sb3), 1e-300)),
+        step_norm_sb3=float(np.linalg.norm(step_sb3)), step_norm_keras=float(np.linalg.norm(step_keras)),
+        kl_keras=logs["kl"], kl_sb3=logged.get("train/kl_divergence_loss", float("nan")) * d,
+        line_search_tries_keras=logs["line_search_steps"], accepted_keras=logs["step_accepted"],
+        accepted_sb3=logged.get("train/is_line_search_success"),
+        cg_iterations_keras=logs["cg_iterations"],
+        critic_step_cos=cos(critic_keras - critic_before, critic_sb3 - critic_before),
+        critic_step_norm_ratio=float(np.linalg.norm(critic_keras - critic_before) / np.linalg.norm(critic_sb3 - critic_before)),
+        critic_max_abs_diff=float(np.max(np.abs(critic_keras - critic_sb3))),
+    )
+    # the step's size along sb3-contrib's direction: keras_trpo's step = c * beta * s, sb3-contrib's = c' * beta' * s'
+    s = a["direction"]
+    result["direction_cos_keras_step"] = cos(step_keras, s)
+    result["sb3_step_over_direction"] = float(step_sb3 @ s / (s @ s))
+    result["keras_step_over_direction"] = float(step_keras @ s / (s @ s))
+    result["sb3_beta_full"] = float(np.sqrt(2 * meta["target_kl"] / (s @ a["direction_fvp"])))
+    del keras
+    return result
+
+
+def _optimizer_slot(opt, var, slot: str):
+    """Keras 3 Adam's ``momentum`` / ``velocity`` variable for ``var`` (named after its path)."""
+    name = f"{opt.name}/{var.path.replace('/', '_')}_{slot}"
+    for v in opt.variables:
+        if v.path == name:
+            return v
+    raise KeyError(f"the optimizer has no {name!r}")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+    d = sub.add_parser("dump", help="sb3-contrib's side (its Python)")
+    d.add_argument("env")
+    d.add_argument("seed", type=int)
+    d.add_argument("--at", type=int, nargs="+", required=True, help="training iterations to store (1 = the first)")
+    d.add_argument("--out", default=DEFAULT_OUT)
+    c = sub.add_parser("check", help="keras_trpo's side")
+    c.add_argument("files", nargs="+")
+    a = p.parse_args(argv)
+    if a.command == "dump":
+        dump(a.env, a.seed, sorted(set(a.at)), a.out)
+        return 0
+    for path in a.files:
+        print(json.dumps(check(path), indent=1), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,52 @@
+"""keras_trpo's learner against sb3-contrib's TRPO on a batch sb3-contrib stored: an independent implementation.
+
+``tests/data/sb3_contrib_trpo_swimmer.npz`` is one training iteration of sb3-contrib's TRPO (zoo settings,
+Swimmer-v5, seed 0, iteration 30), written by ``benchmarks/sb3_update_parity.py dump`` under sb3-contrib's
+venv: the batch its ``train()`` read, its weights and critic Adam state before, its weights after, the minibatch
+order it drew. No torch here: ``check`` copies the weights into keras_trpo's agent and runs keras_trpo's
+``Learner`` on the same batch. The policy step is the same computation in float32 on both sides (surrogate
+gradient, CG on the damped Fisher, the step to the trust region's edge, a line search that took its first try),
+so it must agree to float32 rounding. So must the critic's 20 epochs of Adam from sb3-contrib's Adam state: the
+two Adams place epsilon differently (torch divides by sqrt(v_hat) + eps, Keras by sqrt(v) + eps with the bias
+correction in the learning rate), which matters in the first iterations only (0.3-0.7 % of the critic's step at
+iteration 1, 4e-7 at iteration 30).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from benchmarks.sb3_update_parity import check
+
+FIXTURE = Path(__file__).parent / "data" / "sb3_contrib_trpo_swimmer.npz"
+
+
+@pytest.fixture(scope="module")
+def result() -> dict:
+    return check(str(FIXTURE))
+
+
+def test_the_same_settings_and_the_same_network(result):
+    # sb3-contrib bounds the KL per action dimension; keras_trpo the whole action's (config.default_config)
+    assert result["config"]["max_kl"] == pytest.approx(result["sb3_target_kl_times_d"])
+    assert result["config"]["cg_damping"] == pytest.approx(result["sb3_cg_damping_times_d"])
+    # the copied weights give sb3-contrib's acting log-probabilities and values
+    assert result["logp_max_abs_diff"] < 1e-5
+    assert result["value_max_abs_diff"] < 1e-5
+
+
+def test_the_policy_step_is_sb3_contribs(result):
+    assert result["gradient_cos"] == pytest.approx(1.0, abs=1e-6)
+    assert result["gradient_norm_ratio"] == pytest.approx(1.0, abs=1e-5)
+    assert result["accepted_keras"] == result["accepted_sb3"] == 1.0
+    assert result["step_cos"] == pytest.approx(1.0, abs=1e-6)
+    assert result["step_norm_ratio"] == pytest.approx(1.0, abs=1e-4)
+    # the step's length along sb3-contrib's CG direction: its full step beta, first try of the line search
+    assert result["keras_step_over_direction"] == pytest.approx(result["sb3_beta_full"], rel=1e-4)
+    assert result["kl_keras"] <= result["config"]["max_kl"]
+
+
+def test_the_critic_fit_is_sb3_contribs(result):
+    assert result["critic_step_cos"] == pytest.approx(1.0, abs=1e-6)
+    assert result["critic_step_norm_ratio"] == pytest.approx(1.0, abs=1e-4)
