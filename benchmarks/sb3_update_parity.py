@@ -18,7 +18,8 @@ already normalised by VecNormalize, so no normaliser of its own; SB3's Adam epsi
 sb3-contrib's weights and Adam state into it, and runs keras_trpo's ``Learner`` on the same batch: the policy
 step on the same normalised advantages, the critic's 20 epochs on the same minibatches. It prints, per file,
 how far the two agree: the forward pass, the surrogate's gradient, the step (cosine and length ratio of
-theta_new - theta_old), the KL reached, and the critic's parameters after its fit. Equal steps mean the Swimmer
+theta_new - theta_old), the KL reached, and the critic's parameters after its fit. Box actions (diagonal
+Gaussian, state-independent log std) and Discrete ones (categorical), sb3-contrib's default MlpPolicy. Equal steps mean the Swimmer
 gap is not in the update; a different step says where to look.
 """
 from __future__ import annotations
@@ -33,9 +34,9 @@ import numpy as np
 
 DEFAULT_OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "ahead", "swimmer", "parity")
 
-# sb3-contrib MlpPolicy names -> keras_trpo layer names (feed-forward, two hidden layers, Box actions)
-POLICY_LAYERS = {"mlp_extractor.policy_net.0": "policy_torso_dense_0", "mlp_extractor.policy_net.2": "policy_torso_dense_1",
-                 "action_net": "policy_mean"}
+# sb3-contrib MlpPolicy names -> keras_trpo layer names (feed-forward, two hidden layers); the action head is
+# "policy_mean" (with the state-independent "log_std") for Box actions, "policy_logits" for Discrete ones.
+TORSO_LAYERS = {"mlp_extractor.policy_net.0": "policy_torso_dense_0", "mlp_extractor.policy_net.2": "policy_torso_dense_1"}
 VALUE_LAYERS = {"mlp_extractor.value_net.0": "value_torso_dense_0", "mlp_extractor.value_net.2": "value_torso_dense_1",
                 "value_net": "value_head"}
 
@@ -93,15 +94,17 @@ def dump(env_id: str, seed: int, at: list[int], out: str) -> list[str]:
                       **{f"before/{k}": v for k, v in before.items()}, **{f"after/{k}": v for k, v in after.items()},
                       **adam, **cg, meta=np.asarray(json.dumps(dict(env=env_id, seed=seed, iteration=iteration,
                                                                      timesteps=int(model.num_timesteps), logged=logged,
-                                                                     target_kl=model.target_kl, cg_damping=model.cg_damping))))
+                                                                     target_kl=model.target_kl, cg_damping=model.cg_damping,
+                                                                     adam_epsilon=model.policy.optimizer.defaults["eps"]))))
         path = os.path.join(out, f"{env_id}_seed{seed}_iter{iteration}.npz")
         data = io.BytesIO()
         np.savez_compressed(data, **arrays)
         atomic_write_bytes(path, data.getvalue())
         written.append(path)
+        std = f", std {logged['train/std']:.4f}" if "train/std" in logged else ""  # a Gaussian policy's
         print(f"iteration {iteration} ({model.num_timesteps} steps): {path}; sb3-contrib logged "
               f"kl {logged.get('train/kl_divergence_loss'):.5f}, line search success "
-              f"{logged.get('train/is_line_search_success'):.0f}, std {logged.get('train/std'):.4f}", flush=True)
+              f"{logged.get('train/is_line_search_success'):.0f}{std}", flush=True)
 
     model.train = train
     iterations = max(at)
@@ -135,74 +138,73 @@ def _layer(model, name: str):
     raise KeyError(f"no layer {name!r} in {model.name}")
 
 
-def _policy_flat(model, order: list) -> np.ndarray:
-    return np.concatenate([np.ravel(v) for v in _policy_arrays(model, order)])
-
-
-def _policy_arrays(model, order: list) -> list[np.ndarray]:
-    """keras_trpo's policy parameters in sb3-contrib's order and layout (torch ``[out, in]`` weights)."""
+def _policy_variables(model, layers: dict[str, str], order: list[str]) -> list:
+    """keras_trpo's policy variables in sb3-contrib's parameter order, ``(variable, transpose)`` pairs:
+    a torch ``[out, in]`` weight is a Keras ``[in, out]`` kernel."""
     out = []
     for name in order:
         if name == "log_std":
-            out.append(np.asarray(_layer(model, "policy_log_std").get_weights()[0], np.float64))
+            out.append((_layer(model, "policy_log_std").weights[0], False))
             continue
         layer_name, kind = name.rsplit(".", 1)
-        kernel, bias = _layer(model, POLICY_LAYERS[layer_name]).get_weights()
-        out.append(np.asarray(kernel.T if kind == "weight" else bias, np.float64))
+        kernel, bias = _layer(model, layers[layer_name]).weights
+        out.append((kernel, True) if kind == "weight" else (bias, False))
     return out
 
 
+def _flat(arrays_and_transposes) -> np.ndarray:
+    return np.concatenate([np.ravel(np.asarray(a, np.float64).T if t else np.asarray(a, np.float64))
+                           for a, t in arrays_and_transposes])
+
+
 def check(path: str) -> dict:
-    import keras
     import tensorflow as tf
 
     from keras_trpo import TRPO
 
     a, meta = _load(path)
     logged = meta["logged"]
-    agent = TRPO(meta["env"], seed=0, normalize_obs=False, normalize_reward=False, value_adam_epsilon=1e-5)
+    agent = TRPO(meta["env"], seed=0, normalize_obs=False, normalize_reward=False,
+                 value_adam_epsilon=meta.get("adam_epsilon", 1e-5))  # SB3's Adam epsilon
     cfg, policy_model, value_model = agent.config, agent.policy_model, agent.value_model
-    d = a["actions"].shape[1]
-    for name, layers, model in (("policy", POLICY_LAYERS, policy_model), ("value", VALUE_LAYERS, value_model)):
+    gaussian = "before/log_std" in a
+    if not gaussian and agent.family.param_names != ("logits",):
+        raise ValueError(f"{path}: only Box (diagonal Gaussian) and Discrete (categorical) actions are compared")
+    # sb3-contrib's KL is a mean over a Gaussian's action dimensions too (config.default_config)
+    d = a["actions"].shape[1] if gaussian else 1
+    policy_layers = {**TORSO_LAYERS, "action_net": "policy_mean" if gaussian else "policy_logits"}
+    for layers, model in ((policy_layers, policy_model), (VALUE_LAYERS, value_model)):
         for torch_name, keras_name in layers.items():
             _set_dense(model, keras_name, a[f"before/{torch_name}.weight"], a[f"before/{torch_name}.bias"])
-    _layer(policy_model, "policy_log_std").set_weights([a["before/log_std"].astype(np.float32)])
-    order = ["log_std"] + [f"{t}.{k}" for t in POLICY_LAYERS for k in ("weight", "bias")]
+    order = ["log_std"] * gaussian + [f"{t}.{k}" for t in policy_layers for k in ("weight", "bias")]
+    variables = _policy_variables(policy_model, policy_layers, order)
+    if gaussian:
+        _layer(policy_model, "policy_log_std").set_weights([a["before/log_std"].astype(np.float32)])
+
+    def theta() -> np.ndarray:
+        return _flat((v.numpy(), t) for v, t in variables)
 
     obs = a["obs"].astype(np.float32)
-    out = policy_model(obs)
+    actions = (a["actions"].astype(np.float32) if gaussian else a["actions"][:, 0].astype(np.int32))
     # the acting log-probabilities sb3-contrib stored, recomputed by keras_trpo's distribution
-    dist = agent.family.make({k: out[k] for k in ("mean", "log_std")})
-    logp = dist.log_prob(tf.constant(a["actions"], tf.float32)).numpy()
+    logp = agent.family.make(policy_model(obs)).log_prob(actions).numpy()
     values = value_model(obs).numpy()[:, 0]
 
     # sb3-contrib's train() order: the first permutation orders the policy's batch
     perm = a["perm_0"]
     adv = a["advantages"][perm]
     adv_norm = (adv - adv.mean()) / (adv.std(ddof=1) + 1e-8)  # torch's std is the unbiased one
-    x, act = obs[perm], a["actions"][perm].astype(np.float32)
+    x, act = obs[perm], actions[perm]
 
-    # the surrogate's gradient, as the learner forms it (sb3-contrib's is stored as "gradient")
-    theta_vars = policy_model.trainable_variables
+    # the surrogate's gradient at the old policy (sb3-contrib's is stored as "gradient")
     with tf.GradientTape() as tape:
-        o = policy_model(x)
-        new = agent.family.make({k: o[k] for k in ("mean", "log_std")})
+        new = agent.family.make(policy_model(x))
         surrogate = tf.reduce_mean(tf.exp(new.log_prob(act) - tf.stop_gradient(new.log_prob(act))) * adv_norm)
-    grads = {v.path: g.numpy() for v, g in zip(theta_vars, tape.gradient(surrogate, theta_vars))}
-    g_keras = []
-    for name in order:
-        if name == "log_std":
-            g_keras.append(grads[_layer(policy_model, "policy_log_std").weights[0].path].ravel())
-            continue
-        layer_name, kind = name.rsplit(".", 1)
-        layer = _layer(policy_model, POLICY_LAYERS[layer_name])
-        kernel, bias = layer.weights
-        g_keras.append((grads[kernel.path].T if kind == "weight" else grads[bias.path]).ravel())
-    g_keras = np.concatenate(g_keras)
+    g_keras = _flat((g.numpy(), t) for g, (_, t) in zip(tape.gradient(surrogate, [v for v, _ in variables]), variables))
 
-    theta0 = _policy_flat(policy_model, order)
+    theta0 = theta()
     logs = agent.learner.policy_update(x, act, adv_norm.astype(np.float32))
-    step_keras = _policy_flat(policy_model, order) - theta0
+    step_keras = theta() - theta0
     step_sb3 = np.concatenate([np.ravel(a[f"after/{n}"] - a[f"before/{n}"]) for n in order])
 
     # the critic: sb3-contrib's Adam state, then its minibatches (every later permutation, cut in batch_size rows)
@@ -255,7 +257,6 @@ def check(path: str) -> dict:
     result["sb3_step_over_direction"] = float(step_sb3 @ s / (s @ s))
     result["keras_step_over_direction"] = float(step_keras @ s / (s @ s))
     result["sb3_beta_full"] = float(np.sqrt(2 * meta["target_kl"] / (s @ a["direction_fvp"])))
-    del keras
     return result
 
 
