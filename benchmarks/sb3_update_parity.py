@@ -43,13 +43,14 @@ VALUE_LAYERS = {"mlp_extractor.value_net.0": "value_torso_dense_0", "mlp_extract
 
 # ----------------------------------------------------------------------------------------------- dump (sb3)
 def dump(env_id: str, seed: int, at: list[int], out: str) -> list[str]:
-    import torch
     import sb3_contrib.trpo.trpo as trpo_module
+    import torch
+
     from benchmarks.sb3_runner import make_model
     from keras_trpo_serving.files import atomic_write_bytes
 
     torch.set_num_threads(1)
-    model, venv, _ = make_model(env_id, seed)
+    model, _, _ = make_model(env_id, seed)
     original_train, original_cg = model.train, trpo_module.conjugate_gradient_solver
     written: list[str] = []
 
@@ -157,29 +158,60 @@ def _flat(arrays_and_transposes) -> np.ndarray:
                            for a, t in arrays_and_transposes])
 
 
-def check(path: str) -> dict:
-    import tensorflow as tf
-
+def _agent_with_sb3_weights(a: dict[str, np.ndarray], meta: dict):
+    """keras_trpo's agent for the dump's env, with sb3-contrib's settings and its weights before ``train()``;
+    ``(agent, gaussian, order, variables)``: ``order`` names sb3-contrib's actor parameters in its flat order,
+    ``variables`` are keras_trpo's ``(variable, transpose)`` pairs in that order."""
     from keras_trpo import TRPO
+
+    # VecNormalize's observations and rewards come normalised: no normaliser of keras_trpo's own
+    agent = TRPO(meta["env"], seed=0, normalize_obs=False, normalize_reward=False,
+                 value_adam_epsilon=meta.get("adam_epsilon", 1e-5))  # SB3's Adam epsilon
+    gaussian = "before/log_std" in a
+    if not gaussian and agent.family.param_names != ("logits",):
+        raise ValueError(f"{meta['env']}: only Box (diagonal Gaussian) and Discrete (categorical) actions are compared")
+    policy_layers = {**TORSO_LAYERS, "action_net": "policy_mean" if gaussian else "policy_logits"}
+    for layers, model in ((policy_layers, agent.policy_model), (VALUE_LAYERS, agent.value_model)):
+        for torch_name, keras_name in layers.items():
+            _set_dense(model, keras_name, a[f"before/{torch_name}.weight"], a[f"before/{torch_name}.bias"])
+    if gaussian:
+        _layer(agent.policy_model, "policy_log_std").set_weights([a["before/log_std"].astype(np.float32)])
+    order = ["log_std"] * gaussian + [f"{t}.{k}" for t in policy_layers for k in ("weight", "bias")]
+    return agent, gaussian, order, _policy_variables(agent.policy_model, policy_layers, order)
+
+
+def _critic_fit(agent, a: dict[str, np.ndarray]) -> None:
+    """keras_trpo's critic update from sb3-contrib's Adam state, on sb3-contrib's minibatches (the permutations
+    after the first, one per epoch, cut into ``value_batch_size`` rows)."""
+    cfg, opt = agent.config, agent.learner.value_optimizer
+    opt.iterations.assign(int(a.get("adam_step", 0.0)))  # torch's step count: Keras's next t is the same
+    for torch_name, keras_name in VALUE_LAYERS.items():
+        kernel, bias = _layer(agent.value_model, keras_name).weights
+        for var, kind, transpose in ((kernel, "weight", True), (bias, "bias", False)):
+            for slot, prefix in (("momentum", "adam_m"), ("velocity", "adam_v")):
+                key = f"{prefix}/{torch_name}.{kind}"
+                if key in a:
+                    value = a[key].T if transpose else a[key]
+                    _optimizer_slot(opt, var, slot).assign(value.astype(np.float32))
+    n = len(a["returns"])
+    batches = np.concatenate([a[f"perm_{i}"][:n].reshape(-1, cfg.value_batch_size)
+                              for i in range(1, 1 + cfg.value_epochs)]).astype(np.int32)
+    agent.learner.value_update(a["obs"].astype(np.float32), a["returns"].astype(np.float32), batches)
+
+
+def _cos(u: np.ndarray, v: np.ndarray) -> float:
+    return float(u @ v / (np.linalg.norm(u) * np.linalg.norm(v) + 1e-300))
+
+
+def check(path: str) -> dict:
+    """How far keras_trpo's update of the dump's batch is from sb3-contrib's (see the module's docstring)."""
+    import tensorflow as tf
 
     a, meta = _load(path)
     logged = meta["logged"]
-    agent = TRPO(meta["env"], seed=0, normalize_obs=False, normalize_reward=False,
-                 value_adam_epsilon=meta.get("adam_epsilon", 1e-5))  # SB3's Adam epsilon
+    agent, gaussian, order, variables = _agent_with_sb3_weights(a, meta)
     cfg, policy_model, value_model = agent.config, agent.policy_model, agent.value_model
-    gaussian = "before/log_std" in a
-    if not gaussian and agent.family.param_names != ("logits",):
-        raise ValueError(f"{path}: only Box (diagonal Gaussian) and Discrete (categorical) actions are compared")
-    # sb3-contrib's KL is a mean over a Gaussian's action dimensions too (config.default_config)
-    d = a["actions"].shape[1] if gaussian else 1
-    policy_layers = {**TORSO_LAYERS, "action_net": "policy_mean" if gaussian else "policy_logits"}
-    for layers, model in ((policy_layers, policy_model), (VALUE_LAYERS, value_model)):
-        for torch_name, keras_name in layers.items():
-            _set_dense(model, keras_name, a[f"before/{torch_name}.weight"], a[f"before/{torch_name}.bias"])
-    order = ["log_std"] * gaussian + [f"{t}.{k}" for t in policy_layers for k in ("weight", "bias")]
-    variables = _policy_variables(policy_model, policy_layers, order)
-    if gaussian:
-        _layer(policy_model, "policy_log_std").set_weights([a["before/log_std"].astype(np.float32)])
+    d = a["actions"].shape[1] if gaussian else 1  # sb3-contrib's KL is a mean over a Gaussian's dimensions too
 
     def theta() -> np.ndarray:
         return _flat((v.numpy(), t) for v, t in variables)
@@ -207,31 +239,14 @@ def check(path: str) -> dict:
     step_keras = theta() - theta0
     step_sb3 = np.concatenate([np.ravel(a[f"after/{n}"] - a[f"before/{n}"]) for n in order])
 
-    # the critic: sb3-contrib's Adam state, then its minibatches (every later permutation, cut in batch_size rows)
-    opt = agent.learner.value_optimizer
-    step = float(a.get("adam_step", 0.0))
-    opt.iterations.assign(int(step))
-    for torch_name, keras_name in VALUE_LAYERS.items():
-        kernel, bias = _layer(value_model, keras_name).weights
-        for var, kind, transpose in ((kernel, "weight", True), (bias, "bias", False)):
-            for slot, prefix in (("momentum", "adam_m"), ("velocity", "adam_v")):
-                key = f"{prefix}/{torch_name}.{kind}"
-                if key in a:
-                    value = a[key].T if transpose else a[key]
-                    _optimizer_slot(opt, var, slot).assign(value.astype(np.float32))
-    n = len(a["returns"])
-    batches = np.concatenate([a[f"perm_{i}"][:n].reshape(-1, cfg.value_batch_size)
-                              for i in range(1, 1 + cfg.value_epochs)]).astype(np.int32)
-    agent.learner.value_update(obs, a["returns"].astype(np.float32), batches)
+    _critic_fit(agent, a)
     critic_keras = np.concatenate([np.ravel(w.T if w.ndim == 2 else w) for k in VALUE_LAYERS.values()
                                    for w in _layer(value_model, k).get_weights()])
-    critic_sb3 = np.concatenate([np.ravel(a[f"after/{t}.{k}"]) for t in VALUE_LAYERS for k in ("weight", "bias")])
-    critic_before = np.concatenate([np.ravel(a[f"before/{t}.{k}"]) for t in VALUE_LAYERS for k in ("weight", "bias")])
+    critic_sb3, critic_before = (np.concatenate([np.ravel(a[f"{when}/{t}.{k}"]) for t in VALUE_LAYERS for k in ("weight", "bias")])
+                                 for when in ("after", "before"))
 
-    def cos(u, v):
-        return float(u @ v / (np.linalg.norm(u) * np.linalg.norm(v) + 1e-300))
-
-    result = dict(
+    s = a["direction"]  # sb3-contrib's CG solution: its step is c * beta * s, c the line search's factor
+    return dict(
         file=os.path.basename(path), iteration=meta["iteration"], timesteps=meta["timesteps"],
         config=dict(max_kl=cfg.max_kl, cg_damping=cfg.cg_damping, cg_iters=cfg.cg_iters, value_epochs=cfg.value_epochs,
                     value_batch_size=cfg.value_batch_size, line_search_steps=cfg.line_search_steps,
@@ -239,25 +254,23 @@ def check(path: str) -> dict:
         sb3_target_kl_times_d=meta["target_kl"] * d, sb3_cg_damping_times_d=meta["cg_damping"] * d,
         logp_max_abs_diff=float(np.max(np.abs(logp - a["old_log_prob"]))),
         value_max_abs_diff=float(np.max(np.abs(values - a["values"]))),
-        gradient_cos=cos(g_keras, a["gradient"]), gradient_norm_ratio=float(np.linalg.norm(g_keras) / np.linalg.norm(a["gradient"])),
-        step_cos=cos(step_keras, step_sb3),
+        gradient_cos=_cos(g_keras, a["gradient"]),
+        gradient_norm_ratio=float(np.linalg.norm(g_keras) / np.linalg.norm(a["gradient"])),
+        step_cos=_cos(step_keras, step_sb3),
         step_norm_ratio=float(np.linalg.norm(step_keras) / max(np.linalg.norm(step_sb3), 1e-300)),
         step_norm_sb3=float(np.linalg.norm(step_sb3)), step_norm_keras=float(np.linalg.norm(step_keras)),
         kl_keras=logs["kl"], kl_sb3=logged.get("train/kl_divergence_loss", float("nan")) * d,
         line_search_tries_keras=logs["line_search_steps"], accepted_keras=logs["step_accepted"],
         accepted_sb3=logged.get("train/is_line_search_success"),
         cg_iterations_keras=logs["cg_iterations"],
-        critic_step_cos=cos(critic_keras - critic_before, critic_sb3 - critic_before),
+        critic_step_cos=_cos(critic_keras - critic_before, critic_sb3 - critic_before),
         critic_step_norm_ratio=float(np.linalg.norm(critic_keras - critic_before) / np.linalg.norm(critic_sb3 - critic_before)),
         critic_max_abs_diff=float(np.max(np.abs(critic_keras - critic_sb3))),
+        direction_cos_keras_step=_cos(step_keras, s),
+        sb3_step_over_direction=float(step_sb3 @ s / (s @ s)),
+        keras_step_over_direction=float(step_keras @ s / (s @ s)),
+        sb3_beta_full=float(np.sqrt(2 * meta["target_kl"] / (s @ a["direction_fvp"]))),
     )
-    # the step's size along sb3-contrib's direction: keras_trpo's step = c * beta * s, sb3-contrib's = c' * beta' * s'
-    s = a["direction"]
-    result["direction_cos_keras_step"] = cos(step_keras, s)
-    result["sb3_step_over_direction"] = float(step_sb3 @ s / (s @ s))
-    result["keras_step_over_direction"] = float(step_keras @ s / (s @ s))
-    result["sb3_beta_full"] = float(np.sqrt(2 * meta["target_kl"] / (s @ a["direction_fvp"])))
-    return result
 
 
 def _optimizer_slot(opt, var, slot: str):
