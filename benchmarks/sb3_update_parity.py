@@ -7,7 +7,8 @@ Two halves, two Pythons (sb3-contrib's venv has no TensorFlow, keras_trpo's has 
 
 ``dump`` trains sb3-contrib's TRPO with the zoo's settings (``sb3_runner.make_model``) and, at each training
 iteration named by ``--at``, stores what its ``train()`` saw and did, one ``.npz`` per iteration (NumPy arrays
-only, no pickle): the rollout buffer as ``train()`` reads it (VecNormalize's observations, actions, GAE
+only, no pickle): the rollout as GAE read it ([n_steps, n_envs] rewards with SB3's truncation bootstraps, values,
+episode starts, the last values) and the advantages it computed, the rollout buffer as ``train()`` reads it (VecNormalize's observations, actions, GAE
 advantages before normalisation, returns, the acting log-probabilities), every policy parameter before and after
 ``train()``, the critic's Adam state before it, the permutations its buffer drew (the first orders the policy's
 full batch, then one per critic epoch, cut into minibatches), the gradient and direction its conjugate-gradient
@@ -17,7 +18,8 @@ solver returned, and what it logged.
 already normalised by VecNormalize, so no normaliser of its own; SB3's Adam epsilon for the critic), copies
 sb3-contrib's weights and Adam state into it, and runs keras_trpo's ``Learner`` on the same batch: the policy
 step on the same normalised advantages, the critic's 20 epochs on the same minibatches. It prints, per file,
-how far the two agree: the forward pass, the surrogate's gradient, the step (cosine and length ratio of
+how far the two agree: the forward pass, GAE (keras_trpo's ``compute_gae`` on sb3-contrib's rollout), the
+surrogate's gradient, the step (cosine and length ratio of
 theta_new - theta_old), the KL reached, and the critic's parameters after its fit. Box actions (diagonal
 Gaussian, state-independent log std) and Discrete ones (categorical), sb3-contrib's default MlpPolicy. Equal steps mean the Swimmer
 gap is not in the update; a different step says where to look.
@@ -53,6 +55,21 @@ def dump(env_id: str, seed: int, at: list[int], out: str) -> list[str]:
     model, _, _ = make_model(env_id, seed)
     original_train, original_cg = model.train, trpo_module.conjugate_gradient_solver
     written: list[str] = []
+
+    buffer, original_gae, gae = model.rollout_buffer, model.rollout_buffer.compute_returns_and_advantage, {}
+
+    def compute_returns_and_advantage(last_values, dones) -> None:
+        # GAE's inputs as the buffer holds them, [n_steps, n_envs] (train() flattens them): truncated episodes'
+        # bootstrap values are already in the rewards (SB3's collect_rollouts adds gamma V(final observation))
+        gae.clear()
+        gae.update({"gae/rewards": buffer.rewards.copy(), "gae/values": buffer.values.copy(),
+                    "gae/episode_starts": buffer.episode_starts.copy(),
+                    "gae/last_values": last_values.detach().cpu().numpy().reshape(-1).copy(),
+                    "gae/dones": np.asarray(dones, np.float32).reshape(-1)})
+        original_gae(last_values, dones)
+        gae["gae/advantages"] = buffer.advantages.copy()
+
+    buffer.compute_returns_and_advantage = compute_returns_and_advantage
 
     def params() -> dict[str, np.ndarray]:
         return {k: v.detach().cpu().numpy().copy() for k, v in model.policy.state_dict().items()}  # float32, as trained
@@ -91,12 +108,13 @@ def dump(env_id: str, seed: int, at: list[int], out: str) -> list[str]:
         logged = {k: float(v) for k, v in model.logger.name_to_value.items() if k.startswith("train/")}
         arrays = dict(obs=buf.observations.reshape(len(buf.observations), -1), actions=buf.actions.reshape(len(buf.actions), -1),
                       advantages=buf.advantages.reshape(-1), returns=buf.returns.reshape(-1), old_log_prob=buf.log_probs.reshape(-1),
-                      values=buf.values.reshape(-1), **{f"perm_{i}": p for i, p in enumerate(perms)},
+                      values=buf.values.reshape(-1), **gae, **{f"perm_{i}": p for i, p in enumerate(perms)},
                       **{f"before/{k}": v for k, v in before.items()}, **{f"after/{k}": v for k, v in after.items()},
                       **adam, **cg, meta=np.asarray(json.dumps(dict(env=env_id, seed=seed, iteration=iteration,
                                                                      timesteps=int(model.num_timesteps), logged=logged,
                                                                      target_kl=model.target_kl, cg_damping=model.cg_damping,
-                                                                     adam_epsilon=model.policy.optimizer.defaults["eps"]))))
+                                                                     adam_epsilon=model.policy.optimizer.defaults["eps"],
+                                                                     gamma=model.gamma, gae_lambda=model.gae_lambda))))
         path = os.path.join(out, f"{env_id}_seed{seed}_iter{iteration}.npz")
         data = io.BytesIO()
         np.savez_compressed(data, **arrays)
@@ -199,6 +217,20 @@ def _critic_fit(agent, a: dict[str, np.ndarray]) -> None:
     agent.learner.value_update(a["obs"].astype(np.float32), a["returns"].astype(np.float32), batches)
 
 
+def _gae_max_abs_diff(a: dict[str, np.ndarray], meta: dict) -> float:
+    """keras_trpo's ``compute_gae`` on sb3-contrib's rollout against the advantages sb3-contrib computed. SB3 folds a
+    truncated episode's bootstrap into its last reward, so every episode end is a terminal one here; the rollout's
+    last step bootstraps from ``last_values`` unless it ended."""
+    from keras_trpo.rollouts.gae import compute_gae
+
+    starts, dones = a["gae/episode_starts"], a["gae/dones"]
+    ended = np.concatenate([starts[1:], dones[None]], axis=0) > 0.5  # [T, E]: the episode ended at step t
+    next_values = np.concatenate([a["gae/values"][1:], a["gae/last_values"][None]], axis=0)
+    advantages, _ = compute_gae(a["gae/rewards"], a["gae/values"], next_values, ended, ended,
+                                meta["gamma"], meta["gae_lambda"])
+    return float(np.max(np.abs(advantages - a["gae/advantages"])))
+
+
 def _cos(u: np.ndarray, v: np.ndarray) -> float:
     return float(u @ v / (np.linalg.norm(u) * np.linalg.norm(v) + 1e-300))
 
@@ -245,6 +277,7 @@ def check(path: str) -> dict:
     critic_sb3, critic_before = (np.concatenate([np.ravel(a[f"{when}/{t}.{k}"]) for t in VALUE_LAYERS for k in ("weight", "bias")])
                                  for when in ("after", "before"))
 
+    gae_diff = _gae_max_abs_diff(a, meta) if "gae/rewards" in a else float("nan")
     s = a["direction"]  # sb3-contrib's CG solution: its step is c * beta * s, c the line search's factor
     return dict(
         file=os.path.basename(path), iteration=meta["iteration"], timesteps=meta["timesteps"],
@@ -254,6 +287,7 @@ def check(path: str) -> dict:
         sb3_target_kl_times_d=meta["target_kl"] * d, sb3_cg_damping_times_d=meta["cg_damping"] * d,
         logp_max_abs_diff=float(np.max(np.abs(logp - a["old_log_prob"]))),
         value_max_abs_diff=float(np.max(np.abs(values - a["values"]))),
+        gae_max_abs_diff=gae_diff, return_scale=float(np.max(np.abs(a["returns"]))),
         gradient_cos=_cos(g_keras, a["gradient"]),
         gradient_norm_ratio=float(np.linalg.norm(g_keras) / np.linalg.norm(a["gradient"])),
         step_cos=_cos(step_keras, step_sb3),

@@ -1,8 +1,8 @@
 """keras_trpo's learner against sb3-contrib's TRPO on batches sb3-contrib stored: an independent implementation.
 
 ``tests/data/sb3_contrib_trpo_*.npz`` are single training iterations of sb3-contrib's TRPO with the zoo's settings,
-written by ``benchmarks/sb3_update_parity.py dump`` under sb3-contrib's venv: the batch its ``train()`` read, its
-weights and critic Adam state before, its weights after, the minibatch order it drew. Swimmer-v5 (Box actions,
+written by ``benchmarks/sb3_update_parity.py dump`` under sb3-contrib's venv: the rollout its GAE read, the batch its
+``train()`` read, its weights and critic Adam state before, its weights after, the minibatch order it drew. Swimmer-v5 (Box actions,
 a diagonal Gaussian; VecNormalize's observations) at iteration 30 and CartPole-v1 (Discrete, categorical) at
 iteration 1, both seed 0. No torch here: ``check`` copies the weights into keras_trpo's agent and runs
 keras_trpo's ``Learner`` on the same batch.
@@ -43,6 +43,13 @@ def test_the_same_settings_and_the_same_network(case):
     # the copied weights give sb3-contrib's acting log-probabilities and values
     assert result["logp_max_abs_diff"] < 1e-5
     assert result["value_max_abs_diff"] < 1e-5
+
+
+def test_the_same_advantages(case):
+    # keras_trpo's compute_gae (float64) on sb3-contrib's rewards, values and episode ends gives sb3-contrib's GAE
+    # (float32: its rounding is relative to the returns' size, 4e-6 of 6.8 on Swimmer, whose advantages are 0.13)
+    _, result = case
+    assert result["gae_max_abs_diff"] < 1e-5 * result["return_scale"]
 
 
 def test_the_policy_step_is_sb3_contribs(case):
