@@ -79,6 +79,20 @@ def test_the_widened_rule_reads_ant_and_swimmer_from_their_own_folders(tmp_path,
     assert main(args) == 1  # without --widened the four alone: ties, so the aggregate does not rise
     out = capsys.readouterr().out
     assert "Swimmer-v5" not in out and "| **4 envs, normalised** |" in out and "does not rise" in out
+    # Swimmer without Ant (a candidate that holds there): the widened rule part-way, never "adopt"
+    def ten(scores):  # the rule's ten seeds: each env's four values repeated
+        return {env: [*v, *v, v[0], v[1]] for env, v in scores.items()}
+
+    _store(tmp_path / "good", "keras_trpo", ten({**four, "Swimmer-v5": [300.0, 320.0, 310.0, 330.0]}))
+    _store(tmp_path / "seeds", "keras_trpo", ten(four))
+    _store(tmp_path / "wide", "keras_trpo", ten(wide))
+    partial = ["--baseline", str(tmp_path / "seeds"), str(tmp_path / "wide"), "--candidate", str(tmp_path / "good"),
+               "--reps", "300", "--task", "CartPole-v1:1e5", "Pendulum-v1:1e5", "Hopper-v5:1e6", "HalfCheetah-v5:1e6",
+               "Swimmer-v5:1e6"]
+    assert main(partial) == 1
+    out = capsys.readouterr().out
+    assert "Rule: holds on these 5 envs, but a new default is judged on the widened rule's six (--widened), and " \
+           "Ant-v5 is not among them: not adopted yet." in out and "adopt." not in out.replace("adopted", "")
     # a seed stored twice with different results is refused, not silently replaced
     _store(tmp_path / "other", "keras_trpo", {"Ant-v5": [1500.0, 999.0]})
     assert main(["--baseline", str(tmp_path / "seeds"), str(tmp_path / "wide"), str(tmp_path / "other"),
