@@ -54,8 +54,10 @@ def run(env_id: str, steps: int, seed: int, out: str, reward_scaling: str) -> di
         with open(summary_path) as f:
             return json.load(f)
     factory = make_env(env_id)
-    config = default_config(env_id, factory().action_space, presets="zoo").replace(
+    probe = factory()
+    config = default_config(env_id, probe.action_space, presets="zoo").replace(
         normalize_obs=False, reward_scaling=reward_scaling)
+    probe.close()
     agent = TRPO(factory, seed=seed, config=config)
     start = time.perf_counter()
     history = agent.fit(steps, verbose=0)
