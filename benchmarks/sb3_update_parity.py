@@ -133,6 +133,9 @@ def dump(env_id: str, seed: int, at: list[int], out: str) -> list[str]:
 def _load(path: str) -> tuple[dict[str, np.ndarray], dict]:
     with np.load(path, allow_pickle=False) as z:  # sb3-contrib's float32 arrays, compared in float64
         arrays = {k: z[k].astype(np.float64) if z[k].dtype.kind == "f" else z[k] for k in z.files}
+    if "meta" not in arrays or "perm_0" not in arrays:
+        raise ValueError(f"{path}: not a file that 'python -m benchmarks.sb3_update_parity dump' wrote "
+                         f"(no meta or perm_0 array; it holds {', '.join(sorted(arrays)[:5]) or 'nothing'})")
     return arrays, json.loads(str(arrays.pop("meta")))
 
 
