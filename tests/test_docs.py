@@ -14,14 +14,19 @@ from packaging.requirements import Requirement
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _api_pages():
-    if "docs_api_pages" not in sys.modules:
-        path = os.path.join(ROOT, "docs", "hooks", "api_pages.py")
-        spec = importlib.util.spec_from_file_location("docs_api_pages", path)
+def _hook(name: str):
+    """``docs/hooks/NAME.py``, the MkDocs hook, as a module (loaded once)."""
+    key = f"docs_{name}"
+    if key not in sys.modules:
+        spec = importlib.util.spec_from_file_location(key, os.path.join(ROOT, "docs", "hooks", f"{name}.py"))
         module = importlib.util.module_from_spec(spec)
-        sys.modules["docs_api_pages"] = module  # dataclasses look their module up there
+        sys.modules[key] = module  # dataclasses look their module up there
         spec.loader.exec_module(module)
-    return sys.modules["docs_api_pages"]
+    return sys.modules[key]
+
+
+def _api_pages():
+    return _hook("api_pages")
 
 
 def _key(req: Requirement) -> tuple:
@@ -60,20 +65,10 @@ def test_public_name_tables_are_read_without_importing():
     assert "::: keras_trpo.export." in page and 'heading: "keras_trpo.export.to_onnx"' in page
 
 
-def _benchmark_tables():
-    if "docs_benchmark_tables" not in sys.modules:
-        path = os.path.join(ROOT, "docs", "hooks", "benchmark_tables.py")
-        spec = importlib.util.spec_from_file_location("docs_benchmark_tables", path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["docs_benchmark_tables"] = module  # dataclasses look their module up there
-        spec.loader.exec_module(module)
-    return sys.modules["docs_benchmark_tables"]
-
-
 def test_generated_benchmark_tables_match_the_stored_results():
     """A seed file committed without its table makes the docs build recompute the table (rliable's bootstrap:
     a stale reward_step and wide table took a clean-clone build from 22 s to 678 s), so say it here, at once."""
-    tables = _benchmark_tables()
+    tables = _hook("benchmark_tables")
     stale = [t.name for t in tables.TABLES if not tables.is_current(t, tables.digest(tables.input_files(t)))]
     assert not stale, (f"docs/benchmarks/generated/ is older than the results it is computed from: {', '.join(stale)}; "
                        f"run `python docs/hooks/benchmark_tables.py {' '.join(stale)}` and commit what it writes")
