@@ -11,15 +11,13 @@ gets ``normalize_obs=False``: it learns from the observations as they were norma
 sb3-contrib's way. Rewards: ``reward_scaling="step"`` (VecNormalize's per-step return statistics) by default.
 Everything else is the zoo's settings for ENV.
 
-Writes ``OUT/seed_N/metrics.csv`` (one row per iteration, the agent's logs) and ``summary.json`` (atomically),
-and skips a seed already stored. Training return only: the final policy needs the wrapper's statistics to act,
+Writes ``OUT/seed_N/metrics.csv`` (one row per iteration, the agent's logs, as ``keras-trpo train`` writes it)
+and then ``summary.json`` (atomically), and skips a seed whose summary is stored. Training return only: the final policy needs the wrapper's statistics to act,
 so there is no separate evaluation here.
 """
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import os
 import sys
@@ -45,6 +43,7 @@ def make_env(env_id: str, clip: float = 10.0):
 
 def run(env_id: str, steps: int, seed: int, out: str, reward_scaling: str) -> dict:
     from keras_trpo import TRPO
+    from keras_trpo.callbacks import MetricsCSVLogger
     from keras_trpo.config import default_config
 
     folder = os.path.join(out, f"seed_{seed}")
@@ -59,18 +58,12 @@ def run(env_id: str, steps: int, seed: int, out: str, reward_scaling: str) -> di
         normalize_obs=False, reward_scaling=reward_scaling)
     probe.close()
     agent = TRPO(factory, seed=seed, config=config)
+    os.makedirs(folder, exist_ok=True)
     start = time.perf_counter()
-    history = agent.fit(steps, verbose=0)
+    # the command line's metrics.csv writer; summary.json, written last, marks the seed as done
+    history = agent.fit(steps, verbose=0, callbacks=[MetricsCSVLogger(os.path.join(folder, "metrics.csv"))])
     wall = time.perf_counter() - start
-    logs = history.history
-    keys = sorted(logs)
-    text = io.StringIO()
-    writer = csv.writer(text, lineterminator="\n")
-    writer.writerow(["epoch", *keys])
-    for i in range(len(logs[keys[0]])):
-        writer.writerow([i, *(logs[k][i] for k in keys)])
-    atomic_write_text(os.path.join(folder, "metrics.csv"), text.getvalue())
-    returns = logs["mean_return"]
+    returns = history.history["mean_return"]
     marks = {f"{m // 1000}k": float(returns[min(len(returns), int(np.ceil(m / (config.n_envs * config.n_steps)))) - 1])
              for m in (100_000, 200_000, 300_000) if m <= steps}
     summary = dict(env=env_id, seed=seed, timesteps=int(agent.num_timesteps), wall_s=wall, reward_scaling=reward_scaling,
