@@ -273,8 +273,7 @@ def check(path: str) -> dict:
     step_sb3 = np.concatenate([np.ravel(a[f"after/{n}"] - a[f"before/{n}"]) for n in order])
 
     _critic_fit(agent, a)
-    critic_keras = np.concatenate([np.ravel(w.T if w.ndim == 2 else w) for k in VALUE_LAYERS.values()
-                                   for w in _layer(value_model, k).get_weights()])
+    critic_keras = _flat((w, w.ndim == 2) for k in VALUE_LAYERS.values() for w in _layer(value_model, k).get_weights())
     critic_sb3, critic_before = (np.concatenate([np.ravel(a[f"{when}/{t}.{k}"]) for t in VALUE_LAYERS for k in ("weight", "bias")])
                                  for when in ("after", "before"))
 
