@@ -120,7 +120,7 @@ def run(env_id: str, steps: int, seed: int, out: str, reward_scaling: str, share
     wall = time.perf_counter() - start
     returns = history.history["mean_return"]
     marks = {f"{m // 1000}k": float(returns[min(len(returns), int(np.ceil(m / (config.n_envs * config.n_steps)))) - 1])
-             for m in (100_000, 200_000, 300_000) if m <= steps}
+             for m in (100_000, 200_000, 300_000, 500_000, 1_000_000) if m <= steps}
     summary = dict(env=env_id, seed=seed, timesteps=int(agent.num_timesteps), wall_s=wall, reward_scaling=reward_scaling,
                    observations=observations,
                    mean_return_at=marks, last_mean_return=float(returns[-1]))
