@@ -4,6 +4,7 @@ Two halves, two Pythons (sb3-contrib's venv has no TensorFlow, keras_trpo's has 
 
   SB3_PYTHON -m benchmarks.sb3_update_parity dump ENV SEED --at 1 30 100 [--out DIR]
   python     -m benchmarks.sb3_update_parity check DIR/ENV_seedN_iterK.npz [...]
+  python     -m benchmarks.sb3_update_parity cgstart DIR/ENV_seedN_iterK.npz [...]
 
 ``dump`` trains sb3-contrib's TRPO with the zoo's settings (``sb3_runner.make_model``) and, at each training
 iteration named by ``--at``, stores what its ``train()`` saw and did, one ``.npz`` per iteration (NumPy arrays
@@ -21,7 +22,10 @@ on the same normalised advantages, the critic's 20 epochs on the same minibatche
 two agree: the forward pass, GAE (keras_trpo's ``compute_gae`` on sb3-contrib's rollout), the surrogate's gradient,
 the step (cosine and length ratio of theta_new - theta_old), the KL reached, and the critic's parameters after its
 fit. Box actions (diagonal Gaussian, state-independent log std) and Discrete ones (categorical), sb3-contrib's
-default MlpPolicy. Equal steps mean the Swimmer gap is not in the update; a different step says where to look."""
+default MlpPolicy. Equal steps mean the Swimmer gap is not in the update; a different step says where to look.
+
+``cgstart`` asks of the same batch whether sb3-contrib's random CG start (``1e-4 * randn``; keras_trpo starts from 0)
+is what separates the two directions late in a run, and how far the ``cg_iters`` solve is from converged."""
 from __future__ import annotations
 
 import argparse
@@ -307,6 +311,82 @@ def check(path: str) -> dict:
     )
 
 
+def _cg_from(matvec, b, x0, iters: int, residual_tol: float = 1e-10):
+    """sb3-contrib's conjugate-gradient loop from the start ``x0`` (its own draws ``1e-4 * randn``)."""
+    x = x0
+    r = b - matvec(x)
+    p, rr = r, float(np.dot(r, r))
+    for i in range(iters):
+        ap = matvec(p)
+        alpha = rr / float(np.dot(p, ap))
+        x = x + alpha * p
+        if i == iters - 1:
+            break
+        r = r - alpha * ap
+        rr_new = float(np.dot(r, r))
+        if rr_new < residual_tol:
+            break
+        p, rr = r + (rr_new / rr) * p, rr_new
+    return x
+
+
+def cg_start(path: str, draws: int = 6, long_iters: int = 200) -> dict:
+    """Is sb3-contrib's random CG start (``x = 1e-4 * randn`` where keras_trpo starts from 0) what makes the two
+    directions differ late in a run? keras_trpo's Fisher product (damping included) on the dump's batch,
+    its CG from 0 and from ``draws`` of sb3-contrib's start, and a ``long_iters`` solve for how far the
+    ``cg_iters`` ones are from converged. Cosines are against sb3-contrib's direction (its parameter order);
+    ``x0Fx0`` is the start's size in the metric the trust region uses, against the direction's ``sFs``."""
+    import tensorflow as tf
+
+    from keras_trpo.optim.cg import conjugate_gradient
+
+    a, meta = _load(path)
+    agent, gaussian, _, variables = _agent_with_sb3_weights(a, meta)
+    learner, cfg = agent.learner, agent.config
+    perm = a["perm_0"]
+    x = tf.constant(a["obs"].astype(np.float32)[perm])
+    act = a["actions"].astype(np.float32)[perm] if gaussian else a["actions"][perm, 0].astype(np.int32)
+    adv = a["advantages"][perm]
+    adv = ((adv - adv.mean()) / (adv.std(ddof=1) + 1e-8)).astype(np.float32)
+    old_params = {k: tf.stop_gradient(v) for k, v in agent.policy_model(x).items()}
+    old_log_prob = agent.family.make(old_params).log_prob(act)
+    policy_vars = learner.policy_vars
+    with tf.GradientTape() as tape:
+        new = agent.family.make(agent.policy_model(x))
+        surrogate = tf.reduce_mean(tf.exp(new.log_prob(act) - old_log_prob) * adv)
+    g = tf.concat([tf.reshape(t, [-1]) for t in tape.gradient(surrogate, policy_vars)], 0)
+    fvp = learner.fisher_product((x,), old_params)
+
+    def matvec(v: np.ndarray) -> np.ndarray:
+        return fvp(tf.constant(v, tf.float32)).numpy()
+
+    def in_sb3_order(flat: np.ndarray) -> np.ndarray:
+        by_path, i = {}, 0
+        for v in policy_vars:
+            n = int(np.prod(v.shape))
+            by_path[v.path], i = flat[i:i + n].reshape(v.shape), i + n
+        return _flat((by_path[v.path], t) for v, t in variables)
+
+    def quad(v: np.ndarray) -> float:
+        return float(v @ matvec(v))
+
+    s_sb3 = a["direction"]
+    zero = conjugate_gradient(fvp, g, cfg.cg_iters, cfg.cg_residual_tol)[0].numpy()
+    long = conjugate_gradient(fvp, g, long_iters, 0.0)[0].numpy()
+    rng = np.random.default_rng(0)
+    starts = [(1e-4 * rng.standard_normal(zero.shape)).astype(np.float32) for _ in range(draws)]
+    random = [_cg_from(matvec, g.numpy(), x0, cfg.cg_iters) for x0 in starts]
+    return dict(
+        file=os.path.basename(path), iteration=meta["iteration"], timesteps=meta["timesteps"], parameters=int(zero.size),
+        cg_iters=cfg.cg_iters, cos_zero_start_vs_sb3=_cos(in_sb3_order(zero), s_sb3),
+        cos_random_start_vs_sb3=[_cos(in_sb3_order(r), s_sb3) for r in random],
+        cos_random_start_vs_zero_start=[_cos(r, zero) for r in random],
+        sFs_zero_start=quad(zero), x0Fx0=[quad(x0) for x0 in starts],
+        cos_long_vs_zero_start=_cos(long, zero), cos_long_vs_sb3=_cos(in_sb3_order(long), s_sb3),
+        long_iters=long_iters,
+    )
+
+
 def _optimizer_slot(opt, var, slot: str):
     """Keras 3 Adam's ``momentum`` / ``velocity`` variable for ``var`` (named after its path)."""
     name = f"{opt.name}/{var.path.replace('/', '_')}_{slot}"
@@ -326,12 +406,15 @@ def main(argv=None) -> int:
     d.add_argument("--out", default=DEFAULT_OUT)
     c = sub.add_parser("check", help="keras_trpo's side")
     c.add_argument("files", nargs="+")
+    s = sub.add_parser("cgstart", help="keras_trpo's CG from 0, from sb3-contrib's random starts, and converged")
+    s.add_argument("files", nargs="+")
     a = p.parse_args(argv)
     if a.command == "dump":
         dump(a.env, a.seed, sorted(set(a.at)), a.out)
         return 0
+    report = check if a.command == "check" else cg_start
     for path in a.files:
-        print(json.dumps(check(path), indent=1), flush=True)
+        print(json.dumps(report(path), indent=1), flush=True)
     return 0
 
 
