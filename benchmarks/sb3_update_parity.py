@@ -376,11 +376,15 @@ def cg_start(path: str, draws: int = 6, long_iters: int = 200) -> dict:
     rng = np.random.default_rng(0)
     starts = [(1e-4 * rng.standard_normal(zero.shape)).astype(np.float32) for _ in range(draws)]
     random = [_cg_from(matvec, g.numpy(), x0, cfg.cg_iters) for x0 in starts]
+    # the same loop from 0: what the loop's own arithmetic (against the graph's while_loop) moves, without the start
+    zero_loop = _cg_from(matvec, g.numpy(), np.zeros_like(starts[0]), cfg.cg_iters)
     return dict(
         file=os.path.basename(path), iteration=meta["iteration"], timesteps=meta["timesteps"], parameters=int(zero.size),
         cg_iters=cfg.cg_iters, cos_zero_start_vs_sb3=_cos(in_sb3_order(zero), s_sb3),
         cos_random_start_vs_sb3=[_cos(in_sb3_order(r), s_sb3) for r in random],
         cos_random_start_vs_zero_start=[_cos(r, zero) for r in random],
+        cos_zero_start_same_loop_vs_sb3=_cos(in_sb3_order(zero_loop), s_sb3), cos_zero_start_same_loop_vs_zero_start=_cos(zero_loop, zero),
+        cos_random_start_vs_zero_start_same_loop=[_cos(r, zero_loop) for r in random],
         sFs_zero_start=quad(zero), x0Fx0=[quad(x0) for x0 in starts],
         cos_long_vs_zero_start=_cos(long, zero), cos_long_vs_sb3=_cos(in_sb3_order(long), s_sb3),
         long_iters=long_iters,
