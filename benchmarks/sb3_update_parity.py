@@ -5,6 +5,7 @@ Two halves, two Pythons (sb3-contrib's venv has no TensorFlow, keras_trpo's has 
   SB3_PYTHON -m benchmarks.sb3_update_parity dump ENV SEED --at 1 30 100 [--out DIR]
   python     -m benchmarks.sb3_update_parity check DIR/ENV_seedN_iterK.npz [...]
   python     -m benchmarks.sb3_update_parity cgstart DIR/ENV_seedN_iterK.npz [...]
+  python     -m benchmarks.sb3_update_parity hybrid ENV STEPS SEED [...] [--out DIR] [--sb3-site SITE_PACKAGES]
 
 ``dump`` trains sb3-contrib's TRPO with the zoo's settings (``sb3_runner.make_model``) and, at each training
 iteration named by ``--at``, stores what its ``train()`` saw and did, one ``.npz`` per iteration (NumPy arrays
@@ -391,6 +392,88 @@ def cg_start(path: str, draws: int = 6, long_iters: int = 200) -> dict:
     )
 
 
+# ----------------------------------------------------------------------------------------------- hybrid (both)
+def _torch_to_keras(agent, policy) -> None:
+    """sb3-contrib's policy and critic weights (torch) into keras_trpo's agent."""
+    a = {f"before/{k}": v.detach().cpu().numpy().astype(np.float64) for k, v in policy.state_dict().items()}
+    layers = {**TORSO_LAYERS, "action_net": "policy_mean" if "before/log_std" in a else "policy_logits"}
+    for names, model in ((layers, agent.policy_model), (VALUE_LAYERS, agent.value_model)):
+        for torch_name, keras_name in names.items():
+            _set_dense(model, keras_name, a[f"before/{torch_name}.weight"], a[f"before/{torch_name}.bias"])
+    if "before/log_std" in a:
+        _layer(agent.policy_model, "policy_log_std").set_weights([a["before/log_std"].astype(np.float32)])
+
+
+def _keras_to_torch(agent, policy) -> None:
+    """keras_trpo's weights back into sb3-contrib's policy, so that its next rollout acts with them."""
+    import torch
+
+    params = dict(policy.named_parameters())
+    gaussian = "log_std" in params
+    layers = {**TORSO_LAYERS, "action_net": "policy_mean" if gaussian else "policy_logits"}
+    with torch.no_grad():
+        for names, model in ((layers, agent.policy_model), (VALUE_LAYERS, agent.value_model)):
+            for torch_name, keras_name in names.items():
+                kernel, bias = _layer(model, keras_name).get_weights()
+                params[f"{torch_name}.weight"].copy_(torch.from_numpy(np.ascontiguousarray(kernel.T)))
+                params[f"{torch_name}.bias"].copy_(torch.from_numpy(bias))
+        if gaussian:
+            params["log_std"].copy_(torch.from_numpy(_layer(agent.policy_model, "policy_log_std").get_weights()[0]))
+
+
+def hybrid(env_id: str, seed: int, steps: int, out: str) -> dict:
+    """sb3-contrib's whole loop (its envs, VecNormalize, sampling, truncation bootstrap, GAE) with keras_trpo's
+    ``Learner`` in place of its ``train()``: keras_trpo's policy step and critic fit on each rollout, the weights
+    copied back for the next one. keras_trpo's Adam carries its own state from the start, as in a keras_trpo run.
+
+    If this climbs where keras_trpo's own runs stop, the gap is in how keras_trpo collects and feeds its batches;
+    if it stops where sb3-contrib climbs, in the update over a whole run. Writes ``OUT/seed_N.json`` (per
+    iteration: timesteps, the mean of the last 100 training episodes, KL, the policy's std), atomically."""
+    import time
+
+    import torch
+
+    from benchmarks.sb3_runner import make_model
+    from keras_trpo.rollouts.buffer import normalize_advantages
+    from keras_trpo_serving.files import atomic_write_text
+
+    torch.set_num_threads(1)
+    model, _, _ = make_model(env_id, seed)
+    agent, _, _, _ = _agent_with_sb3_weights(
+        {f"before/{k}": v.detach().cpu().numpy().astype(np.float64) for k, v in model.policy.state_dict().items()},
+        {"env": env_id, "adam_epsilon": 1e-5})
+    cfg, rows, rng, start = agent.config, [], np.random.default_rng(seed), time.perf_counter()
+
+    def train() -> None:
+        _torch_to_keras(agent, model.policy)  # the first time sb3-contrib's init; afterwards a no-op round trip
+        buf = model.rollout_buffer
+        obs = buf.observations.reshape(-1, *buf.obs_shape).astype(np.float32)
+        actions = buf.actions.reshape(len(obs), -1).astype(np.float32)
+        if agent.family.param_names == ("logits",):
+            actions = actions[:, 0].astype(np.int32)
+        adv = buf.advantages.reshape(-1)
+        adv = normalize_advantages(adv).astype(np.float32) if cfg.normalize_advantage else adv.astype(np.float32)
+        logs = agent.learner.policy_update(obs, actions, adv)
+        n = len(obs) - len(obs) % cfg.value_batch_size
+        batches = np.concatenate([rng.permutation(len(obs))[:n].reshape(-1, cfg.value_batch_size)
+                                  for _ in range(cfg.value_epochs)]).astype(np.int32)
+        agent.learner.value_update(obs, buf.returns.reshape(-1).astype(np.float32), batches)
+        _keras_to_torch(agent, model.policy)
+        episodes = [e["r"] for e in model.ep_info_buffer]
+        std = float(np.exp(model.policy.log_std.detach().numpy()).mean()) if hasattr(model.policy, "log_std") else None
+        rows.append(dict(timesteps=int(model.num_timesteps), mean_return=float(np.mean(episodes)) if episodes else None,
+                         kl=float(logs["kl"]), step_accepted=float(logs["step_accepted"]), policy_std=std,
+                         wall_s=round(time.perf_counter() - start, 2)))
+
+    model.train = train
+    model.learn(total_timesteps=int(steps))
+    result = dict(env=env_id, seed=seed, impl="sb3-contrib loop, keras_trpo learner", timesteps=int(model.num_timesteps),
+                  rows=rows)
+    os.makedirs(out, exist_ok=True)
+    atomic_write_text(os.path.join(out, f"seed_{seed}.json"), json.dumps(result, indent=1) + "\n")
+    return result
+
+
 def _optimizer_slot(opt, var, slot: str):
     """Keras 3 Adam's ``momentum`` / ``velocity`` variable for ``var`` (named after its path)."""
     name = f"{opt.name}/{var.path.replace('/', '_')}_{slot}"
@@ -412,7 +495,23 @@ def main(argv=None) -> int:
     c.add_argument("files", nargs="+")
     s = sub.add_parser("cgstart", help="keras_trpo's CG from 0, from sb3-contrib's random starts, and converged")
     s.add_argument("files", nargs="+")
+    h = sub.add_parser("hybrid", help="sb3-contrib's loop with keras_trpo's learner (both torch and TensorFlow; "
+                                      "--sb3-site puts sb3-contrib's site-packages after keras_trpo's)")
+    h.add_argument("env")
+    h.add_argument("steps", type=float)
+    h.add_argument("seeds", type=int, nargs="+")
+    h.add_argument("--out", default=os.path.join(os.path.dirname(DEFAULT_OUT), "hybrid"))
+    h.add_argument("--sb3-site", default=None, help="sb3-contrib's venv site-packages, if torch is not installed here")
     a = p.parse_args(argv)
+    if a.command == "hybrid":
+        if a.sb3_site:
+            sys.path.append(a.sb3_site)
+        for seed in a.seeds:
+            if os.path.exists(os.path.join(a.out, f"seed_{seed}.json")):
+                continue
+            rows = hybrid(a.env, seed, int(a.steps), a.out)["rows"]
+            print(f"seed {seed}: mean return {rows[-1]['mean_return']:.1f} at {rows[-1]['timesteps']} steps", flush=True)
+        return 0
     if a.command == "dump":
         dump(a.env, a.seed, sorted(set(a.at)), a.out)
         return 0
