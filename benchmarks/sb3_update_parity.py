@@ -182,6 +182,19 @@ def _flat(arrays_and_transposes) -> np.ndarray:
                            for a, t in arrays_and_transposes])
 
 
+def _set_sb3_weights(agent, a: dict[str, np.ndarray]) -> dict[str, str]:
+    """sb3-contrib's policy and critic weights (``a["before/<torch name>"]``) into keras_trpo's agent; returns the
+    policy's torch -> Keras layer names."""
+    gaussian = "before/log_std" in a
+    policy_layers = {**TORSO_LAYERS, "action_net": "policy_mean" if gaussian else "policy_logits"}
+    for layers, model in ((policy_layers, agent.policy_model), (VALUE_LAYERS, agent.value_model)):
+        for torch_name, keras_name in layers.items():
+            _set_dense(model, keras_name, a[f"before/{torch_name}.weight"], a[f"before/{torch_name}.bias"])
+    if gaussian:
+        _layer(agent.policy_model, "policy_log_std").set_weights([a["before/log_std"].astype(np.float32)])
+    return policy_layers
+
+
 def _agent_with_sb3_weights(a: dict[str, np.ndarray], meta: dict):
     """keras_trpo's agent for the dump's env, with sb3-contrib's settings and its weights before ``train()``;
     ``(agent, gaussian, order, variables)``: ``order`` names sb3-contrib's actor parameters in its flat order,
@@ -194,12 +207,7 @@ def _agent_with_sb3_weights(a: dict[str, np.ndarray], meta: dict):
     gaussian = "before/log_std" in a
     if not gaussian and agent.family.param_names != ("logits",):
         raise ValueError(f"{meta['env']}: only Box (diagonal Gaussian) and Discrete (categorical) actions are compared")
-    policy_layers = {**TORSO_LAYERS, "action_net": "policy_mean" if gaussian else "policy_logits"}
-    for layers, model in ((policy_layers, agent.policy_model), (VALUE_LAYERS, agent.value_model)):
-        for torch_name, keras_name in layers.items():
-            _set_dense(model, keras_name, a[f"before/{torch_name}.weight"], a[f"before/{torch_name}.bias"])
-    if gaussian:
-        _layer(agent.policy_model, "policy_log_std").set_weights([a["before/log_std"].astype(np.float32)])
+    policy_layers = _set_sb3_weights(agent, a)
     order = ["log_std"] * gaussian + [f"{t}.{k}" for t in policy_layers for k in ("weight", "bias")]
     return agent, gaussian, order, _policy_variables(agent.policy_model, policy_layers, order)
 
@@ -393,15 +401,9 @@ def cg_start(path: str, draws: int = 6, long_iters: int = 200) -> dict:
 
 
 # ----------------------------------------------------------------------------------------------- hybrid (both)
-def _torch_to_keras(agent, policy) -> None:
-    """sb3-contrib's policy and critic weights (torch) into keras_trpo's agent."""
-    a = {f"before/{k}": v.detach().cpu().numpy().astype(np.float64) for k, v in policy.state_dict().items()}
-    layers = {**TORSO_LAYERS, "action_net": "policy_mean" if "before/log_std" in a else "policy_logits"}
-    for names, model in ((layers, agent.policy_model), (VALUE_LAYERS, agent.value_model)):
-        for torch_name, keras_name in names.items():
-            _set_dense(model, keras_name, a[f"before/{torch_name}.weight"], a[f"before/{torch_name}.bias"])
-    if "before/log_std" in a:
-        _layer(agent.policy_model, "policy_log_std").set_weights([a["before/log_std"].astype(np.float32)])
+def _torch_weights(policy) -> dict[str, np.ndarray]:
+    """sb3-contrib's policy and critic weights (torch) as ``_set_sb3_weights`` reads them."""
+    return {f"before/{k}": v.detach().cpu().numpy().astype(np.float64) for k, v in policy.state_dict().items()}
 
 
 def _keras_to_torch(agent, policy) -> None:
@@ -439,13 +441,11 @@ def hybrid(env_id: str, seed: int, steps: int, out: str) -> dict:
 
     torch.set_num_threads(1)
     model, _, _ = make_model(env_id, seed)
-    agent, _, _, _ = _agent_with_sb3_weights(
-        {f"before/{k}": v.detach().cpu().numpy().astype(np.float64) for k, v in model.policy.state_dict().items()},
-        {"env": env_id, "adam_epsilon": 1e-5})
+    agent, _, _, _ = _agent_with_sb3_weights(_torch_weights(model.policy), {"env": env_id, "adam_epsilon": 1e-5})
     cfg, rows, rng, start = agent.config, [], np.random.default_rng(seed), time.perf_counter()
 
     def train() -> None:
-        _torch_to_keras(agent, model.policy)  # the first time sb3-contrib's init; afterwards a no-op round trip
+        _set_sb3_weights(agent, _torch_weights(model.policy))  # sb3-contrib's init first; then an exact round trip
         buf = model.rollout_buffer
         obs = buf.observations.reshape(-1, *buf.obs_shape).astype(np.float32)
         actions = buf.actions.reshape(len(obs), -1).astype(np.float32)
