@@ -5,7 +5,7 @@ Two halves, two Pythons (sb3-contrib's venv has no TensorFlow, keras_trpo's has 
   SB3_PYTHON -m benchmarks.sb3_update_parity dump ENV SEED --at 1 30 100 [--out DIR]
   python     -m benchmarks.sb3_update_parity check DIR/ENV_seedN_iterK.npz [...]
   python     -m benchmarks.sb3_update_parity cgstart DIR/ENV_seedN_iterK.npz [...]
-  python     -m benchmarks.sb3_update_parity hybrid ENV STEPS SEED [...] [--out DIR] [--sb3-site SITE_PACKAGES]
+  python     -m benchmarks.sb3_update_parity hybrid ENV STEPS SEED [...] [--out DIR]   # torch + sb3-contrib importable
 
 ``dump`` trains sb3-contrib's TRPO with the zoo's settings (``sb3_runner.make_model``) and, at each training
 iteration named by ``--at``, stores what its ``train()`` saw and did, one ``.npz`` per iteration (NumPy arrays
@@ -195,6 +195,16 @@ def _set_sb3_weights(agent, a: dict[str, np.ndarray]) -> dict[str, str]:
     return policy_layers
 
 
+def _policy_batch(a: dict[str, np.ndarray], gaussian: bool):
+    """The dump's policy batch in sb3-contrib's ``train()`` order (its first permutation): observations
+    ``[N, obs] float32``, actions (``[N, d] float32`` or ``[N] int32``), advantages normalised as sb3-contrib
+    does (torch's std is the unbiased one) ``[N] float64``."""
+    perm = a["perm_0"]
+    actions = a["actions"].astype(np.float32) if gaussian else a["actions"][:, 0].astype(np.int32)
+    adv = a["advantages"][perm]
+    return a["obs"].astype(np.float32)[perm], actions[perm], (adv - adv.mean()) / (adv.std(ddof=1) + 1e-8)
+
+
 def _agent_with_sb3_weights(a: dict[str, np.ndarray], meta: dict):
     """keras_trpo's agent for the dump's env, with sb3-contrib's settings and its weights before ``train()``;
     ``(agent, gaussian, order, variables)``: ``order`` names sb3-contrib's actor parameters in its flat order,
@@ -268,11 +278,7 @@ def check(path: str) -> dict:
     logp = agent.family.make(policy_model(obs)).log_prob(actions).numpy()
     values = value_model(obs).numpy()[:, 0]
 
-    # sb3-contrib's train() order: the first permutation orders the policy's batch
-    perm = a["perm_0"]
-    adv = a["advantages"][perm]
-    adv_norm = (adv - adv.mean()) / (adv.std(ddof=1) + 1e-8)  # torch's std is the unbiased one
-    x, act = obs[perm], actions[perm]
+    x, act, adv_norm = _policy_batch(a, gaussian)
 
     # the surrogate's gradient at the old policy (sb3-contrib's is stored as "gradient")
     with tf.GradientTape() as tape:
@@ -352,11 +358,8 @@ def cg_start(path: str, draws: int = 6, long_iters: int = 200) -> dict:
     a, meta = _load(path)
     agent, gaussian, _, variables = _agent_with_sb3_weights(a, meta)
     learner, cfg = agent.learner, agent.config
-    perm = a["perm_0"]
-    x = tf.constant(a["obs"].astype(np.float32)[perm])
-    act = a["actions"].astype(np.float32)[perm] if gaussian else a["actions"][perm, 0].astype(np.int32)
-    adv = a["advantages"][perm]
-    adv = ((adv - adv.mean()) / (adv.std(ddof=1) + 1e-8)).astype(np.float32)
+    x, act, adv = _policy_batch(a, gaussian)
+    x, adv = tf.constant(x), adv.astype(np.float32)
     old_params = {k: tf.stop_gradient(v) for k, v in agent.policy_model(x).items()}
     old_log_prob = agent.family.make(old_params).log_prob(act)
     policy_vars = learner.policy_vars
@@ -401,11 +404,6 @@ def cg_start(path: str, draws: int = 6, long_iters: int = 200) -> dict:
 
 
 # ----------------------------------------------------------------------------------------------- hybrid (both)
-def _torch_weights(policy) -> dict[str, np.ndarray]:
-    """sb3-contrib's policy and critic weights (torch) as ``_set_sb3_weights`` reads them."""
-    return {f"before/{k}": v.detach().cpu().numpy().astype(np.float64) for k, v in policy.state_dict().items()}
-
-
 def _keras_to_torch(agent, policy) -> None:
     """keras_trpo's weights back into sb3-contrib's policy, so that its next rollout acts with them."""
     import torch
@@ -433,7 +431,12 @@ def hybrid(env_id: str, seed: int, steps: int, out: str) -> dict:
     iteration: timesteps, the mean of the last 100 training episodes, KL, the policy's std), atomically."""
     import time
 
-    import torch
+    try:
+        import torch
+    except ImportError as e:
+        raise SystemExit("hybrid needs torch and sb3-contrib beside TensorFlow: pip install 'torch==2.13.0' "
+                         "sb3-contrib, or a .pth file in this venv's site-packages naming sb3-contrib's venv "
+                         f"site-packages (Python appends it after its own) ({e})") from None
 
     from benchmarks.sb3_runner import make_model
     from keras_trpo.rollouts.buffer import normalize_advantages
@@ -441,11 +444,11 @@ def hybrid(env_id: str, seed: int, steps: int, out: str) -> dict:
 
     torch.set_num_threads(1)
     model, _, _ = make_model(env_id, seed)
-    agent, _, _, _ = _agent_with_sb3_weights(_torch_weights(model.policy), {"env": env_id, "adam_epsilon": 1e-5})
+    init = {f"before/{k}": v.detach().cpu().numpy().astype(np.float64) for k, v in model.policy.state_dict().items()}
+    agent, _, _, _ = _agent_with_sb3_weights(init, {"env": env_id, "adam_epsilon": 1e-5})
     cfg, rows, rng, start = agent.config, [], np.random.default_rng(seed), time.perf_counter()
 
     def train() -> None:
-        _set_sb3_weights(agent, _torch_weights(model.policy))  # sb3-contrib's init first; then an exact round trip
         buf = model.rollout_buffer
         obs = buf.observations.reshape(-1, *buf.obs_shape).astype(np.float32)
         actions = buf.actions.reshape(len(obs), -1).astype(np.float32)
@@ -495,17 +498,14 @@ def main(argv=None) -> int:
     c.add_argument("files", nargs="+")
     s = sub.add_parser("cgstart", help="keras_trpo's CG from 0, from sb3-contrib's random starts, and converged")
     s.add_argument("files", nargs="+")
-    h = sub.add_parser("hybrid", help="sb3-contrib's loop with keras_trpo's learner (both torch and TensorFlow; "
-                                      "--sb3-site puts sb3-contrib's site-packages after keras_trpo's)")
+    h = sub.add_parser("hybrid", help="sb3-contrib's loop with keras_trpo's learner (torch and TensorFlow in one "
+                                      "process)")
     h.add_argument("env")
     h.add_argument("steps", type=float)
     h.add_argument("seeds", type=int, nargs="+")
     h.add_argument("--out", default=os.path.join(os.path.dirname(DEFAULT_OUT), "hybrid"))
-    h.add_argument("--sb3-site", default=None, help="sb3-contrib's venv site-packages, if torch is not installed here")
     a = p.parse_args(argv)
     if a.command == "hybrid":
-        if a.sb3_site:
-            sys.path.append(a.sb3_site)
         for seed in a.seeds:
             if os.path.exists(os.path.join(a.out, f"seed_{seed}.json")):
                 continue
