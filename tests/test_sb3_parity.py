@@ -1,7 +1,7 @@
 """keras_trpo's learner against sb3-contrib's TRPO on batches sb3-contrib stored: an independent implementation.
 
 ``tests/data/sb3_contrib_trpo_*.npz`` are single training iterations of sb3-contrib's TRPO with the zoo's settings,
-written by ``benchmarks/sb3_update_parity.py dump`` under sb3-contrib's venv: the rollout its GAE read, the batch its
+written by ``python -m benchmarks.sb3_update_parity dump`` under sb3-contrib's venv: the rollout its GAE read, the batch its
 ``train()`` read, its weights and critic Adam state before, its weights after, the minibatch order it drew. Swimmer-v5 (Box actions,
 a diagonal Gaussian; VecNormalize's observations) at iteration 30 and CartPole-v1 (Discrete, categorical) at
 iteration 1, both seed 0. No torch here: ``check`` copies the weights into keras_trpo's agent and runs
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.sb3_update_parity import check
+from benchmarks.sb3_update_parity.check import check
 
 DATA = Path(__file__).parent / "data"
 # fixture -> (tolerance of the critic's step cosine, of its length ratio)
