@@ -2,10 +2,10 @@
 
   python -m benchmarks.plateau DIR [DIR ...] --env Swimmer-v5 [--at 2e5 3e5 1e6] [--past 200] [--late 3e5]
 
-DIR holds seeds.py results (DIR/IMPL/ENV/seed_N.json). For every stored run of ENV the table gives its training
-return (the record's ``curve``: mean of the last 100 episodes) at each ``--at`` step, then per impl how many runs
-are past ``--past`` at each step. ``--late STEP`` counts the late climbers: runs still at or under the threshold at
-STEP that are past it at the last ``--at`` step. With two impls, Fisher's exact test compares their late-climb
+DIR holds seeds.py results (DIR/IMPL/ENV/seed_N.json); with several DIRs each impl of each DIR is an arm of its
+own. For every stored run of ENV the table gives its training return (the record's ``curve``: mean of the last
+100 episodes) at each ``--at`` step, then per arm how many runs are past ``--past`` at each step. ``--late STEP`` counts the late climbers: runs still at or under the threshold at
+STEP that are past it at the last ``--at`` step. With two arms, Fisher's exact test compares their late-climb
 rates (two-sided).
 
 Made for Swimmer-v5's ~140 plateau (issue 28): whether a run leaves it shows by 200-300k on keras_trpo, while two of
@@ -50,16 +50,15 @@ def fisher_exact_p(a: tuple[int, int], b: tuple[int, int]) -> float:
     return float(fisher_exact([[a[0], a[1] - a[0]], [b[0], b[1] - b[0]]])[1])
 
 
-def table(records: list[dict], env: str, at: Sequence[float], past: float, late: float | None) -> str:
-    """The per-seed table and the counts, as Markdown."""
+def table(arms: list[tuple[str, dict]], env: str, at: Sequence[float], past: float, late: float | None) -> str:
+    """The per-seed table and the counts, as Markdown. ``arms`` pairs each record with the arm it counts in."""
     steps = sorted(set(at) | ({late} if late is not None else set()))
     by_impl: dict[str, dict[int, list[float]]] = {}
-    for rec in records:
+    for arm, rec in arms:
         if rec["env"] != env:
             continue
         curve = rec["curve"]
-        by_impl.setdefault(rec["impl"], {})[rec["seed"]] = [return_at(curve["timesteps"], curve["return"], s)
-                                                               for s in steps]
+        by_impl.setdefault(arm, {})[rec["seed"]] = [return_at(curve["timesteps"], curve["return"], s) for s in steps]
     if not by_impl:
         raise SystemExit(f"no stored run of {env} in these folders")
     heads = [f"{s / 1000:g}k" for s in steps]
@@ -93,8 +92,9 @@ def main(argv: list[str]) -> int:
     a = p.parse_args(argv)
     if a.late is not None and a.late >= max(a.at):
         p.error(f"--late {a.late:g} must come before the last --at step ({max(a.at):g})")
-    records = [r for d in a.dirs for r in load_records(d)]
-    print(table(records, a.env, a.at, a.past, a.late))
+    # one arm per impl; with several folders, per folder and impl (two folders may hold the same impl's seeds)
+    arms = [(rec["impl"] if len(a.dirs) == 1 else f"{rec['impl']} ({d})", rec) for d in a.dirs for rec in load_records(d)]
+    print(table(arms, a.env, a.at, a.past, a.late))
     return 0
 
 

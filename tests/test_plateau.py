@@ -52,6 +52,11 @@ def test_the_table_counts_each_impl_and_compares_their_late_climbs(tmp_path, cap
     assert "- sb3-contrib: 200k 1 of 2, 300k 1 of 2, 1000k 2 of 2;" in out and ": 1 of 1" in out
     # 0 of 2 against 1 of 1: P = C(1,1) C(2,0) / C(3,1) = 1/3
     assert "Fisher's exact test p = 0.333" in out
+    # two folders holding the same impl: an arm each, not one overwriting the other's seeds
+    _store(tmp_path / "other", "keras_trpo", "Swimmer-v5", [[10, 20, 30, 40, 50]])
+    assert main([str(tmp_path), str(tmp_path / "other"), "--env", "Swimmer-v5", "--at", "1e6"]) == 0
+    out = capsys.readouterr().out
+    assert f"| keras_trpo ({tmp_path}) | 0 | 141 |" in out and f"| keras_trpo ({tmp_path / 'other'}) | 0 | 50 |" in out
 
 
 def test_bad_requests_are_named(tmp_path, capsys):
