@@ -153,7 +153,7 @@ def main(argv=None) -> int:
               f"on the seeds so far it {so_far}.")
         return 1
     unrun = [e for e, _ in WIDE_TASKS if e not in envs]
-    if holds and not a.preset and len(unrun) < len(WIDE_TASKS):  # part of the widened rule: where it stands
+    if holds and not a.preset and 0 < len(unrun) < len(WIDE_TASKS):  # part of the widened rule: where it stands
         print(f"{rule}holds on these {len(envs)} envs, but a new default is judged on the widened rule's six "
               f"(--widened), and {', '.join(unrun)} {'is' if len(unrun) == 1 else 'are'} not among them: not adopted yet.")
         return 1

@@ -93,6 +93,12 @@ def test_the_widened_rule_reads_ant_and_swimmer_from_their_own_folders(tmp_path,
     out = capsys.readouterr().out
     assert "Rule: holds on these 5 envs, but a new default is judged on the widened rule's six (--widened), and " \
            "Ant-v5 is not among them: not adopted yet." in out and "adopt." not in out.replace("adopted", "")
+    # both of the widened rule's envs, ten seeds each: the rule is judged whole ("adopt"), not "part-way"
+    _store(tmp_path / "good", "keras_trpo", ten({**four, "Swimmer-v5": [300.0, 320.0, 310.0, 330.0], "Ant-v5": wide["Ant-v5"]}))
+    assert main(["--baseline", str(tmp_path / "seeds"), str(tmp_path / "wide"), "--candidate", str(tmp_path / "good"),
+                 "--widened", "--reps", "300"]) == 0
+    out = capsys.readouterr().out
+    assert "| **6 envs, normalised** |" in out and "Rule: holds: adopt." in out and "not among them" not in out
     # a seed stored twice with different results is refused, not silently replaced
     _store(tmp_path / "other", "keras_trpo", {"Ant-v5": [1500.0, 999.0]})
     assert main(["--baseline", str(tmp_path / "seeds"), str(tmp_path / "wide"), str(tmp_path / "other"),
