@@ -8,10 +8,10 @@ import os
 import numpy as np
 
 from benchmarks.sb3_update_parity.weights import (
-    TORSO_LAYERS,
     VALUE_LAYERS,
     agent_with_sb3_weights,
     find_layer,
+    policy_layer_names,
 )
 
 
@@ -21,7 +21,7 @@ def _keras_to_torch(agent, policy) -> None:
 
     params = dict(policy.named_parameters())
     gaussian = "log_std" in params
-    layers = {**TORSO_LAYERS, "action_net": "policy_mean" if gaussian else "policy_logits"}
+    layers = policy_layer_names(gaussian)
     with torch.no_grad():
         for names, model in ((layers, agent.policy_model), (VALUE_LAYERS, agent.value_model)):
             for torch_name, keras_name in names.items():

@@ -59,11 +59,16 @@ def flat(arrays_and_transposes) -> np.ndarray:
                            for a, t in arrays_and_transposes])
 
 
+def policy_layer_names(gaussian: bool) -> dict[str, str]:
+    """sb3-contrib's policy layers -> keras_trpo's: the torso and the action head (Gaussian mean or logits)."""
+    return {**TORSO_LAYERS, "action_net": "policy_mean" if gaussian else "policy_logits"}
+
+
 def set_sb3_weights(agent, a: dict[str, np.ndarray]) -> dict[str, str]:
     """sb3-contrib's policy and critic weights (``a["before/<torch name>"]``) into keras_trpo's agent; returns the
     policy's torch -> Keras layer names."""
     gaussian = "before/log_std" in a
-    policy_layers = {**TORSO_LAYERS, "action_net": "policy_mean" if gaussian else "policy_logits"}
+    policy_layers = policy_layer_names(gaussian)
     for layers, model in ((policy_layers, agent.policy_model), (VALUE_LAYERS, agent.value_model)):
         for torch_name, keras_name in layers.items():
             set_dense(model, keras_name, a[f"before/{torch_name}.weight"], a[f"before/{torch_name}.bias"])
